@@ -1,0 +1,64 @@
+// mvregister: a multi-value register. Each write gets a fresh dot and
+// supersedes the siblings its causal context covers; concurrent writes stay
+// as siblings until a write that has seen them all replaces them.
+//
+// A write with an explicit context (the X-Causal-Context a client read)
+// supersedes exactly the siblings that context covers; the context is first
+// clamped to what this replica has seen, so naming unseen dots has no
+// effect. A write without one supersedes every sibling this replica holds.
+#ifndef MERIDIAN_CRDT_MVREGISTER_H_
+#define MERIDIAN_CRDT_MVREGISTER_H_
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crdt/causal.h"
+
+namespace meridian::crdt {
+
+constexpr size_t kMaxRegisterValueBytes = 16 << 20;
+
+struct MvRegisterStore {
+  std::map<Dot, std::string> siblings;  // dot of the write -> value bytes
+
+  static MvRegisterStore Join(const MvRegisterStore& a, const CausalContext& ca,
+                              const MvRegisterStore& b, const CausalContext& cb) {
+    return MvRegisterStore{JoinDotFuns(a.siblings, ca, b.siblings, cb)};
+  }
+  bool IsBottom() const { return siblings.empty(); }
+  void CollectDots(DotSet* out) const { crdt::CollectDots(siblings, out); }
+  MvRegisterStore RemoveDelta() const { return MvRegisterStore(); }
+  // Encoding: [[dot, bin value]...] ascending by dot.
+  void Encode(Encoder* e) const;
+  static Status Decode(const Cursor& c, MvRegisterStore* out);
+  bool operator==(const MvRegisterStore& o) const { return siblings == o.siblings; }
+};
+
+class MvRegister : public Causal<MvRegisterStore> {
+ public:
+  static constexpr uint8_t kTag = 2;  // wire tag; DO NOT CHANGE
+  static constexpr std::string_view kName = "mvregister";
+
+  // Sibling values in ascending dot order.
+  std::vector<std::string> Values() const;
+  const std::map<Dot, std::string>& siblings() const { return store_.siblings; }
+
+  // Mutators return a delta and leave this state unchanged.
+  // `context` == nullptr: supersede everything this replica holds.
+  Status Write(const ReplicaId& replica, std::string value, const CausalContext* context,
+               MvRegister* delta) const;
+  // Removes the siblings `context` covers (all, when nullptr).
+  MvRegister Delete(const CausalContext* context) const;
+
+  static Status Decode(std::string_view bytes, MvRegister* out) { return DecodeAs(bytes, out); }
+
+ private:
+  // The observed dots a write or delete with `context` supersedes.
+  CausalContext Superseded(const CausalContext* context) const;
+};
+
+}  // namespace meridian::crdt
+
+#endif  // MERIDIAN_CRDT_MVREGISTER_H_

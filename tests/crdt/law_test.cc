@@ -1,0 +1,4 @@
+#define BOOST_TEST_MODULE law
+#include <boost/test/unit_test.hpp>
+
+BOOST_AUTO_TEST_CASE(to_be_written) { BOOST_TEST(true); }
