@@ -7,6 +7,7 @@
 //   static Store Join(const Store& a, const CausalContext& ca,
 //                     const Store& b, const CausalContext& cb);
 //   bool IsBottom() const;             // nothing worth keeping
+//   bool HasValue() const;             // a reader sees a value
 //   void CollectDots(DotSet* out) const;
 //   Store RemoveDelta() const;         // store part of an observed-remove
 //   void Encode(Encoder* e) const;
@@ -45,9 +46,14 @@ class Causal {
     ctx_.Merge(other.ctx_);
   }
 
-  // True when the value is absent (never written, or deleted). The
-  // context is kept even then, so dots are never reissued.
+  // True when the store holds nothing (the join's bottom, or everything
+  // removed and no tombstone kept). The context is kept even then, so dots
+  // are never reissued.
   bool IsBottom() const { return store_.IsBottom(); }
+  // True when a reader sees a value: false when never written or deleted.
+  // (A deleted counter keeps tombstones, so it is not bottom, yet has no
+  // value.)
+  bool HasValue() const { return store_.HasValue(); }
 
   // Encoding: version byte, then [store, context].
   std::string Encode() const {

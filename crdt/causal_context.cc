@@ -1,6 +1,7 @@
 #include "crdt/causal_context.h"
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 namespace meridian::crdt {
@@ -146,8 +147,10 @@ uint64_t CausalContext::Max(const ReplicaId& r) const {
   uint64_t n = 0;
   auto it = vv_.find(r);
   if (it != vv_.end()) n = it->second;
-  auto cit = cloud_.lower_bound(Dot{ReplicaId{r.node, r.incarnation + 1}, 0});
-  // The last cloud dot of r precedes the first dot of the next replica id.
+  // The last cloud dot of r precedes the first dot after (r, max). Not
+  // lower_bound of (r.incarnation + 1): that wraps at the largest
+  // incarnation and misses r's cloud dots.
+  auto cit = cloud_.upper_bound(Dot{r, std::numeric_limits<uint64_t>::max()});
   if (cit != cloud_.begin()) {
     --cit;
     if (cit->replica == r) n = std::max(n, cit->counter);

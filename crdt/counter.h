@@ -45,6 +45,7 @@ struct CounterStore {
   static CounterStore Join(const CounterStore& a, const CausalContext& ca,
                            const CounterStore& b, const CausalContext& cb);
   bool IsBottom() const { return dots.empty() && entries.empty() && removed.empty(); }
+  bool HasValue() const { return present(); }
   void CollectDots(DotSet* out) const { out->insert(dots.begin(), dots.end()); }
   // Removing observes every entry: removed := entries.
   CounterStore RemoveDelta() const;

@@ -25,6 +25,7 @@ struct FlagStore {
   static FlagStore Join(const FlagStore& a, const CausalContext& ca, const FlagStore& b,
                         const CausalContext& cb);
   bool IsBottom() const { return dots.empty(); }
+  bool HasValue() const { return enabled(); }
   void CollectDots(DotSet* out) const { out->insert(dots.begin(), dots.end()); }
   FlagStore RemoveDelta() const { return FlagStore(); }
   // Encoding: [dot...] ascending.

@@ -64,8 +64,9 @@ Status HybridClock::Update(Hlc remote, Hlc* out) {
 
 Hlc HybridClock::ProposeBound() {
   uint64_t wall = physical_->NowMs();
-  uint64_t ahead = wall > kHlcMaxPhysicalMs - max_offset_ms_ ? kHlcMaxPhysicalMs
-                                                              : wall + max_offset_ms_;
+  uint64_t ahead = max_offset_ms_ >= kHlcMaxPhysicalMs || wall > kHlcMaxPhysicalMs - max_offset_ms_
+                       ? kHlcMaxPhysicalMs
+                       : wall + max_offset_ms_;
   return std::max(last_, WallAsHlc(ahead));
 }
 

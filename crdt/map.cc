@@ -48,31 +48,30 @@ bool FieldIsBottom(const FieldStore& fs) {
   return std::visit([](const auto& s) { return s.IsBottom(); }, fs);
 }
 
+bool FieldHasValue(const FieldStore& fs) {
+  return std::visit([](const auto& s) { return s.HasValue(); }, fs);
+}
+
 }  // namespace
 
 std::map<FieldKey, FieldValue> MapStore::Values() const {
   std::map<FieldKey, FieldValue> out;
   for (const auto& [key, fs] : fields) {
+    if (!FieldHasValue(fs)) continue;
     FieldValue v;
     v.type = key.type;
-    bool present = false;
     if (const auto* r = std::get_if<DottedRegisterStore>(&fs)) {
-      if (const TimedValue* w = r->Winner()) {
-        present = true;
-        v.reg = w->value;
-        v.reg_hlc = w->hlc;
-      }
+      const TimedValue* w = r->Winner();
+      v.reg = w->value;
+      v.reg_hlc = w->hlc;
     } else if (const auto* c = std::get_if<CounterStore>(&fs)) {
-      present = c->present();
       v.counter = c->Value();
     } else if (const auto* s = std::get_if<SetStore>(&fs)) {
-      present = !s->IsBottom();
       v.elements = s->Values();
-    } else if (const auto* f = std::get_if<FlagStore>(&fs)) {
-      present = f->enabled();
+    } else {
       v.flag = true;
     }
-    if (present) out.emplace_hint(out.end(), key, std::move(v));
+    out.emplace_hint(out.end(), key, std::move(v));
   }
   return out;
 }
@@ -90,6 +89,13 @@ MapStore MapStore::Join(const MapStore& a, const CausalContext& ca, const MapSto
       },
       [](const FieldStore& fs) { return !FieldIsBottom(fs); });
   return out;
+}
+
+bool MapStore::HasValue() const {
+  for (const auto& entry : fields) {
+    if (FieldHasValue(entry.second)) return true;
+  }
+  return false;
 }
 
 void MapStore::CollectDots(DotSet* out) const {
@@ -167,14 +173,15 @@ Status Map::Update(const ReplicaId& replica, Hlc hlc, const std::vector<FieldOp>
   std::set<std::string> names(remove.begin(), remove.end());
   MapStore removed;
   CausalContext removed_ctx;
-  for (const auto& [key, fs] : store_.fields) {
+  for (const auto& entry : store_.fields) {
+    const FieldKey& key = entry.first;  // named: structured bindings cannot be captured
     if (!names.count(key.name)) continue;
     DotSet dots;
     std::visit([&](const auto& s) {
       s.CollectDots(&dots);
       FieldStore r = s.RemoveDelta();
       if (!FieldIsBottom(r)) removed.fields.emplace(key, std::move(r));
-    }, fs);
+    }, entry.second);
     for (const Dot& d : dots) removed_ctx.Add(d);
   }
   Assign(&out, std::move(removed), std::move(removed_ctx));

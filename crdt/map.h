@@ -85,6 +85,7 @@ struct MapStore {
   static MapStore Join(const MapStore& a, const CausalContext& ca, const MapStore& b,
                        const CausalContext& cb);
   bool IsBottom() const { return fields.empty(); }
+  bool HasValue() const;  // some field is present
   void CollectDots(DotSet* out) const;
   MapStore RemoveDelta() const;
   // Encoding: [[str name, uint type, field store]...] ascending by

@@ -28,6 +28,7 @@ struct MvRegisterStore {
     return MvRegisterStore{JoinDotFuns(a.siblings, ca, b.siblings, cb)};
   }
   bool IsBottom() const { return siblings.empty(); }
+  bool HasValue() const { return !siblings.empty(); }
   void CollectDots(DotSet* out) const { crdt::CollectDots(siblings, out); }
   MvRegisterStore RemoveDelta() const { return MvRegisterStore(); }
   // Encoding: [[dot, bin value]...] ascending by dot.

@@ -29,6 +29,7 @@ class Register {
   bool IsBottom() const { return hlc_ == 0 && writer_.node.empty(); }
   // True when the latest write is a delete (or nothing was ever written).
   bool deleted() const { return deleted_ || IsBottom(); }
+  bool HasValue() const { return !deleted(); }
   const std::string& value() const { return value_; }
   Hlc hlc() const { return hlc_; }
   const ReplicaId& writer() const { return writer_; }
@@ -83,6 +84,7 @@ struct DottedRegisterStore {
     return DottedRegisterStore{JoinDotFuns(a.writes, ca, b.writes, cb)};
   }
   bool IsBottom() const { return writes.empty(); }
+  bool HasValue() const { return !writes.empty(); }
   void CollectDots(DotSet* out) const { crdt::CollectDots(writes, out); }
   DottedRegisterStore RemoveDelta() const { return DottedRegisterStore(); }
   // Encoding: [[dot, hlc, bin value]...] ascending by dot.

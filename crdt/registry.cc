@@ -36,7 +36,14 @@ struct OpsFor {
     *out = x.IsBottom();
     return Status::OK();
   }
-  static constexpr TypeOps kOps{T::kTag, T::kName, &Merge, &Canonicalize, &Empty, &IsBottom};
+  static Status HasValue(std::string_view bytes, bool* out) {
+    T x;
+    MERIDIAN_RETURN_IF_ERROR(T::Decode(bytes, &x).WithContext(std::string(T::kName)));
+    *out = x.HasValue();
+    return Status::OK();
+  }
+  static constexpr TypeOps kOps{T::kTag,   T::kName, &Merge,   &Canonicalize,
+                                &Empty,    &IsBottom, &HasValue};
 };
 
 const std::vector<const TypeOps*>& Table() {

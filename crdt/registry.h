@@ -26,8 +26,10 @@ struct TypeOps {
   Status (*canonicalize)(std::string_view bytes, std::string* out);
   // The encoding of the empty state (the join's bottom).
   std::string (*empty)();
-  // True when the encoded state holds no value (never written or deleted).
+  // True when the encoded state is the join's bottom (holds nothing).
   Status (*is_bottom)(std::string_view bytes, bool* out);
+  // True when a reader sees a value (false: never written, or deleted).
+  Status (*has_value)(std::string_view bytes, bool* out);
 };
 
 // nullptr for an unknown tag or name.

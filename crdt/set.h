@@ -31,6 +31,7 @@ struct SetStore {
   static SetStore Join(const SetStore& a, const CausalContext& ca, const SetStore& b,
                        const CausalContext& cb);
   bool IsBottom() const { return elements.empty(); }
+  bool HasValue() const { return !elements.empty(); }
   void CollectDots(DotSet* out) const;
   SetStore RemoveDelta() const { return SetStore(); }
   // Encoding: [[bin element, [dot...]]...] ascending by element.
