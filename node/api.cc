@@ -1,0 +1,695 @@
+#include "node/api.h"
+
+#include <nlohmann/json.hpp>
+
+#include "crdt/codec.h"
+#include "crdt/counter.h"
+#include "crdt/map.h"
+#include "crdt/mvregister.h"
+#include "crdt/register.h"
+#include "crdt/set.h"
+
+namespace meridian::node {
+
+using nlohmann::json;
+
+// --- WorkerPool -------------------------------------------------------------
+
+WorkerPool::WorkerPool(int threads) {
+  for (int i = 0; i < threads; ++i) {
+    threads_.emplace_back([this] {
+      for (;;) {
+        std::function<void()> task;
+        {
+          std::unique_lock<std::mutex> lock(mu_);
+          cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+          if (tasks_.empty()) return;
+          task = std::move(tasks_.front());
+          tasks_.pop_front();
+        }
+        task();
+      }
+    });
+  }
+}
+
+WorkerPool::~WorkerPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void WorkerPool::Post(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tasks_.push_back(std::move(task));
+  }
+  cv_.notify_one();
+}
+
+// --- Request plumbing -------------------------------------------------------
+
+namespace {
+
+constexpr int kMaxJsonDepth = 32;  // the codec's msgpack depth limit too
+constexpr size_t kDefaultScanLimit = 100;
+constexpr size_t kMaxScanLimit = 1000;
+
+ApiError Err(int http, std::string code, std::string message) {
+  return ApiError{http, std::move(code), std::move(message)};
+}
+
+// Nesting depth of JSON text, counted without parsing (strings skipped),
+// so that a deeply nested body is refused before any recursion.
+bool JsonDepthWithin(const std::string& text, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+std::string MediaType(const std::string& header) {
+  std::string t = header.substr(0, header.find(';'));
+  while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.pop_back();
+  while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.erase(t.begin());
+  for (char& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return t;
+}
+
+bool Int64Of(const json& v, int64_t* out) {
+  if (v.is_number_integer()) {
+    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+      return false;
+    }
+    *out = v.get<int64_t>();
+    return true;
+  }
+  return false;
+}
+
+bool ElementsOf(const json& v, const char* what, std::vector<std::string>* out, ApiError* err) {
+  out->clear();
+  if (v.is_null()) return true;
+  if (!v.is_array()) {
+    *err = Err(400, "bad_request", std::string("'") + what + "' must be an array");
+    return false;
+  }
+  for (const json& e : v) out->push_back(ValueToBytes(e));
+  return true;
+}
+
+// Builds the map update of a POST /v1/map body (or batch "map" op).
+bool MapOpsOf(const json& body, Operation* op, ApiError* err) {
+  if (body.contains("update")) {
+    const json& update = body["update"];
+    if (!update.is_object()) {
+      *err = Err(400, "bad_request", "'update' must be an object of field name to operation");
+      return false;
+    }
+    for (const auto& [name, spec] : update.items()) {
+      if (!spec.is_object() || !spec.contains("type") || !spec["type"].is_string()) {
+        *err = Err(400, "bad_request",
+                   "field '" + name + "': expected {\"type\": t, <operation>: argument}");
+        return false;
+      }
+      crdt::FieldOp f;
+      f.name = name;
+      std::string type = spec["type"];
+      if (type == "register") {
+        f.type = crdt::FieldType::kRegister;
+        if (!spec.contains("set")) {
+          *err = Err(400, "bad_request", "field '" + name + "': a register takes \"set\"");
+          return false;
+        }
+        f.value = ValueToBytes(spec["set"]);
+      } else if (type == "counter") {
+        f.type = crdt::FieldType::kCounter;
+        if (!spec.contains("add") || !Int64Of(spec["add"], &f.add)) {
+          *err = Err(400, "bad_request",
+                     "field '" + name + "': a counter takes \"add\" with a 64-bit integer");
+          return false;
+        }
+      } else if (type == "set") {
+        f.type = crdt::FieldType::kSet;
+        if (!spec.contains("sadd") && !spec.contains("srem")) {
+          *err = Err(400, "bad_request", "field '" + name + "': a set takes \"sadd\" or \"srem\"");
+          return false;
+        }
+        if (spec.contains("sadd") && !ElementsOf(spec["sadd"], "sadd", &f.sadd, err)) return false;
+        if (spec.contains("srem") && !ElementsOf(spec["srem"], "srem", &f.srem, err)) return false;
+      } else if (type == "flag") {
+        f.type = crdt::FieldType::kFlag;
+        bool enable = spec.contains("enable"), disable = spec.contains("disable");
+        if (enable == disable) {
+          *err = Err(400, "bad_request",
+                     "field '" + name + "': a flag takes \"enable\" or \"disable\"");
+          return false;
+        }
+        f.enable = enable;
+      } else {
+        *err = Err(400, "unknown_type",
+                   "field '" + name + "': unknown type '" + type +
+                       "' (register, counter, set or flag)");
+        return false;
+      }
+      op->field_ops.push_back(std::move(f));
+    }
+  }
+  if (body.contains("remove")) {
+    const json& rm = body["remove"];
+    if (!rm.is_array()) {
+      *err = Err(400, "bad_request", "'remove' must be an array of field names");
+      return false;
+    }
+    for (const json& n : rm) {
+      if (!n.is_string()) {
+        *err = Err(400, "bad_request", "'remove' must be an array of field names");
+        return false;
+      }
+      op->field_removes.push_back(n.get<std::string>());
+    }
+  }
+  if (op->field_ops.empty() && op->field_removes.empty()) {
+    *err = Err(400, "bad_request", "a map update needs \"update\" or \"remove\"");
+    return false;
+  }
+  return true;
+}
+
+bool SetOpsOf(const json& body, Operation* op, ApiError* err) {
+  if (!body.is_object() || (!body.contains("add") && !body.contains("remove"))) {
+    *err = Err(400, "bad_request", "a set update is {\"add\": [...], \"remove\": [...]}");
+    return false;
+  }
+  if (body.contains("add") && !ElementsOf(body["add"], "add", &op->adds, err)) return false;
+  if (body.contains("remove") && !ElementsOf(body["remove"], "remove", &op->removes, err)) {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+struct Api::Call {
+  HttpRequest req;
+  Reply reply;
+  std::string path;
+  std::vector<std::pair<std::string, std::string>> query;
+  bool msgpack_out = false;
+  std::string route = "other";
+  std::chrono::steady_clock::time_point start;
+  Metrics* metrics = nullptr;
+
+  std::string Query(const std::string& name, bool* present = nullptr) const {
+    for (const auto& [k, v] : query) {
+      if (k == name) {
+        if (present) *present = true;
+        return v;
+      }
+    }
+    if (present) *present = false;
+    return std::string();
+  }
+
+  void Send(int status, const json& body,
+            std::vector<std::pair<std::string, std::string>> headers = {}) {
+    HttpResponse r;
+    r.status = status;
+    if (msgpack_out) {
+      std::vector<uint8_t> bytes = json::to_msgpack(body);
+      r.body.assign(bytes.begin(), bytes.end());
+      r.content_type = "application/msgpack";
+    } else {
+      r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+      r.body += '\n';
+      r.content_type = "application/json";
+    }
+    r.headers = std::move(headers);
+    Finish(std::move(r));
+  }
+
+  void SendText(int status, std::string text, std::string content_type) {
+    HttpResponse r;
+    r.status = status;
+    r.body = std::move(text);
+    r.content_type = std::move(content_type);
+    Finish(std::move(r));
+  }
+
+  void Fail(const ApiError& e, std::vector<std::pair<std::string, std::string>> headers = {}) {
+    Send(e.http, json{{"error", e.code}, {"message", e.message}}, std::move(headers));
+  }
+
+  void Finish(HttpResponse r) {
+    if (metrics) {
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      metrics->Observe(route, req.method, r.status, secs);
+    }
+    reply(std::move(r));
+  }
+
+  // Parses the request body by Content-Type: JSON (the default) or
+  // msgpack. Refuses other media types (415) and deep nesting (400).
+  bool Body(json* out, ApiError* err) const {
+    std::string type = MediaType(req.Header("content-type"));
+    try {
+      if (type.empty() || type == "application/json") {
+        if (!JsonDepthWithin(req.body, kMaxJsonDepth)) {
+          *err = Err(400, "too_deep", "JSON nested deeper than " + std::to_string(kMaxJsonDepth));
+          return false;
+        }
+        *out = json::parse(req.body);
+        return true;
+      }
+      if (type == "application/msgpack" || type == "application/x-msgpack") {
+        // The codec checks structure, sizes and depth without recursion
+        // before nlohmann's recursive reader sees the bytes.
+        crdt::Decoder d;
+        Status st = d.ParseRaw(req.body);
+        if (!st.ok()) {
+          *err = Err(400, "bad_msgpack", "malformed msgpack body: " + st.message());
+          return false;
+        }
+        *out = json::from_msgpack(req.body);
+        return true;
+      }
+    } catch (const json::exception& e) {
+      *err = Err(400, type == "application/msgpack" ? "bad_msgpack" : "bad_json",
+                 std::string("malformed body: ") + e.what());
+      return false;
+    }
+    *err = Err(415, "unsupported_media_type",
+               "Content-Type must be application/json or application/msgpack, not '" + type + "'");
+    return false;
+  }
+};
+
+Api::Api(ApiContext ctx, int reader_threads) : ctx_(std::move(ctx)), readers_(reader_threads) {}
+
+void Api::Handle(HttpRequest&& req, Reply reply) {
+  auto call = std::make_shared<Call>();
+  call->start = std::chrono::steady_clock::now();
+  call->metrics = ctx_.metrics;
+  call->req = std::move(req);
+  call->reply = std::move(reply);
+  std::string accept = call->req.Header("accept");
+  call->msgpack_out = accept.find("application/msgpack") != std::string::npos &&
+                      accept.find("application/json") == std::string::npos;
+  const std::string& target = call->req.target;
+  size_t q = target.find('?');
+  call->path = target.substr(0, q);
+  if (q != std::string::npos && !ParseQuery(std::string_view(target).substr(q + 1), &call->query)) {
+    return call->Fail(Err(400, "bad_query", "malformed percent-escape in the query string"));
+  }
+  Route(call);
+}
+
+void Api::Route(const std::shared_ptr<Call>& call) {
+  const std::string& path = call->path;
+  const std::string& method = call->req.method;
+  auto method_not_allowed = [&](const char* allow) {
+    call->Fail(Err(405, "method_not_allowed", method + " is not allowed on " + path),
+               {{"Allow", allow}});
+  };
+  struct TypedRoute {
+    const char* prefix;
+    const char* label;
+    uint8_t tag;
+  };
+  static const TypedRoute kTyped[] = {
+      {"/v1/kv/", "kv", crdt::Register::kTag},
+      {"/v1/counter/", "counter", crdt::Counter::kTag},
+      {"/v1/set/", "set", crdt::Set::kTag},
+      {"/v1/map/", "map", crdt::Map::kTag},
+  };
+  for (const TypedRoute& r : kTyped) {
+    std::string_view prefix(r.prefix);
+    if (path.compare(0, prefix.size(), prefix) != 0) continue;
+    call->route = r.label;
+    std::string key;
+    if (!PercentDecode(std::string_view(path).substr(prefix.size()), false, &key)) {
+      return call->Fail(Err(400, "bad_key", "malformed percent-escape in the key"));
+    }
+    ApiError err;
+    if (!ValidKey(key, &err)) return call->Fail(err);
+    if (method == "GET") return Read(call, key, r.tag);
+    Operation op;
+    op.key = key;
+    op.type = r.tag;
+    op.kv = r.tag == crdt::Register::kTag;
+    if (method == "DELETE") {
+      op.kind = Operation::Kind::kDelete;
+      if (op.kv) {
+        std::string ctx = call->req.Header("x-causal-context");
+        if (!ctx.empty()) {
+          crdt::CausalContext c;
+          if (!DecodeContextHeader(ctx, &c)) {
+            return call->Fail(Err(400, "bad_context", "X-Causal-Context is not a valid context"));
+          }
+          op.context = std::move(c);
+        }
+      }
+      return Write(call, std::move(op));
+    }
+    bool is_put = method == "PUT", is_post = method == "POST";
+    if ((op.kv && !is_put) || (!op.kv && !is_post)) {
+      return method_not_allowed(op.kv ? "GET, PUT, DELETE" : "GET, POST, DELETE");
+    }
+    json body;
+    if (!call->Body(&body, &err)) return call->Fail(err);
+    if (op.kv) {
+      op.kind = Operation::Kind::kPut;
+      std::string type = call->Query("type");
+      if (type == "mvregister") {
+        op.type = crdt::MvRegister::kTag;
+      } else if (!type.empty() && type != "register") {
+        return call->Fail(Err(400, "unknown_type",
+                              "?type= takes register or mvregister, not '" + type + "'"));
+      }
+      op.value = ValueToBytes(body);
+      std::string ctx = call->req.Header("x-causal-context");
+      if (!ctx.empty()) {
+        crdt::CausalContext c;
+        if (!DecodeContextHeader(ctx, &c)) {
+          return call->Fail(Err(400, "bad_context", "X-Causal-Context is not a valid context"));
+        }
+        op.context = std::move(c);
+      }
+    } else if (r.tag == crdt::Counter::kTag) {
+      op.kind = Operation::Kind::kCounterAdd;
+      if (!body.is_object() || !body.contains("add") || !Int64Of(body["add"], &op.amount)) {
+        return call->Fail(Err(400, "bad_request", "a counter update is {\"add\": <64-bit integer>}"));
+      }
+    } else if (r.tag == crdt::Set::kTag) {
+      op.kind = Operation::Kind::kSetUpdate;
+      if (!SetOpsOf(body, &op, &err)) return call->Fail(err);
+    } else {
+      op.kind = Operation::Kind::kMapUpdate;
+      if (!body.is_object() || !MapOpsOf(body, &op, &err)) {
+        if (err.code.empty()) err = Err(400, "bad_request", "a map update is an object");
+        return call->Fail(err);
+      }
+    }
+    return Write(call, std::move(op));
+  }
+  if (path == "/v1/batch") {
+    call->route = "batch";
+    if (method != "POST") return method_not_allowed("POST");
+    return Batch(call);
+  }
+  if (path == "/v1/scan") {
+    call->route = "scan";
+    if (method != "GET") return method_not_allowed("GET");
+    return Scan(call);
+  }
+  if (path == "/v1/watch") {
+    call->route = "watch";
+    if (method != "GET") return method_not_allowed("GET");
+    return Watch(call);
+  }
+  if (path == "/v1/health") {
+    call->route = "health";
+    if (method != "GET") return method_not_allowed("GET");
+    return call->Send(200, json{{"status", "ok"}, {"node", ctx_.node->id}});
+  }
+  if (path == "/v1/status") {
+    call->route = "status";
+    if (method != "GET") return method_not_allowed("GET");
+    return NodeStatus(call);
+  }
+  if (path == "/metrics") {
+    call->route = "metrics";
+    if (method != "GET") return method_not_allowed("GET");
+    return MetricsText(call);
+  }
+  call->Fail(Err(404, "not_found", "no route for " + path));
+}
+
+void Api::Read(const std::shared_ptr<Call>& call, const std::string& key, uint8_t route_tag) {
+  readers_.Post([this, call, key, route_tag] {
+    std::string bytes;
+    Status st = ctx_.store->GetState(key, &bytes);
+    if (st.IsNotFound()) return call->Fail(Err(404, "not_found", "key '" + key + "' not found"));
+    if (!st.ok()) return call->Fail(Err(500, "storage", st.ToString()));
+    crdt::Envelope env;
+    st = crdt::Envelope::Decode(bytes, &env);
+    if (!st.ok()) return call->Fail(Err(500, "corrupt_state", st.ToString()));
+    json out;
+    int http = 200;
+    std::string context;
+    ApiError err;
+    if (!RenderRead(key, env, &out, &http, &context, &err)) return call->Fail(err);
+    if (const crdt::TypedState* w = env.winner()) {
+      bool kv = route_tag == crdt::Register::kTag;
+      bool fits = kv ? (w->tag == crdt::Register::kTag || w->tag == crdt::MvRegister::kTag)
+                     : w->tag == route_tag;
+      if (!fits) {
+        return call->Fail(Err(409, "type_mismatch",
+                              "key '" + key + "' holds a " + TypeName(w->tag) + "; read it at /v1/" +
+                                  (w->tag == crdt::MvRegister::kTag || w->tag == crdt::Register::kTag
+                                       ? std::string("kv")
+                                       : TypeName(w->tag)) +
+                                  "/"));
+      }
+    }
+    std::vector<std::pair<std::string, std::string>> headers = {
+        {"X-Session-Token", ctx_.applier->SessionToken()}};
+    if (!context.empty()) headers.emplace_back("X-Causal-Context", context);
+    call->Send(http, out, std::move(headers));
+  });
+}
+
+void Api::Write(const std::shared_ptr<Call>& call, Operation op) {
+  std::string type_name = TypeName(op.type);
+  ctx_.applier->Submit(std::move(op), [call](WriteResult r) {
+    if (!r.ok) return call->Fail(r.error);
+    call->Send(200, json{{"ok", true}, {"seq", r.seq}},
+               {{"X-Session-Token", r.session_token}});
+  });
+}
+
+void Api::Batch(const std::shared_ptr<Call>& call) {
+  json body;
+  ApiError err;
+  if (!call->Body(&body, &err)) return call->Fail(err);
+  const json* ops = &body;
+  if (body.is_object() && body.contains("ops")) ops = &body["ops"];
+  if (!ops->is_array()) {
+    return call->Fail(Err(400, "bad_request", "a batch is an array of operations or {\"ops\": [...]}"));
+  }
+  // Each entry is parsed on its own; a malformed one is answered in place
+  // and the others still run.
+  std::vector<Operation> parsed;
+  std::vector<int> slot;  // index into results for each parsed op
+  std::vector<json> results(ops->size());
+  for (size_t i = 0; i < ops->size(); ++i) {
+    const json& o = (*ops)[i];
+    Operation op;
+    ApiError e;
+    bool ok = o.is_object() && o.contains("op") && o["op"].is_string() && o.contains("key") &&
+              o["key"].is_string();
+    if (!ok) {
+      e = Err(400, "bad_request", "each operation is {\"op\": ..., \"key\": ...}");
+    } else {
+      op.key = o["key"].get<std::string>();
+      std::string name = o["op"];
+      ok = ValidKey(op.key, &e);
+      if (ok && name == "put") {
+        op.kind = Operation::Kind::kPut;
+        op.kv = true;
+        op.type = crdt::Register::kTag;
+        if (o.contains("type") && o["type"] == "mvregister") op.type = crdt::MvRegister::kTag;
+        if (!o.contains("value")) {
+          ok = false;
+          e = Err(400, "bad_request", "put needs \"value\"");
+        } else {
+          op.value = ValueToBytes(o["value"]);
+        }
+      } else if (ok && name == "del") {
+        op.kind = Operation::Kind::kDelete;
+        op.type = 0;
+      } else if (ok && name == "incr") {
+        op.kind = Operation::Kind::kCounterAdd;
+        op.type = crdt::Counter::kTag;
+        op.amount = 1;
+        if (o.contains("by") && !Int64Of(o["by"], &op.amount)) {
+          ok = false;
+          e = Err(400, "bad_request", "incr \"by\" must be a 64-bit integer");
+        }
+      } else if (ok && (name == "sadd" || name == "srem")) {
+        op.kind = Operation::Kind::kSetUpdate;
+        op.type = crdt::Set::kTag;
+        ok = ElementsOf(o.value("elements", json::array()), "elements",
+                        name == "sadd" ? &op.adds : &op.removes, &e);
+        if (ok && op.adds.empty() && op.removes.empty()) {
+          ok = false;
+          e = Err(400, "bad_request", name + " needs a non-empty \"elements\" array");
+        }
+      } else if (ok && name == "map") {
+        op.kind = Operation::Kind::kMapUpdate;
+        op.type = crdt::Map::kTag;
+        ok = MapOpsOf(o, &op, &e);
+      } else if (ok) {
+        ok = false;
+        e = Err(400, "unknown_operation",
+                "unknown operation '" + name + "' (put, del, incr, sadd, srem, map)");
+      }
+    }
+    if (!ok) {
+      results[i] = json{{"status", e.http}, {"error", e.code}, {"message", e.message}};
+      continue;
+    }
+    slot.push_back(static_cast<int>(i));
+    parsed.push_back(std::move(op));
+  }
+  auto finish = [call, results = std::move(results), slot](std::vector<WriteResult> done) mutable {
+    std::string token;
+    for (size_t k = 0; k < done.size(); ++k) {
+      const WriteResult& r = done[k];
+      if (r.ok) {
+        results[slot[k]] = json{{"status", 200}, {"seq", r.seq}};
+        token = r.session_token;
+      } else {
+        results[slot[k]] =
+            json{{"status", r.error.http}, {"error", r.error.code}, {"message", r.error.message}};
+      }
+    }
+    std::vector<std::pair<std::string, std::string>> headers;
+    if (!token.empty()) headers.emplace_back("X-Session-Token", token);
+    call->Send(200, json{{"results", results}}, std::move(headers));
+  };
+  ctx_.applier->SubmitMany(std::move(parsed), std::move(finish));
+}
+
+void Api::Scan(const std::shared_ptr<Call>& call) {
+  std::string prefix = call->Query("prefix");
+  std::string after = call->Query("after");
+  size_t limit = kDefaultScanLimit;
+  bool has_limit = false;
+  std::string l = call->Query("limit", &has_limit);
+  if (has_limit) {
+    char* end = nullptr;
+    unsigned long long v = std::strtoull(l.c_str(), &end, 10);
+    if (l.empty() || *end != '\0' || v == 0 || v > kMaxScanLimit) {
+      return call->Fail(Err(400, "bad_limit",
+                            "limit must be an integer from 1 to " + std::to_string(kMaxScanLimit)));
+    }
+    limit = static_cast<size_t>(v);
+  }
+  readers_.Post([this, call, prefix, after, limit] {
+    std::vector<storage::Store::KeyState> rows;
+    Status st = ctx_.store->Scan(prefix, after, limit, &rows);
+    if (!st.ok()) return call->Fail(Err(500, "storage", st.ToString()));
+    json items = json::array();
+    for (const auto& row : rows) {
+      crdt::Envelope env;
+      if (!crdt::Envelope::Decode(row.envelope, &env).ok()) continue;
+      json out;
+      int http = 200;
+      std::string context;
+      ApiError err;
+      if (!RenderRead(row.key, env, &out, &http, &context, &err)) continue;  // deleted
+      items.push_back(std::move(out));
+    }
+    json next = rows.size() == limit ? json(rows.back().key) : json(nullptr);
+    call->Send(200, json{{"items", items}, {"next", next}});
+  });
+}
+
+void Api::Watch(const std::shared_ptr<Call>& call) {
+  auto stream = std::make_shared<EventStream>();
+  ctx_.watch->Subscribe(call->Query("prefix"), stream);
+  HttpResponse r;
+  r.status = 200;
+  r.content_type = "text/event-stream";
+  r.stream = stream;
+  call->Finish(std::move(r));
+}
+
+void Api::PublishChange(const std::string& key, const std::string& envelope) {
+  if (!ctx_.watch->HasSubscriberFor(key)) return;
+  crdt::Envelope env;
+  json out;
+  int http = 200;
+  std::string context;
+  ApiError err;
+  if (!crdt::Envelope::Decode(envelope, &env).ok() ||
+      !RenderRead(key, env, &out, &http, &context, &err)) {
+    out = json{{"key", key}, {"deleted", true}};
+  }
+  ctx_.watch->Publish(key, out.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+void Api::NodeStatus(const std::shared_ptr<Call>& call) {
+  const Applier& a = *ctx_.applier;
+  auto uptime = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::steady_clock::now() - ctx_.started)
+                    .count();
+  json peers = json::array();
+  for (const NodeConfig* n : ctx_.topology->AllNodes()) {
+    if (n->id != ctx_.node->id) peers.push_back({{"node", n->id}, {"region", n->region}, {"state", "unknown"}});
+  }
+  call->Send(200, json{{"node", ctx_.node->id},
+                       {"region", ctx_.node->region},
+                       {"cluster", ctx_.topology->cluster_name},
+                       {"replica", a.replica().ToString()},
+                       {"incarnation", a.replica().incarnation},
+                       {"sync", ctx_.store->sync()},
+                       {"last_seq", a.last_seq()},
+                       {"session_token", a.SessionToken()},
+                       {"queue_depth", a.queue_depth()},
+                       {"group_commits", a.stats().groups.load()},
+                       {"writes", a.stats().writes.load()},
+                       {"watchers", ctx_.watch->subscribers()},
+                       {"uptime_ms", uptime},
+                       {"replication", "none: this node does not replicate yet"},
+                       {"peers", peers}});
+}
+
+void Api::MetricsText(const std::shared_ptr<Call>& call) {
+  std::string out;
+  ctx_.metrics->Render(&out);
+  const Applier& a = *ctx_.applier;
+  auto family = [&](const char* name, const char* type, const char* help, uint64_t v) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+           name + " " + std::to_string(v) + "\n";
+  };
+  family("meridian_writes_total", "counter", "Writes committed.", a.stats().writes);
+  family("meridian_group_commits_total", "counter", "Group commits (one WriteBatch each).",
+         a.stats().groups);
+  family("meridian_group_commit_failures_total", "counter", "Group commits that failed.",
+         a.stats().failed_groups);
+  family("meridian_group_size_last", "gauge", "Requests in the last group commit.",
+         a.stats().last_group_size);
+  family("meridian_group_size_max", "gauge", "Most requests in one group commit.",
+         a.stats().max_group_size);
+  family("meridian_fsyncs_total", "counter", "LevelDB writes with fsync.",
+         ctx_.store->sync() ? ctx_.store->writes() : 0);
+  family("meridian_applier_queue_depth", "gauge", "Writes waiting for the applier.",
+         a.queue_depth());
+  family("meridian_state_bytes", "gauge", "Approximate bytes of stored states.",
+         ctx_.store->ApproximateStateBytes());
+  family("meridian_watchers", "gauge", "Open watch streams.", ctx_.watch->subscribers());
+  family("meridian_last_seq", "gauge", "This node's last delta-log sequence.", a.last_seq());
+  call->SendText(200, std::move(out), "text/plain; version=0.0.4");
+}
+
+}  // namespace meridian::node

@@ -1,0 +1,63 @@
+// A small blocking HTTP/1.1 client with keep-alive, for meridianctl and the
+// multi-process tests. This header and http_client.cc are the only files
+// that know Beast/Asio on the client side.
+#ifndef MERIDIAN_NODE_HTTP_CLIENT_H_
+#define MERIDIAN_NODE_HTTP_CLIENT_H_
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "crdt/status.h"
+
+namespace meridian::node {
+
+struct ClientResponse {
+  int status = 0;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-case
+  std::string Header(const std::string& lower_name) const;
+};
+
+class HttpClient {
+ public:
+  // `base_url`: "http://HOST:PORT" (a trailing slash is ignored).
+  static Status Create(const std::string& base_url, std::unique_ptr<HttpClient>* out);
+  ~HttpClient();
+
+  // One request; reconnects once if a kept-alive connection was closed.
+  // Fails with Unavailable when the node cannot be reached and IOError on a
+  // broken exchange; an HTTP error status is a successful exchange.
+  Status Request(const std::string& method, const std::string& target, const std::string& body,
+                 const std::vector<std::pair<std::string, std::string>>& headers,
+                 ClientResponse* out);
+
+  void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }
+  const std::string& host() const { return host_; }
+  const std::string& port() const { return port_; }
+
+  // Reads a server-sent event stream from `target` until `max_events`
+  // "data:" lines arrived or `timeout` passed; returns those data lines.
+  Status ReadEvents(const std::string& target, size_t max_events, std::chrono::milliseconds timeout,
+                    std::vector<std::string>* data);
+
+ private:
+  HttpClient() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::string host_, port_;
+  std::chrono::milliseconds timeout_{10000};
+};
+
+// Percent-encodes a key for use in a path ("/" kept, so keys with slashes
+// read naturally).
+std::string EncodeKeyForPath(const std::string& key);
+// Percent-encodes a query value.
+std::string EncodeQueryValue(const std::string& v);
+
+}  // namespace meridian::node
+
+#endif  // MERIDIAN_NODE_HTTP_CLIENT_H_

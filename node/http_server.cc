@@ -1,0 +1,407 @@
+#include "node/http_server.h"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <condition_variable>
+#include <optional>
+#include <set>
+#include <thread>
+
+namespace meridian::node {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+std::string HttpRequest::Header(std::string_view lower_name) const {
+  for (const auto& [name, value] : headers) {
+    if (name == lower_name) return value;
+  }
+  return std::string();
+}
+
+// --- EventStream ------------------------------------------------------------
+
+bool EventStream::Push(std::string chunk) {
+  std::function<void()> wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return false;
+    if (queued_.size() + chunk.size() > max_queued_) {
+      closed_ = true;  // too slow: drop the client
+      queued_.clear();
+    } else {
+      queued_ += chunk;
+    }
+    wake = wake_;
+  }
+  if (wake) wake();
+  std::lock_guard<std::mutex> lock(mu_);
+  return !closed_;
+}
+
+bool EventStream::closed() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return closed_;
+}
+
+void EventStream::Close() {
+  std::function<void()> wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    wake = wake_;
+  }
+  if (wake) wake();
+}
+
+void EventStream::SetWaker(std::function<void()> wake) {
+  std::lock_guard<std::mutex> lock(mu_);
+  wake_ = std::move(wake);
+}
+
+bool EventStream::TakeAll(std::string* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  out->swap(queued_);
+  queued_.clear();
+  return !(closed_ && out->empty());
+}
+
+// --- Server -----------------------------------------------------------------
+
+namespace {
+
+const char* Reason(int status) {
+  return http::obsolete_reason(static_cast<http::status>(status)).data();
+}
+
+class Session;
+
+}  // namespace
+
+struct HttpServer::Impl {
+  HttpServerOptions options;
+  HttpHandler handler;
+  net::io_context ioc;
+  std::optional<tcp::acceptor> acceptor;
+  std::vector<std::thread> threads;
+  std::atomic<uint64_t> accepted{0};
+  std::atomic<int> in_flight{0};
+  std::atomic<bool> stopping{false};
+  uint16_t port = 0;
+  std::mutex sessions_mu;
+  std::set<std::weak_ptr<Session>, std::owner_less<std::weak_ptr<Session>>> sessions;
+
+  explicit Impl(HttpServerOptions o, HttpHandler h)
+      : options(std::move(o)), handler(std::move(h)), ioc(options.threads) {}
+  void Accept();
+};
+
+namespace {
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, HttpServer::Impl* server)
+      : stream_(std::move(socket)), server_(server) {}
+
+  void Start() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->DoRead(); });
+  }
+
+  void Close() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      if (self->events_) self->events_->Close();
+      beast::error_code ec;
+      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+      self->stream_.close();
+    });
+  }
+
+ private:
+  void DoRead() {
+    if (server_->stopping) return DoClose();
+    parser_.emplace();
+    parser_->body_limit(server_->options.body_limit);
+    parser_->header_limit(server_->options.header_limit);
+    // The first byte of a keep-alive request may take up to idle_timeout;
+    // a stalled half request is cut off after read_timeout.
+    stream_.expires_after(first_request_ ? server_->options.read_timeout
+                                         : server_->options.idle_timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&Session::OnRead, shared_from_this()));
+  }
+
+  void OnRead(beast::error_code ec, std::size_t) {
+    first_request_ = false;
+    if (ec == http::error::end_of_stream || ec == net::error::eof ||
+        ec == beast::error::timeout || ec == net::error::operation_aborted ||
+        ec == net::error::connection_reset) {
+      return DoClose();
+    }
+    if (ec) {
+      HttpResponse r;
+      if (ec == http::error::body_limit) {
+        r.status = 413;
+        r.body = R"({"error":"body_too_large","message":"request body exceeds )" +
+                 std::to_string(server_->options.body_limit) + R"( bytes"})";
+      } else if (ec == http::error::header_limit) {
+        r.status = 431;
+        r.body = R"({"error":"headers_too_large","message":"request line and headers exceed )" +
+                 std::to_string(server_->options.header_limit) + R"( bytes"})";
+      } else {
+        r.status = 400;
+        r.body = R"({"error":"bad_request","message":"malformed HTTP request"})";
+      }
+      keep_alive_ = false;
+      return Write(std::move(r));
+    }
+    http::request<http::string_body> req = parser_->release();
+    keep_alive_ = req.keep_alive();
+    if (req.target().size() > server_->options.max_target_bytes) {
+      HttpResponse r;
+      r.status = 414;
+      r.body = R"({"error":"uri_too_long","message":"request target exceeds )" +
+               std::to_string(server_->options.max_target_bytes) + R"( bytes"})";
+      keep_alive_ = false;
+      return Write(std::move(r));
+    }
+    HttpRequest out;
+    out.method = std::string(req.method_string());
+    out.target = std::string(req.target());
+    out.body = std::move(req.body());
+    for (const auto& field : req) {
+      std::string name(field.name_string());
+      std::transform(name.begin(), name.end(), name.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      out.headers.emplace_back(std::move(name), std::string(field.value()));
+    }
+    // No timeout while the handler works; the handler bounds its own waits.
+    stream_.expires_never();
+    server_->in_flight++;
+    auto self = shared_from_this();
+    server_->handler(std::move(out), [self](HttpResponse r) {
+      net::post(self->stream_.get_executor(), [self, r = std::move(r)]() mutable {
+        self->server_->in_flight--;
+        self->Write(std::move(r));
+      });
+    });
+  }
+
+  void Write(HttpResponse r) {
+    if (r.stream) return StartStream(std::move(r));
+    auto res = std::make_shared<http::response<http::string_body>>();
+    res->version(11);
+    res->result(static_cast<unsigned>(r.status));
+    res->set(http::field::server, "meridiand");
+    if (!r.content_type.empty()) res->set(http::field::content_type, r.content_type);
+    for (const auto& [name, value] : r.headers) res->set(name, value);
+    res->body() = std::move(r.body);
+    res->keep_alive(keep_alive_ && !server_->stopping);
+    res->prepare_payload();
+    stream_.expires_after(server_->options.idle_timeout);
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
+                        if (ec || !res->keep_alive()) return self->DoClose();
+                        self->DoRead();
+                      });
+  }
+
+  void StartStream(HttpResponse r) {
+    events_ = r.stream;
+    std::string head = "HTTP/1.1 " + std::to_string(r.status) + " " + Reason(r.status) + "\r\n";
+    head += "Content-Type: " + (r.content_type.empty() ? std::string("text/event-stream")
+                                                        : r.content_type) + "\r\n";
+    head += "Cache-Control: no-cache\r\nConnection: close\r\n";
+    for (const auto& [name, value] : r.headers) head += name + ": " + value + "\r\n";
+    head += "\r\n";
+    std::weak_ptr<Session> weak = shared_from_this();
+    events_->SetWaker([weak] {
+      if (auto self = weak.lock()) {
+        net::post(self->stream_.get_executor(), [self] { self->PumpEvents(); });
+      }
+    });
+    pending_ = std::move(head);
+    writing_ = false;
+    PumpEvents();
+  }
+
+  void PumpEvents() {
+    if (writing_) return;
+    std::string more;
+    bool open = events_->TakeAll(&more);
+    pending_ += more;
+    if (pending_.empty()) {
+      if (!open || server_->stopping) DoClose();
+      return;
+    }
+    writing_ = true;
+    auto buf = std::make_shared<std::string>(std::move(pending_));
+    pending_.clear();
+    stream_.expires_after(std::chrono::seconds(30));
+    net::async_write(stream_, net::buffer(*buf),
+                     [self = shared_from_this(), buf](beast::error_code ec, std::size_t) {
+                       self->writing_ = false;
+                       if (ec) {
+                         self->events_->Close();
+                         return self->DoClose();
+                       }
+                       self->stream_.expires_never();
+                       self->PumpEvents();
+                     });
+  }
+
+  void DoClose() {
+    if (events_) events_->Close();
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  HttpServer::Impl* server_;
+  bool keep_alive_ = true;
+  bool first_request_ = true;
+  std::shared_ptr<EventStream> events_;
+  std::string pending_;
+  bool writing_ = false;
+};
+
+}  // namespace
+
+void HttpServer::Impl::Accept() {
+  acceptor->async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec) {
+      if (ec == net::error::operation_aborted || stopping) return;
+    } else {
+      accepted++;
+      socket.set_option(tcp::no_delay(true), ec);
+      auto s = std::make_shared<Session>(std::move(socket), this);
+      {
+        std::lock_guard<std::mutex> lock(sessions_mu);
+        for (auto it = sessions.begin(); it != sessions.end();) {
+          it = it->expired() ? sessions.erase(it) : std::next(it);
+        }
+        sessions.insert(s);
+      }
+      s->Start();
+    }
+    if (!stopping) Accept();
+  });
+}
+
+HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(handler))) {}
+
+HttpServer::~HttpServer() { Stop(std::chrono::milliseconds(0)); }
+
+Status HttpServer::Start() {
+  beast::error_code ec;
+  auto address = net::ip::make_address(impl_->options.host, ec);
+  if (ec) return Status::InvalidArgument("bad HTTP address '" + impl_->options.host + "'");
+  tcp::endpoint ep(address, impl_->options.port);
+  impl_->acceptor.emplace(impl_->ioc);
+  auto& acc = *impl_->acceptor;
+  acc.open(ep.protocol(), ec);
+  if (!ec) acc.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acc.bind(ep, ec);
+  if (!ec) acc.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Status::IOError("cannot listen on " + impl_->options.host + ":" +
+                           std::to_string(impl_->options.port) + ": " + ec.message());
+  }
+  impl_->port = acc.local_endpoint().port();
+  impl_->Accept();
+  for (int i = 0; i < std::max(1, impl_->options.threads); ++i) {
+    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  }
+  return Status::OK();
+}
+
+uint16_t HttpServer::port() const { return impl_->port; }
+
+uint64_t HttpServer::connections_accepted() const { return impl_->accepted; }
+
+void HttpServer::Stop(std::chrono::milliseconds grace) {
+  if (impl_->threads.empty()) return;
+  impl_->stopping = true;
+  net::post(impl_->ioc, [this] {
+    beast::error_code ec;
+    if (impl_->acceptor) impl_->acceptor->close(ec);
+  });
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  while (impl_->in_flight > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  {
+    std::lock_guard<std::mutex> lock(impl_->sessions_mu);
+    for (const auto& weak : impl_->sessions) {
+      if (auto s = weak.lock()) s->Close();
+    }
+  }
+  // Let the closes and final writes run, then stop.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  impl_->ioc.stop();
+  for (auto& t : impl_->threads) t.join();
+  impl_->threads.clear();
+}
+
+// --- URL helpers ------------------------------------------------------------
+
+bool PercentDecode(std::string_view in, bool plus_is_space, std::string* out) {
+  out->clear();
+  out->reserve(in.size());
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '%') {
+      if (i + 2 >= in.size()) return false;
+      int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      out->push_back(static_cast<char>(hi << 4 | lo));
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out->push_back(' ');
+    } else {
+      out->push_back(c);
+    }
+  }
+  return true;
+}
+
+bool ParseQuery(std::string_view query, std::vector<std::pair<std::string, std::string>>* out) {
+  out->clear();
+  size_t pos = 0;
+  while (pos <= query.size()) {
+    size_t end = query.find('&', pos);
+    if (end == std::string_view::npos) end = query.size();
+    std::string_view item = query.substr(pos, end - pos);
+    if (!item.empty()) {
+      size_t eq = item.find('=');
+      std::string k, v;
+      if (!PercentDecode(item.substr(0, eq), true, &k)) return false;
+      if (eq != std::string_view::npos && !PercentDecode(item.substr(eq + 1), true, &v)) {
+        return false;
+      }
+      out->emplace_back(std::move(k), std::move(v));
+    }
+    pos = end + 1;
+  }
+  return true;
+}
+
+}  // namespace meridian::node

@@ -1,0 +1,115 @@
+// The node's HTTP/1.1 server on Boost.Beast: keep-alive, a small pool of
+// I/O threads, limits on headers and bodies, and timeouts for clients that
+// stall. This header and http_server.cc are the only files that know
+// Beast/Asio; handlers see plain HttpRequest/HttpResponse values.
+//
+// A handler must answer without blocking the I/O thread: it calls `reply`
+// exactly once, from any thread, whenever the answer is ready (after the
+// applier commits a write, after a reader thread loads a key).
+#ifndef MERIDIAN_NODE_HTTP_SERVER_H_
+#define MERIDIAN_NODE_HTTP_SERVER_H_
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "crdt/status.h"
+
+namespace meridian::node {
+
+struct HttpRequest {
+  std::string method;  // "GET", "PUT", ...
+  std::string target;  // path and query, as sent
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-case
+  // The value of a header (name in lower case); empty when absent.
+  std::string Header(std::string_view lower_name) const;
+};
+
+// A server-sent event stream (text/event-stream). The handler keeps it and
+// pushes events from any thread; the server writes them in order.
+class EventStream {
+ public:
+  explicit EventStream(size_t max_queued_bytes = 1 << 20) : max_queued_(max_queued_bytes) {}
+  // Queues `chunk` (already formatted as SSE lines). Returns false once
+  // the client is gone, or when it is too slow: more than max_queued bytes
+  // waiting drops it (it reconnects and resyncs), so a slow client never
+  // grows server memory without bound.
+  bool Push(std::string chunk);
+  bool closed() const;
+  void Close();
+
+  // Server side.
+  void SetWaker(std::function<void()> wake);
+  bool TakeAll(std::string* out);  // false when closed and nothing left
+
+ private:
+  mutable std::mutex mu_;
+  std::string queued_;
+  size_t max_queued_;
+  bool closed_ = false;
+  std::function<void()> wake_;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+  // When set, the response is a server-sent event stream: headers, then
+  // whatever is pushed, until either side closes.
+  std::shared_ptr<EventStream> stream;
+};
+
+using Reply = std::function<void(HttpResponse)>;
+using HttpHandler = std::function<void(HttpRequest&&, Reply)>;
+
+struct HttpServerOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;  // 0: pick a free port (see port())
+  int threads = 2;
+  uint64_t body_limit = 8 << 20;        // 413 above this
+  uint32_t header_limit = 64 << 10;     // 431 above this (request line + headers)
+  size_t max_target_bytes = 8 << 10;    // 414 above this
+  std::chrono::milliseconds read_timeout{10000};  // a request must arrive within this
+  std::chrono::milliseconds idle_timeout{60000};  // keep-alive connection idle limit
+};
+
+class HttpServer {
+ public:
+  HttpServer(HttpServerOptions options, HttpHandler handler);
+  ~HttpServer();
+
+  // Binds, listens and starts the I/O threads.
+  Status Start();
+  uint16_t port() const;
+  // Stops accepting, lets in-flight requests finish (up to `grace`), then
+  // closes every connection and joins the threads.
+  void Stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5000));
+
+  uint64_t connections_accepted() const;
+
+  struct Impl;  // opaque; public so that http_server.cc's sessions can name it
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Percent-decodes `in` (a path segment or query component; '+' stays '+'
+// in paths and becomes ' ' in queries when `plus_is_space`). False on a
+// malformed escape.
+bool PercentDecode(std::string_view in, bool plus_is_space, std::string* out);
+// Splits "a=1&b=2" into decoded pairs. False on a malformed escape.
+bool ParseQuery(std::string_view query, std::vector<std::pair<std::string, std::string>>* out);
+
+}  // namespace meridian::node
+
+#endif  // MERIDIAN_NODE_HTTP_SERVER_H_

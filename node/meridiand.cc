@@ -1,0 +1,163 @@
+// meridiand: one Meridian node.
+//
+//   meridiand --config regions/FILE.toml --node ID
+//
+// Reads and checks the topology before anything starts, opens the node's
+// LevelDB (creating a new incarnation on an empty data dir), restores its
+// clock bound, and serves the HTTP API until SIGTERM or SIGINT, when it
+// stops accepting, finishes what is in flight, closes LevelDB and exits 0.
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <random>
+#include <string>
+
+#include "crdt/hlc.h"
+#include "node/api.h"
+#include "node/applier.h"
+#include "node/http_server.h"
+#include "node/metrics.h"
+#include "node/topology.h"
+#include "node/watch_hub.h"
+#include "storage/leveldb_store.h"
+#include "storage/node_meta.h"
+
+using namespace meridian;
+using namespace meridian::node;
+
+namespace {
+
+void Log(const std::string& msg) { std::cerr << "meridiand: " << msg << std::endl; }
+
+int Usage(const char* why) {
+  if (why) std::cerr << "meridiand: " << why << "\n";
+  std::cerr << "usage: meridiand --config FILE.toml --node ID\n";
+  return 2;
+}
+
+// A fresh incarnation: the wall clock in milliseconds with 16 random bits,
+// so that a node that lost its data never reuses an earlier incarnation
+// (unless its clock went back by more than its whole earlier life).
+uint64_t NewIncarnation() {
+  crdt::SystemClock wall;
+  std::random_device rd;
+  return (wall.NowMs() << 16) | (rd() & 0xffff);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config, node_id;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if ((a == "--config" || a == "--node") && i + 1 < argc) {
+      (a == "--config" ? config : node_id) = argv[++i];
+    } else if (a == "--help" || a == "-h") {
+      Usage(nullptr);
+      return 0;
+    } else {
+      return Usage(("unknown argument '" + a + "'").c_str());
+    }
+  }
+  if (config.empty() || node_id.empty()) return Usage("--config and --node are required");
+
+  Topology topo;
+  Status st = LoadTopology(config, &topo);
+  if (!st.ok()) {
+    std::cerr << st.message() << "\n";
+    return 1;
+  }
+  const NodeConfig* me = topo.FindNode(node_id);
+  if (me == nullptr) {
+    std::cerr << config << ": no node with id '" << node_id << "'\n";
+    return 1;
+  }
+  st = CheckDataDir(me->data_dir);
+  if (!st.ok()) {
+    std::cerr << topo.file << ":" << me->data_dir_line << ": node '" << node_id
+              << "': " << st.message() << "\n";
+    return 1;
+  }
+
+  // Signals are taken by sigwait in this thread only.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  storage::StoreOptions options;
+  options.sync = me->sync;
+  std::unique_ptr<storage::Store> store;
+  st = storage::Store::Open(me->data_dir, options, &store);
+  if (!st.ok()) {
+    Log("cannot open data dir: " + st.ToString());
+    return 1;
+  }
+  storage::NodeMeta meta;
+  bool fresh = false;
+  st = storage::LoadNodeMeta(*store, node_id, &meta, &fresh);
+  if (!st.ok()) {
+    Log(st.ToString());
+    return 1;
+  }
+  if (fresh) {
+    meta.replica = crdt::ReplicaId{node_id, NewIncarnation()};
+    storage::WriteBatch batch;
+    storage::InitIdentity(meta.replica, &batch);
+    st = store->Write(&batch);
+    if (!st.ok()) {
+      Log("cannot record the new identity: " + st.ToString());
+      return 1;
+    }
+    Log("empty data dir: new incarnation " + meta.replica.ToString());
+  }
+
+  crdt::SystemClock wall;
+  crdt::HybridClock clock(&wall, topo.max_clock_offset_ms);
+  clock.Restore(meta.hlc_bound);
+
+  Metrics metrics;
+  WatchHub watch;
+  Applier applier(store.get(), &clock, meta);
+  ApiContext ctx;
+  ctx.topology = &topo;
+  ctx.node = me;
+  ctx.store = store.get();
+  ctx.applier = &applier;
+  ctx.watch = &watch;
+  ctx.metrics = &metrics;
+  ctx.started = std::chrono::steady_clock::now();
+  Api api(ctx);
+  applier.SetChangeListener(
+      [&api](const std::string& key, const std::string& env) { api.PublishChange(key, env); });
+  applier.Start();
+
+  HttpServerOptions http;
+  http.host = me->http_host;
+  http.port = me->http_port;
+  http.body_limit = topo.max_body_bytes;
+  HttpServer server(http, [&api](HttpRequest&& req, Reply reply) {
+    api.Handle(std::move(req), std::move(reply));
+  });
+  st = server.Start();
+  if (!st.ok()) {
+    Log(st.ToString());
+    applier.Stop();
+    return 1;
+  }
+  Log("node " + node_id + " (" + meta.replica.ToString() + ", region " + me->region +
+      ") serving http://" + me->http_host + ":" + std::to_string(server.port()) +
+      (me->sync ? "" : " with sync = false"));
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  Log(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ", stopping");
+  server.Stop();
+  applier.Stop();
+  store.reset();
+  Log("stopped cleanly");
+  return 0;
+}

@@ -1,0 +1,89 @@
+// Operations on one key, as the HTTP API and batch requests describe them,
+// and how they apply to the key's stored envelope. Pure: no I/O, no clock
+// reads (the caller supplies the timestamp), so the applier and tests share
+// it.
+//
+// Values (register values, set elements) are stored as the msgpack
+// encoding of a JSON value, so both API encodings read and write the same
+// bytes.
+#ifndef MERIDIAN_NODE_OPERATION_H_
+#define MERIDIAN_NODE_OPERATION_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "crdt/causal_context.h"
+#include "crdt/envelope.h"
+#include "crdt/hlc.h"
+#include "crdt/map.h"
+#include "crdt/status.h"
+
+namespace meridian::node {
+
+constexpr size_t kMaxKeyBytes = 1024;
+
+// An API error: HTTP status, stable code, sentence.
+struct ApiError {
+  int http = 500;
+  std::string code;
+  std::string message;
+};
+
+struct Operation {
+  enum class Kind {
+    kPut,         // register / mvregister set
+    kDelete,      // delete the whole value, any type
+    kCounterAdd,  // counter
+    kSetUpdate,   // set adds / removes
+    kMapUpdate,   // map field ops / removes
+  };
+  Kind kind = Kind::kPut;
+  std::string key;
+  // The type the route addresses (a crdt wire tag). For /v1/kv: Register
+  // unless the key already holds an mvregister or the write asks for one
+  // (`?type=mvregister`). 0 with kDelete: whatever type the key holds.
+  uint8_t type = 0;
+  bool kv = false;            // a /v1/kv route: register or mvregister
+  std::string value;          // kPut: msgpack of the JSON value
+  std::optional<crdt::CausalContext> context;  // mvregister writes and deletes
+  int64_t amount = 0;                          // kCounterAdd
+  std::vector<std::string> adds, removes;      // kSetUpdate: msgpack elements
+  std::vector<crdt::FieldOp> field_ops;        // kMapUpdate
+  std::vector<std::string> field_removes;      // kMapUpdate
+};
+
+// Checks a key: 1..kMaxKeyBytes bytes of valid UTF-8.
+bool ValidKey(const std::string& key, ApiError* err);
+
+// Applies `op` to `current` (empty when the key has no state) as replica
+// `me` at time `now`. On success sets *delta (the envelope to log and
+// ship) and *next (current joined with delta). Errors: 409 type_mismatch,
+// 404 not_found (delete of a missing key), 400 for invalid values, 422
+// out_of_range (counter overflow).
+bool ApplyOperation(const Operation& op, const crdt::Envelope& current, const crdt::ReplicaId& me,
+                    crdt::Hlc now, crdt::Envelope* next, crdt::Envelope* delta, ApiError* err);
+
+// The read shape of DESIGN.md §7 for a stored envelope: {"key", "type",
+// "value", ...}. *http is 200, 300 (unresolved mvregister) or 404 (no
+// value). *context is set for mvregisters (the X-Causal-Context to send
+// back).
+bool RenderRead(const std::string& key, const crdt::Envelope& env, nlohmann::json* out, int* http,
+                std::string* context, ApiError* err);
+
+// JSON value <-> stored bytes.
+std::string ValueToBytes(const nlohmann::json& v);
+bool BytesToValue(const std::string& bytes, nlohmann::json* out);
+
+// X-Causal-Context: base64url (no padding) of the context's encoding.
+std::string EncodeContextHeader(const crdt::CausalContext& ctx);
+bool DecodeContextHeader(const std::string& text, crdt::CausalContext* out);
+
+std::string TypeName(uint8_t tag);
+
+}  // namespace meridian::node
+
+#endif  // MERIDIAN_NODE_OPERATION_H_

@@ -1,0 +1,587 @@
+#include "node/topology.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <toml++/toml.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <initializer_list>
+#include <map>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+namespace meridian::node {
+namespace {
+
+// A file with hundreds of mistakes is better fixed from the top; the rest
+// are summarised in one line.
+constexpr size_t kMaxProblemsShown = 20;
+constexpr size_t kMaxNodeIdBytes = 64;
+constexpr std::string_view kTcpScheme = "tcp://";
+
+std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
+
+// toml++ numbers lines from 1; 0 means "unknown", which only the root
+// table of an empty document has. Messages always carry a real line.
+int LineOf(const toml::source_region& where) {
+  return where.begin.line == 0 ? 1 : static_cast<int>(where.begin.line);
+}
+
+// Problems found in one file, reported together in line order, so fixing a
+// file is one pass from top to bottom.
+class Problems {
+ public:
+  explicit Problems(std::string file) : file_(std::move(file)) {}
+
+  void Add(int line, std::string sentence) { list_.push_back({line, std::move(sentence)}); }
+  void Add(const toml::node& at, std::string sentence) {
+    Add(LineOf(at.source()), std::move(sentence));
+  }
+  void Add(const toml::key& at, std::string sentence) {
+    Add(LineOf(at.source()), std::move(sentence));
+  }
+
+  bool empty() const { return list_.empty(); }
+
+  Status ToStatus() {
+    std::stable_sort(list_.begin(), list_.end(),
+                     [](const Problem& a, const Problem& b) { return a.line < b.line; });
+    std::string message;
+    for (size_t i = 0; i < list_.size() && i < kMaxProblemsShown; ++i) {
+      if (i > 0) message += '\n';
+      message += file_ + ":" + std::to_string(list_[i].line) + ": " + list_[i].sentence;
+    }
+    if (list_.size() > kMaxProblemsShown) {
+      message += "\n" + file_ + ": " + std::to_string(list_.size() - kMaxProblemsShown) +
+                 " more problems not shown";
+    }
+    return Status::InvalidArgument(message);
+  }
+
+ private:
+  struct Problem {
+    int line;
+    std::string sentence;
+  };
+  std::string file_;
+  std::vector<Problem> list_;
+};
+
+// Long or multi-line strings are cut so one problem stays one line.
+std::string Quote(std::string_view s) {
+  constexpr size_t kMax = 48;
+  std::string out;
+  for (char c : s.substr(0, kMax)) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += '?';
+    } else {
+      out += c;
+    }
+  }
+  if (s.size() > kMax) out += "...";
+  return out;
+}
+
+// What a value is, for "X must be Y, not Z".
+std::string Describe(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::string:
+      return "the string \"" + Quote(n.as_string()->get()) + "\"";
+    case toml::node_type::integer:
+      return std::to_string(n.as_integer()->get());
+    case toml::node_type::floating_point:
+      return "a floating-point number";
+    case toml::node_type::boolean:
+      return n.as_boolean()->get() ? "true" : "false";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+// Edits (insert, delete, substitute, swap two neighbours) from a to b.
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] = std::min(
+          {d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+// Reports every key of `table` not in `allowed`, suggesting a near miss
+// (a typo is the usual cause). `where` completes "unknown key 'x' ...".
+void CheckKeys(const toml::table& table, std::initializer_list<std::string_view> allowed,
+               std::string_view where, Problems* problems) {
+  for (auto&& [key, value] : table) {
+    std::string_view name = key.str();
+    if (std::find(allowed.begin(), allowed.end(), name) != allowed.end()) continue;
+    std::string sentence = "unknown key '" + Quote(name) + "' " + std::string(where);
+    // A suggestion must be closer than a guess: one edit, or one per four
+    // characters of the key it suggests ("zone" is not a typo of "node").
+    std::string_view best;
+    size_t best_distance = SIZE_MAX;
+    for (std::string_view candidate : allowed) {
+      size_t d = EditDistance(name, candidate);
+      if (d <= std::max<size_t>(1, candidate.size() / 4) && d < best_distance) {
+        best = candidate;
+        best_distance = d;
+      }
+    }
+    if (!best.empty()) sentence += " (did you mean '" + std::string(best) + "'?)";
+    problems->Add(key, std::move(sentence));
+  }
+}
+
+// An optional positive integer; *out keeps its default when absent.
+void ReadPositive(const toml::table& table, std::string_view key, uint64_t* out,
+                  Problems* problems) {
+  const toml::node* n = table.get(key);
+  if (n == nullptr) return;
+  if (const auto* i = n->as_integer(); i != nullptr && i->get() > 0) {
+    *out = static_cast<uint64_t>(i->get());
+    return;
+  }
+  problems->Add(*n, std::string(key) + " must be a positive integer, not " + Describe(*n));
+}
+
+// An optional boolean; *out keeps its default when absent.
+void ReadBool(const toml::table& table, std::string_view key, bool* out, Problems* problems) {
+  const toml::node* n = table.get(key);
+  if (n == nullptr) return;
+  if (const auto* b = n->as_boolean()) {
+    *out = b->get();
+    return;
+  }
+  problems->Add(*n, std::string(key) + " must be true or false, not " + Describe(*n));
+}
+
+// A required non-empty string. Returns nullptr (after reporting) when it
+// is missing, of another type or empty. `header` names the table, e.g.
+// "[[region.node]]".
+const toml::value<std::string>* RequireString(const toml::table& table, std::string_view key,
+                                              std::string_view header, Problems* problems) {
+  const toml::node* n = table.get(key);
+  if (n == nullptr) {
+    problems->Add(table,
+                  "missing required key '" + std::string(key) + "' in " + std::string(header));
+    return nullptr;
+  }
+  const auto* s = n->as_string();
+  if (s == nullptr) {
+    problems->Add(*n, std::string(key) + " must be a string, not " + Describe(*n));
+    return nullptr;
+  }
+  if (s->get().empty()) {
+    problems->Add(*n, std::string(key) + " in " + std::string(header) + " must not be empty");
+    return nullptr;
+  }
+  return s;
+}
+
+struct Endpoint {
+  std::string host;  // IPv6 without brackets
+  uint16_t port = 0;
+  std::string canonical;  // for duplicate checks: 127.000.0.1 and 127.0.0.1 are one address
+};
+
+// Parses "HOST:PORT". Returns the empty string on success, otherwise the
+// sentence saying what is wrong. `what` names the address in that sentence,
+// e.g. "http address '1.2.3.4'".
+std::string ParseHostPort(std::string_view text, const std::string& what, Endpoint* out) {
+  std::string_view host;
+  std::string_view port;
+  bool ipv6 = false;
+  if (!text.empty() && text.front() == '[') {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos) return what + " has no closing ']' after its IPv6 host";
+    host = text.substr(1, close - 1);
+    std::string_view rest = text.substr(close + 1);
+    if (rest.empty()) return what + " has no port; write it as [IPV6]:PORT, e.g. [::1]:7100";
+    if (rest.front() != ':') return what + " must have ':PORT' right after ']'";
+    port = rest.substr(1);
+    ipv6 = true;
+  } else {
+    size_t colon = text.find(':');
+    if (colon == std::string_view::npos) {
+      return what + " has no port; write it as HOST:PORT, e.g. 127.0.0.1:7100";
+    }
+    if (text.find(':', colon + 1) != std::string_view::npos) {
+      return what + " has more than one ':'; write an IPv6 host in brackets, e.g. [::1]:7100";
+    }
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  if (host.empty()) return what + " has no host";
+  if (port.empty()) return what + " has no port after ':'";
+  if (!std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return "port '" + Quote(port) + "' in " + what + " is not a number";
+  }
+  // More than five digits is out of range whatever they are; this also
+  // keeps the conversion below from overflowing.
+  unsigned long value = port.size() > 5 ? 0 : std::stoul(std::string(port));
+  if (value < 1 || value > 65535) {
+    return "port " + std::string(port) + " in " + what + " is out of range; it must be 1 to 65535";
+  }
+
+  std::string host_str(host);
+  char buf[INET6_ADDRSTRLEN];
+  if (ipv6) {
+    in6_addr addr;
+    if (inet_pton(AF_INET6, host_str.c_str(), &addr) != 1) {
+      return "host '" + Quote(host) + "' in " + what + " is not an IPv6 address";
+    }
+    out->canonical = std::string("[") + inet_ntop(AF_INET6, &addr, buf, sizeof(buf)) + "]";
+  } else if (host == "localhost") {
+    out->canonical = host_str;
+  } else {
+    in_addr addr;
+    if (inet_pton(AF_INET, host_str.c_str(), &addr) != 1) {
+      return "host '" + Quote(host) + "' in " + what +
+             " is not an IP address; use an IPv4 address, localhost or a bracketed IPv6 address";
+    }
+    out->canonical = inet_ntop(AF_INET, &addr, buf, sizeof(buf));
+  }
+  out->host = std::move(host_str);
+  out->port = static_cast<uint16_t>(value);
+  out->canonical += ":" + std::to_string(value);
+  return "";
+}
+
+bool IsIdChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '-';
+}
+
+// Checks done across the whole file (uniqueness), with the line of the
+// first use so the message can point at both.
+class Parser {
+ public:
+  Parser(Problems* problems, Topology* topo) : problems_(problems), topo_(topo) {}
+
+  void Root(const toml::table& root) {
+    CheckKeys(root, {"cluster", "region"}, "at the top level", problems_);
+    const toml::node* cluster = root.get("cluster");
+    if (cluster == nullptr) {
+      problems_->Add(1, "missing [cluster] table; it must give at least the cluster's name");
+    } else if (const toml::table* t = cluster->as_table()) {
+      Cluster(*t);
+    } else {
+      problems_->Add(*cluster, "cluster must be a table ([cluster]), not " + Describe(*cluster));
+    }
+
+    const toml::node* regions = root.get("region");
+    const toml::array* list = regions == nullptr ? nullptr : regions->as_array();
+    if (regions != nullptr && list == nullptr) {
+      problems_->Add(*regions,
+                     "region must be an array of tables ([[region]]), not " + Describe(*regions));
+      return;
+    }
+    if (list == nullptr || list->empty()) {
+      problems_->Add(regions == nullptr ? 1 : LineOf(regions->source()),
+                     "the topology has no regions; add a [[region]] with at least one "
+                     "[[region.node]]");
+      return;
+    }
+    for (const toml::node& r : *list) {
+      if (const toml::table* t = r.as_table()) {
+        Region(*t);
+      } else {
+        problems_->Add(r, "each region must be a table ([[region]]), not " + Describe(r));
+      }
+    }
+  }
+
+ private:
+  struct EndpointUse {
+    std::string kind;  // "http" or "gossip"
+    std::string node;  // its id, or "" when the node has none
+    int line;
+  };
+
+  void Cluster(const toml::table& t) {
+    CheckKeys(t,
+              {"name", "max_clock_offset_ms", "heartbeat_interval_ms", "anti_entropy_interval_ms",
+               "sync", "max_body_bytes"},
+              "in [cluster]", problems_);
+    if (const auto* name = RequireString(t, "name", "[cluster]", problems_)) {
+      topo_->cluster_name = name->get();
+    }
+    ReadPositive(t, "max_clock_offset_ms", &topo_->max_clock_offset_ms, problems_);
+    ReadPositive(t, "heartbeat_interval_ms", &topo_->heartbeat_interval_ms, problems_);
+    ReadPositive(t, "anti_entropy_interval_ms", &topo_->anti_entropy_interval_ms, problems_);
+    ReadPositive(t, "max_body_bytes", &topo_->max_body_bytes, problems_);
+    ReadBool(t, "sync", &topo_->sync, problems_);
+  }
+
+  void Region(const toml::table& t) {
+    CheckKeys(t, {"name", "node"}, "in [[region]]", problems_);
+    RegionConfig region;
+    if (const auto* name = RequireString(t, "name", "[[region]]", problems_)) {
+      region.name = name->get();
+      int line = LineOf(name->source());
+      auto [it, inserted] = region_lines_.emplace(region.name, line);
+      if (!inserted) {
+        problems_->Add(line, "region name '" + Quote(region.name) + "' is already used on line " +
+                                 std::to_string(it->second));
+      }
+    }
+
+    std::string which = region.name.empty() ? "this region" : "region '" + Quote(region.name) + "'";
+    const toml::node* nodes = t.get("node");
+    const toml::array* list = nodes == nullptr ? nullptr : nodes->as_array();
+    if (nodes != nullptr && list == nullptr) {
+      problems_->Add(*nodes,
+                     "node must be an array of tables ([[region.node]]), not " + Describe(*nodes));
+    } else if (list == nullptr || list->empty()) {
+      problems_->Add(t, which + " has no nodes; add at least one [[region.node]] under it");
+    } else {
+      for (const toml::node& n : *list) {
+        if (const toml::table* nt = n.as_table()) {
+          region.nodes.push_back(Node(*nt, region.name));
+        } else {
+          problems_->Add(n, "each node must be a table ([[region.node]]), not " + Describe(n));
+        }
+      }
+    }
+    topo_->regions.push_back(std::move(region));
+  }
+
+  NodeConfig Node(const toml::table& t, const std::string& region) {
+    constexpr std::string_view kHeader = "[[region.node]]";
+    CheckKeys(t, {"id", "http", "gossip", "data_dir", "sync"}, "in [[region.node]]", problems_);
+    NodeConfig node;
+    node.region = region;
+    node.line = LineOf(t.source());
+    node.sync = topo_->sync;
+
+    if (const auto* id = RequireString(t, "id", kHeader, problems_)) {
+      const std::string& s = id->get();
+      int line = LineOf(id->source());
+      if (s.size() > kMaxNodeIdBytes) {
+        problems_->Add(line, "node id '" + Quote(s) + "' is " + std::to_string(s.size()) +
+                                 " bytes long; the limit is " + std::to_string(kMaxNodeIdBytes));
+      } else if (!std::all_of(s.begin(), s.end(), IsIdChar)) {
+        problems_->Add(
+            line, "node id '" + Quote(s) + "' may contain only letters, digits, '.', '_' and '-'");
+      } else {
+        node.id = s;
+        auto [it, inserted] = id_lines_.emplace(s, line);
+        if (!inserted) {
+          problems_->Add(
+              line, "node id '" + s + "' is already used on line " + std::to_string(it->second));
+        }
+      }
+    }
+
+    if (const auto* http = RequireString(t, "http", kHeader, problems_)) {
+      Endpoint ep;
+      std::string error =
+          ParseHostPort(http->get(), "http address '" + Quote(http->get()) + "'", &ep);
+      if (!error.empty()) {
+        problems_->Add(*http, error);
+      } else {
+        node.http_host = ep.host;
+        node.http_port = ep.port;
+        Claim(ep.canonical, "http", http->get(), node.id, LineOf(http->source()));
+      }
+    }
+
+    if (const auto* gossip = RequireString(t, "gossip", kHeader, problems_)) {
+      std::string_view text = gossip->get();
+      std::string what = "gossip address '" + Quote(text) + "'";
+      Endpoint ep;
+      std::string error;
+      if (text.substr(0, kTcpScheme.size()) != kTcpScheme) {
+        error = what + " must start with tcp://, e.g. tcp://127.0.0.1:7200";
+      } else {
+        error = ParseHostPort(text.substr(kTcpScheme.size()), what, &ep);
+      }
+      if (!error.empty()) {
+        problems_->Add(*gossip, error);
+      } else {
+        node.gossip = gossip->get();
+        Claim(ep.canonical, "gossip", gossip->get(), node.id, LineOf(gossip->source()));
+      }
+    }
+
+    if (const auto* dir = RequireString(t, "data_dir", kHeader, problems_)) {
+      if (dir->get().find('\0') != std::string::npos) {
+        problems_->Add(*dir, "data_dir must not contain a NUL character");
+      } else {
+        node.data_dir = dir->get();
+        node.data_dir_line = LineOf(dir->source());
+      }
+    }
+
+    ReadBool(t, "sync", &node.sync, problems_);
+    return node;
+  }
+
+  // Two nodes listening on one address cannot both start, whichever of
+  // http and gossip each uses it for.
+  void Claim(const std::string& canonical, const std::string& kind, const std::string& written,
+             const std::string& node, int line) {
+    auto [it, inserted] = endpoints_.emplace(canonical, EndpointUse{kind, node, line});
+    if (inserted) return;
+    const EndpointUse& first = it->second;
+    std::string owner = first.node.empty() ? "a node" : "node '" + first.node + "'";
+    problems_->Add(line, kind + " address '" + Quote(written) + "' is already the " + first.kind +
+                             " address of " + owner + " on line " + std::to_string(first.line));
+  }
+
+  Problems* problems_;
+  Topology* topo_;
+  std::map<std::string, int> region_lines_;
+  std::map<std::string, int> id_lines_;
+  std::map<std::string, EndpointUse> endpoints_;
+};
+
+// "a/b/" -> "a", "a" -> ".", "/a" -> "/".
+std::string Parent(std::string path) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  path.resize(slash);
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  return path;
+}
+
+// Creating or writing entries in a directory needs write and search
+// permission on it, for the effective user.
+bool Writable(const std::string& dir, int* err) {
+  if (faccessat(AT_FDCWD, dir.c_str(), W_OK | X_OK, AT_EACCESS) == 0) return true;
+  *err = errno;
+  return false;
+}
+
+}  // namespace
+
+const NodeConfig* Topology::FindNode(const std::string& id) const {
+  for (const RegionConfig& region : regions) {
+    for (const NodeConfig& node : region.nodes) {
+      if (node.id == id) return &node;
+    }
+  }
+  return nullptr;
+}
+
+std::vector<const NodeConfig*> Topology::AllNodes() const {
+  std::vector<const NodeConfig*> all;
+  for (const RegionConfig& region : regions) {
+    for (const NodeConfig& node : region.nodes) all.push_back(&node);
+  }
+  return all;
+}
+
+Status ParseTopology(const std::string& text, const std::string& name, Topology* out) {
+  toml::table root;
+  try {
+    root = toml::parse(std::string_view(text), std::string_view(name));
+  } catch (const toml::parse_error& e) {
+    return Status::InvalidArgument(name + ":" + std::to_string(LineOf(e.source())) + ": " +
+                                   std::string(e.description()));
+  }
+  Problems problems(name);
+  Topology topo;
+  topo.file = name;
+  Parser(&problems, &topo).Root(root);
+  if (!problems.empty()) return problems.ToStatus();
+  *out = std::move(topo);
+  return Status::OK();
+}
+
+Status LoadTopology(const std::string& path, Topology* out) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    int err = errno;
+    std::string message = path + ": cannot open the topology file: " + ErrnoText(err);
+    return err == ENOENT ? Status::NotFound(message) : Status::IOError(message);
+  }
+  std::string text;
+  char buf[8192];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) text.append(buf, n);
+  int err = errno;
+  bool failed = std::ferror(f) != 0;
+  std::fclose(f);
+  if (failed) return Status::IOError(path + ": cannot read the topology file: " + ErrnoText(err));
+  return ParseTopology(text, path, out);
+}
+
+Status CheckDataDir(const std::string& data_dir) {
+  if (data_dir.empty()) return Status::InvalidArgument("data dir is empty");
+  const std::string quoted = "'" + data_dir + "'";
+  struct stat st;
+  if (stat(data_dir.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) {
+      return Status::FailedPrecondition("data dir " + quoted + " exists but is not a directory");
+    }
+    int err = 0;
+    if (!Writable(data_dir, &err)) {
+      return Status::FailedPrecondition("data dir " + quoted +
+                                        " is not writable: " + ErrnoText(err));
+    }
+    return Status::OK();
+  }
+  // ENOTDIR: some component is a file; the walk up finds it and says so.
+  if (errno != ENOENT && errno != ENOTDIR) {
+    return Status::FailedPrecondition("cannot use data dir " + quoted + ": " + ErrnoText(errno));
+  }
+  std::string ancestor = data_dir;
+  for (;;) {
+    std::string parent = Parent(ancestor);
+    if (parent == ancestor) {
+      // "." or "/" missing: nothing above to create it in.
+      return Status::FailedPrecondition("cannot create data dir " + quoted + ": '" + ancestor +
+                                        "' does not exist");
+    }
+    ancestor = std::move(parent);
+    if (stat(ancestor.c_str(), &st) == 0) break;
+    if (errno != ENOENT && errno != ENOTDIR) {
+      return Status::FailedPrecondition("cannot create data dir " + quoted + ": cannot access '" +
+                                        ancestor + "': " + ErrnoText(errno));
+    }
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return Status::FailedPrecondition("cannot create data dir " + quoted + ": '" + ancestor +
+                                      "' is not a directory");
+  }
+  int err = 0;
+  if (!Writable(ancestor, &err)) {
+    return Status::FailedPrecondition("cannot create data dir " + quoted +
+                                      ": its nearest existing parent '" + ancestor +
+                                      "' is not writable: " + ErrnoText(err));
+  }
+  return Status::OK();
+}
+
+}  // namespace meridian::node

@@ -1,0 +1,95 @@
+// The topology file (DESIGN.md §8): regions, their nodes and the cluster's
+// settings. This header and topology.cc are the only files that know
+// toml++.
+//
+// Every problem is reported before anything starts, as
+// "FILE:LINE: plain sentence" (unknown keys, duplicate ids, bad addresses,
+// unusable data dirs, values out of range).
+//
+// Accepted keys (anything else, anywhere, is an error):
+//   [cluster]        name (required, non-empty string),
+//                    max_clock_offset_ms, heartbeat_interval_ms,
+//                    anti_entropy_interval_ms, max_body_bytes (positive
+//                    integers), sync (bool, default true)
+//   [[region]]       name (required, unique), node (the nodes below; at
+//                    least one)
+//   [[region.node]]  id (required, unique across the cluster, 1..64 bytes of
+//                    [A-Za-z0-9._-]), http (required, "HOST:PORT"), gossip
+//                    (required, "tcp://HOST:PORT"), data_dir (required,
+//                    non-empty), sync (bool, default [cluster] sync)
+// HOST is an IPv4 address, "localhost" or a bracketed IPv6 address; PORT is
+// 1..65535. No two endpoints (http or gossip, of any nodes) may be equal.
+// Later issues add top-level [[policy]] and [[placement]] tables; until
+// their parsers exist here they are unknown keys, so a file written for a
+// newer Meridian is refused instead of silently half-applied.
+#ifndef MERIDIAN_NODE_TOPOLOGY_H_
+#define MERIDIAN_NODE_TOPOLOGY_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "crdt/status.h"
+
+namespace meridian::node {
+
+struct NodeConfig {
+  std::string id;         // unique across the cluster
+  std::string region;     // the region it belongs to
+  std::string http_host;  // from http = "HOST:PORT"; an IPv6 host without its brackets
+  uint16_t http_port = 0;
+  std::string gossip;    // "tcp://HOST:PORT"
+  std::string data_dir;  // as written; relative to the node's working directory
+  bool sync = true;      // per node; default from [cluster] sync
+  // Lines in the topology file, so that problems found later (CheckDataDir
+  // when the node starts) can be reported as "FILE:LINE: sentence" too.
+  int line = 0;           // the node's [[region.node]] header
+  int data_dir_line = 0;  // its data_dir value
+};
+
+struct RegionConfig {
+  std::string name;
+  std::vector<NodeConfig> nodes;
+};
+
+struct Topology {
+  std::string file;  // the path it was read from
+  std::string cluster_name;
+  uint64_t max_clock_offset_ms = 500;
+  uint64_t heartbeat_interval_ms = 500;
+  uint64_t anti_entropy_interval_ms = 1000;
+  bool sync = true;                   // [cluster] sync: default for every node
+  uint64_t max_body_bytes = 8 << 20;  // [cluster] max_body_bytes: HTTP request body limit
+  std::vector<RegionConfig> regions;  // in file order, each region's nodes in file order
+
+  // nullptr when no node has that id.
+  const NodeConfig* FindNode(const std::string& id) const;
+  // Every node, region by region, in file order.
+  std::vector<const NodeConfig*> AllNodes() const;
+};
+
+// Parses and validates a topology file. The Status message lists the
+// first problem found as "FILE:LINE: sentence" (several, one per line, when
+// more than one is found).
+// Problems in the file are InvalidArgument, listed in line order. A file
+// that cannot be read is NotFound (missing) or IOError, "FILE: sentence".
+// *out is written only on success. Does not touch the file system beyond
+// reading the file: data dirs are checked by CheckDataDir.
+Status LoadTopology(const std::string& path, Topology* out);
+// The same from text; `name` stands for the file in messages.
+Status ParseTopology(const std::string& text, const std::string& name, Topology* out);
+
+// Checks that a node's data dir can be used: it exists and is a writable
+// directory, or it does not exist and its nearest existing ancestor is a
+// writable directory. Relative paths resolve against the working
+// directory.
+// Writability is access(2) for the effective user (faccessat with
+// AT_EACCESS), so for root only a read-only file system fails it. Returns
+// InvalidArgument for an empty path, FailedPrecondition otherwise; the
+// message names the path but no file or line: prefix it with the
+// topology's file and NodeConfig::data_dir_line.
+Status CheckDataDir(const std::string& data_dir);
+
+}  // namespace meridian::node
+
+#endif  // MERIDIAN_NODE_TOPOLOGY_H_

@@ -1,0 +1,566 @@
+// The only file that knows LevelDB. Layout and contract: leveldb_store.h.
+//
+// Locking: write_mu serialises Write() and everything that replaces the
+// DB handle; db_mu guards the handle itself, shared by reads and by the
+// LevelDB write (LevelDB is internally thread-safe), exclusive only while
+// the handle is closed and reopened. Lock order: write_mu, then db_mu.
+#include "storage/leveldb_store.h"
+
+#include <leveldb/cache.h>
+#include <leveldb/db.h>
+#include <leveldb/env.h>
+#include <leveldb/filter_policy.h>
+#include <leveldb/iterator.h>
+#include <leveldb/options.h>
+#include <leveldb/status.h>
+#include <leveldb/write_batch.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <filesystem>
+#include <mutex>
+#include <shared_mutex>
+#include <system_error>
+#include <utility>
+
+#include "crdt/codec.h"
+
+namespace meridian::storage {
+namespace {
+
+// Key prefixes. DO NOT CHANGE: on disk.
+constexpr char kStatePrefix = 's';
+constexpr char kLogPrefix = 'l';
+constexpr char kMetaPrefix = 'm';
+constexpr char kConflictPrefix = 'c';
+
+// Log entry value: version byte, then [str key, bin delta].
+constexpr uint8_t kLogValueVersion = 1;
+
+// LevelDB's memtable size: a reopen may have to write up to this much as a
+// new table, which is what Store::kReopenReserveBytes provides for.
+constexpr size_t kWriteBufferBytes = size_t{4} << 20;
+
+// How often a read may try to reopen a database whose reopen failed.
+constexpr std::chrono::seconds kReadReopenInterval{1};
+
+leveldb::Slice ToSlice(std::string_view s) { return leveldb::Slice(s.data(), s.size()); }
+std::string_view ToView(const leveldb::Slice& s) { return std::string_view(s.data(), s.size()); }
+
+std::string PrefixedKey(char prefix, std::string_view key) {
+  std::string out;
+  out.reserve(1 + key.size());
+  out.push_back(prefix);
+  out.append(key);
+  return out;
+}
+
+// 'l' + scope + 0x00: every log key of the scope, and only those, starts
+// with it because a scope never contains 0x00.
+std::string LogScopePrefix(std::string_view scope) {
+  std::string out = PrefixedKey(kLogPrefix, scope);
+  out.push_back('\0');
+  return out;
+}
+
+// Big-endian so that byte order is numeric order.
+void AppendBigEndian64(uint64_t v, std::string* out) {
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    out->push_back(static_cast<char>((v >> shift) & 0xff));
+  }
+}
+
+uint64_t DecodeBigEndian64(std::string_view bytes) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(bytes[i]);
+  return v;
+}
+
+std::string LogKey(std::string_view scope, uint64_t seq) {
+  std::string key = LogScopePrefix(scope);
+  AppendBigEndian64(seq, &key);
+  return key;
+}
+
+bool ScopeIsValid(std::string_view scope) { return scope.find('\0') == std::string_view::npos; }
+
+Status BadScope() {
+  return Status::InvalidArgument(
+      "log scope contains a 0x00 byte, which the log key layout forbids");
+}
+
+bool ContainsCaseInsensitive(std::string_view haystack, std::string_view needle) {
+  auto it = std::search(haystack.begin(), haystack.end(), needle.begin(), needle.end(),
+                        [](char a, char b) {
+                          return std::tolower(static_cast<unsigned char>(a)) ==
+                                 std::tolower(static_cast<unsigned char>(b));
+                        });
+  return it != haystack.end();
+}
+
+Status NoSpace(std::string_view detail) {
+  return Status::IOError("no space left on device: " + std::string(detail));
+}
+
+// `context` says what was being done and names the directory.
+Status FromLevelDb(const leveldb::Status& s, const std::string& context) {
+  if (s.ok()) return Status::OK();
+  const std::string text = context + ": " + s.ToString();
+  if (s.IsNotFound()) return Status::NotFound(text);
+  if (s.IsCorruption()) return Status::Corruption(text);
+  if (s.IsInvalidArgument()) return Status::InvalidArgument(text);
+  if (s.IsNotSupportedError()) return Status::FailedPrecondition(text);
+  if (ContainsCaseInsensitive(text, "no space left on device")) return NoSpace(text);
+  return Status::IOError(text);
+}
+
+// Fault injection below LevelDB (TEST_SetDiskFull): while `full` is set,
+// Sync fails with the text a real ENOSPC gives; appends still reach the
+// page cache, as they do on a file system with delayed allocation.
+class FaultFile : public leveldb::WritableFile {
+ public:
+  FaultFile(leveldb::WritableFile* base, std::string name, const std::atomic<bool>* full)
+      : base_(base), name_(std::move(name)), full_(full) {}
+
+  leveldb::Status Append(const leveldb::Slice& data) override { return base_->Append(data); }
+  leveldb::Status Close() override { return base_->Close(); }
+  leveldb::Status Flush() override { return base_->Flush(); }
+  leveldb::Status Sync() override {
+    if (full_->load()) return leveldb::Status::IOError(name_, "No space left on device");
+    return base_->Sync();
+  }
+
+ private:
+  std::unique_ptr<leveldb::WritableFile> base_;
+  std::string name_;
+  const std::atomic<bool>* full_;
+};
+
+class FaultEnv : public leveldb::EnvWrapper {
+ public:
+  FaultEnv() : EnvWrapper(leveldb::Env::Default()) {}
+
+  void SetFull(bool full) { full_.store(full); }
+  bool full() const { return full_.load(); }
+
+  leveldb::Status NewWritableFile(const std::string& f, leveldb::WritableFile** r) override {
+    return Wrap(f, target()->NewWritableFile(f, r), r);
+  }
+  leveldb::Status NewAppendableFile(const std::string& f, leveldb::WritableFile** r) override {
+    return Wrap(f, target()->NewAppendableFile(f, r), r);
+  }
+
+ private:
+  leveldb::Status Wrap(const std::string& f, leveldb::Status s, leveldb::WritableFile** r) {
+    if (s.ok()) *r = new FaultFile(*r, f, &full_);
+    return s;
+  }
+
+  std::atomic<bool> full_{false};
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// WriteBatch
+
+struct WriteBatch::Impl {
+  leveldb::WriteBatch batch;
+  int count = 0;
+  Status poison;  // set by a record that cannot be laid out
+};
+
+WriteBatch::WriteBatch() : impl_(std::make_unique<Impl>()) {}
+WriteBatch::~WriteBatch() = default;
+
+void WriteBatch::PutState(std::string_view key, std::string_view envelope) {
+  impl_->batch.Put(PrefixedKey(kStatePrefix, key), ToSlice(envelope));
+  ++impl_->count;
+}
+
+void WriteBatch::DeleteState(std::string_view key) {
+  impl_->batch.Delete(PrefixedKey(kStatePrefix, key));
+  ++impl_->count;
+}
+
+void WriteBatch::AppendLog(const LogEntry& entry) {
+  if (!ScopeIsValid(entry.scope)) {
+    impl_->poison = BadScope();
+    return;
+  }
+  impl_->batch.Put(LogKey(entry.scope, entry.seq), EncodeLogValue(entry.key, entry.delta));
+  ++impl_->count;
+}
+
+void WriteBatch::DeleteLog(std::string_view scope, uint64_t seq) {
+  if (!ScopeIsValid(scope)) {
+    impl_->poison = BadScope();
+    return;
+  }
+  impl_->batch.Delete(LogKey(scope, seq));
+  ++impl_->count;
+}
+
+void WriteBatch::PutMeta(std::string_view name, std::string_view value) {
+  impl_->batch.Put(PrefixedKey(kMetaPrefix, name), ToSlice(value));
+  ++impl_->count;
+}
+
+void WriteBatch::PutConflict(std::string_view key, std::string_view entry) {
+  impl_->batch.Put(PrefixedKey(kConflictPrefix, key), ToSlice(entry));
+  ++impl_->count;
+}
+
+void WriteBatch::DeleteConflict(std::string_view key) {
+  impl_->batch.Delete(PrefixedKey(kConflictPrefix, key));
+  ++impl_->count;
+}
+
+void WriteBatch::Clear() {
+  impl_->batch.Clear();
+  impl_->count = 0;
+  impl_->poison = Status::OK();
+}
+
+size_t WriteBatch::ApproximateSize() const { return impl_->batch.ApproximateSize(); }
+
+int WriteBatch::Count() const { return impl_->count; }
+
+// ---------------------------------------------------------------------------
+// Store
+
+struct Store::Impl {
+  std::string dir;
+  StoreOptions options;
+
+  // Declared before `db` so that they outlive it.
+  FaultEnv env;
+  std::unique_ptr<const leveldb::FilterPolicy> filter;
+  std::unique_ptr<leveldb::Cache> cache;
+  leveldb::Options ldb_options;
+
+  std::mutex write_mu;
+  bool needs_reopen = false;                               // guarded by write_mu
+  int fail_writes = 0;                                     // guarded by write_mu
+  std::chrono::steady_clock::time_point last_read_reopen;  // guarded by write_mu
+
+  mutable std::shared_mutex db_mu;
+  // Null only after a failed reopen. Changed with write_mu and db_mu (exclusive) held.
+  std::unique_ptr<leveldb::DB> db;
+  std::string closed_reason;  // why db is null; guarded like db
+
+  std::atomic<uint64_t> writes{0};
+  std::atomic<uint64_t> reopens{0};
+
+  // Closes and reopens the database. REQUIRES: write_mu held.
+  Status Reopen();
+  // Takes db_mu shared with a usable handle, or says why there is none.
+  Status LockForRead(std::shared_lock<std::shared_mutex>* lock);
+  // Free bytes on the file system holding dir; false when unknown.
+  bool AvailableBytes(uint64_t* bytes) const;
+};
+
+Status Store::Impl::Reopen() {
+  std::unique_lock<std::shared_mutex> lock(db_mu);
+  db.reset();  // releases LevelDB's lock file so the new handle can take it
+  leveldb::Options reopen_options = ldb_options;
+  // A directory that vanished while open must not come back empty: that
+  // would silently lose the node's identity and data.
+  reopen_options.create_if_missing = false;
+  leveldb::DB* raw = nullptr;
+  leveldb::Status s = leveldb::DB::Open(reopen_options, dir, &raw);
+  if (!s.ok()) {
+    Status st = FromLevelDb(s, "reopening the store in " + dir + " after a write error");
+    closed_reason = st.message();
+    return st;
+  }
+  db.reset(raw);
+  closed_reason.clear();
+  needs_reopen = false;
+  reopens.fetch_add(1);
+  return Status::OK();
+}
+
+Status Store::Impl::LockForRead(std::shared_lock<std::shared_mutex>* lock) {
+  *lock = std::shared_lock<std::shared_mutex>(db_mu);
+  if (db) return Status::OK();
+  lock->unlock();
+  {
+    // Never wait behind a Write: if one is running, it reopens itself.
+    std::unique_lock<std::mutex> w(write_mu, std::try_to_lock);
+    auto now = std::chrono::steady_clock::now();
+    if (w.owns_lock() && !db && now - last_read_reopen >= kReadReopenInterval) {
+      last_read_reopen = now;
+      (void)Reopen();  // on failure closed_reason says why
+    }
+  }
+  lock->lock();
+  if (db) return Status::OK();
+  return Status::IOError("store in " + dir + " is closed: " + closed_reason);
+}
+
+bool Store::Impl::AvailableBytes(uint64_t* bytes) const {
+  if (env.full()) {
+    *bytes = 0;
+    return true;
+  }
+  std::error_code ec;
+  std::filesystem::space_info info = std::filesystem::space(dir, ec);
+  if (ec) return false;
+  *bytes = info.available;
+  return true;
+}
+
+Store::Store() : impl_(std::make_unique<Impl>()) {}
+
+Store::~Store() = default;
+
+Status Store::Open(const std::string& dir, const StoreOptions& options,
+                   std::unique_ptr<Store>* out) {
+  namespace fs = std::filesystem;
+  if (dir.empty()) return Status::InvalidArgument("cannot open store: the directory path is empty");
+
+  std::error_code ec;
+  fs::file_status st = fs::status(dir, ec);
+  if (fs::exists(st) && !fs::is_directory(st)) {
+    return Status::IOError("cannot open store in " + dir +
+                           ": the path exists and is not a directory");
+  }
+  if (!fs::exists(st)) {
+    if (!options.create_if_missing) {
+      return Status::NotFound("cannot open store in " + dir +
+                              ": the directory does not exist (create_if_missing is off)");
+    }
+    ec.clear();
+    fs::create_directories(dir, ec);
+    if (ec) {
+      return Status::IOError("cannot create the store directory " + dir + ": " + ec.message());
+    }
+  }
+
+  std::unique_ptr<Store> store(new Store());
+  Impl& impl = *store->impl_;
+  impl.dir = dir;
+  impl.options = options;
+  impl.filter.reset(leveldb::NewBloomFilterPolicy(10));
+  impl.cache.reset(leveldb::NewLRUCache(options.cache_bytes));
+  impl.ldb_options.create_if_missing = options.create_if_missing;
+  impl.ldb_options.env = &impl.env;
+  impl.ldb_options.filter_policy = impl.filter.get();
+  impl.ldb_options.block_cache = impl.cache.get();
+  impl.ldb_options.write_buffer_size = kWriteBufferBytes;
+
+  leveldb::DB* raw = nullptr;
+  leveldb::Status s = leveldb::DB::Open(impl.ldb_options, dir, &raw);
+  if (!s.ok()) {
+    const std::string text = s.ToString();
+    if (s.IsIOError() && text.find("/LOCK") != std::string::npos &&
+        (text.find("already held") != std::string::npos ||
+         text.find("temporarily unavailable") != std::string::npos)) {
+      return Status::IOError("cannot open store in " + dir +
+                             ": the data dir is in use by another open store (another process, "
+                             "or this one): " +
+                             text);
+    }
+    return FromLevelDb(s, "cannot open store in " + dir);
+  }
+  impl.db.reset(raw);
+  *out = std::move(store);
+  return Status::OK();
+}
+
+const std::string& Store::dir() const { return impl_->dir; }
+
+bool Store::sync() const { return impl_->options.sync; }
+
+Status Store::GetState(std::string_view key, std::string* envelope) const {
+  std::shared_lock<std::shared_mutex> lock;
+  MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
+  leveldb::Status s =
+      impl_->db->Get(leveldb::ReadOptions(), PrefixedKey(kStatePrefix, key), envelope);
+  if (s.IsNotFound()) return Status::NotFound("no state for the key");
+  return FromLevelDb(s, "reading a state in " + impl_->dir);
+}
+
+Status Store::GetMeta(std::string_view name, std::string* value) const {
+  std::shared_lock<std::shared_mutex> lock;
+  MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
+  leveldb::Status s = impl_->db->Get(leveldb::ReadOptions(), PrefixedKey(kMetaPrefix, name), value);
+  if (s.IsNotFound()) return Status::NotFound("no metadata record '" + std::string(name) + "'");
+  return FromLevelDb(s, "reading metadata in " + impl_->dir);
+}
+
+Status Store::GetConflict(std::string_view key, std::string* entry) const {
+  std::shared_lock<std::shared_mutex> lock;
+  MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
+  leveldb::Status s =
+      impl_->db->Get(leveldb::ReadOptions(), PrefixedKey(kConflictPrefix, key), entry);
+  if (s.IsNotFound()) return Status::NotFound("no conflict entry for the key");
+  return FromLevelDb(s, "reading the conflict index in " + impl_->dir);
+}
+
+Status Store::Write(WriteBatch* batch) {
+  MERIDIAN_RETURN_IF_ERROR(batch->impl_->poison);
+  if (batch->impl_->count == 0) return Status::OK();
+
+  Impl& impl = *impl_;
+  std::lock_guard<std::mutex> w(impl.write_mu);
+  if (impl.fail_writes > 0) {
+    --impl.fail_writes;
+    impl.needs_reopen = true;
+    return NoSpace("writing to the store in " + impl.dir +
+                   " (simulated by TEST_FailWritesWithNoSpace)");
+  }
+  if (impl.needs_reopen || !impl.db) {
+    const uint64_t need = kReopenReserveBytes + batch->ApproximateSize();
+    uint64_t available = 0;
+    if (impl.AvailableBytes(&available) && available < need) {
+      return NoSpace("the store in " + impl.dir + " has " + std::to_string(available) +
+                     " bytes free; writes resume once " + std::to_string(need) + " are");
+    }
+    MERIDIAN_RETURN_IF_ERROR(impl.Reopen());
+  }
+
+  std::shared_lock<std::shared_mutex> lock(impl.db_mu);
+  leveldb::WriteOptions wo;
+  wo.sync = impl.options.sync;
+  impl.writes.fetch_add(1);
+  leveldb::Status s = impl.db->Write(wo, &batch->impl_->batch);
+  if (!s.ok()) {
+    // LevelDB may now refuse every write (a failed fsync is sticky) or
+    // have a torn record in its log; a fresh handle recovers from both.
+    impl.needs_reopen = true;
+    return FromLevelDb(s, "writing to the store in " + impl.dir);
+  }
+  return Status::OK();
+}
+
+bool Store::IsNoSpace(const Status& s) {
+  return s.code() == Status::Code::kIOError && ContainsCaseInsensitive(s.message(), "no space");
+}
+
+Status Store::Scan(std::string_view prefix, std::string_view after, size_t limit,
+                   std::vector<KeyState>* out) const {
+  out->clear();
+  if (limit == 0) return Status::OK();
+  const std::string lower = PrefixedKey(kStatePrefix, prefix);
+  std::string target = lower;
+  std::string after_key;
+  if (!after.empty()) {
+    after_key = PrefixedKey(kStatePrefix, after);
+    if (after_key > target) target = after_key;
+  }
+
+  std::shared_lock<std::shared_mutex> lock;
+  MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions()));
+  for (it->Seek(target); it->Valid() && out->size() < limit; it->Next()) {
+    std::string_view key = ToView(it->key());
+    if (key.substr(0, lower.size()) != lower) break;
+    if (!after_key.empty() && key == after_key) continue;
+    std::string_view value = ToView(it->value());
+    out->push_back(KeyState{std::string(key.substr(1)), std::string(value)});
+  }
+  return FromLevelDb(it->status(), "scanning states in " + impl_->dir);
+}
+
+Status Store::ReadLog(std::string_view scope, uint64_t from_seq, size_t limit,
+                      std::vector<LogEntry>* out) const {
+  out->clear();
+  if (!ScopeIsValid(scope)) return BadScope();
+  if (limit == 0) return Status::OK();
+  const std::string prefix = LogScopePrefix(scope);
+
+  std::shared_lock<std::shared_mutex> lock;
+  MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions()));
+  for (it->Seek(LogKey(scope, from_seq)); it->Valid() && out->size() < limit; it->Next()) {
+    std::string_view key = ToView(it->key());
+    if (key.substr(0, prefix.size()) != prefix) break;
+    if (key.size() != prefix.size() + 8) {
+      return Status::Corruption("log key of the wrong length in " + impl_->dir);
+    }
+    LogEntry entry;
+    entry.scope = std::string(scope);
+    entry.seq = DecodeBigEndian64(key.substr(prefix.size()));
+    Status st = DecodeLogValue(ToView(it->value()), &entry.key, &entry.delta);
+    if (!st.ok()) {
+      return st.WithContext("log entry " + std::to_string(entry.seq) + " in " + impl_->dir);
+    }
+    out->push_back(std::move(entry));
+  }
+  return FromLevelDb(it->status(), "reading the log in " + impl_->dir);
+}
+
+Status Store::LastLogSeq(std::string_view scope, uint64_t* seq) const {
+  *seq = 0;
+  if (!ScopeIsValid(scope)) return BadScope();
+  const std::string prefix = LogScopePrefix(scope);
+  const std::string highest = LogKey(scope, ~uint64_t{0});
+
+  std::shared_lock<std::shared_mutex> lock;
+  MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions()));
+  it->Seek(highest);
+  if (!it->Valid()) {
+    it->SeekToLast();
+  } else if (ToView(it->key()) != highest) {
+    it->Prev();
+  }
+  if (it->Valid()) {
+    std::string_view key = ToView(it->key());
+    if (key.substr(0, prefix.size()) == prefix) {
+      if (key.size() != prefix.size() + 8) {
+        return Status::Corruption("log key of the wrong length in " + impl_->dir);
+      }
+      *seq = DecodeBigEndian64(key.substr(prefix.size()));
+    }
+  }
+  return FromLevelDb(it->status(), "reading the log in " + impl_->dir);
+}
+
+uint64_t Store::ApproximateStateBytes() const {
+  std::shared_lock<std::shared_mutex> lock;
+  if (!impl_->LockForRead(&lock).ok()) return 0;
+  const std::string start(1, kStatePrefix);
+  const std::string limit(1, static_cast<char>(kStatePrefix + 1));
+  leveldb::Range range(start, limit);
+  uint64_t size = 0;
+  impl_->db->GetApproximateSizes(&range, 1, &size);
+  return size;
+}
+
+uint64_t Store::writes() const { return impl_->writes.load(); }
+
+uint64_t Store::reopens() const { return impl_->reopens.load(); }
+
+void Store::TEST_FailWritesWithNoSpace(int n) {
+  std::lock_guard<std::mutex> w(impl_->write_mu);
+  impl_->fail_writes = n;
+}
+
+void Store::TEST_SetDiskFull(bool full) { impl_->env.SetFull(full); }
+
+// ---------------------------------------------------------------------------
+// Log values
+
+std::string EncodeLogValue(std::string_view key, std::string_view delta) {
+  crdt::Encoder e(kLogValueVersion);
+  e.Array(2);
+  e.Str(key);
+  e.Bin(delta);
+  return e.Take();
+}
+
+Status DecodeLogValue(std::string_view bytes, std::string* key, std::string* delta) {
+  crdt::Decoder d;
+  MERIDIAN_RETURN_IF_ERROR(d.Parse(bytes, kLogValueVersion));
+  std::vector<crdt::Cursor> f;
+  MERIDIAN_RETURN_IF_ERROR(d.root().Array(&f, "log entry", 2));
+  MERIDIAN_RETURN_IF_ERROR(f[0].Str(key, "log entry key"));
+  return f[1].Bin(delta, "log entry delta");
+}
+
+}  // namespace meridian::storage

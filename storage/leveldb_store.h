@@ -1,0 +1,171 @@
+// The node's one LevelDB (DESIGN.md §6). This header and leveldb_store.cc
+// are the only files that know LevelDB.
+//
+// Key layout, one byte of prefix per kind of record. DO NOT CHANGE: it is on
+// disk.
+//   's' + user key              -> state: an encoded crdt::Envelope
+//   'l' + scope + 0x00 + u64 BE -> outgoing delta log entry (LogEntry
+//                                  encoding) for sequence number seq
+//   'm' + name                  -> metadata (see node_meta.h)
+//   'c' + user key              -> conflict index entry (issue 6)
+// Every write the node makes is one WriteBatch: atomic, and durable when
+// Write() returns if StoreOptions::sync (group commit batches many
+// requests into one Write).
+//
+// Thread-safety: Store is safe for concurrent use; Write calls are
+// serialised internally. A WriteBatch is used by one thread.
+#ifndef MERIDIAN_STORAGE_LEVELDB_STORE_H_
+#define MERIDIAN_STORAGE_LEVELDB_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crdt/status.h"
+
+namespace meridian::storage {
+
+struct StoreOptions {
+  // true (default): Write() returns after the batch is on stable storage
+  // (fsync), so an acknowledged write survives kill -9 and power loss.
+  // false: Write() returns once the batch is in the OS page cache; a
+  // process crash loses nothing, a power loss or kernel crash may lose the
+  // last few seconds of acknowledged writes.
+  bool sync = true;
+  // LevelDB block cache.
+  size_t cache_bytes = 64 << 20;
+  // Create the directory (and parents) and the database when missing.
+  bool create_if_missing = true;
+};
+
+// One record of the outgoing delta log.
+struct LogEntry {
+  std::string scope;  // placement scope ("" until placement exists)
+  uint64_t seq = 0;   // per (replica, scope), from 1, contiguous
+  std::string key;    // user key
+  std::string delta;  // encoded crdt::Envelope holding the delta
+};
+
+class WriteBatch {
+ public:
+  WriteBatch();
+  ~WriteBatch();
+  WriteBatch(const WriteBatch&) = delete;
+  WriteBatch& operator=(const WriteBatch&) = delete;
+
+  void PutState(std::string_view key, std::string_view envelope);
+  void DeleteState(std::string_view key);
+  // A scope containing a 0x00 byte cannot be laid out (the byte ends the
+  // scope in the key) and is a programming error. These calls cannot
+  // return a Status, so they record nothing and poison the batch instead:
+  // Store::Write then refuses the whole batch with InvalidArgument and
+  // applies none of it, so no log entry is ever silently dropped from an
+  // otherwise committed batch. Clear() lifts the poison.
+  void AppendLog(const LogEntry& entry);
+  void DeleteLog(std::string_view scope, uint64_t seq);
+  void PutMeta(std::string_view name, std::string_view value);
+  void PutConflict(std::string_view key, std::string_view entry);
+  void DeleteConflict(std::string_view key);
+
+  void Clear();
+  size_t ApproximateSize() const;
+  int Count() const;  // records put or deleted
+
+ private:
+  friend class Store;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class Store {
+ public:
+  // Opens (or, with create_if_missing, creates) the database in `dir`.
+  // Fails with a Status naming the directory and LevelDB's reason (lock
+  // held by another process, permission, corruption).
+  static Status Open(const std::string& dir, const StoreOptions& options,
+                     std::unique_ptr<Store>* out);
+  ~Store();
+
+  const std::string& dir() const;
+  bool sync() const;
+
+  // NotFound when the key has no state.
+  Status GetState(std::string_view key, std::string* envelope) const;
+  Status GetMeta(std::string_view name, std::string* value) const;
+  Status GetConflict(std::string_view key, std::string* entry) const;
+
+  // Applies the batch atomically (and durably when sync). A full disk gives
+  // Status::IOError whose message says "no space"; see IsNoSpace(). After
+  // any write error the store stays readable, and the next Write reopens
+  // the database (LevelDB otherwise refuses every later write) so that
+  // writes resume once space returns.
+  //
+  // Reopening replays LevelDB's log into a new table, which needs room.
+  // So after a write error the next Write first checks the file system's
+  // free space and, while it is below kReopenReserveBytes plus the batch's
+  // size, fails with "no space" without closing anything: the old handle
+  // keeps serving reads until the reopen can succeed. Should a reopen fail
+  // anyway, reads fail with IOError until a later Write (or a read, at
+  // most once a second) reopens the database.
+  //
+  // A poisoned batch (see WriteBatch::AppendLog) is refused with
+  // InvalidArgument. An empty batch succeeds without reaching LevelDB. The
+  // batch is left unchanged either way; Clear() it to reuse it.
+  Status Write(WriteBatch* batch);
+  static bool IsNoSpace(const Status& s);
+  static constexpr uint64_t kReopenReserveBytes = uint64_t{5} << 20;
+
+  // States in key order: keys starting with `prefix`, strictly greater
+  // than `after` (when non-empty), at most `limit` of them (limit 0 gives
+  // none). Keys compare as unsigned bytes. `after` need not start with
+  // `prefix`. *out is replaced.
+  struct KeyState {
+    std::string key;
+    std::string envelope;
+  };
+  Status Scan(std::string_view prefix, std::string_view after, size_t limit,
+              std::vector<KeyState>* out) const;
+
+  // Log entries of `scope` with seq >= from_seq, ascending, at most
+  // `limit`. *out is replaced. A scope containing 0x00 is InvalidArgument
+  // here and in LastLogSeq.
+  Status ReadLog(std::string_view scope, uint64_t from_seq, size_t limit,
+                 std::vector<LogEntry>* out) const;
+  // The highest seq in the log of `scope` (0 when empty); O(log n), for
+  // start-up.
+  Status LastLogSeq(std::string_view scope, uint64_t* seq) const;
+
+  // Rough figures for /metrics and /v1/status.
+  uint64_t ApproximateStateBytes() const;
+  // Number of Write() calls that reached LevelDB and of fsyncs (== writes
+  // when sync).
+  uint64_t writes() const;
+  // Number of times the database was closed and reopened after a write
+  // error.
+  uint64_t reopens() const;
+
+  // TEST hook: the next `n` Write() calls fail as a full disk would,
+  // without reaching LevelDB (and the one after reopens the database).
+  void TEST_FailWritesWithNoSpace(int n);
+  // TEST hook, one level lower: while `full`, LevelDB's fsyncs fail with
+  // ENOSPC (a file system with delayed allocation reports a full disk
+  // there), which puts LevelDB in its sticky error state, and the free
+  // space probe reports 0 bytes. Exercises the real reopen path.
+  void TEST_SetDiskFull(bool full);
+
+ private:
+  Store();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Encoding of a log entry value (the key carries scope and seq):
+// version byte, then [str key, bin delta]. Exposed for tests and gossip.
+std::string EncodeLogValue(std::string_view key, std::string_view delta);
+Status DecodeLogValue(std::string_view bytes, std::string* key, std::string* delta);
+
+}  // namespace meridian::storage
+
+#endif  // MERIDIAN_STORAGE_LEVELDB_STORE_H_
