@@ -1,0 +1,615 @@
+// meridianctl: a command-line client for one node's HTTP API (DESIGN.md
+// §7 and §9).
+//
+//   meridianctl [--url URL] [--json] COMMAND [ARGS] [OPTIONS]
+//
+// The node is --url, else $MERIDIAN_URL, else http://127.0.0.1:7100.
+// Options may come before or after the command; an argument that starts
+// with a single '-' (a negative number) is an argument, and "--" ends the
+// options. Output is plain text or a table; with --json, the node's JSON
+// reply on one line (an error reply too; `get` adds the X-Causal-Context
+// header as "context"). Exit status: 0 on success, 1 on any error (node
+// unreachable, HTTP error, a failed batch operation), 2 on bad usage,
+// each with one sentence on stderr.
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "node/http_client.h"
+
+using meridian::Status;
+using meridian::node::ClientResponse;
+using meridian::node::EncodeKeyForPath;
+using meridian::node::EncodeQueryValue;
+using meridian::node::HttpClient;
+using nlohmann::json;
+
+namespace {
+
+constexpr char kDefaultUrl[] = "http://127.0.0.1:7100";
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+
+using Args = std::vector<std::string>;
+
+struct Options {
+  std::string url;
+  bool json = false;
+  bool msgpack = false;
+  std::string type, context, prefix, after, limit;
+  std::set<std::string> given;  // every option named, to refuse those a command ignores
+};
+
+// A parsed reply: the status, the body as JSON, and the raw exchange (for
+// headers).
+struct Reply {
+  int status = 0;
+  json body;
+  ClientResponse raw;
+};
+
+std::string Show(const json& v) { return v.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// A string member of `o`, or "" when `o` is not an object or the member is
+// not a string (batch input is whatever the user piped in).
+std::string Field(const json& o, const char* name) {
+  if (!o.is_object()) return "";
+  auto it = o.find(name);
+  return it != o.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+int Fail(const std::string& sentence) {
+  std::cerr << "meridianctl: " << sentence << "\n";
+  return kExitError;
+}
+
+// What every command works with: the options and one kept-alive
+// connection to the node.
+class Ctl {
+ public:
+  Ctl(Options opts, std::unique_ptr<HttpClient> client)
+      : opts_(std::move(opts)), client_(std::move(client)) {}
+
+  const Options& opts() const { return opts_; }
+
+  // Sends one request; on any failure (unreachable node, broken exchange,
+  // a reply that is not JSON, an HTTP error status) says so on stderr and
+  // returns false. 300 counts as success only when `multiple_ok`.
+  bool Exchange(const std::string& method, const std::string& target, const std::string& body,
+                const std::string& content_type, Reply* out, bool multiple_ok = false) {
+    std::vector<std::pair<std::string, std::string>> headers = {{"Accept", "application/json"}};
+    if (!content_type.empty()) headers.emplace_back("Content-Type", content_type);
+    if (!opts_.context.empty()) headers.emplace_back("X-Causal-Context", opts_.context);
+    Status st = client_->Request(method, target, body, headers, &out->raw);
+    if (!st.ok()) {
+      if (st.code() == Status::Code::kUnavailable) {
+        Fail("cannot reach the node at " + opts_.url + " (" + st.message() + ")");
+      } else {
+        Fail("the request to " + opts_.url + " failed (" + st.message() + ")");
+      }
+      return false;
+    }
+    out->status = out->raw.status;
+    out->body = json::parse(out->raw.body, nullptr, false);
+    if (out->body.is_discarded()) {
+      Fail("the node at " + opts_.url + " answered HTTP " + std::to_string(out->status) +
+           " with a body that is not JSON");
+      return false;
+    }
+    bool ok = (out->status >= 200 && out->status < 300) || (multiple_ok && out->status == 300);
+    if (ok) return true;
+    // Scripts that asked for JSON get the error object too.
+    if (opts_.json) PrintJson(out->body);
+    std::string message = Field(out->body, "message");
+    std::string code = Field(out->body, "error");
+    if (message.empty()) message = "the node at " + opts_.url + " refused the request";
+    Fail(message + " (HTTP " + std::to_string(out->status) + (code.empty() ? "" : " " + code) +
+         ")");
+    return false;
+  }
+
+  bool SendJson(const std::string& method, const std::string& target, const json& body,
+                Reply* out) {
+    return Exchange(method, target, Show(body), "application/json", out);
+  }
+
+  void PrintJson(const json& body) const { std::cout << Show(body) << "\n"; }
+
+ private:
+  Options opts_;
+  std::unique_ptr<HttpClient> client_;
+};
+
+// --- Output -----------------------------------------------------------------
+
+// Prints rows as aligned columns; the first row is the header.
+void PrintTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows) {
+    if (width.size() < row.size()) width.resize(row.size(), 0);
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      line += row[c];
+      if (c + 1 < row.size()) line += std::string(width[c] - row[c].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+}
+
+// A read reply ({"key", "type", "value" | "siblings", ...}) as plain text.
+// Values print as JSON, so what `get` shows `put` takes back unchanged.
+void PrintRead(const json& item, const std::string& context) {
+  std::string type = Field(item, "type");
+  if (item.contains("siblings")) {
+    const json& sibs = item["siblings"];
+    std::cout << sibs.size() << " siblings (put with --context to replace them):\n";
+    std::vector<std::vector<std::string>> rows = {{"VALUE", "REPLICA", "DOT"}};
+    for (const json& s : sibs)
+      rows.push_back({Show(s["value"]), Field(s, "replica"), Show(s["dot"])});
+    PrintTable(rows);
+  } else if (type == "set") {
+    if (item["value"].empty()) std::cout << "(empty set)\n";
+    for (const json& e : item["value"]) std::cout << Show(e) << "\n";
+  } else if (type == "map") {
+    std::vector<std::vector<std::string>> rows = {{"FIELD", "TYPE", "VALUE"}};
+    for (const auto& [name, field] : item["value"].items()) {
+      // A name held by fields of several types lists each.
+      const json& variants = field.contains("types") ? field["types"] : json::array({field});
+      for (const json& f : variants) rows.push_back({name, Field(f, "type"), Show(f["value"])});
+    }
+    if (rows.size() == 1) {
+      std::cout << "(empty map)\n";
+    } else {
+      PrintTable(rows);
+    }
+  } else {
+    std::cout << Show(item["value"]) << "\n";
+  }
+  if (!context.empty()) std::cout << "context: " << context << "\n";
+}
+
+int PrintWrite(const Ctl& ctl, const Reply& r) {
+  if (ctl.opts().json) {
+    ctl.PrintJson(r.body);
+  } else {
+    std::cout << "ok (seq " << Show(r.body["seq"]) << ")\n";
+  }
+  return 0;
+}
+
+// --- Arguments ----------------------------------------------------------------
+
+// A command-line value: JSON when it parses ("42", "[1,2]", "\"x\""),
+// otherwise the text itself as a JSON string.
+json LooseValue(const std::string& text) {
+  json v = json::parse(text, nullptr, false);
+  return v.is_discarded() ? json(text) : v;
+}
+
+bool Int64Arg(const std::string& text, int64_t* out) {
+  if (text.empty()) return false;
+  errno = 0;
+  char* end = nullptr;
+  long long v = std::strtoll(text.c_str(), &end, 10);
+  if (errno != 0 || *end != '\0') return false;
+  *out = v;
+  return true;
+}
+
+// The route prefix for a --type; "" for a type the route table lacks.
+std::string RouteFor(const std::string& type) {
+  if (type.empty() || type == "kv" || type == "register" || type == "mvregister") return "/v1/kv/";
+  if (type == "counter") return "/v1/counter/";
+  if (type == "set") return "/v1/set/";
+  if (type == "map") return "/v1/map/";
+  return "";
+}
+
+// --- Commands -----------------------------------------------------------------
+
+int Usage(const std::string& why);
+
+int Get(Ctl& ctl, const Args& a) {
+  std::string route = RouteFor(ctl.opts().type);
+  if (route.empty()) return Usage("--type takes kv, counter, set or map");
+  Reply r;
+  if (!ctl.Exchange("GET", route + EncodeKeyForPath(a[0]), "", "", &r, true)) return kExitError;
+  // The context travels in a header; --json keeps it, since a script
+  // needs it to replace the siblings it read.
+  std::string context = r.raw.Header("x-causal-context");
+  if (ctl.opts().json) {
+    if (!context.empty() && r.body.is_object() && !r.body.contains("context")) {
+      r.body["context"] = context;
+    }
+    ctl.PrintJson(r.body);
+  } else {
+    PrintRead(r.body, context);
+  }
+  return 0;
+}
+
+int Put(Ctl& ctl, const Args& a) {
+  const std::string& type = ctl.opts().type;
+  if (!type.empty() && type != "kv" && type != "register" && type != "mvregister") {
+    return Usage("put writes registers: --type takes register or mvregister");
+  }
+  std::string target = "/v1/kv/" + EncodeKeyForPath(a[0]);
+  if (type == "mvregister") target += "?type=mvregister";
+  Reply r;
+  if (!ctl.SendJson("PUT", target, LooseValue(a[1]), &r)) return kExitError;
+  return PrintWrite(ctl, r);
+}
+
+int Del(Ctl& ctl, const Args& a) {
+  std::string route = RouteFor(ctl.opts().type);
+  if (route.empty()) return Usage("--type takes kv, counter, set or map");
+  Reply r;
+  if (!ctl.Exchange("DELETE", route + EncodeKeyForPath(a[0]), "", "", &r)) return kExitError;
+  return PrintWrite(ctl, r);
+}
+
+int Incr(Ctl& ctl, const Args& a) {
+  int64_t n = 1;
+  if (a.size() > 1 && !Int64Arg(a[1], &n)) {
+    return Usage("N must be a 64-bit integer, not '" + a[1] + "'");
+  }
+  Reply r;
+  if (!ctl.SendJson("POST", "/v1/counter/" + EncodeKeyForPath(a[0]), json{{"add", n}}, &r)) {
+    return kExitError;
+  }
+  return PrintWrite(ctl, r);
+}
+
+int SetUpdate(Ctl& ctl, const Args& a, const char* field) {
+  json elements = json::array();
+  for (size_t i = 1; i < a.size(); ++i) elements.push_back(LooseValue(a[i]));
+  Reply r;
+  if (!ctl.SendJson("POST", "/v1/set/" + EncodeKeyForPath(a[0]), json{{field, elements}}, &r)) {
+    return kExitError;
+  }
+  return PrintWrite(ctl, r);
+}
+
+int Sadd(Ctl& ctl, const Args& a) { return SetUpdate(ctl, a, "add"); }
+int Srem(Ctl& ctl, const Args& a) { return SetUpdate(ctl, a, "remove"); }
+
+int Scan(Ctl& ctl, const Args&) {
+  const Options& o = ctl.opts();
+  std::string query;
+  auto param = [&](const char* name, const std::string& value) {
+    if (!o.given.count(name)) return;
+    query += (query.empty() ? "?" : "&") + std::string(name) + "=" + EncodeQueryValue(value);
+  };
+  param("prefix", o.prefix);
+  param("after", o.after);
+  param("limit", o.limit);
+  Reply r;
+  if (!ctl.Exchange("GET", "/v1/scan" + query, "", "", &r)) return kExitError;
+  if (o.json) {
+    ctl.PrintJson(r.body);
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows = {{"KEY", "TYPE", "VALUE"}};
+  for (const json& item : r.body["items"]) {
+    std::string value =
+        item.contains("siblings") ? "siblings " + Show(item["siblings"]) : Show(item["value"]);
+    rows.push_back({Field(item, "key"), Field(item, "type"), value});
+  }
+  if (rows.size() == 1) {
+    std::cout << "(no keys)\n";
+  } else {
+    PrintTable(rows);
+  }
+  if (r.body["next"].is_string()) {
+    std::cout << "next: " << r.body["next"].get<std::string>() << "  (continue with --after)\n";
+  }
+  return 0;
+}
+
+int StatusCmd(Ctl& ctl, const Args&) {
+  Reply r;
+  if (!ctl.Exchange("GET", "/v1/status", "", "", &r)) return kExitError;
+  if (ctl.opts().json) {
+    ctl.PrintJson(r.body);
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows = {{"FIELD", "VALUE"}};
+  for (const auto& [name, v] : r.body.items()) {
+    if (!v.is_array()) {
+      rows.push_back({name, v.is_string() ? v.get<std::string>() : Show(v)});
+      continue;
+    }
+    if (v.empty()) rows.push_back({name, "none"});
+    // One row per element (peers): "k=v k=v" reads better than JSON.
+    for (const json& e : v) {
+      std::string text;
+      if (e.is_object()) {
+        for (const auto& [k, x] : e.items()) {
+          text += (text.empty() ? "" : " ") + k + "=" +
+                  (x.is_string() ? x.get<std::string>() : Show(x));
+        }
+      } else {
+        text = Show(e);
+      }
+      rows.push_back({name, text});
+    }
+  }
+  PrintTable(rows);
+  return 0;
+}
+
+int Health(Ctl& ctl, const Args&) {
+  Reply r;
+  if (!ctl.Exchange("GET", "/v1/health", "", "", &r)) return kExitError;
+  if (ctl.opts().json) {
+    ctl.PrintJson(r.body);
+  } else {
+    std::cout << Field(r.body, "status") << " (node " << Field(r.body, "node") << ")\n";
+  }
+  return 0;
+}
+
+// One operation object per non-blank line.
+bool ReadJsonLines(std::istream& in, std::vector<json>* ops, std::string* err) {
+  std::string line;
+  for (size_t n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json op = json::parse(line, nullptr, false);
+    if (op.is_discarded()) {
+      *err = "stdin line " + std::to_string(n) + " is not JSON";
+      return false;
+    }
+    ops->push_back(std::move(op));
+  }
+  return true;
+}
+
+// Concatenated msgpack values, one operation each.
+bool ReadMsgpackStream(std::istream& in, std::vector<json>* ops, std::string* err) {
+  while (in.peek() != std::char_traits<char>::eof()) {
+    try {
+      // Not strict: reading stops after one value, leaving the rest.
+      ops->push_back(json::from_msgpack(in, false));
+    } catch (const json::exception& e) {
+      *err = "msgpack value " + std::to_string(ops->size() + 1) + " on stdin is malformed (" +
+             e.what() + ")";
+      return false;
+    }
+  }
+  return true;
+}
+
+int Batch(Ctl& ctl, const Args&) {
+  bool msgpack = ctl.opts().msgpack;
+  std::vector<json> ops;
+  std::string err;
+  if (!(msgpack ? ReadMsgpackStream(std::cin, &ops, &err) : ReadJsonLines(std::cin, &ops, &err))) {
+    return Fail(err);
+  }
+  if (ops.empty()) return Fail("batch read no operations from stdin");
+  std::string body;
+  if (msgpack) {
+    std::vector<uint8_t> bytes = json::to_msgpack(json(ops));
+    body.assign(bytes.begin(), bytes.end());
+  } else {
+    body = Show(json(ops));
+  }
+  Reply r;
+  if (!ctl.Exchange("POST", "/v1/batch", body, msgpack ? "application/msgpack" : "application/json",
+                    &r)) {
+    return kExitError;
+  }
+  const json& results = r.body["results"];
+  if (ctl.opts().json) ctl.PrintJson(r.body);
+  std::vector<std::vector<std::string>> rows = {{"#", "OP", "KEY", "RESULT"}};
+  size_t failed = 0;
+  for (size_t i = 0; i < results.size(); ++i) {
+    const json& res = results[i];
+    std::string text;
+    if (res.value("status", 0) == 200) {
+      text = "ok (seq " + Show(res["seq"]) + ")";
+    } else {
+      ++failed;
+      text = Show(res["status"]) + " " + Field(res, "error") + ": " + Field(res, "message");
+    }
+    const json& op = i < ops.size() ? ops[i] : json();
+    rows.push_back({std::to_string(i), Field(op, "op"), Field(op, "key"), text});
+  }
+  if (!ctl.opts().json) PrintTable(rows);
+  if (results.size() != ops.size()) {
+    return Fail("the node answered " + std::to_string(results.size()) + " results for " +
+                std::to_string(ops.size()) + " operations");
+  }
+  if (failed > 0) {
+    return Fail(std::to_string(failed) + " of " + std::to_string(ops.size()) +
+                " operations failed");
+  }
+  return 0;
+}
+
+// --- Command table and main ---------------------------------------------------
+
+struct Command {
+  const char* name;
+  const char* args;  // usage after the name
+  const char* help;
+  size_t min_args, max_args;
+  std::set<std::string> options;  // besides --url and --json
+  int (*run)(Ctl&, const Args&);
+};
+
+constexpr size_t kMany = SIZE_MAX;
+
+const std::vector<Command>& Commands() {
+  // clang-format off
+  static const std::vector<Command> kCommands = {
+      {"get", "KEY [--type kv|counter|set|map]",
+       "read a key; an unresolved mvregister shows every sibling and the context", 1, 1,
+       {"type"}, Get},
+      {"put", "KEY VALUE [--type register|mvregister] [--context CTX]",
+       "set a register (VALUE is JSON if it parses, else a string); --context replaces the "
+       "siblings it names",
+       2, 2, {"type", "context"}, Put},
+      {"del", "KEY [--type kv|counter|set|map] [--context CTX]", "delete a key", 1, 1,
+       {"type", "context"}, Del},
+      {"incr", "KEY [N]", "add N (default 1, may be negative) to a counter", 1, 2, {}, Incr},
+      {"sadd", "KEY ELEM...", "add elements to a set (JSON if they parse, else strings)", 2,
+       kMany, {}, Sadd},
+      {"srem", "KEY ELEM...", "remove elements from a set", 2, kMany, {}, Srem},
+      {"scan", "[--prefix P] [--after KEY] [--limit N]",
+       "list one page of keys in order, and the cursor for the next", 0, 0,
+       {"prefix", "after", "limit"}, Scan},
+      {"batch", "[--msgpack]",
+       "send the operations on stdin (JSON lines, or a msgpack stream) as one request", 0, 0,
+       {"msgpack"}, Batch},
+      {"status", "", "the node's identity, counters and peers", 0, 0, {}, StatusCmd},
+      {"health", "", "whether the node is up", 0, 0, {}, Health},
+  };
+  // clang-format on
+  return kCommands;
+}
+
+const Command* FindCommand(const std::string& name) {
+  for (const Command& c : Commands()) {
+    if (name == c.name) return &c;
+  }
+  return nullptr;
+}
+
+const Command* g_command = nullptr;  // for the usage line of a failing command
+
+int Usage(const std::string& why) {
+  std::string usage = "meridianctl [--url URL] [--json] COMMAND ...; see meridianctl --help";
+  if (g_command) {
+    usage = std::string("meridianctl ") + g_command->name + (*g_command->args ? " " : "") +
+            g_command->args;
+  }
+  std::cerr << "meridianctl: " << why << " (usage: " << usage << ")\n";
+  return kExitUsage;
+}
+
+void PrintHelp() {
+  std::cout << "usage: meridianctl [--url URL] [--json] COMMAND [ARGS] [OPTIONS]\n\n"
+               "Talks to one Meridian node over HTTP.\n\ncommands:\n";
+  for (const Command& c : Commands()) {
+    std::cout << "  " << c.name << (*c.args ? " " : "") << c.args << "\n      " << c.help << "\n";
+  }
+  std::cout << "\noptions (before or after the command):\n"
+               "  --url URL   the node (default $MERIDIAN_URL, else "
+            << kDefaultUrl
+            << ")\n"
+               "  --json      print the node's JSON reply on one line\n"
+               "  --help      this text\n"
+               "\"--\" ends the options; an argument starting with one '-' (like -5) is an "
+               "argument.\n"
+               "exit status: 0 success, 1 error (node unreachable, HTTP error, a failed batch "
+               "operation), 2 bad usage.\n";
+}
+
+// Splits argv into options and positional arguments.
+bool ParseArgs(int argc, char** argv, Options* o, Args* positional, bool* help, std::string* err) {
+  static const std::map<std::string, std::string Options::*> kValued = {
+      {"url", &Options::url},       {"type", &Options::type},   {"context", &Options::context},
+      {"prefix", &Options::prefix}, {"after", &Options::after}, {"limit", &Options::limit}};
+  bool options_done = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (options_done || a.size() < 2 || a[0] != '-' || (a[1] != '-' && a != "-h")) {
+      positional->push_back(a);
+      continue;
+    }
+    if (a == "--") {
+      options_done = true;
+      continue;
+    }
+    if (a == "--help" || a == "-h") {
+      *help = true;
+      continue;
+    }
+    std::string name = a.substr(2), value;
+    size_t eq = name.find('=');
+    bool has_value = eq != std::string::npos;
+    if (has_value) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+    }
+    if (kValued.count(name)) {
+      if (!has_value) {
+        if (i + 1 >= argc) {
+          *err = "--" + name + " needs a value";
+          return false;
+        }
+        value = argv[++i];
+      }
+      o->*kValued.at(name) = value;
+    } else if (name == "json" || name == "msgpack") {
+      if (has_value) {
+        *err = "--" + name + " takes no value";
+        return false;
+      }
+      (name == "json" ? o->json : o->msgpack) = true;
+    } else {
+      *err = "unknown option '" + a + "'";
+      return false;
+    }
+    o->given.insert(name);
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opts;
+  Args args;
+  bool help = false;
+  std::string err;
+  if (!ParseArgs(argc, argv, &opts, &args, &help, &err)) return Usage(err);
+  if (help) {
+    PrintHelp();
+    return 0;
+  }
+  if (args.empty()) return Usage("no command given");
+  g_command = FindCommand(args[0]);
+  if (g_command == nullptr) {
+    return Usage("unknown command '" + args[0] + "'");
+  }
+  args.erase(args.begin());
+  for (const std::string& name : opts.given) {
+    if (name != "url" && name != "json" && !g_command->options.count(name)) {
+      return Usage(std::string(g_command->name) + " does not take --" + name);
+    }
+  }
+  if (args.size() < g_command->min_args || args.size() > g_command->max_args) {
+    return Usage(args.size() < g_command->min_args ? "missing arguments" : "too many arguments");
+  }
+  if (opts.url.empty()) {
+    const char* env = std::getenv("MERIDIAN_URL");
+    opts.url = env && *env ? env : kDefaultUrl;
+  }
+  std::unique_ptr<HttpClient> client;
+  Status st = HttpClient::Create(opts.url, &client);
+  if (!st.ok()) {
+    std::cerr << "meridianctl: bad node URL: " << st.message() << "\n";
+    return kExitUsage;
+  }
+  Ctl ctl(std::move(opts), std::move(client));
+  try {
+    return g_command->run(ctl, args);
+  } catch (const json::exception& e) {
+    // Only a reply of an unexpected shape gets here.
+    return Fail("the node's reply has an unexpected shape (" + std::string(e.what()) + ")");
+  }
+}
