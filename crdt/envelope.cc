@@ -82,6 +82,21 @@ Status Envelope::Merge(const Envelope& other, std::vector<TypedState>* lost) {
   return Status::OK();
 }
 
+void Envelope::PutJoined(const TypedState& origin, std::string state) {
+  auto it = entries_.find(origin.tag);
+  if (it == entries_.end()) {
+    TypedState ts = origin;
+    ts.state = std::move(state);
+    entries_.emplace(ts.tag, std::move(ts));
+    return;
+  }
+  it->second.state = std::move(state);
+  if (OriginBefore(origin, it->second)) {
+    it->second.origin_hlc = origin.origin_hlc;
+    it->second.origin = origin.origin;
+  }
+}
+
 std::string Envelope::Encode() const {
   Encoder e(kStateFormatVersion);
   e.Array(static_cast<uint32_t>(entries_.size()));
@@ -96,6 +111,14 @@ std::string Envelope::Encode() const {
 }
 
 Status Envelope::Decode(std::string_view bytes, Envelope* out) {
+  return DecodeImpl(bytes, /*check_states=*/true, out);
+}
+
+Status Envelope::DecodeStored(std::string_view bytes, Envelope* out) {
+  return DecodeImpl(bytes, /*check_states=*/false, out);
+}
+
+Status Envelope::DecodeImpl(std::string_view bytes, bool check_states, Envelope* out) {
   *out = Envelope();
   Decoder d;
   MERIDIAN_RETURN_IF_ERROR(d.Parse(bytes, kStateFormatVersion));
@@ -117,7 +140,11 @@ Status Envelope::Decode(std::string_view bytes, Envelope* out) {
     MERIDIAN_RETURN_IF_ERROR(DecodeReplica(f[2], &ts.origin));
     std::string state;
     MERIDIAN_RETURN_IF_ERROR(f[3].Bin(&state, "envelope state"));
-    MERIDIAN_RETURN_IF_ERROR(ops->canonicalize(state, &ts.state).WithContext("envelope"));
+    if (check_states) {
+      MERIDIAN_RETURN_IF_ERROR(ops->canonicalize(state, &ts.state).WithContext("envelope"));
+    } else {
+      ts.state = std::move(state);
+    }
     out->entries_.emplace_hint(out->entries_.end(), ts.tag, std::move(ts));
   }
   return Status::OK();

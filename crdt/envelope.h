@@ -54,14 +54,29 @@ class Envelope {
   // state cannot be merged (corrupt bytes).
   Status Merge(const Envelope& other, std::vector<TypedState>* lost);
 
+  // Sets the state of type `origin.tag` to `state` — for a writer that has
+  // just joined its delta into the held state itself, so that the write
+  // costs one decode and one encode instead of a registry merge. The
+  // origin is the smaller of the held one and `origin`'s.
+  // REQUIRES: `state` is a canonical encoding that is at least the held
+  // state of that type (the caller joined it); otherwise use Merge.
+  void PutJoined(const TypedState& origin, std::string state);
+
   // Encoding: version byte, then [[tag, hlc, [node, incarnation], bin
   // state]...] ascending by tag.
   std::string Encode() const;
+  // Checks every held state with its type's decoder and keeps canonical
+  // bytes. Bytes from the node's own store were checked when written:
+  // DecodeStored skips the per-state check (the typed decode on use still
+  // validates them) so that a write or read decodes each state once.
   static Status Decode(std::string_view bytes, Envelope* out);
+  static Status DecodeStored(std::string_view bytes, Envelope* out);
 
   bool operator==(const Envelope& o) const { return entries_ == o.entries_; }
 
  private:
+  static Status DecodeImpl(std::string_view bytes, bool check_states, Envelope* out);
+
   std::map<uint8_t, TypedState> entries_;
 };
 

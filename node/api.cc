@@ -289,6 +289,9 @@ struct Api::Call {
           return false;
         }
         *out = json::from_msgpack(req.body);
+        // Strings must be UTF-8 as in a JSON body, or a value would read
+        // back altered as JSON: dump() throws on anything else.
+        (void)out->dump();
         return true;
       }
     } catch (const json::exception& e) {
@@ -450,7 +453,7 @@ void Api::Read(const std::shared_ptr<Call>& call, const std::string& key, uint8_
     if (st.IsNotFound()) return call->Fail(Err(404, "not_found", "key '" + key + "' not found"));
     if (!st.ok()) return call->Fail(Err(500, "storage", st.ToString()));
     crdt::Envelope env;
-    st = crdt::Envelope::Decode(bytes, &env);
+    st = crdt::Envelope::DecodeStored(bytes, &env);
     if (!st.ok()) return call->Fail(Err(500, "corrupt_state", st.ToString()));
     json out;
     int http = 200;
@@ -601,7 +604,7 @@ void Api::Scan(const std::shared_ptr<Call>& call) {
     json items = json::array();
     for (const auto& row : rows) {
       crdt::Envelope env;
-      if (!crdt::Envelope::Decode(row.envelope, &env).ok()) continue;
+      if (!crdt::Envelope::DecodeStored(row.envelope, &env).ok()) continue;
       json out;
       int http = 200;
       std::string context;
@@ -631,7 +634,7 @@ void Api::PublishChange(const std::string& key, const std::string& envelope) {
   int http = 200;
   std::string context;
   ApiError err;
-  if (!crdt::Envelope::Decode(envelope, &env).ok() ||
+  if (!crdt::Envelope::DecodeStored(envelope, &env).ok() ||
       !RenderRead(key, env, &out, &http, &context, &err)) {
     out = json{{"key", key}, {"deleted", true}};
   }

@@ -151,7 +151,7 @@ void Applier::ApplyGroup(std::vector<Pending>* group) {
       crdt::Envelope current;
       std::string bytes;
       Status st = store_->GetState(op.key, &bytes);
-      if (st.ok()) st = crdt::Envelope::Decode(bytes, &current);
+      if (st.ok()) st = crdt::Envelope::DecodeStored(bytes, &current);
       if (!st.ok() && !st.IsNotFound()) {
         res.error = ApiError{500, "storage", st.ToString()};
         continue;

@@ -46,72 +46,67 @@ bool Load(const TypedState* ts, T* out, ApiError* err) {
   return true;
 }
 
-// The typed mutation: fills *delta_bytes with the encoded delta.
-bool Mutate(const Operation& op, uint8_t tag, const TypedState* ts, const crdt::ReplicaId& me,
-            crdt::Hlc now, std::string* delta_bytes, ApiError* err) {
-  Status st;
-  switch (tag) {
-    case crdt::Register::kTag: {
-      crdt::Register s, d;
-      if (!Load(ts, &s, err)) return false;
-      st = op.kind == Operation::Kind::kDelete ? s.Delete(now, me, &d) : s.Set(now, me, op.value, &d);
-      *delta_bytes = d.Encode();
-      break;
-    }
-    case crdt::MvRegister::kTag: {
-      crdt::MvRegister s, d;
-      if (!Load(ts, &s, err)) return false;
-      const crdt::CausalContext* ctx = op.context ? &*op.context : nullptr;
-      if (op.kind == Operation::Kind::kDelete) {
-        d = s.Delete(ctx);
-      } else {
-        st = s.Write(me, op.value, ctx, &d);
-      }
-      *delta_bytes = d.Encode();
-      break;
-    }
-    case crdt::Counter::kTag: {
-      crdt::Counter s, d;
-      if (!Load(ts, &s, err)) return false;
-      if (op.kind == Operation::Kind::kDelete) {
-        d = s.Delete();
-      } else {
-        st = s.Increment(me, op.amount, &d);
-      }
-      *delta_bytes = d.Encode();
-      break;
-    }
-    case crdt::Set::kTag: {
-      crdt::Set s, d;
-      if (!Load(ts, &s, err)) return false;
-      if (op.kind == Operation::Kind::kDelete) {
-        d = s.Delete();
-      } else {
-        st = s.Update(me, op.adds, op.removes, &d);
-      }
-      *delta_bytes = d.Encode();
-      break;
-    }
-    case crdt::Map::kTag: {
-      crdt::Map s, d;
-      if (!Load(ts, &s, err)) return false;
-      if (op.kind == Operation::Kind::kDelete) {
-        d = s.Delete();
-      } else {
-        st = s.Update(me, now, op.field_ops, op.field_removes, &d);
-      }
-      *delta_bytes = d.Encode();
-      break;
-    }
-    default:
-      *err = Error(400, "unknown_type", "unknown type tag " + std::to_string(tag));
-      return false;
-  }
+// Decodes the held state of type T, runs `mutator(state, &delta)`, and
+// returns the encoded delta and the encoded joined state: each state is
+// decoded once and encoded once per write.
+template <class T, class F>
+bool MutateAs(const TypedState* ts, F&& mutator, std::string* delta_bytes,
+              std::string* next_bytes, ApiError* err) {
+  T s, d;
+  if (!Load(ts, &s, err)) return false;
+  Status st = mutator(s, &d);
   if (!st.ok()) {
     *err = FromStatus(st);
     return false;
   }
+  *delta_bytes = d.Encode();
+  s.Merge(d);
+  *next_bytes = s.Encode();
   return true;
+}
+
+// The typed mutation for `op` on a state of type `tag`.
+bool Mutate(const Operation& op, uint8_t tag, const TypedState* ts, const crdt::ReplicaId& me,
+            crdt::Hlc now, std::string* delta_bytes, std::string* next_bytes, ApiError* err) {
+  const bool del = op.kind == Operation::Kind::kDelete;
+  const crdt::CausalContext* ctx = op.context ? &*op.context : nullptr;
+  auto run = [&](auto empty, auto&& mutator) {
+    using T = decltype(empty);
+    return MutateAs<T>(ts, mutator, delta_bytes, next_bytes, err);
+  };
+  switch (tag) {
+    case crdt::Register::kTag:
+      return run(crdt::Register(), [&](const crdt::Register& s, crdt::Register* d) {
+        return del ? s.Delete(now, me, d) : s.Set(now, me, op.value, d);
+      });
+    case crdt::MvRegister::kTag:
+      return run(crdt::MvRegister(), [&](const crdt::MvRegister& s, crdt::MvRegister* d) {
+        if (!del) return s.Write(me, op.value, ctx, d);
+        *d = s.Delete(ctx);
+        return Status::OK();
+      });
+    case crdt::Counter::kTag:
+      return run(crdt::Counter(), [&](const crdt::Counter& s, crdt::Counter* d) {
+        if (!del) return s.Increment(me, op.amount, d);
+        *d = s.Delete();
+        return Status::OK();
+      });
+    case crdt::Set::kTag:
+      return run(crdt::Set(), [&](const crdt::Set& s, crdt::Set* d) {
+        if (!del) return s.Update(me, op.adds, op.removes, d);
+        *d = s.Delete();
+        return Status::OK();
+      });
+    case crdt::Map::kTag:
+      return run(crdt::Map(), [&](const crdt::Map& s, crdt::Map* d) {
+        if (!del) return s.Update(me, now, op.field_ops, op.field_removes, d);
+        *d = s.Delete();
+        return Status::OK();
+      });
+    default:
+      *err = Error(400, "unknown_type", "unknown type tag " + std::to_string(tag));
+      return false;
+  }
 }
 
 bool HasValue(const TypedState* ts) {
@@ -293,19 +288,18 @@ bool ApplyOperation(const Operation& op, const Envelope& current, const crdt::Re
     *err = Error(404, "not_found", "key '" + op.key + "' has no value");
     return false;
   }
-  std::string delta_bytes;
-  if (!Mutate(op, tag, w, me, now, &delta_bytes, err)) return false;
-  crdt::Hlc origin_hlc = w ? w->origin_hlc : now;
-  const crdt::ReplicaId& origin = w ? w->origin : me;
-  Status st = Envelope::Of(tag, origin_hlc, origin, delta_bytes, delta);
-  if (st.ok()) {
-    *next = current;
-    st = next->Merge(*delta, nullptr);
-  }
-  if (!st.ok()) {
-    *err = FromStatus(st);
-    return false;
-  }
+  std::string delta_bytes, next_bytes;
+  if (!Mutate(op, tag, w, me, now, &delta_bytes, &next_bytes, err)) return false;
+  crdt::TypedState ts;
+  ts.tag = tag;
+  ts.origin_hlc = w ? w->origin_hlc : now;
+  ts.origin = w ? w->origin : me;
+  // Both encodings come straight from the typed states, so they are
+  // canonical and need no second decode.
+  *next = current;
+  next->PutJoined(ts, std::move(next_bytes));
+  *delta = Envelope();
+  delta->PutJoined(ts, std::move(delta_bytes));
   return true;
 }
 
