@@ -657,6 +657,7 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                        {"incarnation", a.replica().incarnation},
                        {"sync", ctx_.store->sync()},
                        {"last_seq", a.last_seq()},
+                       {"keys", a.key_count()},
                        {"session_token", a.SessionToken()},
                        {"queue_depth", a.queue_depth()},
                        {"group_commits", a.stats().groups.load()},
@@ -688,6 +689,7 @@ void Api::MetricsText(const std::shared_ptr<Call>& call) {
          ctx_.store->sync() ? ctx_.store->writes() : 0);
   family("meridian_applier_queue_depth", "gauge", "Writes waiting for the applier.",
          a.queue_depth());
+  family("meridian_keys", "gauge", "Keys with a stored state.", a.key_count());
   family("meridian_state_bytes", "gauge", "Approximate bytes of stored states.",
          ctx_.store->ApproximateStateBytes());
   family("meridian_watchers", "gauge", "Open watch streams.", ctx_.watch->subscribers());

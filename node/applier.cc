@@ -2,6 +2,7 @@
 
 #include <map>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace meridian::node {
 
@@ -54,6 +55,7 @@ Applier::Applier(storage::Store* store, crdt::HybridClock* clock, storage::NodeM
                  size_t max_group)
     : store_(store), clock_(clock), meta_(std::move(meta)), max_group_(max_group) {
   last_seq_ = meta_.applied[{meta_.replica, kScope}];
+  key_count_ = meta_.key_count;
   token_ = FormatSessionToken(meta_.applied);
 }
 
@@ -140,8 +142,10 @@ void Applier::ApplyGroup(std::vector<Pending>* group) {
   // The latest state of each key touched by this group, so that two writes
   // to one key in a group build on each other.
   std::unordered_map<std::string, crdt::Envelope> states;
+  std::unordered_set<std::string> new_keys;  // keys without a state before this group
   uint64_t seq = last_seq_.load();
   const uint64_t first_seq = seq + 1;
+  uint64_t added_keys = 0;
 
   for (size_t i = 0; i < group->size(); ++i) {
     const Operation& op = (*group)[i].op;
@@ -152,6 +156,7 @@ void Applier::ApplyGroup(std::vector<Pending>* group) {
       std::string bytes;
       Status st = store_->GetState(op.key, &bytes);
       if (st.ok()) st = crdt::Envelope::DecodeStored(bytes, &current);
+      if (st.IsNotFound()) new_keys.insert(op.key);
       if (!st.ok() && !st.IsNotFound()) {
         res.error = ApiError{500, "storage", st.ToString()};
         continue;
@@ -167,6 +172,7 @@ void Applier::ApplyGroup(std::vector<Pending>* group) {
     crdt::Envelope next, delta;
     if (!ApplyOperation(op, it->second, meta_.replica, now, &next, &delta, &res.error)) continue;
     it->second = std::move(next);
+    if (new_keys.erase(op.key)) ++added_keys;
     res.ok = true;
     res.seq = ++seq;
     res.envelope = it->second.Encode();
@@ -184,9 +190,12 @@ void Applier::ApplyGroup(std::vector<Pending>* group) {
     storage::AppliedVector applied = meta_.applied;
     applied[{meta_.replica, kScope}] = seq;
     storage::PutApplied(applied, &batch);
+    if (added_keys > 0) storage::PutKeyCount(meta_.key_count + added_keys, &batch);
     st = store_->Write(&batch);
     if (st.ok()) {
       meta_.applied = std::move(applied);
+      meta_.key_count += added_keys;
+      key_count_ = meta_.key_count;
       if (bound != 0) clock_->BoundPersisted(bound);
       last_seq_ = seq;
       std::lock_guard<std::mutex> lock(token_mu_);

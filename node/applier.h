@@ -75,6 +75,9 @@ class Applier {
   // The node's current session token (its applied vector). Thread-safe.
   std::string SessionToken() const;
   uint64_t last_seq() const { return last_seq_.load(); }
+  // Keys with a stored state (kept in the metadata, so start-up reads no
+  // states to know it).
+  uint64_t key_count() const { return key_count_.load(); }
   size_t queue_depth() const;
   const ApplierStats& stats() const { return stats_; }
 
@@ -100,6 +103,7 @@ class Applier {
   std::thread thread_;
 
   std::atomic<uint64_t> last_seq_{0};
+  std::atomic<uint64_t> key_count_{0};
   mutable std::mutex token_mu_;
   std::string token_;
 };

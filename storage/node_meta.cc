@@ -31,10 +31,10 @@ Status DecodeIdentity(std::string_view bytes, crdt::ReplicaId* out) {
   return crdt::DecodeReplica(d.root(), out);
 }
 
-Status DecodeHlcBound(std::string_view bytes, crdt::Hlc* out) {
+Status DecodeUintRecord(std::string_view bytes, uint64_t* out) {
   crdt::Decoder d;
   MERIDIAN_RETURN_IF_ERROR(d.Parse(bytes, kMetaFormatVersion));
-  return d.root().Uint(out, "hlc bound");
+  return d.root().Uint(out, "metadata value");
 }
 
 // Reads record `name`; *found is false (and OK) when it is absent.
@@ -68,7 +68,7 @@ Status LoadNodeMeta(const Store& store, const std::string& node_id, NodeMeta* ou
 
   MERIDIAN_RETURN_IF_ERROR(GetOptionalMeta(store, kMetaHlcBound, &value, &found));
   if (found) {
-    Status s = DecodeHlcBound(value, &meta.hlc_bound);
+    Status s = DecodeUintRecord(value, &meta.hlc_bound);
     if (!s.ok()) return s.WithContext("hlc bound record in " + store.dir());
   }
 
@@ -76,6 +76,12 @@ Status LoadNodeMeta(const Store& store, const std::string& node_id, NodeMeta* ou
   if (found) {
     Status s = DecodeApplied(value, &meta.applied);
     if (!s.ok()) return s.WithContext("applied vector record in " + store.dir());
+  }
+
+  MERIDIAN_RETURN_IF_ERROR(GetOptionalMeta(store, kMetaKeyCount, &value, &found));
+  if (found) {
+    Status s = DecodeUintRecord(value, &meta.key_count);
+    if (!s.ok()) return s.WithContext("key count record in " + store.dir());
   }
 
   *out = std::move(meta);
@@ -90,6 +96,12 @@ void PutHlcBound(crdt::Hlc bound, WriteBatch* batch) {
   crdt::Encoder e(kMetaFormatVersion);
   e.Uint(bound);
   batch->PutMeta(kMetaHlcBound, e.Take());
+}
+
+void PutKeyCount(uint64_t count, WriteBatch* batch) {
+  crdt::Encoder e(kMetaFormatVersion);
+  e.Uint(count);
+  batch->PutMeta(kMetaKeyCount, e.Take());
 }
 
 void PutApplied(const AppliedVector& applied, WriteBatch* batch) {

@@ -24,12 +24,14 @@ struct NodeMeta {
   crdt::ReplicaId replica;  // node id + incarnation
   crdt::Hlc hlc_bound = 0;  // persisted HLC upper bound
   AppliedVector applied;
+  uint64_t key_count = 0;   // keys with a stored state (deleted ones included)
 };
 
 // Metadata record names. DO NOT CHANGE: on disk.
 inline constexpr std::string_view kMetaIdentity = "identity";
 inline constexpr std::string_view kMetaHlcBound = "hlc_bound";
 inline constexpr std::string_view kMetaApplied = "applied";
+inline constexpr std::string_view kMetaKeyCount = "key_count";
 
 // Reads the node's metadata. *fresh is true when the store has no identity
 // yet (an empty data dir): the caller then creates one with a new
@@ -41,6 +43,7 @@ Status LoadNodeMeta(const Store& store, const std::string& node_id, NodeMeta* ou
 void InitIdentity(const crdt::ReplicaId& replica, WriteBatch* batch);
 void PutHlcBound(crdt::Hlc bound, WriteBatch* batch);
 void PutApplied(const AppliedVector& applied, WriteBatch* batch);
+void PutKeyCount(uint64_t count, WriteBatch* batch);
 
 // Encodings (version byte + msgpack through crdt/codec.h).
 std::string EncodeApplied(const AppliedVector& applied);
