@@ -295,7 +295,8 @@ struct Api::Call {
         return true;
       }
     } catch (const json::exception& e) {
-      *err = Err(400, type == "application/msgpack" ? "bad_msgpack" : "bad_json",
+      bool msgpack = type == "application/msgpack" || type == "application/x-msgpack";
+      *err = Err(400, msgpack ? "bad_msgpack" : "bad_json",
                  std::string("malformed body: ") + e.what());
       return false;
     }

@@ -101,8 +101,10 @@ Status HttpClient::Request(const std::string& method, const std::string& target,
     if (!ec) http::read(*impl_->stream, buffer, parser, ec);
     if (ec) {
       impl_->stream.reset();
-      // A kept-alive connection the server closed: try once on a new one.
-      if (reused && (ec == http::error::end_of_stream || ec == net::error::connection_reset ||
+      // A kept-alive connection the server closed: try once on a new one,
+      // but never a POST, which the server may have applied already (a
+      // counter increment must not count twice).
+      if (reused && method != "POST" && (ec == http::error::end_of_stream || ec == net::error::connection_reset ||
                      ec == net::error::broken_pipe || ec == net::error::eof)) {
         continue;
       }

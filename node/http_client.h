@@ -28,7 +28,8 @@ class HttpClient {
   static Status Create(const std::string& base_url, std::unique_ptr<HttpClient>* out);
   ~HttpClient();
 
-  // One request; reconnects once if a kept-alive connection was closed.
+  // One request; reconnects once if a kept-alive connection was closed
+  // (except for POST, which is not repeated).
   // Fails with Unavailable when the node cannot be reached and IOError on a
   // broken exchange; an HTTP error status is a successful exchange.
   Status Request(const std::string& method, const std::string& target, const std::string& body,

@@ -231,6 +231,22 @@ class Session : public std::enable_shared_from_this<Session> {
     pending_ = std::move(head);
     writing_ = false;
     PumpEvents();
+    WatchPeer();
+  }
+
+  // Between events no write is pending, and the waker holds the session
+  // only weakly: without a pending read the session would be destroyed
+  // (closing the stream) right after the first write. The read also
+  // notices a client that leaves. Whatever the client sends is ignored.
+  void WatchPeer() {
+    stream_.socket().async_read_some(
+        net::buffer(peer_buf_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+          if (ec) {
+            self->events_->Close();
+            return self->DoClose();
+          }
+          self->WatchPeer();
+        });
   }
 
   void PumpEvents() {
@@ -274,6 +290,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<EventStream> events_;
   std::string pending_;
   bool writing_ = false;
+  char peer_buf_[512];
 };
 
 }  // namespace

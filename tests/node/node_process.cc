@@ -1,0 +1,374 @@
+#include "tests/node/node_process.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/test/framework.hpp>
+#include <boost/test/results_collector.hpp>
+#include <boost/test/tree/test_unit.hpp>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#ifndef MERIDIAN_MERIDIAND
+#error "MERIDIAN_MERIDIAND must name the meridiand binary (set by tests/CMakeLists.txt)"
+#endif
+
+namespace meridian::testing {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// True when the running Boost test case has failed so far, so the
+// destructor can show what the server said.
+bool CurrentTestFailed() {
+  namespace ut = boost::unit_test;
+  try {
+    ut::test_unit_id id = ut::framework::current_test_case().p_id;
+    return !ut::results_collector.results(id).passed();
+  } catch (...) {
+    return false;  // not inside a test case
+  }
+}
+
+std::string MakeTempDir() {
+  std::string tmpl = (fs::temp_directory_path() / "meridian-node-XXXXXX").string();
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (mkdtemp(buf.data()) == nullptr) {
+    std::cerr << "mkdtemp(" << tmpl << "): " << std::strerror(errno) << "\n";
+    std::abort();
+  }
+  return std::string(buf.data());
+}
+
+}  // namespace
+
+uint16_t FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  uint16_t port = 0;
+  socklen_t len = sizeof addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+NodeProcess::NodeProcess(NodeOptions options) : options_(std::move(options)) {
+  dir_ = MakeTempDir();
+  data_dir_ = options_.data_dir.empty() ? dir_ + "/data" : options_.data_dir;
+  config_path_ = dir_ + "/topology.toml";
+  stderr_path_ = dir_ + "/meridiand.stderr";
+  port_ = FreePort();
+  gossip_port_ = FreePort();
+  WriteTopology();
+}
+
+NodeProcess::~NodeProcess() {
+  if (running()) Kill();
+  if (CurrentTestFailed()) PrintStderr("the test case failed");
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+}
+
+void NodeProcess::WriteTopology() {
+  std::ofstream f(config_path_, std::ios::trunc);
+  f << "[cluster]\n"
+    << "name = \"test\"\n";
+  if (options_.max_body_bytes != 0) f << "max_body_bytes = " << options_.max_body_bytes << "\n";
+  f << "sync = " << (options_.sync ? "true" : "false") << "\n\n"
+    << "[[region]]\n"
+    << "name = \"local\"\n"
+    << "  [[region.node]]\n"
+    << "  id       = \"" << options_.node_id << "\"\n"
+    << "  http     = \"127.0.0.1:" << port_ << "\"\n"
+    << "  gossip   = \"tcp://127.0.0.1:" << gossip_port_ << "\"\n"
+    << "  data_dir = \"" << data_dir_ << "\"\n";
+}
+
+std::string NodeProcess::url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+std::string NodeProcess::Stderr() const {
+  std::ifstream f(stderr_path_);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void NodeProcess::PrintStderr(const std::string& why) const {
+  std::cerr << "---- meridiand stderr (" << why << "; " << stderr_path_ << ") ----\n"
+            << Stderr() << "---- end of meridiand stderr ----" << std::endl;
+}
+
+std::unique_ptr<node::HttpClient> NodeProcess::Client() const {
+  std::unique_ptr<node::HttpClient> c;
+  Status st = node::HttpClient::Create(url(), &c);
+  if (!st.ok()) {
+    std::cerr << "HttpClient::Create(" << url() << "): " << st.ToString() << "\n";
+    std::abort();
+  }
+  c->set_timeout(std::chrono::milliseconds(10000));
+  return c;
+}
+
+bool NodeProcess::Start() {
+  if (running()) return true;
+  // A port found free may be taken before meridiand binds it: pick another.
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    bool port_in_use = false;
+    if (StartOnce(&port_in_use)) return true;
+    if (!port_in_use) return false;
+    port_ = FreePort();
+    gossip_port_ = FreePort();
+    WriteTopology();
+  }
+  std::cerr << "meridiand: no free port after 5 attempts\n";
+  return false;
+}
+
+bool NodeProcess::StartOnce(bool* port_in_use) {
+  *port_in_use = false;
+  const size_t stderr_offset = Stderr().size();
+  // Everything the child needs is prepared before fork: after it, only
+  // async-signal-safe calls (the parent may have other threads).
+  const std::string binary = MERIDIAN_MERIDIAND;
+  std::vector<std::string> args = {binary, "--config", config_path_, "--node", options_.node_id};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t parent = getpid();
+
+  pid_t pid = fork();
+  if (pid < 0) {
+    std::cerr << "fork: " << std::strerror(errno) << "\n";
+    return false;
+  }
+  if (pid == 0) {
+    // Die with the test binary, whatever kills it.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    int err = ::open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (err >= 0) {
+      ::dup2(err, STDERR_FILENO);
+      ::dup2(err, STDOUT_FILENO);
+    }
+    // The test's own sockets must not live on in the server (a connection
+    // the test closes has to close).
+    if (syscall(SYS_close_range, 3, ~0U, 0) != 0) {
+      for (int fd = 3; fd < 4096; ++fd) ::close(fd);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    signal(SIGPIPE, SIG_DFL);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  pid_ = pid;
+
+  auto deadline = std::chrono::steady_clock::now() + options_.start_timeout;
+  std::string why;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      pid_ = -1;
+      std::string err = Stderr().substr(stderr_offset);
+      if (err.find("cannot listen") != std::string::npos) {
+        *port_in_use = true;
+        return false;
+      }
+      why = "meridiand exited during start-up (wait status " + std::to_string(status) + ")";
+      break;
+    }
+    std::unique_ptr<node::HttpClient> c = Client();
+    c->set_timeout(std::chrono::milliseconds(500));
+    node::ClientResponse res;
+    if (c->Request("GET", "/v1/health", "", {}, &res).ok() && res.status == 200) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (why.empty()) why = "/v1/health did not answer 200 within the start timeout";
+  std::cerr << "NodeProcess::Start: " << why << "\n";
+  if (running()) Kill();
+  PrintStderr(why);
+  return false;
+}
+
+bool NodeProcess::WaitExit(std::chrono::milliseconds timeout, int* status) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    pid_t r = waitpid(pid_, status, WNOHANG);
+    if (r == pid_ || (r < 0 && errno == ECHILD)) {
+      pid_ = -1;
+      return true;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+bool NodeProcess::Stop(std::chrono::milliseconds timeout) {
+  if (!running()) return true;
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  if (!WaitExit(timeout, &status)) {
+    std::cerr << "NodeProcess::Stop: meridiand did not exit within " << timeout.count()
+              << " ms of SIGTERM; killing it\n";
+    Kill();
+    PrintStderr("no exit after SIGTERM");
+    return false;
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::string how = WIFEXITED(status)     ? "exit status " + std::to_string(WEXITSTATUS(status))
+                      : WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
+                                            : "wait status " + std::to_string(status);
+    std::cerr << "NodeProcess::Stop: meridiand ended with " << how << "\n";
+    PrintStderr("unclean stop");
+    return false;
+  }
+  return true;
+}
+
+void NodeProcess::Kill() {
+  if (!running()) return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  // SIGKILL cannot be ignored; a blocking wait is bounded by the kernel.
+  while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  pid_ = -1;
+}
+
+bool NodeProcess::Restart() {
+  bool stopped = Stop();
+  bool started = Start();
+  return stopped && started;
+}
+
+// --- RawExchange -------------------------------------------------------------
+
+std::string RawResult::Body() const {
+  size_t p = response.find("\r\n\r\n");
+  return p == std::string::npos ? std::string() : response.substr(p + 4);
+}
+
+RawResult RawExchange(uint16_t port, const std::string& request, std::chrono::milliseconds timeout,
+                      const std::string& tail, size_t repeat_tail) {
+  RawResult out;
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return out;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return out;
+  }
+  out.connected = true;
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+
+  const size_t total = request.size() + tail.size() * repeat_tail;
+  auto chunk_at = [&](size_t offset, const char** data, size_t* len) {
+    if (offset < request.size()) {
+      *data = request.data() + offset;
+      *len = request.size() - offset;
+    } else {
+      size_t in_tail = (offset - request.size()) % tail.size();
+      *data = tail.data() + in_tail;
+      *len = tail.size() - in_tail;
+    }
+  };
+  bool can_send = true;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buf[65536];
+  while (!out.closed_by_peer) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{fd, static_cast<short>(POLLIN | (can_send && out.bytes_sent < total ? POLLOUT : 0)),
+             0};
+    int n = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 100)));
+    if (n < 0 && errno != EINTR) break;
+    if (n <= 0) continue;
+    if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+      ssize_t r = ::recv(fd, buf, sizeof buf, 0);
+      if (r > 0) {
+        out.response.append(buf, static_cast<size_t>(r));
+      } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+        out.closed_by_peer = true;
+      }
+    }
+    if ((p.revents & POLLOUT) && can_send && out.bytes_sent < total) {
+      const char* data = nullptr;
+      size_t len = 0;
+      chunk_at(out.bytes_sent, &data, &len);
+      ssize_t w = ::send(fd, data, len, MSG_NOSIGNAL);
+      if (w > 0) {
+        out.bytes_sent += static_cast<size_t>(w);
+      } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+        can_send = false;  // the server stopped reading and closed
+      }
+    }
+  }
+  ::close(fd);
+  if (out.response.compare(0, 9, "HTTP/1.1 ") == 0 && out.response.size() >= 12) {
+    out.status = std::atoi(out.response.substr(9, 3).c_str());
+  }
+  return out;
+}
+
+// --- Encodings ---------------------------------------------------------------
+
+const char* MediaType(Encoding e) {
+  return e == Encoding::kJson ? "application/json" : "application/msgpack";
+}
+
+const char* Name(Encoding e) { return e == Encoding::kJson ? "json" : "msgpack"; }
+
+std::string EncodeBody(Encoding e, const nlohmann::json& body) {
+  if (e == Encoding::kJson) return body.dump();
+  std::vector<uint8_t> bytes = nlohmann::json::to_msgpack(body);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+bool DecodeReply(const node::ClientResponse& res, nlohmann::json* out, std::string* why) {
+  std::string type = res.Header("content-type");
+  try {
+    if (type.compare(0, 16, "application/json") == 0) {
+      *out = nlohmann::json::parse(res.body);
+      return true;
+    }
+    if (type.compare(0, 19, "application/msgpack") == 0) {
+      *out = nlohmann::json::from_msgpack(res.body);
+      return true;
+    }
+    *why = "reply Content-Type is '" + type + "'";
+  } catch (const nlohmann::json::exception& e) {
+    *why = std::string("reply body (") + type + ") does not parse: " + e.what();
+  }
+  return false;
+}
+
+}  // namespace meridian::testing
