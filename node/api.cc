@@ -414,35 +414,25 @@ void Api::Route(const std::shared_ptr<Call>& call) {
     }
     return Write(call, std::move(op));
   }
-  if (path == "/v1/batch") {
-    call->route = "batch";
-    if (method != "POST") return method_not_allowed("POST");
-    return Batch(call);
-  }
-  if (path == "/v1/scan") {
-    call->route = "scan";
-    if (method != "GET") return method_not_allowed("GET");
-    return Scan(call);
-  }
-  if (path == "/v1/watch") {
-    call->route = "watch";
-    if (method != "GET") return method_not_allowed("GET");
-    return Watch(call);
-  }
-  if (path == "/v1/health") {
-    call->route = "health";
-    if (method != "GET") return method_not_allowed("GET");
-    return call->Send(200, json{{"status", "ok"}, {"node", ctx_.node->id}});
-  }
-  if (path == "/v1/status") {
-    call->route = "status";
-    if (method != "GET") return method_not_allowed("GET");
-    return NodeStatus(call);
-  }
-  if (path == "/metrics") {
-    call->route = "metrics";
-    if (method != "GET") return method_not_allowed("GET");
-    return MetricsText(call);
+  struct SimpleRoute {
+    const char* path;
+    const char* label;
+    const char* method;
+    void (Api::*serve)(const std::shared_ptr<Call>&);
+  };
+  static const SimpleRoute kSimple[] = {
+      {"/v1/batch", "batch", "POST", &Api::Batch},
+      {"/v1/scan", "scan", "GET", &Api::Scan},
+      {"/v1/watch", "watch", "GET", &Api::Watch},
+      {"/v1/health", "health", "GET", &Api::Health},
+      {"/v1/status", "status", "GET", &Api::NodeStatus},
+      {"/metrics", "metrics", "GET", &Api::MetricsText},
+  };
+  for (const SimpleRoute& r : kSimple) {
+    if (path != r.path) continue;
+    call->route = r.label;
+    if (method != r.method) return method_not_allowed(r.method);
+    return (this->*r.serve)(call);
   }
   call->Fail(Err(404, "not_found", "no route for " + path));
 }
@@ -640,6 +630,10 @@ void Api::PublishChange(const std::string& key, const std::string& envelope) {
     out = json{{"key", key}, {"deleted", true}};
   }
   ctx_.watch->Publish(key, out.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+void Api::Health(const std::shared_ptr<Call>& call) {
+  call->Send(200, json{{"status", "ok"}, {"node", ctx_.node->id}});
 }
 
 void Api::NodeStatus(const std::shared_ptr<Call>& call) {

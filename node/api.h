@@ -69,6 +69,7 @@ class Api {
   void Batch(const std::shared_ptr<Call>& call);
   void Scan(const std::shared_ptr<Call>& call);
   void Watch(const std::shared_ptr<Call>& call);
+  void Health(const std::shared_ptr<Call>& call);
   void NodeStatus(const std::shared_ptr<Call>& call);
   void MetricsText(const std::shared_ptr<Call>& call);
 
