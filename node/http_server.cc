@@ -1,6 +1,7 @@
 #include "node/http_server.h"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
@@ -91,6 +92,10 @@ struct HttpServer::Impl {
   HttpServerOptions options;
   HttpHandler handler;
   net::io_context ioc;
+  // Keeps the I/O threads running while no operation is pending: once the
+  // acceptor closes at Stop, requests still in the applier have no pending
+  // socket operation, and their replies must still find a running thread.
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
   std::optional<tcp::acceptor> acceptor;
   std::vector<std::thread> threads;
   std::atomic<uint64_t> accepted{0};
@@ -337,6 +342,7 @@ Status HttpServer::Start() {
                            std::to_string(impl_->options.port) + ": " + ec.message());
   }
   impl_->port = acc.local_endpoint().port();
+  impl_->work.emplace(impl_->ioc.get_executor());
   impl_->Accept();
   for (int i = 0; i < std::max(1, impl_->options.threads); ++i) {
     impl_->threads.emplace_back([this] { impl_->ioc.run(); });
@@ -367,6 +373,7 @@ void HttpServer::Stop(std::chrono::milliseconds grace) {
   }
   // Let the closes and final writes run, then stop.
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  impl_->work.reset();
   impl_->ioc.stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();

@@ -155,9 +155,14 @@ int main(int argc, char** argv) {
   int sig = 0;
   sigwait(&signals, &sig);
   Log(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ", stopping");
+  auto stop_start = std::chrono::steady_clock::now();
   server.Stop();
   applier.Stop();
   store.reset();
-  Log("stopped cleanly");
+  Log("stopped cleanly in " +
+      std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::steady_clock::now() - stop_start)
+                         .count()) +
+      " ms");
   return 0;
 }
