@@ -570,7 +570,16 @@ void Api::Batch(const std::shared_ptr<Call>& call) {
     if (!token.empty()) headers.emplace_back("X-Session-Token", token);
     call->Send(200, json{{"results", results}}, std::move(headers));
   };
-  ctx_.applier->SubmitMany(std::move(parsed), std::move(finish));
+  // The reply (one entry per operation) is built on a reader thread: the
+  // applier thread only applies writes.
+  auto shared_finish = std::make_shared<decltype(finish)>(std::move(finish));
+  ctx_.applier->SubmitMany(std::move(parsed),
+                           [this, shared_finish](std::vector<WriteResult> done) {
+                             auto results = std::make_shared<std::vector<WriteResult>>(std::move(done));
+                             readers_.Post([shared_finish, results] {
+                               (*shared_finish)(std::move(*results));
+                             });
+                           });
 }
 
 void Api::Scan(const std::shared_ptr<Call>& call) {
