@@ -40,6 +40,7 @@
 #include "crdt/registry.h"
 #include "crdt/set.h"
 #include "crdt/status.h"
+#include "tests/crdt/fixtures.h"
 
 using namespace meridian;
 using namespace meridian::crdt;
@@ -179,22 +180,8 @@ std::vector<Vector> FlagVectors() {
 }
 
 Map FourFieldTypes() {
-  std::vector<FieldOp> ops(4);
-  ops[0].name = "title";
-  ops[0].type = FieldType::kRegister;
-  ops[0].value = "Hello";
-  ops[1].name = "views";
-  ops[1].type = FieldType::kCounter;
-  ops[1].add = 42;
-  ops[2].name = "tags";
-  ops[2].type = FieldType::kSet;
-  ops[2].sadd = {"crdt", "geo"};
-  ops[3].name = "published";
-  ops[3].type = FieldType::kFlag;
-  ops[3].enable = true;
-  Map m, d;
-  Ok(m.Update(kEast, kT0 + 3, ops, {}, &d));
-  m.Merge(d);
+  Map m;
+  Ok(meridian::crdt::testing::MapWithEveryFieldType(kEast, kT0 + 3, &m));
   BOOST_REQUIRE_EQUAL(m.Values().size(), 4u);
   return m;
 }
