@@ -1,5 +1,7 @@
 #include "node/api.h"
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "crdt/codec.h"
@@ -642,7 +644,7 @@ void Api::PublishChange(const std::string& key, const std::string& envelope) {
 }
 
 void Api::Health(const std::shared_ptr<Call>& call) {
-  call->Send(200, json{{"status", "ok"}, {"node", ctx_.node->id}});
+  call->Send(200, json{{"status", "ok"}, {"node", ctx_.node->id}, {"pid", getpid()}});
 }
 
 void Api::NodeStatus(const std::shared_ptr<Call>& call) {

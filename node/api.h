@@ -47,6 +47,7 @@ struct ApiContext {
   WatchHub* watch = nullptr;
   Metrics* metrics = nullptr;
   std::chrono::steady_clock::time_point started;
+  bool fault_injection = false;  // --enable-fault-injection: POST /v1/admin/faults
 };
 
 class Api {

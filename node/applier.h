@@ -1,16 +1,19 @@
 // The applier: the one thread that serialises every write of a node.
 //
-// Requests from all connections queue here; the applier takes everything
-// queued (up to a group limit), applies each operation in order to the
-// latest state of its key, and commits the whole group as one LevelDB
-// WriteBatch — states, delta-log entries, the applied vector and, when the
-// clock has passed it, a new HLC bound — with one fsync (group commit).
-// Only then does it answer the group's requests, so an acknowledged write
-// is durable (when the store syncs). If the batch fails, every request of
-// the group fails and nothing of it is visible.
+// Requests from all connections — local writes and remote deltas from
+// gossip — queue here; the applier takes everything queued (up to a group
+// limit) and hands it to its Committer (node/committer.h), which applies
+// each local operation in order to the latest state of its key, joins the
+// remote deltas, and commits the whole group as one LevelDB WriteBatch —
+// states, delta-log entries, the applied vector and, when the clock has
+// passed it, a new HLC bound — with one fsync (group commit). Only then
+// does it answer the group's requests, so an acknowledged write is durable
+// (when the store syncs). If the batch fails, every request of the group
+// fails and nothing of it is visible.
 //
 // The applier owns the node's HybridClock and sequence counter; nothing
-// else touches them.
+// else touches them. Other threads reach the clock only through
+// ObserveHlc() and CurrentHlc().
 #ifndef MERIDIAN_NODE_APPLIER_H_
 #define MERIDIAN_NODE_APPLIER_H_
 
@@ -25,23 +28,12 @@
 #include <vector>
 
 #include "crdt/hlc.h"
+#include "node/committer.h"
 #include "node/operation.h"
 #include "storage/leveldb_store.h"
 #include "storage/node_meta.h"
 
 namespace meridian::node {
-
-struct WriteResult {
-  bool ok = false;
-  ApiError error;               // when !ok
-  std::string envelope;         // the key's new state (encoded), when ok
-  uint64_t seq = 0;             // the write's delta-log sequence
-  std::string session_token;    // X-Session-Token after this write
-};
-
-// Called with every committed change (key, new encoded envelope), on the
-// applier thread, after the group is durable. Must not block.
-using ChangeListener = std::function<void(const std::string& key, const std::string& envelope)>;
 
 struct ApplierStats {
   std::atomic<uint64_t> groups{0};
@@ -59,6 +51,8 @@ class Applier {
           size_t max_group = 2048);
   ~Applier();
 
+  // Set the listeners before Start(); they run on the applier thread and
+  // must not block.
   void Start();
   // Finishes every queued request, then stops the thread.
   void Stop();
@@ -68,16 +62,41 @@ class Applier {
   void Submit(Operation op, Done done);
   // Several operations answered together, in order (POST /v1/batch).
   void SubmitMany(std::vector<Operation> ops, std::function<void(std::vector<WriteResult>)> done);
+  // Remote deltas (gossip), committed in the same groups as local writes.
+  // Thread-safe; `done` runs on the applier thread once the result is
+  // final (durable when ok).
+  void SubmitRemote(RemoteApply apply, std::function<void(RemoteResult)> done);
 
-  void SetChangeListener(ChangeListener listener) { listener_ = std::move(listener); }
+  // Thread-safe and quick: a peer's HLC (already checked against the
+  // offset limit) that the clock absorbs at the start of the next group,
+  // before that group issues any timestamp.
+  void ObserveHlc(crdt::Hlc hlc);
+  // The clock's last timestamp as of the last group (or start). Thread-safe.
+  crdt::Hlc CurrentHlc() const { return current_hlc_.load(); }
 
-  const crdt::ReplicaId& replica() const { return meta_.replica; }
+  // Called after every committed change (key, new encoded envelope).
+  void SetChangeListener(ChangeListener listener) { committer_.SetChangeListener(std::move(listener)); }
+  // Called after each successful commit that appended local delta-log
+  // entries: the scope, its last seq and the bytes appended
+  // (gossip's NotifyLocalAppend).
+  using AppendListener =
+      std::function<void(const std::string& scope, uint64_t last_seq, uint64_t bytes)>;
+  void SetAppendListener(AppendListener listener) { append_listener_ = std::move(listener); }
+  // Called after every successful commit, local or remote (session-token
+  // waiters re-check Applied()).
+  void SetCommitListener(std::function<void()> listener) { commit_listener_ = std::move(listener); }
+
+  const crdt::ReplicaId& replica() const { return committer_.replica(); }
   // The node's current session token (its applied vector). Thread-safe.
   std::string SessionToken() const;
+  // A snapshot of the applied vector. Thread-safe.
+  storage::AppliedVector Applied() const;
   uint64_t last_seq() const { return last_seq_.load(); }
   // Keys with a stored state (kept in the metadata, so start-up reads no
   // states to know it).
   uint64_t key_count() const { return key_count_.load(); }
+  // Losing concurrent first writes of another type seen so far. Thread-safe.
+  uint64_t type_conflicts() const { return type_conflicts_.load(); }
   size_t queue_depth() const;
   const ApplierStats& stats() const { return stats_; }
 
@@ -85,15 +104,18 @@ class Applier {
   struct Pending {
     Operation op;
     Done done;
+    // A remote apply when remote_done is set.
+    RemoteApply remote;
+    std::function<void(RemoteResult)> remote_done;
   };
   void Run();
   void ApplyGroup(std::vector<Pending>* group);
 
-  storage::Store* store_;
+  Committer committer_;
   crdt::HybridClock* clock_;
-  storage::NodeMeta meta_;
   const size_t max_group_;
-  ChangeListener listener_;
+  AppendListener append_listener_;
+  std::function<void()> commit_listener_;
   ApplierStats stats_;
 
   mutable std::mutex mu_;
@@ -102,16 +124,15 @@ class Applier {
   bool stopping_ = false;
   std::thread thread_;
 
+  std::atomic<crdt::Hlc> observed_hlc_{0};  // the greatest not yet absorbed
+  std::atomic<crdt::Hlc> current_hlc_{0};
   std::atomic<uint64_t> last_seq_{0};
   std::atomic<uint64_t> key_count_{0};
+  std::atomic<uint64_t> type_conflicts_{0};
   mutable std::mutex token_mu_;
   std::string token_;
+  storage::AppliedVector applied_;  // guarded by token_mu_
 };
-
-// Session tokens: "node#incarnation:seq" entries joined by ',' (the applied
-// vector, one scope). Parsing refuses anything else.
-std::string FormatSessionToken(const storage::AppliedVector& applied);
-bool ParseSessionToken(const std::string& text, storage::AppliedVector* out);
 
 }  // namespace meridian::node
 

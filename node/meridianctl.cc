@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "node/http_client.h"
+#include "node/launcher.h"
 
 using meridian::Status;
 using meridian::node::ClientResponse;
@@ -45,7 +46,9 @@ struct Options {
   std::string url;
   bool json = false;
   bool msgpack = false;
+  bool fault_injection = false;
   std::string type, context, prefix, after, limit;
+  std::string config, wait, meridiand;  // up, down
   std::set<std::string> given;  // every option named, to refuse those a command ignores
 };
 
@@ -439,6 +442,43 @@ int Batch(Ctl& ctl, const Args&) {
   return 0;
 }
 
+// up / down: every node of a topology on this machine (node/launcher.h).
+bool LaunchArgs(const Ctl& ctl, meridian::node::LaunchOptions* lo) {
+  const Options& o = ctl.opts();
+  if (o.config.empty()) {
+    Usage("--config FILE is required");
+    return false;
+  }
+  lo->config = o.config;
+  lo->meridiand = o.meridiand;
+  if (o.fault_injection) lo->extra_args.push_back("--enable-fault-injection");
+  if (!o.wait.empty()) {
+    int64_t w = 0;
+    if (!Int64Arg(o.wait, &w) || w < 1 || w > 3600) {
+      Usage("--wait must be a number of seconds from 1 to 3600");
+      return false;
+    }
+    lo->wait_seconds = static_cast<int>(w);
+  }
+  return true;
+}
+
+int Up(Ctl& ctl, const Args&) {
+  meridian::node::LaunchOptions lo;
+  if (!LaunchArgs(ctl, &lo)) return kExitUsage;
+  Status st = meridian::node::ClusterUp(lo, std::cout);
+  if (!st.ok()) return Fail(st.message());
+  return 0;
+}
+
+int Down(Ctl& ctl, const Args&) {
+  meridian::node::LaunchOptions lo;
+  if (!LaunchArgs(ctl, &lo)) return kExitUsage;
+  Status st = meridian::node::ClusterDown(lo, std::cout);
+  if (!st.ok()) return Fail(st.message());
+  return 0;
+}
+
 // --- Command table and main ---------------------------------------------------
 
 struct Command {
@@ -476,6 +516,13 @@ const std::vector<Command>& Commands() {
        {"msgpack"}, Batch},
       {"status", "", "the node's identity, counters and peers", 0, 0, {}, StatusCmd},
       {"health", "", "whether the node is up", 0, 0, {}, Health},
+      {"up", "--config FILE [--enable-fault-injection] [--wait S] [--meridiand PATH]",
+       "start every node of a topology on this machine (pid in DATA_DIR.pid, log in "
+       "DATA_DIR.log) and wait until each takes writes",
+       0, 0, {"config", "fault-injection", "wait", "meridiand"}, Up},
+      {"down", "--config FILE [--wait S]",
+       "stop every node of a topology started by up (SIGTERM; SIGKILL after --wait, default 30)",
+       0, 0, {"config", "wait"}, Down},
   };
   // clang-format on
   return kCommands;
@@ -522,7 +569,8 @@ void PrintHelp() {
 bool ParseArgs(int argc, char** argv, Options* o, Args* positional, bool* help, std::string* err) {
   static const std::map<std::string, std::string Options::*> kValued = {
       {"url", &Options::url},       {"type", &Options::type},   {"context", &Options::context},
-      {"prefix", &Options::prefix}, {"after", &Options::after}, {"limit", &Options::limit}};
+      {"prefix", &Options::prefix}, {"after", &Options::after}, {"limit", &Options::limit},
+      {"config", &Options::config}, {"wait", &Options::wait},     {"meridiand", &Options::meridiand}};
   bool options_done = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -554,12 +602,17 @@ bool ParseArgs(int argc, char** argv, Options* o, Args* positional, bool* help, 
         value = argv[++i];
       }
       o->*kValued.at(name) = value;
-    } else if (name == "json" || name == "msgpack") {
+    } else if (name == "json" || name == "msgpack" || name == "enable-fault-injection") {
       if (has_value) {
         *err = "--" + name + " takes no value";
         return false;
       }
-      (name == "json" ? o->json : o->msgpack) = true;
+      if (name == "enable-fault-injection") {
+        o->fault_injection = true;
+        name = "fault-injection";
+      } else {
+        (name == "json" ? o->json : o->msgpack) = true;
+      }
     } else {
       *err = "unknown option '" + a + "'";
       return false;

@@ -1,12 +1,15 @@
 // meridiand: one Meridian node.
 //
 //   meridiand --config regions/FILE.toml --node ID
+//             [--enable-fault-injection] [--clock-offset-ms N]
 //
 // Reads and checks the topology before anything starts, opens the node's
 // LevelDB (creating a new incarnation on an empty data dir), restores its
 // clock bound, and serves the HTTP API until SIGTERM or SIGINT, when it
 // stops accepting, finishes what is in flight, closes LevelDB and exits 0.
+#include <cctype>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -16,6 +19,7 @@
 #include "crdt/hlc.h"
 #include "node/api.h"
 #include "node/applier.h"
+#include "node/clock_offset.h"
 #include "node/http_server.h"
 #include "node/metrics.h"
 #include "node/topology.h"
@@ -32,8 +36,28 @@ void Log(const std::string& msg) { std::cerr << "meridiand: " << msg << std::end
 
 int Usage(const char* why) {
   if (why) std::cerr << "meridiand: " << why << "\n";
-  std::cerr << "usage: meridiand --config FILE.toml --node ID\n";
+  std::cerr << "usage: meridiand --config FILE.toml --node ID [--enable-fault-injection]\n"
+               "                 [--clock-offset-ms N]\n"
+               "  --enable-fault-injection  serve POST /v1/admin/faults (tests only)\n"
+               "  --clock-offset-ms N       shift this node's wall clock by N ms, N a signed\n"
+               "                            integer (tests only)\n";
   return 2;
+}
+
+// A signed decimal integer and nothing else.
+bool ParseInt64(const std::string& text, int64_t* out) {
+  if (text.empty() || text[0] == '+' || std::isspace(static_cast<unsigned char>(text[0]))) {
+    return false;
+  }
+  try {
+    size_t used = 0;
+    long long v = std::stoll(text, &used, 10);
+    if (used != text.size()) return false;
+    *out = v;
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
 }
 
 // A fresh incarnation: the wall clock in milliseconds with 16 random bits,
@@ -49,10 +73,20 @@ uint64_t NewIncarnation() {
 
 int main(int argc, char** argv) {
   std::string config, node_id;
+  bool fault_injection = false;
+  int64_t clock_offset_ms = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if ((a == "--config" || a == "--node") && i + 1 < argc) {
       (a == "--config" ? config : node_id) = argv[++i];
+    } else if (a == "--enable-fault-injection") {
+      fault_injection = true;
+    } else if (a == "--clock-offset-ms") {
+      if (i + 1 >= argc) return Usage("--clock-offset-ms needs a value");
+      std::string v = argv[++i];
+      if (!ParseInt64(v, &clock_offset_ms)) {
+        return Usage(("--clock-offset-ms: '" + v + "' is not an integer").c_str());
+      }
     } else if (a == "--help" || a == "-h") {
       Usage(nullptr);
       return 0;
@@ -115,7 +149,12 @@ int main(int argc, char** argv) {
     Log("empty data dir: new incarnation " + meta.replica.ToString());
   }
 
-  crdt::SystemClock wall;
+  crdt::SystemClock system_clock;
+  OffsetClock wall(&system_clock, clock_offset_ms);
+  if (clock_offset_ms != 0) {
+    Log("test only: wall clock shifted by " + std::to_string(clock_offset_ms) + " ms");
+  }
+  if (fault_injection) Log("test only: fault injection enabled (POST /v1/admin/faults)");
   crdt::HybridClock clock(&wall, topo.max_clock_offset_ms);
   clock.Restore(meta.hlc_bound);
 
@@ -130,6 +169,7 @@ int main(int argc, char** argv) {
   ctx.watch = &watch;
   ctx.metrics = &metrics;
   ctx.started = std::chrono::steady_clock::now();
+  ctx.fault_injection = fault_injection;
   Api api(ctx);
   applier.SetChangeListener(
       [&api](const std::string& key, const std::string& env) { api.PublishChange(key, env); });

@@ -1,0 +1,262 @@
+// The gossip wire format; the grammar is in messages.h. Decoding is strict
+// (exact element counts, known types and reasons, canonical delta order)
+// with one exception for forward compatibility: a body from a newer
+// protocol version may end with fields this version does not know, which
+// are skipped, so the Protocol sees the message and refuses it with
+// kWrongProtocol and a reason.
+#include "gossip/messages.h"
+
+#include <utility>
+
+#include "crdt/codec.h"
+
+namespace meridian::gossip {
+namespace {
+
+// Elements of each body in this protocol version.
+size_t BodyFields(MsgType t) {
+  switch (t) {
+    case MsgType::kHello:
+    case MsgType::kWelcome:
+    case MsgType::kPing:
+      return 1;
+    case MsgType::kRefuse:
+    case MsgType::kDeltas:
+    case MsgType::kAck:
+    case MsgType::kPong:
+      return 2;
+  }
+  return 0;
+}
+
+bool KnownType(uint64_t t) {
+  return t >= static_cast<uint64_t>(MsgType::kHello) && t <= static_cast<uint64_t>(MsgType::kPong);
+}
+
+bool KnownReason(uint64_t r) {
+  return r >= static_cast<uint64_t>(RefuseReason::kWrongCluster) &&
+         r <= static_cast<uint64_t>(RefuseReason::kClockAhead);
+}
+
+Status BoundedStr(const crdt::Cursor& c, std::string* out, const char* what, size_t min_bytes,
+                  size_t max_bytes) {
+  MERIDIAN_RETURN_IF_ERROR(c.Str(out, what));
+  if (out->size() < min_bytes || out->size() > max_bytes) {
+    return Status::Corruption(std::string(what) + " is " + std::to_string(out->size()) +
+                              " bytes; it must be " + std::to_string(min_bytes) + ".." +
+                              std::to_string(max_bytes));
+  }
+  return Status::OK();
+}
+
+Status DecodeHeader(const crdt::Cursor& c, Header* h) {
+  std::vector<crdt::Cursor> f;
+  MERIDIAN_RETURN_IF_ERROR(c.Array(&f, "message header", 5));
+  MERIDIAN_RETURN_IF_ERROR(BoundedStr(f[0], &h->cluster, "cluster name", 0, kMaxClusterBytes));
+  MERIDIAN_RETURN_IF_ERROR(f[1].Uint(&h->protocol, "protocol version"));
+  MERIDIAN_RETURN_IF_ERROR(crdt::DecodeReplica(f[2], &h->from));
+  MERIDIAN_RETURN_IF_ERROR(f[3].Uint(&h->hlc, "header hlc"));
+  return f[4].Uint(&h->wall_ms, "header wall clock");
+}
+
+Status DecodeDeltas(const crdt::Cursor& c, std::vector<DeltaEntry>* out) {
+  std::vector<crdt::Cursor> items;
+  MERIDIAN_RETURN_IF_ERROR(c.Array(&items, "delta entries"));
+  if (items.size() > kMaxDeltasPerMessage) {
+    return Status::Corruption("a Deltas message holds " + std::to_string(items.size()) +
+                              " entries; at most " + std::to_string(kMaxDeltasPerMessage) +
+                              " are allowed");
+  }
+  out->clear();
+  out->reserve(items.size());
+  uint64_t prev = 0;
+  for (const crdt::Cursor& item : items) {
+    std::vector<crdt::Cursor> f;
+    MERIDIAN_RETURN_IF_ERROR(item.Array(&f, "delta entry", 3));
+    DeltaEntry d;
+    MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&d.seq, "delta seq"));
+    if (d.seq == 0) return Status::Corruption("delta seq 0: sequences start at 1");
+    if (d.seq <= prev) {
+      return Status::Corruption("delta seqs are not strictly ascending (" + std::to_string(d.seq) +
+                                " after " + std::to_string(prev) + ")");
+    }
+    prev = d.seq;
+    MERIDIAN_RETURN_IF_ERROR(BoundedStr(f[1], &d.key, "delta key", 1, kMaxKeyBytes));
+    MERIDIAN_RETURN_IF_ERROR(f[2].Bin(&d.delta, "delta bytes"));
+    out->push_back(std::move(d));
+  }
+  return Status::OK();
+}
+
+Status DecodeBody(const crdt::Cursor& c, uint64_t protocol, Message* m) {
+  std::vector<crdt::Cursor> f;
+  MERIDIAN_RETURN_IF_ERROR(c.Array(&f, "message body"));
+  const size_t want = BodyFields(m->type);
+  if (f.size() != want && !(protocol > kProtocolVersion && f.size() > want)) {
+    return Status::Corruption(std::string("a ") + TypeName(m->type) + " body has " +
+                              std::to_string(f.size()) + " fields; protocol " +
+                              std::to_string(kProtocolVersion) + " expects " +
+                              std::to_string(want));
+  }
+  switch (m->type) {
+    case MsgType::kHello:
+      return BoundedStr(f[0], &m->region, "region name", 0, kMaxRegionBytes);
+    case MsgType::kWelcome:
+      return f[0].Uint(&m->applied, "welcome applied seq");
+    case MsgType::kRefuse: {
+      uint64_t r = 0;
+      MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&r, "refusal reason"));
+      if (!KnownReason(r)) return Status::Corruption("unknown refusal reason " + std::to_string(r));
+      m->reason = static_cast<RefuseReason>(r);
+      return BoundedStr(f[1], &m->text, "refusal text", 0, kMaxTextBytes);
+    }
+    case MsgType::kDeltas:
+      MERIDIAN_RETURN_IF_ERROR(BoundedStr(f[0], &m->scope, "scope", 0, kMaxScopeBytes));
+      return DecodeDeltas(f[1], &m->deltas);
+    case MsgType::kAck:
+      MERIDIAN_RETURN_IF_ERROR(BoundedStr(f[0], &m->scope, "scope", 0, kMaxScopeBytes));
+      return f[1].Uint(&m->seq, "ack seq");
+    case MsgType::kPing:
+      return f[0].Uint(&m->sent_wall_ms, "ping wall clock");
+    case MsgType::kPong:
+      MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&m->echo_wall_ms, "pong echo"));
+      return f[1].Uint(&m->pong_wall_ms, "pong wall clock");
+  }
+  return Status::Corruption("unknown message type");
+}
+
+}  // namespace
+
+bool Message::operator==(const Message& o) const {
+  if (!(header.cluster == o.header.cluster && header.protocol == o.header.protocol &&
+        header.from == o.header.from && header.hlc == o.header.hlc &&
+        header.wall_ms == o.header.wall_ms && type == o.type)) {
+    return false;
+  }
+  switch (type) {
+    case MsgType::kHello:
+      return region == o.region;
+    case MsgType::kWelcome:
+      return applied == o.applied;
+    case MsgType::kRefuse:
+      return reason == o.reason && text == o.text;
+    case MsgType::kDeltas:
+      return scope == o.scope && deltas == o.deltas;
+    case MsgType::kAck:
+      return scope == o.scope && seq == o.seq;
+    case MsgType::kPing:
+      return sent_wall_ms == o.sent_wall_ms;
+    case MsgType::kPong:
+      return echo_wall_ms == o.echo_wall_ms && pong_wall_ms == o.pong_wall_ms;
+  }
+  return true;
+}
+
+std::string Encode(const Message& m) {
+  crdt::Encoder e(kWireVersion);
+  e.Array(3);
+  e.Array(5);
+  e.Str(m.header.cluster);
+  e.Uint(m.header.protocol);
+  crdt::EncodeReplica(m.header.from, &e);
+  e.Uint(m.header.hlc);
+  e.Uint(m.header.wall_ms);
+  e.Uint(static_cast<uint64_t>(m.type));
+  e.Array(static_cast<uint32_t>(BodyFields(m.type)));
+  switch (m.type) {
+    case MsgType::kHello:
+      e.Str(m.region);
+      break;
+    case MsgType::kWelcome:
+      e.Uint(m.applied);
+      break;
+    case MsgType::kRefuse:
+      e.Uint(static_cast<uint64_t>(m.reason));
+      e.Str(std::string_view(m.text).substr(0, kMaxTextBytes));
+      break;
+    case MsgType::kDeltas:
+      e.Str(m.scope);
+      e.Array(static_cast<uint32_t>(m.deltas.size()));
+      for (const DeltaEntry& d : m.deltas) {
+        e.Array(3);
+        e.Uint(d.seq);
+        e.Str(d.key);
+        e.Bin(d.delta);
+      }
+      break;
+    case MsgType::kAck:
+      e.Str(m.scope);
+      e.Uint(m.seq);
+      break;
+    case MsgType::kPing:
+      e.Uint(m.sent_wall_ms);
+      break;
+    case MsgType::kPong:
+      e.Uint(m.echo_wall_ms);
+      e.Uint(m.pong_wall_ms);
+      break;
+  }
+  return e.Take();
+}
+
+Status Decode(std::string_view bytes, Message* out) {
+  if (bytes.size() > kMaxFrameBytes) {
+    return Status::InvalidArgument("gossip frame of " + std::to_string(bytes.size()) +
+                                   " bytes exceeds the limit of " + std::to_string(kMaxFrameBytes));
+  }
+  crdt::Decoder d;
+  Status s = d.Parse(bytes, kWireVersion);
+  if (!s.ok()) return s.WithContext("gossip frame");
+  std::vector<crdt::Cursor> top;
+  s = d.root().Array(&top, "gossip frame", 3);
+  if (!s.ok()) return s;
+  Message m;
+  s = DecodeHeader(top[0], &m.header);
+  if (!s.ok()) return s.WithContext("gossip frame header");
+  uint64_t type = 0;
+  MERIDIAN_RETURN_IF_ERROR(top[1].Uint(&type, "message type"));
+  if (!KnownType(type)) return Status::Corruption("unknown message type " + std::to_string(type));
+  m.type = static_cast<MsgType>(type);
+  s = DecodeBody(top[2], m.header.protocol, &m);
+  if (!s.ok()) return s.WithContext(std::string("gossip ") + TypeName(m.type) + " message");
+  *out = std::move(m);
+  return Status::OK();
+}
+
+const char* TypeName(MsgType t) {
+  switch (t) {
+    case MsgType::kHello:
+      return "hello";
+    case MsgType::kWelcome:
+      return "welcome";
+    case MsgType::kRefuse:
+      return "refuse";
+    case MsgType::kDeltas:
+      return "deltas";
+    case MsgType::kAck:
+      return "ack";
+    case MsgType::kPing:
+      return "ping";
+    case MsgType::kPong:
+      return "pong";
+  }
+  return "unknown";
+}
+
+const char* ReasonName(RefuseReason r) {
+  switch (r) {
+    case RefuseReason::kWrongCluster:
+      return "wrong_cluster";
+    case RefuseReason::kWrongProtocol:
+      return "wrong_protocol";
+    case RefuseReason::kUnknownNode:
+      return "unknown_node";
+    case RefuseReason::kNoHandshake:
+      return "no_handshake";
+    case RefuseReason::kClockAhead:
+      return "clock_ahead";
+  }
+  return "unknown";
+}
+
+}  // namespace meridian::gossip

@@ -1,0 +1,126 @@
+// The gossip wire format (DESIGN.md §4): what one node sends another over
+// ZeroMQ. One ZeroMQ message (one frame) carries one Message.
+//
+// Direction: every node binds a ROUTER on its gossip endpoint and connects
+// one DEALER to each peer's ROUTER. A node SENDS only on its DEALERs and
+// RECEIVES only on its ROUTER, so a message from A to B always travels A's
+// DEALER -> B's ROUTER, and B answers (Welcome, Ack, Pong) on its own
+// DEALER to A. The sender is named in every message's header, never taken
+// from the ZeroMQ routing id.
+//
+// Frame grammar (a version byte, then one msgpack array; crdt/codec.h):
+//   frame    := kWireVersion [header, uint type, body]
+//   header   := [str cluster, uint protocol, replica from, uint hlc,
+//                uint wall_ms]
+//   replica  := [str node, uint incarnation]           (crdt EncodeReplica)
+//   body by type:
+//     kHello   [str region]
+//     kWelcome [uint applied]         receiver's applied seq of the
+//                                     sender's origin (the one scope)
+//     kRefuse  [uint reason, str text]
+//     kDeltas  [str scope, [[uint seq, str key, bin delta]...]]
+//                                     seqs strictly ascending, >= 1
+//     kAck     [str scope, uint seq]  highest contiguous seq of the
+//                                     addressee's origin held durably
+//     kPing    [uint sent_wall_ms]
+//     kPong    [uint echo_wall_ms, uint wall_ms]
+//   The delta bytes are an encoded crdt::Envelope; the decoder here checks
+//   only the frame's shape, the applier decodes the envelope.
+// DO NOT CHANGE numbers below: they are on the wire. A new field goes at the
+// end of a body and bumps kProtocolVersion.
+#ifndef MERIDIAN_GOSSIP_MESSAGES_H_
+#define MERIDIAN_GOSSIP_MESSAGES_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crdt/causal_context.h"
+#include "crdt/hlc.h"
+#include "crdt/status.h"
+
+namespace meridian::gossip {
+
+constexpr uint8_t kWireVersion = 1;
+constexpr uint64_t kProtocolVersion = 1;
+
+// Limits on decoded frames (ZMQ_MAXMSGSIZE is set to kMaxFrameBytes).
+constexpr size_t kMaxFrameBytes = size_t{64} << 20;
+constexpr size_t kMaxDeltasPerMessage = 100000;
+constexpr size_t kMaxScopeBytes = 256;
+constexpr size_t kMaxRegionBytes = 256;
+constexpr size_t kMaxClusterBytes = 256;
+constexpr size_t kMaxKeyBytes = 1024;  // == node::kMaxKeyBytes
+constexpr size_t kMaxTextBytes = 1024;  // kRefuse text; Encode cuts longer text
+
+enum class MsgType : uint8_t {
+  kHello = 1,
+  kWelcome = 2,
+  kRefuse = 3,
+  kDeltas = 4,
+  kAck = 5,
+  kPing = 6,
+  kPong = 7,
+};
+
+enum class RefuseReason : uint8_t {
+  kWrongCluster = 1,
+  kWrongProtocol = 2,
+  kUnknownNode = 3,      // the sender's node id is not in the topology
+  kNoHandshake = 4,      // a Deltas from a sender without a session: Hello again
+  kClockAhead = 5,       // the header's hlc is beyond max_clock_offset_ms
+};
+
+struct Header {
+  std::string cluster;
+  uint64_t protocol = kProtocolVersion;
+  crdt::ReplicaId from;
+  crdt::Hlc hlc = 0;     // the sender's HLC when it sent (clock safety)
+  uint64_t wall_ms = 0;  // the sender's physical clock when it sent
+};
+
+struct DeltaEntry {
+  uint64_t seq = 0;
+  std::string key;
+  std::string delta;  // encoded crdt::Envelope
+  bool operator==(const DeltaEntry& o) const {
+    return seq == o.seq && key == o.key && delta == o.delta;
+  }
+};
+
+// One message. Only the fields of `type` are meaningful; the rest stay at
+// their defaults (and are not encoded).
+struct Message {
+  Header header;
+  MsgType type = MsgType::kPing;
+  std::string region;                // kHello
+  uint64_t applied = 0;              // kWelcome
+  RefuseReason reason = RefuseReason::kNoHandshake;  // kRefuse
+  std::string text;                  // kRefuse
+  std::string scope;                 // kDeltas, kAck
+  std::vector<DeltaEntry> deltas;    // kDeltas
+  uint64_t seq = 0;                  // kAck
+  uint64_t sent_wall_ms = 0;         // kPing
+  uint64_t echo_wall_ms = 0;         // kPong: the Ping's sent_wall_ms
+  uint64_t pong_wall_ms = 0;         // kPong: the responder's clock
+
+  bool operator==(const Message& o) const;
+};
+
+std::string Encode(const Message& m);
+// Untrusted bytes: never throws; Corruption/InvalidArgument with a
+// sentence on anything that is not a well-formed frame within the limits
+// above (unknown type or reason, deltas not strictly ascending or seq 0,
+// over-long strings, trailing bytes). A header whose protocol is newer
+// than kProtocolVersion may carry extra fields at the end of its body;
+// they are skipped, so that the Protocol can refuse it (kWrongProtocol)
+// with a reason instead of the frame being dropped as undecodable.
+Status Decode(std::string_view bytes, Message* out);
+
+const char* TypeName(MsgType t);
+const char* ReasonName(RefuseReason r);
+
+}  // namespace meridian::gossip
+
+#endif  // MERIDIAN_GOSSIP_MESSAGES_H_

@@ -1,0 +1,893 @@
+// The replication state machine (protocol.h). Everything here is driven by
+// the caller's Now; nothing reads a clock, sleeps or touches a socket.
+//
+// Per peer it keeps three independent things:
+//   - the outbound session (we ship our log to it): welcomed, acked,
+//     cursor, the Hello retry timer and the resend timer;
+//   - the inbound session (it ships its log to us): the replica whose
+//     Hello we accepted; Deltas from any other replica are refused;
+//   - liveness and clock: when it was last heard, its state, the Pings in
+//     flight and the clock samples.
+// Per origin (replica, scope) it keeps what is applied (durable, in
+// applied), what is handed out in ApplyRequests (applying), and the
+// entries held back behind a gap.
+#include "gossip/protocol.h"
+
+#include <algorithm>
+#include <limits>
+#include <set>
+#include <utility>
+
+namespace meridian::gossip {
+namespace {
+
+constexpr uint64_t kNever = std::numeric_limits<uint64_t>::max();
+// Repeated log lines of one kind about one peer: at most one per window.
+constexpr uint64_t kLogWindowMs = 10000;
+constexpr size_t kMaxLogKeys = 1024;
+// Pings kept for matching Pongs, per peer.
+constexpr size_t kMaxPingsInFlight = 32;
+// OnLocalAppend records kept for lag/bytes; beyond this the oldest two
+// are merged (the oldest wall time is kept, so lag stays exact for the
+// slowest peer).
+constexpr size_t kMaxAppendRecords = 65536;
+
+uint64_t SatSub(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
+uint64_t SatAdd(uint64_t a, uint64_t b) { return a > kNever - b ? kNever : a + b; }
+
+// Node ids and texts from the network may hold anything; logs get them
+// with control and non-ASCII bytes escaped.
+std::string Printable(const std::string& s) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s) {
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+std::string SignedMs(int64_t v) { return (v >= 0 ? "+" : "") + std::to_string(v) + " ms"; }
+
+}  // namespace
+
+const char* PeerStateName(PeerState s) {
+  switch (s) {
+    case PeerState::kUnknown:
+      return "unknown";
+    case PeerState::kUp:
+      return "up";
+    case PeerState::kSuspect:
+      return "suspect";
+    case PeerState::kDown:
+      return "down";
+  }
+  return "unknown";
+}
+
+void Effects::Clear() {
+  sends.clear();
+  ships.clear();
+  applies.clear();
+  peer_events.clear();
+  observed_hlc = 0;
+  logs.clear();
+}
+
+struct Protocol::Impl {
+  struct ClockSample {
+    uint64_t rtt_ms = 0;
+    int64_t offset_ms = 0;
+  };
+
+  struct Peer {
+    std::string node;
+    std::string region;
+
+    // Liveness.
+    PeerState state = PeerState::kUnknown;
+    bool heard = false;
+    uint64_t last_heard_ms = 0;  // mono
+    crdt::ReplicaId replica;     // as last heard in an accepted header
+
+    // Inbound session: the replica whose Hello we accepted (node empty:
+    // none since start).
+    crdt::ReplicaId inbound;
+
+    // Outbound session.
+    bool welcomed = false;
+    crdt::ReplicaId welcomed_by;  // the replica that sent the Welcome
+    uint64_t acked = 0;
+    uint64_t cursor = 0;
+    uint64_t progress_ms = 0;    // last ack progress, or when shipping past acked began
+    uint64_t hold_until_ms = 0;  // after OnShipFailed: no shipping before this
+    uint64_t next_hello_ms = 0;
+
+    // Clock.
+    std::deque<std::pair<uint64_t, uint64_t>> pings;  // (sent wall, sent mono)
+    std::deque<ClockSample> samples;
+  };
+
+  struct Origin {
+    uint64_t applying = 0;  // last seq handed out in ApplyRequests (>= applied)
+    std::map<uint64_t, DeltaEntry> held;
+  };
+
+  // The own log ended at last_seq at wall_ms; cum_bytes: every byte
+  // reported by OnLocalAppend since the start, up to this record.
+  struct AppendRecord {
+    uint64_t last_seq = 0;
+    uint64_t wall_ms = 0;
+    uint64_t cum_bytes = 0;
+  };
+
+  struct LogLimit {
+    uint64_t last_ms = 0;
+    uint64_t suppressed = 0;
+  };
+
+  ProtocolOptions opt;
+  Now start;
+  Applied applied;
+  std::vector<Peer> peers;
+  std::map<std::string, size_t> peer_index;
+  std::map<std::pair<crdt::ReplicaId, std::string>, Origin> origins;
+  // The own default-scope log, ascending by last_seq; never empty once
+  // something is logged.
+  std::deque<AppendRecord> appends;
+  uint64_t trimmed_cum_bytes = 0;  // cum_bytes of the last record trimmed away
+  uint64_t next_heartbeat_ms = 0;
+  bool start_gate_passed = false;
+  ProtocolCounters counters;
+  std::map<std::pair<std::string, std::string>, LogLimit> log_limits;
+
+  Impl(ProtocolOptions o, Applied a, Now s) : opt(std::move(o)), start(s), applied(std::move(a)) {
+    if (opt.heartbeat_interval_ms == 0) opt.heartbeat_interval_ms = 1;
+    if (opt.max_deltas_per_message == 0) opt.max_deltas_per_message = 1;
+    if (opt.max_deltas_per_message > kMaxDeltasPerMessage) {
+      opt.max_deltas_per_message = kMaxDeltasPerMessage;
+    }
+    if (opt.window == 0) opt.window = 1;
+    if (opt.clock_samples_kept == 0) opt.clock_samples_kept = 1;
+    if (opt.down_after_missed < opt.suspect_after_missed) {
+      opt.down_after_missed = opt.suspect_after_missed;
+    }
+    for (const PeerConfig& pc : opt.peers) {
+      if (pc.node == opt.self.node || peer_index.count(pc.node) != 0) continue;
+      Peer p;
+      p.node = pc.node;
+      p.region = pc.region;
+      p.next_hello_ms = start.mono_ms;
+      peer_index[p.node] = peers.size();
+      peers.push_back(std::move(p));
+    }
+    next_heartbeat_ms = start.mono_ms;
+    // Deltas logged before the start count as appended at the start.
+    if (OwnLast(kDefaultScope) > 0) {
+      appends.push_back(AppendRecord{OwnLast(kDefaultScope), start.wall_ms, 0});
+    }
+    UpdateStartGate();
+  }
+
+  // --- Small helpers -------------------------------------------------------
+
+  uint64_t Interval(uint32_t n) const { return opt.heartbeat_interval_ms * uint64_t{n}; }
+
+  uint64_t OwnLast(const std::string& scope) const {
+    auto it = applied.find({opt.self, scope});
+    return it == applied.end() ? 0 : it->second;
+  }
+
+  uint64_t AppliedOf(const crdt::ReplicaId& origin, const std::string& scope) const {
+    auto it = applied.find({origin, scope});
+    return it == applied.end() ? 0 : it->second;
+  }
+
+  Peer* FindPeer(const std::string& node) {
+    auto it = peer_index.find(node);
+    return it == peer_index.end() ? nullptr : &peers[it->second];
+  }
+
+  Header MakeHeader(const Now& now) const {
+    Header h;
+    h.cluster = opt.cluster;
+    h.protocol = kProtocolVersion;
+    h.from = opt.self;
+    h.hlc = now.hlc;
+    h.wall_ms = now.wall_ms;
+    return h;
+  }
+
+  // Messages go only to nodes of the topology.
+  void Send(const Now& now, const std::string& node, Message m, Effects* out) {
+    if (peer_index.count(node) == 0) return;
+    m.header = MakeHeader(now);
+    out->sends.emplace_back(node, std::move(m));
+  }
+
+  // Logs `text` unless a line with the same (who, what) went out within
+  // kLogWindowMs; suppressed lines are counted in the next one.
+  void LogLimited(const Now& now, const std::string& who, const std::string& what,
+                  const std::string& text, Effects* out) {
+    auto key = std::make_pair(who, what);
+    auto it = log_limits.find(key);
+    if (it == log_limits.end()) {
+      if (log_limits.size() >= kMaxLogKeys) log_limits.clear();
+      log_limits[key] = LogLimit{now.mono_ms, 0};
+      out->logs.push_back(text);
+      return;
+    }
+    LogLimit& l = it->second;
+    if (now.mono_ms - std::min(now.mono_ms, l.last_ms) < kLogWindowMs) {
+      ++l.suppressed;
+      return;
+    }
+    std::string line = text;
+    if (l.suppressed > 0) {
+      line += " (" + std::to_string(l.suppressed) + " more like this since the last report)";
+    }
+    l.last_ms = now.mono_ms;
+    l.suppressed = 0;
+    out->logs.push_back(line);
+  }
+
+  void SetState(Peer& p, PeerState to, const std::string& why, Effects* out) {
+    if (p.state == to) return;
+    out->peer_events.push_back(PeerEvent{p.node, p.state, to});
+    out->logs.push_back("gossip: peer " + p.node + " (" + p.region + ") is " + PeerStateName(to) +
+                        " (was " + PeerStateName(p.state) + "): " + why);
+    p.state = to;
+    if (to == PeerState::kDown) {
+      // It may come back restarted: welcome it afresh, resend from acked,
+      // and measure its clock again.
+      EndOutbound(p);
+      p.samples.clear();
+      p.pings.clear();
+    }
+  }
+
+  // Cursor back to what the peer acknowledged; the range goes again.
+  void FallBack(Peer& p) {
+    if (p.cursor > p.acked) ++counters.resends;
+    p.cursor = p.acked;
+  }
+
+  void EndOutbound(Peer& p) {
+    p.welcomed = false;
+    FallBack(p);
+  }
+
+  void SendHello(const Now& now, Peer& p, Effects* out) {
+    Message m;
+    m.type = MsgType::kHello;
+    m.region = opt.region;
+    Send(now, p.node, std::move(m), out);
+    p.next_hello_ms = SatAdd(now.mono_ms, opt.heartbeat_interval_ms);
+  }
+
+  void SendRefuse(const Now& now, const std::string& node, RefuseReason r, std::string text,
+                  Effects* out) {
+    Message m;
+    m.type = MsgType::kRefuse;
+    m.reason = r;
+    m.text = std::move(text);
+    Send(now, node, std::move(m), out);
+  }
+
+  void SendAck(const Now& now, const crdt::ReplicaId& origin, const std::string& scope,
+               Effects* out) {
+    Peer* p = FindPeer(origin.node);
+    // An Ack names no incarnation: send it only while `origin` is the
+    // replica that node currently ships from, so a successor incarnation
+    // never reads an Ack meant for its predecessor.
+    if (p == nullptr || p->inbound != origin) return;
+    Message m;
+    m.type = MsgType::kAck;
+    m.scope = scope;
+    m.seq = AppliedOf(origin, scope);
+    Send(now, p->node, std::move(m), out);
+  }
+
+  // --- Shipping --------------------------------------------------------------
+
+  void MaybeShip(const Now& now, Peer& p, Effects* out) {
+    if (!p.welcomed || now.mono_ms < p.hold_until_ms) return;
+    p.hold_until_ms = 0;
+    if (p.cursor < p.acked) p.cursor = p.acked;
+    const uint64_t limit = std::min(OwnLast(kDefaultScope), SatAdd(p.acked, opt.window));
+    if (p.cursor >= limit) return;
+    if (p.cursor == p.acked) p.progress_ms = now.mono_ms;  // the resend timer starts now
+    while (p.cursor < limit) {
+      uint64_t to = std::min(limit, SatAdd(p.cursor, opt.max_deltas_per_message));
+      out->ships.push_back(ShipRequest{p.node, kDefaultScope, p.cursor + 1, to});
+      counters.deltas_shipped += to - p.cursor;
+      p.cursor = to;
+    }
+  }
+
+  // --- Receiving -------------------------------------------------------------
+
+  // Header checks; true when the message may be handled. Any message from
+  // a node of the topology marks it heard, even one refused here: the node
+  // is alive, whatever it says. Accepted HLCs are collected.
+  bool Admit(const Now& now, const Message& msg, Effects* out) {
+    const Header& h = msg.header;
+    const bool is_refuse = msg.type == MsgType::kRefuse;
+    Peer* p = FindPeer(h.from.node);
+    if (p == nullptr) {
+      ++counters.refused_other;
+      // No DEALER leads to a node outside the topology: count and log only,
+      // at most one line per window for all such nodes together (their ids
+      // are whatever the sender chose).
+      LogLimited(now, "", "unknown_node",
+                 "gossip: refused a " + std::string(TypeName(msg.type)) + " from node '" +
+                     Printable(h.from.node) + "', which is not a peer in this topology",
+                 out);
+      return false;
+    }
+    MarkHeard(now, *p, out);
+    if (h.cluster != opt.cluster) {
+      ++counters.refused_other;
+      LogLimited(now, p->node, "wrong_cluster",
+                 "gossip: refused a " + std::string(TypeName(msg.type)) + " from " + p->node +
+                     ": it belongs to cluster '" + Printable(h.cluster) + "', this node to '" +
+                     opt.cluster + "'",
+                 out);
+      if (!is_refuse) {
+        SendRefuse(now, p->node, RefuseReason::kWrongCluster,
+                   "this node belongs to cluster '" + opt.cluster + "', not '" +
+                       Printable(h.cluster) + "'",
+                   out);
+      }
+      return false;
+    }
+    if (h.protocol != kProtocolVersion) {
+      ++counters.refused_other;
+      LogLimited(now, p->node, "wrong_protocol",
+                 "gossip: refused a " + std::string(TypeName(msg.type)) + " from " + p->node +
+                     ": it speaks protocol " + std::to_string(h.protocol) + ", this node " +
+                     std::to_string(kProtocolVersion),
+                 out);
+      if (!is_refuse) {
+        SendRefuse(now, p->node, RefuseReason::kWrongProtocol,
+                   "this node speaks gossip protocol " + std::to_string(kProtocolVersion) +
+                       ", not " + std::to_string(h.protocol),
+                   out);
+      }
+      return false;
+    }
+    const uint64_t phys = crdt::HlcPhysicalMs(h.hlc);
+    const uint64_t limit = SatAdd(now.wall_ms, opt.max_clock_offset_ms);
+    if (phys > limit) {
+      ++counters.refused_clock_offset;
+      const std::string ahead = std::to_string(phys - now.wall_ms);
+      LogLimited(now, p->node, "clock_ahead",
+                 "gossip: refused a " + std::string(TypeName(msg.type)) + " from " + p->node +
+                     ": its clock is " + ahead + " ms ahead of this node's, beyond " +
+                     "max_clock_offset_ms " + std::to_string(opt.max_clock_offset_ms),
+                 out);
+      if (!is_refuse) {
+        SendRefuse(now, p->node, RefuseReason::kClockAhead,
+                   "your hlc is " + ahead + " ms ahead of this node's wall clock; the limit is " +
+                       std::to_string(opt.max_clock_offset_ms) + " ms",
+                   out);
+      }
+      return false;
+    }
+    p->replica = h.from;
+    out->observed_hlc = std::max(out->observed_hlc, h.hlc);
+    return true;
+  }
+
+  void MarkHeard(const Now& now, Peer& p, Effects* out) {
+    p.heard = true;
+    p.last_heard_ms = now.mono_ms;
+    if (p.state != PeerState::kUp) SetState(p, PeerState::kUp, "heard from it", out);
+  }
+
+  // `was_down`: the peer's state before this message marked it up.
+  void OnHello(const Now& now, Peer& p, const Message& msg, bool was_down, Effects* out) {
+    const crdt::ReplicaId& from = msg.header.from;
+    const bool changed = (!p.inbound.node.empty() && p.inbound != from) ||
+                         (!p.welcomed_by.node.empty() && p.welcomed_by != from);
+    if (msg.region != p.region) {
+      LogLimited(now, p.node, "region",
+                 "gossip: peer " + p.node + " says it is in region '" + Printable(msg.region) +
+                     "', the topology says '" + p.region + "'; the topology is used",
+                 out);
+    }
+    if (p.inbound != from) {
+      if (!p.inbound.node.empty()) {
+        // Its predecessor will not send again: drop what was held for it.
+        for (auto it = origins.begin(); it != origins.end(); ++it) {
+          if (it->first.first == p.inbound) it->second.held.clear();
+        }
+      }
+      out->logs.push_back("gossip: accepted hello from " + from.ToString() + "; it holds " +
+                          std::to_string(AppliedOf(from, kDefaultScope)) + " of its log here");
+    }
+    p.inbound = from;
+    Message w;
+    w.type = MsgType::kWelcome;
+    w.applied = AppliedOf(from, kDefaultScope);
+    Send(now, p.node, std::move(w), out);
+    if (changed || was_down) {
+      // It restarted or was away: its handshake state is gone, so ours
+      // towards it starts again now. A new incarnation lost its data, so
+      // what the old one acknowledged no longer counts.
+      EndOutbound(p);
+      if (changed) p.acked = p.cursor = 0;
+      p.welcomed_by = crdt::ReplicaId();
+      SendHello(now, p, out);
+    }
+  }
+
+  void OnWelcome(const Now& now, Peer& p, const Message& msg, Effects* out) {
+    const crdt::ReplicaId& from = msg.header.from;
+    const uint64_t own_last = OwnLast(kDefaultScope);
+    if (msg.applied > own_last) {
+      LogLimited(now, p.node, "welcome_ahead",
+                 "gossip: peer " + from.ToString() + " holds " + std::to_string(msg.applied) +
+                     " of this node's log, which ends at " + std::to_string(own_last) +
+                     " (log entries lost after they were shipped?)",
+                 out);
+    }
+    if (p.welcomed && p.welcomed_by == from) {
+      // A late answer to a repeated Hello: never move backwards.
+      if (msg.applied > p.acked) {
+        p.acked = msg.applied;
+        p.progress_ms = now.mono_ms;
+      }
+      p.cursor = std::max(p.cursor, p.acked);
+    } else {
+      p.welcomed = true;
+      p.welcomed_by = from;
+      p.acked = msg.applied;
+      p.cursor = msg.applied;
+      p.progress_ms = now.mono_ms;
+      p.hold_until_ms = 0;
+      out->logs.push_back("gossip: welcomed by " + from.ToString() + "; shipping from seq " +
+                          std::to_string(msg.applied + 1));
+    }
+    MaybeShip(now, p, out);
+  }
+
+  void OnRefuse(const Now& now, Peer& p, const Message& msg, Effects* out) {
+    ++counters.refusals_received;
+    LogLimited(now, p.node, std::string("refused_") + ReasonName(msg.reason),
+               "gossip: peer " + p.node + " refused our messages (" + ReasonName(msg.reason) +
+                   "): " + Printable(msg.text),
+               out);
+    if (msg.reason == RefuseReason::kNoHandshake && p.welcomed) {
+      // It lost our session (it restarted): say Hello again.
+      EndOutbound(p);
+      p.welcomed_by = crdt::ReplicaId();
+      SendHello(now, p, out);
+    }
+  }
+
+  void OnDeltas(const Now& now, Peer& p, const Message& msg, Effects* out) {
+    const crdt::ReplicaId& origin = msg.header.from;
+    if (p.inbound != origin) {
+      ++counters.refused_other;
+      LogLimited(now, p.node, "no_handshake",
+                 "gossip: refused deltas from " + origin.ToString() +
+                     ": no hello accepted from that replica since this node started",
+                 out);
+      SendRefuse(now, p.node, RefuseReason::kNoHandshake,
+                 "no session with " + origin.ToString() + ": send hello", out);
+      return;
+    }
+    const auto key = std::make_pair(origin, msg.scope);
+    Origin& o = origins[key];
+    const uint64_t applied_seq = AppliedOf(origin, msg.scope);
+    if (o.applying < applied_seq) o.applying = applied_seq;
+    ApplyRequest req;
+    bool reack = false;
+    // Moves held entries that have become next into the request.
+    auto drain = [&] {
+      while (!o.held.empty() && o.held.begin()->first <= o.applying + 1) {
+        auto it = o.held.begin();
+        if (it->first == o.applying + 1) {
+          req.entries.push_back(std::move(it->second));
+          ++o.applying;
+        }
+        o.held.erase(it);
+      }
+    };
+    drain();
+    for (const DeltaEntry& e : msg.deltas) {
+      ++counters.deltas_received;
+      if (e.seq <= applied_seq) {
+        ++counters.deltas_duplicate;
+        reack = true;
+      } else if (e.seq <= o.applying) {
+        ++counters.deltas_duplicate;  // in flight to the applier already
+      } else if (e.seq == o.applying + 1) {
+        req.entries.push_back(e);
+        ++o.applying;
+        drain();
+      } else if (o.held.count(e.seq) != 0) {
+        ++counters.deltas_duplicate;
+      } else if (o.held.size() < opt.max_held_back) {
+        o.held.emplace(e.seq, e);
+      } else if (!o.held.empty() && e.seq < o.held.rbegin()->first) {
+        // Keep the entries nearest the gap; the farthest comes again.
+        o.held.erase(std::prev(o.held.end()));
+        o.held.emplace(e.seq, e);
+      }
+      // else: dropped; the sender resends it.
+    }
+    if (!req.entries.empty()) {
+      req.origin = origin;
+      req.scope = msg.scope;
+      out->applies.push_back(std::move(req));
+    }
+    if (reack) SendAck(now, origin, msg.scope, out);
+  }
+
+  void OnAck(const Now& now, Peer& p, const Message& msg, Effects* out) {
+    if (msg.scope != kDefaultScope) return;  // only the one scope is shipped
+    // Acks before the Welcome, or from another incarnation than the one
+    // that welcomed us, may be about a different log: the Welcome says.
+    if (!p.welcomed || p.welcomed_by != msg.header.from) return;
+    if (msg.seq <= p.acked) return;
+    p.acked = msg.seq;
+    p.progress_ms = now.mono_ms;
+    if (p.cursor < p.acked) p.cursor = p.acked;
+    TrimAppends();
+    MaybeShip(now, p, out);
+  }
+
+  void OnPing(const Now& now, Peer& p, const Message& msg, Effects* out) {
+    Message m;
+    m.type = MsgType::kPong;
+    m.echo_wall_ms = msg.sent_wall_ms;
+    m.pong_wall_ms = now.wall_ms;
+    Send(now, p.node, std::move(m), out);
+  }
+
+  void OnPong(const Now& now, Peer& p, const Message& msg) {
+    // Only answers to our own Pings count, timed by the monotonic clock.
+    auto it = std::find_if(p.pings.begin(), p.pings.end(),
+                           [&](const auto& ping) { return ping.first == msg.echo_wall_ms; });
+    if (it == p.pings.end()) return;
+    const uint64_t sent_mono = it->second;
+    p.pings.erase(p.pings.begin(), it + 1);
+    if (now.mono_ms < sent_mono) return;
+    // Clamped so that the arithmetic below cannot overflow whatever the
+    // peer sent (2^62 ms is far beyond any real clock).
+    constexpr uint64_t kClamp = uint64_t{1} << 62;
+    ClockSample s;
+    s.rtt_ms = std::min(now.mono_ms - sent_mono, kClamp);
+    s.offset_ms = static_cast<int64_t>(std::min(msg.pong_wall_ms, kClamp)) -
+                  static_cast<int64_t>(std::min(msg.echo_wall_ms, kClamp)) -
+                  static_cast<int64_t>(s.rtt_ms / 2);
+    p.samples.push_back(s);
+    while (p.samples.size() > opt.clock_samples_kept) p.samples.pop_front();
+  }
+
+  // The estimate: the kept sample with the smallest round trip (the
+  // latest among equals).
+  const ClockSample* BestSample(const Peer& p) const {
+    const ClockSample* best = nullptr;
+    for (const ClockSample& s : p.samples) {
+      if (best == nullptr || s.rtt_ms <= best->rtt_ms) best = &s;
+    }
+    return best;
+  }
+
+  // --- Timers ------------------------------------------------------------------
+
+  void UpdateStates(const Now& now, Effects* out) {
+    for (Peer& p : peers) {
+      const uint64_t since = p.heard ? p.last_heard_ms : start.mono_ms;
+      const uint64_t silent = SatSub(now.mono_ms, since);
+      if (p.state == PeerState::kDown) continue;
+      if (silent >= Interval(opt.down_after_missed)) {
+        SetState(p, PeerState::kDown,
+                 p.heard
+                     ? "not heard for " + std::to_string(silent) + " ms"
+                     : "not heard since this node started " + std::to_string(silent) + " ms ago",
+                 out);
+      } else if (p.heard && p.state == PeerState::kUp &&
+                 silent >= Interval(opt.suspect_after_missed)) {
+        SetState(p, PeerState::kSuspect, "not heard for " + std::to_string(silent) + " ms", out);
+      }
+    }
+  }
+
+  uint64_t NextStateChange(const Peer& p) const {
+    const uint64_t since = p.heard ? p.last_heard_ms : start.mono_ms;
+    switch (p.state) {
+      case PeerState::kUp:
+        return SatAdd(since, Interval(opt.suspect_after_missed));
+      case PeerState::kUnknown:
+      case PeerState::kSuspect:
+        return SatAdd(since, Interval(opt.down_after_missed));
+      case PeerState::kDown:
+        return kNever;
+    }
+    return kNever;
+  }
+
+  void UpdateStartGate() {
+    if (start_gate_passed) return;
+    size_t reachable = 0, sampled = 0;
+    for (const Peer& p : peers) {
+      if (p.state == PeerState::kDown) continue;
+      ++reachable;
+      if (!p.samples.empty()) ++sampled;
+    }
+    if (reachable == 0 || sampled * 2 > reachable) start_gate_passed = true;
+  }
+
+  // Append records no peer needs any more (all acked past them) go. A peer
+  // whose acked later falls below them (a new incarnation) is reported
+  // from the oldest record kept.
+  void TrimAppends() {
+    uint64_t min_acked = OwnLast(kDefaultScope);
+    for (const Peer& p : peers) min_acked = std::min(min_acked, p.acked);
+    while (appends.size() > 1 && appends.front().last_seq <= min_acked) {
+      trimmed_cum_bytes = appends.front().cum_bytes;
+      appends.pop_front();
+    }
+  }
+};
+
+Protocol::Protocol(ProtocolOptions options, Applied applied, Now start)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(applied), start)) {}
+
+Protocol::~Protocol() = default;
+
+void Protocol::OnTick(const Now& now, Effects* out) {
+  Impl& m = *impl_;
+  m.UpdateStates(now, out);
+  if (now.mono_ms >= m.next_heartbeat_ms) {
+    for (Impl::Peer& p : m.peers) {
+      Message ping;
+      ping.type = MsgType::kPing;
+      ping.sent_wall_ms = now.wall_ms;
+      m.Send(now, p.node, std::move(ping), out);
+      p.pings.emplace_back(now.wall_ms, now.mono_ms);
+      while (p.pings.size() > kMaxPingsInFlight) p.pings.pop_front();
+    }
+    m.next_heartbeat_ms = SatAdd(now.mono_ms, m.opt.heartbeat_interval_ms);
+  }
+  for (Impl::Peer& p : m.peers) {
+    if (!p.welcomed && now.mono_ms >= p.next_hello_ms) m.SendHello(now, p, out);
+    if (p.welcomed && p.cursor > p.acked &&
+        now.mono_ms >= SatAdd(p.progress_ms, m.opt.resend_timeout_ms)) {
+      // Nothing acknowledged for a while: ship the range again.
+      m.FallBack(p);
+      p.progress_ms = now.mono_ms;
+    }
+    m.MaybeShip(now, p, out);
+  }
+  m.UpdateStartGate();
+}
+
+void Protocol::OnMessage(const Now& now, const Message& msg, Effects* out) {
+  Impl& m = *impl_;
+  Impl::Peer* p = m.FindPeer(msg.header.from.node);
+  const bool was_down = p != nullptr && p->state == PeerState::kDown;
+  if (!m.Admit(now, msg, out)) {
+    m.UpdateStartGate();
+    return;
+  }
+  switch (msg.type) {
+    case MsgType::kHello:
+      m.OnHello(now, *p, msg, was_down, out);
+      break;
+    case MsgType::kWelcome:
+      m.OnWelcome(now, *p, msg, out);
+      break;
+    case MsgType::kRefuse:
+      m.OnRefuse(now, *p, msg, out);
+      break;
+    case MsgType::kDeltas:
+      m.OnDeltas(now, *p, msg, out);
+      break;
+    case MsgType::kAck:
+      m.OnAck(now, *p, msg, out);
+      break;
+    case MsgType::kPing:
+      m.OnPing(now, *p, msg, out);
+      break;
+    case MsgType::kPong:
+      m.OnPong(now, *p, msg);
+      break;
+  }
+  m.UpdateStartGate();
+}
+
+void Protocol::OnLocalAppend(const Now& now, const std::string& scope, uint64_t last_seq,
+                             uint64_t bytes, Effects* out) {
+  Impl& m = *impl_;
+  uint64_t& own = m.applied[{m.opt.self, scope}];
+  if (last_seq <= own) return;
+  own = last_seq;
+  if (scope != kDefaultScope) {
+    m.LogLimited(now, "", "scope",
+                 "gossip: scope '" + scope +
+                     "' is logged but not shipped: only the default "
+                     "scope is replicated by this protocol version",
+                 out);
+    return;
+  }
+  const uint64_t cum = m.appends.empty() ? m.trimmed_cum_bytes : m.appends.back().cum_bytes;
+  m.appends.push_back(Impl::AppendRecord{last_seq, now.wall_ms, SatAdd(cum, bytes)});
+  while (m.appends.size() > kMaxAppendRecords) {
+    // The oldest two become one (the older time, the later end).
+    const uint64_t wall = m.appends.front().wall_ms;
+    m.appends.pop_front();
+    m.appends.front().wall_ms = std::min(m.appends.front().wall_ms, wall);
+  }
+  for (Impl::Peer& p : m.peers) m.MaybeShip(now, p, out);
+}
+
+void Protocol::OnApplied(const Now& now, const crdt::ReplicaId& origin, const std::string& scope,
+                         uint64_t seq, Effects* out) {
+  Impl& m = *impl_;
+  if (origin == m.opt.self) return;
+  uint64_t& a = m.applied[{origin, scope}];
+  if (seq > a) {
+    m.counters.deltas_applied += seq - a;
+    a = seq;
+  }
+  Impl::Origin& o = m.origins[{origin, scope}];
+  if (o.applying < a) o.applying = a;
+  while (!o.held.empty() && o.held.begin()->first <= a) o.held.erase(o.held.begin());
+  m.SendAck(now, origin, scope, out);
+}
+
+void Protocol::OnApplyFailed(const Now& now, const crdt::ReplicaId& origin,
+                             const std::string& scope, Effects* out) {
+  Impl& m = *impl_;
+  auto it = m.origins.find({origin, scope});
+  if (it != m.origins.end()) {
+    it->second.applying = m.AppliedOf(origin, scope);
+    it->second.held.clear();
+  }
+  m.LogLimited(now, origin.node, "apply_failed",
+               "gossip: applying deltas of " + origin.ToString() + " failed; they come again by " +
+                   "resend from seq " + std::to_string(m.AppliedOf(origin, scope) + 1),
+               out);
+}
+
+void Protocol::OnShipFailed(const Now& now, const std::string& peer, const std::string& scope,
+                            Effects* out) {
+  Impl& m = *impl_;
+  Impl::Peer* p = m.FindPeer(peer);
+  if (p == nullptr || scope != kDefaultScope) return;
+  m.FallBack(*p);
+  p->hold_until_ms = SatAdd(now.mono_ms, m.opt.resend_timeout_ms);
+  m.LogLimited(now, peer, "ship_failed",
+               "gossip: could not read this node's log to ship to " + peer + "; retrying in " +
+                   std::to_string(m.opt.resend_timeout_ms) + " ms",
+               out);
+}
+
+Header Protocol::MakeHeader(const Now& now) const { return impl_->MakeHeader(now); }
+
+uint64_t Protocol::NextTickMs() const {
+  const Impl& m = *impl_;
+  uint64_t next = m.next_heartbeat_ms;
+  for (const Impl::Peer& p : m.peers) {
+    next = std::min(next, m.NextStateChange(p));
+    if (!p.welcomed) next = std::min(next, p.next_hello_ms);
+    if (p.welcomed && p.cursor > p.acked) {
+      next = std::min(next, SatAdd(p.progress_ms, m.opt.resend_timeout_ms));
+    }
+    if (p.welcomed && p.hold_until_ms > 0) {
+      // Shipping waits for the hold after a failed read; due only if there
+      // is something to ship.
+      const uint64_t limit = std::min(m.OwnLast(kDefaultScope), SatAdd(p.acked, m.opt.window));
+      if (p.cursor < limit) next = std::min(next, p.hold_until_ms);
+    }
+  }
+  return next;
+}
+
+WriteGate Protocol::Gate() const {
+  const Impl& m = *impl_;
+  size_t reachable = 0, sampled = 0;
+  std::vector<std::string> skewed;
+  const uint64_t limit = m.opt.max_clock_offset_ms;
+  for (const Impl::Peer& p : m.peers) {
+    if (p.state == PeerState::kDown) continue;
+    ++reachable;
+    const Impl::ClockSample* s = m.BestSample(p);
+    if (s == nullptr) continue;
+    ++sampled;
+    const uint64_t mag = s->offset_ms < 0 ? static_cast<uint64_t>(-(s->offset_ms + 1)) + 1
+                                          : static_cast<uint64_t>(s->offset_ms);
+    // More than 40% of the limit (mag is whole, so comparing with the
+    // rounded-down bound is exact).
+    if (mag > SatAdd(limit, limit) / 5) skewed.push_back(p.node + " " + SignedMs(s->offset_ms));
+  }
+  WriteGate g;
+  if (reachable == 0) return g;
+  if (!m.start_gate_passed && sampled * 2 <= reachable) {
+    g.ok = false;
+    g.code = "clock_skew";
+    g.message = "this node has clock samples from " + std::to_string(sampled) + " of its " +
+                std::to_string(reachable) +
+                " reachable peers since it started; it takes writes once it has them from a "
+                "majority";
+    return g;
+  }
+  if (skewed.size() * 2 > reachable) {
+    std::string list;
+    for (const std::string& s : skewed) list += (list.empty() ? "" : ", ") + s;
+    g.ok = false;
+    g.code = "clock_skew";
+    g.message = "this node's clock is off from " + std::to_string(skewed.size()) + " of its " +
+                std::to_string(reachable) + " reachable peers by more than " +
+                std::to_string(SatAdd(limit, limit) / 5) + " ms (40% of max_clock_offset_ms " +
+                std::to_string(limit) + "): " + list + "; writes resume when it is back in range";
+  }
+  return g;
+}
+
+std::vector<PeerStatus> Protocol::Peers(const Now& now) const {
+  const Impl& m = *impl_;
+  const uint64_t own_last = m.OwnLast(kDefaultScope);
+  std::vector<PeerStatus> out;
+  for (const Impl::Peer& p : m.peers) {
+    PeerStatus s;
+    s.node = p.node;
+    s.region = p.region;
+    s.state = p.state;
+    s.welcomed = p.welcomed;
+    s.replica = p.replica;
+    s.last_heard_ms_ago =
+        p.heard ? static_cast<int64_t>(SatSub(now.mono_ms, p.last_heard_ms)) : int64_t{-1};
+    s.acked = p.acked;
+    s.shipped = p.cursor;
+    s.unacked_deltas = SatSub(own_last, p.acked);
+    if (s.unacked_deltas > 0) {
+      // The first record past acked holds the oldest unacknowledged delta.
+      auto it =
+          std::partition_point(m.appends.begin(), m.appends.end(),
+                               [&](const Impl::AppendRecord& r) { return r.last_seq <= p.acked; });
+      if (it != m.appends.end()) {
+        s.lag_ms = SatSub(now.wall_ms, it->wall_ms);
+        const uint64_t before =
+            it == m.appends.begin() ? m.trimmed_cum_bytes : std::prev(it)->cum_bytes;
+        s.unacked_bytes = SatSub(m.appends.back().cum_bytes, before);
+      }
+    }
+    const Impl::ClockSample* best = m.BestSample(p);
+    if (best != nullptr) {
+      s.has_clock_sample = true;
+      s.clock_offset_ms = best->offset_ms;
+      s.rtt_ms = best->rtt_ms;
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+size_t Protocol::RegionsHolding(const std::string& scope, uint64_t seq) const {
+  const Impl& m = *impl_;
+  std::set<std::string> regions;
+  if (seq <= m.OwnLast(scope)) regions.insert(m.opt.region);
+  if (scope == kDefaultScope) {
+    for (const Impl::Peer& p : m.peers) {
+      if (p.region != m.opt.region && p.acked >= seq) regions.insert(p.region);
+    }
+  }
+  return regions.size();
+}
+
+const Applied& Protocol::applied() const { return impl_->applied; }
+const ProtocolCounters& Protocol::counters() const { return impl_->counters; }
+const ProtocolOptions& Protocol::options() const { return impl_->opt; }
+
+}  // namespace meridian::gossip

@@ -1,0 +1,230 @@
+// The replication protocol as a pure state machine (DESIGN.md §3, §4).
+//
+// Messages and ticks go in; messages to send, storage effects (log ranges
+// to ship, remote deltas to apply) and the next wake-up time come out. No
+// sockets, no clock reads, no sleeps, no threads: the ZeroMQ transport
+// (gossip/transport.h) and the deterministic simulator (tests/sim/) drive
+// the same code. Thread-safety: none; one driver thread owns it.
+//
+// What it does, per peer (every other node of the topology):
+//   Handshake. A node sends Hello to each peer until that peer answers
+//     Welcome; the Welcome carries how much of this node's log the peer
+//     holds durably, and shipping (re)starts just past it. Header checks on
+//     every message: cluster name and protocol version must match
+//     (otherwise Refuse, counted and logged), the sender must be a node of
+//     the topology, and the header's HLC may be at most max_clock_offset_ms
+//     ahead of the local wall clock (otherwise the message is refused with
+//     kClockAhead, counted, and not absorbed). Accepted headers' HLCs are
+//     returned in Effects::observed_hlc for the driver to absorb into the
+//     node's clock.
+//   Shipping (sender). This node ships its OWN origin's delta log to every
+//     welcomed peer, in ShipRequests of at most max_deltas_per_message
+//     sequences, never more than `window` past what the peer acknowledged.
+//     A peer's cursor is the highest sequence shipped; when nothing is
+//     acknowledged for resend_timeout_ms while sequences are in flight, or
+//     the peer went down and was welcomed again, the cursor falls back to
+//     the acknowledged sequence and the range is shipped again.
+//   Applying (receiver). Deltas come only from their origin (the sender's
+//     replica is the origin; there is no other origin field to forge), and
+//     only after that sender's Hello was accepted (else Refuse
+//     kNoHandshake, and the sender says Hello again). Each origin's deltas
+//     are applied in sequence order: those past a gap are held back (at
+//     most max_held_back per origin), contiguous runs go out as
+//     ApplyRequests, and once the driver reports them durable (OnApplied)
+//     an Ack of the highest contiguous durable sequence goes to the origin.
+//     Duplicates are dropped (and re-acknowledged).
+//   Failure detection. Ping every heartbeat_interval_ms; any message from a
+//     peer marks it up. Not heard for suspect_after_missed intervals:
+//     suspect; for down_after_missed: down (and its outbound session ends,
+//     so it is welcomed afresh when it returns). A peer not heard since
+//     start is kUnknown until down_after_missed intervals have passed.
+//   Clock safety. Pong answers carry the responder's wall clock; the
+//     offset to a peer is pong_wall - (ping_sent + pong_received) / 2, the
+//     sample with the smallest round trip of the last few kept. Gate()
+//     refuses writes while the offset to more than half of the reachable
+//     (not down) peers exceeds 40% of max_clock_offset_ms, and after start
+//     until clock samples exist from more than half of the reachable peers
+//     (passed once, it stays passed; a node without peers, or whose peers
+//     are all down, is not held).
+#ifndef MERIDIAN_GOSSIP_PROTOCOL_H_
+#define MERIDIAN_GOSSIP_PROTOCOL_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "crdt/causal_context.h"
+#include "crdt/hlc.h"
+#include "gossip/messages.h"
+
+namespace meridian::gossip {
+
+// The one placement scope until [[placement]] exists.
+inline const std::string kDefaultScope;
+
+// Applied sequence per (origin replica, scope); the same shape as
+// storage::AppliedVector (gossip may use storage, but the state machine
+// needs only this map).
+using Applied = std::map<std::pair<crdt::ReplicaId, std::string>, uint64_t>;
+
+struct PeerConfig {
+  std::string node;    // node id
+  std::string region;  // its region's name
+};
+
+struct ProtocolOptions {
+  std::string cluster;
+  crdt::ReplicaId self;
+  std::string region;
+  std::vector<PeerConfig> peers;  // every other node of the topology
+  uint64_t heartbeat_interval_ms = 500;
+  uint32_t suspect_after_missed = 3;
+  uint32_t down_after_missed = 10;
+  uint64_t max_clock_offset_ms = 500;
+  uint64_t resend_timeout_ms = 2000;
+  size_t max_deltas_per_message = 512;
+  size_t window = 8192;          // unacknowledged sequences in flight per peer
+  size_t max_held_back = 16384;  // out-of-order deltas kept per origin
+  size_t clock_samples_kept = 8;
+};
+
+// Time as the driver sees it. mono_ms drives timers (never goes back);
+// wall_ms is the node's physical clock (may be offset or jump); hlc is the
+// node's current HLC, stamped on outgoing headers.
+struct Now {
+  uint64_t mono_ms = 0;
+  uint64_t wall_ms = 0;
+  crdt::Hlc hlc = 0;
+};
+
+// Read entries [from_seq, to_seq] of this node's log for `scope` and send
+// them to `peer` as kDeltas messages (headers from MakeHeader; split into
+// several messages if they are large). If the entries cannot be read, call
+// OnShipFailed.
+struct ShipRequest {
+  std::string peer;
+  std::string scope;
+  uint64_t from_seq = 0;
+  uint64_t to_seq = 0;
+};
+
+// Apply `entries` (contiguous, starting at the origin's applied seq + 1)
+// durably, each with the advance of the applied vector for (origin,
+// scope), then call OnApplied with the last one made durable (or
+// OnApplyFailed). Several ApplyRequests for one origin may be outstanding;
+// they must be applied in the order given.
+struct ApplyRequest {
+  crdt::ReplicaId origin;
+  std::string scope;
+  std::vector<DeltaEntry> entries;
+};
+
+enum class PeerState { kUnknown, kUp, kSuspect, kDown };
+const char* PeerStateName(PeerState s);
+
+struct PeerEvent {
+  std::string peer;
+  PeerState from = PeerState::kUnknown;
+  PeerState to = PeerState::kUnknown;
+};
+
+struct Effects {
+  std::vector<std::pair<std::string, Message>> sends;  // (peer node id, message)
+  std::vector<ShipRequest> ships;
+  std::vector<ApplyRequest> applies;
+  std::vector<PeerEvent> peer_events;
+  crdt::Hlc observed_hlc = 0;     // max accepted header HLC (0: none)
+  std::vector<std::string> logs;  // one sentence each: refusals, handshakes, state changes
+
+  void Clear();
+};
+
+struct PeerStatus {
+  std::string node;
+  std::string region;
+  PeerState state = PeerState::kUnknown;
+  bool welcomed = false;              // our outbound session is up
+  crdt::ReplicaId replica;            // as last heard (empty node: never)
+  int64_t last_heard_ms_ago = -1;     // -1: never since start
+  uint64_t acked = 0;                 // our log's seq it holds durably
+  uint64_t shipped = 0;               // cursor
+  uint64_t unacked_deltas = 0;        // our last seq - acked
+  uint64_t unacked_bytes = 0;         // of those, as reported by OnLocalAppend
+  uint64_t lag_ms = 0;                // age of its oldest unacknowledged delta
+  bool has_clock_sample = false;
+  int64_t clock_offset_ms = 0;        // peer's clock minus ours
+  uint64_t rtt_ms = 0;
+};
+
+struct WriteGate {
+  bool ok = true;
+  std::string code;     // "clock_skew" when refused
+  std::string message;  // a sentence for the 503 body
+};
+
+struct ProtocolCounters {
+  uint64_t refused_clock_offset = 0;  // messages refused for an HLC too far ahead
+  uint64_t refused_other = 0;         // wrong cluster/protocol/unknown node/no handshake
+  uint64_t refusals_received = 0;
+  uint64_t deltas_received = 0;       // entries in kDeltas, duplicates included
+  uint64_t deltas_duplicate = 0;
+  uint64_t deltas_applied = 0;        // confirmed by OnApplied
+  uint64_t deltas_shipped = 0;        // sequences asked for in ShipRequests
+  uint64_t resends = 0;               // cursor fell back to acked
+};
+
+class Protocol {
+ public:
+  // `applied`: the node's durable applied vector as loaded from storage
+  // (its own origin's entry is its last logged seq). `start`: when the
+  // node started.
+  Protocol(ProtocolOptions options, Applied applied, Now start);
+  ~Protocol();
+  Protocol(const Protocol&) = delete;
+  Protocol& operator=(const Protocol&) = delete;
+
+  // Timers: heartbeats, Hello retries, state changes, resends, shipping.
+  void OnTick(const Now& now, Effects* out);
+  // One decoded message from the network (the ROUTER side).
+  void OnMessage(const Now& now, const Message& msg, Effects* out);
+  // This node's log of `scope` now ends at `last_seq` (durable); `bytes`:
+  // the size of the entries added since the previous call (for status).
+  void OnLocalAppend(const Now& now, const std::string& scope, uint64_t last_seq, uint64_t bytes,
+                     Effects* out);
+  // The driver made (origin, scope) durable up to `seq`.
+  void OnApplied(const Now& now, const crdt::ReplicaId& origin, const std::string& scope,
+                 uint64_t seq, Effects* out);
+  // Applying failed (disk full, corrupt delta): everything in flight for
+  // that origin is forgotten and comes again by resend.
+  void OnApplyFailed(const Now& now, const crdt::ReplicaId& origin, const std::string& scope,
+                     Effects* out);
+  // A ShipRequest could not be served; the peer's cursor falls back and
+  // the range is retried after resend_timeout_ms.
+  void OnShipFailed(const Now& now, const std::string& peer, const std::string& scope,
+                    Effects* out);
+
+  // The header for a message this node sends now.
+  Header MakeHeader(const Now& now) const;
+  // The next mono_ms at which OnTick has work to do.
+  uint64_t NextTickMs() const;
+
+  WriteGate Gate() const;
+  std::vector<PeerStatus> Peers(const Now& now) const;
+  // Regions (this one counted) with a node that holds this node's log of
+  // `scope` up to `seq` durably: for w=N.
+  size_t RegionsHolding(const std::string& scope, uint64_t seq) const;
+  const Applied& applied() const;
+  const ProtocolCounters& counters() const;
+  const ProtocolOptions& options() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace meridian::gossip
+
+#endif  // MERIDIAN_GOSSIP_PROTOCOL_H_

@@ -1,0 +1,774 @@
+// The ZeroMQ driver of the gossip Protocol. Contract: gossip/transport.h.
+// This is the only file of gossip/ that knows ZeroMQ.
+//
+// Threads. The gossip thread (Run) owns the Protocol, the ROUTER, the
+// DEALERs, the delay queue and the counters. Everything else reaches it
+// through the Mailbox: a mutex-protected queue of commands plus an inproc
+// PAIR pair whose only job is to wake the poll. The Mailbox is shared with
+// the Host's apply callbacks, which may outlive the Transport: once closed
+// it swallows whatever is posted. What the gossip thread wants readers to
+// see (gate, peers, counters) it copies into `published` under pub_mu
+// after each step that can change it.
+//
+// Locks: Mailbox::mu, pub_mu and faults_mu are leaves; none is held while
+// calling the Host or the Protocol.
+#include "gossip/transport.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <string_view>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <zmq.hpp>
+
+namespace meridian::gossip {
+namespace {
+
+// The longest the thread sleeps in zmq::poll: bounds how late a tick or a
+// delayed message can be handled even if the Protocol asks for later.
+constexpr uint64_t kMaxPollMs = 100;
+// Messages taken from the ROUTER per loop turn, so that ticks, the inbox
+// and the published snapshot keep up under a flood.
+constexpr int kMaxReceivesPerTurn = 256;
+// Queue bounds, in messages (per connection). The Protocol's window bounds
+// what is in flight anyway; these only stop a stuck peer from growing
+// memory without limit.
+constexpr int kSendHwm = 1000;
+constexpr int kRecvHwm = 1000;
+constexpr int kReconnectIvlMs = 100;
+// Frames that do not decode are logged at most this often (with a count).
+constexpr uint64_t kBadFrameLogIntervalMs = 10000;
+// ZMTP heartbeats on the DEALERs: a connection whose peer vanished without
+// closing it (host gone, cable cut) is dropped and redialled instead of
+// swallowing messages until its queue fills. Liveness for the Protocol
+// still comes from its own Pings.
+constexpr int kZmtpHeartbeatIvlMs = 1000;
+constexpr int kZmtpHeartbeatTimeoutMs = 5000;
+// Per-entry overhead of a kDeltas body beyond the key and delta bytes
+// (array header, seq, str and bin headers), rounded up generously; the
+// encoded size is checked afterwards anyway.
+constexpr size_t kEntryOverheadBytes = 32;
+
+uint64_t MonoMs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+// When a message held for `delay_ms` at `mono_ms` may go: one more
+// millisecond because mono_ms is truncated, so the hold is never shorter.
+uint64_t ReleaseTime(uint64_t mono_ms, uint64_t delay_ms) { return mono_ms + delay_ms + 1; }
+
+// A command for the gossip thread.
+struct Command {
+  enum class Kind { kWake, kLocalAppend, kApplyDone };
+  Kind kind = Kind::kWake;
+  // kLocalAppend
+  std::string scope;
+  uint64_t seq = 0;
+  uint64_t bytes = 0;
+  // kApplyDone (scope above too)
+  crdt::ReplicaId origin;
+  Status status;
+  uint64_t last_durable = 0;
+};
+
+// The hand-off point into the gossip thread. Shared (shared_ptr) with the
+// Host's apply callbacks so that a callback arriving after Stop() finds a
+// closed mailbox rather than freed memory.
+struct Mailbox {
+  std::mutex mu;
+  bool closed = true;          // opened by Start()
+  bool wake_pending = false;   // a wake message is (or may be) in the pipe
+  std::deque<Command> items;
+  zmq::socket_t wake_tx;       // PAIR; used only under mu
+
+  void Post(Command c) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (closed) return;
+    if (c.kind != Command::Kind::kWake) items.push_back(std::move(c));
+    if (!wake_pending) {
+      wake_pending = true;
+      try {
+        // One wake in flight is enough; EAGAIN (never expected with one
+        // message queued) leaves wake_pending set and the poll timeout
+        // still bounds the delay.
+        (void)wake_tx.send(zmq::const_buffer("", 0), zmq::send_flags::dontwait);
+      } catch (const zmq::error_t&) {
+        // Context terminating: Stop() is under way.
+      }
+    }
+  }
+
+  // Gossip thread: takes everything queued.
+  std::deque<Command> Take() {
+    std::lock_guard<std::mutex> lock(mu);
+    wake_pending = false;
+    std::deque<Command> out;
+    out.swap(items);
+    return out;
+  }
+};
+
+// A message held back by a delay fault.
+struct Delayed {
+  uint64_t release_ms = 0;
+  uint64_t order = 0;      // FIFO among equal release times
+  bool outgoing = false;
+  std::string peer;        // the other node
+  std::string frame;       // outgoing: encoded frame
+  Message msg;             // incoming: decoded message
+};
+
+struct DelayedLater {
+  bool operator()(const Delayed& a, const Delayed& b) const {
+    return std::tie(a.release_ms, a.order) > std::tie(b.release_ms, b.order);
+  }
+};
+
+}  // namespace
+
+struct Transport::Impl {
+  Impl(TransportOptions opts, storage::Store* st, Host* h, crdt::PhysicalClock* w, Applied applied)
+      : options(std::move(opts)),
+        store(st),
+        host(h),
+        wall(w),
+        mailbox(std::make_shared<Mailbox>()),
+        protocol(options.protocol, std::move(applied), StartNow()) {
+    Publish();
+  }
+
+  // --- Configuration and collaborators (immutable after construction) ---
+  const TransportOptions options;
+  storage::Store* const store;
+  Host* const host;
+  crdt::PhysicalClock* const wall;
+
+  // --- Lifecycle (guarded by life_mu) ---
+  std::mutex life_mu;
+  bool started = false;
+  bool stopped = false;
+  std::thread thread;
+  std::atomic<bool> stop_requested{false};
+
+  // --- ZeroMQ (the gossip thread's once started) ---
+  zmq::context_t ctx;
+  zmq::socket_t router;
+  zmq::socket_t wake_rx;
+  std::map<std::string, zmq::socket_t> dealers;  // peer node id -> DEALER
+  std::shared_ptr<Mailbox> mailbox;
+
+  // --- Gossip thread state ---
+  Protocol protocol;
+  Faults faults_local;          // the thread's copy of `faults`
+  uint64_t faults_seen = 0;     // version of that copy
+  std::vector<Delayed> delayed; // heap ordered by DelayedLater
+  uint64_t delayed_order = 0;
+  uint64_t frames_in = 0, frames_out = 0, bad_frames = 0, dropped_by_faults = 0;
+  std::set<std::string> warned_no_endpoint;
+  uint64_t bad_frames_logged_ms = 0, bad_frames_unlogged = 0;
+
+  // --- Faults (guarded by faults_mu) ---
+  mutable std::mutex faults_mu;
+  Faults faults;
+  std::atomic<uint64_t> faults_version{0};
+
+  // --- Published snapshot (guarded by pub_mu) ---
+  mutable std::mutex pub_mu;
+  TransportSnapshot published;
+  std::map<std::string, uint64_t> published_own_last;  // scope -> this node's last seq
+
+  // The Protocol's start. No HLC: the Host is called on the gossip thread
+  // only, and the Protocol's timers need just the two clocks.
+  Now StartNow() const {
+    Now now;
+    now.mono_ms = MonoMs();
+    now.wall_ms = wall->NowMs();
+    return now;
+  }
+
+  Now CurrentNow() const {
+    Now now;
+    now.mono_ms = MonoMs();
+    now.wall_ms = wall->NowMs();
+    now.hlc = host->CurrentHlc();
+    return now;
+  }
+
+  Status Start();
+  void Stop();
+  void CloseSockets();
+
+  void Run();
+  void Turn();
+  void RefreshFaults();
+  void DrainInbox();
+  void ReceiveFrames();
+  void HandleFrame(std::string_view payload);
+  void CountBadFrame(const Status& why);
+  void ReleaseDelayed(uint64_t mono_ms);
+  uint64_t PollTimeoutMs();
+
+  // Runs one Protocol call and then every effect it produced, including
+  // the follow-up calls effects may need (OnShipFailed). `acks_may_change`:
+  // the call handled an Ack or a Welcome.
+  template <typename Fn>
+  void Step(bool acks_may_change, Fn&& fn);
+  void Execute(const Now& now, Effects* fx, bool* progress);
+  void Ship(const Now& now, const ShipRequest& req, Effects* follow_up);
+  // Sends now, holds for a delay fault, or drops for a drop fault.
+  void Dispatch(const std::string& peer, std::string frame, uint64_t mono_ms);
+  void SendFrame(const std::string& peer, const std::string& frame);
+  void HandleMessage(const Message& msg);
+  void Apply(ApplyRequest req);
+  void Publish();
+};
+
+// --- Lifecycle ---------------------------------------------------------------
+
+Status Transport::Impl::Start() {
+  std::lock_guard<std::mutex> lock(life_mu);
+  if (started || stopped) {
+    return Status::FailedPrecondition("the gossip transport on " + options.bind +
+                                      " was already started or stopped");
+  }
+  try {
+    router = zmq::socket_t(ctx, zmq::socket_type::router);
+    router.set(zmq::sockopt::linger, 0);
+    router.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(kMaxFrameBytes));
+    router.set(zmq::sockopt::rcvhwm, kRecvHwm);
+    router.set(zmq::sockopt::sndhwm, kSendHwm);
+    try {
+      router.bind(options.bind);
+    } catch (const zmq::error_t& e) {
+      CloseSockets();
+      return Status::Unavailable("cannot bind the gossip endpoint " + options.bind + ": " +
+                                 e.what());
+    }
+
+    // The wake pipe: bind before connect (inproc).
+    const std::string wake_endpoint =
+        "inproc://meridian-gossip-wake-" + std::to_string(reinterpret_cast<uintptr_t>(this));
+    wake_rx = zmq::socket_t(ctx, zmq::socket_type::pair);
+    wake_rx.set(zmq::sockopt::linger, 0);
+    wake_rx.bind(wake_endpoint);
+    {
+      std::lock_guard<std::mutex> mlock(mailbox->mu);
+      mailbox->wake_tx = zmq::socket_t(ctx, zmq::socket_type::pair);
+      mailbox->wake_tx.set(zmq::sockopt::linger, 0);
+      mailbox->wake_tx.connect(wake_endpoint);
+    }
+
+    for (const auto& [node, endpoint] : options.peers) {
+      zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
+      dealer.set(zmq::sockopt::linger, 0);
+      dealer.set(zmq::sockopt::immediate, true);
+      dealer.set(zmq::sockopt::sndhwm, kSendHwm);
+      dealer.set(zmq::sockopt::rcvhwm, kRecvHwm);
+      dealer.set(zmq::sockopt::reconnect_ivl, kReconnectIvlMs);
+      dealer.set(zmq::sockopt::heartbeat_ivl, kZmtpHeartbeatIvlMs);
+      dealer.set(zmq::sockopt::heartbeat_timeout, kZmtpHeartbeatTimeoutMs);
+      try {
+        dealer.connect(endpoint);
+      } catch (const zmq::error_t& e) {
+        dealer.close();
+        CloseSockets();
+        return Status::InvalidArgument("cannot connect to the gossip endpoint " + endpoint +
+                                       " of peer " + node + ": " + e.what());
+      }
+      dealers.emplace(node, std::move(dealer));
+    }
+  } catch (const zmq::error_t& e) {
+    CloseSockets();
+    return Status::IOError(std::string("cannot set up the gossip sockets: ") + e.what());
+  }
+
+  {
+    std::lock_guard<std::mutex> mlock(mailbox->mu);
+    mailbox->closed = false;
+  }
+  started = true;
+  try {
+    thread = std::thread([this] { Run(); });
+  } catch (const std::exception& e) {
+    started = false;
+    {
+      std::lock_guard<std::mutex> mlock(mailbox->mu);
+      mailbox->closed = true;
+    }
+    CloseSockets();
+    return Status::IOError(std::string("cannot start the gossip thread: ") + e.what());
+  }
+  return Status::OK();
+}
+
+void Transport::Impl::CloseSockets() {
+  router.close();
+  wake_rx.close();
+  for (auto& [node, dealer] : dealers) dealer.close();
+  dealers.clear();
+  std::lock_guard<std::mutex> mlock(mailbox->mu);
+  mailbox->closed = true;
+  mailbox->items.clear();
+  mailbox->wake_tx.close();
+}
+
+void Transport::Impl::Stop() {
+  std::lock_guard<std::mutex> lock(life_mu);
+  if (stopped) return;
+  stopped = true;
+  if (started) {
+    stop_requested.store(true);
+    mailbox->Post(Command{});  // kWake
+    if (thread.joinable()) thread.join();
+  }
+  CloseSockets();
+  ctx.close();
+}
+
+// --- The gossip thread -------------------------------------------------------
+
+void Transport::Impl::Run() {
+  host->Log("gossip: listening on " + options.bind + ", " + std::to_string(dealers.size()) +
+            " peer(s)");
+  while (!stop_requested.load()) {
+    try {
+      Turn();
+    } catch (const zmq::error_t& e) {
+      if (e.num() == ETERM) break;
+      if (e.num() == EINTR) continue;
+      host->Log(std::string("gossip: socket error: ") + e.what());
+      // Do not spin on a persistent error.
+      std::this_thread::sleep_for(std::chrono::milliseconds(kMaxPollMs));
+    } catch (const std::exception& e) {
+      host->Log(std::string("gossip: error: ") + e.what());
+      std::this_thread::sleep_for(std::chrono::milliseconds(kMaxPollMs));
+    }
+  }
+}
+
+uint64_t Transport::Impl::PollTimeoutMs() {
+  const uint64_t mono = MonoMs();
+  uint64_t due = protocol.NextTickMs();
+  if (!delayed.empty()) due = std::min(due, delayed.front().release_ms);
+  uint64_t timeout = due > mono ? due - mono : 0;
+  // At least 1 ms: even if the Protocol asks for a tick that is already
+  // due (it was just handled below), the loop never spins.
+  return std::clamp<uint64_t>(timeout, 1, kMaxPollMs);
+}
+
+void Transport::Impl::Turn() {
+  zmq::pollitem_t items[] = {
+      {wake_rx.handle(), 0, ZMQ_POLLIN, 0},
+      {router.handle(), 0, ZMQ_POLLIN, 0},
+  };
+  zmq::poll(items, 2, std::chrono::milliseconds(static_cast<long>(PollTimeoutMs())));
+  if (stop_requested.load()) return;
+
+  RefreshFaults();
+  if (items[0].revents & ZMQ_POLLIN) {
+    zmq::message_t m;
+    while (wake_rx.recv(m, zmq::recv_flags::dontwait)) {
+    }
+  }
+  DrainInbox();
+  if (items[1].revents & ZMQ_POLLIN) ReceiveFrames();
+  ReleaseDelayed(MonoMs());
+  if (MonoMs() >= protocol.NextTickMs()) {
+    Step(false, [this](const Now& now, Effects* fx) { protocol.OnTick(now, fx); });
+  }
+  Publish();
+}
+
+void Transport::Impl::RefreshFaults() {
+  const uint64_t version = faults_version.load();
+  if (version == faults_seen) return;
+  std::lock_guard<std::mutex> lock(faults_mu);
+  faults_local = faults;
+  faults_seen = faults_version.load();
+}
+
+void Transport::Impl::DrainInbox() {
+  std::deque<Command> commands = mailbox->Take();
+  for (Command& c : commands) {
+    switch (c.kind) {
+      case Command::Kind::kWake:
+        break;
+      case Command::Kind::kLocalAppend:
+        Step(false, [&](const Now& now, Effects* fx) {
+          protocol.OnLocalAppend(now, c.scope, c.seq, c.bytes, fx);
+        });
+        break;
+      case Command::Kind::kApplyDone: {
+        uint64_t current = 0;
+        const auto& applied = protocol.applied();
+        auto it = applied.find({c.origin, c.scope});
+        if (it != applied.end()) current = it->second;
+        if (c.last_durable > current) {
+          Step(false, [&](const Now& now, Effects* fx) {
+            protocol.OnApplied(now, c.origin, c.scope, c.last_durable, fx);
+          });
+        }
+        if (!c.status.ok()) {
+          host->Log("gossip: applying deltas of " + c.origin.ToString() + " failed: " +
+                    c.status.ToString() + "; they will be shipped again");
+          Step(false, [&](const Now& now, Effects* fx) {
+            protocol.OnApplyFailed(now, c.origin, c.scope, fx);
+          });
+        }
+        break;
+      }
+    }
+  }
+}
+
+void Transport::Impl::ReceiveFrames() {
+  for (int n = 0; n < kMaxReceivesPerTurn; ++n) {
+    // [routing id (added by the ROUTER), payload]; anything else is
+    // garbage. Every part is read so that the next message starts clean
+    // (the parts of one message arrive together).
+    zmq::message_t id;
+    if (!router.recv(id, zmq::recv_flags::dontwait)) return;  // nothing more
+    ++frames_in;
+    size_t parts = 1;
+    bool more = id.more();
+    zmq::message_t payload;
+    while (more) {
+      zmq::message_t part;
+      if (!router.recv(part, zmq::recv_flags::dontwait)) break;
+      more = part.more();
+      if (++parts == 2) payload = std::move(part);
+    }
+    if (parts != 2) {
+      CountBadFrame(Status::Corruption("a message of " + std::to_string(parts - 1) +
+                                       " frames, not one"));
+      continue;
+    }
+    HandleFrame(std::string_view(static_cast<const char*>(payload.data()), payload.size()));
+  }
+}
+
+void Transport::Impl::CountBadFrame(const Status& why) {
+  ++bad_frames;
+  ++bad_frames_unlogged;
+  const uint64_t mono = MonoMs();
+  if (bad_frames_logged_ms != 0 && mono < bad_frames_logged_ms + kBadFrameLogIntervalMs) return;
+  host->Log("gossip: dropped " + std::to_string(bad_frames_unlogged) +
+            " incoming frame(s) that are not gossip messages (latest: " + why.ToString() + ")");
+  bad_frames_logged_ms = mono;
+  bad_frames_unlogged = 0;
+}
+
+void Transport::Impl::HandleFrame(std::string_view payload) {
+  Message msg;
+  Status s = Decode(payload, &msg);
+  if (!s.ok()) {
+    CountBadFrame(s);
+    return;
+  }
+  const std::string& peer = msg.header.from.node;
+  if (faults_local.drop.count(peer)) {
+    ++dropped_by_faults;
+    return;
+  }
+  auto d = faults_local.delay_ms.find(peer);
+  if (d != faults_local.delay_ms.end() && d->second > 0) {
+    Delayed item;
+    item.release_ms = ReleaseTime(MonoMs(), d->second);
+    item.order = delayed_order++;
+    item.outgoing = false;
+    item.peer = peer;
+    item.msg = std::move(msg);
+    delayed.push_back(std::move(item));
+    std::push_heap(delayed.begin(), delayed.end(), DelayedLater());
+    return;
+  }
+  HandleMessage(msg);
+}
+
+void Transport::Impl::HandleMessage(const Message& msg) {
+  const bool acks = msg.type == MsgType::kAck || msg.type == MsgType::kWelcome;
+  Step(acks, [&](const Now& now, Effects* fx) { protocol.OnMessage(now, msg, fx); });
+}
+
+void Transport::Impl::ReleaseDelayed(uint64_t mono_ms) {
+  while (!delayed.empty() && delayed.front().release_ms <= mono_ms) {
+    std::pop_heap(delayed.begin(), delayed.end(), DelayedLater());
+    Delayed item = std::move(delayed.back());
+    delayed.pop_back();
+    // A partition that began while the message waited cuts it too.
+    if (faults_local.drop.count(item.peer)) {
+      ++dropped_by_faults;
+      continue;
+    }
+    if (item.outgoing) {
+      SendFrame(item.peer, item.frame);
+    } else {
+      HandleMessage(item.msg);
+    }
+  }
+}
+
+// --- Steps and effects -------------------------------------------------------
+
+static bool Empty(const Effects& fx) {
+  return fx.sends.empty() && fx.ships.empty() && fx.applies.empty() && fx.peer_events.empty() &&
+         fx.logs.empty() && fx.observed_hlc == 0;
+}
+
+template <typename Fn>
+void Transport::Impl::Step(bool acks_may_change, Fn&& fn) {
+  Now now = CurrentNow();
+  Effects fx;
+  fn(now, &fx);
+  bool progress = acks_may_change;
+  // Effects may need follow-up calls into the Protocol (a ship that cannot
+  // be served); Execute leaves their effects in fx. Bounded in case the
+  // Protocol keeps asking for a range the log cannot serve.
+  for (int rounds = 0; rounds < 16 && !Empty(fx); ++rounds) Execute(now, &fx, &progress);
+  if (progress) {
+    // Waiters woken by ReplicationProgress read the snapshot: publish first.
+    Publish();
+    host->ReplicationProgress();
+  }
+}
+
+// Carries out *fx and leaves in it the effects of any follow-up Protocol
+// call (empty when there was none).
+void Transport::Impl::Execute(const Now& now, Effects* fx, bool* progress) {
+  Effects next;
+  if (fx->observed_hlc != 0) host->ObserveHlc(fx->observed_hlc);
+  for (const std::string& line : fx->logs) host->Log(line);
+  if (!fx->peer_events.empty()) *progress = true;
+  for (const auto& [peer, msg] : fx->sends) Dispatch(peer, Encode(msg), now.mono_ms);
+  for (const ShipRequest& req : fx->ships) Ship(now, req, &next);
+  for (ApplyRequest& req : fx->applies) Apply(std::move(req));
+  *fx = std::move(next);
+}
+
+void Transport::Impl::Ship(const Now& now, const ShipRequest& req, Effects* follow_up) {
+  if (req.to_seq < req.from_seq) return;
+  if (faults_local.drop.count(req.peer)) {
+    // Cut: nothing would leave. The Protocol resends after its timeout.
+    ++dropped_by_faults;
+    return;
+  }
+  const uint64_t count = req.to_seq - req.from_seq + 1;
+  std::vector<storage::LogEntry> entries;
+  Status s = store->ReadLog(req.scope, req.from_seq, static_cast<size_t>(count), &entries);
+  if (s.ok()) {
+    bool complete = entries.size() == count;
+    for (size_t i = 0; complete && i < entries.size(); ++i) {
+      complete = entries[i].seq == req.from_seq + i;
+    }
+    if (!complete) {
+      s = Status::NotFound("the log of scope '" + req.scope + "' lacks seqs " +
+                           std::to_string(req.from_seq) + ".." + std::to_string(req.to_seq));
+    }
+  }
+  if (!s.ok()) {
+    host->Log("gossip: cannot ship to " + req.peer + ": " + s.ToString());
+    protocol.OnShipFailed(now, req.peer, req.scope, follow_up);
+    return;
+  }
+
+  Message base;
+  base.header = protocol.MakeHeader(now);
+  base.type = MsgType::kDeltas;
+  base.scope = req.scope;
+  const size_t base_bytes = Encode(base).size();
+  const size_t limit = options.max_frame_bytes;
+
+  // Greedy packing by estimated size, then a check of the real encoding:
+  // a message that still comes out too large is split in halves.
+  std::vector<std::vector<DeltaEntry>> groups(1);
+  size_t estimate = base_bytes;
+  for (storage::LogEntry& e : entries) {
+    const size_t bytes = e.key.size() + e.delta.size() + kEntryOverheadBytes;
+    if (!groups.back().empty() &&
+        (estimate + bytes > limit || groups.back().size() >= kMaxDeltasPerMessage)) {
+      groups.emplace_back();
+      estimate = base_bytes;
+    }
+    groups.back().push_back(DeltaEntry{e.seq, std::move(e.key), std::move(e.delta)});
+    estimate += bytes;
+  }
+  std::deque<std::vector<DeltaEntry>> todo(std::make_move_iterator(groups.begin()),
+                                           std::make_move_iterator(groups.end()));
+  while (!todo.empty()) {
+    Message m = base;
+    m.deltas = std::move(todo.front());
+    todo.pop_front();
+    std::string frame = Encode(m);
+    if (frame.size() > limit && m.deltas.size() > 1) {
+      const size_t half = m.deltas.size() / 2;
+      std::vector<DeltaEntry> second(std::make_move_iterator(m.deltas.begin() + half),
+                                     std::make_move_iterator(m.deltas.end()));
+      m.deltas.resize(half);
+      todo.push_front(std::move(second));
+      todo.push_front(std::move(m.deltas));
+      continue;
+    }
+    if (frame.size() > kMaxFrameBytes) {
+      // One entry larger than any peer accepts: it can never be delivered.
+      host->Log("gossip: seq " + std::to_string(m.deltas.front().seq) + " of scope '" +
+                req.scope + "' encodes to " + std::to_string(frame.size()) +
+                " bytes, beyond the frame limit; it cannot be shipped");
+      protocol.OnShipFailed(now, req.peer, req.scope, follow_up);
+      return;
+    }
+    if (frame.size() > limit) {
+      host->Log("gossip: seq " + std::to_string(m.deltas.front().seq) + " alone encodes to " +
+                std::to_string(frame.size()) + " bytes, above max_frame_bytes; sent anyway");
+    }
+    Dispatch(req.peer, std::move(frame), now.mono_ms);
+  }
+}
+
+void Transport::Impl::Dispatch(const std::string& peer, std::string frame, uint64_t mono_ms) {
+  if (faults_local.drop.count(peer)) {
+    ++dropped_by_faults;
+    return;
+  }
+  auto d = faults_local.delay_ms.find(peer);
+  if (d != faults_local.delay_ms.end() && d->second > 0) {
+    Delayed item;
+    item.release_ms = ReleaseTime(mono_ms, d->second);
+    item.order = delayed_order++;
+    item.outgoing = true;
+    item.peer = peer;
+    item.frame = std::move(frame);
+    delayed.push_back(std::move(item));
+    std::push_heap(delayed.begin(), delayed.end(), DelayedLater());
+    return;
+  }
+  SendFrame(peer, frame);
+}
+
+void Transport::Impl::SendFrame(const std::string& peer, const std::string& frame) {
+  auto it = dealers.find(peer);
+  if (it == dealers.end()) {
+    // The Protocol sends only to topology peers; say once if one has no
+    // gossip endpoint in the options.
+    if (warned_no_endpoint.insert(peer).second) {
+      host->Log("gossip: no endpoint for peer " + peer + "; its messages are dropped");
+    }
+    return;
+  }
+  // ZMQ_IMMEDIATE: with no live connection (or a full queue) the send
+  // fails at once with EAGAIN and the message is dropped; the Protocol
+  // resends what matters.
+  if (it->second.send(zmq::buffer(frame), zmq::send_flags::dontwait)) ++frames_out;
+}
+
+void Transport::Impl::Apply(ApplyRequest req) {
+  std::weak_ptr<Mailbox> weak = mailbox;
+  crdt::ReplicaId origin = req.origin;
+  std::string scope = req.scope;
+  host->ApplyRemote(req.origin, req.scope, std::move(req.entries),
+                    [weak, origin, scope](Status status, uint64_t last_durable) {
+                      std::shared_ptr<Mailbox> box = weak.lock();
+                      if (!box) return;  // the Transport is gone
+                      Command c;
+                      c.kind = Command::Kind::kApplyDone;
+                      c.origin = origin;
+                      c.scope = scope;
+                      c.status = std::move(status);
+                      c.last_durable = last_durable;
+                      box->Post(std::move(c));
+                    });
+}
+
+void Transport::Impl::Publish() {
+  TransportSnapshot snap;
+  snap.gate = protocol.Gate();
+  Now now;  // Peers() needs only the timers' clock
+  now.mono_ms = MonoMs();
+  now.wall_ms = wall->NowMs();
+  snap.peers = protocol.Peers(now);
+  snap.counters = protocol.counters();
+  snap.frames_in = frames_in;
+  snap.frames_out = frames_out;
+  snap.bad_frames = bad_frames;
+  snap.dropped_by_faults = dropped_by_faults;
+  std::map<std::string, uint64_t> own_last;
+  for (const auto& [key, seq] : protocol.applied()) {
+    if (key.first == options.protocol.self) own_last[key.second] = seq;
+  }
+  std::lock_guard<std::mutex> lock(pub_mu);
+  published = std::move(snap);
+  published_own_last = std::move(own_last);
+}
+
+// --- Transport ---------------------------------------------------------------
+
+Transport::Transport(TransportOptions options, storage::Store* store, Host* host,
+                     crdt::PhysicalClock* wall, Applied applied)
+    : impl_(std::make_unique<Impl>(std::move(options), store, host, wall, std::move(applied))) {}
+
+Transport::~Transport() { Stop(); }
+
+Status Transport::Start() { return impl_->Start(); }
+
+void Transport::Stop() { impl_->Stop(); }
+
+void Transport::NotifyLocalAppend(const std::string& scope, uint64_t last_seq, uint64_t bytes) {
+  Command c;
+  c.kind = Command::Kind::kLocalAppend;
+  c.scope = scope;
+  c.seq = last_seq;
+  c.bytes = bytes;
+  impl_->mailbox->Post(std::move(c));
+}
+
+void Transport::SetFaults(const Faults& faults) {
+  {
+    std::lock_guard<std::mutex> lock(impl_->faults_mu);
+    impl_->faults = faults;
+    impl_->faults_version.fetch_add(1);
+  }
+  impl_->mailbox->Post(Command{});  // apply at once
+}
+
+Faults Transport::faults() const {
+  std::lock_guard<std::mutex> lock(impl_->faults_mu);
+  return impl_->faults;
+}
+
+WriteGate Transport::Gate() const {
+  std::lock_guard<std::mutex> lock(impl_->pub_mu);
+  return impl_->published.gate;
+}
+
+TransportSnapshot Transport::Snapshot() const {
+  std::lock_guard<std::mutex> lock(impl_->pub_mu);
+  return impl_->published;
+}
+
+size_t Transport::RegionsHolding(const std::string& scope, uint64_t seq) const {
+  // Protocol::RegionsHolding over the published copy: this region once
+  // the seq is logged here; PeerStatus::acked is what a peer holds of this
+  // node's log, and only the default scope is shipped.
+  std::lock_guard<std::mutex> lock(impl_->pub_mu);
+  const std::string& self_region = impl_->options.protocol.region;
+  std::set<std::string> regions;
+  auto own = impl_->published_own_last.find(scope);
+  if (seq == 0 || (own != impl_->published_own_last.end() && seq <= own->second)) {
+    regions.insert(self_region);
+  }
+  if (scope == kDefaultScope) {
+    for (const PeerStatus& p : impl_->published.peers) {
+      if (p.region != self_region && p.acked >= seq) regions.insert(p.region);
+    }
+  }
+  return regions.size();
+}
+
+}  // namespace meridian::gossip

@@ -1,0 +1,117 @@
+// The ZeroMQ transport that drives the gossip Protocol (DESIGN.md §4).
+//
+// One thread owns the Protocol and every socket: a ROUTER bound on this
+// node's gossip endpoint (receives only) and one DEALER connected to each
+// peer's endpoint (sends only); see gossip/messages.h for the direction
+// rule. The thread blocks in zmq::poll with a timeout (the Protocol's next
+// tick, at most 100 ms) and never spins; other threads reach it through a
+// mutex-protected inbox and an inproc PAIR socket that wakes the poll. No
+// call of this class blocks an HTTP thread: everything public is a quick
+// hand-off or a read of a snapshot the gossip thread publishes after each
+// step.
+//
+// Storage effects go through the Host (implemented by node/, since gossip
+// never includes node): log ranges are read from the Store directly (a
+// LevelDB read on the gossip thread), remote deltas are handed to the
+// Host, which applies them on the node's applier and reports back.
+//
+// Sockets: ZMQ_MAXMSGSIZE = kMaxFrameBytes, ZMQ_LINGER = 0, ZMQ_SNDHWM and
+// ZMQ_RCVHWM bounded, ZMQ_IMMEDIATE on the DEALERs (nothing queues for a
+// peer that is not connected; the Protocol resends instead), reconnect
+// interval 100 ms. A frame that does not decode is dropped and counted.
+#ifndef MERIDIAN_GOSSIP_TRANSPORT_H_
+#define MERIDIAN_GOSSIP_TRANSPORT_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "crdt/hlc.h"
+#include "crdt/status.h"
+#include "gossip/protocol.h"
+#include "storage/leveldb_store.h"
+
+namespace meridian::gossip {
+
+// What the transport needs from the node. Called on the gossip thread.
+class Host {
+ public:
+  virtual ~Host() = default;
+  // Applies entries (contiguous, in order) of `origin` durably, each with
+  // the advance of the applied vector, without blocking: `done` is called
+  // later from any thread with ok and the last seq made durable, or with an
+  // error (nothing of the failed part applied).
+  virtual void ApplyRemote(const crdt::ReplicaId& origin, const std::string& scope,
+                           std::vector<DeltaEntry> entries,
+                           std::function<void(Status, uint64_t last_durable)> done) = 0;
+  // Absorbs an accepted peer HLC into the node's clock (thread-safe, quick).
+  virtual void ObserveHlc(crdt::Hlc hlc) = 0;
+  // The node's current HLC, stamped on outgoing headers.
+  virtual crdt::Hlc CurrentHlc() = 0;
+  // Called (on the gossip thread) after every step that changed peer
+  // acknowledgements or states, so that w=N waiters can look again.
+  virtual void ReplicationProgress() = 0;
+  // One line for the node's log.
+  virtual void Log(const std::string& line) = 0;
+};
+
+struct TransportOptions {
+  std::string bind;                            // "tcp://HOST:PORT"
+  std::map<std::string, std::string> peers;    // node id -> "tcp://HOST:PORT"
+  ProtocolOptions protocol;
+  size_t max_frame_bytes = size_t{4} << 20;    // Deltas messages are split below this
+};
+
+// Test-only fault injection (meridiand --enable-fault-injection).
+struct Faults {
+  std::set<std::string> drop;                  // peers cut in both directions
+  std::map<std::string, uint64_t> delay_ms;    // peers whose messages (both ways) wait this long
+};
+
+// A copy of the gossip state for /v1/status and /metrics.
+struct TransportSnapshot {
+  WriteGate gate;
+  std::vector<PeerStatus> peers;
+  ProtocolCounters counters;
+  uint64_t frames_in = 0, frames_out = 0, bad_frames = 0, dropped_by_faults = 0;
+};
+
+class Transport {
+ public:
+  // REQUIRES: store, host and wall outlive the Transport. `applied`: the
+  // node's durable applied vector at start.
+  Transport(TransportOptions options, storage::Store* store, Host* host,
+            crdt::PhysicalClock* wall, Applied applied);
+  ~Transport();  // Stop()
+
+  // Binds the ROUTER (a taken port fails here with a sentence naming the
+  // endpoint), connects the DEALERs and starts the thread.
+  Status Start();
+  // Stops the thread and closes every socket; idempotent.
+  void Stop();
+
+  // Thread-safe hand-offs.
+  // The applier committed this node's log of `scope` up to `last_seq`.
+  void NotifyLocalAppend(const std::string& scope, uint64_t last_seq, uint64_t bytes);
+  // Replaces the fields given (see node's POST /v1/admin/faults).
+  void SetFaults(const Faults& faults);
+  Faults faults() const;
+
+  // Thread-safe reads of what the gossip thread last published.
+  WriteGate Gate() const;
+  TransportSnapshot Snapshot() const;
+  size_t RegionsHolding(const std::string& scope, uint64_t seq) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace meridian::gossip
+
+#endif  // MERIDIAN_GOSSIP_TRANSPORT_H_

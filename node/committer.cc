@@ -1,0 +1,304 @@
+#include "node/committer.h"
+
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+namespace meridian::node {
+
+namespace {
+const std::string kScope;  // one placement scope until [[placement]] exists
+
+uint64_t AppliedOf(const storage::AppliedVector& applied, const crdt::ReplicaId& origin,
+                   const std::string& scope) {
+  auto it = applied.find({origin, scope});
+  return it == applied.end() ? 0 : it->second;
+}
+}  // namespace
+
+std::string FormatSessionToken(const storage::AppliedVector& applied) {
+  std::string out;
+  for (const auto& [origin, seq] : applied) {
+    if (!out.empty()) out += ',';
+    out += origin.first.ToString() + ":" + std::to_string(seq);
+  }
+  return out;
+}
+
+bool ParseSessionToken(const std::string& text, storage::AppliedVector* out) {
+  out->clear();
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find(',', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string item = text.substr(pos, end - pos);
+    size_t hash = item.rfind('#');
+    size_t colon = item.rfind(':');
+    if (hash == std::string::npos || colon == std::string::npos || hash == 0 || colon < hash + 2 ||
+        colon + 1 >= item.size()) {
+      return false;
+    }
+    crdt::ReplicaId r;
+    r.node = item.substr(0, hash);
+    try {
+      size_t used = 0;
+      std::string inc = item.substr(hash + 1, colon - hash - 1);
+      r.incarnation = std::stoull(inc, &used);
+      if (used != inc.size()) return false;
+      std::string seq = item.substr(colon + 1);
+      uint64_t s = std::stoull(seq, &used);
+      if (used != seq.size()) return false;
+      (*out)[{r, kScope}] = s;
+    } catch (const std::exception&) {
+      return false;
+    }
+    pos = end + 1;
+  }
+  return true;
+}
+
+bool Covers(const storage::AppliedVector& applied, const storage::AppliedVector& token,
+            uint64_t* behind) {
+  uint64_t missing = 0;
+  for (const auto& [origin, seq] : token) {
+    auto it = applied.find(origin);
+    uint64_t have = it == applied.end() ? 0 : it->second;
+    if (have < seq) missing += seq - have;
+  }
+  if (behind != nullptr) *behind = missing;
+  return missing == 0;
+}
+
+Committer::Committer(storage::Store* store, crdt::HybridClock* clock, storage::NodeMeta meta)
+    : store_(store), clock_(clock), meta_(std::move(meta)) {
+  // The node's own origin is always in its applied vector (and token), at 0
+  // before its first write.
+  meta_.applied.try_emplace({meta_.replica, kScope}, 0);
+}
+
+uint64_t Committer::last_seq() const { return AppliedOf(meta_.applied, meta_.replica, kScope); }
+
+std::string Committer::SessionToken() const { return FormatSessionToken(meta_.applied); }
+
+void Committer::ObserveHlc(crdt::Hlc hlc) {
+  crdt::Hlc ignored = 0;
+  // A refusal (beyond the offset limit) leaves the clock unchanged; the
+  // gossip protocol has already counted and refused such a message.
+  (void)clock_->Update(hlc, &ignored);
+}
+
+namespace {
+
+// The state of every key a group touches, shared by its local operations
+// and remote deltas.
+struct GroupStates {
+  storage::Store* store;
+  std::unordered_map<std::string, crdt::Envelope> states;
+  std::unordered_set<std::string> new_keys;  // keys without a state before this group
+  uint64_t added_keys = 0;
+
+  // The key's latest state in this group, read from the store on first use.
+  Status Get(const std::string& key, crdt::Envelope** out) {
+    auto it = states.find(key);
+    if (it == states.end()) {
+      crdt::Envelope current;
+      std::string bytes;
+      Status st = store->GetState(key, &bytes);
+      if (st.ok()) st = crdt::Envelope::DecodeStored(bytes, &current);
+      if (!st.ok() && !st.IsNotFound()) return st;
+      if (st.IsNotFound()) new_keys.insert(key);
+      it = states.emplace(key, std::move(current)).first;
+    }
+    *out = &it->second;
+    return Status::OK();
+  }
+  // Records that `key` now holds a state.
+  void Stored(const std::string& key) {
+    if (new_keys.erase(key)) ++added_keys;
+  }
+};
+
+}  // namespace
+
+void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<WriteResult>* results,
+                       const std::vector<const RemoteApply*>& remotes,
+                       std::vector<RemoteResult>* remote_results) {
+  storage::WriteBatch batch;
+  if (results != nullptr) {
+    results->clear();
+    results->resize(ops.size());
+  }
+  if (remote_results != nullptr) {
+    remote_results->clear();
+    remote_results->resize(remotes.size());
+  }
+  GroupStates group{store_, {}, {}, 0};
+
+  // --- Local operations ----------------------------------------------------
+  storage::AppliedVector applied = meta_.applied;
+  const uint64_t first_seq = last_seq() + 1;
+  uint64_t seq = first_seq - 1;
+  uint64_t log_bytes = 0;
+  std::vector<WriteResult> local_scratch;
+  std::vector<WriteResult>& res_all = results != nullptr ? *results : local_scratch;
+  if (results == nullptr) res_all.resize(ops.size());
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const Operation& op = *ops[i];
+    WriteResult& res = res_all[i];
+    crdt::Envelope* current = nullptr;
+    Status st = group.Get(op.key, &current);
+    if (!st.ok()) {
+      res.error = ApiError{500, "storage", st.ToString()};
+      continue;
+    }
+    crdt::Hlc now = 0;
+    st = clock_->NowChecked(&now);
+    if (!st.ok()) {
+      res.error = ApiError{503, "clock", st.ToString()};
+      continue;
+    }
+    crdt::Envelope next, delta;
+    if (!ApplyOperation(op, *current, meta_.replica, now, &next, &delta, &res.error)) continue;
+    *current = std::move(next);
+    group.Stored(op.key);
+    res.ok = true;
+    res.seq = ++seq;
+    res.envelope = current->Encode();
+    batch.PutState(op.key, res.envelope);
+    std::string delta_bytes = delta.Encode();
+    log_bytes += op.key.size() + delta_bytes.size();
+    batch.AppendLog(storage::LogEntry{kScope, res.seq, op.key, std::move(delta_bytes)});
+  }
+  if (seq >= first_seq) applied[{meta_.replica, kScope}] = seq;
+
+  // --- Remote deltas -------------------------------------------------------
+  std::vector<RemoteResult> remote_scratch;
+  std::vector<RemoteResult>& rres_all = remote_results != nullptr ? *remote_results : remote_scratch;
+  if (remote_results == nullptr) rres_all.resize(remotes.size());
+  // Keys remote deltas changed, in first-change order: their final state
+  // goes into the batch once.
+  std::vector<std::string> remote_changed;
+  std::unordered_set<std::string> remote_dirty;
+  uint64_t conflicts = 0;
+  bool remote_advanced = false;
+  for (size_t r = 0; r < remotes.size(); ++r) {
+    const RemoteApply& ra = *remotes[r];
+    RemoteResult& rr = rres_all[r];
+    const std::string origin_name = ra.origin.ToString();
+    if (ra.origin == meta_.replica) {
+      rr.status = Status::InvalidArgument("deltas of this node's own origin " + origin_name +
+                                          " are never applied as remote");
+      continue;
+    }
+    uint64_t at = AppliedOf(applied, ra.origin, ra.scope);
+    const uint64_t from = at;
+    for (const gossip::DeltaEntry& e : ra.entries) {
+      if (e.seq <= at) continue;  // a duplicate
+      const std::string where = "delta " + origin_name + " seq " + std::to_string(e.seq);
+      if (e.seq > at + 1) {
+        rr.status = Status::FailedPrecondition(where + ": gap after seq " + std::to_string(at));
+        break;
+      }
+      ApiError key_err;
+      if (!ValidKey(e.key, &key_err)) {
+        rr.status = Status::InvalidArgument(where + ": " + key_err.message);
+        break;
+      }
+      crdt::Envelope delta;
+      Status st = crdt::Envelope::Decode(e.delta, &delta);
+      if (!st.ok()) {
+        rr.status = st.WithContext(where + ": delta does not decode");
+        break;
+      }
+      crdt::Envelope* current = nullptr;
+      st = group.Get(e.key, &current);
+      if (!st.ok()) {
+        rr.status = st.WithContext(where + ": reading the state of the key");
+        break;
+      }
+      crdt::Envelope next = *current;
+      std::vector<crdt::TypedState> lost;
+      st = next.Merge(delta, &lost);
+      if (!st.ok()) {
+        rr.status = st.WithContext(where + ": cannot join the delta");
+        break;
+      }
+      conflicts += lost.size();
+      if (!(next == *current)) {
+        *current = std::move(next);
+        if (!current->empty()) group.Stored(e.key);
+        if (remote_dirty.insert(e.key).second) remote_changed.push_back(e.key);
+      }
+      at = e.seq;
+    }
+    if (at > from) {
+      applied[{ra.origin, ra.scope}] = at;
+      remote_advanced = true;
+    }
+  }
+  // Remote-changed keys go in once, with their final state (after any
+  // local write of this group to them, which the state map includes).
+  std::unordered_map<std::string, std::string> encoded;
+  for (const std::string& key : remote_changed) {
+    std::string bytes = group.states[key].Encode();
+    batch.PutState(key, bytes);
+    encoded.emplace(key, std::move(bytes));
+  }
+
+  // --- Commit --------------------------------------------------------------
+  crdt::Hlc bound = 0;
+  if (clock_->NeedsNewBound()) {
+    bound = clock_->ProposeBound();
+    storage::PutHlcBound(bound, &batch);
+  }
+  Status st;
+  bool wrote = false;
+  if (seq >= first_seq || bound != 0 || remote_advanced || group.added_keys > 0) {
+    storage::PutApplied(applied, &batch);
+    if (group.added_keys > 0) storage::PutKeyCount(meta_.key_count + group.added_keys, &batch);
+    st = store_->Write(&batch);
+    wrote = true;
+  }
+  last_status_ = st;
+  if (!st.ok()) {
+    ApiError err = storage::Store::IsNoSpace(st)
+                       ? ApiError{507, "insufficient_storage",
+                                  "the node's disk is full; reads are still served"}
+                       : ApiError{500, "storage", st.ToString()};
+    for (auto& res : res_all) {
+      if (res.ok) {
+        res = WriteResult();
+        res.error = err;
+      }
+    }
+    for (size_t r = 0; r < remotes.size(); ++r) {
+      rres_all[r].status = st;
+      rres_all[r].last_durable = AppliedOf(meta_.applied, remotes[r]->origin, remotes[r]->scope);
+    }
+    return;
+  }
+  if (wrote) {
+    meta_.applied = std::move(applied);
+    meta_.key_count += group.added_keys;
+    if (bound != 0) clock_->BoundPersisted(bound);
+  }
+  last_log_bytes_ = log_bytes;
+  type_conflicts_ += conflicts;
+  const std::string token = SessionToken();
+  for (auto& res : res_all) {
+    if (res.ok) res.session_token = token;
+  }
+  for (size_t r = 0; r < remotes.size(); ++r) {
+    rres_all[r].last_durable = AppliedOf(meta_.applied, remotes[r]->origin, remotes[r]->scope);
+  }
+  if (listener_) {
+    // Every local write, as before; then each key remote deltas changed,
+    // once, with its final state.
+    for (size_t i = 0; i < ops.size(); ++i) {
+      if (res_all[i].ok) listener_(ops[i]->key, res_all[i].envelope);
+    }
+    for (const std::string& key : remote_changed) listener_(key, encoded.at(key));
+  }
+}
+
+}  // namespace meridian::node

@@ -1,0 +1,119 @@
+// The single-threaded core of the applier: applies one group of local
+// operations and remote deltas to the store as ONE WriteBatch (group
+// commit, DESIGN.md §4 and §6). The Applier runs it on its own thread; the
+// deterministic simulator (tests/sim/) calls it directly, so both exercise
+// the same write path against a real LevelDB.
+//
+// A group's batch holds: every new state; a delta-log entry per local
+// write; for remote deltas no log entry but the advance of their origin in
+// the applied vector; the applied vector record (once); the key count when
+// keys were added; a new HLC bound when the clock has passed the stored one.
+// If the batch fails nothing of the group is visible and every item of it
+// fails (507 for a full disk).
+//
+// Remote entries: each entry's delta is decoded with the CHECKED decoder
+// (crdt::Envelope::Decode: it came over the network) and joined into the
+// key's state. Entries at or below the origin's applied seq are skipped as
+// duplicates; an entry past applied + 1 (a gap) or one that does not
+// decode ends that RemoteApply there: the entries before it still commit
+// and RemoteResult says how far it got and why it stopped. Types that lose
+// a concurrent first write (crdt::Envelope::Merge's `lost`) are counted in
+// type_conflicts() and kept in the envelope (the conflict index is issue 6).
+//
+// Thread-safety: none. One thread calls everything.
+#ifndef MERIDIAN_NODE_COMMITTER_H_
+#define MERIDIAN_NODE_COMMITTER_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "crdt/hlc.h"
+#include "crdt/status.h"
+#include "gossip/messages.h"
+#include "node/operation.h"
+#include "storage/leveldb_store.h"
+#include "storage/node_meta.h"
+
+namespace meridian::node {
+
+struct WriteResult {
+  bool ok = false;
+  ApiError error;             // when !ok
+  std::string envelope;       // the key's new state (encoded), when ok
+  uint64_t seq = 0;           // the write's delta-log sequence
+  std::string session_token;  // X-Session-Token after this write
+};
+
+// Deltas of one origin, contiguous and in order (gossip ApplyRequest).
+struct RemoteApply {
+  crdt::ReplicaId origin;
+  std::string scope;
+  std::vector<gossip::DeltaEntry> entries;
+};
+
+struct RemoteResult {
+  Status status;              // ok, or why it stopped early (or the batch failed)
+  uint64_t last_durable = 0;  // the origin's applied seq after the commit
+};
+
+// Called after a successful commit for every key the group changed (local
+// or remote), with its new encoded envelope. Must not block.
+using ChangeListener = std::function<void(const std::string& key, const std::string& envelope)>;
+
+class Committer {
+ public:
+  // REQUIRES: store and clock outlive the Committer. `meta`: what the node
+  // loaded (or created) at start.
+  Committer(storage::Store* store, crdt::HybridClock* clock, storage::NodeMeta meta);
+
+  // Applies `ops` in order, then `remotes` in order, and commits them as one
+  // batch. *results gets one WriteResult per op, *remote_results one per
+  // remote (either may be null when its input is empty). Every result is
+  // final when Commit returns: durable if ok.
+  void Commit(const std::vector<const Operation*>& ops, std::vector<WriteResult>* results,
+              const std::vector<const RemoteApply*>& remotes,
+              std::vector<RemoteResult>* remote_results);
+
+  // Absorbs a peer's HLC (already checked against the offset limit by the
+  // gossip protocol) before the next timestamp is issued; one refused by
+  // the clock is ignored.
+  void ObserveHlc(crdt::Hlc hlc);
+
+  void SetChangeListener(ChangeListener listener) { listener_ = std::move(listener); }
+
+  const crdt::ReplicaId& replica() const { return meta_.replica; }
+  const storage::AppliedVector& applied() const { return meta_.applied; }
+  uint64_t last_seq() const;       // this node's last logged seq (default scope)
+  uint64_t key_count() const { return meta_.key_count; }
+  std::string SessionToken() const;  // FormatSessionToken(applied())
+  // Bytes of delta-log entries the last successful Commit appended.
+  uint64_t last_log_bytes() const { return last_log_bytes_; }
+  uint64_t type_conflicts() const { return type_conflicts_; }
+  // OK unless the last Commit's batch failed; then the store's error (the
+  // Applier counts failed groups and tells listeners only of successes).
+  const Status& last_status() const { return last_status_; }
+
+ private:
+  storage::Store* store_;
+  crdt::HybridClock* clock_;
+  storage::NodeMeta meta_;
+  ChangeListener listener_;
+  uint64_t last_log_bytes_ = 0;
+  uint64_t type_conflicts_ = 0;
+  Status last_status_;
+};
+
+// Session tokens: "node#incarnation:seq" entries joined by ',' (the applied
+// vector, default scope). Parsing refuses anything else.
+std::string FormatSessionToken(const storage::AppliedVector& applied);
+bool ParseSessionToken(const std::string& text, storage::AppliedVector* out);
+// True when `applied` holds every (origin, scope) of `token` at least as
+// far; otherwise *behind gets how many sequences are missing in all.
+bool Covers(const storage::AppliedVector& applied, const storage::AppliedVector& token,
+            uint64_t* behind);
+
+}  // namespace meridian::node
+
+#endif  // MERIDIAN_NODE_COMMITTER_H_

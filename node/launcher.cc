@@ -1,0 +1,322 @@
+#include "node/launcher.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "node/http_client.h"
+#include "node/topology.h"
+
+namespace meridian::node {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string PidFile(const NodeConfig& n) { return n.data_dir + ".pid"; }
+std::string LogFile(const NodeConfig& n) { return n.data_dir + ".log"; }
+
+std::string Url(const NodeConfig& n) {
+  bool v6 = n.http_host.find(':') != std::string::npos;
+  return "http://" + (v6 ? "[" + n.http_host + "]" : n.http_host) + ":" +
+         std::to_string(n.http_port);
+}
+
+// The pid recorded for `n`, or 0 when there is no readable pid file.
+pid_t ReadPid(const NodeConfig& n) {
+  std::ifstream in(PidFile(n));
+  long pid = 0;
+  if (!(in >> pid) || pid <= 0) return 0;
+  return static_cast<pid_t>(pid);
+}
+
+// True when `pid` is a live meridiand started as node `id` (its command
+// line holds "--node" followed by the id), so a recycled pid is never
+// mistaken for the node.
+bool IsNodeProcess(pid_t pid, const std::string& id) {
+  if (pid <= 0 || kill(pid, 0) != 0) return false;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> argv;
+  std::string arg;
+  for (char c : cmdline) {
+    if (c == '\0') {
+      argv.push_back(arg);
+      arg.clear();
+    } else {
+      arg += c;
+    }
+  }
+  if (argv.empty() || argv[0].find("meridiand") == std::string::npos) return false;
+  // A zombie (exited, not yet reaped) has an empty cmdline and fails above.
+  for (size_t i = 1; i + 1 < argv.size(); ++i) {
+    if (argv[i] == "--node" && argv[i + 1] == id) return true;
+  }
+  return false;
+}
+
+std::string Tail(const std::string& path, size_t lines) {
+  std::ifstream in(path);
+  std::vector<std::string> all;
+  std::string line;
+  while (std::getline(in, line)) all.push_back(line);
+  std::string out;
+  for (size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i) {
+    out += "\n    " + all[i];
+  }
+  return out.empty() ? " (empty)" : out;
+}
+
+Status MakeDirs(const std::string& path) {
+  if (path.empty()) return Status::OK();
+  std::string cur;
+  std::stringstream ss(path);
+  std::string part;
+  if (path[0] == '/') cur = "/";
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    cur += part;
+    if (mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
+      return Status::IOError("cannot create directory " + cur + ": " + std::strerror(errno));
+    }
+    cur += "/";
+  }
+  return Status::OK();
+}
+
+std::string Dirname(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return "";
+  return path.substr(0, slash == 0 ? 1 : slash);
+}
+
+std::string FindMeridiand(const std::string& given) {
+  if (!given.empty()) return given;
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n > 0) {
+    buf[n] = '\0';
+    std::string sibling = Dirname(buf) + "/meridiand";
+    if (access(sibling.c_str(), X_OK) == 0) return sibling;
+  }
+  return "meridiand";  // execvp searches $PATH
+}
+
+// Forks and execs meridiand for `n`; the child gets its own session, stdin
+// from /dev/null and its output appended to the node's log file.
+Status Spawn(const LaunchOptions& o, const std::string& binary, const NodeConfig& n, pid_t* pid) {
+  MERIDIAN_RETURN_IF_ERROR(MakeDirs(Dirname(PidFile(n))));
+  int log = open(LogFile(n).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log < 0) {
+    return Status::IOError("cannot open " + LogFile(n) + ": " + std::strerror(errno));
+  }
+  std::vector<std::string> args = {binary, "--config", o.config, "--node", n.id};
+  args.insert(args.end(), o.extra_args.begin(), o.extra_args.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  pid_t child = fork();
+  if (child < 0) {
+    close(log);
+    return Status::IOError(std::string("fork failed: ") + std::strerror(errno));
+  }
+  if (child == 0) {
+    setsid();
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) dup2(devnull, 0);
+    dup2(log, 1);
+    dup2(log, 2);
+    execvp(argv[0], argv.data());
+    dprintf(2, "meridianctl up: cannot run %s: %s\n", argv[0], std::strerror(errno));
+    _exit(127);
+  }
+  close(log);
+  std::ofstream pf(PidFile(n), std::ios::trunc);
+  pf << child << "\n";
+  if (!pf.flush()) {
+    kill(child, SIGKILL);
+    waitpid(child, nullptr, 0);
+    return Status::IOError("cannot write " + PidFile(n));
+  }
+  *pid = child;
+  return Status::OK();
+}
+
+// Waits for a process to exit (reaping it if it is our child); true if it
+// did within `seconds`.
+bool WaitExit(pid_t pid, const std::string& id, int seconds) {
+  auto deadline = Clock::now() + std::chrono::seconds(seconds);
+  while (Clock::now() < deadline) {
+    waitpid(pid, nullptr, WNOHANG);  // reaps our own children; harmless otherwise
+    if (!IsNodeProcess(pid, id)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+// Stops a child this call started (it may not have exec'd meridiand yet,
+// so it is signalled by pid without the /proc check) and reaps it.
+void StopChild(pid_t pid, int seconds) {
+  kill(pid, SIGTERM);
+  auto deadline = Clock::now() + std::chrono::seconds(seconds);
+  while (Clock::now() < deadline) {
+    if (waitpid(pid, nullptr, WNOHANG) != 0) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+}
+
+// "writable" from /v1/health: true, false (with *reason), or unreachable.
+// The answer must come from process `pid` (health names its pid), so that
+// an older process still holding the port is not taken for the new one.
+enum class Health { kUnreachable, kNotWritable, kWritable };
+Health Probe(const NodeConfig& n, pid_t pid, std::string* reason) {
+  std::unique_ptr<HttpClient> client;
+  if (!HttpClient::Create(Url(n), &client).ok()) return Health::kUnreachable;
+  client->set_timeout(std::chrono::milliseconds(1000));
+  ClientResponse r;
+  if (!client->Request("GET", "/v1/health", "", {}, &r).ok() || r.status != 200) {
+    return Health::kUnreachable;
+  }
+  auto body = nlohmann::json::parse(r.body, nullptr, false);
+  if (!body.is_object()) return Health::kUnreachable;
+  auto p = body.find("pid");
+  if (p == body.end() || !p->is_number_integer() || p->get<int64_t>() != pid) {
+    *reason = "another process answers on " + Url(n);
+    return Health::kNotWritable;
+  }
+  auto w = body.find("writable");
+  if (w == body.end() || (w->is_boolean() && w->get<bool>())) return Health::kWritable;
+  auto why = body.find("reason");
+  *reason = why != body.end() && why->is_string() ? why->get<std::string>() : "";
+  return Health::kNotWritable;
+}
+
+}  // namespace
+
+Status ClusterUp(const LaunchOptions& o, std::ostream& out) {
+  Topology topo;
+  MERIDIAN_RETURN_IF_ERROR(LoadTopology(o.config, &topo));
+  const std::string binary = FindMeridiand(o.meridiand);
+  std::map<std::string, pid_t> started;
+  std::vector<const NodeConfig*> nodes = topo.AllNodes();
+
+  auto undo = [&](Status why) {
+    for (const NodeConfig* n : nodes) {
+      auto it = started.find(n->id);
+      if (it == started.end()) continue;
+      StopChild(it->second, 5);
+      unlink(PidFile(*n).c_str());
+    }
+    if (!started.empty()) out << "stopped the nodes this call had started\n";
+    return why;
+  };
+
+  for (const NodeConfig* n : nodes) {
+    pid_t old = ReadPid(*n);
+    if (IsNodeProcess(old, n->id)) {
+      out << n->id << ": already running (pid " << old << ")\n";
+      continue;
+    }
+    pid_t pid = 0;
+    Status st = Spawn(o, binary, *n, &pid);
+    if (!st.ok()) return undo(Status::IOError(n->id + ": " + st.message()));
+    started[n->id] = pid;
+    out << n->id << ": started (pid " << pid << ", log " << LogFile(*n) << ")\n";
+  }
+
+  auto deadline = Clock::now() + std::chrono::seconds(o.wait_seconds);
+  std::map<std::string, std::string> waiting_reason;
+  for (const NodeConfig* n : nodes) waiting_reason[n->id] = "not answering yet";
+  while (!waiting_reason.empty()) {
+    for (const NodeConfig* n : nodes) {
+      if (!waiting_reason.count(n->id)) continue;
+      auto it = started.find(n->id);
+      // Our own child may not have exec'd yet, so its command line can
+      // still be ours: ask waitpid whether it exited instead.
+      pid_t pid = it != started.end() ? it->second : ReadPid(*n);
+      bool alive = it != started.end() ? waitpid(pid, nullptr, WNOHANG) == 0
+                                       : IsNodeProcess(pid, n->id);
+      if (!alive) {
+        if (it != started.end()) started.erase(it);
+        return undo(Status::FailedPrecondition(n->id + " exited while starting; the end of " +
+                                               LogFile(*n) + ":" + Tail(LogFile(*n), 8)));
+      }
+      std::string reason;
+      Health h = Probe(*n, pid, &reason);
+      if (h == Health::kWritable) {
+        waiting_reason.erase(n->id);
+      } else {
+        waiting_reason[n->id] =
+            h == Health::kUnreachable ? "not answering on " + Url(*n) : "not writable: " + reason;
+      }
+    }
+    if (waiting_reason.empty()) break;
+    if (Clock::now() >= deadline) {
+      std::string why;
+      for (const auto& [id, reason] : waiting_reason) {
+        const NodeConfig* n = topo.FindNode(id);
+        why += "\n  " + id + ": " + reason + "; the end of " + LogFile(*n) + ":" +
+               Tail(LogFile(*n), 5);
+      }
+      return undo(Status::Unavailable("nodes not ready after " +
+                                           std::to_string(o.wait_seconds) + " s:" + why));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+
+  for (const RegionConfig& r : topo.regions) {
+    for (const NodeConfig& n : r.nodes) {
+      out << r.name << "  " << n.id << "  " << Url(n) << "\n";
+    }
+  }
+  return Status::OK();
+}
+
+Status ClusterDown(const LaunchOptions& o, std::ostream& out) {
+  Topology topo;
+  MERIDIAN_RETURN_IF_ERROR(LoadTopology(o.config, &topo));
+  bool failed = false;
+  std::string failures;
+  for (const NodeConfig* n : topo.AllNodes()) {
+    pid_t pid = ReadPid(*n);
+    if (!IsNodeProcess(pid, n->id)) {
+      out << n->id << ": not running\n";
+      unlink(PidFile(*n).c_str());
+      continue;
+    }
+    kill(pid, SIGTERM);
+    if (!WaitExit(pid, n->id, o.wait_seconds)) {
+      kill(pid, SIGKILL);
+      if (!WaitExit(pid, n->id, 5)) {
+        failed = true;
+        failures += " " + n->id;
+        continue;
+      }
+      out << n->id << ": did not stop in " << o.wait_seconds << " s; killed (pid " << pid
+          << ")\n";
+    } else {
+      out << n->id << ": stopped (pid " << pid << ")\n";
+    }
+    unlink(PidFile(*n).c_str());
+  }
+  if (failed) return Status::IOError("could not stop:" + failures);
+  return Status::OK();
+}
+
+}  // namespace meridian::node

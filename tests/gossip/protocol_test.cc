@@ -1,0 +1,1307 @@
+// The replication state machine (gossip/protocol.h), driven by hand.
+//
+// A tiny in-test network carries every message as bytes (Encode, then
+// Decode, so the wire format is exercised too); each node has a tiny "log"
+// (a vector of entries) that serves ShipRequests and a tiny "store" (its
+// applied vector plus the order in which each origin's seqs were applied)
+// that serves ApplyRequests. Applying checks the contract on the spot:
+// entries arrive contiguous, starting at applied + 1, with the content the
+// origin logged. Time only moves when a test moves it.
+#define BOOST_TEST_MODULE gossip_protocol
+#include "gossip/protocol.h"
+
+#include <algorithm>
+#include <boost/test/unit_test.hpp>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <ostream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "crdt/causal_context.h"
+#include "crdt/hlc.h"
+#include "gossip/messages.h"
+
+namespace meridian::gossip {
+std::ostream& operator<<(std::ostream& os, PeerState s) { return os << PeerStateName(s); }
+}  // namespace meridian::gossip
+
+using namespace meridian;
+using namespace meridian::gossip;
+using crdt::ReplicaId;
+
+namespace {
+
+constexpr uint64_t kWallBase = 1732550400000;
+constexpr uint64_t kHb = 500;  // heartbeat_interval_ms in every test
+constexpr const char* kCluster = "test-cluster";
+
+std::string DeltaBytes(const ReplicaId& origin, uint64_t seq) {
+  return "delta of " + origin.ToString() + " seq " + std::to_string(seq);
+}
+
+bool Contains(const std::vector<std::string>& lines, const std::string& part) {
+  return std::any_of(lines.begin(), lines.end(),
+                     [&](const std::string& l) { return l.find(part) != std::string::npos; });
+}
+
+struct TestNode {
+  std::string id;
+  std::string region;
+  ProtocolOptions opt;
+  std::unique_ptr<Protocol> p;
+
+  std::vector<DeltaEntry> log;  // own log: log[i].seq == i + 1
+  Applied durable;              // the store's applied vector (own entry: log size)
+  std::map<ReplicaId, std::vector<uint64_t>> applied_order;  // seqs in the order applied
+  bool auto_apply = true;  // false: ApplyRequests wait in `pending`
+  std::deque<ApplyRequest> pending;
+  int64_t wall_offset_ms = 0;  // this node's clock minus true time
+  uint16_t logical = 0;
+
+  std::vector<std::string> logs;
+  std::vector<ShipRequest> ships;
+  std::vector<PeerEvent> events;
+  crdt::Hlc observed = 0;
+
+  ReplicaId self() const { return opt.self; }
+  uint64_t Held(const ReplicaId& origin) const {
+    auto it = durable.find({origin, kDefaultScope});
+    return it == durable.end() ? 0 : it->second;
+  }
+  PeerStatus Peer(const Now& now, const std::string& node) const {
+    for (const PeerStatus& s : p->Peers(now)) {
+      if (s.node == node) return s;
+    }
+    BOOST_FAIL("no peer " + node);
+    return PeerStatus();
+  }
+};
+
+class Net {
+ public:
+  uint64_t mono = 100000;
+  std::vector<std::unique_ptr<TestNode>> nodes;
+  std::set<std::pair<std::string, std::string>> cut;  // (from, to) links that drop
+  std::function<bool(const std::string&, const std::string&, const Message&)> drop;
+  size_t dropped = 0;
+
+  // Nodes as (id, region); every node lists every other as a peer.
+  explicit Net(const std::vector<std::pair<std::string, std::string>>& spec,
+               const std::function<void(ProtocolOptions*)>& tweak = nullptr) {
+    for (const auto& [id, region] : spec) {
+      auto n = std::make_unique<TestNode>();
+      n->id = id;
+      n->region = region;
+      n->opt.cluster = kCluster;
+      n->opt.self = ReplicaId{id, 1};
+      n->opt.region = region;
+      n->opt.heartbeat_interval_ms = kHb;
+      for (const auto& [pid, pregion] : spec) {
+        if (pid != id) n->opt.peers.push_back(PeerConfig{pid, pregion});
+      }
+      if (tweak) tweak(&n->opt);
+      nodes.push_back(std::move(n));
+    }
+    for (auto& n : nodes) n->p = std::make_unique<Protocol>(n->opt, n->durable, NowOf(*n));
+  }
+
+  TestNode& operator[](const std::string& id) {
+    for (auto& n : nodes) {
+      if (n->id == id) return *n;
+    }
+    BOOST_FAIL("no node " + id);
+    return *nodes[0];
+  }
+
+  Now NowOf(TestNode& n) {
+    Now t;
+    t.mono_ms = mono;
+    t.wall_ms = static_cast<uint64_t>(static_cast<int64_t>(kWallBase + mono) + n.wall_offset_ms);
+    t.hlc = crdt::MakeHlc(t.wall_ms, ++n.logical);
+    return t;
+  }
+
+  void Enqueue(const std::string& from, const std::string& to, const Message& m) {
+    if (cut.count({from, to}) != 0 || (drop && drop(from, to, m))) {
+      ++dropped;
+      return;
+    }
+    flight_.push_back({to, Encode(m)});
+  }
+
+  void Handle(TestNode& n, Effects& e) {
+    for (auto& [to, m] : e.sends) {
+      BOOST_TEST((m.header.from == n.self()));
+      BOOST_TEST(m.header.cluster == n.opt.cluster);
+      Enqueue(n.id, to, m);
+    }
+    for (const ShipRequest& s : e.ships) {
+      n.ships.push_back(s);
+      BOOST_REQUIRE(s.from_seq >= 1);
+      BOOST_REQUIRE(s.from_seq <= s.to_seq);
+      BOOST_REQUIRE_MESSAGE(s.to_seq <= n.log.size(), n.id << " asked to ship past its log");
+      BOOST_TEST(s.to_seq - s.from_seq + 1 <= n.opt.max_deltas_per_message);
+      Message m;
+      m.header = n.p->MakeHeader(NowOf(n));
+      m.type = MsgType::kDeltas;
+      m.scope = s.scope;
+      for (uint64_t q = s.from_seq; q <= s.to_seq; ++q) m.deltas.push_back(n.log[q - 1]);
+      Enqueue(n.id, s.peer, m);
+    }
+    for (ApplyRequest& a : e.applies) {
+      if (n.auto_apply) {
+        Apply(n, a);
+      } else {
+        n.pending.push_back(std::move(a));
+      }
+    }
+    n.observed = std::max(n.observed, e.observed_hlc);
+    n.logs.insert(n.logs.end(), e.logs.begin(), e.logs.end());
+    n.events.insert(n.events.end(), e.peer_events.begin(), e.peer_events.end());
+    e.Clear();
+  }
+
+  // The store: contiguous from applied + 1, content as the origin logged it.
+  void Apply(TestNode& n, const ApplyRequest& a) {
+    BOOST_REQUIRE(!a.entries.empty());
+    uint64_t& held = n.durable[{a.origin, a.scope}];
+    for (const DeltaEntry& d : a.entries) {
+      BOOST_REQUIRE_MESSAGE(d.seq == held + 1, n.id << " asked to apply seq " << d.seq << " of "
+                                                    << a.origin.ToString() << " after " << held);
+      BOOST_REQUIRE(d.delta == DeltaBytes(a.origin, d.seq));
+      held = d.seq;
+      n.applied_order[a.origin].push_back(d.seq);
+    }
+    Effects e;
+    n.p->OnApplied(NowOf(n), a.origin, a.scope, held, &e);
+    Handle(n, e);
+  }
+
+  void ApplyPending(TestNode& n) {
+    for (size_t i = 0; i < 1000 && !n.pending.empty(); ++i) {
+      ApplyRequest a = std::move(n.pending.front());
+      n.pending.pop_front();
+      Apply(n, a);
+    }
+  }
+
+  void Append(TestNode& n, size_t count, uint64_t bytes_each = 10) {
+    for (size_t i = 0; i < count; ++i) {
+      uint64_t seq = n.log.size() + 1;
+      n.log.push_back(DeltaEntry{seq, "key/" + std::to_string(seq), DeltaBytes(n.self(), seq)});
+    }
+    n.durable[{n.self(), kDefaultScope}] = n.log.size();
+    Effects e;
+    n.p->OnLocalAppend(NowOf(n), kDefaultScope, n.log.size(), bytes_each * count, &e);
+    Handle(n, e);
+  }
+
+  // Delivers what is in flight (and what that causes); bounded.
+  size_t Deliver(size_t max = 100000) {
+    size_t count = 0;
+    while (!flight_.empty() && count < max) {
+      auto [to, bytes] = std::move(flight_.front());
+      flight_.pop_front();
+      Message m;
+      Status s = Decode(bytes, &m);
+      BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+      ++count;
+      for (auto& n : nodes) {
+        if (n->id != to) continue;
+        Effects e;
+        n->p->OnMessage(NowOf(*n), m, &e);
+        Handle(*n, e);
+      }
+    }
+    BOOST_REQUIRE_MESSAGE(flight_.empty(), "messages still in flight after " << max);
+    return count;
+  }
+
+  void Tick(TestNode& n) {
+    Effects e;
+    n.p->OnTick(NowOf(n), &e);
+    Handle(n, e);
+  }
+
+  void TickAll() {
+    for (auto& n : nodes) Tick(*n);
+  }
+
+  // Moves time by `ms` in steps, ticking everyone and delivering at once.
+  void Run(uint64_t ms, uint64_t step = 50) {
+    for (uint64_t t = 0; t < ms; t += step) {
+      mono += step;
+      TickAll();
+      Deliver();
+    }
+  }
+
+  void Restart(TestNode& n) {
+    n.pending.clear();  // not durable: lost
+    n.p = std::make_unique<Protocol>(n.opt, n.durable, NowOf(n));
+  }
+
+  // A message handed straight to one node (still through Encode/Decode).
+  // Its effects are returned for the test to inspect and are not carried
+  // out, except that logs and peer events are recorded at the node.
+  Effects Inject(TestNode& to, const Message& m) {
+    Message back;
+    Status s = Decode(Encode(m), &back);
+    BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+    Effects e;
+    to.p->OnMessage(NowOf(to), back, &e);
+    to.logs.insert(to.logs.end(), e.logs.begin(), e.logs.end());
+    to.events.insert(to.events.end(), e.peer_events.begin(), e.peer_events.end());
+    return e;
+  }
+
+  size_t in_flight() const { return flight_.size(); }
+  void ClearFlight() { flight_.clear(); }
+
+ private:
+  std::deque<std::pair<std::string, std::string>> flight_;
+};
+
+// A message as `from` would send it at true time `mono` (clock offset 0).
+Message From(const ReplicaId& from, uint64_t mono, MsgType type,
+             const std::string& cluster = kCluster) {
+  Message m;
+  m.header.cluster = cluster;
+  m.header.protocol = kProtocolVersion;
+  m.header.from = from;
+  m.header.wall_ms = kWallBase + mono;
+  m.header.hlc = crdt::MakeHlc(kWallBase + mono, 1);
+  m.type = type;
+  return m;
+}
+
+Message DeltasFrom(const ReplicaId& from, uint64_t mono, std::vector<uint64_t> seqs) {
+  Message m = From(from, mono, MsgType::kDeltas);
+  for (uint64_t s : seqs)
+    m.deltas.push_back(DeltaEntry{s, "key/" + std::to_string(s), DeltaBytes(from, s)});
+  return m;
+}
+
+std::vector<std::pair<std::string, Message>> SendsOf(const Effects& e, MsgType t) {
+  std::vector<std::pair<std::string, Message>> out;
+  for (const auto& s : e.sends) {
+    if (s.second.type == t) out.push_back(s);
+  }
+  return out;
+}
+
+// Two regions, one node each.
+Net Pair(const std::function<void(ProtocolOptions*)>& tweak = nullptr) {
+  return Net({{"a", "r1"}, {"b", "r2"}}, tweak);
+}
+
+}  // namespace
+
+// --- Handshake ----------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(handshake_then_shipping_in_order) {
+  Net net = Pair();
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  BOOST_TEST(a.p->NextTickMs() == net.mono);  // Hello and Ping are due at once
+  net.TickAll();
+  net.Deliver();
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").welcomed);
+  BOOST_TEST(b.Peer(net.NowOf(b), "a").welcomed);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").state == PeerState::kUp);
+
+  net.Append(a, 5);
+  net.Deliver();
+  BOOST_TEST(b.Held(a.self()) == 5u);
+  BOOST_TEST((b.applied_order[a.self()] == std::vector<uint64_t>{1, 2, 3, 4, 5}));
+  PeerStatus ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(ps.acked == 5u);
+  BOOST_TEST(ps.shipped == 5u);
+  BOOST_TEST(ps.unacked_deltas == 0u);
+  BOOST_TEST(a.p->counters().deltas_shipped == 5u);
+  BOOST_TEST(b.p->counters().deltas_applied == 5u);
+  BOOST_TEST(b.p->counters().deltas_received == 5u);
+  BOOST_TEST((b.p->applied().at({a.self(), kDefaultScope}) == 5u));
+  BOOST_TEST((a.p->applied().at({a.self(), kDefaultScope}) == 5u));
+  BOOST_TEST(a.p->RegionsHolding(kDefaultScope, 5) == 2u);
+  BOOST_TEST(a.p->RegionsHolding(kDefaultScope, 6) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(hello_is_retried_every_interval_until_welcome) {
+  Net net = Pair();
+  TestNode& a = net["a"];
+  net.cut.insert({"b", "a"});  // b's Welcome never arrives
+  size_t hellos = 0;
+  size_t* n = &hellos;
+  net.drop = [n](const std::string& from, const std::string&, const Message& m) {
+    if (from == "a" && m.type == MsgType::kHello) ++*n;
+    return false;
+  };
+  net.Tick(a);
+  BOOST_TEST(*n == 1u);
+  net.Deliver();
+  net.mono += kHb - 1;
+  net.Tick(a);
+  BOOST_TEST(*n == 1u);
+  BOOST_TEST(a.p->NextTickMs() == net.mono + 1);
+  net.mono += 1;
+  net.Tick(a);
+  BOOST_TEST(*n == 2u);
+  net.Deliver();
+  net.cut.clear();
+  net.mono += kHb;
+  net.TickAll();
+  net.Deliver();
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").welcomed);
+  size_t before = *n;
+  net.Run(5 * kHb);
+  BOOST_TEST(*n == before);  // no Hello once welcomed
+}
+
+BOOST_AUTO_TEST_CASE(wrong_cluster_is_refused_and_counted_without_a_storm) {
+  Net net = Pair([](ProtocolOptions* o) {
+    if (o->self.node == "b") o->cluster = "another-cluster";
+  });
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  net.TickAll();
+  size_t delivered = net.Deliver();
+  BOOST_TEST(delivered < 20u);  // refusals are not answered with refusals
+  BOOST_TEST(!a.Peer(net.NowOf(a), "b").welcomed);
+  BOOST_TEST(!b.Peer(net.NowOf(b), "a").welcomed);
+  BOOST_TEST(b.p->counters().refused_other >= 1u);
+  BOOST_TEST(a.p->counters().refused_other >= 1u);
+  BOOST_TEST(Contains(b.logs, "cluster 'test-cluster'"));
+  BOOST_TEST(Contains(a.logs, "another-cluster"));
+  // Refused, but the node is alive.
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").state == PeerState::kUp);
+  // A Hello with the wrong cluster gets a kWrongCluster answer.
+  Effects e = net.Inject(b, From(a.self(), net.mono, MsgType::kHello));
+  auto refusals = SendsOf(e, MsgType::kRefuse);
+  BOOST_REQUIRE(refusals.size() == 1u);
+  BOOST_TEST(refusals[0].first == "a");
+  BOOST_TEST((refusals[0].second.reason == RefuseReason::kWrongCluster));
+  BOOST_TEST(SendsOf(e, MsgType::kWelcome).empty());
+  BOOST_TEST(e.observed_hlc == 0u);  // never absorbed
+}
+
+BOOST_AUTO_TEST_CASE(wrong_protocol_is_refused_with_a_reason) {
+  Net net = Pair();
+  TestNode& b = net["b"];
+  Message hello = From(ReplicaId{"a", 1}, net.mono, MsgType::kHello);
+  hello.header.protocol = kProtocolVersion + 1;
+  hello.region = "r1";
+  Effects e = net.Inject(b, hello);
+  auto refusals = SendsOf(e, MsgType::kRefuse);
+  BOOST_REQUIRE(refusals.size() == 1u);
+  BOOST_TEST((refusals[0].second.reason == RefuseReason::kWrongProtocol));
+  BOOST_TEST(refusals[0].second.text.find("protocol") != std::string::npos);
+  BOOST_TEST(SendsOf(e, MsgType::kWelcome).empty());
+  BOOST_TEST(b.p->counters().refused_other == 1u);
+  BOOST_TEST(Contains(e.logs, "protocol 2"));
+  BOOST_TEST(e.observed_hlc == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(unknown_node_is_counted_and_logged_sparingly) {
+  Net net = Pair();
+  TestNode& b = net["b"];
+  Message hello = From(ReplicaId{"zed", 1}, net.mono, MsgType::kHello);
+  Effects e = net.Inject(b, hello);
+  BOOST_TEST(e.sends.empty());  // no DEALER leads there
+  BOOST_TEST(e.observed_hlc == 0u);
+  BOOST_TEST(b.p->counters().refused_other == 1u);
+  BOOST_TEST(Contains(e.logs, "zed"));
+  // The same again soon, or another unknown node: counted, not logged.
+  net.mono += 1000;
+  e = net.Inject(b, From(ReplicaId{"zed", 1}, net.mono, MsgType::kPing));
+  BOOST_TEST(b.p->counters().refused_other == 2u);
+  BOOST_TEST(e.logs.empty());
+  e = net.Inject(b, From(ReplicaId{"yak", 1}, net.mono, MsgType::kPing));
+  BOOST_TEST(b.p->counters().refused_other == 3u);
+  BOOST_TEST(e.logs.empty());
+  // Ten seconds later: logged again, saying how many were not.
+  net.mono += 10000;
+  e = net.Inject(b, From(ReplicaId{"zed", 1}, net.mono, MsgType::kPing));
+  BOOST_TEST(b.p->counters().refused_other == 4u);
+  BOOST_TEST(Contains(e.logs, "2 more"));
+  BOOST_TEST(b.Peer(net.NowOf(b), "a").state == PeerState::kUnknown);
+  // Acks for an origin outside the topology go nowhere.
+  Effects e2;
+  b.p->OnApplied(net.NowOf(b), ReplicaId{"zed", 1}, kDefaultScope, 3, &e2);
+  BOOST_TEST(e2.sends.empty());
+}
+
+BOOST_AUTO_TEST_CASE(deltas_without_a_hello_are_refused_and_the_sender_says_hello_again) {
+  Net net = Pair();
+  TestNode& b = net["b"];
+  // No Hello from a#1 was accepted: refused.
+  Effects e = net.Inject(b, DeltasFrom(ReplicaId{"a", 1}, net.mono, {1, 2}));
+  auto refusals = SendsOf(e, MsgType::kRefuse);
+  BOOST_REQUIRE(refusals.size() == 1u);
+  BOOST_TEST((refusals[0].second.reason == RefuseReason::kNoHandshake));
+  BOOST_TEST(e.applies.empty());
+  BOOST_TEST(b.p->counters().refused_other == 1u);
+
+  // A Hello from a#1, then Deltas from a#2 (another incarnation): refused.
+  Message hello = From(ReplicaId{"a", 1}, net.mono, MsgType::kHello);
+  hello.region = "r1";
+  e = net.Inject(b, hello);
+  BOOST_TEST(SendsOf(e, MsgType::kWelcome).size() == 1u);
+  e = net.Inject(b, DeltasFrom(ReplicaId{"a", 2}, net.mono, {1}));
+  BOOST_TEST(SendsOf(e, MsgType::kRefuse).size() == 1u);
+  BOOST_TEST(e.applies.empty());
+  e = net.Inject(b, DeltasFrom(ReplicaId{"a", 1}, net.mono, {1}));
+  BOOST_TEST(SendsOf(e, MsgType::kRefuse).empty());
+  BOOST_TEST(e.applies.size() == 1u);
+}
+
+// --- Applying -----------------------------------------------------------------
+
+struct ReceiverFixture {
+  Net net = Pair();
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  ReplicaId origin{"a", 1};
+  ReceiverFixture() {
+    b.auto_apply = false;
+    Message hello = From(origin, net.mono, MsgType::kHello);
+    hello.region = "r1";
+    Effects e = net.Inject(b, hello);
+    auto w = SendsOf(e, MsgType::kWelcome);
+    BOOST_REQUIRE(w.size() == 1u);
+    BOOST_TEST(w[0].second.applied == 0u);
+  }
+  std::vector<uint64_t> Seqs(const ApplyRequest& r) {
+    std::vector<uint64_t> out;
+    for (const DeltaEntry& d : r.entries) out.push_back(d.seq);
+    return out;
+  }
+  // Applies one request in the store and tells the protocol.
+  Effects Durable(const ApplyRequest& r) {
+    uint64_t& held = b.durable[{r.origin, r.scope}];
+    BOOST_REQUIRE(r.entries.front().seq == held + 1);
+    held = r.entries.back().seq;
+    Effects e;
+    b.p->OnApplied(net.NowOf(b), r.origin, r.scope, held, &e);
+    return e;
+  }
+};
+
+BOOST_FIXTURE_TEST_CASE(gap_is_held_back_and_filled_in_order, ReceiverFixture) {
+  Effects e = net.Inject(b, DeltasFrom(origin, net.mono, {1, 2}));
+  BOOST_REQUIRE(e.applies.size() == 1u);
+  BOOST_TEST((Seqs(e.applies[0]) == std::vector<uint64_t>{1, 2}));
+  BOOST_TEST((e.applies[0].origin == origin));
+  ApplyRequest first = e.applies[0];
+
+  e = net.Inject(b, DeltasFrom(origin, net.mono, {5, 6}));
+  BOOST_TEST(e.applies.empty());  // held back behind the gap at 3..4
+
+  e = net.Inject(b, DeltasFrom(origin, net.mono, {3, 4}));
+  BOOST_REQUIRE(e.applies.size() == 1u);  // issued eagerly, before 1..2 is durable
+  BOOST_TEST((Seqs(e.applies[0]) == std::vector<uint64_t>{3, 4, 5, 6}));
+  ApplyRequest second = e.applies[0];
+
+  // Durable 1..2: Ack(2) to the origin's node.
+  e = Durable(first);
+  auto acks = SendsOf(e, MsgType::kAck);
+  BOOST_REQUIRE(acks.size() == 1u);
+  BOOST_TEST(acks[0].first == "a");
+  BOOST_TEST(acks[0].second.seq == 2u);
+  e = Durable(second);
+  acks = SendsOf(e, MsgType::kAck);
+  BOOST_REQUIRE(acks.size() == 1u);
+  BOOST_TEST(acks[0].second.seq == 6u);
+  BOOST_TEST((b.p->applied().at({origin, kDefaultScope}) == 6u));
+  BOOST_TEST(b.p->counters().deltas_applied == 6u);
+}
+
+BOOST_FIXTURE_TEST_CASE(entries_in_one_message_around_held_ones, ReceiverFixture) {
+  // 3 and 5 held; then [1, 2, 4, 6] fills every gap at once.
+  Effects e = net.Inject(b, DeltasFrom(origin, net.mono, {3, 5}));
+  BOOST_TEST(e.applies.empty());
+  e = net.Inject(b, DeltasFrom(origin, net.mono, {1, 2, 4, 6}));
+  BOOST_REQUIRE(e.applies.size() == 1u);
+  BOOST_TEST((Seqs(e.applies[0]) == std::vector<uint64_t>{1, 2, 3, 4, 5, 6}));
+}
+
+BOOST_FIXTURE_TEST_CASE(duplicates_are_dropped_and_acknowledged_again, ReceiverFixture) {
+  Effects e = net.Inject(b, DeltasFrom(origin, net.mono, {1, 2, 3, 4}));
+  BOOST_REQUIRE(e.applies.size() == 1u);
+  ApplyRequest r = e.applies[0];
+  BOOST_TEST(b.p->counters().deltas_duplicate == 0u);
+  // In flight but not durable: dropped without an Ack (the Ack follows
+  // OnApplied) and not handed out twice.
+  e = net.Inject(b, DeltasFrom(origin, net.mono, {3, 4}));
+  BOOST_TEST(e.applies.empty());
+  BOOST_TEST(SendsOf(e, MsgType::kAck).empty());
+  BOOST_TEST(b.p->counters().deltas_duplicate == 2u);
+  BOOST_TEST(b.p->counters().deltas_received == 6u);
+  Effects d = Durable(r);
+  BOOST_TEST(SendsOf(d, MsgType::kAck).size() == 1u);
+  // Durable: the duplicate is acknowledged again, with what is held.
+  uint64_t dup_before = b.p->counters().deltas_duplicate;
+  e = net.Inject(b, DeltasFrom(origin, net.mono, {3, 4}));
+  BOOST_TEST(e.applies.empty());
+  auto acks = SendsOf(e, MsgType::kAck);
+  BOOST_REQUIRE(acks.size() == 1u);
+  BOOST_TEST(acks[0].first == "a");
+  BOOST_TEST(acks[0].second.seq == 4u);
+  BOOST_TEST(b.p->counters().deltas_duplicate == dup_before + 2);
+  // A duplicate followed by new entries: both an apply and an Ack.
+  e = net.Inject(b, DeltasFrom(origin, net.mono, {4, 5}));
+  BOOST_TEST(e.applies.size() == 1u);
+  BOOST_TEST(SendsOf(e, MsgType::kAck).size() == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(held_back_is_bounded, ReceiverFixture) {
+  b.p.reset();
+  b.opt.max_held_back = 2;
+  net.Restart(b);
+  Message hello = From(origin, net.mono, MsgType::kHello);
+  hello.region = "r1";
+  net.Inject(b, hello);
+  Effects e = net.Inject(b, DeltasFrom(origin, net.mono, {4, 5, 6}));
+  BOOST_TEST(e.applies.empty());
+  // 3 arrives late: it is nearer the gap than 5, which makes room.
+  e = net.Inject(b, DeltasFrom(origin, net.mono, {3}));
+  e = net.Inject(b, DeltasFrom(origin, net.mono, {1, 2}));
+  BOOST_REQUIRE(e.applies.size() == 1u);
+  BOOST_TEST((Seqs(e.applies[0]) == std::vector<uint64_t>{1, 2, 3, 4}));
+}
+
+BOOST_FIXTURE_TEST_CASE(apply_failure_forgets_what_was_in_flight, ReceiverFixture) {
+  Effects e = net.Inject(b, DeltasFrom(origin, net.mono, {1, 2, 3}));
+  BOOST_REQUIRE(e.applies.size() == 1u);
+  e = net.Inject(b, DeltasFrom(origin, net.mono, {5}));  // held
+  Effects f;
+  b.p->OnApplyFailed(net.NowOf(b), origin, kDefaultScope, &f);
+  BOOST_TEST(!f.logs.empty());
+  // The resend is applied again (before the failure it was a duplicate).
+  e = net.Inject(b, DeltasFrom(origin, net.mono, {1, 2, 3, 4}));
+  BOOST_REQUIRE(e.applies.size() == 1u);
+  BOOST_TEST((Seqs(e.applies[0]) == std::vector<uint64_t>{1, 2, 3, 4}));  // 5 was forgotten
+}
+
+// --- Shipping -----------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(lost_ack_is_repaired_by_resend) {
+  Net net = Pair([](ProtocolOptions* o) { o->resend_timeout_ms = 2000; });
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  net.TickAll();
+  net.Deliver();
+  bool lose_acks = true;
+  net.drop = [&](const std::string&, const std::string&, const Message& m) {
+    return lose_acks && m.type == MsgType::kAck;
+  };
+  net.Append(a, 3);
+  net.Deliver();
+  BOOST_TEST(b.Held(a.self()) == 3u);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").acked == 0u);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").shipped == 3u);
+  BOOST_TEST(a.p->RegionsHolding(kDefaultScope, 3) == 1u);
+  lose_acks = false;
+  size_t ships_before = a.ships.size();
+  net.Run(1900);
+  BOOST_TEST(a.ships.size() == ships_before);  // not yet: the timeout is 2 s
+  BOOST_TEST(a.p->counters().resends == 0u);
+  net.Run(200);
+  BOOST_TEST(a.p->counters().resends == 1u);
+  BOOST_REQUIRE(a.ships.size() == ships_before + 1);
+  BOOST_TEST(a.ships.back().from_seq == 1u);
+  BOOST_TEST(a.ships.back().to_seq == 3u);
+  BOOST_TEST(b.p->counters().deltas_duplicate == 3u);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").acked == 3u);
+  BOOST_TEST(a.p->RegionsHolding(kDefaultScope, 3) == 2u);
+  BOOST_TEST((b.applied_order[a.self()] == std::vector<uint64_t>{1, 2, 3}));  // applied once
+}
+
+BOOST_AUTO_TEST_CASE(window_and_batch_size_limit_what_is_in_flight) {
+  Net net = Pair([](ProtocolOptions* o) {
+    o->window = 10;
+    o->max_deltas_per_message = 4;
+  });
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  net.TickAll();
+  net.Deliver();
+  b.auto_apply = false;  // nothing is acknowledged until the test says so
+  net.Append(a, 30);
+  net.Deliver();
+  BOOST_REQUIRE(a.ships.size() == 3u);
+  BOOST_TEST(a.ships[0].from_seq == 1u);
+  BOOST_TEST(a.ships[0].to_seq == 4u);
+  BOOST_TEST(a.ships[1].from_seq == 5u);
+  BOOST_TEST(a.ships[2].to_seq == 10u);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").shipped == 10u);
+  // More appends do not widen the window.
+  net.Append(a, 5);
+  net.Deliver();
+  BOOST_TEST(a.ships.size() == 3u);
+  BOOST_TEST(a.p->counters().deltas_shipped == 10u);
+  // Apply and acknowledge: the window slides.
+  net.ApplyPending(b);
+  net.Deliver();
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").acked == 10u);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").shipped == 20u);
+  for (int i = 0; i < 10 && b.Held(a.self()) < 35; ++i) {
+    net.ApplyPending(b);
+    net.Deliver();
+  }
+  BOOST_TEST(b.Held(a.self()) == 35u);
+  for (const ShipRequest& s : a.ships) {
+    BOOST_TEST(s.to_seq - s.from_seq + 1 <= 4u);
+  }
+  BOOST_TEST(a.p->counters().deltas_shipped == 35u);
+}
+
+BOOST_AUTO_TEST_CASE(a_peer_that_went_down_is_welcomed_again_and_gets_the_rest) {
+  Net net = Pair();
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  net.TickAll();
+  net.Deliver();
+  net.Append(a, 5);
+  net.Deliver();
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").acked == 5u);
+  // Cut both ways; a keeps writing.
+  net.cut = {{"a", "b"}, {"b", "a"}};
+  net.Append(a, 5);
+  net.Deliver();
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").shipped == 10u);
+  net.Run(10 * kHb + 100);
+  PeerStatus ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(ps.state == PeerState::kDown);
+  BOOST_TEST(!ps.welcomed);
+  BOOST_TEST(ps.shipped == 5u);  // the cursor fell back to what was acknowledged
+  BOOST_TEST(ps.acked == 5u);
+  BOOST_TEST(b.Held(a.self()) == 5u);
+  // The link heals: up, Hello, Welcome(5), shipping resumes from 6.
+  size_t ships_before = a.ships.size();
+  net.cut.clear();
+  net.Run(2 * kHb);
+  ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(ps.state == PeerState::kUp);
+  BOOST_TEST(ps.welcomed);
+  BOOST_TEST(ps.acked == 10u);
+  BOOST_REQUIRE(a.ships.size() > ships_before);
+  BOOST_TEST(a.ships[ships_before].from_seq == 6u);
+  BOOST_TEST(b.Held(a.self()) == 10u);
+  BOOST_TEST((b.applied_order[a.self()] == std::vector<uint64_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}));
+  BOOST_TEST(Contains(a.logs, "is down"));
+  BOOST_TEST(Contains(a.logs, "welcomed by b#1"));
+}
+
+BOOST_AUTO_TEST_CASE(receiver_restart_keeps_only_what_was_durable) {
+  Net net = Pair();
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  net.TickAll();
+  net.Deliver();
+  net.Append(a, 5);
+  net.Deliver();
+  BOOST_TEST(b.Held(a.self()) == 5u);
+  // 6..8 reach b but are never made durable; b restarts.
+  b.auto_apply = false;
+  net.Append(a, 3);
+  net.Deliver();
+  BOOST_TEST(b.pending.size() == 1u);
+  net.Restart(b);
+  b.auto_apply = true;
+  // a does not know yet; its next Deltas is refused (no handshake), a says
+  // Hello again, the Welcome says 5, and 6.. go again.
+  net.Append(a, 1);
+  net.Deliver();
+  BOOST_TEST(b.p->counters().refused_other == 1u);
+  BOOST_TEST(a.p->counters().refusals_received == 1u);
+  BOOST_TEST(b.Held(a.self()) == 9u);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").acked == 9u);
+  BOOST_TEST((b.applied_order[a.self()] == std::vector<uint64_t>{1, 2, 3, 4, 5, 6, 7, 8, 9}));
+}
+
+BOOST_AUTO_TEST_CASE(sender_restart_ships_from_what_the_welcome_says) {
+  Net net = Pair();
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  net.TickAll();
+  net.Deliver();
+  net.Append(a, 5);
+  net.Deliver();
+  // 6..8 are logged at a but lost on the way; a restarts before resending.
+  net.cut.insert({"a", "b"});
+  net.Append(a, 3);
+  net.Deliver();
+  net.cut.clear();
+  net.Restart(a);
+  BOOST_TEST((a.p->applied().at({a.self(), kDefaultScope}) == 8u));
+  size_t ships_before = a.ships.size();
+  net.TickAll();
+  net.Deliver();
+  BOOST_REQUIRE(a.ships.size() == ships_before + 1);
+  BOOST_TEST(a.ships.back().from_seq == 6u);  // not 1: b holds 5
+  BOOST_TEST(a.ships.back().to_seq == 8u);
+  BOOST_TEST(b.Held(a.self()) == 8u);
+  BOOST_TEST(b.p->counters().deltas_duplicate == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(new_incarnation_resets_the_session_at_once) {
+  Net net = Pair();
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  net.TickAll();
+  net.Deliver();
+  net.Append(a, 5);
+  net.Deliver();
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").acked == 5u);
+  BOOST_TEST(a.p->RegionsHolding(kDefaultScope, 5) == 2u);
+  // b loses its data and comes back as b#2 with nothing.
+  b.opt.self.incarnation = 2;
+  b.durable.clear();
+  b.applied_order.clear();
+  b.log.clear();
+  net.Restart(b);
+  BOOST_TEST((b.p->MakeHeader(net.NowOf(b)).from == ReplicaId{"b", 2}));
+  Message hello = From(ReplicaId{"b", 2}, net.mono, MsgType::kHello);
+  hello.region = "r2";
+  Effects e = net.Inject(a, hello);
+  BOOST_TEST(SendsOf(e, MsgType::kWelcome).size() == 1u);
+  BOOST_TEST(SendsOf(e, MsgType::kHello).size() == 1u);  // at once, not at the next retry
+  PeerStatus ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(!ps.welcomed);
+  BOOST_TEST(ps.acked == 0u);  // b#2 holds nothing
+  BOOST_TEST(a.p->RegionsHolding(kDefaultScope, 5) == 1u);
+  // Through the network: b#2 gets everything again.
+  net.Run(kHb);
+  BOOST_TEST(b.Held(a.self()) == 5u);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").acked == 5u);
+}
+
+BOOST_AUTO_TEST_CASE(hello_from_a_peer_that_was_down_is_answered_with_hello_at_once) {
+  Net net = Pair();
+  TestNode& a = net["a"];
+  Message hello = From(ReplicaId{"b", 1}, net.mono, MsgType::kHello);
+  hello.region = "r2";
+  net.Inject(a, hello);
+  Message welcome = From(ReplicaId{"b", 1}, net.mono, MsgType::kWelcome);
+  net.Inject(a, welcome);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").welcomed);
+  // A Hello from b while it is up (its Welcome from us got lost): answered
+  // with a Welcome only; our session to it stands.
+  Effects e = net.Inject(a, hello);
+  BOOST_TEST(SendsOf(e, MsgType::kWelcome).size() == 1u);
+  BOOST_TEST(SendsOf(e, MsgType::kHello).empty());
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").welcomed);
+  // b goes down; a's retries go out every interval.
+  net.mono += 10 * kHb;
+  net.Tick(a);
+  net.ClearFlight();
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").state == PeerState::kDown);
+  BOOST_TEST(!a.Peer(net.NowOf(a), "b").welcomed);
+  // It comes back with a Hello 100 ms later: a says Hello at once.
+  net.mono += 100;
+  hello = From(ReplicaId{"b", 1}, net.mono, MsgType::kHello);
+  hello.region = "r2";
+  e = net.Inject(a, hello);
+  BOOST_TEST(SendsOf(e, MsgType::kWelcome).size() == 1u);
+  BOOST_TEST(SendsOf(e, MsgType::kHello).size() == 1u);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").state == PeerState::kUp);
+}
+
+BOOST_AUTO_TEST_CASE(a_late_ack_meant_for_an_old_incarnation_is_ignored) {
+  Net net = Pair();
+  TestNode& a = net["a"];
+  net.TickAll();
+  net.Deliver();
+  net.Append(a, 5);
+  net.Deliver();
+  // An Ack from b#1 after b#2 said Hello (and before its Welcome): ignored.
+  Message hello = From(ReplicaId{"b", 2}, net.mono, MsgType::kHello);
+  hello.region = "r2";
+  net.Inject(a, hello);
+  Message ack = From(ReplicaId{"b", 1}, net.mono, MsgType::kAck);
+  ack.seq = 5;
+  net.Inject(a, ack);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").acked == 0u);
+  Message welcome = From(ReplicaId{"b", 2}, net.mono, MsgType::kWelcome);
+  welcome.applied = 0;
+  Effects e = net.Inject(a, welcome);
+  BOOST_REQUIRE(e.ships.size() == 1u);
+  BOOST_TEST(e.ships[0].from_seq == 1u);
+  net.Inject(a, ack);  // still from b#1
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").acked == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(ship_failure_falls_back_and_retries_after_the_timeout) {
+  Net net = Pair([](ProtocolOptions* o) { o->resend_timeout_ms = 1000; });
+  TestNode& a = net["a"];
+  net.TickAll();
+  net.Deliver();
+  net.cut.insert({"a", "b"});
+  net.Append(a, 3);
+  net.ClearFlight();
+  Effects e;
+  a.p->OnShipFailed(net.NowOf(a), "b", kDefaultScope, &e);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").shipped == 0u);
+  net.cut.clear();
+  size_t before = a.ships.size();
+  net.Append(a, 1);  // does not ship during the hold
+  BOOST_TEST(a.ships.size() == before);
+  BOOST_TEST(a.p->NextTickMs() <= net.mono + 1000);
+  net.Run(1000);
+  BOOST_TEST(a.ships.size() > before);
+  BOOST_TEST(a.ships[before].from_seq == 1u);
+  BOOST_TEST(net["b"].Held(a.self()) == 4u);
+}
+
+// --- Failure detection ------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(suspect_after_three_and_down_after_ten_intervals) {
+  Net net = Pair();
+  TestNode& a = net["a"];
+  const uint64_t t0 = net.mono;
+  // b is heard once, at t0, then never again.
+  net.Inject(a, From(ReplicaId{"b", 1}, t0, MsgType::kPing));
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").state == PeerState::kUp);
+  auto state_at = [&](uint64_t t) {
+    net.mono = t;
+    net.Tick(a);
+    net.ClearFlight();
+    return a.Peer(net.NowOf(a), "b").state;
+  };
+  BOOST_TEST(state_at(t0 + 3 * kHb - 1) == PeerState::kUp);
+  BOOST_TEST(a.p->NextTickMs() <= t0 + 3 * kHb);
+  BOOST_TEST(state_at(t0 + 3 * kHb) == PeerState::kSuspect);
+  BOOST_TEST(state_at(t0 + 10 * kHb - 1) == PeerState::kSuspect);
+  BOOST_TEST(a.p->NextTickMs() <= t0 + 10 * kHb);
+  BOOST_TEST(state_at(t0 + 10 * kHb) == PeerState::kDown);
+  BOOST_REQUIRE(a.events.size() == 3u);
+  BOOST_TEST((a.events[0].from == PeerState::kUnknown && a.events[0].to == PeerState::kUp));
+  BOOST_TEST((a.events[1].from == PeerState::kUp && a.events[1].to == PeerState::kSuspect));
+  BOOST_TEST((a.events[2].from == PeerState::kSuspect && a.events[2].to == PeerState::kDown));
+  PeerStatus ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(ps.last_heard_ms_ago == static_cast<int64_t>(10 * kHb));
+  // Any message brings it back up.
+  net.Inject(a, From(ReplicaId{"b", 1}, net.mono, MsgType::kPong));
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").state == PeerState::kUp);
+}
+
+BOOST_AUTO_TEST_CASE(never_heard_peer_is_unknown_until_down) {
+  Net net = Pair();
+  TestNode& a = net["a"];
+  const uint64_t start = net.mono;
+  net.mono = start + 9 * kHb;
+  net.Tick(a);
+  net.ClearFlight();
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").state == PeerState::kUnknown);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").last_heard_ms_ago == -1);
+  net.mono = start + 10 * kHb - 1;
+  net.Tick(a);
+  net.ClearFlight();
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").state == PeerState::kUnknown);
+  net.mono = start + 10 * kHb;
+  net.Tick(a);
+  net.ClearFlight();
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").state == PeerState::kDown);
+}
+
+BOOST_AUTO_TEST_CASE(heartbeats_go_every_interval) {
+  Net net = Pair();
+  TestNode& a = net["a"];
+  size_t pings = 0;
+  net.drop = [&](const std::string& from, const std::string&, const Message& m) {
+    if (from == "a" && m.type == MsgType::kPing) ++pings;
+    return true;
+  };
+  for (int i = 0; i < 100; ++i) {  // 100 ticks 50 ms apart: 5 s
+    net.Tick(a);
+    net.mono += 50;
+  }
+  BOOST_TEST(pings == 10u);
+  uint64_t next = a.p->NextTickMs();
+  BOOST_TEST(next <= net.mono + kHb);
+}
+
+// --- Clock safety -------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(message_too_far_ahead_is_refused_but_marks_the_peer_up) {
+  Net net = Pair([](ProtocolOptions* o) { o->max_clock_offset_ms = 500; });
+  TestNode& a = net["a"];
+  Message ping = From(ReplicaId{"b", 1}, net.mono, MsgType::kPing);
+  ping.header.hlc = crdt::MakeHlc(kWallBase + net.mono + 501, 0);
+  Effects e = net.Inject(a, ping);
+  BOOST_TEST(a.p->counters().refused_clock_offset == 1u);
+  BOOST_TEST(e.observed_hlc == 0u);
+  auto refusals = SendsOf(e, MsgType::kRefuse);
+  BOOST_REQUIRE(refusals.size() == 1u);
+  BOOST_TEST((refusals[0].second.reason == RefuseReason::kClockAhead));
+  BOOST_TEST(SendsOf(e, MsgType::kPong).empty());
+  BOOST_TEST(Contains(e.logs, "ahead"));
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").state == PeerState::kUp);
+  // Exactly at the limit: accepted and absorbed.
+  ping.header.hlc = crdt::MakeHlc(kWallBase + net.mono + 500, 9);
+  e = net.Inject(a, ping);
+  BOOST_TEST(a.p->counters().refused_clock_offset == 1u);
+  BOOST_TEST(e.observed_hlc == ping.header.hlc);
+  BOOST_TEST(SendsOf(e, MsgType::kPong).size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_node_whose_clock_runs_ahead_gets_nowhere) {
+  Net net = Pair([](ProtocolOptions* o) { o->max_clock_offset_ms = 500; });
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  b.wall_offset_ms = 800;
+  net.TickAll();
+  net.Deliver();
+  net.Append(b, 2);
+  net.Run(2 * kHb);
+  BOOST_TEST(a.p->counters().refused_clock_offset > 0u);
+  BOOST_TEST(b.p->counters().refusals_received > 0u);
+  BOOST_TEST(a.Held(b.self()) == 0u);  // nothing from b applied
+  BOOST_TEST(b.Held(a.self()) == 0u);
+  BOOST_TEST(a.observed == 0u);  // nothing of b's clock absorbed
+  // a's messages are fine at b: b absorbs a's HLC.
+  BOOST_TEST(b.observed > 0u);
+  // Neither session comes up: each needs a message from b accepted at a.
+  BOOST_TEST(!a.Peer(net.NowOf(a), "b").welcomed);
+  BOOST_TEST(!b.Peer(net.NowOf(b), "a").welcomed);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").state == PeerState::kUp);
+}
+
+// A with peers b, c, d; Pongs crafted by hand to set each peer's offset.
+struct GateFixture {
+  Net net{{{"a", "r1"}, {"b", "r2"}, {"c", "r3"}, {"d", "r4"}}, [](ProtocolOptions* o) {
+            o->max_clock_offset_ms = 500;
+            o->clock_samples_kept = 3;
+          }};
+  TestNode& a = net["a"];
+  // Ping from a now; the Pong comes back after `rtt` with the peer's clock
+  // set `offset` ahead of a's.
+  void Sample(const std::string& peer, int64_t offset, uint64_t rtt) {
+    net.drop = [](const std::string&, const std::string&, const Message&) { return true; };
+    uint64_t sent = net.NowOf(a).wall_ms;
+    net.Tick(a);  // the Ping (dropped by the network)
+    net.mono += rtt;
+    Message pong = From(ReplicaId{peer, 1}, net.mono, MsgType::kPong);
+    pong.echo_wall_ms = sent;
+    pong.pong_wall_ms = static_cast<uint64_t>(static_cast<int64_t>(sent + rtt / 2) + offset);
+    Effects e = net.Inject(a, pong);
+    net.Handle(a, e);
+    net.mono += kHb - rtt;  // the next Ping is due
+  }
+};
+
+BOOST_FIXTURE_TEST_CASE(offset_is_half_rtt_corrected_from_the_best_sample, GateFixture) {
+  Sample("b", 300, 100);
+  PeerStatus ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(ps.has_clock_sample);
+  BOOST_TEST(ps.clock_offset_ms == 300);
+  BOOST_TEST(ps.rtt_ms == 100u);
+  // A slower round trip measures worse: the estimate keeps the fast one.
+  Sample("b", -50, 400);
+  ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(ps.clock_offset_ms == 300);
+  BOOST_TEST(ps.rtt_ms == 100u);
+  // Three kept: two more samples push the fast one out.
+  Sample("b", 10, 300);
+  Sample("b", 20, 200);
+  ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(ps.clock_offset_ms == 20);
+  BOOST_TEST(ps.rtt_ms == 200u);
+  // A Pong echoing a time a never pinged at is no sample.
+  Message pong = From(ReplicaId{"c", 1}, net.mono, MsgType::kPong);
+  pong.echo_wall_ms = 12345;
+  pong.pong_wall_ms = 99999;
+  net.Inject(a, pong);
+  BOOST_TEST(!a.Peer(net.NowOf(a), "c").has_clock_sample);
+}
+
+BOOST_FIXTURE_TEST_CASE(start_gate_waits_for_samples_from_a_majority, GateFixture) {
+  WriteGate g = a.p->Gate();
+  BOOST_TEST(!g.ok);
+  BOOST_TEST(g.code == "clock_skew");
+  BOOST_TEST(g.message.find("0 of its 3") != std::string::npos, g.message);
+  Sample("b", 0, 10);
+  BOOST_TEST(!a.p->Gate().ok);  // 1 of 3 is not a majority
+  Sample("c", 0, 10);
+  BOOST_TEST(a.p->Gate().ok);  // 2 of 3
+  // Passed once, it stays passed: even when c and b go down and come back
+  // without samples.
+  net.mono += 20 * kHb;
+  net.Tick(a);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").state == PeerState::kDown);
+  net.Inject(a, From(ReplicaId{"b", 1}, net.mono, MsgType::kPing));
+  net.Inject(a, From(ReplicaId{"c", 1}, net.mono, MsgType::kPing));
+  BOOST_TEST(!a.Peer(net.NowOf(a), "b").has_clock_sample);
+  BOOST_TEST(a.p->Gate().ok);
+}
+
+BOOST_FIXTURE_TEST_CASE(skew_fence_holds_while_most_reachable_peers_are_off, GateFixture) {
+  Sample("b", 300, 10);
+  Sample("c", -250, 10);
+  Sample("d", 0, 10);
+  WriteGate g = a.p->Gate();
+  BOOST_TEST(!g.ok);
+  BOOST_TEST(g.code == "clock_skew");
+  BOOST_TEST(g.message.find("b +") != std::string::npos, g.message);
+  BOOST_TEST(g.message.find("c -") != std::string::npos, g.message);
+  BOOST_TEST(g.message.find("200 ms") != std::string::npos, g.message);
+  BOOST_TEST(g.message.find("500") != std::string::npos, g.message);
+  // c's clock is fixed; its better sample wins and only b is off: 1 of 3.
+  Sample("c", 0, 2);
+  BOOST_TEST(a.p->Gate().ok);
+  // Exactly 40% is not beyond it.
+  Sample("d", 200, 1);
+  BOOST_TEST(a.p->Gate().ok);
+  Sample("d", 201, 0);
+  BOOST_TEST(!a.p->Gate().ok);
+}
+
+BOOST_FIXTURE_TEST_CASE(skew_counts_only_reachable_peers, GateFixture) {
+  Sample("b", 300, 10);
+  Sample("c", 0, 10);
+  Sample("d", 0, 10);
+  BOOST_TEST(a.p->Gate().ok);  // 1 of 3
+  // c and d go silent and down; b stays: now 1 of 1 reachable is off.
+  for (int i = 0; i < 12; ++i) {
+    net.Inject(a, From(ReplicaId{"b", 1}, net.mono, MsgType::kPing));
+    net.mono += kHb;
+    net.Tick(a);
+  }
+  BOOST_TEST(a.Peer(net.NowOf(a), "c").state == PeerState::kDown);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").state == PeerState::kUp);
+  BOOST_TEST(!a.p->Gate().ok);
+}
+
+BOOST_AUTO_TEST_CASE(no_peers_is_exempt) {
+  ProtocolOptions o;
+  o.cluster = kCluster;
+  o.self = ReplicaId{"solo", 1};
+  o.region = "r1";
+  Protocol p(o, Applied(), Now{1000, kWallBase, crdt::MakeHlc(kWallBase, 0)});
+  BOOST_TEST(p.Gate().ok);
+  BOOST_TEST(p.Peers(Now{1000, kWallBase, 0}).empty());
+  Effects e;
+  p.OnLocalAppend(Now{1001, kWallBase + 1, 0}, kDefaultScope, 3, 30, &e);
+  BOOST_TEST(e.ships.empty());
+  BOOST_TEST(p.RegionsHolding(kDefaultScope, 3) == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(all_peers_down_does_not_hold_writes) {
+  Net net{{{"a", "r1"}, {"b", "r2"}, {"c", "r3"}}};
+  TestNode& a = net["a"];
+  BOOST_TEST(!a.p->Gate().ok);  // unknown peers count as reachable
+  net.mono += 10 * kHb - 1;
+  net.Tick(a);
+  net.ClearFlight();
+  BOOST_TEST(!a.p->Gate().ok);
+  net.mono += 1;
+  net.Tick(a);
+  net.ClearFlight();
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").state == PeerState::kDown);
+  BOOST_TEST(a.Peer(net.NowOf(a), "c").state == PeerState::kDown);
+  BOOST_TEST(a.p->Gate().ok);
+}
+
+BOOST_AUTO_TEST_CASE(gate_opens_through_the_network_with_agreeing_clocks) {
+  Net net{{{"a", "r1"}, {"b", "r2"}, {"c", "r3"}}};
+  for (auto& n : net.nodes) BOOST_TEST(!n->p->Gate().ok);
+  net.Run(kHb);
+  for (auto& n : net.nodes) BOOST_TEST(n->p->Gate().ok, n->id);
+}
+
+// --- Durability for w=N, lag, status ---------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(regions_holding_counts_other_regions_once) {
+  Net net{{{"a", "r1"}, {"a2", "r1"}, {"b", "r2"}, {"b2", "r2"}, {"c", "r3"}}};
+  TestNode& a = net["a"];
+  net.Append(a, 10);
+  auto welcome = [&](const std::string& node, uint64_t applied) {
+    Message w = From(ReplicaId{node, 1}, net.mono, MsgType::kWelcome);
+    w.applied = applied;
+    net.Inject(a, w);
+  };
+  BOOST_TEST(a.p->RegionsHolding(kDefaultScope, 10) == 1u);
+  welcome("a2", 10);  // same region: adds nothing
+  BOOST_TEST(a.p->RegionsHolding(kDefaultScope, 10) == 1u);
+  welcome("b", 5);
+  BOOST_TEST(a.p->RegionsHolding(kDefaultScope, 10) == 1u);
+  BOOST_TEST(a.p->RegionsHolding(kDefaultScope, 5) == 2u);
+  welcome("b2", 10);  // a second node of r2 holds 10: r2 counts once
+  BOOST_TEST(a.p->RegionsHolding(kDefaultScope, 10) == 2u);
+  BOOST_TEST(a.p->RegionsHolding(kDefaultScope, 5) == 2u);
+  welcome("c", 7);
+  BOOST_TEST(a.p->RegionsHolding(kDefaultScope, 7) == 3u);
+  BOOST_TEST(a.p->RegionsHolding(kDefaultScope, 8) == 2u);
+  BOOST_TEST(a.p->RegionsHolding(kDefaultScope, 11) == 0u);  // not even logged here
+  // Acks move it on.
+  Message ack = From(ReplicaId{"c", 1}, net.mono, MsgType::kAck);
+  ack.seq = 10;
+  net.Inject(a, ack);
+  BOOST_TEST(a.p->RegionsHolding(kDefaultScope, 10) == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(lag_and_unacked_bytes_follow_the_oldest_unacknowledged_delta) {
+  Net net = Pair();
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  net.TickAll();
+  net.Deliver();
+  b.auto_apply = false;
+  const uint64_t w0 = net.NowOf(a).wall_ms;
+  net.Append(a, 3, 100);  // at w0: 300 bytes
+  net.Deliver();
+  net.mono += 100;
+  net.Append(a, 2, 10);  // at w0 + 100: 20 bytes
+  net.Deliver();
+  net.mono += 400;
+  PeerStatus ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(ps.unacked_deltas == 5u);
+  BOOST_TEST(ps.unacked_bytes == 320u);
+  BOOST_TEST(ps.lag_ms == net.NowOf(a).wall_ms - w0);
+  // 1..3 acknowledged: the oldest unacknowledged is from w0 + 100.
+  BOOST_REQUIRE(!b.pending.empty());
+  ApplyRequest first = b.pending.front();
+  b.pending.pop_front();
+  net.Apply(b, first);
+  net.Deliver();
+  ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(ps.acked == 3u);
+  BOOST_TEST(ps.unacked_deltas == 2u);
+  BOOST_TEST(ps.unacked_bytes == 20u);
+  BOOST_TEST(ps.lag_ms == net.NowOf(a).wall_ms - (w0 + 100));
+  net.ApplyPending(b);
+  net.Deliver();
+  ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(ps.unacked_deltas == 0u);
+  BOOST_TEST(ps.unacked_bytes == 0u);
+  BOOST_TEST(ps.lag_ms == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(deltas_from_before_the_start_count_from_the_start) {
+  ProtocolOptions o;
+  o.cluster = kCluster;
+  o.self = ReplicaId{"a", 1};
+  o.region = "r1";
+  o.peers = {{"b", "r2"}};
+  Applied applied{{{o.self, kDefaultScope}, 7}};
+  Protocol p(o, applied, Now{1000, kWallBase, 0});
+  std::vector<PeerStatus> ps = p.Peers(Now{4000, kWallBase + 3000, 0});
+  BOOST_REQUIRE(ps.size() == 1u);
+  BOOST_TEST(ps[0].unacked_deltas == 7u);
+  BOOST_TEST(ps[0].lag_ms == 3000u);
+  BOOST_TEST(ps[0].last_heard_ms_ago == -1);
+  BOOST_TEST(p.RegionsHolding(kDefaultScope, 7) == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(lag_and_bytes_per_peer_from_what_each_acknowledged) {
+  Net net{{{"a", "r1"}, {"b", "r2"}, {"c", "r3"}}};
+  TestNode& a = net["a"];
+  const uint64_t w0 = net.NowOf(a).wall_ms;
+  net.Append(a, 3, 100 / 3 + 1);  // 102 bytes at w0
+  net.mono += 10;
+  net.Append(a, 2, 10);  // 20 bytes at w0 + 10
+  net.mono += 10;
+  net.Append(a, 3, 2);  // 6 bytes at w0 + 20
+  net.mono += 70;
+  auto welcome = [&](const std::string& node, uint64_t applied) {
+    Message w = From(ReplicaId{node, 1}, net.mono, MsgType::kWelcome);
+    w.applied = applied;
+    net.Inject(a, w);
+  };
+  welcome("b", 5);
+  welcome("c", 3);
+  const uint64_t now_wall = net.NowOf(a).wall_ms;
+  PeerStatus b = a.Peer(net.NowOf(a), "b");
+  PeerStatus c = a.Peer(net.NowOf(a), "c");
+  BOOST_TEST(b.unacked_deltas == 3u);
+  BOOST_TEST(b.unacked_bytes == 6u);
+  BOOST_TEST(b.lag_ms == now_wall - (w0 + 20));
+  BOOST_TEST(c.unacked_deltas == 5u);
+  BOOST_TEST(c.unacked_bytes == 26u);
+  BOOST_TEST(c.lag_ms == now_wall - (w0 + 10));
+}
+
+BOOST_AUTO_TEST_CASE(lag_stays_exact_for_the_oldest_delta_when_records_are_merged) {
+  ProtocolOptions o;
+  o.cluster = kCluster;
+  o.self = ReplicaId{"a", 1};
+  o.region = "r1";
+  o.peers = {{"b", "r2"}};  // never heard: nothing is acknowledged
+  Protocol p(o, Applied(), Now{1000, kWallBase, 0});
+  const uint64_t n = 70000;  // more appends than records are kept
+  for (uint64_t i = 1; i <= n; ++i) {
+    Effects e;
+    p.OnLocalAppend(Now{1000 + i, kWallBase + i, 0}, kDefaultScope, i, 3, &e);
+    BOOST_REQUIRE(e.ships.empty());
+  }
+  std::vector<PeerStatus> ps = p.Peers(Now{1000 + n, kWallBase + n + 5, 0});
+  BOOST_REQUIRE(ps.size() == 1u);
+  BOOST_TEST(ps[0].unacked_deltas == n);
+  BOOST_TEST(ps[0].unacked_bytes == 3 * n);
+  BOOST_TEST(ps[0].lag_ms == n + 5 - 1);  // seq 1 was appended at kWallBase + 1
+}
+
+BOOST_AUTO_TEST_CASE(header_and_effects_basics) {
+  Net net = Pair();
+  TestNode& a = net["a"];
+  Now now{123, 456, 789};
+  Header h = a.p->MakeHeader(now);
+  BOOST_TEST(h.cluster == kCluster);
+  BOOST_TEST(h.protocol == kProtocolVersion);
+  BOOST_TEST((h.from == a.self()));
+  BOOST_TEST(h.hlc == 789u);
+  BOOST_TEST(h.wall_ms == 456u);
+  Effects e;
+  a.p->OnTick(net.NowOf(a), &e);
+  e.observed_hlc = 5;
+  e.logs.push_back("x");
+  e.peer_events.push_back(PeerEvent{});
+  e.applies.push_back(ApplyRequest{});
+  e.ships.push_back(ShipRequest{});
+  BOOST_TEST(!e.sends.empty());
+  e.Clear();
+  BOOST_TEST(e.sends.empty());
+  BOOST_TEST(e.ships.empty());
+  BOOST_TEST(e.applies.empty());
+  BOOST_TEST(e.peer_events.empty());
+  BOOST_TEST(e.logs.empty());
+  BOOST_TEST(e.observed_hlc == 0u);
+  BOOST_TEST(std::string(PeerStateName(PeerState::kSuspect)) == "suspect");
+}
+
+// Four nodes in three regions, each writing, with a lossy network for a
+// while: everyone ends with everyone's log, applied once and in order.
+BOOST_AUTO_TEST_CASE(four_nodes_converge_through_loss) {
+  Net net({{"a", "r1"}, {"a2", "r1"}, {"b", "r2"}, {"c", "r3"}}, [](ProtocolOptions* o) {
+    o->resend_timeout_ms = 1000;
+    o->max_deltas_per_message = 3;
+    o->window = 7;
+  });
+  uint64_t counter = 0;
+  net.drop = [&](const std::string&, const std::string&, const Message&) {
+    return (++counter % 5) == 0;  // every fifth message is lost
+  };
+  for (int round = 0; round < 20; ++round) {
+    for (auto& n : net.nodes) net.Append(*n, 1 + (round % 3));
+    net.Run(200);
+  }
+  net.drop = nullptr;
+  net.Run(5000);
+  for (auto& n : net.nodes) {
+    for (auto& m : net.nodes) {
+      if (n == m) continue;
+      BOOST_TEST(n->Held(m->self()) == m->log.size(), n->id << " holds of " << m->id);
+      std::vector<uint64_t> want(m->log.size());
+      for (size_t i = 0; i < want.size(); ++i) want[i] = i + 1;
+      BOOST_TEST((n->applied_order[m->self()] == want));
+      BOOST_TEST(m->Peer(net.NowOf(*m), n->id).acked == m->log.size());
+    }
+    BOOST_TEST(n->p->RegionsHolding(kDefaultScope, n->log.size()) == 3u);
+    BOOST_TEST(n->p->Gate().ok);
+  }
+}

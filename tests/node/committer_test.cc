@@ -1,0 +1,832 @@
+// The Committer (node/committer.h) on a real LevelDB in a fresh directory
+// per test: local writes as the applier made them, remote deltas from a
+// second replica (its own store) converging to equal envelopes, duplicates,
+// gaps and corrupt deltas, the applied vector across a reopen, key counts,
+// a failed batch, the change listener, HLC absorption and Covers(). The
+// last cases drive the threaded Applier's new hooks (SubmitRemote,
+// ObserveHlc, Applied, the append and commit listeners).
+#define BOOST_TEST_MODULE committer
+#include <stdlib.h>
+
+#include <atomic>
+#include <boost/test/unit_test.hpp>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "crdt/codec.h"
+#include "crdt/counter.h"
+#include "crdt/envelope.h"
+#include "crdt/hlc.h"
+#include "crdt/map.h"
+#include "crdt/mvregister.h"
+#include "crdt/register.h"
+#include "crdt/set.h"
+#include "gossip/messages.h"
+#include "node/applier.h"
+#include "node/clock_offset.h"
+#include "node/committer.h"
+#include "node/operation.h"
+#include "storage/leveldb_store.h"
+#include "storage/node_meta.h"
+
+using namespace meridian;
+using namespace meridian::node;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace meridian {
+std::ostream& boost_test_print_type(std::ostream& os, Status::Code code) {
+  return os << static_cast<int>(code);
+}
+}  // namespace meridian
+
+namespace {
+
+constexpr uint64_t kStartMs = 1700000000000;  // 2023-11-14
+constexpr uint64_t kMaxOffsetMs = 5000;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "meridian-committer-test-XXXXXX").string();
+    BOOST_REQUIRE(mkdtemp(tmpl.data()) != nullptr);
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string sub(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+// One replica: its store, a manual wall clock, its HLC and a Committer,
+// opened the way meridiand opens a node (LoadNodeMeta, InitIdentity when
+// fresh, Restore of the HLC bound).
+struct Node {
+  std::string dir;
+  std::string id;
+  std::unique_ptr<storage::Store> store;
+  crdt::ManualClock wall{kStartMs};
+  std::unique_ptr<crdt::HybridClock> clock;
+  storage::NodeMeta meta;
+  std::unique_ptr<Committer> committer;
+
+  Node(std::string dir_in, std::string id_in, uint64_t incarnation)
+      : dir(std::move(dir_in)), id(std::move(id_in)) {
+    Open(incarnation);
+  }
+  // Closes the committer and the store (as a stop would) and opens both
+  // again from disk.
+  void Reopen() {
+    committer.reset();
+    store.reset();
+    Open(0);
+  }
+  Committer* c() { return committer.get(); }
+
+  void Open(uint64_t incarnation) {
+    Status st = storage::Store::Open(dir, storage::StoreOptions{}, &store);
+    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
+    bool fresh = false;
+    st = storage::LoadNodeMeta(*store, id, &meta, &fresh);
+    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
+    if (fresh) {
+      BOOST_REQUIRE(incarnation != 0);
+      meta.replica = crdt::ReplicaId{id, incarnation};
+      storage::WriteBatch batch;
+      storage::InitIdentity(meta.replica, &batch);
+      st = store->Write(&batch);
+      BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
+    }
+    clock = std::make_unique<crdt::HybridClock>(&wall, kMaxOffsetMs);
+    clock->Restore(meta.hlc_bound);
+    committer = std::make_unique<Committer>(store.get(), clock.get(), meta);
+  }
+
+  std::string State(const std::string& key) {
+    std::string bytes;
+    Status st = store->GetState(key, &bytes);
+    if (st.IsNotFound()) return "";
+    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
+    return bytes;
+  }
+  crdt::Envelope Env(const std::string& key) {
+    crdt::Envelope env;
+    std::string bytes = State(key);
+    if (!bytes.empty()) {
+      Status st = crdt::Envelope::Decode(bytes, &env);
+      BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
+    }
+    return env;
+  }
+  // The rendered value of a key ({"value": ...}).
+  json Read(const std::string& key) {
+    json out;
+    int http = 0;
+    std::string context;
+    ApiError err;
+    crdt::Envelope env = Env(key);
+    BOOST_REQUIRE_MESSAGE(RenderRead(key, env, &out, &http, &context, &err), err.message);
+    return out;
+  }
+  // Every log entry of the default scope, as gossip would ship them.
+  std::vector<gossip::DeltaEntry> Log(uint64_t from = 1) {
+    std::vector<storage::LogEntry> log;
+    Status st = store->ReadLog("", from, 1000000, &log);
+    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
+    std::vector<gossip::DeltaEntry> out;
+    for (auto& e : log) out.push_back(gossip::DeltaEntry{e.seq, e.key, e.delta});
+    return out;
+  }
+  storage::NodeMeta Stored() {
+    storage::NodeMeta m;
+    bool fresh = true;
+    Status st = storage::LoadNodeMeta(*store, id, &m, &fresh);
+    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
+    BOOST_REQUIRE(!fresh);
+    return m;
+  }
+};
+
+Operation Put(const std::string& key, const json& value) {
+  Operation op;
+  op.kind = Operation::Kind::kPut;
+  op.key = key;
+  op.kv = true;
+  op.type = crdt::Register::kTag;
+  op.value = ValueToBytes(value);
+  return op;
+}
+Operation MvPut(const std::string& key, const json& value) {
+  Operation op = Put(key, value);
+  op.type = crdt::MvRegister::kTag;
+  return op;
+}
+Operation Add(const std::string& key, int64_t n) {
+  Operation op;
+  op.kind = Operation::Kind::kCounterAdd;
+  op.key = key;
+  op.type = crdt::Counter::kTag;
+  op.amount = n;
+  return op;
+}
+Operation SetUpdate(const std::string& key, std::vector<json> adds, std::vector<json> removes) {
+  Operation op;
+  op.kind = Operation::Kind::kSetUpdate;
+  op.key = key;
+  op.type = crdt::Set::kTag;
+  for (auto& a : adds) op.adds.push_back(ValueToBytes(a));
+  for (auto& r : removes) op.removes.push_back(ValueToBytes(r));
+  return op;
+}
+Operation MapCount(const std::string& key, const std::string& field, int64_t n) {
+  Operation op;
+  op.kind = Operation::Kind::kMapUpdate;
+  op.key = key;
+  op.type = crdt::Map::kTag;
+  crdt::FieldOp f;
+  f.name = field;
+  f.type = crdt::FieldType::kCounter;
+  f.add = n;
+  op.field_ops.push_back(f);
+  return op;
+}
+Operation Delete(const std::string& key) {
+  Operation op;
+  op.kind = Operation::Kind::kDelete;
+  op.key = key;
+  return op;
+}
+
+std::vector<const Operation*> Ptrs(const std::vector<Operation>& ops) {
+  std::vector<const Operation*> out;
+  for (const auto& op : ops) out.push_back(&op);
+  return out;
+}
+
+std::vector<WriteResult> CommitLocal(Committer* c, const std::vector<Operation>& ops) {
+  std::vector<WriteResult> results;
+  c->Commit(Ptrs(ops), &results, {}, nullptr);
+  BOOST_REQUIRE_EQUAL(results.size(), ops.size());
+  return results;
+}
+
+std::vector<RemoteResult> CommitRemote(Committer* c, const std::vector<RemoteApply>& applies) {
+  std::vector<const RemoteApply*> ptrs;
+  for (const auto& a : applies) ptrs.push_back(&a);
+  std::vector<RemoteResult> results;
+  c->Commit({}, nullptr, ptrs, &results);
+  BOOST_REQUIRE_EQUAL(results.size(), applies.size());
+  return results;
+}
+
+RemoteApply From(Node& origin, std::vector<gossip::DeltaEntry> entries) {
+  return RemoteApply{origin.meta.replica, "", std::move(entries)};
+}
+
+uint64_t AppliedOf(const storage::AppliedVector& v, const crdt::ReplicaId& r) {
+  auto it = v.find({r, ""});
+  return it == v.end() ? 0 : it->second;
+}
+
+// Waits (bounded) for a future; fails the test on timeout.
+template <typename T>
+T Await(std::future<T>& f) {
+  BOOST_REQUIRE(f.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
+  return f.get();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(local_ops_match_apply_operation) {
+  TempDir tmp;
+  Node n(tmp.sub("a"), "a", 11);
+  // A model of the old ApplyGroup: ApplyOperation in order on in-memory
+  // states, with a clock that sees the same wall time.
+  crdt::ManualClock model_wall(kStartMs);
+  crdt::HybridClock model_clock(&model_wall, kMaxOffsetMs);
+  std::map<std::string, crdt::Envelope> model;
+  std::vector<std::pair<std::string, std::string>> model_log;  // key, delta
+
+  std::vector<Operation> ops = {
+      Put("r", "one"),  Add("c", 2), Add("c", 3),          // two writes to one key build on each other
+      Add("r", 1),                                          // 409 type_mismatch: no seq
+      Delete("missing"),                                    // 404: no seq
+      SetUpdate("s", {"x", "y"}, {}), MvPut("mv", 7), MapCount("m", "n", 4), Put("r", "two"),
+  };
+  BOOST_TEST(n.c()->SessionToken() == "a#11:0");  // its own origin from the start
+  auto results = CommitLocal(n.c(), ops);
+  uint64_t next_seq = 1;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    BOOST_TEST_CONTEXT("op " << i) {
+      crdt::Envelope next, delta;
+      ApiError err;
+      crdt::Hlc now = model_clock.Now();
+      bool ok = ApplyOperation(ops[i], model[ops[i].key], n.meta.replica, now, &next, &delta, &err);
+      BOOST_REQUIRE_EQUAL(results[i].ok, ok);
+      if (!ok) {
+        BOOST_TEST(results[i].error.http == err.http);
+        BOOST_TEST(results[i].error.code == err.code);
+        BOOST_TEST(results[i].seq == 0u);
+        continue;
+      }
+      model[ops[i].key] = next;
+      model_log.emplace_back(ops[i].key, delta.Encode());
+      BOOST_TEST(results[i].seq == next_seq++);
+      BOOST_TEST(results[i].envelope == next.Encode());
+      BOOST_TEST(results[i].session_token == n.c()->SessionToken());
+    }
+  }
+  BOOST_TEST(results[3].error.http == 409);
+  BOOST_TEST(results[4].error.http == 404);
+  for (const auto& [key, env] : model) {
+    if (env.empty()) continue;
+    BOOST_TEST_CONTEXT("key " << key) { BOOST_TEST(n.State(key) == env.Encode()); }
+  }
+  BOOST_TEST(n.State("missing").empty());
+  BOOST_TEST(n.Read("c")["value"] == 5);
+  BOOST_TEST(n.Read("r")["value"] == "two");
+
+  // The log holds every successful write, in order, with its delta.
+  auto log = n.Log();
+  BOOST_REQUIRE_EQUAL(log.size(), model_log.size());
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < log.size(); ++i) {
+    BOOST_TEST(log[i].seq == i + 1);
+    BOOST_TEST(log[i].key == model_log[i].first);
+    BOOST_TEST(log[i].delta == model_log[i].second);
+    bytes += log[i].key.size() + log[i].delta.size();
+  }
+  BOOST_TEST(n.c()->last_log_bytes() == bytes);
+  BOOST_TEST(n.c()->last_seq() == 7u);
+  BOOST_TEST(n.c()->key_count() == 5u);  // r c s mv m
+  BOOST_TEST(n.c()->last_status().ok());
+  BOOST_TEST(n.c()->SessionToken() == "a#11:7");
+
+  storage::NodeMeta stored = n.Stored();
+  BOOST_TEST(AppliedOf(stored.applied, n.meta.replica) == 7u);
+  BOOST_TEST(stored.key_count == 5u);
+  BOOST_TEST(stored.hlc_bound >= n.clock->last());
+
+  // A commit with nothing in it reaches no disk and appends nothing.
+  uint64_t writes = n.store->writes();
+  n.c()->Commit({}, nullptr, {}, nullptr);
+  BOOST_TEST(n.store->writes() == writes);
+  BOOST_TEST(n.c()->last_log_bytes() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(exhausted_clock_answers_503) {
+  TempDir tmp;
+  Node n(tmp.sub("a"), "a", 11);
+  n.clock->Restore(~crdt::Hlc{0});
+  auto results = CommitLocal(n.c(), {Put("k", 1)});
+  BOOST_TEST(!results[0].ok);
+  BOOST_TEST(results[0].error.http == 503);
+  BOOST_TEST(results[0].error.code == "clock");
+  BOOST_TEST(n.State("k").empty());
+}
+
+BOOST_AUTO_TEST_CASE(remote_deltas_converge_to_equal_envelopes) {
+  TempDir tmp;
+  Node a(tmp.sub("a"), "a", 11);
+  Node b(tmp.sub("b"), "b", 22);
+  // Concurrent writes to the same keys on both sides, and keys only one
+  // side has.
+  CommitLocal(a.c(), {Put("r", "from a"), Add("c", 5), SetUpdate("s", {"x", "y"}, {}),
+                      MvPut("mv", "a"), MapCount("m", "hits", 2), Put("only-a", 1)});
+  b.wall.Advance(3);
+  CommitLocal(b.c(), {Put("r", "from b"), Add("c", -2), SetUpdate("s", {"z"}, {}),
+                      MvPut("mv", "b"), MapCount("m", "hits", 10)});
+  a.wall.Advance(1);
+  CommitLocal(a.c(), {SetUpdate("s", {}, {"x"}), Add("c", 1)});
+  BOOST_TEST(a.c()->last_seq() == 8u);
+  BOOST_TEST(b.c()->last_seq() == 5u);
+
+  auto to_b = CommitRemote(b.c(), {From(a, a.Log())});
+  BOOST_TEST(to_b[0].status.ok(), to_b[0].status.ToString());
+  BOOST_TEST(to_b[0].last_durable == 8u);
+  auto to_a = CommitRemote(a.c(), {From(b, b.Log())});
+  BOOST_TEST(to_a[0].status.ok(), to_a[0].status.ToString());
+  BOOST_TEST(to_a[0].last_durable == 5u);
+
+  for (const char* key : {"r", "c", "s", "mv", "m", "only-a"}) {
+    BOOST_TEST_CONTEXT("key " << key) {
+      BOOST_TEST(!a.State(key).empty());
+      BOOST_TEST(a.State(key) == b.State(key));
+      BOOST_TEST((a.Env(key) == b.Env(key)));
+    }
+  }
+  BOOST_TEST(a.Read("c")["value"] == 4);
+  BOOST_TEST(a.Read("r")["value"] == "from b");  // the later HLC wins
+  BOOST_TEST(b.Read("s")["value"] == json::array({"y", "z"}));
+  BOOST_TEST(b.Read("m")["value"]["hits"]["value"] == 12);
+
+  // Remote deltas get no log entries; each side's own seq is unchanged.
+  BOOST_TEST(a.Log().size() == 8u);
+  BOOST_TEST(b.Log().size() == 5u);
+  BOOST_TEST(a.c()->last_seq() == 8u);
+  BOOST_TEST(b.c()->last_seq() == 5u);
+  BOOST_TEST(b.c()->last_log_bytes() == 0u);
+  // b did not have "only-a": a remote-created key counts.
+  BOOST_TEST(b.c()->key_count() == 6u);
+  BOOST_TEST(a.c()->key_count() == 6u);
+  BOOST_TEST(b.Stored().key_count == 6u);
+  BOOST_TEST(AppliedOf(b.c()->applied(), a.meta.replica) == 8u);
+  BOOST_TEST(AppliedOf(b.c()->applied(), b.meta.replica) == 5u);
+  BOOST_TEST(b.c()->SessionToken() == "a#11:8,b#22:5");
+  BOOST_TEST(b.c()->type_conflicts() == 0u);
+
+  // A later local write on b builds on the joined state.
+  auto later = CommitLocal(b.c(), {Add("c", 10)});
+  BOOST_REQUIRE(later[0].ok);
+  BOOST_TEST(later[0].seq == 6u);
+  BOOST_TEST(b.Read("c")["value"] == 14);
+}
+
+BOOST_AUTO_TEST_CASE(local_and_remote_in_one_group_build_on_each_other) {
+  TempDir tmp;
+  Node a(tmp.sub("a"), "a", 11);
+  Node b(tmp.sub("b"), "b", 22);
+  CommitLocal(a.c(), {Add("c", 5), Add("new", 1)});
+  std::vector<Operation> ops = {Add("c", 2), Add("c", 3)};
+  RemoteApply ra = From(a, a.Log());
+  std::vector<WriteResult> results;
+  std::vector<RemoteResult> rres;
+  std::vector<std::pair<std::string, std::string>> changes;
+  b.c()->SetChangeListener([&](const std::string& key, const std::string& env) {
+    changes.emplace_back(key, env);
+  });
+  uint64_t writes = b.store->writes();
+  b.c()->Commit(Ptrs(ops), &results, {&ra}, &rres);
+  BOOST_TEST(b.store->writes() == writes + 1);  // one batch for the group
+  BOOST_TEST(results[0].ok);
+  BOOST_TEST(results[1].ok);
+  BOOST_TEST(rres[0].status.ok());
+  BOOST_TEST(rres[0].last_durable == 2u);
+  BOOST_TEST(b.Read("c")["value"] == 10);
+  BOOST_TEST(b.c()->key_count() == 2u);  // "c" created locally, "new" remotely
+  // Two local writes, then each remote-changed key once with its final state.
+  BOOST_REQUIRE_EQUAL(changes.size(), 4u);
+  BOOST_TEST(changes[0].first == "c");
+  BOOST_TEST(changes[1].first == "c");
+  BOOST_TEST(changes[2].first == "c");
+  BOOST_TEST(changes[2].second == b.State("c"));
+  BOOST_TEST(changes[3].first == "new");
+  BOOST_TEST(changes[3].second == b.State("new"));
+}
+
+BOOST_AUTO_TEST_CASE(duplicates_are_skipped) {
+  TempDir tmp;
+  Node a(tmp.sub("a"), "a", 11);
+  Node b(tmp.sub("b"), "b", 22);
+  CommitLocal(a.c(), {Add("c", 5), Add("c", 7), Add("d", 1)});
+  auto log = a.Log();
+  BOOST_TEST(CommitRemote(b.c(), {From(a, {log[0], log[1]})})[0].last_durable == 2u);
+  std::string before = b.State("c");
+  int calls = 0;
+  b.c()->SetChangeListener([&](const std::string&, const std::string&) { ++calls; });
+
+  // The same entries again: nothing to do, no write, no change.
+  uint64_t writes = b.store->writes();
+  auto again = CommitRemote(b.c(), {From(a, {log[0], log[1]})});
+  BOOST_TEST(again[0].status.ok());
+  BOOST_TEST(again[0].last_durable == 2u);
+  BOOST_TEST(b.store->writes() == writes);
+  BOOST_TEST(calls == 0);
+  BOOST_TEST(b.State("c") == before);
+
+  // Duplicates are skipped before they are even decoded.
+  auto garbled = log;
+  garbled[0].delta = garbled[1].delta = "\x01garbage";
+  auto skipped = CommitRemote(b.c(), {From(a, {garbled[0], garbled[1]})});
+  BOOST_TEST(skipped[0].status.ok(), skipped[0].status.ToString());
+  BOOST_TEST(skipped[0].last_durable == 2u);
+
+  // Overlapping: 1..3 applies only 3.
+  auto overlap = CommitRemote(b.c(), {From(a, log)});
+  BOOST_TEST(overlap[0].status.ok());
+  BOOST_TEST(overlap[0].last_durable == 3u);
+  BOOST_TEST(calls == 1);  // only "d" changed
+  BOOST_TEST(b.State("c") == before);
+  BOOST_TEST(b.State("d") == a.State("d"));
+  BOOST_TEST(b.Read("c")["value"] == 12);
+}
+
+BOOST_AUTO_TEST_CASE(gap_stops_and_commits_the_part_before) {
+  TempDir tmp;
+  Node a(tmp.sub("a"), "a", 11);
+  Node b(tmp.sub("b"), "b", 22);
+  CommitLocal(a.c(), {Put("k1", 1), Put("k2", 2), Put("k3", 3), Put("k4", 4)});
+  auto log = a.Log();
+  auto res = CommitRemote(b.c(), {From(a, {log[0], log[1], log[3]})});
+  BOOST_TEST(!res[0].status.ok());
+  BOOST_TEST(res[0].status.code() == Status::Code::kFailedPrecondition);
+  BOOST_TEST(res[0].status.message().find("seq 4") != std::string::npos, res[0].status.message());
+  BOOST_TEST(res[0].status.message().find("gap") != std::string::npos, res[0].status.message());
+  BOOST_TEST(res[0].last_durable == 2u);
+  BOOST_TEST(!b.State("k1").empty());
+  BOOST_TEST(!b.State("k2").empty());
+  BOOST_TEST(b.State("k4").empty());
+  BOOST_TEST(AppliedOf(b.Stored().applied, a.meta.replica) == 2u);
+
+  // A gap at the start applies nothing and writes nothing.
+  Node c(tmp.sub("c"), "c", 33);
+  uint64_t writes = c.store->writes();
+  auto none = CommitRemote(c.c(), {From(a, {log[2], log[3]})});
+  BOOST_TEST(!none[0].status.ok());
+  BOOST_TEST(none[0].last_durable == 0u);
+  BOOST_TEST(c.store->writes() == writes);
+  BOOST_TEST(c.c()->applied().count({a.meta.replica, ""}) == 0u);
+
+  // Filling the gap then continues from 3.
+  auto rest = CommitRemote(b.c(), {From(a, {log[2], log[3]})});
+  BOOST_TEST(rest[0].status.ok());
+  BOOST_TEST(rest[0].last_durable == 4u);
+  BOOST_TEST(b.State("k4") == a.State("k4"));
+}
+
+BOOST_AUTO_TEST_CASE(corrupt_delta_stops_there) {
+  TempDir tmp;
+  Node a(tmp.sub("a"), "a", 11);
+  Node b(tmp.sub("b"), "b", 22);
+  CommitLocal(a.c(), {Put("k1", 1), Put("k2", 2), Put("k3", 3)});
+  auto log = a.Log();
+
+  // Not an envelope at all.
+  auto bad = log;
+  bad[1].delta = "\x01garbage";
+  auto res = CommitRemote(b.c(), {From(a, bad)});
+  BOOST_TEST(res[0].status.code() == Status::Code::kCorruption, res[0].status.ToString());
+  BOOST_TEST(res[0].status.message().find("seq 2") != std::string::npos, res[0].status.message());
+  BOOST_TEST(res[0].last_durable == 1u);
+  BOOST_TEST(!b.State("k1").empty());
+  BOOST_TEST(b.State("k2").empty());
+  BOOST_TEST(b.State("k3").empty());
+
+  // A well-formed envelope whose register state is not a register: only
+  // the checked decoder (Decode, not DecodeStored) refuses it.
+  crdt::Envelope good;
+  BOOST_REQUIRE(crdt::Envelope::Decode(log[1].delta, &good).ok());
+  crdt::Encoder e(static_cast<uint8_t>(good.Encode()[0]));
+  e.Array(1);
+  e.Array(4);
+  e.Uint(crdt::Register::kTag);
+  e.Uint(good.winner()->origin_hlc);
+  crdt::EncodeReplica(a.meta.replica, &e);
+  e.Bin("\xc1\xc1not a register");
+  std::string bad_state = e.Take();
+  crdt::Envelope unchecked;
+  BOOST_TEST(crdt::Envelope::DecodeStored(bad_state, &unchecked).ok());
+  bad = log;
+  bad[1].delta = bad_state;
+  res = CommitRemote(b.c(), {From(a, bad)});
+  BOOST_TEST(!res[0].status.ok());
+  BOOST_TEST(res[0].status.message().find("seq 2") != std::string::npos, res[0].status.message());
+  BOOST_TEST(res[0].last_durable == 1u);
+  BOOST_TEST(b.State("k2").empty());
+
+  // An empty key is refused too (it was never a valid write anywhere).
+  bad = log;
+  bad[1].key = "";
+  res = CommitRemote(b.c(), {From(a, bad)});
+  BOOST_TEST(res[0].status.code() == Status::Code::kInvalidArgument, res[0].status.ToString());
+  BOOST_TEST(res[0].last_durable == 1u);
+
+  // The good entries then apply.
+  res = CommitRemote(b.c(), {From(a, log)});
+  BOOST_TEST(res[0].status.ok());
+  BOOST_TEST(res[0].last_durable == 3u);
+  BOOST_TEST(b.State("k2") == a.State("k2"));
+}
+
+BOOST_AUTO_TEST_CASE(own_origin_is_refused) {
+  TempDir tmp;
+  Node a(tmp.sub("a"), "a", 11);
+  CommitLocal(a.c(), {Put("k1", 1)});
+  auto res = CommitRemote(a.c(), {RemoteApply{a.meta.replica, "", {{2, "k2", a.Log()[0].delta}}}});
+  BOOST_TEST(!res[0].status.ok());
+  BOOST_TEST(res[0].last_durable == 1u);
+  BOOST_TEST(a.c()->last_seq() == 1u);
+  BOOST_TEST(a.State("k2").empty());
+}
+
+BOOST_AUTO_TEST_CASE(applied_vector_persists_across_reopen) {
+  TempDir tmp;
+  Node a(tmp.sub("a"), "a", 11);
+  Node b(tmp.sub("b"), "b", 22);
+  Node c(tmp.sub("c"), "c", 33);
+  CommitLocal(a.c(), {Put("k1", 1), Put("k2", 2), Put("k3", 3)});
+  CommitLocal(c.c(), {Add("n", 1), Add("n", 1)});
+  CommitLocal(b.c(), {Put("mine", 1)});
+  // Two origins in one group, and two applies of one origin that chain.
+  auto alog = a.Log();
+  auto res = CommitRemote(b.c(), {From(a, {alog[0], alog[1]}), From(c, c.Log()), From(a, {alog[2]})});
+  for (const auto& r : res) BOOST_TEST(r.status.ok(), r.status.ToString());
+  BOOST_TEST(res[0].last_durable == 3u);  // a's seq after the whole commit
+  BOOST_TEST(res[1].last_durable == 2u);
+  BOOST_TEST(res[2].last_durable == 3u);
+  const storage::AppliedVector expected = b.c()->applied();
+  BOOST_TEST(AppliedOf(expected, a.meta.replica) == 3u);
+  BOOST_TEST(AppliedOf(expected, c.meta.replica) == 2u);
+  BOOST_TEST(AppliedOf(expected, b.meta.replica) == 1u);
+
+  b.Reopen();
+  BOOST_TEST((b.meta.applied == expected));
+  BOOST_TEST(b.meta.key_count == 5u);
+  BOOST_TEST((b.c()->applied() == expected));
+  BOOST_TEST(b.c()->last_seq() == 1u);
+  BOOST_TEST(b.c()->key_count() == 5u);
+  // After the reopen, the next entries continue from there.
+  CommitLocal(a.c(), {Put("k4", 4)});
+  auto more = CommitRemote(b.c(), {From(a, a.Log())});
+  BOOST_TEST(more[0].status.ok());
+  BOOST_TEST(more[0].last_durable == 4u);
+  auto mine = CommitLocal(b.c(), {Put("mine", 2)});
+  BOOST_TEST(mine[0].seq == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(batch_failure_fails_every_item) {
+  TempDir tmp;
+  Node a(tmp.sub("a"), "a", 11);
+  Node b(tmp.sub("b"), "b", 22);
+  CommitLocal(a.c(), {Put("k1", 1), Put("k2", 2), Put("k3", 3)});
+  auto alog = a.Log();
+  BOOST_TEST(CommitRemote(b.c(), {From(a, {alog[0]})})[0].last_durable == 1u);
+  CommitLocal(b.c(), {Put("own", 0)});
+  const storage::AppliedVector before = b.c()->applied();
+  const uint64_t keys_before = b.c()->key_count();
+  int calls = 0;
+  b.c()->SetChangeListener([&](const std::string&, const std::string&) { ++calls; });
+
+  b.store->TEST_FailWritesWithNoSpace(1);
+  std::vector<Operation> ops = {Put("x", 1), Add("y", 2), Add("own", 1) /* 409 */};
+  RemoteApply ra = From(a, alog);
+  std::vector<WriteResult> results;
+  std::vector<RemoteResult> rres;
+  b.c()->Commit(Ptrs(ops), &results, {&ra}, &rres);
+  BOOST_TEST(!b.c()->last_status().ok());
+  BOOST_TEST(storage::Store::IsNoSpace(b.c()->last_status()));
+  for (int i = 0; i < 2; ++i) {
+    BOOST_TEST(!results[i].ok);
+    BOOST_TEST(results[i].error.http == 507);
+    BOOST_TEST(results[i].error.code == "insufficient_storage");
+    BOOST_TEST(results[i].seq == 0u);
+    BOOST_TEST(results[i].envelope.empty());
+  }
+  BOOST_TEST(results[2].error.http == 409);  // its own error stays
+  BOOST_TEST(!rres[0].status.ok());
+  BOOST_TEST(storage::Store::IsNoSpace(rres[0].status));
+  BOOST_TEST(rres[0].last_durable == 1u);
+  BOOST_TEST(calls == 0);
+  BOOST_TEST((b.c()->applied() == before));
+  BOOST_TEST(b.c()->key_count() == keys_before);
+  BOOST_TEST(b.c()->last_seq() == 1u);
+  BOOST_TEST(b.State("x").empty());
+  BOOST_TEST(b.State("k2").empty());
+  BOOST_TEST((b.Stored().applied == before));
+
+  // Next time it works, with the same sequence numbers.
+  b.c()->Commit(Ptrs(ops), &results, {&ra}, &rres);
+  BOOST_TEST(b.c()->last_status().ok());
+  BOOST_TEST(results[0].ok);
+  BOOST_TEST(results[0].seq == 2u);
+  BOOST_TEST(results[1].seq == 3u);
+  BOOST_TEST(rres[0].status.ok());
+  BOOST_TEST(rres[0].last_durable == 3u);
+  BOOST_TEST(b.State("k3") == a.State("k3"));
+  BOOST_TEST(b.c()->key_count() == keys_before + 4);
+}
+
+BOOST_AUTO_TEST_CASE(change_listener_fires_for_remote_changes) {
+  TempDir tmp;
+  Node a(tmp.sub("a"), "a", 11);
+  Node b(tmp.sub("b"), "b", 22);
+  CommitLocal(a.c(), {Put("k1", 1), Add("n", 1), Add("n", 2), Put("k2", "v")});
+  std::vector<std::pair<std::string, std::string>> changes;
+  b.c()->SetChangeListener([&](const std::string& key, const std::string& env) {
+    changes.emplace_back(key, env);
+  });
+  CommitRemote(b.c(), {From(a, a.Log())});
+  BOOST_REQUIRE_EQUAL(changes.size(), 3u);  // each key once, in first-change order
+  BOOST_TEST(changes[0].first == "k1");
+  BOOST_TEST(changes[1].first == "n");
+  BOOST_TEST(changes[2].first == "k2");
+  for (const auto& [key, env] : changes) {
+    BOOST_TEST(env == b.State(key));
+    BOOST_TEST(env == a.State(key));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(type_conflicts_are_counted_and_kept) {
+  TempDir tmp;
+  Node a(tmp.sub("a"), "a", 11);
+  Node b(tmp.sub("b"), "b", 22);
+  CommitLocal(a.c(), {Put("k", "text")});
+  b.wall.Advance(10);
+  CommitLocal(b.c(), {Add("k", 3)});
+  CommitRemote(b.c(), {From(a, a.Log())});
+  CommitRemote(a.c(), {From(b, b.Log())});
+  BOOST_TEST(b.c()->type_conflicts() == 1u);
+  BOOST_TEST(a.c()->type_conflicts() == 1u);
+  BOOST_TEST(b.Env("k").entries().size() == 2u);
+  BOOST_TEST(a.State("k") == b.State("k"));
+  BOOST_TEST(b.Env("k").winner()->tag == crdt::Register::kTag);  // the earlier first write
+}
+
+BOOST_AUTO_TEST_CASE(observed_hlc_orders_the_next_write) {
+  TempDir tmp;
+  Node a(tmp.sub("a"), "a", 11);
+  // A peer 2 s ahead (within the 5 s limit) and 7 logical ticks in.
+  const crdt::Hlc peer = crdt::MakeHlc(kStartMs + 2000, 7);
+  a.c()->ObserveHlc(peer);
+  auto res = CommitLocal(a.c(), {Put("k", 1)});
+  BOOST_REQUIRE(res[0].ok);
+  crdt::Envelope env;
+  BOOST_REQUIRE(crdt::Envelope::Decode(res[0].envelope, &env).ok());
+  BOOST_TEST(env.winner()->origin_hlc > peer);
+  BOOST_TEST(a.Stored().hlc_bound >= env.winner()->origin_hlc);
+
+  // One beyond the limit is ignored: the clock does not jump to it.
+  const crdt::Hlc far = crdt::MakeHlc(kStartMs + 3600 * 1000, 0);
+  a.c()->ObserveHlc(far);
+  res = CommitLocal(a.c(), {Put("k2", 1)});
+  BOOST_REQUIRE(crdt::Envelope::Decode(res[0].envelope, &env).ok());
+  BOOST_TEST(env.winner()->origin_hlc > peer);
+  BOOST_TEST(env.winner()->origin_hlc < far);
+  BOOST_TEST(a.clock->last() < far);
+
+  // Observing alone raises the bound in the next commit, even with nothing
+  // else to write, so that a restart never goes below what was absorbed.
+  Node b(tmp.sub("b"), "b", 22);
+  const crdt::Hlc ahead = crdt::MakeHlc(kStartMs + kMaxOffsetMs + 4000, 0);
+  b.wall.Advance(4000);
+  b.c()->ObserveHlc(ahead);
+  b.c()->Commit({}, nullptr, {}, nullptr);
+  BOOST_TEST(b.Stored().hlc_bound > ahead);
+}
+
+BOOST_AUTO_TEST_CASE(covers) {
+  crdt::ReplicaId a{"a", 1}, b{"b", 2};
+  storage::AppliedVector applied = {{{a, ""}, 5}, {{b, ""}, 3}};
+  uint64_t behind = 99;
+  BOOST_TEST(Covers(applied, {}, &behind));
+  BOOST_TEST(behind == 0u);
+  BOOST_TEST(Covers(applied, {{{a, ""}, 5}}, &behind));
+  BOOST_TEST(Covers(applied, {{{a, ""}, 4}, {{b, ""}, 3}}, &behind));
+  BOOST_TEST(!Covers(applied, {{{a, ""}, 6}, {{b, ""}, 3}}, &behind));
+  BOOST_TEST(behind == 1u);
+  BOOST_TEST(!Covers(applied, {{{a, ""}, 7}, {{b, ""}, 10}}, &behind));
+  BOOST_TEST(behind == 9u);
+  // An origin this node has never heard of counts from zero.
+  BOOST_TEST(!Covers(applied, {{{crdt::ReplicaId{"c", 1}, ""}, 4}}, &behind));
+  BOOST_TEST(behind == 4u);
+  // Another incarnation of a known node is another origin.
+  BOOST_TEST(!Covers(applied, {{{crdt::ReplicaId{"a", 2}, ""}, 1}}, &behind));
+  BOOST_TEST(behind == 1u);
+  BOOST_TEST(!Covers(applied, {{{a, ""}, 6}}, nullptr));
+
+  // Tokens round-trip through their text form.
+  storage::AppliedVector parsed;
+  BOOST_REQUIRE(ParseSessionToken(FormatSessionToken(applied), &parsed));
+  BOOST_TEST((parsed == applied));
+  BOOST_TEST(FormatSessionToken(applied) == "a#1:5,b#2:3");
+  BOOST_TEST(!ParseSessionToken("a#1", &parsed));
+  BOOST_TEST(!ParseSessionToken("a#x:1", &parsed));
+}
+
+BOOST_AUTO_TEST_CASE(offset_clock_shifts_and_saturates) {
+  crdt::ManualClock base(1000);
+  BOOST_TEST(OffsetClock(&base, 0).NowMs() == 1000u);
+  BOOST_TEST(OffsetClock(&base, 250).NowMs() == 1250u);
+  BOOST_TEST(OffsetClock(&base, -250).NowMs() == 750u);
+  BOOST_TEST(OffsetClock(&base, -5000).NowMs() == 0u);
+  BOOST_TEST(OffsetClock(&base, INT64_MIN).NowMs() == 0u);
+  BOOST_TEST(OffsetClock(&base, INT64_MAX).NowMs() == crdt::kHlcMaxPhysicalMs);
+  OffsetClock ahead(&base, 40);
+  base.Advance(10);
+  BOOST_TEST(ahead.NowMs() == 1050u);  // follows its base
+}
+
+BOOST_AUTO_TEST_CASE(applier_commits_remote_and_local_with_hooks) {
+  TempDir tmp;
+  Node a(tmp.sub("a"), "a", 11);
+  CommitLocal(a.c(), {Add("n", 1), Add("n", 2), Put("r", "x")});
+  auto alog = a.Log();
+
+  TempDir tmp_b;
+  Node b(tmp_b.sub("b"), "b", 22);
+  b.committer.reset();  // the Applier owns its own Committer
+  Applier applier(b.store.get(), b.clock.get(), b.meta);
+  std::mutex mu;
+  std::vector<std::tuple<std::string, uint64_t, uint64_t>> appends;
+  std::atomic<int> commits{0};
+  std::atomic<int> changes{0};
+  applier.SetAppendListener([&](const std::string& scope, uint64_t seq, uint64_t bytes) {
+    std::lock_guard<std::mutex> lock(mu);
+    appends.emplace_back(scope, seq, bytes);
+  });
+  applier.SetCommitListener([&] { ++commits; });
+  applier.SetChangeListener([&](const std::string&, const std::string&) { ++changes; });
+  applier.Start();
+
+  // A remote apply: durable, visible in Applied() and the token, no append.
+  std::promise<RemoteResult> p1;
+  auto f1 = p1.get_future();
+  applier.SubmitRemote(From(a, alog), [&p1](RemoteResult r) { p1.set_value(std::move(r)); });
+  RemoteResult r1 = Await(f1);
+  BOOST_TEST(r1.status.ok(), r1.status.ToString());
+  BOOST_TEST(r1.last_durable == 3u);
+  BOOST_TEST(AppliedOf(applier.Applied(), a.meta.replica) == 3u);
+  BOOST_TEST(applier.SessionToken() == "a#11:3,b#22:0");  // its own origin from the start
+  BOOST_TEST(applier.key_count() == 2u);
+  BOOST_TEST(commits.load() >= 1);
+  BOOST_TEST(changes.load() == 2);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    BOOST_TEST(appends.empty());
+  }
+
+  // A peer's HLC, then a local write: its timestamp is above the peer's,
+  // and CurrentHlc follows.
+  const crdt::Hlc peer = crdt::MakeHlc(kStartMs + 3000, 9);
+  BOOST_TEST(applier.CurrentHlc() < peer);
+  applier.ObserveHlc(peer);
+  applier.ObserveHlc(peer - 100);  // a smaller one never lowers it
+  std::promise<WriteResult> p2;
+  auto f2 = p2.get_future();
+  applier.Submit(Add("n", 10), [&p2](WriteResult r) { p2.set_value(std::move(r)); });
+  WriteResult w = Await(f2);
+  BOOST_REQUIRE(w.ok);
+  BOOST_TEST(w.seq == 1u);
+  BOOST_TEST(w.session_token == "a#11:3,b#22:1");
+  BOOST_TEST(applier.CurrentHlc() > peer);
+  BOOST_TEST(applier.last_seq() == 1u);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    BOOST_REQUIRE_EQUAL(appends.size(), 1u);
+    BOOST_TEST(std::get<0>(appends[0]).empty());
+    BOOST_TEST(std::get<1>(appends[0]) == 1u);
+    BOOST_TEST(std::get<2>(appends[0]) > 1u);
+  }
+  BOOST_TEST(applier.type_conflicts() == 0u);
+  applier.Stop();
+  BOOST_TEST(b.Read("n")["value"] == 13);
+  BOOST_TEST(applier.stats().failed_groups.load() == 0u);
+  BOOST_TEST(applier.stats().writes.load() == 1u);
+}

@@ -1,0 +1,441 @@
+#include "tests/sim/checker.h"
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <tuple>
+
+#include "crdt/counter.h"
+#include "crdt/envelope.h"
+#include "crdt/register.h"
+#include "crdt/set.h"
+#include "node/operation.h"
+
+namespace meridian::sim {
+
+namespace {
+
+std::string Bytes(const std::string& json_string) {
+  return node::ValueToBytes(nlohmann::json(json_string));
+}
+
+std::string FromBytes(const std::string& bytes) {
+  nlohmann::json v;
+  if (!node::BytesToValue(bytes, &v)) return "<bad bytes>";
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+// The winning typed state of an encoded envelope, decoded as T. False
+// (and *why) when the bytes do not decode or hold another type.
+template <class T>
+bool DecodeAs(const std::string& envelope, T* out, std::string* why) {
+  *out = T();
+  if (envelope.empty()) return true;
+  crdt::Envelope env;
+  Status st = crdt::Envelope::Decode(envelope, &env);
+  if (!st.ok()) {
+    *why = "state does not decode: " + st.ToString();
+    return false;
+  }
+  const crdt::TypedState* w = env.winner();
+  if (w == nullptr) return true;
+  if (w->tag != T::kTag) {
+    *why =
+        "state holds type tag " + std::to_string(w->tag) + ", expected " + std::to_string(T::kTag);
+    return false;
+  }
+  st = T::Decode(w->state, out);
+  if (!st.ok()) {
+    *why = "typed state does not decode: " + st.ToString();
+    return false;
+  }
+  return true;
+}
+
+std::string WriteLabel(const WriteRecord& w) { return "write #" + std::to_string(w.id); }
+
+using Order = std::tuple<crdt::Hlc, std::string, uint64_t>;
+Order RegisterOrder(crdt::Hlc hlc, const crdt::ReplicaId& r) {
+  return {hlc, r.node, r.incarnation};
+}
+
+void CheckCounter(const std::string& key, const std::string& envelope,
+                  const std::vector<const WriteRecord*>& writes, std::vector<std::string>* out) {
+  crdt::Counter c;
+  std::string why;
+  if (!DecodeAs(envelope, &c, &why)) {
+    out->push_back("counter " + key + ": " + why);
+    return;
+  }
+  const int64_t value = c.Value();
+  int64_t acked = 0, committed = 0;
+  std::vector<int64_t> unacked;  // attempted, not acknowledged
+  for (const WriteRecord* w : writes) {
+    if (w->acknowledged()) acked += w->amount;
+    if (w->committed()) committed += w->amount;
+    if (!w->acknowledged() && w->outcome != Outcome::kRefusedSkew &&
+        w->outcome != Outcome::kUnavailable) {
+      unacked.push_back(w->amount);
+    }
+  }
+  // value - acked must be a subset sum of the unacknowledged increments
+  // (all positive).
+  int64_t rest = value - acked;
+  bool subset = false;
+  if (rest >= 0) {
+    int64_t total = 0;
+    for (int64_t a : unacked) total += a;
+    if (rest <= total) {
+      std::vector<char> can(static_cast<size_t>(total) + 1, 0);
+      can[0] = 1;
+      for (int64_t a : unacked) {
+        for (int64_t s = total; s >= a; --s) {
+          if (can[static_cast<size_t>(s - a)]) can[static_cast<size_t>(s)] = 1;
+        }
+      }
+      subset = can[static_cast<size_t>(rest)] != 0;
+    }
+  }
+  if (!subset) {
+    out->push_back(
+        "counter " + key + " = " + std::to_string(value) + ": not the acknowledged sum " +
+        std::to_string(acked) + " plus a subset of the " + std::to_string(unacked.size()) +
+        " unacknowledged increments" + (rest < 0 ? " (an acknowledged increment was lost)" : ""));
+    return;
+  }
+  if (value != committed) {
+    out->push_back("counter " + key + " = " + std::to_string(value) +
+                   ", but the committed increments sum to " + std::to_string(committed) +
+                   " (a committed increment was lost, or a refused/failed one applied)");
+  }
+}
+
+// An add-wins set's element holds exactly the dots of its adds that no
+// other write's delta has in its context (a remove, or a later add that
+// replaced them); it is present while one is left.
+void CheckSet(const std::string& key, const std::string& envelope,
+              const std::vector<const WriteRecord*>& writes, std::vector<std::string>* out) {
+  crdt::Set s;
+  std::string why;
+  if (!DecodeAs(envelope, &s, &why)) {
+    out->push_back("set " + key + ": " + why);
+    return;
+  }
+  std::map<std::string, std::vector<const WriteRecord*>> adds, ops;
+  std::set<std::string> touched;
+  for (const WriteRecord* w : writes) {
+    touched.insert(w->element);
+    if (!w->committed()) continue;
+    ops[w->element].push_back(w);
+    if (w->kind == WriteKind::kSetAdd) adds[w->element].push_back(w);
+  }
+  for (const std::string& bytes : s.Values()) {
+    if (!touched.count(FromBytes(bytes))) {
+      out->push_back("set " + key + " holds " + FromBytes(bytes) + ", which no client wrote");
+    }
+  }
+  for (const std::string& e : touched) {
+    const bool present = s.Contains(Bytes(e));
+    const WriteRecord* surviving = nullptr;  // a committed add no other write replaced
+    for (const WriteRecord* a : adds[e]) {
+      bool replaced = false;
+      for (const WriteRecord* o : ops[e]) {
+        replaced = replaced || (o != a && o->context.Contains(a->dot));
+      }
+      if (!replaced && (surviving == nullptr || a->acknowledged())) surviving = a;
+    }
+    bool removed = false;
+    for (const WriteRecord* o : ops[e]) removed = removed || o->kind == WriteKind::kSetRemove;
+    if (surviving != nullptr && !present) {
+      out->push_back("set " + key + ": " + e + " is missing, but " + WriteLabel(*surviving) + " (" +
+                     OutcomeName(surviving->outcome) + ", dot " + surviving->dot.ToString() +
+                     ") added it and no remove or later add saw it" +
+                     (removed ? "" : " (it was never removed)"));
+    }
+    if (surviving == nullptr && present) {
+      out->push_back("set " + key + ": " + e + " is present, but " +
+                     (adds[e].empty()
+                          ? std::string("no add of it was committed")
+                          : "each of its " + std::to_string(adds[e].size()) +
+                                " committed adds was replaced by a committed remove or add") +
+                     " (refused, failed or lost adds must never show)");
+    }
+  }
+}
+
+void CheckRegister(const std::string& key, const std::string& envelope,
+                   const std::vector<const WriteRecord*>& writes, std::vector<std::string>* out) {
+  crdt::Register r;
+  std::string why;
+  if (!DecodeAs(envelope, &r, &why)) {
+    out->push_back("register " + key + ": " + why);
+    return;
+  }
+  const WriteRecord* best_acked = nullptr;
+  const WriteRecord* best = nullptr;
+  for (const WriteRecord* w : writes) {
+    if (!w->committed()) continue;
+    Order o = RegisterOrder(w->hlc, w->writer);
+    if (best == nullptr || o > RegisterOrder(best->hlc, best->writer)) best = w;
+    if (w->acknowledged() &&
+        (best_acked == nullptr || o > RegisterOrder(best_acked->hlc, best_acked->writer))) {
+      best_acked = w;
+    }
+  }
+  std::string final_desc = r.IsBottom() ? "never written"
+                           : r.deleted()
+                               ? "deleted at " + crdt::HlcToString(r.hlc())
+                               : FromBytes(r.value()) + " at " + crdt::HlcToString(r.hlc()) +
+                                     " by " + r.writer().ToString();
+  if (best == nullptr) {
+    if (!r.IsBottom()) {
+      out->push_back("register " + key + " is " + final_desc + ", but no write was committed");
+    }
+    return;
+  }
+  Order final_order = RegisterOrder(r.hlc(), r.writer());
+  if (best_acked != nullptr && final_order < RegisterOrder(best_acked->hlc, best_acked->writer)) {
+    out->push_back("register " + key + " is " + final_desc + ", before the acknowledged " +
+                   WriteLabel(*best_acked) + " (" + best_acked->value + " at " +
+                   crdt::HlcToString(best_acked->hlc) + " by " + best_acked->writer.ToString() +
+                   "): an acknowledged write was lost");
+    return;
+  }
+  const WriteRecord* match = nullptr;
+  for (const WriteRecord* w : writes) {
+    if (w->hlc == r.hlc() && w->writer == r.writer() && w->committed()) match = w;
+  }
+  bool same_value =
+      match != nullptr &&
+      (match->kind == WriteKind::kDelete ? r.deleted()
+                                         : (!r.deleted() && FromBytes(r.value()) == match->value));
+  if (!same_value) {
+    // Say whether it is a write that was never committed (refused, failed).
+    std::string who = "no attempted write";
+    for (const WriteRecord* w : writes) {
+      if (!r.deleted() && w->kind == WriteKind::kPut && w->value == FromBytes(r.value())) {
+        who = WriteLabel(*w) + " (" + OutcomeName(w->outcome) + ")";
+      }
+    }
+    out->push_back("register " + key + " is " + final_desc + ", which is " + who + " as committed");
+    return;
+  }
+  if (match != best) {
+    out->push_back("register " + key + " is " + final_desc + " (" + WriteLabel(*match) +
+                   "), not the greatest committed " + WriteLabel(*best) + " at " +
+                   crdt::HlcToString(best->hlc) + " by " + best->writer.ToString());
+  }
+}
+
+}  // namespace
+
+const std::vector<std::string>& CounterKeys() {
+  static const std::vector<std::string> k = {"c/0", "c/1"};
+  return k;
+}
+const std::vector<std::string>& SetKeys() {
+  static const std::vector<std::string> k = {"s/0", "s/1"};
+  return k;
+}
+const std::vector<std::string>& RegisterKeys() {
+  static const std::vector<std::string> k = {"r/0", "r/1", "r/2"};
+  return k;
+}
+
+std::vector<std::string> CheckFinal(const History& history, const std::vector<FinalNode>& nodes,
+                                    std::set<std::string>* keys) {
+  std::vector<std::string> out;
+  if (nodes.empty()) return out;
+  // Identical digests: byte-identical states and applied vectors.
+  const FinalNode& first = nodes[0];
+  for (size_t i = 1; i < nodes.size(); ++i) {
+    const FinalNode& n = nodes[i];
+    if (n.applied != first.applied) {
+      out.push_back("applied vectors differ: " + first.id + " and " + n.id);
+    }
+    size_t k = 0;
+    for (; k < first.states.size() && k < n.states.size(); ++k) {
+      const auto& a = first.states[k];
+      const auto& b = n.states[k];
+      if (a.key != b.key || a.envelope != b.envelope) {
+        std::string key = a.key == b.key ? a.key : std::min(a.key, b.key);
+        keys->insert(key);
+        out.push_back("state digests differ at key " + key + ": " + first.id + " has " +
+                      (a.key == key ? RenderEnvelope(a.envelope) : "nothing") + ", " + n.id +
+                      " has " + (b.key == key ? RenderEnvelope(b.envelope) : "nothing"));
+        break;
+      }
+    }
+    if (k == std::min(first.states.size(), n.states.size()) &&
+        first.states.size() != n.states.size()) {
+      const auto& extra = first.states.size() > n.states.size() ? first.states[k] : n.states[k];
+      keys->insert(extra.key);
+      out.push_back("state digests differ: " + first.id + " holds " +
+                    std::to_string(first.states.size()) + " keys, " + n.id + " holds " +
+                    std::to_string(n.states.size()) + " (first extra: " + extra.key + ")");
+    }
+  }
+  if (!out.empty()) return out;
+
+  std::map<std::string, std::string> state;
+  for (const auto& ks : first.states) state[ks.key] = ks.envelope;
+  std::map<std::string, std::vector<const WriteRecord*>> by_key;
+  for (const WriteRecord& w : history.writes) {
+    by_key[w.key].push_back(&w);
+    if (w.outcome == Outcome::kRefusedSkew && w.acknowledged()) {
+      out.push_back(WriteLabel(w) + " was refused for clock skew and acknowledged");
+    }
+  }
+  auto check = [&](const std::vector<std::string>& ks, auto fn) {
+    for (const std::string& key : ks) {
+      size_t before = out.size();
+      fn(key, state[key], by_key[key], &out);
+      if (out.size() != before) keys->insert(key);
+      state.erase(key);
+    }
+  };
+  check(CounterKeys(), CheckCounter);
+  check(SetKeys(), CheckSet);
+  check(RegisterKeys(), CheckRegister);
+  for (const auto& [key, env] : state) {
+    if (env.empty()) continue;
+    out.push_back("key " + key + " exists, but the workload never wrote it");
+  }
+  return out;
+}
+
+bool Dominates(const std::string& later, const std::string& earlier, std::string* why) {
+  if (earlier.empty()) return true;
+  crdt::Envelope a, b;
+  Status st = later.empty() ? Status::OK() : crdt::Envelope::Decode(later, &a);
+  if (st.ok()) st = crdt::Envelope::Decode(earlier, &b);
+  if (!st.ok()) {
+    *why = "state does not decode: " + st.ToString();
+    return false;
+  }
+  crdt::Envelope joined = a;
+  st = joined.Merge(b, nullptr);
+  if (!st.ok()) {
+    *why = "states do not merge: " + st.ToString();
+    return false;
+  }
+  if (joined == a) return true;
+  *why = "read " + RenderEnvelope(later) + " after having seen " + RenderEnvelope(earlier);
+  return false;
+}
+
+std::string RenderEnvelope(const std::string& envelope) {
+  if (envelope.empty()) return "(none)";
+  crdt::Envelope env;
+  Status st = crdt::Envelope::Decode(envelope, &env);
+  if (!st.ok()) return "(undecodable: " + st.ToString() + ")";
+  const crdt::TypedState* w = env.winner();
+  if (w == nullptr) return "(empty)";
+  std::ostringstream o;
+  std::string why;
+  switch (w->tag) {
+    case crdt::Counter::kTag: {
+      crdt::Counter c;
+      if (!DecodeAs(envelope, &c, &why)) return why;
+      o << "counter " << c.Value() << " {";
+      for (const auto& [r, e] : c.store().entries) o << " " << r.ToString() << ":+" << e.p;
+      o << " }";
+      break;
+    }
+    case crdt::Set::kTag: {
+      crdt::Set s;
+      if (!DecodeAs(envelope, &s, &why)) return why;
+      o << "set {";
+      for (const auto& [e, dots] : s.store().elements) {
+        o << " " << FromBytes(e) << "@";
+        for (const auto& d : dots) o << d.ToString() << ";";
+      }
+      o << " } ctx " << s.context().ToString();
+      break;
+    }
+    case crdt::Register::kTag: {
+      crdt::Register r;
+      if (!DecodeAs(envelope, &r, &why)) return why;
+      if (r.deleted()) {
+        o << "register deleted";
+      } else {
+        o << "register " << FromBytes(r.value());
+      }
+      o << " @" << crdt::HlcToString(r.hlc()) << " by " << r.writer().ToString();
+      break;
+    }
+    default:
+      o << "type " << int{w->tag};
+  }
+  if (env.entries().size() > 1) o << " (+" << env.entries().size() - 1 << " losing types)";
+  return o.str();
+}
+
+const char* WriteKindName(WriteKind k) {
+  switch (k) {
+    case WriteKind::kIncrement:
+      return "incr";
+    case WriteKind::kSetAdd:
+      return "sadd";
+    case WriteKind::kSetRemove:
+      return "srem";
+    case WriteKind::kPut:
+      return "put";
+    case WriteKind::kDelete:
+      return "del";
+  }
+  return "?";
+}
+
+const char* OutcomeName(Outcome o) {
+  switch (o) {
+    case Outcome::kPending:
+      return "pending";
+    case Outcome::kUnavailable:
+      return "unavailable";
+    case Outcome::kRefusedSkew:
+      return "refused (clock_skew)";
+    case Outcome::kLostInCrash:
+      return "lost in crash";
+    case Outcome::kFailed:
+      return "failed";
+    case Outcome::kReplyLost:
+      return "committed, reply lost";
+    case Outcome::kAcknowledged:
+      return "acknowledged";
+  }
+  return "?";
+}
+
+std::string WriteRecord::ToString() const {
+  std::ostringstream o;
+  o << "#" << id << " t=" << submitted_ms << " s" << session << "@n" << node << " "
+    << WriteKindName(kind) << " " << key;
+  switch (kind) {
+    case WriteKind::kIncrement:
+      o << " +" << amount;
+      break;
+    case WriteKind::kSetAdd:
+    case WriteKind::kSetRemove:
+      o << " " << element;
+      break;
+    case WriteKind::kPut:
+      o << " " << value;
+      break;
+    case WriteKind::kDelete:
+      break;
+  }
+  o << " -> " << OutcomeName(outcome);
+  if (!error.empty()) o << " (" << error << ")";
+  if (committed()) {
+    o << " seq " << seq << " by " << writer.ToString();
+    if (hlc != 0) o << " hlc " << crdt::HlcToString(hlc);
+    if (kind == WriteKind::kSetAdd) o << " dot " << dot.ToString();
+    if (kind == WriteKind::kSetAdd || kind == WriteKind::kSetRemove) {
+      o << " delta ctx " << context.ToString();
+    }
+  }
+  return o.str();
+}
+
+}  // namespace meridian::sim

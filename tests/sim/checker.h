@@ -1,0 +1,59 @@
+// What must hold after a simulated run healed and went quiet (the issue's
+// checker):
+//   - every node holds byte-identical states for every key (and the same
+//     applied vector);
+//   - counters: the value is the sum of the acknowledged increments plus
+//     some subset of the unacknowledged ones (and, since the simulator
+//     knows which unacknowledged ones were committed, exactly the sum of
+//     the committed ones);
+//   - sets (add-wins): an element is present exactly when some committed
+//     add of it was seen by no committed remove, so every acknowledged add
+//     that no remove saw is present, and nothing refused, failed or lost
+//     in a crash ever shows;
+//   - registers: the value is at or after the greatest acknowledged write
+//     in (HLC, replica) order, and is a write that was attempted and
+//     committed: exactly the greatest committed one;
+//   - writes refused for clock skew were never acknowledged and never
+//     became visible.
+// Session reads (monotonic, read-your-writes) are checked as they happen
+// with Dominates().
+#ifndef MERIDIAN_TESTS_SIM_CHECKER_H_
+#define MERIDIAN_TESTS_SIM_CHECKER_H_
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "storage/leveldb_store.h"
+#include "storage/node_meta.h"
+#include "tests/sim/history.h"
+
+namespace meridian::sim {
+
+// The keys of the workload: counters, sets, registers.
+const std::vector<std::string>& CounterKeys();
+const std::vector<std::string>& SetKeys();
+const std::vector<std::string>& RegisterKeys();
+
+struct FinalNode {
+  std::string id;
+  storage::AppliedVector applied;
+  std::vector<storage::Store::KeyState> states;  // every state, key order
+};
+
+// Empty when every property holds; otherwise one sentence per violation.
+// *keys gets the keys the violations concern (for the printed history).
+std::vector<std::string> CheckFinal(const History& history, const std::vector<FinalNode>& nodes,
+                                    std::set<std::string>* keys);
+
+// True when the encoded envelope `later` is at least `earlier` in the
+// join order (merging `earlier` into it changes nothing). An empty string
+// is the bottom. Otherwise *why says how it went back.
+bool Dominates(const std::string& later, const std::string& earlier, std::string* why);
+
+// A one-line rendering of an encoded envelope's value, for histories.
+std::string RenderEnvelope(const std::string& envelope);
+
+}  // namespace meridian::sim
+
+#endif  // MERIDIAN_TESTS_SIM_CHECKER_H_

@@ -1,0 +1,1256 @@
+#include "tests/sim/cluster.h"
+
+#include <algorithm>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "crdt/counter.h"
+#include "crdt/envelope.h"
+#include "crdt/hlc.h"
+#include "crdt/register.h"
+#include "crdt/set.h"
+#include "gossip/messages.h"
+#include "gossip/protocol.h"
+#include "node/committer.h"
+#include "node/operation.h"
+#include "storage/leveldb_store.h"
+#include "storage/node_meta.h"
+#include "tests/sim/checker.h"
+#include "tests/sim/history.h"
+#include "tests/sim/network.h"
+#include "tests/sim/rng.h"
+#include "tests/sim/scenario.h"
+
+namespace meridian::sim {
+
+const char* SabotageName(Sabotage s) {
+  switch (s) {
+    case Sabotage::kNone:
+      return "none";
+    case Sabotage::kDropApplies:
+      return "drop-applies";
+    case Sabotage::kAckWithoutApply:
+      return "ack-without-apply";
+    case Sabotage::kIgnoreGate:
+      return "ignore-gate";
+    case Sabotage::kReadWithoutWaiting:
+      return "read-without-waiting";
+    case Sabotage::kAckBeforeCommit:
+      return "ack-before-commit";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr uint64_t kNever = std::numeric_limits<uint64_t>::max();
+constexpr uint64_t kEpochMs = 1'700'000'000'000;  // virtual time 0 on the wall clock
+constexpr uint64_t kMaxEvents = 3'000'000;
+const std::string kScope = gossip::kDefaultScope;
+
+// ---------------------------------------------------------------------------
+// Nodes and events.
+
+struct SimNode {
+  int index = 0;
+  std::string id, region, dir;
+  uint64_t mono_base = 0;
+  int64_t skew_ms = 0;
+  crdt::ManualClock wall;
+  std::unique_ptr<crdt::HybridClock> clock;
+  std::unique_ptr<storage::Store> store;
+  std::unique_ptr<node::Committer> committer;
+  std::unique_ptr<gossip::Protocol> protocol;
+  bool up = false;
+  bool started = false;
+  uint64_t gen = 0;  // bumped at every start and crash: stale events are ignored
+  uint64_t tick_at = kNever;
+  bool commit_scheduled = false;
+  std::vector<gossip::ApplyRequest> pending_applies;
+  std::vector<int> pending_writes;  // write ids
+  std::vector<int> waiting_reads;   // read ids
+  crdt::ReplicaId replica;
+  storage::AppliedVector durable;   // the applied vector as of the last commit
+  crdt::Hlc last_register_hlc = 0;  // greatest HLC of its committed register writes
+  uint64_t beyond_since = kNever;   // clock beyond the limit from most nodes since
+};
+
+struct PendingRead {
+  int id = 0;
+  int session = 0;
+  int node = 0;
+  std::string key;
+  storage::AppliedVector token;
+  uint64_t deadline = 0;
+  bool done = false;
+};
+
+enum class EventKind { kDeliver, kTick, kCommit, kClient, kReadDeadline, kFault, kHeal, kCheck };
+
+struct Event {
+  EventKind kind = EventKind::kTick;
+  int node = -1;
+  int from = -1;
+  uint64_t gen = 0;
+  int index = 0;
+  std::string bytes;
+};
+
+uint64_t Mix(uint64_t h, uint64_t v) {
+  h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+  return h * 0x100000001b3ULL;
+}
+
+uint64_t HashBytes(const std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ULL;
+  return h;
+}
+
+std::string TokenString(const storage::AppliedVector& v) { return node::FormatSessionToken(v); }
+
+// Applied vectors compare without their zero entries (a node that has
+// logged nothing yet may or may not name itself).
+bool SameApplied(const storage::AppliedVector& a, const storage::AppliedVector& b) {
+  auto ia = a.begin(), ib = b.begin();
+  for (;;) {
+    while (ia != a.end() && ia->second == 0) ++ia;
+    while (ib != b.end() && ib->second == 0) ++ib;
+    if (ia == a.end() || ib == b.end()) return ia == a.end() && ib == b.end();
+    if (*ia != *ib) return false;
+    ++ia;
+    ++ib;
+  }
+}
+
+void MaxInto(const storage::AppliedVector& v, storage::AppliedVector* into) {
+  for (const auto& [k, seq] : v) {
+    uint64_t& mine = (*into)[k];
+    mine = std::max(mine, seq);
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+class Simulation {
+ public:
+  Simulation(uint64_t seed, const SimOptions& options)
+      : seed_(seed),
+        options_(options),
+        scenario_(MakeScenario(seed, options.quiesce_limit_ms)),
+        rng_(seed ^ 0x5851f42d4c957f2dULL),
+        net_(scenario_.n) {}
+
+  SeedReport Run();
+
+ private:
+  // Time and effects.
+  gossip::Now NowOf(SimNode& n);
+  void Execute(SimNode& n, const gossip::Now& now, gossip::Effects& fx);
+  void Ship(SimNode& n, const gossip::Now& now, const gossip::ShipRequest& req);
+  void Send(SimNode& n, const std::string& peer, const gossip::Message& m);
+  void ScheduleTick(SimNode& n, bool from_tick);
+  void ScheduleCommit(SimNode& n);
+  void Push(uint64_t t, Event e);
+
+  // Event handlers.
+  void Deliver(Event& e);
+  void Tick(Event& e);
+  void CommitGroup(SimNode& n);
+  void ClientOp(int session);
+  void NextOp(int session);
+  void Fault(const FaultEvent& f);
+  void Heal();
+  bool Quiescent(std::string* why);
+
+  // Nodes.
+  void Start(SimNode& n);
+  void Crash(SimNode& n);
+
+  // Reads.
+  void AnswerReads(SimNode& n);
+  void FinishRead(PendingRead& r, SimNode& n);
+
+  void CheckRegionsHolding(SimNode& n);
+  void AddCounters(const SimNode& n);
+  void UpdateFences();
+  void Violation(const std::string& what);
+  void Trace(const std::string& line);
+  std::string KeyHistory(const std::set<std::string>& keys) const;
+
+  const uint64_t seed_;
+  const SimOptions options_;
+  const Scenario scenario_;
+  Rng rng_;
+  VirtualNetwork net_;
+  std::vector<std::unique_ptr<SimNode>> nodes_;
+  std::map<std::string, int> index_of_;
+  std::map<std::pair<uint64_t, uint64_t>, Event> queue_;
+  uint64_t next_seq_ = 0;
+  uint64_t now_ = 0;
+  bool healed_ = false;
+  bool quiesced_ = false;
+  bool stop_ = false;
+  History history_;
+  std::vector<PendingRead> reads_;
+  std::deque<std::string> trace_;
+  std::vector<std::string> violations_;
+  uint64_t fingerprint_ = 0;
+  SimStats stats_;
+};
+
+void Simulation::Trace(const std::string& line) {
+  if (!options_.trace) return;
+  trace_.push_back("t=" + std::to_string(now_) + " " + line);
+  while (trace_.size() > options_.trace_lines) trace_.pop_front();
+}
+
+void Simulation::Violation(const std::string& what) {
+  Trace("VIOLATION: " + what);
+  violations_.push_back("t=" + std::to_string(now_) + ": " + what);
+  stop_ = true;  // the first one is the one to look at; the trace ends there
+}
+
+void Simulation::Push(uint64_t t, Event e) {
+  queue_.emplace(std::make_pair(t, next_seq_++), std::move(e));
+}
+
+gossip::Now Simulation::NowOf(SimNode& n) {
+  int64_t wall = static_cast<int64_t>(kEpochMs + now_) + n.skew_ms;
+  n.wall.Set(static_cast<uint64_t>(wall));
+  gossip::Now now;
+  now.mono_ms = n.mono_base + now_;
+  now.wall_ms = static_cast<uint64_t>(wall);
+  now.hlc = n.clock ? n.clock->last() : 0;
+  return now;
+}
+
+void Simulation::ScheduleTick(SimNode& n, bool from_tick) {
+  if (!n.up) return;
+  uint64_t next = n.protocol->NextTickMs();
+  uint64_t t = next == kNever ? kNever : (next <= n.mono_base ? 0 : next - n.mono_base);
+  uint64_t earliest = from_tick ? now_ + 1 : now_;
+  if (scenario_.tick_cap_ms > 0) t = std::min(t, now_ + scenario_.tick_cap_ms);
+  if (t == kNever) return;
+  t = std::max(t, earliest);
+  if (n.tick_at != kNever && n.tick_at >= now_ && n.tick_at <= t) return;  // one is due sooner
+  n.tick_at = t;
+  Event e;
+  e.kind = EventKind::kTick;
+  e.node = n.index;
+  e.gen = n.gen;
+  Push(t, std::move(e));
+}
+
+void Simulation::ScheduleCommit(SimNode& n) {
+  if (n.commit_scheduled) return;
+  n.commit_scheduled = true;
+  Event e;
+  e.kind = EventKind::kCommit;
+  e.node = n.index;
+  e.gen = n.gen;
+  Push(now_ + Between(rng_, 0, scenario_.commit_delay_max_ms), std::move(e));
+}
+
+void Simulation::Send(SimNode& n, const std::string& peer, const gossip::Message& m) {
+  auto it = index_of_.find(peer);
+  if (it == index_of_.end() || it->second == n.index) {
+    Violation(n.id + " sends a " + gossip::TypeName(m.type) + " to unknown peer '" + peer + "'");
+    return;
+  }
+  std::string bytes = gossip::Encode(m);
+  ++stats_.messages;
+  std::vector<uint64_t> delays = net_.Fate(n.index, it->second, rng_);
+  if (options_.trace) {
+    std::string what = std::string(gossip::TypeName(m.type));
+    if (m.type == gossip::MsgType::kDeltas && !m.deltas.empty()) {
+      what +=
+          " " + std::to_string(m.deltas.front().seq) + ".." + std::to_string(m.deltas.back().seq);
+    } else if (m.type == gossip::MsgType::kAck) {
+      what += " " + std::to_string(m.seq);
+    } else if (m.type == gossip::MsgType::kWelcome) {
+      what += " applied=" + std::to_string(m.applied);
+    } else if (m.type == gossip::MsgType::kRefuse) {
+      what += std::string(" ") + gossip::ReasonName(m.reason);
+    }
+    Trace(n.id + " -> " + peer + " " + what +
+          (delays.empty()      ? " (dropped)"
+           : delays.size() > 1 ? " (duplicated)"
+                               : ""));
+  }
+  for (uint64_t d : delays) {
+    Event e;
+    e.kind = EventKind::kDeliver;
+    e.node = it->second;
+    e.from = n.index;
+    e.bytes = bytes;
+    Push(now_ + d, std::move(e));
+  }
+}
+
+void Simulation::Ship(SimNode& n, const gossip::Now& now, const gossip::ShipRequest& req) {
+  if (req.to_seq < req.from_seq || req.to_seq > n.committer->last_seq()) {
+    Violation(n.id + " asked to ship " + std::to_string(req.from_seq) + ".." +
+              std::to_string(req.to_seq) + " to " + req.peer + ", but its log ends at " +
+              std::to_string(n.committer->last_seq()));
+    return;
+  }
+  if (!healed_ && Chance(rng_, scenario_.ship_failure)) {
+    Trace(n.id + ": log read for " + req.peer + " fails (injected)");
+    gossip::Effects fx;
+    n.protocol->OnShipFailed(now, req.peer, req.scope, &fx);
+    Execute(n, now, fx);
+    return;
+  }
+  std::vector<storage::LogEntry> entries;
+  Status st = n.store->ReadLog(req.scope, req.from_seq, req.to_seq - req.from_seq + 1, &entries);
+  if (st.ok()) {
+    for (size_t i = 0; i < entries.size(); ++i) {
+      if (entries[i].seq != req.from_seq + i) {
+        st = Status::Corruption("log entry " + std::to_string(req.from_seq + i) + " missing");
+        break;
+      }
+    }
+    if (st.ok() && entries.size() != req.to_seq - req.from_seq + 1) {
+      st = Status::Corruption("log read returned " + std::to_string(entries.size()) + " entries");
+    }
+  }
+  if (!st.ok()) {
+    Violation(n.id + " cannot read its log " + std::to_string(req.from_seq) + ".." +
+              std::to_string(req.to_seq) + ": " + st.ToString());
+    return;
+  }
+  const size_t per = std::max<size_t>(1, scenario_.protocol.max_deltas_per_message);
+  gossip::Now fresh = now;
+  fresh.hlc = n.clock->last();
+  for (size_t i = 0; i < entries.size(); i += per) {
+    gossip::Message m;
+    m.header = n.protocol->MakeHeader(fresh);
+    m.type = gossip::MsgType::kDeltas;
+    m.scope = req.scope;
+    for (size_t j = i; j < entries.size() && j < i + per; ++j) {
+      m.deltas.push_back(gossip::DeltaEntry{entries[j].seq, entries[j].key, entries[j].delta});
+    }
+    Send(n, req.peer, m);
+  }
+}
+
+void Simulation::Execute(SimNode& n, const gossip::Now& now, gossip::Effects& fx) {
+  if (fx.observed_hlc != 0) n.committer->ObserveHlc(fx.observed_hlc);
+  if (options_.trace) {
+    for (const auto& line : fx.logs) Trace(n.id + ": " + line);
+    for (const auto& pe : fx.peer_events) {
+      Trace(n.id + ": peer " + pe.peer + " " + gossip::PeerStateName(pe.from) + " -> " +
+            gossip::PeerStateName(pe.to));
+    }
+  }
+  for (const auto& [peer, msg] : fx.sends) {
+    Send(n, peer, msg);
+    if (stop_) return;
+  }
+  std::vector<gossip::ShipRequest> ships = std::move(fx.ships);
+  std::vector<gossip::ApplyRequest> applies = std::move(fx.applies);
+  for (const auto& req : ships) {
+    Ship(n, now, req);
+    if (stop_) return;
+  }
+  for (auto& req : applies) {
+    if (req.entries.empty()) {
+      Violation(n.id + ": empty ApplyRequest for " + req.origin.ToString());
+      return;
+    }
+    Trace(n.id + ": apply " + req.origin.ToString() + " " +
+          std::to_string(req.entries.front().seq) + ".." + std::to_string(req.entries.back().seq));
+    switch (options_.sabotage) {
+      case Sabotage::kDropApplies:
+        continue;
+      case Sabotage::kAckWithoutApply: {
+        gossip::Effects more;
+        n.protocol->OnApplied(now, req.origin, req.scope, req.entries.back().seq, &more);
+        Execute(n, now, more);
+        continue;
+      }
+      default:
+        n.pending_applies.push_back(std::move(req));
+        ScheduleCommit(n);
+    }
+  }
+}
+
+// --- Nodes -------------------------------------------------------------------
+
+void Simulation::Start(SimNode& n) {
+  if (n.up) return;
+  storage::StoreOptions so;
+  so.sync = false;
+  so.cache_bytes = 1 << 20;
+  Status st = storage::Store::Open(n.dir, so, &n.store);
+  storage::NodeMeta meta;
+  bool fresh = false;
+  if (st.ok()) st = storage::LoadNodeMeta(*n.store, n.id, &meta, &fresh);
+  if (!st.ok()) {
+    Violation(n.id + " cannot start: " + st.ToString());
+    return;
+  }
+  if (fresh) {
+    if (n.started) {
+      Violation(n.id + " restarted on an empty store: its data dir lost everything");
+      return;
+    }
+    meta.replica = crdt::ReplicaId{n.id, scenario_.incarnation[n.index]};
+    storage::WriteBatch batch;
+    storage::InitIdentity(meta.replica, &batch);
+    st = n.store->Write(&batch);
+    if (!st.ok()) {
+      Violation(n.id + " cannot record its identity: " + st.ToString());
+      return;
+    }
+    n.replica = meta.replica;
+  } else {
+    if (meta.replica != n.replica) {
+      Violation(n.id + " restarted as " + meta.replica.ToString() + ", was " +
+                n.replica.ToString());
+      return;
+    }
+    if (!SameApplied(meta.applied, n.durable)) {
+      Violation(n.id + " restarted with applied {" + TokenString(meta.applied) +
+                "}, but its last commit made {" + TokenString(n.durable) + "} durable");
+      return;
+    }
+  }
+  n.durable = meta.applied;
+  n.clock = std::make_unique<crdt::HybridClock>(&n.wall, scenario_.protocol.max_clock_offset_ms);
+  gossip::Now now = NowOf(n);
+  n.clock->Restore(meta.hlc_bound);
+  now.hlc = n.clock->last();
+  gossip::Applied applied = meta.applied;
+  n.committer = std::make_unique<node::Committer>(n.store.get(), n.clock.get(), std::move(meta));
+  gossip::ProtocolOptions po = scenario_.protocol;
+  po.self = n.replica;
+  po.region = n.region;
+  for (const auto& other : nodes_) {
+    if (other->index != n.index) po.peers.push_back(gossip::PeerConfig{other->id, other->region});
+  }
+  n.protocol = std::make_unique<gossip::Protocol>(std::move(po), std::move(applied), now);
+  n.up = true;
+  n.started = true;
+  ++n.gen;
+  n.tick_at = kNever;
+  n.commit_scheduled = false;
+  Trace(n.id + " started as " + n.replica.ToString() + " applied {" + TokenString(n.durable) + "}");
+  ScheduleTick(n, false);
+}
+
+void Simulation::AddCounters(const SimNode& n) {
+  const gossip::ProtocolCounters& c = n.protocol->counters();
+  stats_.refused_clock_offset += c.refused_clock_offset;
+  stats_.refused_other += c.refused_other;
+  stats_.resends += c.resends;
+  stats_.deltas_duplicate += c.deltas_duplicate;
+}
+
+// Tracks since when each node's clock has been more than the limit away
+// from most other nodes' clocks (DESIGN.md §3: such a node must stop
+// taking writes once it can tell).
+void Simulation::UpdateFences() {
+  for (auto& n : nodes_) {
+    // Only peers it can talk with count: one whose peers are all down is
+    // not held.
+    int reachable = 0, far = 0;
+    for (const auto& other : nodes_) {
+      if (other->index == n->index || !other->up || !net_.Connected(n->index, other->index) ||
+          !net_.Connected(other->index, n->index)) {
+        continue;
+      }
+      ++reachable;
+      int64_t d = n->skew_ms - other->skew_ms;
+      if (static_cast<uint64_t>(d < 0 ? -d : d) > scenario_.protocol.max_clock_offset_ms) ++far;
+    }
+    bool beyond = n->up && reachable > 0 && 2 * far > reachable;
+    if (!beyond) {
+      n->beyond_since = kNever;
+    } else if (n->beyond_since == kNever) {
+      n->beyond_since = now_;
+    }
+  }
+}
+
+void Simulation::Crash(SimNode& n) {
+  if (!n.up) return;
+  AddCounters(n);
+  ++stats_.crashes;
+  Trace(n.id + " CRASH (" + std::to_string(n.pending_writes.size()) + " writes, " +
+        std::to_string(n.pending_applies.size()) + " applies in flight)");
+  for (int id : n.pending_writes) {
+    WriteRecord& w = history_.writes[static_cast<size_t>(id)];
+    // With kAckBeforeCommit the client already has its answer.
+    if (w.outcome != Outcome::kRefusedSkew) NextOp(w.session);  // (kIgnoreGate went on)
+    if (w.outcome == Outcome::kPending) w.outcome = Outcome::kLostInCrash;
+    w.done_ms = now_;
+  }
+  for (int id : n.waiting_reads) {
+    PendingRead& r = reads_[static_cast<size_t>(id)];
+    if (!r.done) NextOp(r.session);
+    r.done = true;
+  }
+  n.pending_writes.clear();
+  n.waiting_reads.clear();
+  n.pending_applies.clear();
+  n.protocol.reset();
+  n.committer.reset();
+  n.clock.reset();
+  n.store.reset();
+  n.up = false;
+  ++n.gen;
+  n.tick_at = kNever;
+  n.commit_scheduled = false;
+}
+
+// --- Events ------------------------------------------------------------------
+
+void Simulation::Deliver(Event& e) {
+  SimNode& n = *nodes_[static_cast<size_t>(e.node)];
+  if (!n.up) return;
+  if (!net_.Connected(e.from, e.node)) return;  // cut while in flight
+  gossip::Message m;
+  Status st = gossip::Decode(e.bytes, &m);
+  if (!st.ok()) {
+    Violation("a frame gossip::Encode made does not decode: " + st.ToString());
+    return;
+  }
+  gossip::Now now = NowOf(n);
+  gossip::Effects fx;
+  n.protocol->OnMessage(now, m, &fx);
+  Execute(n, now, fx);
+  if (n.up) ScheduleTick(n, false);
+}
+
+void Simulation::Tick(Event& e) {
+  SimNode& n = *nodes_[static_cast<size_t>(e.node)];
+  if (!n.up || e.gen != n.gen || n.tick_at != now_) return;
+  n.tick_at = kNever;
+  gossip::Now now = NowOf(n);
+  gossip::Effects fx;
+  n.protocol->OnTick(now, &fx);
+  Execute(n, now, fx);
+  ScheduleTick(n, true);
+}
+
+void Simulation::CommitGroup(SimNode& n) {
+  n.commit_scheduled = false;
+  if (n.pending_writes.empty() && n.pending_applies.empty()) return;
+  gossip::Now now = NowOf(n);
+  std::vector<int> write_ids = std::move(n.pending_writes);
+  std::vector<gossip::ApplyRequest> applies = std::move(n.pending_applies);
+  n.pending_writes.clear();
+  n.pending_applies.clear();
+
+  std::vector<node::Operation> ops(write_ids.size());
+  for (size_t i = 0; i < write_ids.size(); ++i) {
+    const WriteRecord& w = history_.writes[static_cast<size_t>(write_ids[i])];
+    node::Operation& op = ops[i];
+    op.key = w.key;
+    switch (w.kind) {
+      case WriteKind::kIncrement:
+        op.kind = node::Operation::Kind::kCounterAdd;
+        op.type = crdt::Counter::kTag;
+        op.amount = w.amount;
+        break;
+      case WriteKind::kSetAdd:
+      case WriteKind::kSetRemove:
+        op.kind = node::Operation::Kind::kSetUpdate;
+        op.type = crdt::Set::kTag;
+        (w.kind == WriteKind::kSetAdd ? op.adds : op.removes)
+            .push_back(node::ValueToBytes(nlohmann::json(w.element)));
+        break;
+      case WriteKind::kPut:
+        op.kind = node::Operation::Kind::kPut;
+        op.type = crdt::Register::kTag;
+        op.kv = true;
+        op.value = node::ValueToBytes(nlohmann::json(w.value));
+        break;
+      case WriteKind::kDelete:
+        op.kind = node::Operation::Kind::kDelete;
+        op.type = crdt::Register::kTag;
+        op.kv = true;
+        break;
+    }
+  }
+  std::vector<node::RemoteApply> remotes(applies.size());
+  for (size_t i = 0; i < applies.size(); ++i) {
+    remotes[i].origin = applies[i].origin;
+    remotes[i].scope = applies[i].scope;
+    remotes[i].entries = applies[i].entries;
+  }
+  std::vector<const node::Operation*> op_ptrs;
+  for (const auto& op : ops) op_ptrs.push_back(&op);
+  std::vector<const node::RemoteApply*> remote_ptrs;
+  for (const auto& r : remotes) remote_ptrs.push_back(&r);
+  std::vector<node::WriteResult> results;
+  std::vector<node::RemoteResult> remote_results;
+  const uint64_t seq_before = n.committer->last_seq();
+  n.committer->Commit(op_ptrs, &results, remote_ptrs, &remote_results);
+  ++stats_.commits;
+  // The clock moved: headers stamped from here on must carry at least the
+  // HLCs of the deltas just logged (the transport asks the host each step).
+  now = NowOf(n);
+  if (results.size() != ops.size() || remote_results.size() != remotes.size()) {
+    Violation(n.id + ": Commit returned " + std::to_string(results.size()) + "/" +
+              std::to_string(remote_results.size()) + " results for " + std::to_string(ops.size()) +
+              "/" + std::to_string(remotes.size()) + " items");
+    return;
+  }
+  n.durable = n.committer->applied();
+
+  // Local writes.
+  bool appended = false;
+  for (size_t i = 0; i < write_ids.size(); ++i) {
+    WriteRecord& w = history_.writes[static_cast<size_t>(write_ids[i])];
+    const node::WriteResult& r = results[i];
+    const bool refused_by_gate = w.outcome == Outcome::kRefusedSkew;  // kIgnoreGate only
+    const bool pre_acked = w.outcome == Outcome::kAcknowledged;       // kAckBeforeCommit only
+    w.done_ms = now_;
+    if (!refused_by_gate) NextOp(w.session);
+    if (!r.ok) {
+      if (r.error.http == 507) ++stats_.disk_full_failures;
+      if (!refused_by_gate && !pre_acked) w.outcome = Outcome::kFailed;
+      w.error = std::to_string(r.error.http) + " " + r.error.code;
+      Trace(n.id + ": write " + w.ToString());
+      continue;
+    }
+    appended = true;
+    w.seq = r.seq;
+    w.writer = n.replica;
+    w.envelope = r.envelope;
+    if (r.seq <= seq_before || r.seq > n.committer->last_seq()) {
+      Violation(n.id + ": write #" + std::to_string(w.id) + " got seq " + std::to_string(r.seq) +
+                " outside the group's " + std::to_string(seq_before + 1) + ".." +
+                std::to_string(n.committer->last_seq()));
+      return;
+    }
+    // What the reply's state says about this write.
+    crdt::Envelope env;
+    Status st = crdt::Envelope::Decode(r.envelope, &env);
+    const crdt::TypedState* win = st.ok() ? env.winner() : nullptr;
+    std::string why;
+    if (win == nullptr) {
+      why = "its reply holds no state";
+    } else if (w.kind == WriteKind::kPut || w.kind == WriteKind::kDelete) {
+      crdt::Register reg;
+      st = crdt::Register::Decode(win->state, &reg);
+      if (!st.ok()) {
+        why = "its reply holds no register";
+      } else {
+        w.hlc = reg.hlc();
+        nlohmann::json v;
+        bool ours = reg.writer() == n.replica &&
+                    (w.kind == WriteKind::kDelete
+                         ? reg.deleted()
+                         : (!reg.deleted() && node::BytesToValue(reg.value(), &v) &&
+                            v == nlohmann::json(w.value)));
+        if (!ours) {
+          why = "the register after it is " + RenderEnvelope(r.envelope) +
+                ": a local write must win locally (its HLC exceeds all it has seen)";
+        } else if (reg.hlc() <= n.last_register_hlc) {
+          why = "its HLC " + crdt::HlcToString(reg.hlc()) + " does not exceed the node's earlier " +
+                crdt::HlcToString(n.last_register_hlc);
+        }
+        n.last_register_hlc = std::max(n.last_register_hlc, reg.hlc());
+      }
+    } else if (w.kind == WriteKind::kSetAdd || w.kind == WriteKind::kSetRemove) {
+      crdt::Set set;
+      st = crdt::Set::Decode(win->state, &set);
+      std::string elem = node::ValueToBytes(nlohmann::json(w.element));
+      if (!st.ok()) {
+        why = "its reply holds no set";
+      } else if (w.kind == WriteKind::kSetAdd) {
+        auto it = set.store().elements.find(elem);
+        bool found = false;
+        if (it != set.store().elements.end()) {
+          for (const crdt::Dot& d : it->second) {
+            if (d.replica == n.replica && d.counter > w.dot.counter) {
+              w.dot = d;
+              found = true;
+            }
+          }
+        }
+        if (!found) why = "the added element has no dot of this replica in the reply";
+      } else {
+        if (set.Contains(elem)) why = "the removed element is still in the reply";
+      }
+      // What the write takes away from other replicas' states is in its
+      // delta's context: read the delta back from the log.
+      std::vector<storage::LogEntry> logged;
+      Status ls = n.store->ReadLog(kScope, r.seq, 1, &logged);
+      crdt::Envelope delta_env;
+      crdt::Set delta;
+      if (ls.ok() && (logged.size() != 1 || logged[0].seq != r.seq || logged[0].key != w.key)) {
+        ls = Status::Corruption("no log entry for it");
+      }
+      if (ls.ok()) ls = crdt::Envelope::Decode(logged[0].delta, &delta_env);
+      if (ls.ok() &&
+          (delta_env.winner() == nullptr || delta_env.winner()->tag != crdt::Set::kTag)) {
+        ls = Status::Corruption("its logged delta holds no set");
+      }
+      if (ls.ok()) ls = crdt::Set::Decode(delta_env.winner()->state, &delta);
+      if (!ls.ok()) {
+        why = "its delta-log entry " + std::to_string(r.seq) + ": " + ls.ToString();
+      } else {
+        w.context = delta.context();
+        if (w.kind == WriteKind::kSetAdd && why.empty() &&
+            (!delta.Contains(elem) || !w.context.Contains(w.dot))) {
+          why = "its logged delta does not add the element with dot " + w.dot.ToString();
+        }
+      }
+    }
+    if (!why.empty()) {
+      Violation(n.id + ": write #" + std::to_string(w.id) + " (" + WriteKindName(w.kind) + " " +
+                w.key + "): " + why);
+      return;
+    }
+    if (refused_by_gate || pre_acked) {
+      // Sabotage: the record keeps what the client was told.
+    } else if (Chance(rng_, scenario_.reply_loss)) {
+      w.outcome = Outcome::kReplyLost;
+    } else {
+      w.outcome = Outcome::kAcknowledged;
+      // Time to notice: fresh clock samples every heartbeat, an old one
+      // kept while it has the smallest round trip, and slack for delays.
+      const uint64_t grace =
+          scenario_.protocol.heartbeat_interval_ms * (scenario_.protocol.clock_samples_kept + 2) +
+          500;
+      if (n.beyond_since != kNever && now_ - n.beyond_since > grace) {
+        ++stats_.acked_while_skewed;
+        std::string what = n.id + " acknowledged write #" + std::to_string(w.id) +
+                           " although its clock has been more than max_clock_offset_ms off "
+                           "from most peers' for " +
+                           std::to_string(now_ - n.beyond_since) + " ms (skew " +
+                           std::to_string(n.skew_ms) + " ms)";
+        if (options_.strict_gate) {
+          Violation(what);
+          return;
+        }
+        Trace(what);
+      }
+      Session& s = history_.sessions[static_cast<size_t>(w.session)];
+      storage::AppliedVector token;
+      if (!node::ParseSessionToken(r.session_token, &token)) {
+        Violation(n.id + ": write reply's session token '" + r.session_token + "' does not parse");
+        return;
+      }
+      MaxInto(token, &s.token);
+      // A write does not wait for the session's token (no writes-follow-
+      // reads), so its reply need not include what the session saw: the
+      // session has now seen the join of both, and later reads must cover it.
+      std::string& seen = s.observed[w.key];
+      if (seen.empty()) {
+        seen = r.envelope;
+      } else {
+        crdt::Envelope joined, mine;
+        Status js = crdt::Envelope::Decode(seen, &joined);
+        if (js.ok()) js = crdt::Envelope::Decode(r.envelope, &mine);
+        if (js.ok()) js = joined.Merge(mine, nullptr);
+        if (!js.ok()) {
+          Violation(n.id + ": write reply state does not merge: " + js.ToString());
+          return;
+        }
+        seen = joined.Encode();
+      }
+    }
+    Trace(n.id + ": write " + w.ToString());
+  }
+
+  // Remote deltas.
+  for (size_t i = 0; i < applies.size(); ++i) {
+    const gossip::ApplyRequest& req = applies[i];
+    const node::RemoteResult& rr = remote_results[i];
+    Trace(n.id + ": applied " + req.origin.ToString() + " " +
+          std::to_string(req.entries.front().seq) + ".." + std::to_string(req.entries.back().seq) +
+          " -> durable " + std::to_string(rr.last_durable) +
+          (rr.status.ok() ? "" : " (" + rr.status.ToString() + ")"));
+    gossip::Effects fx;
+    if (rr.status.ok()) {
+      n.protocol->OnApplied(now, req.origin, req.scope, rr.last_durable, &fx);
+    } else {
+      if (rr.last_durable >= req.entries.front().seq) {
+        n.protocol->OnApplied(now, req.origin, req.scope, rr.last_durable, &fx);
+        Execute(n, now, fx);
+        if (stop_) return;
+        fx.Clear();
+      }
+      n.protocol->OnApplyFailed(now, req.origin, req.scope, &fx);
+    }
+    Execute(n, now, fx);
+    if (stop_) return;
+  }
+  if (appended) {
+    gossip::Effects fx;
+    n.protocol->OnLocalAppend(now, kScope, n.committer->last_seq(), n.committer->last_log_bytes(),
+                              &fx);
+    Execute(n, now, fx);
+    if (stop_) return;
+    CheckRegionsHolding(n);
+  }
+  AnswerReads(n);
+  ScheduleTick(n, false);
+}
+
+// RegionsHolding (w=N) may never claim more than is true: count the regions
+// with a node whose durable applied vector holds n's log up to its end.
+void Simulation::CheckRegionsHolding(SimNode& n) {
+  const uint64_t seq = n.committer->last_seq();
+  if (seq == 0) return;
+  size_t claimed = n.protocol->RegionsHolding(kScope, seq);
+  std::set<std::string> holding;
+  for (const auto& other : nodes_) {
+    auto it = other->durable.find({n.replica, kScope});
+    if (it != other->durable.end() && it->second >= seq) holding.insert(other->region);
+  }
+  if (claimed > holding.size()) {
+    Violation(n.id + ": RegionsHolding(" + std::to_string(seq) + ") = " + std::to_string(claimed) +
+              ", but only " + std::to_string(holding.size()) + " regions hold it durably");
+  }
+}
+
+// A session is one sequential client: its next operation starts a think
+// time after the previous one finished (answered, refused, failed or cut
+// off by a crash), and none starts after the fault phase.
+void Simulation::NextOp(int session_id) {
+  uint64_t t = now_ + Between(rng_, scenario_.think_min_ms, scenario_.think_max_ms);
+  if (t >= scenario_.fault_ms) return;
+  Event next;
+  next.kind = EventKind::kClient;
+  next.index = session_id;
+  Push(t, std::move(next));
+}
+
+void Simulation::ClientOp(int session_id) {
+  Session& s = history_.sessions[static_cast<size_t>(session_id)];
+  int node_index = Chance(rng_, 0.6) ? s.home : static_cast<int>(Between(rng_, 0, scenario_.n - 1));
+  SimNode& n = *nodes_[static_cast<size_t>(node_index)];
+
+  if (Chance(rng_, 0.35)) {  // a session read
+    std::vector<std::string> keys = CounterKeys();
+    keys.insert(keys.end(), SetKeys().begin(), SetKeys().end());
+    keys.insert(keys.end(), RegisterKeys().begin(), RegisterKeys().end());
+    ++s.reads;
+    if (!n.up) {
+      NextOp(session_id);
+      return;
+    }
+    PendingRead r;
+    r.id = static_cast<int>(reads_.size());
+    r.session = session_id;
+    r.node = node_index;
+    r.key = Pick(rng_, keys);
+    r.token = s.token;
+    r.deadline = now_ + scenario_.read_timeout_ms;
+    reads_.push_back(r);
+    n.waiting_reads.push_back(r.id);
+    Event dl;
+    dl.kind = EventKind::kReadDeadline;
+    dl.index = r.id;
+    Push(r.deadline, std::move(dl));
+    AnswerReads(n);
+    return;
+  }
+
+  WriteRecord w;
+  w.id = static_cast<int>(history_.writes.size());
+  w.session = session_id;
+  w.node = node_index;
+  w.submitted_ms = now_;
+  int type = static_cast<int>(Between(rng_, 0, 2));
+  if (type == 0) {
+    w.kind = WriteKind::kIncrement;
+    w.key = Pick(rng_, CounterKeys());
+    w.amount = static_cast<int64_t>(Between(rng_, 1, 5));
+  } else if (type == 1) {
+    w.kind = Chance(rng_, 0.65) ? WriteKind::kSetAdd : WriteKind::kSetRemove;
+    w.key = Pick(rng_, SetKeys());
+    w.element = "e" + std::to_string(Between(rng_, 0, 4));
+  } else {
+    w.kind = Chance(rng_, 0.9) ? WriteKind::kPut : WriteKind::kDelete;
+    w.key = Pick(rng_, RegisterKeys());
+    w.value = "v" + std::to_string(w.id) + "-s" + std::to_string(session_id);
+  }
+  if (!n.up) {
+    w.outcome = Outcome::kUnavailable;
+    history_.writes.push_back(std::move(w));
+    NextOp(session_id);
+    return;
+  }
+  gossip::WriteGate gate = n.protocol->Gate();
+  if (!gate.ok) {
+    w.outcome = Outcome::kRefusedSkew;
+    w.error = gate.code;
+    if (gate.code != "clock_skew") {
+      Violation(n.id + ": the gate refused a write with code '" + gate.code +
+                "', expected clock_skew");
+    }
+    Trace(n.id + ": write #" + std::to_string(w.id) + " refused: " + gate.message);
+    history_.writes.push_back(std::move(w));
+    NextOp(session_id);
+    if (options_.sabotage != Sabotage::kIgnoreGate) return;
+  } else {
+    if (options_.sabotage == Sabotage::kAckBeforeCommit) w.outcome = Outcome::kAcknowledged;
+    history_.writes.push_back(std::move(w));
+  }
+  n.pending_writes.push_back(static_cast<int>(history_.writes.size() - 1));
+  ScheduleCommit(n);
+}
+
+void Simulation::AnswerReads(SimNode& n) {
+  if (!n.up || n.waiting_reads.empty()) return;
+  std::vector<int> still;
+  for (int id : n.waiting_reads) {
+    PendingRead& r = reads_[static_cast<size_t>(id)];
+    if (r.done) continue;
+    uint64_t behind = 0;
+    if (options_.sabotage == Sabotage::kReadWithoutWaiting ||
+        node::Covers(n.committer->applied(), r.token, &behind)) {
+      FinishRead(r, n);
+      if (stop_) return;
+    } else {
+      still.push_back(id);
+    }
+  }
+  n.waiting_reads = std::move(still);
+}
+
+void Simulation::FinishRead(PendingRead& r, SimNode& n) {
+  r.done = true;
+  NextOp(r.session);
+  Session& s = history_.sessions[static_cast<size_t>(r.session)];
+  std::string env;
+  Status st = n.store->GetState(r.key, &env);
+  if (!st.ok() && !st.IsNotFound()) {
+    Violation(n.id + ": read of " + r.key + " failed: " + st.ToString());
+    return;
+  }
+  if (st.IsNotFound()) env.clear();
+  ++s.reads_answered;
+  ++stats_.reads_answered;
+  std::string why;
+  std::string& seen = s.observed[r.key];
+  Trace(n.id + ": s" + std::to_string(s.id) + " reads " + r.key + " = " + RenderEnvelope(env));
+  if (!Dominates(env, seen, &why)) {
+    Violation("session s" + std::to_string(s.id) + " read " + r.key + " at " + n.id +
+              " with token {" + TokenString(r.token) + "} (node applied {" +
+              TokenString(n.committer->applied()) + "}) and went backwards: " + why);
+    return;
+  }
+  seen = env;
+  MaxInto(n.committer->applied(), &s.token);
+}
+
+void Simulation::Fault(const FaultEvent& f) {
+  using K = FaultEvent::Kind;
+  switch (f.kind) {
+    case K::kPartition:
+      ++stats_.partitions;
+      net_.Apply(f.partition);
+      UpdateFences();
+      Trace("PARTITION " + f.partition.description);
+      break;
+    case K::kHealNetwork:
+      net_.Heal();
+      UpdateFences();
+      Trace("network healed");
+      break;
+    case K::kCrash:
+      Crash(*nodes_[static_cast<size_t>(f.node)]);
+      UpdateFences();
+      break;
+    case K::kRestart:
+      Start(*nodes_[static_cast<size_t>(f.node)]);
+      UpdateFences();
+      break;
+    case K::kSkew:
+      nodes_[static_cast<size_t>(f.node)]->skew_ms = f.value;
+      UpdateFences();
+      Trace("n" + std::to_string(f.node) + " clock skew now " + std::to_string(f.value) + " ms");
+      break;
+    case K::kDiskFull: {
+      SimNode& n = *nodes_[static_cast<size_t>(f.node)];
+      if (n.up) {
+        n.store->TEST_FailWritesWithNoSpace(static_cast<int>(f.value));
+        Trace(n.id + ": disk full for the next " + std::to_string(f.value) + " writes");
+      }
+      break;
+    }
+  }
+}
+
+void Simulation::Heal() {
+  healed_ = true;
+  net_.Heal();
+  net_.SetQuality(scenario_.clean);
+  for (auto& n : nodes_) {
+    n->skew_ms = scenario_.healed_skew[static_cast<size_t>(n->index)];
+    if (!n->up) Start(*n);
+  }
+  UpdateFences();
+  Trace("HEAL: network whole and clean, every node up, skews within the limit");
+}
+
+bool Simulation::Quiescent(std::string* why) {
+  const SimNode& first = *nodes_[0];
+  for (const auto& n : nodes_) {
+    if (!n->up) {
+      *why = n->id + " is down";
+      return false;
+    }
+    if (!n->pending_applies.empty() || !n->pending_writes.empty()) {
+      *why = n->id + " has commits in flight";
+      return false;
+    }
+    if (!SameApplied(n->committer->applied(), first.committer->applied())) {
+      *why = n->id + " applied {" + TokenString(n->committer->applied()) + "} but " + first.id +
+             " {" + TokenString(first.committer->applied()) + "}";
+      return false;
+    }
+    const uint64_t last = n->committer->last_seq();
+    gossip::Now now = NowOf(*n);
+    for (const gossip::PeerStatus& p : n->protocol->Peers(now)) {
+      if (p.acked != last) {
+        *why = p.node + " acknowledged " + std::to_string(p.acked) + " of " + n->id + "'s " +
+               std::to_string(last) + " (state " + gossip::PeerStateName(p.state) +
+               (p.welcomed ? ", welcomed" : ", not welcomed") + ")";
+        return false;
+      }
+    }
+    gossip::WriteGate gate = n->protocol->Gate();
+    if (!gate.ok) {
+      *why = n->id + " still refuses writes: " + gate.message;
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string Simulation::KeyHistory(const std::set<std::string>& keys) const {
+  std::ostringstream o;
+  for (const std::string& key : keys) {
+    o << "  writes to " << key << ":\n";
+    int shown = 0;
+    for (const WriteRecord& w : history_.writes) {
+      if (w.key != key) continue;
+      if (++shown > 60) {
+        o << "    ...\n";
+        break;
+      }
+      o << "    " << w.ToString() << "\n";
+    }
+  }
+  return o.str();
+}
+
+SeedReport Simulation::Run() {
+  SeedReport report;
+  report.seed = seed_;
+  report.scenario = scenario_.Describe();
+  std::error_code ec;
+  std::filesystem::create_directories(options_.root, ec);
+
+  for (int i = 0; i < scenario_.n; ++i) {
+    auto n = std::make_unique<SimNode>();
+    n->index = i;
+    n->id = scenario_.ids[static_cast<size_t>(i)];
+    n->region = scenario_.regions[static_cast<size_t>(i)];
+    n->dir = options_.root + "/" + n->id;
+    n->mono_base = Between(rng_, 1000, 1'000'000'000);
+    n->skew_ms = scenario_.skew[static_cast<size_t>(i)];
+    index_of_[n->id] = i;
+    nodes_.push_back(std::move(n));
+  }
+  for (auto& n : nodes_) Start(*n);
+  UpdateFences();
+  net_.SetQuality(scenario_.faulty);
+  for (int s = 0; s < scenario_.sessions; ++s) {
+    Session session;
+    session.id = s;
+    session.home = static_cast<int>(Between(rng_, 0, scenario_.n - 1));
+    history_.sessions.push_back(session);
+    Event e;
+    e.kind = EventKind::kClient;
+    e.index = s;
+    Push(Between(rng_, 0, 300), std::move(e));
+  }
+  for (size_t i = 0; i < scenario_.faults.size(); ++i) {
+    Event e;
+    e.kind = EventKind::kFault;
+    e.index = static_cast<int>(i);
+    Push(scenario_.faults[i].t, std::move(e));
+  }
+  Event heal;
+  heal.kind = EventKind::kHeal;
+  Push(scenario_.fault_ms, std::move(heal));
+
+  std::string not_quiet;
+  while (!queue_.empty() && !stop_ && !quiesced_) {
+    auto it = queue_.begin();
+    now_ = it->first.first;
+    Event e = std::move(it->second);
+    queue_.erase(it);
+    if (++stats_.events > kMaxEvents) {
+      Violation("more than " + std::to_string(kMaxEvents) + " events: the run does not settle");
+      break;
+    }
+    fingerprint_ = Mix(fingerprint_, now_);
+    fingerprint_ =
+        Mix(fingerprint_, static_cast<uint64_t>(e.kind) * 64 + static_cast<uint64_t>(e.node + 1));
+    if (!e.bytes.empty()) fingerprint_ = Mix(fingerprint_, HashBytes(e.bytes));
+    switch (e.kind) {
+      case EventKind::kDeliver:
+        Deliver(e);
+        break;
+      case EventKind::kTick:
+        Tick(e);
+        break;
+      case EventKind::kCommit: {
+        SimNode& n = *nodes_[static_cast<size_t>(e.node)];
+        if (n.up && e.gen == n.gen) CommitGroup(n);
+        break;
+      }
+      case EventKind::kClient:
+        ClientOp(e.index);
+        break;
+      case EventKind::kReadDeadline: {
+        PendingRead& r = reads_[static_cast<size_t>(e.index)];
+        if (!r.done) {
+          r.done = true;
+          NextOp(r.session);
+          ++history_.sessions[static_cast<size_t>(r.session)].reads_timed_out;
+          ++stats_.reads_timed_out;
+          Trace("n" + std::to_string(r.node) + ": s" + std::to_string(r.session) + " read of " +
+                r.key + " timed out waiting for {" + TokenString(r.token) + "}");
+        }
+        break;
+      }
+      case EventKind::kFault:
+        Fault(scenario_.faults[static_cast<size_t>(e.index)]);
+        break;
+      case EventKind::kHeal: {
+        Heal();
+        Event c;
+        c.kind = EventKind::kCheck;
+        Push(now_ + 50, std::move(c));
+        break;
+      }
+      case EventKind::kCheck: {
+        if (Quiescent(&not_quiet)) {
+          quiesced_ = true;
+          stats_.quiesce_ms = now_ - scenario_.fault_ms;
+          Trace("quiescent");
+        } else if (now_ >= scenario_.fault_ms + scenario_.quiesce_limit_ms) {
+          Violation("not quiescent " + std::to_string(scenario_.quiesce_limit_ms) +
+                    " ms after healing: " + not_quiet);
+        } else {
+          Event c;
+          c.kind = EventKind::kCheck;
+          Push(now_ + 50, std::move(c));
+        }
+        break;
+      }
+    }
+  }
+  if (!stop_ && !quiesced_) Violation("the event queue ran dry before quiescence");
+  stats_.end_ms = now_;
+
+  std::set<std::string> keys;
+  if (!stop_) {
+    // Final session reads at every node: every token must be covered now,
+    // and no read may go back.
+    for (auto& s : history_.sessions) {
+      for (auto& n : nodes_) {
+        uint64_t behind = 0;
+        if (!node::Covers(n->committer->applied(), s.token, &behind)) {
+          Violation("after quiescence " + n->id + " (applied {" +
+                    TokenString(n->committer->applied()) + "}) does not cover session s" +
+                    std::to_string(s.id) + "'s token {" + TokenString(s.token) + "}");
+          break;
+        }
+        for (const auto& [key, seen] : s.observed) {
+          std::string env, why;
+          Status st = n->store->GetState(key, &env);
+          if (st.IsNotFound()) env.clear();
+          if (!Dominates(env, seen, &why)) {
+            keys.insert(key);
+            Violation("after quiescence session s" + std::to_string(s.id) + " reads " + key +
+                      " at " + n->id + " and goes back: " + why);
+            break;
+          }
+        }
+      }
+    }
+  }
+  if (!stop_) {
+    std::vector<FinalNode> finals;
+    for (auto& n : nodes_) {
+      FinalNode f;
+      f.id = n->id;
+      for (const auto& [k, v] : n->committer->applied()) {
+        if (v != 0) f.applied[k] = v;
+      }
+      if (!SameApplied(n->protocol->applied(), f.applied)) {
+        Violation(n->id + ": the protocol's applied {" + TokenString(n->protocol->applied()) +
+                  "} differs from the store's {" + TokenString(f.applied) + "}");
+      }
+      size_t regions =
+          std::set<std::string>(scenario_.regions.begin(), scenario_.regions.end()).size();
+      if (n->committer->last_seq() > 0 &&
+          n->protocol->RegionsHolding(kScope, n->committer->last_seq()) != regions) {
+        Violation(n->id + ": after quiescence RegionsHolding(" +
+                  std::to_string(n->committer->last_seq()) + ") = " +
+                  std::to_string(n->protocol->RegionsHolding(kScope, n->committer->last_seq())) +
+                  ", expected all " + std::to_string(regions) + " regions");
+      }
+      Status st = n->store->Scan("", "", std::numeric_limits<size_t>::max(), &f.states);
+      if (!st.ok()) Violation(n->id + ": scan failed: " + st.ToString());
+      finals.push_back(std::move(f));
+    }
+    if (!stop_) {
+      for (std::string& v : CheckFinal(history_, finals, &keys)) violations_.push_back(v);
+    }
+  }
+  for (const WriteRecord& w : history_.writes) {
+    if (w.outcome == Outcome::kAcknowledged) {
+      ++stats_.writes_acknowledged;
+    } else if (w.outcome == Outcome::kRefusedSkew) {
+      ++stats_.writes_refused_skew;
+    } else {
+      ++stats_.writes_other;
+    }
+  }
+  for (auto& n : nodes_) {
+    if (n->up) AddCounters(*n);
+    n->protocol.reset();
+    n->committer.reset();
+    n->clock.reset();
+    n->store.reset();
+  }
+  report.ok = violations_.empty();
+  report.failures = violations_;
+  if (!report.ok) report.history = KeyHistory(keys);
+  report.trace.assign(trace_.begin(), trace_.end());
+  report.fingerprint = fingerprint_;
+  report.stats = stats_;
+  return report;
+}
+
+}  // namespace
+
+SeedReport RunSeed(uint64_t seed, const SimOptions& options) {
+  Simulation sim(seed, options);
+  return sim.Run();
+}
+
+}  // namespace meridian::sim

@@ -1,0 +1,77 @@
+// What clients did and saw during one simulated run: every write attempt
+// with its outcome, and session bookkeeping. The checker (checker.h)
+// judges the final states against it.
+#ifndef MERIDIAN_TESTS_SIM_HISTORY_H_
+#define MERIDIAN_TESTS_SIM_HISTORY_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "crdt/causal_context.h"
+#include "crdt/hlc.h"
+#include "storage/node_meta.h"
+
+namespace meridian::sim {
+
+enum class WriteKind { kIncrement, kSetAdd, kSetRemove, kPut, kDelete };
+const char* WriteKindName(WriteKind k);
+
+enum class Outcome {
+  kPending,       // submitted, not yet committed
+  kUnavailable,   // the node was down: never submitted
+  kRefusedSkew,   // Gate refused it (503 clock_skew): never submitted
+  kLostInCrash,   // queued, the node crashed before the commit: never applied
+  kFailed,        // Commit returned an error (e.g. 507): must not be visible
+  kReplyLost,     // committed (durable) but the client never got the reply
+  kAcknowledged,  // committed and acknowledged to the client
+};
+const char* OutcomeName(Outcome o);
+
+struct WriteRecord {
+  int id = 0;
+  int session = 0;
+  int node = 0;
+  uint64_t submitted_ms = 0;
+  uint64_t done_ms = 0;
+  WriteKind kind = WriteKind::kIncrement;
+  std::string key;
+  int64_t amount = 0;   // kIncrement
+  std::string element;  // kSetAdd / kSetRemove (the JSON string, not its bytes)
+  std::string value;    // kPut (the JSON string)
+  Outcome outcome = Outcome::kPending;
+  std::string error;  // kFailed: the API error code
+
+  // When committed (kReplyLost or kAcknowledged):
+  uint64_t seq = 0;
+  crdt::ReplicaId writer;
+  std::string envelope;         // the key's state the reply carried
+  crdt::Hlc hlc = 0;            // registers: the write's timestamp
+  crdt::Dot dot;                // set adds: the element's fresh dot
+  crdt::CausalContext context;  // set writes: their delta's context (the dots they replace)
+
+  bool committed() const {
+    return outcome == Outcome::kReplyLost || outcome == Outcome::kAcknowledged;
+  }
+  bool acknowledged() const { return outcome == Outcome::kAcknowledged; }
+  std::string ToString() const;
+};
+
+struct Session {
+  int id = 0;
+  int home = 0;                                 // preferred node
+  storage::AppliedVector token;                 // max of every token it was given
+  std::map<std::string, std::string> observed;  // key -> greatest state seen (encoded envelope)
+  uint64_t reads = 0, reads_answered = 0, reads_timed_out = 0;
+};
+
+struct History {
+  std::vector<WriteRecord> writes;
+  std::vector<Session> sessions;
+  std::vector<std::string> violations;  // found while running (session reads, restarts, ...)
+};
+
+}  // namespace meridian::sim
+
+#endif  // MERIDIAN_TESTS_SIM_HISTORY_H_
