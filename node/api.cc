@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "crdt/codec.h"
@@ -10,6 +12,7 @@
 #include "crdt/mvregister.h"
 #include "crdt/register.h"
 #include "crdt/set.h"
+#include "node/committer.h"
 
 namespace meridian::node {
 
@@ -59,6 +62,16 @@ namespace {
 constexpr int kMaxJsonDepth = 32;  // the codec's msgpack depth limit too
 constexpr size_t kDefaultScanLimit = 100;
 constexpr size_t kMaxScanLimit = 1000;
+constexpr uint64_t kDefaultWriteTimeoutMs = 5000;  // ?w=N waits this long by default
+constexpr uint64_t kDefaultReadTimeoutMs = 1000;   // a session-token read likewise
+constexpr uint64_t kMaxTimeoutMs = 60000;
+constexpr uint64_t kMaxFaultDelayMs = 60000;
+
+// ?w=N&timeout_ms=T of a write.
+struct WriteWait {
+  uint64_t w = 1;
+  std::chrono::steady_clock::time_point deadline;
+};
 
 ApiError Err(int http, std::string code, std::string message) {
   return ApiError{http, std::move(code), std::move(message)};
@@ -229,6 +242,37 @@ struct Api::Call {
     }
     if (present) *present = false;
     return std::string();
+  }
+
+  // Query parameter `name` as an integer in [min, max]; `fallback` when
+  // absent. False (and a 400 bad_request) otherwise.
+  bool UintParam(const std::string& name, uint64_t min, uint64_t max, uint64_t fallback,
+                 uint64_t* out, ApiError* err) const {
+    bool present = false;
+    std::string v = Query(name, &present);
+    *out = fallback;
+    if (!present) return true;
+    bool digits = !v.empty() && v.size() <= 12 &&
+                  v.find_first_not_of("0123456789") == std::string::npos;
+    uint64_t n = digits ? std::stoull(v) : 0;
+    if (!digits || n < min || n > max) {
+      *err = Err(400, "bad_request",
+                 name + " must be an integer from " + std::to_string(min) + " to " +
+                     std::to_string(max) + ", not '" + v + "'");
+      return false;
+    }
+    *out = n;
+    return true;
+  }
+
+  bool WriteWaitOf(const Topology& topo, WriteWait* out, ApiError* err) const {
+    uint64_t timeout_ms = 0;
+    if (!UintParam("w", 1, topo.regions.size(), 1, &out->w, err) ||
+        !UintParam("timeout_ms", 1, kMaxTimeoutMs, kDefaultWriteTimeoutMs, &timeout_ms, err)) {
+      return false;
+    }
+    out->deadline = start + std::chrono::milliseconds(timeout_ms);
+    return true;
   }
 
   void Send(int status, const json& body,
@@ -430,6 +474,16 @@ void Api::Route(const std::shared_ptr<Call>& call) {
       {"/v1/status", "status", "GET", &Api::NodeStatus},
       {"/metrics", "metrics", "GET", &Api::MetricsText},
   };
+  if (path == "/v1/admin/faults") {
+    call->route = "admin_faults";
+    if (!ctx_.fault_injection) {
+      return call->Fail(Err(404, "not_found",
+                            "no route for " + path + " (meridiand runs without "
+                            "--enable-fault-injection)"));
+    }
+    if (method != "GET" && method != "POST") return method_not_allowed("GET, POST");
+    return Faults(call);
+  }
   for (const SimpleRoute& r : kSimple) {
     if (path != r.path) continue;
     call->route = r.label;
@@ -440,7 +494,7 @@ void Api::Route(const std::shared_ptr<Call>& call) {
 }
 
 void Api::Read(const std::shared_ptr<Call>& call, const std::string& key, uint8_t route_tag) {
-  readers_.Post([this, call, key, route_tag] {
+  WhenCaughtUp(call, [this, call, key, route_tag] { readers_.Post([this, call, key, route_tag] {
     std::string bytes;
     Status st = ctx_.store->GetState(key, &bytes);
     if (st.IsNotFound()) return call->Fail(Err(404, "not_found", "key '" + key + "' not found"));
@@ -470,22 +524,99 @@ void Api::Read(const std::shared_ptr<Call>& call, const std::string& key, uint8_
         {"X-Session-Token", ctx_.applier->SessionToken()}};
     if (!context.empty()) headers.emplace_back("X-Causal-Context", context);
     call->Send(http, out, std::move(headers));
-  });
+  }); });
+}
+
+bool Api::Writable(ApiError* err) const {
+  if (ctx_.transport == nullptr) return true;
+  gossip::WriteGate gate = ctx_.transport->Gate();
+  if (gate.ok) return true;
+  *err = Err(503, gate.code.empty() ? "clock_skew" : gate.code, gate.message);
+  return false;
 }
 
 void Api::Write(const std::shared_ptr<Call>& call, Operation op) {
-  std::string type_name = TypeName(op.type);
-  ctx_.applier->Submit(std::move(op), [call](WriteResult r) {
+  ApiError err;
+  WriteWait ww;
+  if (!call->WriteWaitOf(*ctx_.topology, &ww, &err)) return call->Fail(err);
+  if (!Writable(&err)) return call->Fail(err);
+  ctx_.applier->Submit(std::move(op), [this, call, ww](WriteResult r) {
     if (!r.ok) return call->Fail(r.error);
-    call->Send(200, json{{"ok", true}, {"seq", r.seq}},
-               {{"X-Session-Token", r.session_token}});
+    uint64_t seq = r.seq;
+    std::string token = r.session_token;
+    ReplyWhenHeld(call, seq, ww.w, ww.deadline, token, [call, seq, token] {
+      call->Send(200, json{{"ok", true}, {"seq", seq}}, {{"X-Session-Token", token}});
+    });
   });
+}
+
+void Api::ReplyWhenHeld(const std::shared_ptr<Call>& call, uint64_t seq, uint64_t w,
+                        std::chrono::steady_clock::time_point deadline, const std::string& token,
+                        std::function<void()> send_ok) {
+  gossip::Transport* t = ctx_.transport;
+  if (w <= 1 || t == nullptr) return send_ok();
+  auto held = [t, seq] { return t->RegionsHolding(gossip::kDefaultScope, seq); };
+  ctx_.waiters->Add([held, w] { return held() >= w; }, deadline,
+                    [call, held, w, token, send_ok = std::move(send_ok)](bool ok) {
+                      if (ok) return send_ok();
+                      size_t k = held();
+                      uint64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::steady_clock::now() - call->start)
+                                        .count();
+                      call->Send(504,
+                                 json{{"error", "timeout"},
+                                      {"message", "acknowledged by " + std::to_string(k) + " of " +
+                                                      std::to_string(w) + " regions within " +
+                                                      std::to_string(ms) +
+                                                      " ms; the write is kept and keeps "
+                                                      "replicating"},
+                                      {"acknowledged", k},
+                                      {"required", w}},
+                                 {{"X-Session-Token", token}});
+                    });
+}
+
+void Api::WhenCaughtUp(const std::shared_ptr<Call>& call, std::function<void()> read) {
+  ApiError err;
+  uint64_t timeout_ms = 0;
+  if (!call->UintParam("timeout_ms", 1, kMaxTimeoutMs, kDefaultReadTimeoutMs, &timeout_ms, &err)) {
+    return call->Fail(err);
+  }
+  std::string text = call->req.Header("x-session-token");
+  if (text.empty()) return read();
+  auto token = std::make_shared<storage::AppliedVector>();
+  if (!ParseSessionToken(text, token.get())) {
+    return call->Fail(Err(400, "bad_request",
+                          "X-Session-Token must be a write reply's token "
+                          "(node#incarnation:seq[,...]), not '" + text + "'"));
+  }
+  Applier* a = ctx_.applier;
+  auto covered = [a, token] {
+    uint64_t behind = 0;
+    return Covers(a->Applied(), *token, &behind);
+  };
+  if (covered()) return read();
+  ctx_.waiters->Add(covered, call->start + std::chrono::milliseconds(timeout_ms),
+                    [call, a, token, timeout_ms, read = std::move(read)](bool ok) {
+                      if (ok) return read();
+                      uint64_t behind = 0;
+                      (void)Covers(a->Applied(), *token, &behind);
+                      call->Send(503, json{{"error", "not_caught_up"},
+                                           {"message", "this node is " + std::to_string(behind) +
+                                                           " sequences behind the session token "
+                                                           "after " + std::to_string(timeout_ms) +
+                                                           " ms"},
+                                           {"behind", behind}});
+                    });
 }
 
 void Api::Batch(const std::shared_ptr<Call>& call) {
   json body;
   ApiError err;
+  WriteWait ww;
+  if (!call->WriteWaitOf(*ctx_.topology, &ww, &err)) return call->Fail(err);
   if (!call->Body(&body, &err)) return call->Fail(err);
+  if (!Writable(&err)) return call->Fail(err);
   const json* ops = &body;
   if (body.is_object() && body.contains("ops")) ops = &body["ops"];
   if (!ops->is_array()) {
@@ -556,21 +687,29 @@ void Api::Batch(const std::shared_ptr<Call>& call) {
     slot.push_back(static_cast<int>(i));
     parsed.push_back(std::move(op));
   }
-  auto finish = [call, results = std::move(results), slot](std::vector<WriteResult> done) mutable {
+  auto finish = [this, call, ww, results = std::move(results),
+                 slot](std::vector<WriteResult> done) mutable {
     std::string token;
+    uint64_t top_seq = 0;
     for (size_t k = 0; k < done.size(); ++k) {
       const WriteResult& r = done[k];
       if (r.ok) {
         results[slot[k]] = json{{"status", 200}, {"seq", r.seq}};
         token = r.session_token;
+        top_seq = std::max(top_seq, r.seq);
       } else {
         results[slot[k]] =
             json{{"status", r.error.http}, {"error", r.error.code}, {"message", r.error.message}};
       }
     }
-    std::vector<std::pair<std::string, std::string>> headers;
-    if (!token.empty()) headers.emplace_back("X-Session-Token", token);
-    call->Send(200, json{{"results", results}}, std::move(headers));
+    auto reply = std::make_shared<json>(json{{"results", std::move(results)}});
+    auto send_ok = [call, reply, token] {
+      std::vector<std::pair<std::string, std::string>> headers;
+      if (!token.empty()) headers.emplace_back("X-Session-Token", token);
+      call->Send(200, *reply, std::move(headers));
+    };
+    if (top_seq == 0) return send_ok();
+    ReplyWhenHeld(call, top_seq, ww.w, ww.deadline, token, send_ok);
   };
   // The reply (one entry per operation) is built on a reader thread: the
   // applier thread only applies writes.
@@ -599,7 +738,7 @@ void Api::Scan(const std::shared_ptr<Call>& call) {
     }
     limit = static_cast<size_t>(v);
   }
-  readers_.Post([this, call, prefix, after, limit] {
+  WhenCaughtUp(call, [this, call, prefix, after, limit] { readers_.Post([this, call, prefix, after, limit] {
     std::vector<storage::Store::KeyState> rows;
     Status st = ctx_.store->Scan(prefix, after, limit, &rows);
     if (!st.ok()) return call->Fail(Err(500, "storage", st.ToString()));
@@ -616,7 +755,7 @@ void Api::Scan(const std::shared_ptr<Call>& call) {
     }
     json next = rows.size() == limit ? json(rows.back().key) : json(nullptr);
     call->Send(200, json{{"items", items}, {"next", next}});
-  });
+  }); });
 }
 
 void Api::Watch(const std::shared_ptr<Call>& call) {
@@ -644,7 +783,13 @@ void Api::PublishChange(const std::string& key, const std::string& envelope) {
 }
 
 void Api::Health(const std::shared_ptr<Call>& call) {
-  call->Send(200, json{{"status", "ok"}, {"node", ctx_.node->id}, {"pid", getpid()}});
+  json out{{"status", "ok"}, {"node", ctx_.node->id}, {"pid", getpid()}, {"writable", true}};
+  ApiError why;
+  if (!Writable(&why)) {
+    out["writable"] = false;
+    out["reason"] = why.message;
+  }
+  call->Send(200, out);
 }
 
 void Api::NodeStatus(const std::shared_ptr<Call>& call) {
@@ -652,10 +797,40 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
   auto uptime = std::chrono::duration_cast<std::chrono::milliseconds>(
                     std::chrono::steady_clock::now() - ctx_.started)
                     .count();
+  gossip::TransportSnapshot snap;
+  if (ctx_.transport) snap = ctx_.transport->Snapshot();
   json peers = json::array();
-  for (const NodeConfig* n : ctx_.topology->AllNodes()) {
-    if (n->id != ctx_.node->id) peers.push_back({{"node", n->id}, {"region", n->region}, {"state", "unknown"}});
+  for (const gossip::PeerStatus& p : snap.peers) {
+    auto or_null = [](bool has, auto v) { return has ? json(v) : json(nullptr); };
+    peers.push_back({{"node", p.node},
+                     {"region", p.region},
+                     {"state", gossip::PeerStateName(p.state)},
+                     {"welcomed", p.welcomed},
+                     {"replica", p.replica.node.empty() ? json(nullptr) : json(p.replica.ToString())},
+                     {"last_heard_ms_ago", or_null(p.last_heard_ms_ago >= 0, p.last_heard_ms_ago)},
+                     {"lag_ms", p.lag_ms},
+                     {"unacked_deltas", p.unacked_deltas},
+                     {"unacked_bytes", p.unacked_bytes},
+                     {"acked", p.acked},
+                     {"clock_offset_ms", or_null(p.has_clock_sample, p.clock_offset_ms)},
+                     {"rtt_ms", or_null(p.has_clock_sample, p.rtt_ms)}});
   }
+  ApiError why;
+  bool writable = Writable(&why);
+  json clock{{"writable", writable},
+             {"reason", writable ? std::string() : why.message},
+             {"hlc", crdt::HlcToString(a.CurrentHlc())},
+             {"max_clock_offset_ms", ctx_.topology->max_clock_offset_ms},
+             {"refused_clock_offset", snap.counters.refused_clock_offset}};
+  json gossip_json{{"endpoint", ctx_.transport ? json(ctx_.node->gossip) : json(nullptr)},
+                   {"frames_in", snap.frames_in},
+                   {"frames_out", snap.frames_out},
+                   {"bad_frames", snap.bad_frames},
+                   {"refused_other", snap.counters.refused_other},
+                   {"deltas_received", snap.counters.deltas_received},
+                   {"deltas_applied", snap.counters.deltas_applied},
+                   {"deltas_shipped", snap.counters.deltas_shipped},
+                   {"resends", snap.counters.resends}};
   call->Send(200, json{{"node", ctx_.node->id},
                        {"region", ctx_.node->region},
                        {"cluster", ctx_.topology->cluster_name},
@@ -670,8 +845,10 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                        {"writes", a.stats().writes.load()},
                        {"watchers", ctx_.watch->subscribers()},
                        {"uptime_ms", uptime},
-                       {"replication", "none: this node does not replicate yet"},
-                       {"peers", peers}});
+                       {"type_conflicts", a.type_conflicts()},
+                       {"peers", peers},
+                       {"clock", clock},
+                       {"gossip", gossip_json}});
 }
 
 void Api::MetricsText(const std::shared_ptr<Call>& call) {
@@ -700,7 +877,106 @@ void Api::MetricsText(const std::shared_ptr<Call>& call) {
          ctx_.store->ApproximateStateBytes());
   family("meridian_watchers", "gauge", "Open watch streams.", ctx_.watch->subscribers());
   family("meridian_last_seq", "gauge", "This node's last delta-log sequence.", a.last_seq());
+  gossip::TransportSnapshot snap;
+  if (ctx_.transport) snap = ctx_.transport->Snapshot();
+  ApiError why;
+  family("meridian_clock_writable", "gauge", "1 while the clock-skew gate takes writes.",
+         Writable(&why) ? 1 : 0);
+  family("meridian_clock_refused_total", "counter",
+         "Gossip messages refused for an HLC too far ahead.", snap.counters.refused_clock_offset);
+  family("meridian_gossip_bad_frames_total", "counter", "Gossip frames that did not decode.",
+         snap.bad_frames);
+  family("meridian_deltas_received_total", "counter", "Remote deltas received (with duplicates).",
+         snap.counters.deltas_received);
+  family("meridian_deltas_applied_total", "counter", "Remote deltas applied durably.",
+         snap.counters.deltas_applied);
+  family("meridian_gossip_resends_total", "counter", "Times a peer's cursor fell back to resend.",
+         snap.counters.resends);
+  out +=
+      "# HELP meridian_gossip_frames_total Gossip frames sent and received.\n"
+      "# TYPE meridian_gossip_frames_total counter\n"
+      "meridian_gossip_frames_total{dir=\"in\"} " + std::to_string(snap.frames_in) + "\n"
+      "meridian_gossip_frames_total{dir=\"out\"} " + std::to_string(snap.frames_out) + "\n";
+  struct PeerGauge {
+    const char* name;
+    const char* help;
+    std::function<std::string(const gossip::PeerStatus&)> value;
+  };
+  const PeerGauge gauges[] = {
+      {"meridian_peer_up", "1 up, 0.5 suspect, 0 down or not heard yet.",
+       [](const gossip::PeerStatus& p) {
+         return std::string(p.state == gossip::PeerState::kUp        ? "1"
+                            : p.state == gossip::PeerState::kSuspect ? "0.5"
+                                                                     : "0");
+       }},
+      {"meridian_peer_lag_ms", "Age of the oldest delta the peer has not acknowledged.",
+       [](const gossip::PeerStatus& p) { return std::to_string(p.lag_ms); }},
+      {"meridian_peer_unacked_deltas", "This node's deltas the peer has not acknowledged.",
+       [](const gossip::PeerStatus& p) { return std::to_string(p.unacked_deltas); }},
+      {"meridian_peer_unacked_bytes", "Bytes of those deltas.",
+       [](const gossip::PeerStatus& p) { return std::to_string(p.unacked_bytes); }},
+      {"meridian_peer_clock_offset_ms", "The peer's clock minus this node's (0 until sampled).",
+       [](const gossip::PeerStatus& p) { return std::to_string(p.clock_offset_ms); }},
+  };
+  for (const PeerGauge& g : gauges) {
+    out += std::string("# HELP ") + g.name + " " + g.help + "\n# TYPE " + g.name + " gauge\n";
+    for (const gossip::PeerStatus& p : snap.peers) {
+      out += std::string(g.name) + "{peer=\"" + p.node + "\",region=\"" + p.region + "\"} " +
+             g.value(p) + "\n";
+    }
+  }
   call->SendText(200, std::move(out), "text/plain; version=0.0.4");
+}
+
+void Api::Faults(const std::shared_ptr<Call>& call) {
+  gossip::Faults faults;
+  if (ctx_.transport) faults = ctx_.transport->faults();
+  if (call->req.method == "POST") {
+    json body;
+    ApiError err;
+    if (!call->Body(&body, &err)) return call->Fail(err);
+    auto bad = [&](const std::string& why) { call->Fail(Err(400, "bad_request", why)); };
+    if (!body.is_object()) return bad("faults are {\"drop\": [node ids], \"delay_ms\": {node id: ms}}");
+    auto peer = [&](const std::string& id) {
+      const NodeConfig* n = ctx_.topology->FindNode(id);
+      return n != nullptr && n->id != ctx_.node->id;
+    };
+    for (const auto& [field, value] : body.items()) {
+      if (field != "drop" && field != "delay_ms") {
+        return bad("unknown field '" + field + "' (drop, delay_ms)");
+      }
+    }
+    gossip::Faults next = faults;
+    if (body.contains("drop")) {
+      const json& drop = body["drop"];
+      if (!drop.is_array()) return bad("'drop' must be an array of node ids");
+      next.drop.clear();
+      for (const json& id : drop) {
+        if (!id.is_string()) return bad("'drop' must be an array of node ids");
+        if (!peer(id)) return bad("'" + id.get<std::string>() + "' is not a peer of this node");
+        next.drop.insert(id.get<std::string>());
+      }
+    }
+    if (body.contains("delay_ms")) {
+      const json& delay = body["delay_ms"];
+      if (!delay.is_object()) return bad("'delay_ms' must be an object of node id to milliseconds");
+      next.delay_ms.clear();
+      for (const auto& [id, ms] : delay.items()) {
+        if (!peer(id)) return bad("'" + id + "' is not a peer of this node");
+        int64_t v = 0;
+        if (!Int64Of(ms, &v) || v < 0 || static_cast<uint64_t>(v) > kMaxFaultDelayMs) {
+          return bad("delay_ms of '" + id + "' must be an integer from 0 to " +
+                     std::to_string(kMaxFaultDelayMs));
+        }
+        if (v > 0) next.delay_ms[id] = static_cast<uint64_t>(v);
+      }
+    }
+    if (ctx_.transport) ctx_.transport->SetFaults(next);
+    faults = std::move(next);
+  }
+  json delay = json::object();
+  for (const auto& [id, ms] : faults.delay_ms) delay[id] = ms;
+  call->Send(200, json{{"drop", faults.drop}, {"delay_ms", delay}});
 }
 
 }  // namespace meridian::node

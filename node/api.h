@@ -2,6 +2,30 @@
 // (JSON and msgpack both ways), error shapes, and the hand-off of writes to
 // the applier and of reads to reader threads, so that no I/O thread waits
 // on the disk.
+//
+// Replication (issue 4), when the node has peers (ctx.transport set):
+// - Writes (PUT/POST/DELETE on /v1/kv|counter|set|map, POST /v1/batch)
+//   are refused with 503 clock_skew while gossip's write gate is closed
+//   (DESIGN.md §3); nothing is applied. GET /v1/health says "writable" and,
+//   when not, "reason".
+// - ?w=N&timeout_ms=T on writes: N in 1..regions (default 1), T in
+//   1..60000 ms (default 5000), anything else 400 bad_request. The reply
+//   waits until N regions (this one counted) hold the write durably (for a
+//   batch: its highest seq); after T (counted from the request's arrival)
+//   504 {"error":"timeout","acknowledged":K,"required":N} with the
+//   X-Session-Token of a success: the write is kept and keeps replicating.
+// - X-Session-Token on reads (GET of a key, GET /v1/scan): malformed is 400
+//   bad_request; the read waits up to ?timeout_ms=T (default 1000, at most
+//   60000) until this node's applied vector covers the token, then answers;
+//   otherwise 503 {"error":"not_caught_up","behind":N}.
+// - /v1/status gains "peers", "clock" and "gossip"; /metrics per-peer
+//   gauges, clock and gossip counters.
+// - GET and POST /v1/admin/faults (only with --enable-fault-injection,
+//   otherwise 404): {"drop": [node ids], "delay_ms": {node id: ms}}, each
+//   field optional and kept when omitted; unknown ids, delays outside
+//   0..60000 or other shapes are 400 bad_request. Both answer the faults
+//   in force.
+// Waiting requests hold no thread: they wait in Waiters (node/waiters.h).
 #ifndef MERIDIAN_NODE_API_H_
 #define MERIDIAN_NODE_API_H_
 
@@ -15,10 +39,12 @@
 #include <thread>
 #include <vector>
 
+#include "gossip/transport.h"
 #include "node/applier.h"
 #include "node/http_server.h"
 #include "node/metrics.h"
 #include "node/topology.h"
+#include "node/waiters.h"
 #include "node/watch_hub.h"
 #include "storage/leveldb_store.h"
 
@@ -48,6 +74,8 @@ struct ApiContext {
   Metrics* metrics = nullptr;
   std::chrono::steady_clock::time_point started;
   bool fault_injection = false;  // --enable-fault-injection: POST /v1/admin/faults
+  gossip::Transport* transport = nullptr;  // null: no peers, no gossip
+  Waiters* waiters = nullptr;              // required
 };
 
 class Api {
@@ -73,6 +101,18 @@ class Api {
   void Health(const std::shared_ptr<Call>& call);
   void NodeStatus(const std::shared_ptr<Call>& call);
   void MetricsText(const std::shared_ptr<Call>& call);
+  void Faults(const std::shared_ptr<Call>& call);
+
+  // False (and the 503 clock_skew error) while gossip's write gate is shut.
+  bool Writable(ApiError* err) const;
+  // Sends the reply of a successful write (send_ok) once `w` regions hold
+  // `seq`, or 504 at the deadline.
+  void ReplyWhenHeld(const std::shared_ptr<Call>& call, uint64_t seq, uint64_t w,
+                     std::chrono::steady_clock::time_point deadline, const std::string& token,
+                     std::function<void()> send_ok);
+  // Runs `read` once this node covers the request's X-Session-Token (at
+  // once without one), or answers 400 / 503 not_caught_up.
+  void WhenCaughtUp(const std::shared_ptr<Call>& call, std::function<void()> read);
 
   ApiContext ctx_;
   WorkerPool readers_;

@@ -25,36 +25,57 @@ std::string FormatSessionToken(const storage::AppliedVector& applied) {
   return out;
 }
 
+namespace {
+
+// Decimal digits only (no sign, no spaces), within uint64_t.
+bool ParseDecimal(const std::string& text, uint64_t* out) {
+  if (text.empty() || text.size() > 20 || text.find_first_not_of("0123456789") != std::string::npos) {
+    return false;
+  }
+  try {
+    *out = std::stoull(text);
+    return true;
+  } catch (const std::exception&) {
+    return false;  // out of range
+  }
+}
+
+bool ValidNodeId(const std::string& id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 bool ParseSessionToken(const std::string& text, storage::AppliedVector* out) {
   out->clear();
+  if (text.empty()) return true;
   size_t pos = 0;
-  while (pos < text.size()) {
+  for (;;) {
     size_t end = text.find(',', pos);
     if (end == std::string::npos) end = text.size();
     std::string item = text.substr(pos, end - pos);
     size_t hash = item.rfind('#');
     size_t colon = item.rfind(':');
-    if (hash == std::string::npos || colon == std::string::npos || hash == 0 || colon < hash + 2 ||
-        colon + 1 >= item.size()) {
-      return false;
-    }
+    if (hash == std::string::npos || colon == std::string::npos || colon < hash) return false;
     crdt::ReplicaId r;
     r.node = item.substr(0, hash);
-    try {
-      size_t used = 0;
-      std::string inc = item.substr(hash + 1, colon - hash - 1);
-      r.incarnation = std::stoull(inc, &used);
-      if (used != inc.size()) return false;
-      std::string seq = item.substr(colon + 1);
-      uint64_t s = std::stoull(seq, &used);
-      if (used != seq.size()) return false;
-      (*out)[{r, kScope}] = s;
-    } catch (const std::exception&) {
+    uint64_t seq = 0;
+    if (!ValidNodeId(r.node) || !ParseDecimal(item.substr(hash + 1, colon - hash - 1), &r.incarnation) ||
+        !ParseDecimal(item.substr(colon + 1), &seq)) {
       return false;
     }
-    pos = end + 1;
+    auto key = std::make_pair(r, kScope);
+    if (out->count(key) != 0) return false;  // one entry per origin
+    (*out)[key] = seq;
+    if (end == text.size()) return true;
+    pos = end + 1;  // a trailing ',' leaves an empty item, refused above
   }
-  return true;
 }
 
 bool Covers(const storage::AppliedVector& applied, const storage::AppliedVector& token,

@@ -5,8 +5,11 @@
 //
 // Reads and checks the topology before anything starts, opens the node's
 // LevelDB (creating a new incarnation on an empty data dir), restores its
-// clock bound, and serves the HTTP API until SIGTERM or SIGINT, when it
-// stops accepting, finishes what is in flight, closes LevelDB and exits 0.
+// clock bound, starts gossip with the other nodes of the topology (DESIGN.md
+// §4), and serves the HTTP API until SIGTERM or SIGINT, when it answers
+// the requests still waiting (w=N, session tokens) as they stand, stops
+// accepting, finishes what is in flight, stops gossip, closes LevelDB and
+// exits 0.
 #include <cctype>
 #include <csignal>
 #include <cstdint>
@@ -20,9 +23,11 @@
 #include "node/api.h"
 #include "node/applier.h"
 #include "node/clock_offset.h"
+#include "node/gossip_host.h"
 #include "node/http_server.h"
 #include "node/metrics.h"
 #include "node/topology.h"
+#include "node/waiters.h"
 #include "node/watch_hub.h"
 #include "storage/leveldb_store.h"
 #include "storage/node_meta.h"
@@ -161,6 +166,14 @@ int main(int argc, char** argv) {
   Metrics metrics;
   WatchHub watch;
   Applier applier(store.get(), &clock, meta);
+  Waiters waiters;
+  GossipHost gossip(topo, *me, store.get(), &applier, &wall, &waiters, Log);
+  // Before the applier starts: it sets the applier's listeners.
+  st = gossip.Start();
+  if (!st.ok()) {
+    Log(st.ToString());
+    return 1;
+  }
   ApiContext ctx;
   ctx.topology = &topo;
   ctx.node = me;
@@ -170,6 +183,8 @@ int main(int argc, char** argv) {
   ctx.metrics = &metrics;
   ctx.started = std::chrono::steady_clock::now();
   ctx.fault_injection = fault_injection;
+  ctx.waiters = &waiters;
+  ctx.transport = gossip.transport();
   Api api(ctx);
   applier.SetChangeListener(
       [&api](const std::string& key, const std::string& env) { api.PublishChange(key, env); });
@@ -185,18 +200,23 @@ int main(int argc, char** argv) {
   st = server.Start();
   if (!st.ok()) {
     Log(st.ToString());
+    waiters.Stop();
+    gossip.Stop();
     applier.Stop();
     return 1;
   }
   Log("node " + node_id + " (" + meta.replica.ToString() + ", region " + me->region +
       ") serving http://" + me->http_host + ":" + std::to_string(server.port()) +
+      (gossip.transport() ? ", gossip " + me->gossip : std::string(", no peers")) +
       (me->sync ? "" : " with sync = false"));
 
   int sig = 0;
   sigwait(&signals, &sig);
   Log(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ", stopping");
   auto stop_start = std::chrono::steady_clock::now();
+  waiters.Stop();
   server.Stop();
+  gossip.Stop();
   applier.Stop();
   store.reset();
   Log("stopped cleanly in " +

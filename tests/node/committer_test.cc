@@ -748,6 +748,12 @@ BOOST_AUTO_TEST_CASE(covers) {
   BOOST_TEST(FormatSessionToken(applied) == "a#1:5,b#2:3");
   BOOST_TEST(!ParseSessionToken("a#1", &parsed));
   BOOST_TEST(!ParseSessionToken("a#x:1", &parsed));
+  for (const char* bad : {"a#1:2,", ",a#1:2", "a#1:-1", "a#1: 2", "a#+1:2", "#1:2", "a b#1:2",
+                          "a#1:2,a#1:3", "a#1:99999999999999999999", "a#:2", "a#1:"}) {
+    BOOST_TEST(!ParseSessionToken(bad, &parsed), "token '" << bad << "' should be refused");
+  }
+  BOOST_TEST(ParseSessionToken("", &parsed));
+  BOOST_TEST(parsed.empty());
 }
 
 BOOST_AUTO_TEST_CASE(offset_clock_shifts_and_saturates) {

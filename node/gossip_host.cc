@@ -1,0 +1,85 @@
+#include "node/gossip_host.h"
+
+#include <algorithm>
+
+namespace meridian::node {
+
+gossip::ProtocolOptions ProtocolOptionsFor(const Topology& topo, const NodeConfig& me,
+                                           const crdt::ReplicaId& self) {
+  gossip::ProtocolOptions o;
+  o.cluster = topo.cluster_name;
+  o.self = self;
+  o.region = me.region;
+  for (const NodeConfig* n : topo.AllNodes()) {
+    if (n->id != me.id) o.peers.push_back(gossip::PeerConfig{n->id, n->region});
+  }
+  o.heartbeat_interval_ms = topo.heartbeat_interval_ms;
+  o.max_clock_offset_ms = topo.max_clock_offset_ms;
+  // Four heartbeats without an acknowledgement (at least 500 ms) before a
+  // range is shipped again: 2 s at the default 500 ms heartbeat.
+  o.resend_timeout_ms = std::max<uint64_t>(500, 4 * topo.heartbeat_interval_ms);
+  return o;
+}
+
+GossipHost::GossipHost(const Topology& topo, const NodeConfig& me, storage::Store* store,
+                       Applier* applier, crdt::PhysicalClock* wall, Waiters* waiters,
+                       std::function<void(const std::string&)> log)
+    : topo_(topo),
+      me_(me),
+      store_(store),
+      applier_(applier),
+      wall_(wall),
+      waiters_(waiters),
+      log_(std::move(log)) {}
+
+GossipHost::~GossipHost() { Stop(); }
+
+Status GossipHost::Start() {
+  // Session-token reads wait on every commit, local or remote.
+  applier_->SetCommitListener([this] { waiters_->Notify(); });
+  gossip::TransportOptions options;
+  options.bind = me_.gossip;
+  for (const NodeConfig* n : topo_.AllNodes()) {
+    if (n->id != me_.id) options.peers[n->id] = n->gossip;
+  }
+  if (options.peers.empty()) return Status::OK();
+  options.protocol = ProtocolOptionsFor(topo_, me_, applier_->replica());
+  transport_ = std::make_unique<gossip::Transport>(std::move(options), store_, this, wall_,
+                                                   applier_->Applied());
+  gossip::Transport* t = transport_.get();
+  applier_->SetAppendListener([t](const std::string& scope, uint64_t last_seq, uint64_t bytes) {
+    t->NotifyLocalAppend(scope, last_seq, bytes);
+  });
+  Status st = transport_->Start();
+  if (!st.ok()) {
+    applier_->SetAppendListener(nullptr);
+    transport_.reset();
+  }
+  return st;
+}
+
+void GossipHost::Stop() {
+  if (transport_) transport_->Stop();
+}
+
+void GossipHost::ApplyRemote(const crdt::ReplicaId& origin, const std::string& scope,
+                             std::vector<gossip::DeltaEntry> entries,
+                             std::function<void(Status, uint64_t last_durable)> done) {
+  RemoteApply apply;
+  apply.origin = origin;
+  apply.scope = scope;
+  apply.entries = std::move(entries);
+  applier_->SubmitRemote(std::move(apply), [done = std::move(done)](RemoteResult r) {
+    done(std::move(r.status), r.last_durable);
+  });
+}
+
+void GossipHost::ObserveHlc(crdt::Hlc hlc) { applier_->ObserveHlc(hlc); }
+
+crdt::Hlc GossipHost::CurrentHlc() { return applier_->CurrentHlc(); }
+
+void GossipHost::ReplicationProgress() { waiters_->Notify(); }
+
+void GossipHost::Log(const std::string& line) { log_(line); }
+
+}  // namespace meridian::node

@@ -1,0 +1,73 @@
+// The node's side of gossip (DESIGN.md §4): the gossip::Host that the
+// ZeroMQ transport drives, over this node's Applier, and the wiring that
+// tells the transport of local appends and the waiters (w=N, session-token
+// reads) of progress.
+//
+// A node whose topology lists no other node runs no gossip: Start() binds
+// nothing and transport() stays null (such a node is always writable).
+//
+// Thread-safety: Start and Stop from one thread; the Host methods are
+// called on the gossip thread; transport() may be read from any thread
+// after Start.
+#ifndef MERIDIAN_NODE_GOSSIP_HOST_H_
+#define MERIDIAN_NODE_GOSSIP_HOST_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "crdt/hlc.h"
+#include "gossip/transport.h"
+#include "node/applier.h"
+#include "node/topology.h"
+#include "node/waiters.h"
+#include "storage/leveldb_store.h"
+
+namespace meridian::node {
+
+// The gossip protocol's options for node `me` of `topo`.
+gossip::ProtocolOptions ProtocolOptionsFor(const Topology& topo, const NodeConfig& me,
+                                           const crdt::ReplicaId& self);
+
+class GossipHost : public gossip::Host {
+ public:
+  // REQUIRES: everything given outlives the GossipHost. `log` writes one
+  // line to the node's log (any thread).
+  GossipHost(const Topology& topo, const NodeConfig& me, storage::Store* store, Applier* applier,
+             crdt::PhysicalClock* wall, Waiters* waiters, std::function<void(const std::string&)> log);
+  ~GossipHost() override;  // Stop()
+
+  // Call before the Applier starts (it sets the applier's append and
+  // commit listeners). Creates and starts the transport when there are
+  // peers; a gossip endpoint that cannot be bound fails here.
+  Status Start();
+  // Stops the transport (call before stopping the Applier); idempotent.
+  void Stop();
+
+  // Null when the node has no peers.
+  gossip::Transport* transport() { return transport_.get(); }
+
+  // gossip::Host
+  void ApplyRemote(const crdt::ReplicaId& origin, const std::string& scope,
+                   std::vector<gossip::DeltaEntry> entries,
+                   std::function<void(Status, uint64_t last_durable)> done) override;
+  void ObserveHlc(crdt::Hlc hlc) override;
+  crdt::Hlc CurrentHlc() override;
+  void ReplicationProgress() override;
+  void Log(const std::string& line) override;
+
+ private:
+  const Topology& topo_;
+  const NodeConfig& me_;
+  storage::Store* store_;
+  Applier* applier_;
+  crdt::PhysicalClock* wall_;
+  Waiters* waiters_;
+  std::function<void(const std::string&)> log_;
+  std::unique_ptr<gossip::Transport> transport_;
+};
+
+}  // namespace meridian::node
+
+#endif  // MERIDIAN_NODE_GOSSIP_HOST_H_
