@@ -59,6 +59,16 @@ Status HttpClient::Create(const std::string& base_url, std::unique_ptr<HttpClien
 }
 
 namespace {
+// Beast's timeouts (tcp_stream::expires_after) apply only to asynchronous
+// operations, so every operation here is started asynchronously and then
+// run to completion: the stream's expiry closes it with
+// beast::error::timeout instead of blocking forever on a peer that
+// accepts but never answers.
+void RunToCompletion(net::io_context& ioc) {
+  ioc.restart();
+  ioc.run();
+}
+
 Status Connect(net::io_context& ioc, const std::string& host, const std::string& port,
                std::chrono::milliseconds timeout, std::optional<beast::tcp_stream>* stream) {
   beast::error_code ec;
@@ -67,7 +77,9 @@ Status Connect(net::io_context& ioc, const std::string& host, const std::string&
   if (ec) return Status::Unavailable("cannot resolve " + host + ":" + port + ": " + ec.message());
   stream->emplace(ioc);
   (*stream)->expires_after(timeout);
-  (*stream)->connect(results, ec);
+  (*stream)->async_connect(results,
+                           [&ec](beast::error_code e, const tcp::endpoint&) { ec = e; });
+  RunToCompletion(ioc);
   if (ec) {
     stream->reset();
     return Status::Unavailable("cannot connect to " + host + ":" + port + ": " + ec.message());
@@ -93,12 +105,18 @@ Status HttpClient::Request(const std::string& method, const std::string& target,
     req.body() = body;
     if (!body.empty() || method == "POST" || method == "PUT") req.prepare_payload();
     beast::error_code ec;
+    // One deadline for writing the request and reading the whole reply.
     impl_->stream->expires_after(timeout_);
-    http::write(*impl_->stream, req, ec);
+    http::async_write(*impl_->stream, req, [&ec](beast::error_code e, size_t) { ec = e; });
+    RunToCompletion(impl_->ioc);
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
     parser.body_limit(1ull << 32);
-    if (!ec) http::read(*impl_->stream, buffer, parser, ec);
+    if (!ec) {
+      http::async_read(*impl_->stream, buffer, parser,
+                       [&ec](beast::error_code e, size_t) { ec = e; });
+      RunToCompletion(impl_->ioc);
+    }
     if (ec) {
       impl_->stream.reset();
       // A kept-alive connection the server closed: try once on a new one,
@@ -133,7 +151,9 @@ Status HttpClient::ReadEvents(const std::string& target, size_t max_events,
   MERIDIAN_RETURN_IF_ERROR(Connect(impl_->ioc, host_, port_, timeout, &s));
   std::string req = "GET " + target + " HTTP/1.1\r\nHost: " + host_ + "\r\nAccept: text/event-stream\r\n\r\n";
   beast::error_code ec;
-  net::write(*s, net::buffer(req), ec);
+  s->expires_after(timeout);
+  net::async_write(*s, net::buffer(req), [&ec](beast::error_code e, size_t) { ec = e; });
+  RunToCompletion(impl_->ioc);
   if (ec) return Status::IOError("watch request: " + ec.message());
   auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string text;
@@ -142,7 +162,12 @@ Status HttpClient::ReadEvents(const std::string& target, size_t max_events,
     auto left = deadline - std::chrono::steady_clock::now();
     if (left <= std::chrono::milliseconds(0)) break;
     s->expires_after(std::chrono::duration_cast<std::chrono::milliseconds>(left));
-    size_t n = s->read_some(net::buffer(buf), ec);
+    size_t n = 0;
+    s->async_read_some(net::buffer(buf), [&ec, &n](beast::error_code e, size_t got) {
+      ec = e;
+      n = got;
+    });
+    RunToCompletion(impl_->ioc);
     if (ec) break;
     text.append(buf, n);
     // Collect complete "data:" lines after the header block.

@@ -230,14 +230,14 @@ Status ClusterUp(const LaunchOptions& o, std::ostream& out) {
   for (const NodeConfig* n : nodes) {
     pid_t old = ReadPid(*n);
     if (IsNodeProcess(old, n->id)) {
-      out << n->id << ": already running (pid " << old << ")\n";
+      out << n->id << ": already running (pid " << old << ")" << std::endl;
       continue;
     }
     pid_t pid = 0;
     Status st = Spawn(o, binary, *n, &pid);
     if (!st.ok()) return undo(Status::IOError(n->id + ": " + st.message()));
     started[n->id] = pid;
-    out << n->id << ": started (pid " << pid << ", log " << LogFile(*n) << ")\n";
+    out << n->id << ": started (pid " << pid << ", log " << LogFile(*n) << ")" << std::endl;
   }
 
   auto deadline = Clock::now() + std::chrono::seconds(o.wait_seconds);
@@ -253,7 +253,11 @@ Status ClusterUp(const LaunchOptions& o, std::ostream& out) {
       bool alive = it != started.end() ? waitpid(pid, nullptr, WNOHANG) == 0
                                        : IsNodeProcess(pid, n->id);
       if (!alive) {
-        if (it != started.end()) started.erase(it);
+        if (it != started.end()) {
+          // It is gone: undo() stops only the others, so its pid file goes here.
+          unlink(PidFile(*n).c_str());
+          started.erase(it);
+        }
         return undo(Status::FailedPrecondition(n->id + " exited while starting; the end of " +
                                                LogFile(*n) + ":" + Tail(LogFile(*n), 8)));
       }

@@ -12,6 +12,7 @@
 // unreachable, HTTP error, a failed batch operation), 2 on bad usage,
 // each with one sentence on stderr.
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -328,28 +329,37 @@ int StatusCmd(Ctl& ctl, const Args&) {
     ctl.PrintJson(r.body);
     return 0;
   }
+  // Scalars one per row, objects flattened ("clock.writable"), then the
+  // peers as a table of their own.
   std::vector<std::vector<std::string>> rows = {{"FIELD", "VALUE"}};
+  auto cell = [](const json& v) { return v.is_string() ? v.get<std::string>() : Show(v); };
   for (const auto& [name, v] : r.body.items()) {
-    if (!v.is_array()) {
-      rows.push_back({name, v.is_string() ? v.get<std::string>() : Show(v)});
-      continue;
-    }
-    if (v.empty()) rows.push_back({name, "none"});
-    // One row per element (peers): "k=v k=v" reads better than JSON.
-    for (const json& e : v) {
-      std::string text;
-      if (e.is_object()) {
-        for (const auto& [k, x] : e.items()) {
-          text += (text.empty() ? "" : " ") + k + "=" +
-                  (x.is_string() ? x.get<std::string>() : Show(x));
-        }
-      } else {
-        text = Show(e);
-      }
-      rows.push_back({name, text});
+    if (v.is_object()) {
+      for (const auto& [k, x] : v.items()) rows.push_back({name + "." + k, cell(x)});
+    } else if (!v.is_array()) {
+      rows.push_back({name, cell(v)});
     }
   }
   PrintTable(rows);
+  const json peers = r.body.value("peers", json::array());
+  if (peers.is_array() && !peers.empty()) {
+    static const char* const kColumns[] = {"node",   "region", "state",          "last_heard_ms_ago",
+                                           "lag_ms", "acked",  "unacked_deltas", "unacked_bytes",
+                                           "clock_offset_ms", "rtt_ms"};
+    std::vector<std::vector<std::string>> table(1);
+    for (const char* c : kColumns) {
+      std::string h = c;
+      for (char& ch : h) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      table[0].push_back(h);
+    }
+    for (const json& p : peers) {
+      std::vector<std::string> row;
+      for (const char* c : kColumns) row.push_back(p.is_object() && p.contains(c) ? cell(p[c]) : "");
+      table.push_back(std::move(row));
+    }
+    std::cout << "\n";
+    PrintTable(table);
+  }
   return 0;
 }
 
@@ -359,7 +369,11 @@ int Health(Ctl& ctl, const Args&) {
   if (ctl.opts().json) {
     ctl.PrintJson(r.body);
   } else {
-    std::cout << Field(r.body, "status") << " (node " << Field(r.body, "node") << ")\n";
+    std::cout << Field(r.body, "status") << " (node " << Field(r.body, "node") << ")";
+    if (r.body.value("writable", true) == false) {
+      std::cout << ", not writable: " << Field(r.body, "reason");
+    }
+    std::cout << "\n";
   }
   return 0;
 }
