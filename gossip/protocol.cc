@@ -7,7 +7,9 @@
 //   - the inbound session (it ships its log to us): the replica whose
 //     Hello we accepted; Deltas from any other replica are refused;
 //   - liveness and clock: when it was last heard, its state, the Pings in
-//     flight and the clock samples.
+//     flight, the clock samples (round-trip ones from Pongs, and a one-way
+//     one from the last message refused for its HLC) and whether it
+//     refuses our messages for our HLC.
 // Per origin (replica, scope) it keeps what is applied (durable, in
 // applied), what is handed out in ApplyRequests (applying), and the
 // entries held back behind a gap.
@@ -31,6 +33,12 @@ constexpr size_t kMaxPingsInFlight = 32;
 // are merged (the oldest wall time is kept, so lag stays exact for the
 // slowest peer).
 constexpr size_t kMaxAppendRecords = 65536;
+// Clock values from the network are clamped to this before any
+// arithmetic, so no sender can make it overflow (2^62 ms is far beyond any
+// real clock).
+constexpr uint64_t kClockClamp = uint64_t{1} << 62;
+// Rounding of whole-millisecond clocks when round-trip samples are compared.
+constexpr uint64_t kClockSlackMs = 2;
 
 uint64_t SatSub(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
 uint64_t SatAdd(uint64_t a, uint64_t b) { return a > kNever - b ? kNever : a + b; }
@@ -50,6 +58,12 @@ std::string Printable(const std::string& s) {
     }
   }
   return out;
+}
+
+// |a - b| without overflow (any two int64_t are less than 2^64 apart).
+uint64_t Gap(int64_t a, int64_t b) {
+  return a >= b ? static_cast<uint64_t>(a) - static_cast<uint64_t>(b)
+                : static_cast<uint64_t>(b) - static_cast<uint64_t>(a);
 }
 
 std::string SignedMs(int64_t v) { return (v >= 0 ? "+" : "") + std::to_string(v) + " ms"; }
@@ -81,9 +95,12 @@ void Effects::Clear() {
 
 struct Protocol::Impl {
   struct ClockSample {
-    uint64_t rtt_ms = 0;
+    uint64_t rtt_ms = 0;  // 0 for a one-way sample (round trip unknown)
     int64_t offset_ms = 0;
   };
+
+  // What Admit decided about a message's header.
+  enum class Admission { kAccepted, kRefusedClock, kRefused };
 
   struct Peer {
     std::string node;
@@ -110,7 +127,20 @@ struct Protocol::Impl {
 
     // Clock.
     std::deque<std::pair<uint64_t, uint64_t>> pings;  // (sent wall, sent mono)
-    std::deque<ClockSample> samples;
+    std::deque<ClockSample> samples;                  // round trip: Pongs to our Pings
+    // One-way: the header wall clock of the last message refused for its
+    // HLC; the estimate only while no round-trip sample is kept.
+    bool has_one_way = false;
+    ClockSample one_way;
+    // It refused a message of ours for our HLC (kClockAhead): this node's
+    // clock is beyond the limit ahead of its. Cleared by a Pong to a Ping
+    // sent at or after that Refuse arrived (the peer took a later message).
+    bool refuses_our_clock = false;
+    uint64_t refused_our_clock_ms = 0;  // mono, when the last such Refuse arrived
+    // The samples are from before it was last down: they still count
+    // against this node's clock, never for it, and the first new sample
+    // replaces them all.
+    bool clock_stale = false;
   };
 
   struct Origin {
@@ -244,10 +274,12 @@ struct Protocol::Impl {
     p.state = to;
     if (to == PeerState::kDown) {
       // It may come back restarted: welcome it afresh, resend from acked,
-      // and measure its clock again.
+      // and measure its clock again. What was known of its clock is kept
+      // until then (stale), so that a node whose clock it found off is not
+      // taken as in range the moment it is back and not yet measured.
       EndOutbound(p);
-      p.samples.clear();
       p.pings.clear();
+      p.clock_stale = true;
     }
   }
 
@@ -312,10 +344,11 @@ struct Protocol::Impl {
 
   // --- Receiving -------------------------------------------------------------
 
-  // Header checks; true when the message may be handled. Any message from
-  // a node of the topology marks it heard, even one refused here: the node
-  // is alive, whatever it says. Accepted HLCs are collected.
-  bool Admit(const Now& now, const Message& msg, Effects* out) {
+  // Header checks: kAccepted when the message may be handled. Any message
+  // from a node of the topology marks it heard, even one refused here: the
+  // node is alive, whatever it says. Accepted HLCs are collected; refused
+  // ones never are.
+  Admission Admit(const Now& now, const Message& msg, Effects* out) {
     const Header& h = msg.header;
     const bool is_refuse = msg.type == MsgType::kRefuse;
     Peer* p = FindPeer(h.from.node);
@@ -328,7 +361,7 @@ struct Protocol::Impl {
                  "gossip: refused a " + std::string(TypeName(msg.type)) + " from node '" +
                      Printable(h.from.node) + "', which is not a peer in this topology",
                  out);
-      return false;
+      return Admission::kRefused;
     }
     MarkHeard(now, *p, out);
     if (h.cluster != opt.cluster) {
@@ -344,7 +377,7 @@ struct Protocol::Impl {
                        Printable(h.cluster) + "'",
                    out);
       }
-      return false;
+      return Admission::kRefused;
     }
     if (h.protocol != kProtocolVersion) {
       ++counters.refused_other;
@@ -359,7 +392,7 @@ struct Protocol::Impl {
                        ", not " + std::to_string(h.protocol),
                    out);
       }
-      return false;
+      return Admission::kRefused;
     }
     const uint64_t phys = crdt::HlcPhysicalMs(h.hlc);
     const uint64_t limit = SatAdd(now.wall_ms, opt.max_clock_offset_ms);
@@ -377,11 +410,50 @@ struct Protocol::Impl {
                        std::to_string(opt.max_clock_offset_ms) + " ms",
                    out);
       }
-      return false;
+      return Admission::kRefusedClock;
     }
     p->replica = h.from;
     out->observed_hlc = std::max(out->observed_hlc, h.hlc);
-    return true;
+    return Admission::kAccepted;
+  }
+
+  // A message refused for its HLC is not handled and its HLC is not
+  // absorbed, but its clock values still tell this node how far off the
+  // peer is, which is what the write gate needs (a peer beyond the limit
+  // would otherwise never be measured again): a Pong gives a round-trip
+  // sample as usual, anything else a one-way sample from its header's wall
+  // clock. A Refuse saying our HLC is too far ahead is a fact about our
+  // clock whatever the sender's clock is, so it counts too.
+  void OnRefusedForClock(const Now& now, Peer& p, const Message& msg) {
+    if (msg.type == MsgType::kPong) {
+      OnPong(now, p, msg);
+    } else {
+      DropStaleClock(p);
+      ClockSample s;
+      s.offset_ms = static_cast<int64_t>(std::min(msg.header.wall_ms, kClockClamp)) -
+                    static_cast<int64_t>(std::min(now.wall_ms, kClockClamp));
+      // The true offset is this plus the one-way delay, so at least this: a
+      // kept round-trip sample whose range ends below it is from before a
+      // clock stepped, and they all go (the one-way sample is the estimate
+      // until the next round trip).
+      for (const ClockSample& old : p.samples) {
+        if (s.offset_ms > old.offset_ms &&
+            Gap(s.offset_ms, old.offset_ms) > old.rtt_ms / 2 + kClockSlackMs) {
+          p.samples.clear();
+          break;
+        }
+      }
+      p.one_way = s;
+      p.has_one_way = true;
+    }
+    if (msg.type == MsgType::kRefuse && msg.reason == RefuseReason::kClockAhead) {
+      MarkRefusesOurClock(now, p);
+    }
+  }
+
+  void MarkRefusesOurClock(const Now& now, Peer& p) {
+    p.refuses_our_clock = true;
+    p.refused_our_clock_ms = now.mono_ms;
   }
 
   void MarkHeard(const Now& now, Peer& p, Effects* out) {
@@ -463,6 +535,7 @@ struct Protocol::Impl {
                "gossip: peer " + p.node + " refused our messages (" + ReasonName(msg.reason) +
                    "): " + Printable(msg.text),
                out);
+    if (msg.reason == RefuseReason::kClockAhead) MarkRefusesOurClock(now, p);
     if (msg.reason == RefuseReason::kNoHandshake && p.welcomed) {
       // It lost our session (it restarted): say Hello again.
       EndOutbound(p);
@@ -560,26 +633,87 @@ struct Protocol::Impl {
     const uint64_t sent_mono = it->second;
     p.pings.erase(p.pings.begin(), it + 1);
     if (now.mono_ms < sent_mono) return;
-    // Clamped so that the arithmetic below cannot overflow whatever the
-    // peer sent (2^62 ms is far beyond any real clock).
-    constexpr uint64_t kClamp = uint64_t{1} << 62;
+    // It answered a Ping sent no earlier than its last refusal of our
+    // clock arrived: it takes our messages again.
+    if (p.refuses_our_clock && sent_mono >= p.refused_our_clock_ms) p.refuses_our_clock = false;
     ClockSample s;
-    s.rtt_ms = std::min(now.mono_ms - sent_mono, kClamp);
-    s.offset_ms = static_cast<int64_t>(std::min(msg.pong_wall_ms, kClamp)) -
-                  static_cast<int64_t>(std::min(msg.echo_wall_ms, kClamp)) -
+    s.rtt_ms = std::min(now.mono_ms - sent_mono, kClockClamp);
+    s.offset_ms = static_cast<int64_t>(std::min(msg.pong_wall_ms, kClockClamp)) -
+                  static_cast<int64_t>(std::min(msg.echo_wall_ms, kClockClamp)) -
                   static_cast<int64_t>(s.rtt_ms / 2);
+    DropStaleClock(p);
+    // A round-trip sample puts the true offset within rtt/2 of its offset
+    // (however the delay splits between the two ways). A new sample whose
+    // range misses a kept one's means a clock stepped in between: the older
+    // samples describe clocks that are gone, and would otherwise stay the
+    // estimate while their round trip is the smallest. (The slack covers
+    // whole-millisecond clocks.)
+    for (const ClockSample& old : p.samples) {
+      if (Gap(old.offset_ms, s.offset_ms) > SatAdd(old.rtt_ms, s.rtt_ms) / 2 + kClockSlackMs) {
+        p.samples.clear();
+        break;
+      }
+    }
     p.samples.push_back(s);
     while (p.samples.size() > opt.clock_samples_kept) p.samples.pop_front();
   }
 
-  // The estimate: the kept sample with the smallest round trip (the
-  // latest among equals).
+  // A new sample is about to be kept: samples from before the peer was
+  // last down go.
+  void DropStaleClock(Peer& p) {
+    if (!p.clock_stale) return;
+    p.samples.clear();
+    p.has_one_way = false;
+    p.clock_stale = false;
+  }
+
+  // The estimate: the kept round-trip sample with the smallest round trip
+  // (the latest among equals); without one, the one-way sample.
   const ClockSample* BestSample(const Peer& p) const {
     const ClockSample* best = nullptr;
     for (const ClockSample& s : p.samples) {
       if (best == nullptr || s.rtt_ms <= best->rtt_ms) best = &s;
     }
+    if (best == nullptr && p.has_one_way) best = &p.one_way;
     return best;
+  }
+
+  // This node knows how its clock stands to `p`'s: a sample, or the peer
+  // says our HLC is too far ahead of its clock.
+  bool KnowsClockOf(const Peer& p) const {
+    return !p.samples.empty() || p.has_one_way || p.refuses_our_clock;
+  }
+
+  enum class ClockVerdict { kNone, kInRange, kOff };
+
+  // What `p` says about this node's clock for the write gate (DESIGN.md
+  // §3). Knowledge of any age speaks against it: a peer not down whose
+  // estimate is beyond 40% of the limit, or that refuses our HLC, is off.
+  // Only fresh knowledge speaks for it: a peer is in range only while it
+  // is up (heard within suspect_after_missed intervals) and measured since
+  // it was last down. Every other peer does not count. *sample gets the
+  // estimate, if any.
+  ClockVerdict Verdict(const Peer& p, const ClockSample** sample) const {
+    *sample = nullptr;
+    if (p.state == PeerState::kDown) return ClockVerdict::kNone;
+    const ClockSample* s = BestSample(p);
+    *sample = s;
+    if (Beyond(s) || p.refuses_our_clock) return ClockVerdict::kOff;
+    if (s != nullptr && p.state == PeerState::kUp && !p.clock_stale) return ClockVerdict::kInRange;
+    return ClockVerdict::kNone;
+  }
+
+  // The estimate is more than 40% of the limit off.
+  bool Beyond(const ClockSample* s) const {
+    if (s == nullptr) return false;
+    const uint64_t mag = s->offset_ms < 0 ? static_cast<uint64_t>(-(s->offset_ms + 1)) + 1
+                                          : static_cast<uint64_t>(s->offset_ms);
+    // mag is whole, so comparing with the rounded-down bound is exact.
+    return mag > GateBoundMs();
+  }
+
+  uint64_t GateBoundMs() const {
+    return SatAdd(opt.max_clock_offset_ms, opt.max_clock_offset_ms) / 5;
   }
 
   // --- Timers ------------------------------------------------------------------
@@ -622,7 +756,7 @@ struct Protocol::Impl {
     for (const Peer& p : peers) {
       if (p.state == PeerState::kDown) continue;
       ++reachable;
-      if (!p.samples.empty()) ++sampled;
+      if (KnowsClockOf(p)) ++sampled;
     }
     if (reachable == 0 || sampled * 2 > reachable) start_gate_passed = true;
   }
@@ -676,7 +810,9 @@ void Protocol::OnMessage(const Now& now, const Message& msg, Effects* out) {
   Impl& m = *impl_;
   Impl::Peer* p = m.FindPeer(msg.header.from.node);
   const bool was_down = p != nullptr && p->state == PeerState::kDown;
-  if (!m.Admit(now, msg, out)) {
+  const Impl::Admission admission = m.Admit(now, msg, out);
+  if (admission != Impl::Admission::kAccepted) {
+    if (admission == Impl::Admission::kRefusedClock) m.OnRefusedForClock(now, *p, msg);
     m.UpdateStartGate();
     return;
   }
@@ -796,20 +932,32 @@ uint64_t Protocol::NextTickMs() const {
 
 WriteGate Protocol::Gate() const {
   const Impl& m = *impl_;
-  size_t reachable = 0, sampled = 0;
+  size_t reachable = 0, sampled = 0, off = 0, in_range = 0;
   std::vector<std::string> skewed;
   const uint64_t limit = m.opt.max_clock_offset_ms;
   for (const Impl::Peer& p : m.peers) {
     if (p.state == PeerState::kDown) continue;
     ++reachable;
-    const Impl::ClockSample* s = m.BestSample(p);
-    if (s == nullptr) continue;
-    ++sampled;
-    const uint64_t mag = s->offset_ms < 0 ? static_cast<uint64_t>(-(s->offset_ms + 1)) + 1
-                                          : static_cast<uint64_t>(s->offset_ms);
-    // More than 40% of the limit (mag is whole, so comparing with the
-    // rounded-down bound is exact).
-    if (mag > SatAdd(limit, limit) / 5) skewed.push_back(p.node + " " + SignedMs(s->offset_ms));
+    if (m.KnowsClockOf(p)) ++sampled;
+    const Impl::ClockSample* s = nullptr;
+    switch (m.Verdict(p, &s)) {
+      case Impl::ClockVerdict::kOff: {
+        ++off;
+        std::string what = p.node;
+        if (m.Beyond(s)) what += " " + SignedMs(s->offset_ms);
+        if (p.refuses_our_clock) {
+          what += " (it refuses this node's messages: their HLC is more than " +
+                  std::to_string(limit) + " ms ahead of its clock)";
+        }
+        skewed.push_back(what);
+        break;
+      }
+      case Impl::ClockVerdict::kInRange:
+        ++in_range;
+        break;
+      case Impl::ClockVerdict::kNone:
+        break;
+    }
   }
   WriteGate g;
   if (reachable == 0) return g;
@@ -822,15 +970,16 @@ WriteGate Protocol::Gate() const {
                 "majority";
     return g;
   }
-  if (skewed.size() * 2 > reachable) {
+  if (off > in_range) {
     std::string list;
     for (const std::string& s : skewed) list += (list.empty() ? "" : ", ") + s;
     g.ok = false;
     g.code = "clock_skew";
-    g.message = "this node's clock is off from " + std::to_string(skewed.size()) + " of its " +
-                std::to_string(reachable) + " reachable peers by more than " +
-                std::to_string(SatAdd(limit, limit) / 5) + " ms (40% of max_clock_offset_ms " +
-                std::to_string(limit) + "): " + list + "; writes resume when it is back in range";
+    g.message = "this node's clock is off by more than " + std::to_string(m.GateBoundMs()) +
+                " ms (40% of max_clock_offset_ms " + std::to_string(limit) + ") from " +
+                std::to_string(off) + " of the " + std::to_string(off + in_range) +
+                " reachable peers that have measured it: " + list +
+                "; writes resume when it is back in range";
   }
   return g;
 }

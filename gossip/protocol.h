@@ -40,12 +40,40 @@
 //     start is kUnknown until down_after_missed intervals have passed.
 //   Clock safety. Pong answers carry the responder's wall clock; the
 //     offset to a peer is pong_wall - (ping_sent + pong_received) / 2, the
-//     sample with the smallest round trip of the last few kept. Gate()
-//     refuses writes while the offset to more than half of the reachable
-//     (not down) peers exceeds 40% of max_clock_offset_ms, and after start
-//     until clock samples exist from more than half of the reachable peers
-//     (passed once, it stays passed; a node without peers, or whose peers
-//     are all down, is not held).
+//     sample with the smallest round trip of the last few kept. A sample
+//     that cannot agree with the kept ones (offsets further apart than half
+//     their round trips together allow) shows that a clock stepped, and the
+//     older samples are dropped.
+//     A message refused for its HLC (kClockAhead) is never absorbed and
+//     never handled, but its clock still counts: a refused Pong gives a
+//     round-trip sample like any other, and any other refused message a
+//     one-way sample (its header's wall_ms minus ours, a lower bound: the
+//     delay is unknown). The one-way sample is the estimate while no
+//     round-trip sample is kept, and one beyond what a kept round-trip
+//     sample allows drops them (a clock stepped).
+//     A peer that refuses OUR messages with kClockAhead sees our HLC more
+//     than the limit ahead of its clock: it counts as off whatever the
+//     samples say, until it answers a Ping sent at or after the last such
+//     Refuse arrived. (So a node whose HLC ran ahead of its wall clock, as
+//     after its wall clock stepped back, stays fenced until its wall clock
+//     catches up, as DESIGN.md §3 says of restarts.)
+//     A peer whose messages are all refused for their clock is still heard:
+//     it is up and reachable, never down for that alone, and the samples
+//     its refused messages give count like any others.
+//     When a peer goes down its clock knowledge is kept but stale: the
+//     first new sample replaces all of it.
+//     Gate() refuses writes (code "clock_skew") while the peers that find
+//     this node's clock off outnumber those that find it in range (so: off
+//     from more than half of the reachable peers that count). Off: not
+//     down, and the estimate exceeds 40% of max_clock_offset_ms or the peer
+//     refuses our clock; stale knowledge counts here. In range: up (a
+//     suspect peer's old samples do not vouch), measured since it was last
+//     down, within 40%, not refusing. Other reachable peers do not count
+//     either way. After start, Gate() also refuses writes until this node
+//     knows its clock against more than half of the reachable (not down)
+//     peers (a sample of either kind, or a refusal of our clock; passed
+//     once, it stays passed). A node without peers, or whose peers are all
+//     down, is not held.
 #ifndef MERIDIAN_GOSSIP_PROTOCOL_H_
 #define MERIDIAN_GOSSIP_PROTOCOL_H_
 
@@ -156,7 +184,7 @@ struct PeerStatus {
   uint64_t lag_ms = 0;                // age of its oldest unacknowledged delta
   bool has_clock_sample = false;
   int64_t clock_offset_ms = 0;        // peer's clock minus ours
-  uint64_t rtt_ms = 0;
+  uint64_t rtt_ms = 0;                // 0 with a one-way sample only
 };
 
 struct WriteGate {

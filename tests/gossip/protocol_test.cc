@@ -12,8 +12,10 @@
 
 #include <algorithm>
 #include <boost/test/unit_test.hpp>
+#include <cstdlib>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <ostream>
@@ -980,18 +982,40 @@ struct GateFixture {
           }};
   TestNode& a = net["a"];
   // Ping from a now; the Pong comes back after `rtt` with the peer's clock
-  // set `offset` ahead of a's.
-  void Sample(const std::string& peer, int64_t offset, uint64_t rtt) {
+  // set `offset` ahead of a's (its header too: a Pong from a peer more
+  // than max_clock_offset_ms ahead is refused for its HLC). Returns the
+  // Pong's effects (already carried out).
+  Effects Sample(const std::string& peer, int64_t offset, uint64_t rtt) {
     net.drop = [](const std::string&, const std::string&, const Message&) { return true; };
     uint64_t sent = net.NowOf(a).wall_ms;
-    net.Tick(a);  // the Ping (dropped by the network)
+    Effects t;
+    a.p->OnTick(net.NowOf(a), &t);
+    bool pinged = false;
+    for (const auto& [to, m] : SendsOf(t, MsgType::kPing)) pinged |= to == peer;
+    BOOST_REQUIRE_MESSAGE(pinged, "no Ping to " << peer << " is due at " << net.mono);
+    net.Handle(a, t);  // the Ping (dropped by the network)
     net.mono += rtt;
     Message pong = From(ReplicaId{peer, 1}, net.mono, MsgType::kPong);
     pong.echo_wall_ms = sent;
     pong.pong_wall_ms = static_cast<uint64_t>(static_cast<int64_t>(sent + rtt / 2) + offset);
+    pong.header.wall_ms = pong.pong_wall_ms;
+    pong.header.hlc = crdt::MakeHlc(pong.pong_wall_ms, 1);
     Effects e = net.Inject(a, pong);
+    Effects copy = e;
     net.Handle(a, e);
     net.mono += kHb - rtt;  // the next Ping is due
+    return copy;
+  }
+  // A Ping from `peer` (in range): keeps it up.
+  void Hear(const std::string& peer) {
+    net.Inject(a, From(ReplicaId{peer, 1}, net.mono, MsgType::kPing));
+  }
+  // A message from `peer` whose clock is `offset` ahead of a's, now.
+  Message Ahead(const std::string& peer, int64_t offset, MsgType type) {
+    Message m = From(ReplicaId{peer, 1}, net.mono, type);
+    m.header.wall_ms = static_cast<uint64_t>(static_cast<int64_t>(net.NowOf(a).wall_ms) + offset);
+    m.header.hlc = crdt::MakeHlc(m.header.wall_ms, 1);
+    return m;
   }
 };
 
@@ -1002,16 +1026,29 @@ BOOST_FIXTURE_TEST_CASE(offset_is_half_rtt_corrected_from_the_best_sample, GateF
   BOOST_TEST(ps.clock_offset_ms == 300);
   BOOST_TEST(ps.rtt_ms == 100u);
   // A slower round trip measures worse: the estimate keeps the fast one.
-  Sample("b", -50, 400);
+  Sample("b", 150, 400);
   ps = a.Peer(net.NowOf(a), "b");
   BOOST_TEST(ps.clock_offset_ms == 300);
   BOOST_TEST(ps.rtt_ms == 100u);
   // Three kept: two more samples push the fast one out.
-  Sample("b", 10, 300);
-  Sample("b", 20, 200);
+  Sample("b", 200, 300);
+  Sample("b", 250, 200);
   ps = a.Peer(net.NowOf(a), "b");
-  BOOST_TEST(ps.clock_offset_ms == 20);
+  BOOST_TEST(ps.clock_offset_ms == 250);
   BOOST_TEST(ps.rtt_ms == 200u);
+  // A sample that cannot agree with the kept ones (250 +- 100 and
+  // -200 +- 250 do not meet) means a clock stepped: the older ones go,
+  // although their round trips were faster.
+  Sample("b", -200, 500);
+  ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(ps.clock_offset_ms == -200);
+  BOOST_TEST(ps.rtt_ms == 500u);
+  // One that agrees within the round trips is kept beside it.
+  Sample("b", 0, 10);
+  Sample("b", -150, 600);
+  ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(ps.clock_offset_ms == 0);
+  BOOST_TEST(ps.rtt_ms == 10u);
   // A Pong echoing a time a never pinged at is no sample.
   Message pong = From(ReplicaId{"c", 1}, net.mono, MsgType::kPong);
   pong.echo_wall_ms = 12345;
@@ -1029,14 +1066,21 @@ BOOST_FIXTURE_TEST_CASE(start_gate_waits_for_samples_from_a_majority, GateFixtur
   BOOST_TEST(!a.p->Gate().ok);  // 1 of 3 is not a majority
   Sample("c", 0, 10);
   BOOST_TEST(a.p->Gate().ok);  // 2 of 3
-  // Passed once, it stays passed: even when c and b go down and come back
-  // without samples.
+  // Passed once, it stays passed: even when every peer goes down and the
+  // one that comes back (d) was never measured.
   net.mono += 20 * kHb;
   net.Tick(a);
   BOOST_TEST(a.Peer(net.NowOf(a), "b").state == PeerState::kDown);
+  BOOST_TEST(a.Peer(net.NowOf(a), "d").state == PeerState::kDown);
+  net.Inject(a, From(ReplicaId{"d", 1}, net.mono, MsgType::kPing));
+  BOOST_TEST(a.Peer(net.NowOf(a), "d").state == PeerState::kUp);
+  BOOST_TEST(!a.Peer(net.NowOf(a), "d").has_clock_sample);
+  BOOST_TEST(a.p->Gate().ok);
+  // b and c come back: what was measured before they were down is kept
+  // (stale; in range, so it does not count either way).
   net.Inject(a, From(ReplicaId{"b", 1}, net.mono, MsgType::kPing));
   net.Inject(a, From(ReplicaId{"c", 1}, net.mono, MsgType::kPing));
-  BOOST_TEST(!a.Peer(net.NowOf(a), "b").has_clock_sample);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").has_clock_sample);
   BOOST_TEST(a.p->Gate().ok);
 }
 
@@ -1075,6 +1119,270 @@ BOOST_FIXTURE_TEST_CASE(skew_counts_only_reachable_peers, GateFixture) {
   BOOST_TEST(a.Peer(net.NowOf(a), "c").state == PeerState::kDown);
   BOOST_TEST(a.Peer(net.NowOf(a), "b").state == PeerState::kUp);
   BOOST_TEST(!a.p->Gate().ok);
+}
+
+// A peer ahead beyond the limit: its Pongs are refused for their HLC (never
+// absorbed), but they still measure it, half-RTT corrected.
+BOOST_FIXTURE_TEST_CASE(peers_ahead_beyond_the_limit_close_the_gate_through_refused_pongs,
+                        GateFixture) {
+  Sample("b", 0, 10);
+  Sample("c", 0, 10);
+  Sample("d", 0, 10);
+  BOOST_REQUIRE(a.p->Gate().ok);
+  const crdt::Hlc observed = a.observed;
+  BOOST_TEST(observed > 0u);  // the in-range Pongs were absorbed
+  Effects e = Sample("b", 1200, 40);
+  BOOST_TEST(e.observed_hlc == 0u);
+  BOOST_TEST(a.p->counters().refused_clock_offset == 1u);
+  auto refusals = SendsOf(e, MsgType::kRefuse);
+  BOOST_REQUIRE(refusals.size() == 1u);
+  BOOST_TEST((refusals[0].second.reason == RefuseReason::kClockAhead));
+  PeerStatus ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(ps.has_clock_sample);
+  // The earlier sample had the smaller round trip, but cannot agree with
+  // this one: b's clock stepped, and the new sample is the estimate.
+  BOOST_TEST(ps.clock_offset_ms == 1200);
+  Hear("c");
+  Hear("d");
+  Sample("b", 1200, 40);
+  Sample("b", 1200, 40);
+  ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(ps.clock_offset_ms == 1200);
+  BOOST_TEST(ps.rtt_ms == 40u);
+  BOOST_TEST(a.p->Gate().ok);  // 1 of 3 is off
+  for (int i = 0; i < 3; ++i) {
+    Hear("d");
+    Sample("c", -900, 10);  // behind: its Pongs are accepted
+  }
+  WriteGate g = a.p->Gate();
+  BOOST_TEST(!g.ok);
+  BOOST_TEST(g.code == "clock_skew");
+  BOOST_TEST(g.message.find("b +1200 ms") != std::string::npos, g.message);
+  BOOST_TEST(g.message.find("c -900 ms") != std::string::npos, g.message);
+  BOOST_TEST(g.message.find("2 of the 3") != std::string::npos, g.message);
+  // Nothing of b's clock was ever absorbed.
+  BOOST_TEST(a.observed < crdt::MakeHlc(net.NowOf(a).wall_ms + 500, 0));
+  BOOST_TEST(a.p->counters().refused_clock_offset == 3u);
+  // The clocks heal: samples back within the limit open the gate again.
+  for (int i = 0; i < 3; ++i) {
+    Hear("c");
+    Hear("d");
+    Sample("b", 50, 20);
+  }
+  ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(ps.clock_offset_ms == 50);
+  g = a.p->Gate();
+  BOOST_TEST(g.ok, g.message);  // only c is off: 1 of 3
+  for (int i = 0; i < 3; ++i) Sample("c", -30, 20);
+  BOOST_TEST(a.p->Gate().ok);
+  BOOST_TEST(a.p->counters().refused_clock_offset == 3u);
+}
+
+// Any other message refused for its HLC gives a one-way sample, used while
+// there is no round-trip one; it is not handled and not absorbed.
+BOOST_FIXTURE_TEST_CASE(a_refused_message_gives_a_one_way_sample, GateFixture) {
+  Effects e = net.Inject(a, Ahead("b", 1500, MsgType::kPing));
+  BOOST_TEST(e.observed_hlc == 0u);
+  BOOST_TEST(SendsOf(e, MsgType::kPong).empty());
+  BOOST_TEST(SendsOf(e, MsgType::kRefuse).size() == 1u);
+  PeerStatus ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(ps.state == PeerState::kUp);
+  BOOST_TEST(ps.has_clock_sample);
+  BOOST_TEST(ps.clock_offset_ms == 1500);
+  BOOST_TEST(ps.rtt_ms == 0u);
+  e = net.Inject(a, Ahead("c", 700, MsgType::kHello));
+  BOOST_TEST(e.observed_hlc == 0u);
+  BOOST_TEST(SendsOf(e, MsgType::kWelcome).empty());
+  // Samples of two of three: the start gate is passed, and both are off.
+  WriteGate g = a.p->Gate();
+  BOOST_TEST(!g.ok);
+  BOOST_TEST(g.message.find("b +1500 ms") != std::string::npos, g.message);
+  BOOST_TEST(g.message.find("c +700 ms") != std::string::npos, g.message);
+  // A round-trip sample takes over from the one-way one.
+  Sample("b", 100, 10);
+  ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(ps.clock_offset_ms == 100);
+  BOOST_TEST(ps.rtt_ms == 10u);
+  BOOST_TEST(a.p->Gate().ok);  // c off, b in range: not most
+  // b's clock steps ahead: a one-way sample beyond what the round trip
+  // allows (100 +- 5) shows it at once, before the next Pong.
+  net.Inject(a, Ahead("b", 900, MsgType::kHello));
+  ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(ps.clock_offset_ms == 900);
+  BOOST_TEST(ps.rtt_ms == 0u);
+  BOOST_TEST(!a.p->Gate().ok);
+  // A one-way sample that a round-trip one allows leaves it the estimate.
+  Sample("b", 900, 200);
+  net.Inject(a, Ahead("b", 950, MsgType::kPing));
+  ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(ps.clock_offset_ms == 900);
+  BOOST_TEST(ps.rtt_ms == 200u);
+  // Hostile clock values: clamped, no overflow.
+  Message wild = Ahead("b", 0, MsgType::kPing);
+  wild.header.wall_ms = std::numeric_limits<uint64_t>::max();
+  wild.header.hlc = std::numeric_limits<uint64_t>::max();
+  net.Inject(a, wild);
+  ps = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(ps.clock_offset_ms > int64_t{1} << 61);
+  BOOST_TEST(!a.p->Gate().ok);
+}
+
+// This node ahead: its peers refuse its messages with kClockAhead. They
+// count as off (and as reachable: they are heard) until one answers a Ping
+// sent after its last refusal arrived; a refusal outlives its peer's being
+// down.
+BOOST_FIXTURE_TEST_CASE(peers_refusing_our_clock_close_the_gate, GateFixture) {
+  Sample("b", 0, 10);
+  Sample("c", 0, 10);
+  Sample("d", 0, 10);
+  BOOST_REQUIRE(a.p->Gate().ok);
+  // a's Ping goes out now; then b and c refuse what a sent.
+  const uint64_t ping_before = net.NowOf(a).wall_ms;
+  net.Tick(a);
+  net.mono += 5;
+  for (const char* peer : {"b", "c"}) {
+    Message r = From(ReplicaId{peer, 1}, net.mono, MsgType::kRefuse);
+    r.reason = RefuseReason::kClockAhead;
+    r.text = "your hlc is 1200 ms ahead of this node's wall clock; the limit is 500 ms";
+    Effects e = net.Inject(a, r);
+    BOOST_TEST(e.observed_hlc > 0u);  // the Refuse itself is in range: absorbed
+  }
+  BOOST_TEST(a.p->counters().refusals_received == 2u);
+  WriteGate g = a.p->Gate();
+  BOOST_TEST(!g.ok);
+  BOOST_TEST(g.code == "clock_skew");
+  BOOST_TEST(g.message.find("b (it refuses this node's messages") != std::string::npos, g.message);
+  BOOST_TEST(g.message.find("c (it refuses this node's messages") != std::string::npos, g.message);
+  BOOST_TEST(g.message.find("2 of the 3") != std::string::npos, g.message);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").state == PeerState::kUp);
+  // A Pong to the Ping sent before the refusal arrived proves nothing.
+  Message pong = From(ReplicaId{"b", 1}, net.mono, MsgType::kPong);
+  pong.echo_wall_ms = ping_before;
+  pong.pong_wall_ms = ping_before;
+  net.Inject(a, pong);
+  BOOST_TEST(!a.p->Gate().ok);
+  // b answers a later Ping: it takes a's messages again.
+  net.mono += kHb - 5;
+  Sample("b", 0, 10);
+  BOOST_TEST(a.p->Gate().ok);  // c alone: 1 of 3
+  // b refuses again, then every peer goes down and b and c come back: their
+  // refusals still stand (a was not measured since), so a stays fenced.
+  Message r = From(ReplicaId{"b", 1}, net.mono, MsgType::kRefuse);
+  r.reason = RefuseReason::kClockAhead;
+  net.Inject(a, r);
+  BOOST_TEST(!a.p->Gate().ok);
+  for (int i = 0; i < 12; ++i) {
+    net.mono += kHb;
+    net.Tick(a);
+  }
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").state == PeerState::kDown);
+  BOOST_TEST(a.Peer(net.NowOf(a), "c").state == PeerState::kDown);
+  BOOST_TEST(a.p->Gate().ok);  // no reachable peer
+  net.Inject(a, From(ReplicaId{"b", 1}, net.mono, MsgType::kHello));
+  net.Inject(a, From(ReplicaId{"c", 1}, net.mono, MsgType::kPing));
+  g = a.p->Gate();
+  BOOST_TEST(!g.ok);
+  BOOST_TEST(g.message.find("2 of the 2") != std::string::npos, g.message);
+  net.mono += kHb;
+  Sample("b", 0, 10);
+  BOOST_TEST(a.p->Gate().ok);  // c off, b in range: not most
+}
+
+// Only up peers measured since they were last down vouch for this node's
+// clock; any peer not down that found it off speaks against it.
+BOOST_FIXTURE_TEST_CASE(stale_samples_never_vouch_for_this_node, GateFixture) {
+  Sample("b", 300, 10);
+  Sample("c", 0, 10);
+  Sample("d", 0, 10);
+  BOOST_TEST(a.p->Gate().ok);  // 1 of 3
+  // c and d go quiet; b keeps talking. Once they are suspect their samples
+  // no longer count for a, long before they are down.
+  for (int i = 0; i < 4; ++i) {
+    net.Inject(a, From(ReplicaId{"b", 1}, net.mono, MsgType::kPing));
+    net.mono += kHb;
+    net.Tick(a);
+  }
+  BOOST_TEST(a.Peer(net.NowOf(a), "c").state == PeerState::kSuspect);
+  WriteGate g = a.p->Gate();
+  BOOST_TEST(!g.ok);
+  BOOST_TEST(g.message.find("1 of the 1") != std::string::npos, g.message);
+  // They go down and come back: their samples are stale until measured.
+  for (int i = 0; i < 8; ++i) {
+    net.Inject(a, From(ReplicaId{"b", 1}, net.mono, MsgType::kPing));
+    net.mono += kHb;
+    net.Tick(a);
+  }
+  BOOST_TEST(a.Peer(net.NowOf(a), "c").state == PeerState::kDown);
+  net.Inject(a, From(ReplicaId{"c", 1}, net.mono, MsgType::kPing));
+  net.Inject(a, From(ReplicaId{"d", 1}, net.mono, MsgType::kPing));
+  BOOST_TEST(a.Peer(net.NowOf(a), "c").has_clock_sample);  // kept, stale
+  BOOST_TEST(!a.p->Gate().ok);
+  // A fresh sample replaces the stale ones at once, even a slower one.
+  net.mono += kHb;
+  Sample("c", 20, 300);
+  PeerStatus ps = a.Peer(net.NowOf(a), "c");
+  BOOST_TEST(ps.clock_offset_ms == 20);
+  BOOST_TEST(ps.rtt_ms == 300u);
+  BOOST_TEST(a.p->Gate().ok);  // b off, c in range: not most
+  // The other way round: b and c are off, everyone goes down, b and c come
+  // back: their stale samples still count against a.
+  for (int i = 0; i < 3; ++i) Sample("c", -400, 10);
+  BOOST_TEST(!a.p->Gate().ok);
+  for (int i = 0; i < 12; ++i) {
+    net.mono += kHb;
+    net.Tick(a);
+  }
+  BOOST_TEST(a.p->Gate().ok);  // no reachable peer
+  net.Inject(a, From(ReplicaId{"b", 1}, net.mono, MsgType::kPing));
+  net.Inject(a, From(ReplicaId{"c", 1}, net.mono, MsgType::kPing));
+  g = a.p->Gate();
+  BOOST_TEST(!g.ok);
+  BOOST_TEST(g.message.find("b +300 ms") != std::string::npos, g.message);
+  BOOST_TEST(g.message.find("c -400 ms") != std::string::npos, g.message);
+  net.mono += kHb;
+  Sample("b", 0, 10);
+  BOOST_TEST(a.p->Gate().ok);  // c off, b in range: not most
+}
+
+// Through the network: a's clock jumps ahead beyond the limit. Its peers
+// refuse its messages and measure it through its refused Pongs; a learns
+// from their refusals and stops taking writes; nothing of a's clock is
+// absorbed; when a's clock is back, every gate opens again.
+BOOST_AUTO_TEST_CASE(a_node_far_ahead_is_fenced_and_reopens_when_its_clock_is_back) {
+  Net net({{"a", "r1"}, {"b", "r2"}, {"c", "r3"}}, [](ProtocolOptions* o) {
+    o->max_clock_offset_ms = 500;
+    o->clock_samples_kept = 2;
+  });
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  TestNode& c = net["c"];
+  net.Run(2 * kHb);
+  for (auto& n : net.nodes) BOOST_REQUIRE(n->p->Gate().ok);
+  const uint64_t refused_before = b.p->counters().refused_clock_offset;
+  a.wall_offset_ms = 1200;
+  b.observed = c.observed = 0;
+  net.Run(3 * kHb);
+  WriteGate g = a.p->Gate();
+  BOOST_TEST(!g.ok);
+  BOOST_TEST(g.code == "clock_skew");
+  BOOST_TEST(g.message.find("refuses this node's messages") != std::string::npos, g.message);
+  BOOST_TEST(a.p->counters().refusals_received > 0u);
+  BOOST_TEST(b.p->counters().refused_clock_offset > refused_before);
+  // b and c measured a (1200 ms ahead) without absorbing its clock; each
+  // still has the other in range, so they keep taking writes.
+  BOOST_TEST(b.Peer(net.NowOf(b), "a").clock_offset_ms >= 1150);
+  BOOST_TEST(b.Peer(net.NowOf(b), "a").state == PeerState::kUp);
+  const crdt::Hlc bound = crdt::MakeHlc(net.NowOf(b).wall_ms + 500, 0);
+  BOOST_TEST(b.observed > 0u);
+  BOOST_TEST(b.observed < bound);
+  BOOST_TEST(c.observed < bound);
+  BOOST_TEST(b.p->Gate().ok);
+  BOOST_TEST(c.p->Gate().ok);
+  // a's clock is back.
+  a.wall_offset_ms = 0;
+  net.Run(3 * kHb);
+  for (auto& n : net.nodes) BOOST_TEST(n->p->Gate().ok, n->id << ": " << n->p->Gate().message);
+  BOOST_TEST(std::abs(b.Peer(net.NowOf(b), "a").clock_offset_ms) < 100);
 }
 
 BOOST_AUTO_TEST_CASE(no_peers_is_exempt) {

@@ -8,9 +8,12 @@
 //                        seed printed at the start;
 // MERIDIAN_SIM_SEED=s    replays exactly seed s, with its event trace
 //                        (the last MERIDIAN_SIM_TRACE_LINES events, default 120);
-// MERIDIAN_SIM_STRICT_GATE=1  also fails a node that keeps acknowledging
-//                        writes while its clock is beyond the limit (see
-//                        SimOptions::strict_gate);
+// MERIDIAN_SIM_LAX_GATE=1  only counts (and traces), instead of failing,
+//                        writes acknowledged by a node whose clock has been
+//                        beyond the limit from most reachable peers for
+//                        longer than it takes to notice (see
+//                        SimOptions::strict_gate), to look past such a
+//                        failure at others;
 // MERIDIAN_SIM_DIR=dir   where the temporary data dirs go (default
 //                        /dev/shm when writable, else $TMPDIR or /tmp).
 #define BOOST_TEST_MODULE sim
@@ -121,7 +124,7 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
     uint64_t seed = base + static_cast<uint64_t>(i);
     SimOptions options;
     options.trace = single;
-    options.strict_gate = std::getenv("MERIDIAN_SIM_STRICT_GATE") != nullptr;
+    options.strict_gate = std::getenv("MERIDIAN_SIM_LAX_GATE") == nullptr;
     if (const char* t = std::getenv("MERIDIAN_SIM_TRACE_LINES")) {
       options.trace_lines = static_cast<size_t>(std::max(1, std::atoi(t)));
     }
@@ -196,9 +199,9 @@ BOOST_AUTO_TEST_CASE(a_seed_replays_exactly) {
 // The checker must be able to fail: each deliberately broken driver is
 // caught within a few seeds.
 BOOST_AUTO_TEST_CASE(the_checker_catches_a_broken_driver) {
-  const Sabotage kinds[] = {Sabotage::kDropApplies, Sabotage::kAckWithoutApply,
-                            Sabotage::kIgnoreGate, Sabotage::kReadWithoutWaiting,
-                            Sabotage::kAckBeforeCommit};
+  const Sabotage kinds[] = {Sabotage::kDropApplies,     Sabotage::kAckWithoutApply,
+                            Sabotage::kIgnoreGate,      Sabotage::kReadWithoutWaiting,
+                            Sabotage::kAckBeforeCommit, Sabotage::kSkipGate};
   for (Sabotage kind : kinds) {
     SimOptions options;
     options.sabotage = kind;
@@ -218,5 +221,9 @@ BOOST_AUTO_TEST_CASE(the_checker_catches_a_broken_driver) {
               << " (after " << tried << " passing seeds): " << first << std::endl;
     BOOST_TEST(caught > 0,
                "sabotage " << SabotageName(kind) << " went unnoticed in " << kSeeds << " seeds");
+    if (kind == Sabotage::kSkipGate) {
+      // Only the strict gate check can see it.
+      BOOST_TEST(first.find("although its clock") != std::string::npos, first);
+    }
   }
 }
