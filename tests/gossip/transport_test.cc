@@ -7,11 +7,6 @@
 // exactly once), drop and delay faults, garbage frames, a taken port,
 // RegionsHolding and peer states. Every wait is bounded by a deadline.
 #define BOOST_TEST_MODULE transport
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <boost/test/unit_test.hpp>
 #include <chrono>
@@ -19,7 +14,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <deque>
-#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -35,10 +29,12 @@
 #include "gossip/transport.h"
 #include "storage/leveldb_store.h"
 #include "storage/node_meta.h"
+#include "tests/support/loopback.h"
+#include "tests/support/temp_dir.h"
 
 using namespace meridian;
 using namespace meridian::gossip;
-namespace fs = std::filesystem;
+using meridian::testing::TempDir;
 using Clock = std::chrono::steady_clock;
 
 namespace meridian::gossip {
@@ -51,38 +47,11 @@ namespace {
 
 constexpr auto kWait = std::chrono::seconds(8);
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "meridian-transport-test-XXXXXX").string();
-    BOOST_REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string sub(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
-
 // A loopback port nobody listens on right now (the kernel picks it).
 int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  BOOST_REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  BOOST_REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  socklen_t len = sizeof(addr);
-  BOOST_REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  close(fd);
-  return ntohs(addr.sin_port);
+  uint16_t port = meridian::testing::FreePort();
+  BOOST_REQUIRE(port != 0);
+  return port;
 }
 
 std::string Endpoint(int port) { return "tcp://127.0.0.1:" + std::to_string(port); }

@@ -1,22 +1,10 @@
 #include "tests/node/cluster_process.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <boost/test/framework.hpp>
-#include <boost/test/results_collector.hpp>
-#include <boost/test/tree/test_unit.hpp>
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -25,36 +13,17 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/support/child_process.h"
+#include "tests/support/current_test.h"
+#include "tests/support/loopback.h"
+
 #ifndef MERIDIAN_MERIDIAND
 #error "MERIDIAN_MERIDIAND must name the meridiand binary (set by tests/CMakeLists.txt)"
 #endif
 
 namespace meridian::testing {
 
-namespace fs = std::filesystem;
-
 namespace {
-
-bool CurrentTestFailed() {
-  namespace ut = boost::unit_test;
-  try {
-    ut::test_unit_id id = ut::framework::current_test_case().p_id;
-    return !ut::results_collector.results(id).passed();
-  } catch (...) {
-    return false;  // not inside a test case
-  }
-}
-
-std::string MakeTempDir() {
-  std::string tmpl = (fs::temp_directory_path() / "meridian-cluster-XXXXXX").string();
-  std::vector<char> buf(tmpl.begin(), tmpl.end());
-  buf.push_back('\0');
-  if (mkdtemp(buf.data()) == nullptr) {
-    std::cerr << "mkdtemp(" << tmpl << "): " << std::strerror(errno) << "\n";
-    std::abort();
-  }
-  return std::string(buf.data());
-}
 
 std::string RegionName(int r) {
   static const char* const kNames[] = {"us-east", "eu-west", "ap-south"};
@@ -69,26 +38,6 @@ int EphemeralLow() {
   return 32768;
 }
 
-// Binds a TCP socket to 127.0.0.1:port (0: any), without SO_REUSEADDR, so
-// that a port with lingering connections counts as taken. Returns the fd
-// (and the port bound in *bound) or -1.
-int BindLoopback(uint16_t port, uint16_t* bound) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  *bound = ntohs(addr.sin_port);
-  return fd;
-}
-
 std::string Tail(const std::string& s, size_t max_bytes) {
   if (s.size() <= max_bytes) return s;
   size_t from = s.size() - max_bytes;
@@ -99,17 +48,17 @@ std::string Tail(const std::string& s, size_t max_bytes) {
 
 }  // namespace
 
-ClusterProcess::ClusterProcess(ClusterOptions options) : options_(std::move(options)) {
-  dir_ = MakeTempDir();
-  topology_path_ = dir_ + "/topology.toml";
+ClusterProcess::ClusterProcess(ClusterOptions options)
+    : options_(std::move(options)), dir_("meridian-cluster") {
+  topology_path_ = dir_.sub("topology.toml");
   for (int r = 0; r < options_.regions; ++r) {
     for (int k = 0; k < options_.nodes_per_region; ++k) {
       Node n;
       n.region = RegionName(r);
       n.region_index = r;
       n.id = n.region + "-" + std::to_string(k + 1);
-      n.data_dir = dir_ + "/" + n.id + "/data";
-      n.stderr_path = dir_ + "/" + n.id + ".stderr";
+      n.data_dir = dir_.sub(n.id + "/data");
+      n.stderr_path = dir_.sub(n.id + ".stderr");
       nodes_.push_back(std::move(n));
     }
   }
@@ -130,11 +79,10 @@ ClusterProcess::~ClusterProcess() {
   }
   if (CurrentTestFailed()) PrintStderr("the test case failed");
   if (std::getenv("MERIDIAN_KEEP_CLUSTER") != nullptr) {
-    std::cerr << "ClusterProcess: kept " << dir_ << " (MERIDIAN_KEEP_CLUSTER)\n";
-    return;
+    std::cerr << "ClusterProcess: kept " << dir() << " (MERIDIAN_KEEP_CLUSTER)\n";
+    dir_.Keep();
   }
-  std::error_code ec;
-  fs::remove_all(dir_, ec);
+  // dir_ goes next, with everything in it unless kept.
 }
 
 void ClusterProcess::PickPorts() {
@@ -150,7 +98,7 @@ void ClusterProcess::PickPorts() {
       uint16_t want = below ? static_cast<uint16_t>(10000 + rng() % (low - 10000)) : 0;
       if (taken.count(want)) continue;
       uint16_t got = 0;
-      int fd = BindLoopback(want, &got);
+      int fd = BindLoopback(want, /*listen=*/false, &got);
       if (fd < 0) continue;
       held.push_back(fd);
       taken.insert(got);
@@ -241,39 +189,16 @@ void ClusterProcess::SetNodeArgs(int i, std::vector<std::string> args) {
 bool ClusterProcess::Spawn(int i) {
   Node& n = nodes_.at(i);
   n.stderr_offset = Stderr(i).size();
-  // Everything the child needs is prepared before fork: after it, only
-  // async-signal-safe calls (the parent may have other threads).
-  const std::string binary = MERIDIAN_MERIDIAND;
-  std::vector<std::string> args = {binary, "--config", topology_path_, "--node", n.id};
+  std::vector<std::string> args = {MERIDIAN_MERIDIAND, "--config", topology_path_, "--node", n.id};
   args.insert(args.end(), n.args.begin(), n.args.end());
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const std::string stderr_path = n.stderr_path;
-  const pid_t parent = getpid();
-
-  pid_t pid = fork();
+  ChildOptions child;
+  child.stdout_path = child.stderr_path = n.stderr_path;
+  child.append = true;
+  std::string why;
+  pid_t pid = SpawnChild(args, child, &why);
   if (pid < 0) {
-    std::cerr << "fork: " << std::strerror(errno) << "\n";
+    std::cerr << "ClusterProcess: " << n.id << ": " << why << "\n";
     return false;
-  }
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    int err = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (err >= 0) {
-      ::dup2(err, STDERR_FILENO);
-      ::dup2(err, STDOUT_FILENO);
-    }
-    if (syscall(SYS_close_range, 3, ~0U, 0) != 0) {
-      for (int fd = 3; fd < 4096; ++fd) ::close(fd);
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    signal(SIGPIPE, SIG_DFL);
-    execv(argv[0], argv.data());
-    _exit(127);
   }
   n.pid = pid;
   return true;
@@ -419,16 +344,9 @@ bool ClusterProcess::StartNode(int i) {
 
 bool ClusterProcess::WaitExit(int i, std::chrono::milliseconds timeout, int* status) {
   Node& n = nodes_.at(i);
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    pid_t r = waitpid(n.pid, status, WNOHANG);
-    if (r == n.pid || (r < 0 && errno == ECHILD)) {
-      n.pid = -1;
-      return true;
-    }
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  if (WaitChild(n.pid, timeout, status) == WaitResult::kTimedOut) return false;
+  n.pid = -1;
+  return true;
 }
 
 bool ClusterProcess::StopNode(int i, std::chrono::milliseconds timeout) {
@@ -442,10 +360,8 @@ bool ClusterProcess::StopNode(int i, std::chrono::milliseconds timeout) {
     return false;
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::string how = WIFEXITED(status)     ? "exit status " + std::to_string(WEXITSTATUS(status))
-                      : WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
-                                            : "wait status " + std::to_string(status);
-    std::cerr << "ClusterProcess::StopNode: " << node_id(i) << " ended with " << how << "\n";
+    std::cerr << "ClusterProcess::StopNode: " << node_id(i) << " ended with "
+              << DescribeWaitStatus(status) << "\n";
     return false;
   }
   return true;
@@ -454,11 +370,7 @@ bool ClusterProcess::StopNode(int i, std::chrono::milliseconds timeout) {
 void ClusterProcess::KillNode(int i) {
   Node& n = nodes_.at(i);
   if (n.pid <= 0) return;
-  ::kill(n.pid, SIGKILL);
-  int status = 0;
-  // SIGKILL cannot be ignored; a blocking wait is bounded by the kernel.
-  while (waitpid(n.pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  KillChild(n.pid);
   n.pid = -1;
 }
 

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "node/http_client.h"
+#include "tests/support/temp_dir.h"
 
 namespace meridian::testing {
 
@@ -98,7 +99,7 @@ class ClusterProcess {
   uint16_t http_port(int i) const { return nodes_.at(i).http_port; }
   uint16_t gossip_port(int i) const { return nodes_.at(i).gossip_port; }
   std::string url(int i) const;  // "http://127.0.0.1:PORT"
-  const std::string& dir() const { return dir_; }
+  const std::string& dir() const { return dir_.path(); }
   const std::string& topology_path() const { return topology_path_; }
   const std::string& data_dir(int i) const { return nodes_.at(i).data_dir; }
   const ClusterOptions& options() const { return options_; }
@@ -135,7 +136,7 @@ class ClusterProcess {
   bool WaitExit(int i, std::chrono::milliseconds timeout, int* status);
 
   ClusterOptions options_;
-  std::string dir_;
+  TempDir dir_;
   std::string topology_path_;
   std::vector<Node> nodes_;
 };

@@ -6,13 +6,10 @@
 // last cases drive the threaded Applier's new hooks (SubmitRemote,
 // ObserveHlc, Applied, the append and commit listeners).
 #define BOOST_TEST_MODULE committer
-#include <stdlib.h>
-
 #include <atomic>
 #include <boost/test/unit_test.hpp>
 #include <chrono>
 #include <cstdint>
-#include <filesystem>
 #include <future>
 #include <map>
 #include <memory>
@@ -39,10 +36,11 @@
 #include "node/operation.h"
 #include "storage/leveldb_store.h"
 #include "storage/node_meta.h"
+#include "tests/support/temp_dir.h"
 
 using namespace meridian;
 using namespace meridian::node;
-namespace fs = std::filesystem;
+using meridian::testing::TempDir;
 using nlohmann::json;
 
 namespace meridian {
@@ -55,25 +53,6 @@ namespace {
 
 constexpr uint64_t kStartMs = 1700000000000;  // 2023-11-14
 constexpr uint64_t kMaxOffsetMs = 5000;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "meridian-committer-test-XXXXXX").string();
-    BOOST_REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string sub(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 // One replica: its store, a manual wall clock, its HLC and a Committer,
 // opened the way meridiand opens a node (LoadNodeMeta, InitIdentity when

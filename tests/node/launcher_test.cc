@@ -30,19 +30,11 @@
 // running (found by pid file or remembered pid, checked in /proc), and
 // prints the nodes' logs when the case failed. Every wait is bounded.
 #define BOOST_TEST_MODULE launcher
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <boost/test/framework.hpp>
-#include <boost/test/results_collector.hpp>
-#include <boost/test/tree/test_unit.hpp>
 #include <boost/test/unit_test.hpp>
 #include <cerrno>
 #include <chrono>
@@ -62,6 +54,9 @@
 
 #include "node/http_client.h"
 #include "tests/node/cluster_process.h"
+#include "tests/support/child_process.h"
+#include "tests/support/current_test.h"
+#include "tests/support/loopback.h"
 
 #ifndef MERIDIAN_MERIDIANCTL
 #error "MERIDIAN_MERIDIANCTL must name the meridianctl binary (set by tests/CMakeLists.txt)"
@@ -72,8 +67,15 @@
 
 using meridian::node::ClientResponse;
 using meridian::node::HttpClient;
+using meridian::testing::BindLoopback;
+using meridian::testing::ChildOptions;
 using meridian::testing::ClusterOptions;
 using meridian::testing::ClusterProcess;
+using meridian::testing::CurrentTestFailed;
+using meridian::testing::KillChild;
+using meridian::testing::SpawnChild;
+using meridian::testing::WaitChild;
+using meridian::testing::WaitResult;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
@@ -94,16 +96,6 @@ struct Subreaper {
   Subreaper() { prctl(PR_SET_CHILD_SUBREAPER, 1); }
 };
 BOOST_TEST_GLOBAL_FIXTURE(Subreaper);
-
-bool CurrentTestFailed() {
-  namespace ut = boost::unit_test;
-  try {
-    ut::test_unit_id id = ut::framework::current_test_case().p_id;
-    return !ut::results_collector.results(id).passed();
-  } catch (...) {
-    return false;
-  }
-}
 
 std::string ReadFile(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -147,64 +139,31 @@ CtlResult RunCtl(const std::string& cwd, const std::vector<std::string>& args,
   static int runs = 0;
   ++runs;
   CtlResult res;
-  const std::string binary = MERIDIAN_MERIDIANCTL;
-  std::vector<std::string> argv_s = {binary};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  for (const std::string& a : argv_s) res.command += (res.command.empty() ? "" : " ") + a;
-  std::vector<char*> argv;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
+  std::vector<std::string> argv = {MERIDIAN_MERIDIANCTL};
+  argv.insert(argv.end(), args.begin(), args.end());
+  for (const std::string& a : argv) res.command += (res.command.empty() ? "" : " ") + a;
   const std::string base = cwd + "/ctl-" + std::to_string(runs) + "-" + args.at(0);
-  const std::string out_path = base + ".stdout", err_path = base + ".stderr";
-  const pid_t parent = getpid();
-
-  pid_t pid = fork();
-  if (pid < 0) {
-    res.err = std::string("fork: ") + std::strerror(errno);
-    return res;
-  }
-  if (pid == 0) {
-    // Only async-signal-safe calls from here on.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    if (chdir(cwd.c_str()) != 0) _exit(126);
-    int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int in = ::open("/dev/null", O_RDONLY);
-    if (out < 0 || err < 0 || in < 0) _exit(126);
-    ::dup2(in, STDIN_FILENO);
-    ::dup2(out, STDOUT_FILENO);
-    ::dup2(err, STDERR_FILENO);
-    if (syscall(SYS_close_range, 3, ~0U, 0) != 0) {
-      for (int fd = 3; fd < 4096; ++fd) ::close(fd);
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    signal(SIGPIPE, SIG_DFL);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  const auto deadline = Clock::now() + timeout;
+  ChildOptions child;
+  child.cwd = cwd;
+  child.stdout_path = base + ".stdout";
+  child.stderr_path = base + ".stderr";
+  child.stdin_null = true;
+  pid_t pid = SpawnChild(argv, child, &res.err);
+  if (pid < 0) return res;
   int status = 0;
-  for (;;) {
-    pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) {
+  switch (WaitChild(pid, timeout, &status)) {
+    case WaitResult::kReaped:
       res.finished = true;
       break;
-    }
-    if (r < 0 && errno != EINTR) break;
-    if (Clock::now() >= deadline) {
-      ::kill(pid, SIGKILL);
-      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
+    case WaitResult::kTimedOut:
+      KillChild(pid);
       break;
-    }
-    std::this_thread::sleep_for(milliseconds(10));
+    case WaitResult::kNotAChild:
+      break;
   }
   if (res.finished && WIFEXITED(status)) res.exit_code = WEXITSTATUS(status);
-  res.out = ReadFile(out_path);
-  res.err += ReadFile(err_path);
+  res.out = ReadFile(child.stdout_path);
+  res.err += ReadFile(child.stderr_path);
   return res;
 }
 
@@ -658,35 +617,14 @@ BOOST_AUTO_TEST_CASE(bad_config_or_binary_starts_nothing) {
   }
 }
 
-namespace {
-
-// Holds 127.0.0.1:port: bound without SO_REUSEADDR (so meridiand's bind
-// fails even with it), and listening (accepting connections it never
-// answers) when `listen` is set. -1 when the port could not be had.
-int HoldPort(uint16_t port, bool listen) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      (listen && ::listen(fd, 16) != 0)) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-}  // namespace
-
 // A node that cannot start (its HTTP port is taken, connections to it
 // refused): up exits 1 naming it and quoting its log, stops the two nodes
 // it had started, and leaves no pid file behind.
 BOOST_AUTO_TEST_CASE(failed_up_stops_what_it_started) {
   ClusterProcess cluster(Options());
   LaunchGuard guard(cluster);
-  int fd = HoldPort(cluster.http_port(0), /*listen=*/false);
+  // Bound without SO_REUSEADDR, so meridiand's bind fails even with it.
+  int fd = BindLoopback(cluster.http_port(0), /*listen=*/false);
   BOOST_TEST_REQUIRE(fd >= 0, "holding port " << cluster.http_port(0) << ": "
                                               << std::strerror(errno));
   CtlResult r = RunCtl(cluster.dir(), {"up", "--config", kConfig, "--wait", "10"});
@@ -723,7 +661,8 @@ BOOST_AUTO_TEST_CASE(failed_up_stops_what_it_started) {
 BOOST_AUTO_TEST_CASE(up_ends_within_wait_when_a_port_never_answers) {
   ClusterProcess cluster(Options());
   LaunchGuard guard(cluster);
-  int fd = HoldPort(cluster.http_port(0), /*listen=*/true);
+  // Listening: connections are accepted and never answered.
+  int fd = BindLoopback(cluster.http_port(0), /*listen=*/true);
   BOOST_TEST_REQUIRE(fd >= 0, "holding port " << cluster.http_port(0) << ": "
                                               << std::strerror(errno));
   const auto start = Clock::now();

@@ -5,23 +5,20 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <boost/test/framework.hpp>
-#include <boost/test/results_collector.hpp>
-#include <boost/test/tree/test_unit.hpp>
 #include <cerrno>
 #include <cstdlib>
-#include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 #include <thread>
+
+#include "tests/support/child_process.h"
+#include "tests/support/current_test.h"
+#include "tests/support/loopback.h"
 
 #ifndef MERIDIAN_MERIDIAND
 #error "MERIDIAN_MERIDIAND must name the meridiand binary (set by tests/CMakeLists.txt)"
@@ -29,57 +26,11 @@
 
 namespace meridian::testing {
 
-namespace fs = std::filesystem;
-
-namespace {
-
-// True when the running Boost test case has failed so far, so the
-// destructor can show what the server said.
-bool CurrentTestFailed() {
-  namespace ut = boost::unit_test;
-  try {
-    ut::test_unit_id id = ut::framework::current_test_case().p_id;
-    return !ut::results_collector.results(id).passed();
-  } catch (...) {
-    return false;  // not inside a test case
-  }
-}
-
-std::string MakeTempDir() {
-  std::string tmpl = (fs::temp_directory_path() / "meridian-node-XXXXXX").string();
-  std::vector<char> buf(tmpl.begin(), tmpl.end());
-  buf.push_back('\0');
-  if (mkdtemp(buf.data()) == nullptr) {
-    std::cerr << "mkdtemp(" << tmpl << "): " << std::strerror(errno) << "\n";
-    std::abort();
-  }
-  return std::string(buf.data());
-}
-
-}  // namespace
-
-uint16_t FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  uint16_t port = 0;
-  socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
-
-NodeProcess::NodeProcess(NodeOptions options) : options_(std::move(options)) {
-  dir_ = MakeTempDir();
-  data_dir_ = options_.data_dir.empty() ? dir_ + "/data" : options_.data_dir;
-  config_path_ = dir_ + "/topology.toml";
-  stderr_path_ = dir_ + "/meridiand.stderr";
+NodeProcess::NodeProcess(NodeOptions options)
+    : options_(std::move(options)), dir_("meridian-node") {
+  data_dir_ = options_.data_dir.empty() ? dir_.sub("data") : options_.data_dir;
+  config_path_ = dir_.sub("topology.toml");
+  stderr_path_ = dir_.sub("meridiand.stderr");
   port_ = FreePort();
   gossip_port_ = FreePort();
   WriteTopology();
@@ -88,8 +39,7 @@ NodeProcess::NodeProcess(NodeOptions options) : options_(std::move(options)) {
 NodeProcess::~NodeProcess() {
   if (running()) Kill();
   if (CurrentTestFailed()) PrintStderr("the test case failed");
-  std::error_code ec;
-  fs::remove_all(dir_, ec);
+  // dir_ goes next, with everything in it.
 }
 
 void NodeProcess::WriteTopology() {
@@ -150,40 +100,15 @@ bool NodeProcess::Start() {
 bool NodeProcess::StartOnce(bool* port_in_use) {
   *port_in_use = false;
   const size_t stderr_offset = Stderr().size();
-  // Everything the child needs is prepared before fork: after it, only
-  // async-signal-safe calls (the parent may have other threads).
-  const std::string binary = MERIDIAN_MERIDIAND;
-  std::vector<std::string> args = {binary, "--config", config_path_, "--node", options_.node_id};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t parent = getpid();
-
-  pid_t pid = fork();
+  ChildOptions child;
+  child.stdout_path = child.stderr_path = stderr_path_;
+  child.append = true;
+  std::string spawn_error;
+  pid_t pid = SpawnChild({MERIDIAN_MERIDIAND, "--config", config_path_, "--node", options_.node_id},
+                         child, &spawn_error);
   if (pid < 0) {
-    std::cerr << "fork: " << std::strerror(errno) << "\n";
+    std::cerr << "NodeProcess::Start: " << spawn_error << "\n";
     return false;
-  }
-  if (pid == 0) {
-    // Die with the test binary, whatever kills it.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    int err = ::open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (err >= 0) {
-      ::dup2(err, STDERR_FILENO);
-      ::dup2(err, STDOUT_FILENO);
-    }
-    // The test's own sockets must not live on in the server (a connection
-    // the test closes has to close).
-    if (syscall(SYS_close_range, 3, ~0U, 0) != 0) {
-      for (int fd = 3; fd < 4096; ++fd) ::close(fd);
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    signal(SIGPIPE, SIG_DFL);
-    execv(argv[0], argv.data());
-    _exit(127);
   }
   pid_ = pid;
 
@@ -216,16 +141,9 @@ bool NodeProcess::StartOnce(bool* port_in_use) {
 }
 
 bool NodeProcess::WaitExit(std::chrono::milliseconds timeout, int* status) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    pid_t r = waitpid(pid_, status, WNOHANG);
-    if (r == pid_ || (r < 0 && errno == ECHILD)) {
-      pid_ = -1;
-      return true;
-    }
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  if (WaitChild(pid_, timeout, status) == WaitResult::kTimedOut) return false;
+  pid_ = -1;
+  return true;
 }
 
 bool NodeProcess::Stop(std::chrono::milliseconds timeout) {
@@ -240,10 +158,7 @@ bool NodeProcess::Stop(std::chrono::milliseconds timeout) {
     return false;
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::string how = WIFEXITED(status)     ? "exit status " + std::to_string(WEXITSTATUS(status))
-                      : WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
-                                            : "wait status " + std::to_string(status);
-    std::cerr << "NodeProcess::Stop: meridiand ended with " << how << "\n";
+    std::cerr << "NodeProcess::Stop: meridiand ended with " << DescribeWaitStatus(status) << "\n";
     PrintStderr("unclean stop");
     return false;
   }
@@ -252,11 +167,7 @@ bool NodeProcess::Stop(std::chrono::milliseconds timeout) {
 
 void NodeProcess::Kill() {
   if (!running()) return;
-  ::kill(pid_, SIGKILL);
-  int status = 0;
-  // SIGKILL cannot be ignored; a blocking wait is bounded by the kernel.
-  while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-  }
+  KillChild(pid_);
   pid_ = -1;
 }
 

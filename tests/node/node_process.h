@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "node/http_client.h"
+#include "tests/support/temp_dir.h"
 
 namespace meridian::testing {
 
@@ -62,7 +63,7 @@ class NodeProcess {
   pid_t pid() const { return pid_; }
   uint16_t port() const { return port_; }
   std::string url() const;  // "http://127.0.0.1:PORT"
-  const std::string& dir() const { return dir_; }
+  const std::string& dir() const { return dir_.path(); }
   const std::string& data_dir() const { return data_dir_; }
   // Everything the process (and earlier runs of it) wrote to stderr.
   std::string Stderr() const;
@@ -80,7 +81,7 @@ class NodeProcess {
   bool WaitExit(std::chrono::milliseconds timeout, int* status);
 
   NodeOptions options_;
-  std::string dir_;
+  TempDir dir_;
   std::string data_dir_;
   std::string config_path_;
   std::string stderr_path_;
@@ -88,10 +89,6 @@ class NodeProcess {
   uint16_t gossip_port_ = 0;
   pid_t pid_ = -1;
 };
-
-// A free TCP port on 127.0.0.1 (bound to port 0 and released, so another
-// process may take it before it is used; callers retry).
-uint16_t FreePort();
 
 // What RawExchange saw.
 struct RawResult {

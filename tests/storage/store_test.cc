@@ -11,7 +11,6 @@
 #include <atomic>
 #include <boost/test/unit_test.hpp>
 #include <cstdint>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -24,9 +23,11 @@
 #include "crdt/codec.h"
 #include "storage/leveldb_store.h"
 #include "storage/node_meta.h"
+#include "tests/support/temp_dir.h"
 
 using namespace meridian;
 using namespace meridian::storage;
+using meridian::testing::TempDir;
 namespace fs = std::filesystem;
 
 namespace meridian {
@@ -36,28 +37,6 @@ std::ostream& boost_test_print_type(std::ostream& os, Status::Code code) {
 }  // namespace meridian
 
 namespace {
-
-// A fresh directory under /tmp, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "meridian-store-test-XXXXXX").string();
-    BOOST_REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string path() const { return path_.string(); }
-  std::string sub(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 std::unique_ptr<Store> OpenStore(const std::string& dir, StoreOptions options = {}) {
   std::unique_ptr<Store> store;
