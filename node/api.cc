@@ -846,6 +846,7 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                        {"watchers", ctx_.watch->subscribers()},
                        {"uptime_ms", uptime},
                        {"type_conflicts", a.type_conflicts()},
+                       {"state_digest", a.StateDigest().Hex()},
                        {"peers", peers},
                        {"clock", clock},
                        {"gossip", gossip_json}});

@@ -18,6 +18,8 @@ Applier::Applier(storage::Store* store, crdt::HybridClock* clock, storage::NodeM
   key_count_ = committer_.key_count();
   applied_ = committer_.applied();
   token_ = committer_.SessionToken();
+  digest_sums_ = committer_.digest_sums();
+  state_digest_ = digest_sums_.Total();
 }
 
 Applier::~Applier() { Stop(); }
@@ -101,6 +103,16 @@ storage::AppliedVector Applier::Applied() const {
   return applied_;
 }
 
+storage::BucketSums Applier::DigestSums() const {
+  std::lock_guard<std::mutex> lock(digest_mu_);
+  return digest_sums_;
+}
+
+storage::Digest Applier::StateDigest() const {
+  std::lock_guard<std::mutex> lock(digest_mu_);
+  return state_digest_;
+}
+
 size_t Applier::queue_depth() const {
   std::lock_guard<std::mutex> lock(mu_);
   return queue_.size();
@@ -155,6 +167,14 @@ void Applier::ApplyGroup(std::vector<Pending>* group) {
     last_seq_ = committer_.last_seq();
     key_count_ = committer_.key_count();
     type_conflicts_ = committer_.type_conflicts();
+    {
+      std::lock_guard<std::mutex> lock(digest_mu_);
+      for (const DigestChange& c : committer_.last_digest_changes()) {
+        digest_sums_.Replace(c.bucket, c.before, c.after);
+        state_digest_ -= c.before;
+        state_digest_ += c.after;
+      }
+    }
     std::lock_guard<std::mutex> lock(token_mu_);
     applied_ = committer_.applied();
     token_ = committer_.SessionToken();

@@ -30,6 +30,7 @@
 #include "crdt/hlc.h"
 #include "node/committer.h"
 #include "node/operation.h"
+#include "storage/digests.h"
 #include "storage/leveldb_store.h"
 #include "storage/node_meta.h"
 
@@ -99,6 +100,12 @@ class Applier {
   uint64_t type_conflicts() const { return type_conflicts_.load(); }
   size_t queue_depth() const;
   const ApplierStats& stats() const { return stats_; }
+  // The default scope's digest bucket sums as of the last committed group
+  // (a 64 KiB copy). Thread-safe.
+  storage::BucketSums DigestSums() const;
+  // Their total: equal on replicas holding equal states. Thread-safe and
+  // cheap (kept up to date, not summed per call).
+  storage::Digest StateDigest() const;
 
  private:
   struct Pending {
@@ -132,6 +139,11 @@ class Applier {
   mutable std::mutex token_mu_;
   std::string token_;
   storage::AppliedVector applied_;  // guarded by token_mu_
+  // The committer's digest sums, mirrored after each successful group from
+  // its last_digest_changes() (never copied whole).
+  mutable std::mutex digest_mu_;
+  storage::BucketSums digest_sums_;  // guarded by digest_mu_
+  storage::Digest state_digest_;     // guarded by digest_mu_: digest_sums_.Total()
 };
 
 }  // namespace meridian::node

@@ -113,10 +113,17 @@ namespace {
 // The state of every key a group touches, shared by its local operations
 // and remote deltas.
 struct GroupStates {
-  storage::Store* store;
+  storage::Store* store = nullptr;
   std::unordered_map<std::string, crdt::Envelope> states;
   std::unordered_set<std::string> new_keys;  // keys without a state before this group
   uint64_t added_keys = 0;
+  // Digest of each loaded key's stored bytes (zero when it had none).
+  std::unordered_map<std::string, storage::Digest> before;
+  // Keys the batch writes a state for, in first-write order, and the bytes
+  // of their last write (owned by the caller, which keeps them in place
+  // until the batch is written).
+  std::vector<std::string> written;
+  std::unordered_map<std::string, const std::string*> final_bytes;
 
   // The key's latest state in this group, read from the store on first use.
   Status Get(const std::string& key, crdt::Envelope** out) {
@@ -128,6 +135,7 @@ struct GroupStates {
       if (st.ok()) st = crdt::Envelope::DecodeStored(bytes, &current);
       if (!st.ok() && !st.IsNotFound()) return st;
       if (st.IsNotFound()) new_keys.insert(key);
+      before[key] = st.ok() ? storage::KeyDigest(key, bytes) : storage::Digest();
       it = states.emplace(key, std::move(current)).first;
     }
     *out = &it->second;
@@ -136,6 +144,16 @@ struct GroupStates {
   // Records that `key` now holds a state.
   void Stored(const std::string& key) {
     if (new_keys.erase(key)) ++added_keys;
+  }
+  // Records that the batch puts `bytes` as the state of `key` (replacing
+  // any earlier put of this group).
+  void Wrote(const std::string& key, const std::string* bytes) {
+    auto [it, inserted] = final_bytes.try_emplace(key, bytes);
+    if (inserted) {
+      written.push_back(key);
+    } else {
+      it->second = bytes;
+    }
   }
 };
 
@@ -153,7 +171,8 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
     remote_results->clear();
     remote_results->resize(remotes.size());
   }
-  GroupStates group{store_, {}, {}, 0};
+  GroupStates group;
+  group.store = store_;
 
   // --- Local operations ----------------------------------------------------
   storage::AppliedVector applied = meta_.applied;
@@ -186,6 +205,7 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
     res.seq = ++seq;
     res.envelope = current->Encode();
     batch.PutState(op.key, res.envelope);
+    group.Wrote(op.key, &res.envelope);
     std::string delta_bytes = delta.Encode();
     log_bytes += op.key.size() + delta_bytes.size();
     batch.AppendLog(storage::LogEntry{kScope, res.seq, op.key, std::move(delta_bytes)});
@@ -259,11 +279,26 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
   }
   // Remote-changed keys go in once, with their final state (after any
   // local write of this group to them, which the state map includes).
+  // (References into `encoded` stay valid as it grows: it is node-based.)
   std::unordered_map<std::string, std::string> encoded;
   for (const std::string& key : remote_changed) {
     std::string bytes = group.states[key].Encode();
     batch.PutState(key, bytes);
-    encoded.emplace(key, std::move(bytes));
+    auto it = encoded.emplace(key, std::move(bytes)).first;
+    group.Wrote(key, &it->second);
+  }
+
+  // --- Digest records ------------------------------------------------------
+  // One per written key, for its final bytes; the sums change only after
+  // the batch is durable.
+  std::vector<DigestChange> digest_changes;
+  for (const std::string& key : group.written) {
+    DigestChange change;
+    change.bucket = storage::BucketOf(key);
+    change.before = group.before.at(key);
+    change.after = storage::KeyDigest(key, *group.final_bytes.at(key));
+    batch.PutDigest(kScope, change.bucket, key, change.after);
+    if (change.before != change.after) digest_changes.push_back(change);
   }
 
   // --- Commit --------------------------------------------------------------
@@ -281,6 +316,7 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
     wrote = true;
   }
   last_status_ = st;
+  last_digest_changes_.clear();
   if (!st.ok()) {
     ApiError err = storage::Store::IsNoSpace(st)
                        ? ApiError{507, "insufficient_storage",
@@ -302,6 +338,10 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
     meta_.applied = std::move(applied);
     meta_.key_count += group.added_keys;
     if (bound != 0) clock_->BoundPersisted(bound);
+    for (const DigestChange& c : digest_changes) {
+      meta_.digest_sums.Replace(c.bucket, c.before, c.after);
+    }
+    last_digest_changes_ = std::move(digest_changes);
   }
   last_log_bytes_ = log_bytes;
   type_conflicts_ += conflicts;

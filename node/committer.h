@@ -7,9 +7,16 @@
 // A group's batch holds: every new state; a delta-log entry per local
 // write; for remote deltas no log entry but the advance of their origin in
 // the applied vector; the applied vector record (once); the key count when
-// keys were added; a new HLC bound when the clock has passed the stored one.
-// If the batch fails nothing of the group is visible and every item of it
-// fails (507 for a full disk).
+// keys were added; a new HLC bound when the clock has passed the stored one;
+// and the digest record (storage/digests.h) of every key whose state it
+// writes. If the batch fails nothing of the group is visible and every item
+// of it fails (507 for a full disk).
+//
+// Digest sums: the Committer keeps the default scope's bucket sums in
+// memory (loaded at start with NodeMeta). For each key a group writes, the
+// digest before is that of the stored bytes the group loaded (zero when the
+// key had no state), the digest after that of the bytes it writes. The
+// sums change only once the batch has succeeded.
 //
 // Remote entries: each entry's delta is decoded with the CHECKED decoder
 // (crdt::Envelope::Decode: it came over the network) and joined into the
@@ -33,10 +40,18 @@
 #include "crdt/status.h"
 #include "gossip/messages.h"
 #include "node/operation.h"
+#include "storage/digests.h"
 #include "storage/leveldb_store.h"
 #include "storage/node_meta.h"
 
 namespace meridian::node {
+
+// One key's digest change in a committed group (default scope).
+struct DigestChange {
+  uint32_t bucket = 0;
+  storage::Digest before;  // zero: the key had no state
+  storage::Digest after;
+};
 
 struct WriteResult {
   bool ok = false;
@@ -94,6 +109,14 @@ class Committer {
   // OK unless the last Commit's batch failed; then the store's error (the
   // Applier counts failed groups and tells listeners only of successes).
   const Status& last_status() const { return last_status_; }
+  // The default scope's bucket sums, as of the last successful commit.
+  const storage::BucketSums& digest_sums() const { return meta_.digest_sums; }
+  // The digest changes of the last Commit, one per key whose digest it
+  // changed, in the order the keys were first written; empty when that
+  // Commit failed or changed no digest. Applying them with
+  // BucketSums::Replace to a copy of digest_sums() from before that Commit
+  // gives digest_sums() (how the Applier mirrors the sums).
+  const std::vector<DigestChange>& last_digest_changes() const { return last_digest_changes_; }
 
  private:
   storage::Store* store_;
@@ -103,6 +126,7 @@ class Committer {
   uint64_t last_log_bytes_ = 0;
   uint64_t type_conflicts_ = 0;
   Status last_status_;
+  std::vector<DigestChange> last_digest_changes_;
 };
 
 // Session tokens: "node#incarnation:seq" entries joined by ',' (the applied

@@ -35,6 +35,7 @@ constexpr char kStatePrefix = 's';
 constexpr char kLogPrefix = 'l';
 constexpr char kMetaPrefix = 'm';
 constexpr char kConflictPrefix = 'c';
+constexpr char kDigestPrefix = 'd';
 
 // Log entry value: version byte, then [str key, bin delta].
 constexpr uint8_t kLogValueVersion = 1;
@@ -85,6 +86,32 @@ std::string LogKey(std::string_view scope, uint64_t seq) {
 }
 
 bool ScopeIsValid(std::string_view scope) { return scope.find('\0') == std::string_view::npos; }
+
+// 'd' + scope + 0x00: every digest record of the scope, and only those.
+std::string DigestScopePrefix(std::string_view scope) {
+  std::string out = PrefixedKey(kDigestPrefix, scope);
+  out.push_back('\0');
+  return out;
+}
+
+void AppendBigEndian16(uint32_t v, std::string* out) {
+  out->push_back(static_cast<char>((v >> 8) & 0xff));
+  out->push_back(static_cast<char>(v & 0xff));
+}
+
+// 'd' + scope + 0x00 + u16 BE bucket + key. REQUIRES: bucket < 2^16.
+std::string DigestKey(std::string_view scope, uint32_t bucket, std::string_view key) {
+  std::string out = DigestScopePrefix(scope);
+  out.reserve(out.size() + 2 + key.size());
+  AppendBigEndian16(bucket, &out);
+  out.append(key);
+  return out;
+}
+
+Status BadDigestBucket(uint32_t bucket) {
+  return Status::InvalidArgument("digest bucket " + std::to_string(bucket) + " is not below " +
+                                 std::to_string(kBuckets));
+}
 
 Status BadScope() {
   return Status::InvalidArgument(
@@ -215,6 +242,33 @@ void WriteBatch::PutConflict(std::string_view key, std::string_view entry) {
 
 void WriteBatch::DeleteConflict(std::string_view key) {
   impl_->batch.Delete(PrefixedKey(kConflictPrefix, key));
+  ++impl_->count;
+}
+
+void WriteBatch::PutDigest(std::string_view scope, uint32_t bucket, std::string_view key,
+                           const Digest& digest) {
+  if (!ScopeIsValid(scope)) {
+    impl_->poison = BadScope();
+    return;
+  }
+  if (bucket >= kBuckets) {
+    impl_->poison = BadDigestBucket(bucket);
+    return;
+  }
+  impl_->batch.Put(DigestKey(scope, bucket, key), digest.ToBytes());
+  ++impl_->count;
+}
+
+void WriteBatch::DeleteDigest(std::string_view scope, uint32_t bucket, std::string_view key) {
+  if (!ScopeIsValid(scope)) {
+    impl_->poison = BadScope();
+    return;
+  }
+  if (bucket >= kBuckets) {
+    impl_->poison = BadDigestBucket(bucket);
+    return;
+  }
+  impl_->batch.Delete(DigestKey(scope, bucket, key));
   ++impl_->count;
 }
 
@@ -519,6 +573,55 @@ Status Store::LastLogSeq(std::string_view scope, uint64_t* seq) const {
     }
   }
   return FromLevelDb(it->status(), "reading the log in " + impl_->dir);
+}
+
+Status Store::ScanDigests(std::string_view scope, uint32_t first_bucket, uint32_t end_bucket,
+                          const DigestRecord* after, size_t limit,
+                          std::vector<DigestRecord>* out) const {
+  out->clear();
+  if (!ScopeIsValid(scope)) return BadScope();
+  end_bucket = std::min(end_bucket, kBuckets);
+  if (limit == 0 || first_bucket >= end_bucket) return Status::OK();
+  const std::string prefix = DigestScopePrefix(scope);
+  std::string target = DigestKey(scope, first_bucket, "");
+  std::string after_key;
+  if (after != nullptr && after->bucket < kBuckets) {
+    after_key = DigestKey(scope, after->bucket, after->key);
+    if (after_key > target) target = after_key;
+  } else if (after != nullptr) {
+    return Status::OK();  // nothing lies after a bucket past the last one
+  }
+
+  std::shared_lock<std::shared_mutex> lock;
+  MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions()));
+  for (it->Seek(target); it->Valid() && out->size() < limit; it->Next()) {
+    std::string_view key = ToView(it->key());
+    if (key.substr(0, prefix.size()) != prefix) break;
+    if (!after_key.empty() && key == after_key) continue;
+    if (key.size() < prefix.size() + 2) {
+      return Status::Corruption("digest record key too short in " + impl_->dir);
+    }
+    const uint32_t bucket = (uint32_t{static_cast<uint8_t>(key[prefix.size()])} << 8) |
+                            static_cast<uint8_t>(key[prefix.size() + 1]);
+    if (bucket >= end_bucket) {
+      if (bucket >= kBuckets) {
+        return Status::Corruption("digest record of bucket " + std::to_string(bucket) +
+                                  " (not below " + std::to_string(kBuckets) + ") in " +
+                                  impl_->dir);
+      }
+      break;
+    }
+    DigestRecord rec;
+    rec.bucket = bucket;
+    rec.key = std::string(key.substr(prefix.size() + 2));
+    if (!Digest::FromBytes(ToView(it->value()), &rec.digest)) {
+      return Status::Corruption("digest record of " + std::to_string(it->value().size()) +
+                                " bytes (not 16) in " + impl_->dir);
+    }
+    out->push_back(std::move(rec));
+  }
+  return FromLevelDb(it->status(), "scanning the digest index in " + impl_->dir);
 }
 
 uint64_t Store::ApproximateStateBytes() const {

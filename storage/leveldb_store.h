@@ -8,6 +8,10 @@
 //                                  encoding) for sequence number seq
 //   'm' + name                  -> metadata (see node_meta.h)
 //   'c' + user key              -> conflict index entry (issue 6)
+//   'd' + scope + 0x00 + u16 BE bucket + user key
+//                               -> the key's 16-byte state digest
+//                                  (storage/digests.h), written in the
+//                                  same batch as the state it digests
 // Every write the node makes is one WriteBatch: atomic, and durable when
 // Write() returns if StoreOptions::sync (group commit batches many
 // requests into one Write).
@@ -24,6 +28,7 @@
 #include <vector>
 
 #include "crdt/status.h"
+#include "storage/digests.h"
 
 namespace meridian::storage {
 
@@ -56,6 +61,9 @@ class WriteBatch {
   WriteBatch& operator=(const WriteBatch&) = delete;
 
   void PutState(std::string_view key, std::string_view envelope);
+  // Deletes the state only: a caller that removes a key's state also
+  // removes its digest record (DeleteDigest), or the digest index
+  // (storage/digests.h) no longer matches the states.
   void DeleteState(std::string_view key);
   // A scope containing a 0x00 byte cannot be laid out (the byte ends the
   // scope in the key) and is a programming error. These calls cannot
@@ -68,6 +76,11 @@ class WriteBatch {
   void PutMeta(std::string_view name, std::string_view value);
   void PutConflict(std::string_view key, std::string_view entry);
   void DeleteConflict(std::string_view key);
+  // The digest record of `key` in `scope` (storage/digests.h). A scope with
+  // a 0x00 byte or a bucket >= kBuckets poisons the batch as AppendLog does.
+  void PutDigest(std::string_view scope, uint32_t bucket, std::string_view key,
+                 const Digest& digest);
+  void DeleteDigest(std::string_view scope, uint32_t bucket, std::string_view key);
 
   void Clear();
   size_t ApproximateSize() const;
@@ -136,6 +149,21 @@ class Store {
   // The highest seq in the log of `scope` (0 when empty); O(log n), for
   // start-up.
   Status LastLogSeq(std::string_view scope, uint64_t* seq) const;
+
+  // Digest records of `scope` (storage/digests.h) whose bucket is in
+  // [first_bucket, end_bucket), in (bucket, key) order, strictly after
+  // (after->bucket, after->key) when `after` is not null, at most `limit`
+  // of them (limit 0 gives none). *out is replaced. A scope containing 0x00
+  // is InvalidArgument; a record that is not laid out as above (short key,
+  // bucket >= kBuckets, value not 16 bytes) is Corruption.
+  struct DigestRecord {
+    uint32_t bucket = 0;
+    std::string key;  // user key
+    Digest digest;
+  };
+  Status ScanDigests(std::string_view scope, uint32_t first_bucket, uint32_t end_bucket,
+                     const DigestRecord* after, size_t limit,
+                     std::vector<DigestRecord>* out) const;
 
   // Rough figures for /metrics and /v1/status.
   uint64_t ApproximateStateBytes() const;

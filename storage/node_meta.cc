@@ -5,6 +5,8 @@
 //   applied:   [[[str node, uint incarnation], str scope, uint seq]...]
 //              strictly ascending by (replica, scope): the map's order, so
 //              equal vectors encode to equal bytes.
+//   key_count: uint count
+//   digest_index: uint format (written and read by storage/digests.cc)
 #include "storage/node_meta.h"
 
 #include <string_view>
@@ -84,12 +86,28 @@ Status LoadNodeMeta(const Store& store, const std::string& node_id, NodeMeta* ou
     if (!s.ok()) return s.WithContext("key count record in " + store.dir());
   }
 
+  bool indexed = false;
+  MERIDIAN_RETURN_IF_ERROR(DigestIndexBuilt(store, &indexed));
+  if (!indexed) {
+    std::vector<Store::KeyState> any;
+    MERIDIAN_RETURN_IF_ERROR(store.Scan("", "", 1, &any));
+    if (!*fresh || !any.empty()) {
+      return Status::FailedPrecondition(
+          "data dir " + store.dir() +
+          " has no complete digest index (it predates the index, or a build was interrupted); "
+          "storage::EnsureDigestIndex builds it");
+    }
+  }
+  Status s = LoadBucketSums(store, "", &meta.digest_sums);
+  if (!s.ok()) return s.WithContext("digest index in " + store.dir());
+
   *out = std::move(meta);
   return Status::OK();
 }
 
 void InitIdentity(const crdt::ReplicaId& replica, WriteBatch* batch) {
   batch->PutMeta(kMetaIdentity, EncodeIdentity(replica));
+  PutDigestIndexBuilt(batch);
 }
 
 void PutHlcBound(crdt::Hlc bound, WriteBatch* batch) {

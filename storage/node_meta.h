@@ -1,7 +1,8 @@
 // The node's metadata records in the store (the 'm' prefix): who this
 // replica is, how far its clock has gone, and what it has applied. Start-up
-// reads a handful of these records, never the states, so its time does not
-// grow with the number of keys.
+// reads a handful of these records and never the states; it does read the
+// digest index (16 bytes + the key per key, storage/digests.h) to rebuild
+// the bucket sums, so that part of its time grows with the number of keys.
 #ifndef MERIDIAN_STORAGE_NODE_META_H_
 #define MERIDIAN_STORAGE_NODE_META_H_
 
@@ -12,6 +13,7 @@
 #include "crdt/causal_context.h"
 #include "crdt/hlc.h"
 #include "crdt/status.h"
+#include "storage/digests.h"
 #include "storage/leveldb_store.h"
 
 namespace meridian::storage {
@@ -25,6 +27,7 @@ struct NodeMeta {
   crdt::Hlc hlc_bound = 0;  // persisted HLC upper bound
   AppliedVector applied;
   uint64_t key_count = 0;   // keys with a stored state (deleted ones included)
+  BucketSums digest_sums;   // of the default scope, from the digest index
 };
 
 // Metadata record names. DO NOT CHANGE: on disk.
@@ -32,14 +35,22 @@ inline constexpr std::string_view kMetaIdentity = "identity";
 inline constexpr std::string_view kMetaHlcBound = "hlc_bound";
 inline constexpr std::string_view kMetaApplied = "applied";
 inline constexpr std::string_view kMetaKeyCount = "key_count";
+// The digest index is complete (storage/digests.h).
+inline constexpr std::string_view kMetaDigestIndex = "digest_index";
 
 // Reads the node's metadata. *fresh is true when the store has no identity
 // yet (an empty data dir): the caller then creates one with a new
 // incarnation (InitIdentity). A stored identity whose node id differs from
-// `node_id` is refused (a data dir belongs to one node).
+// `node_id` is refused (a data dir belongs to one node). The digest sums
+// come from the digest index (LoadBucketSums); a store with an identity or
+// a state but no complete index is refused with FailedPrecondition (run
+// EnsureDigestIndex first), so the sums never silently miss keys.
 Status LoadNodeMeta(const Store& store, const std::string& node_id, NodeMeta* out, bool* fresh);
 
-// Adds the records of a brand-new identity to `batch`.
+// Adds the records of a brand-new identity to `batch`, and the record that
+// says the (empty) digest index is complete, so a fresh data dir never
+// needs an index build. REQUIRES: the store holds no state, or
+// EnsureDigestIndex has run.
 void InitIdentity(const crdt::ReplicaId& replica, WriteBatch* batch);
 void PutHlcBound(crdt::Hlc bound, WriteBatch* batch);
 void PutApplied(const AppliedVector& applied, WriteBatch* batch);
