@@ -6,6 +6,8 @@
 // kWrongProtocol and a reason.
 #include "gossip/messages.h"
 
+#include <cstdint>
+#include <string>
 #include <utility>
 
 #include "crdt/codec.h"
@@ -25,12 +27,19 @@ size_t BodyFields(MsgType t) {
     case MsgType::kAck:
     case MsgType::kPong:
       return 2;
+    case MsgType::kAntiEntropy:
+      return 5;
   }
   return 0;
 }
 
 bool KnownType(uint64_t t) {
-  return t >= static_cast<uint64_t>(MsgType::kHello) && t <= static_cast<uint64_t>(MsgType::kPong);
+  return t >= static_cast<uint64_t>(MsgType::kHello) &&
+         t <= static_cast<uint64_t>(MsgType::kAntiEntropy);
+}
+
+bool KnownAeKind(uint64_t k) {
+  return k >= static_cast<uint64_t>(AeKind::kBegin) && k <= static_cast<uint64_t>(AeKind::kDone);
 }
 
 bool KnownReason(uint64_t r) {
@@ -88,6 +97,240 @@ Status DecodeDeltas(const crdt::Cursor& c, std::vector<DeltaEntry>* out) {
   return Status::OK();
 }
 
+Status DecodeNodes(const crdt::Cursor& c, int level, std::vector<AeNode>* out) {
+  std::vector<crdt::Cursor> items;
+  MERIDIAN_RETURN_IF_ERROR(c.Array(&items, "anti-entropy nodes"));
+  if (items.size() > size_t{kFanout} * 256) {
+    return Status::Corruption("an anti-entropy message holds " + std::to_string(items.size()) +
+                              " tree nodes; at most " + std::to_string(kFanout * 256) +
+                              " are allowed");
+  }
+  const uint32_t on_level = NodesOnLevel(level);
+  out->clear();
+  out->reserve(items.size());
+  for (const crdt::Cursor& item : items) {
+    std::vector<crdt::Cursor> f;
+    MERIDIAN_RETURN_IF_ERROR(item.Array(&f, "anti-entropy node", 2));
+    uint64_t index = 0;
+    MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&index, "anti-entropy node index"));
+    if (index >= on_level) {
+      return Status::Corruption("anti-entropy node index " + std::to_string(index) +
+                                " is not below " + std::to_string(on_level) +
+                                ", the nodes on level " + std::to_string(level));
+    }
+    if (!out->empty() && index <= out->back().index) {
+      return Status::Corruption("anti-entropy node indexes are not strictly ascending (" +
+                                std::to_string(index) + " after " +
+                                std::to_string(out->back().index) + ")");
+    }
+    std::string hash;
+    MERIDIAN_RETURN_IF_ERROR(f[1].Bin(&hash, "anti-entropy node hash"));
+    AeNode n;
+    n.index = static_cast<uint32_t>(index);
+    if (!storage::Digest::FromBytes(hash, &n.hash)) {
+      return Status::Corruption("anti-entropy node hash is " + std::to_string(hash.size()) +
+                                " bytes; it must be 16");
+    }
+    out->push_back(n);
+  }
+  return Status::OK();
+}
+
+Status DecodeApplied(const crdt::Cursor& c, AeApplied* out) {
+  std::vector<crdt::Cursor> items;
+  MERIDIAN_RETURN_IF_ERROR(c.Array(&items, "anti-entropy applied vector"));
+  if (items.size() > kMaxAeAppliedEntries) {
+    return Status::Corruption("an anti-entropy applied vector holds " +
+                              std::to_string(items.size()) + " entries; at most " +
+                              std::to_string(kMaxAeAppliedEntries) + " are allowed");
+  }
+  out->clear();
+  for (const crdt::Cursor& item : items) {
+    std::vector<crdt::Cursor> f;
+    MERIDIAN_RETURN_IF_ERROR(item.Array(&f, "anti-entropy applied entry", 3));
+    std::pair<crdt::ReplicaId, std::string> id;
+    MERIDIAN_RETURN_IF_ERROR(crdt::DecodeReplica(f[0], &id.first));
+    MERIDIAN_RETURN_IF_ERROR(BoundedStr(f[1], &id.second, "applied scope", 0, kMaxScopeBytes));
+    uint64_t seq = 0;
+    MERIDIAN_RETURN_IF_ERROR(f[2].Uint(&seq, "applied seq"));
+    if (!out->empty() && !(out->rbegin()->first < id)) {
+      return Status::Corruption("anti-entropy applied entries are not strictly ascending (" +
+                                id.first.ToString() + " scope '" + id.second + "')");
+    }
+    out->emplace_hint(out->end(), std::move(id), seq);
+  }
+  return Status::OK();
+}
+
+Status DecodeLevel(const crdt::Cursor& c, int* level) {
+  uint64_t v = 0;
+  MERIDIAN_RETURN_IF_ERROR(c.Uint(&v, "anti-entropy level"));
+  if (v < 1 || v > static_cast<uint64_t>(kLeafLevel)) {
+    return Status::Corruption("anti-entropy level " + std::to_string(v) + " is not 1.." +
+                              std::to_string(kLeafLevel));
+  }
+  *level = static_cast<int>(v);
+  return Status::OK();
+}
+
+Status DecodeAePayload(const crdt::Cursor& c, AeBody* b) {
+  std::vector<crdt::Cursor> f;
+  switch (b->kind) {
+    case AeKind::kBegin:
+      MERIDIAN_RETURN_IF_ERROR(c.Array(&f, "anti-entropy begin", 3));
+      MERIDIAN_RETURN_IF_ERROR(DecodeLevel(f[0], &b->level));
+      MERIDIAN_RETURN_IF_ERROR(DecodeNodes(f[1], b->level, &b->nodes));
+      return DecodeApplied(f[2], &b->applied);
+    case AeKind::kHashes:
+      MERIDIAN_RETURN_IF_ERROR(c.Array(&f, "anti-entropy hashes", 2));
+      MERIDIAN_RETURN_IF_ERROR(DecodeLevel(f[0], &b->level));
+      return DecodeNodes(f[1], b->level, &b->nodes);
+    case AeKind::kWant: {
+      MERIDIAN_RETURN_IF_ERROR(c.Array(&f, "anti-entropy want", 1));
+      std::vector<crdt::Cursor> items;
+      MERIDIAN_RETURN_IF_ERROR(f[0].Array(&items, "wanted buckets"));
+      if (items.empty() || items.size() > storage::kBuckets) {
+        return Status::Corruption("an anti-entropy want names " + std::to_string(items.size()) +
+                                  " buckets; it must name 1.." + std::to_string(storage::kBuckets));
+      }
+      for (const crdt::Cursor& item : items) {
+        uint64_t bucket = 0;
+        MERIDIAN_RETURN_IF_ERROR(item.Uint(&bucket, "wanted bucket"));
+        if (bucket >= storage::kBuckets) {
+          return Status::Corruption("wanted bucket " + std::to_string(bucket) + " is not below " +
+                                    std::to_string(storage::kBuckets));
+        }
+        if (!b->buckets.empty() && bucket <= b->buckets.back()) {
+          return Status::Corruption("wanted buckets are not strictly ascending (" +
+                                    std::to_string(bucket) + " after " +
+                                    std::to_string(b->buckets.back()) + ")");
+        }
+        b->buckets.push_back(static_cast<uint32_t>(bucket));
+      }
+      return Status::OK();
+    }
+    case AeKind::kStates: {
+      MERIDIAN_RETURN_IF_ERROR(c.Array(&f, "anti-entropy states", 4));
+      uint64_t part = 0;
+      MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&part, "anti-entropy states part"));
+      if (part > UINT32_MAX) {
+        return Status::Corruption("anti-entropy states part " + std::to_string(part) +
+                                  " does not fit 32 bits");
+      }
+      b->part = static_cast<uint32_t>(part);
+      MERIDIAN_RETURN_IF_ERROR(f[1].Bool(&b->last, "anti-entropy states last"));
+      std::vector<crdt::Cursor> items;
+      MERIDIAN_RETURN_IF_ERROR(f[2].Array(&items, "anti-entropy state entries"));
+      if (items.size() > kMaxAeStatesPerMessage) {
+        return Status::Corruption("an anti-entropy states message holds " +
+                                  std::to_string(items.size()) + " states; at most " +
+                                  std::to_string(kMaxAeStatesPerMessage) + " are allowed");
+      }
+      b->states.reserve(items.size());
+      for (const crdt::Cursor& item : items) {
+        std::vector<crdt::Cursor> kv;
+        MERIDIAN_RETURN_IF_ERROR(item.Array(&kv, "anti-entropy state", 2));
+        AeState st;
+        MERIDIAN_RETURN_IF_ERROR(BoundedStr(kv[0], &st.key, "state key", 1, kMaxKeyBytes));
+        MERIDIAN_RETURN_IF_ERROR(kv[1].Bin(&st.envelope, "state bytes"));
+        b->states.push_back(std::move(st));
+      }
+      MERIDIAN_RETURN_IF_ERROR(DecodeApplied(f[3], &b->applied));
+      if (!b->last && !b->applied.empty()) {
+        return Status::Corruption(
+            "an anti-entropy states message that is not the last carries "
+            "an applied vector");
+      }
+      return Status::OK();
+    }
+    case AeKind::kDone:
+      MERIDIAN_RETURN_IF_ERROR(c.Array(&f, "anti-entropy done", 2));
+      MERIDIAN_RETURN_IF_ERROR(f[0].Bool(&b->in_sync, "anti-entropy in sync"));
+      MERIDIAN_RETURN_IF_ERROR(DecodeApplied(f[1], &b->applied));
+      if (!b->in_sync && !b->applied.empty()) {
+        return Status::Corruption(
+            "an anti-entropy done that is not in sync carries an applied "
+            "vector");
+      }
+      return Status::OK();
+  }
+  return Status::Corruption("unknown anti-entropy kind");
+}
+
+Status DecodeAe(const std::vector<crdt::Cursor>& f, AeBody* b) {
+  uint64_t kind = 0;
+  MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&kind, "anti-entropy kind"));
+  if (!KnownAeKind(kind))
+    return Status::Corruption("unknown anti-entropy kind " + std::to_string(kind));
+  b->kind = static_cast<AeKind>(kind);
+  MERIDIAN_RETURN_IF_ERROR(f[1].Uint(&b->round, "anti-entropy round"));
+  MERIDIAN_RETURN_IF_ERROR(f[2].Bool(&b->from_initiator, "anti-entropy side"));
+  MERIDIAN_RETURN_IF_ERROR(BoundedStr(f[3], &b->scope, "scope", 0, kMaxScopeBytes));
+  return DecodeAePayload(f[4], b);
+}
+
+void EncodeNodes(const std::vector<AeNode>& nodes, crdt::Encoder* e) {
+  e->Array(static_cast<uint32_t>(nodes.size()));
+  for (const AeNode& n : nodes) {
+    e->Array(2);
+    e->Uint(n.index);
+    e->Bin(n.hash.ToBytes());
+  }
+}
+
+void EncodeApplied(const AeApplied& applied, crdt::Encoder* e) {
+  e->Array(static_cast<uint32_t>(applied.size()));
+  for (const auto& [id, seq] : applied) {
+    e->Array(3);
+    crdt::EncodeReplica(id.first, e);
+    e->Str(id.second);
+    e->Uint(seq);
+  }
+}
+
+void EncodeAe(const AeBody& b, crdt::Encoder* e) {
+  e->Uint(static_cast<uint64_t>(b.kind));
+  e->Uint(b.round);
+  e->Bool(b.from_initiator);
+  e->Str(b.scope);
+  switch (b.kind) {
+    case AeKind::kBegin:
+      e->Array(3);
+      e->Uint(static_cast<uint64_t>(b.level));
+      EncodeNodes(b.nodes, e);
+      EncodeApplied(b.applied, e);
+      return;
+    case AeKind::kHashes:
+      e->Array(2);
+      e->Uint(static_cast<uint64_t>(b.level));
+      EncodeNodes(b.nodes, e);
+      return;
+    case AeKind::kWant:
+      e->Array(1);
+      e->Array(static_cast<uint32_t>(b.buckets.size()));
+      for (uint32_t bucket : b.buckets) e->Uint(bucket);
+      return;
+    case AeKind::kStates:
+      e->Array(4);
+      e->Uint(b.part);
+      e->Bool(b.last);
+      e->Array(static_cast<uint32_t>(b.states.size()));
+      for (const AeState& st : b.states) {
+        e->Array(2);
+        e->Str(st.key);
+        e->Bin(st.envelope);
+      }
+      EncodeApplied(b.last ? b.applied : AeApplied(), e);
+      return;
+    case AeKind::kDone:
+      e->Array(2);
+      e->Bool(b.in_sync);
+      EncodeApplied(b.in_sync ? b.applied : AeApplied(), e);
+      return;
+  }
+  e->Nil();  // an AeKind outside the enum: the frame will not decode
+}
+
 Status DecodeBody(const crdt::Cursor& c, uint64_t protocol, Message* m) {
   std::vector<crdt::Cursor> f;
   MERIDIAN_RETURN_IF_ERROR(c.Array(&f, "message body"));
@@ -121,6 +364,8 @@ Status DecodeBody(const crdt::Cursor& c, uint64_t protocol, Message* m) {
     case MsgType::kPong:
       MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&m->echo_wall_ms, "pong echo"));
       return f[1].Uint(&m->pong_wall_ms, "pong wall clock");
+    case MsgType::kAntiEntropy:
+      return DecodeAe(f, &m->ae);
   }
   return Status::Corruption("unknown message type");
 }
@@ -148,6 +393,8 @@ bool Message::operator==(const Message& o) const {
       return sent_wall_ms == o.sent_wall_ms;
     case MsgType::kPong:
       return echo_wall_ms == o.echo_wall_ms && pong_wall_ms == o.pong_wall_ms;
+    case MsgType::kAntiEntropy:
+      return ae == o.ae;
   }
   return true;
 }
@@ -195,6 +442,9 @@ std::string Encode(const Message& m) {
       e.Uint(m.echo_wall_ms);
       e.Uint(m.pong_wall_ms);
       break;
+    case MsgType::kAntiEntropy:
+      EncodeAe(m.ae, &e);
+      break;
   }
   return e.Take();
 }
@@ -239,6 +489,8 @@ const char* TypeName(MsgType t) {
       return "ping";
     case MsgType::kPong:
       return "pong";
+    case MsgType::kAntiEntropy:
+      return "anti_entropy";
   }
   return "unknown";
 }

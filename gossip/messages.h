@@ -24,8 +24,31 @@
 //                                     addressee's origin held durably
 //     kPing    [uint sent_wall_ms]
 //     kPong    [uint echo_wall_ms, uint wall_ms]
-//   The delta bytes are an encoded crdt::Envelope; the decoder here checks
-//   only the frame's shape, the applier decodes the envelope.
+//     kAntiEntropy [uint kind, uint round, bool from_initiator, str scope,
+//                   payload]          an AeBody (gossip/anti_entropy.h);
+//                                     payload by kind:
+//       kBegin   [uint level, nodes, applied]
+//                                     level 1..3 (the state machine wants 1)
+//       kHashes  [uint level, nodes]  level 1..3 (it wants 2 or 3)
+//       kWant    [[uint bucket...]]   strictly ascending, < storage::kBuckets,
+//                                     at least one
+//       kStates  [uint part, bool last, [[str key, bin envelope]...],
+//                 applied]            part < 2^32; keys 1..kMaxKeyBytes; at
+//                                     most kMaxAeStatesPerMessage; applied
+//                                     empty unless last
+//       kDone    [bool in_sync, applied]
+//                                     applied empty unless in_sync
+//     nodes    := [[uint index, bin hash]...]
+//                                     indexes strictly ascending and below
+//                                     16^level (NodesOnLevel), at most
+//                                     kFanout * 256; hash exactly 16 bytes
+//                                     (storage::Digest::ToBytes)
+//     applied  := [[replica, str scope, uint seq]...]
+//                                     strictly ascending by (replica,
+//                                     scope), the AeApplied map's order; at
+//                                     most kMaxAeAppliedEntries
+//   The delta and state bytes are encoded crdt::Envelopes; the decoder here
+//   checks only the frame's shape, the applier decodes the envelope.
 // DO NOT CHANGE numbers below: they are on the wire. A new field goes at the
 // end of a body and bumps kProtocolVersion.
 #ifndef MERIDIAN_GOSSIP_MESSAGES_H_
@@ -39,11 +62,13 @@
 #include "crdt/causal_context.h"
 #include "crdt/hlc.h"
 #include "crdt/status.h"
+#include "gossip/anti_entropy.h"
 
 namespace meridian::gossip {
 
 constexpr uint8_t kWireVersion = 1;
-constexpr uint64_t kProtocolVersion = 1;
+// 2: kAntiEntropy. Nodes of different protocol versions refuse each other.
+constexpr uint64_t kProtocolVersion = 2;
 
 // Limits on decoded frames (ZMQ_MAXMSGSIZE is set to kMaxFrameBytes).
 constexpr size_t kMaxFrameBytes = size_t{64} << 20;
@@ -53,6 +78,8 @@ constexpr size_t kMaxRegionBytes = 256;
 constexpr size_t kMaxClusterBytes = 256;
 constexpr size_t kMaxKeyBytes = 1024;  // == node::kMaxKeyBytes
 constexpr size_t kMaxTextBytes = 1024;  // kRefuse text; Encode cuts longer text
+constexpr size_t kMaxAeStatesPerMessage = 100000;
+constexpr size_t kMaxAeAppliedEntries = 65536;
 
 enum class MsgType : uint8_t {
   kHello = 1,
@@ -62,6 +89,7 @@ enum class MsgType : uint8_t {
   kAck = 5,
   kPing = 6,
   kPong = 7,
+  kAntiEntropy = 8,
 };
 
 enum class RefuseReason : uint8_t {
@@ -104,6 +132,7 @@ struct Message {
   uint64_t sent_wall_ms = 0;         // kPing
   uint64_t echo_wall_ms = 0;         // kPong: the Ping's sent_wall_ms
   uint64_t pong_wall_ms = 0;         // kPong: the responder's clock
+  AeBody ae;                         // kAntiEntropy
 
   bool operator==(const Message& o) const;
 };
@@ -112,7 +141,8 @@ std::string Encode(const Message& m);
 // Untrusted bytes: never throws; Corruption/InvalidArgument with a
 // sentence on anything that is not a well-formed frame within the limits
 // above (unknown type or reason, deltas not strictly ascending or seq 0,
-// over-long strings, trailing bytes). A header whose protocol is newer
+// over-long strings, trailing bytes, anti-entropy bodies outside the
+// grammar's bounds). A header whose protocol is newer
 // than kProtocolVersion may carry extra fields at the end of its body;
 // they are skipped, so that the Protocol can refuse it (kWrongProtocol)
 // with a reason instead of the frame being dropped as undecodable.

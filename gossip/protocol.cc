@@ -838,6 +838,10 @@ void Protocol::OnMessage(const Now& now, const Message& msg, Effects* out) {
     case MsgType::kPong:
       m.OnPong(now, *p, msg);
       break;
+    case MsgType::kAntiEntropy:
+      // Anti-entropy rounds (gossip/anti_entropy.h) are not driven by the
+      // Protocol yet: the message counts as heard from the peer, nothing more.
+      break;
   }
   m.UpdateStartGate();
 }

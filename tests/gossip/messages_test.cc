@@ -5,6 +5,7 @@
 #include "gossip/messages.h"
 
 #include <boost/test/unit_test.hpp>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -13,6 +14,8 @@
 #include "crdt/causal_context.h"
 #include "crdt/codec.h"
 #include "crdt/hlc.h"
+#include "gossip/anti_entropy.h"
+#include "storage/digests.h"
 
 using namespace meridian;
 using namespace meridian::gossip;
@@ -27,6 +30,70 @@ Header TestHeader() {
   h.hlc = crdt::MakeHlc(1732550400123, 7);
   h.wall_ms = 1732550400120;
   return h;
+}
+
+storage::Digest D(uint64_t hi, uint64_t lo) {
+  storage::Digest d;
+  d.hi = hi;
+  d.lo = lo;
+  return d;
+}
+
+AeApplied SomeApplied() {
+  AeApplied a;
+  a[{crdt::ReplicaId{"ap-south-1", 3}, ""}] = 17;
+  a[{crdt::ReplicaId{"eu-west-1", 1732550400123456}, ""}] = 1u << 20;
+  a[{crdt::ReplicaId{"eu-west-1", 1732550400123456}, "eu-only"}] = 0;
+  return a;
+}
+
+// One anti-entropy message of every kind, each with every field of its
+// kind set away from its default.
+std::vector<Message> AeOfEach() {
+  std::vector<Message> all;
+  Message m;
+  m.header = TestHeader();
+  m.type = MsgType::kAntiEntropy;
+  m.ae.round = 1732550400777;
+  m.ae.scope = "eu-only";
+
+  Message b = m;
+  b.ae.kind = AeKind::kBegin;
+  b.ae.level = 1;
+  for (uint32_t i = 0; i < kFanout; ++i) b.ae.nodes.push_back(AeNode{i, D(i, ~0ull - i)});
+  b.ae.applied = SomeApplied();
+  all.push_back(b);
+
+  Message h = m;
+  h.ae.kind = AeKind::kHashes;
+  h.ae.from_initiator = false;
+  h.ae.level = 3;
+  h.ae.nodes = {{0, D(0, 0)}, {17, D(1, 2)}, {4095, D(~0ull, ~0ull)}};
+  all.push_back(h);
+
+  Message w = m;
+  w.ae.kind = AeKind::kWant;
+  w.ae.from_initiator = false;
+  w.ae.buckets = {0, 1, 300, 4095};
+  all.push_back(w);
+
+  Message st = m;
+  st.ae.kind = AeKind::kStates;
+  st.ae.part = 7;
+  st.ae.last = true;
+  st.ae.states = {{"user/1", std::string("\x01\x02\x00\xff", 4)},
+                  {std::string(kMaxKeyBytes, 'k'), ""},
+                  {"user/3", std::string(300, '\x7f')}};
+  st.ae.applied = SomeApplied();
+  all.push_back(st);
+
+  Message d = m;
+  d.ae.kind = AeKind::kDone;
+  d.ae.from_initiator = false;
+  d.ae.in_sync = true;
+  d.ae.applied = SomeApplied();
+  all.push_back(d);
+  return all;
 }
 
 std::vector<Message> OneOfEach() {
@@ -79,6 +146,7 @@ std::vector<Message> OneOfEach() {
   m.echo_wall_ms = 1732550400120;
   m.pong_wall_ms = 1732550400999;
   all.push_back(m);
+  for (const Message& ae : AeOfEach()) all.push_back(ae);
   return all;
 }
 
@@ -172,6 +240,14 @@ BOOST_AUTO_TEST_CASE(equality_sees_every_field_of_the_type) {
       {MsgType::kPing, {[](Message* m) { m->sent_wall_ms++; }}},
       {MsgType::kPong,
        {[](Message* m) { m->echo_wall_ms++; }, [](Message* m) { m->pong_wall_ms++; }}},
+      // The fields every kind has; those of each kind: anti_entropy_equality_by_kind.
+      {MsgType::kAntiEntropy,
+       {[](Message* m) { m->ae.round++; },
+        [](Message* m) { m->ae.from_initiator = !m->ae.from_initiator; },
+        [](Message* m) { m->ae.scope += "x"; },
+        [](Message* m) {
+          m->ae.kind = m->ae.kind == AeKind::kWant ? AeKind::kDone : AeKind::kWant;
+        }}},
   };
   for (const Message& m : OneOfEach()) {
     std::vector<Change> changes = header_changes;
@@ -244,6 +320,14 @@ BOOST_AUTO_TEST_CASE(wire_numbers_are_fixed) {
   BOOST_TEST(kWireVersion == 1);
   BOOST_TEST(static_cast<int>(MsgType::kHello) == 1);
   BOOST_TEST(static_cast<int>(MsgType::kPong) == 7);
+  BOOST_TEST(static_cast<int>(MsgType::kAntiEntropy) == 8);
+  BOOST_TEST(kProtocolVersion == 2u);
+  BOOST_TEST(static_cast<int>(AeKind::kBegin) == 1);
+  BOOST_TEST(static_cast<int>(AeKind::kHashes) == 2);
+  BOOST_TEST(static_cast<int>(AeKind::kWant) == 3);
+  BOOST_TEST(static_cast<int>(AeKind::kStates) == 4);
+  BOOST_TEST(static_cast<int>(AeKind::kDone) == 5);
+  BOOST_TEST(std::string(TypeName(MsgType::kAntiEntropy)) == "anti_entropy");
   BOOST_TEST(static_cast<int>(RefuseReason::kWrongCluster) == 1);
   BOOST_TEST(static_cast<int>(RefuseReason::kClockAhead) == 5);
   BOOST_TEST(std::string(TypeName(MsgType::kDeltas)) == "deltas");
@@ -264,7 +348,7 @@ BOOST_AUTO_TEST_CASE(refuses_unknown_type_and_reason) {
   };
   auto hdr = [](crdt::Encoder* e) { GoodHeader(e); };
   ExpectRefused(Frame(kWireVersion, hdr, 0, body), "unknown message type 0");
-  ExpectRefused(Frame(kWireVersion, hdr, 8, body), "unknown message type 8");
+  ExpectRefused(Frame(kWireVersion, hdr, 9, body), "unknown message type 9");
   ExpectRefused(Frame(kWireVersion, hdr, 1u << 20, body), "unknown message type");
   // The same body under a known type decodes.
   Message m;
@@ -462,5 +546,413 @@ BOOST_AUTO_TEST_CASE(newer_protocol_may_append_body_fields) {
                       e->Array(1);
                       e->Uint(1);
                     }),
+                "fields");
+}
+
+// Anti-entropy bodies: each kind compares and encodes exactly its own
+// fields.
+BOOST_AUTO_TEST_CASE(anti_entropy_equality_by_kind) {
+  using Change = std::function<void(AeBody*)>;
+  std::map<AeKind, std::vector<Change>> own = {
+      {AeKind::kBegin,
+       {[](AeBody* b) { b->level = 2; }, [](AeBody* b) { b->nodes.pop_back(); },
+        [](AeBody* b) { b->nodes[3].hash.lo++; }, [](AeBody* b) { b->nodes[3].index = 99; },
+        [](AeBody* b) { b->applied.begin()->second++; }, [](AeBody* b) { b->applied.clear(); }}},
+      {AeKind::kHashes,
+       {[](AeBody* b) { b->level = 2; }, [](AeBody* b) { b->nodes[1].hash.hi++; },
+        [](AeBody* b) { b->nodes[1].index++; }, [](AeBody* b) { b->nodes.pop_back(); }}},
+      {AeKind::kWant,
+       {[](AeBody* b) { b->buckets.pop_back(); }, [](AeBody* b) { b->buckets[1] = 2; }}},
+      {AeKind::kStates,
+       {[](AeBody* b) { b->part++; }, [](AeBody* b) { b->last = false; },
+        [](AeBody* b) { b->states.pop_back(); }, [](AeBody* b) { b->states[0].key += "x"; },
+        [](AeBody* b) { b->states[0].envelope += "x"; },
+        [](AeBody* b) { b->applied.rbegin()->second++; }}},
+      {AeKind::kDone,
+       {[](AeBody* b) { b->in_sync = false; }, [](AeBody* b) { b->applied.clear(); }}},
+  };
+  // Fields of other kinds, which neither compare nor travel.
+  const std::vector<Change> foreign = {
+      [](AeBody* b) { b->level = 3; },
+      [](AeBody* b) {
+        b->nodes = {{5, storage::Digest()}};
+      },
+      [](AeBody* b) { b->buckets = {9}; },
+      [](AeBody* b) {
+        b->states = {{"k", "v"}};
+      },
+      [](AeBody* b) { b->part = 3; },
+      [](AeBody* b) { b->last = !b->last; },
+      [](AeBody* b) { b->in_sync = !b->in_sync; },
+      [](AeBody* b) {
+        b->applied[{crdt::ReplicaId{"zz", 1}, ""}] = 5;
+      },
+  };
+  for (const Message& m : AeOfEach()) {
+    const AeKind kind = m.ae.kind;
+    const auto& changes = own[kind];
+    for (size_t i = 0; i < changes.size(); ++i) {
+      BOOST_TEST_CONTEXT("kind " << static_cast<int>(kind) << " change " << i) {
+        Message other = m;
+        changes[i](&other.ae);
+        BOOST_TEST(!(other == m));
+        BOOST_TEST(Encode(other) != Encode(m));
+      }
+    }
+    for (size_t i = 0; i < foreign.size(); ++i) {
+      // The fields this kind does have are left alone.
+      const bool is_own =
+          (i == 0 && (kind == AeKind::kBegin || kind == AeKind::kHashes)) ||
+          (i == 1 && (kind == AeKind::kBegin || kind == AeKind::kHashes)) ||
+          (i == 2 && kind == AeKind::kWant) || (i == 3 && kind == AeKind::kStates) ||
+          (i == 4 && kind == AeKind::kStates) || (i == 5 && kind == AeKind::kStates) ||
+          (i == 6 && kind == AeKind::kDone) ||
+          (i == 7 && (kind == AeKind::kBegin || kind == AeKind::kStates || kind == AeKind::kDone));
+      if (is_own) continue;
+      BOOST_TEST_CONTEXT("kind " << static_cast<int>(kind) << " foreign change " << i) {
+        Message noisy = m;
+        foreign[i](&noisy.ae);
+        BOOST_TEST((noisy == m));
+        BOOST_TEST(Encode(noisy) == Encode(m));
+      }
+    }
+  }
+  // An applied vector travels only on the last states message and on an
+  // in-sync done.
+  Message st = AeOfEach()[3];
+  st.ae.last = false;
+  Message bare = st;
+  bare.ae.applied.clear();
+  BOOST_TEST((st == bare));
+  BOOST_TEST(Encode(st) == Encode(bare));
+  Message back;
+  BOOST_REQUIRE(Decode(Encode(st), &back).ok());
+  BOOST_TEST(back.ae.applied.empty());
+  Message done = AeOfEach()[4];
+  done.ae.in_sync = false;
+  BOOST_REQUIRE(Decode(Encode(done), &back).ok());
+  BOOST_TEST(back.ae.applied.empty());
+  BOOST_TEST(!back.ae.in_sync);
+}
+
+// The exact bytes of anti-entropy messages, written out by hand from the
+// grammar in messages.h.
+BOOST_AUTO_TEST_CASE(golden_shape_of_anti_entropy) {
+  Message m;
+  m.header.cluster = "c";
+  m.header.protocol = 2;
+  m.header.from = crdt::ReplicaId{"a", 2};
+  m.header.hlc = 3;
+  m.header.wall_ms = 4;
+  m.type = MsgType::kAntiEntropy;
+  m.ae.round = 5;
+  // clang-format off
+  const std::string hdr = "01" "93" "95" "a163" "02" "92a16102" "03" "04" "08";
+
+  m.ae.kind = AeKind::kWant;
+  m.ae.from_initiator = false;
+  m.ae.buckets = {1, 300};
+  // [3, 5, false, "", [[1, 300]]]
+  BOOST_TEST(crdt::ToHex(Encode(m)) == hdr + "95" "03" "05" "c2" "a0" "91" "92" "01" "cd012c");
+
+  m.ae.kind = AeKind::kDone;
+  m.ae.from_initiator = true;
+  m.ae.scope = "s";
+  m.ae.in_sync = true;
+  m.ae.applied = {{{crdt::ReplicaId{"a", 2}, ""}, 9}};
+  // [5, 5, true, "s", [true, [[["a", 2], "", 9]]]]
+  BOOST_TEST(crdt::ToHex(Encode(m)) ==
+             hdr + "95" "05" "05" "c3" "a173" "92" "c3" "91" "93" "92a16102" "a0" "09");
+
+  m.ae.kind = AeKind::kHashes;
+  m.ae.scope = "";
+  m.ae.level = 2;
+  m.ae.nodes = {{1, D(1, 2)}};
+  // [2, 5, true, "", [2, [[1, bin16 (hi, lo big-endian)]]]]
+  BOOST_TEST(crdt::ToHex(Encode(m)) ==
+             hdr + "95" "02" "05" "c3" "a0" "92" "02" "91" "92" "01" "c410"
+                   "0000000000000001" "0000000000000002");
+
+  m.ae.kind = AeKind::kStates;
+  m.ae.part = 0;
+  m.ae.last = false;
+  m.ae.states = {{"k", "\x09"}};
+  // [4, 5, true, "", [0, false, [["k", bin "\x09"]], []]]: no applied vector unless last
+  BOOST_TEST(crdt::ToHex(Encode(m)) ==
+             hdr + "95" "04" "05" "c3" "a0" "94" "00" "c2" "91" "92" "a16b" "c40109" "90");
+  // clang-format on
+}
+
+namespace {
+
+// An anti-entropy frame built by hand: [kind, round 1, side, scope, payload].
+template <typename P>
+std::string AeFrame(uint64_t kind, P payload, const std::string& scope = "") {
+  return Frame(
+      kWireVersion, [](crdt::Encoder* e) { GoodHeader(e); },
+      static_cast<uint64_t>(MsgType::kAntiEntropy),
+      [&](crdt::Encoder* e) {
+        e->Array(5);
+        e->Uint(kind);
+        e->Uint(1);
+        e->Bool(true);
+        e->Str(scope);
+        payload(e);
+      });
+}
+
+const uint64_t kBegin = 1, kHashes = 2, kWant = 3, kStates = 4, kDone = 5;
+
+void Nodes(crdt::Encoder* e, const std::vector<uint64_t>& indexes, size_t hash_bytes = 16) {
+  e->Array(static_cast<uint32_t>(indexes.size()));
+  for (uint64_t i : indexes) {
+    e->Array(2);
+    e->Uint(i);
+    e->Bin(std::string(hash_bytes, '\x05'));
+  }
+}
+
+std::vector<uint64_t> Range(uint64_t from, uint64_t to) {  // [from, to)
+  std::vector<uint64_t> v;
+  for (uint64_t i = from; i < to; ++i) v.push_back(i);
+  return v;
+}
+
+std::string HashesFrame(uint64_t level, const std::vector<uint64_t>& indexes,
+                        size_t hash_bytes = 16) {
+  return AeFrame(kHashes, [&](crdt::Encoder* e) {
+    e->Array(2);
+    e->Uint(level);
+    Nodes(e, indexes, hash_bytes);
+  });
+}
+
+std::string WantFrame(const std::vector<uint64_t>& buckets) {
+  return AeFrame(kWant, [&](crdt::Encoder* e) {
+    e->Array(1);
+    e->Array(static_cast<uint32_t>(buckets.size()));
+    for (uint64_t b : buckets) e->Uint(b);
+  });
+}
+
+struct RawState {
+  std::string key;
+  std::string envelope;
+  bool as_bin = true;
+};
+
+// `applied` entries: (node, incarnation, scope, seq), written as given.
+struct RawApplied {
+  std::string node;
+  uint64_t incarnation;
+  std::string scope;
+  uint64_t seq;
+};
+
+void Applied(crdt::Encoder* e, const std::vector<RawApplied>& entries) {
+  e->Array(static_cast<uint32_t>(entries.size()));
+  for (const RawApplied& a : entries) {
+    e->Array(3);
+    e->Array(2);
+    e->Str(a.node);
+    e->Uint(a.incarnation);
+    e->Str(a.scope);
+    e->Uint(a.seq);
+  }
+}
+
+std::string StatesFrame(uint64_t part, bool last, const std::vector<RawState>& states,
+                        const std::vector<RawApplied>& applied = {}) {
+  return AeFrame(kStates, [&](crdt::Encoder* e) {
+    e->Array(4);
+    e->Uint(part);
+    e->Bool(last);
+    e->Array(static_cast<uint32_t>(states.size()));
+    for (const RawState& s : states) {
+      e->Array(2);
+      e->Str(s.key);
+      if (s.as_bin) {
+        e->Bin(s.envelope);
+      } else {
+        e->Str(s.envelope);
+      }
+    }
+    Applied(e, applied);
+  });
+}
+
+std::string DoneFrame(bool in_sync, const std::vector<RawApplied>& applied) {
+  return AeFrame(kDone, [&](crdt::Encoder* e) {
+    e->Array(2);
+    e->Bool(in_sync);
+    Applied(e, applied);
+  });
+}
+
+void ExpectDecodes(const std::string& bytes) {
+  Message m;
+  Status s = Decode(bytes, &m);
+  BOOST_TEST(s.ok(), s.ToString());
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(anti_entropy_refuses_bad_kinds_levels_and_nodes) {
+  auto done = [](crdt::Encoder* e) {
+    e->Array(2);
+    e->Bool(true);
+    e->Array(0);
+  };
+  ExpectDecodes(AeFrame(kDone, done));
+  ExpectRefused(AeFrame(0, done), "unknown anti-entropy kind 0");
+  ExpectRefused(AeFrame(6, done), "unknown anti-entropy kind 6");
+  ExpectRefused(AeFrame(kDone, done, std::string(kMaxScopeBytes + 1, 's')), "scope");
+  // The side is a bool.
+  ExpectRefused(Frame(
+                    kWireVersion, [](crdt::Encoder* e) { GoodHeader(e); }, 8,
+                    [&](crdt::Encoder* e) {
+                      e->Array(5);
+                      e->Uint(kDone);
+                      e->Uint(1);
+                      e->Uint(1);
+                      e->Str("");
+                      done(e);
+                    }),
+                "anti-entropy side");
+  // Four body fields where the protocol has five.
+  ExpectRefused(Frame(
+                    kWireVersion, [](crdt::Encoder* e) { GoodHeader(e); }, 8,
+                    [&](crdt::Encoder* e) {
+                      e->Array(4);
+                      e->Uint(kDone);
+                      e->Uint(1);
+                      e->Bool(true);
+                      e->Str("");
+                    }),
+                "fields");
+
+  ExpectDecodes(HashesFrame(1, Range(0, 16)));
+  ExpectDecodes(HashesFrame(2, {0, 255}));
+  ExpectDecodes(HashesFrame(3, Range(0, 4096)));
+  ExpectRefused(HashesFrame(0, {0}), "anti-entropy level 0");
+  ExpectRefused(HashesFrame(4, {0}), "anti-entropy level 4");
+  ExpectRefused(HashesFrame(1, {16}), "not below 16");
+  ExpectRefused(HashesFrame(2, {256}), "not below 256");
+  ExpectRefused(HashesFrame(3, {4096}), "not below 4096");
+  ExpectRefused(HashesFrame(3, Range(0, 4097)), "tree nodes");
+  ExpectRefused(HashesFrame(2, {3, 3}), "not strictly ascending");
+  ExpectRefused(HashesFrame(2, {4, 3}), "not strictly ascending");
+  ExpectRefused(HashesFrame(2, {1}, 15), "must be 16");
+  ExpectRefused(HashesFrame(2, {1}, 17), "must be 16");
+  ExpectRefused(HashesFrame(2, {1}, 0), "must be 16");
+  // A hash as a string instead of bytes.
+  ExpectRefused(AeFrame(kHashes,
+                        [](crdt::Encoder* e) {
+                          e->Array(2);
+                          e->Uint(2);
+                          e->Array(1);
+                          e->Array(2);
+                          e->Uint(1);
+                          e->Str(std::string(16, 'h'));
+                        }),
+                "anti-entropy node hash");
+  // A begin has a level, nodes and an applied vector.
+  ExpectDecodes(AeFrame(kBegin, [](crdt::Encoder* e) {
+    e->Array(3);
+    e->Uint(1);
+    Nodes(e, Range(0, 16));
+    Applied(e, {{"a", 1, "", 4}});
+  }));
+  ExpectRefused(AeFrame(kBegin,
+                        [](crdt::Encoder* e) {
+                          e->Array(2);
+                          e->Uint(1);
+                          Nodes(e, Range(0, 16));
+                        }),
+                "anti-entropy begin");
+}
+
+BOOST_AUTO_TEST_CASE(anti_entropy_refuses_bad_buckets_states_and_applied) {
+  ExpectDecodes(WantFrame({0, 7, 4095}));
+  ExpectDecodes(WantFrame(Range(0, 4096)));
+  ExpectRefused(WantFrame({}), "buckets");
+  ExpectRefused(WantFrame({4096}), "not below 4096");
+  ExpectRefused(WantFrame({5, 5}), "not strictly ascending");
+  ExpectRefused(WantFrame({6, 5}), "not strictly ascending");
+
+  ExpectDecodes(StatesFrame(0, false, {{"k", "v"}}));
+  ExpectDecodes(StatesFrame(UINT32_MAX, true, {}, {{"a", 1, "", 2}}));
+  ExpectDecodes(StatesFrame(0, true, {{std::string(kMaxKeyBytes, 'k'), ""}}));
+  ExpectRefused(StatesFrame(uint64_t{UINT32_MAX} + 1, true, {}), "32 bits");
+  ExpectRefused(StatesFrame(0, false, {{"", "v"}}), "state key");
+  ExpectRefused(StatesFrame(0, false, {{std::string(kMaxKeyBytes + 1, 'k'), "v"}}), "state key");
+  ExpectRefused(StatesFrame(0, false, {{"k", "v", false}}), "state bytes");
+  ExpectRefused(StatesFrame(0, false, {}, {{"a", 1, "", 2}}), "not the last");
+  {
+    std::vector<RawState> many(kMaxAeStatesPerMessage + 1, RawState{"k", ""});
+    ExpectRefused(StatesFrame(0, true, many), "states");
+    many.pop_back();
+    ExpectDecodes(StatesFrame(0, true, many));
+  }
+
+  ExpectDecodes(
+      DoneFrame(true, {{"a", 1, "", 2}, {"a", 1, "s", 0}, {"a", 2, "", 1}, {"b", 0, "", 1}}));
+  ExpectDecodes(DoneFrame(false, {}));
+  ExpectRefused(DoneFrame(false, {{"a", 1, "", 2}}), "not in sync");
+  ExpectRefused(DoneFrame(true, {{"a", 1, "", 2}, {"a", 1, "", 3}}), "not strictly ascending");
+  ExpectRefused(DoneFrame(true, {{"b", 1, "", 2}, {"a", 1, "", 3}}), "not strictly ascending");
+  ExpectRefused(DoneFrame(true, {{"a", 2, "", 2}, {"a", 1, "s", 3}}), "not strictly ascending");
+  ExpectRefused(DoneFrame(true, {{"", 1, "", 2}}), "node id");
+  ExpectRefused(DoneFrame(true, {{"a", 1, std::string(kMaxScopeBytes + 1, 's'), 2}}),
+                "applied scope");
+  {
+    std::vector<RawApplied> many;
+    for (size_t i = 0; i <= kMaxAeAppliedEntries; ++i) many.push_back({"a", i, "", 1});
+    ExpectRefused(DoneFrame(true, many), "applied vector holds");
+    many.pop_back();
+    ExpectDecodes(DoneFrame(true, many));
+  }
+  // A seq that is not a number.
+  ExpectRefused(AeFrame(kDone,
+                        [](crdt::Encoder* e) {
+                          e->Array(2);
+                          e->Bool(true);
+                          e->Array(1);
+                          e->Array(3);
+                          crdt::EncodeReplica(crdt::ReplicaId{"a", 1}, e);
+                          e->Str("");
+                          e->Str("9");
+                        }),
+                "applied seq");
+  ExpectRefused(AeFrame(kDone,
+                        [](crdt::Encoder* e) {
+                          e->Array(2);
+                          e->Uint(1);
+                          e->Array(0);
+                        }),
+                "anti-entropy in sync");
+}
+
+BOOST_AUTO_TEST_CASE(anti_entropy_from_a_newer_protocol_may_append_fields) {
+  auto body = [](crdt::Encoder* e) {
+    e->Array(6);
+    e->Uint(kWant);
+    e->Uint(1);
+    e->Bool(false);
+    e->Str("");
+    e->Array(1);
+    e->Array(1);
+    e->Uint(12);
+    e->Str("a field from the future");
+  };
+  Message m;
+  Status s = Decode(
+      Frame(
+          kWireVersion, [](crdt::Encoder* e) { GoodHeader(e, kProtocolVersion + 1); }, 8, body),
+      &m);
+  BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+  BOOST_TEST((m.ae.buckets == std::vector<uint32_t>{12}));
+  ExpectRefused(Frame(
+                    kWireVersion, [](crdt::Encoder* e) { GoodHeader(e); }, 8, body),
                 "fields");
 }

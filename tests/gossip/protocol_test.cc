@@ -404,7 +404,7 @@ BOOST_AUTO_TEST_CASE(wrong_protocol_is_refused_with_a_reason) {
   BOOST_TEST(refusals[0].second.text.find("protocol") != std::string::npos);
   BOOST_TEST(SendsOf(e, MsgType::kWelcome).empty());
   BOOST_TEST(b.p->counters().refused_other == 1u);
-  BOOST_TEST(Contains(e.logs, "protocol 2"));
+  BOOST_TEST(Contains(e.logs, "protocol " + std::to_string(kProtocolVersion + 1)));
   BOOST_TEST(e.observed_hlc == 0u);
 }
 
