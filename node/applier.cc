@@ -87,6 +87,17 @@ void Applier::SubmitRemote(RemoteApply apply, std::function<void(RemoteResult)> 
   cv_.notify_one();
 }
 
+void Applier::SubmitRepair(StateRepair repair, std::function<void(RepairResult)> done) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Pending p;
+    p.repair = std::move(repair);
+    p.repair_done = std::move(done);
+    queue_.push_back(std::move(p));
+  }
+  cv_.notify_one();
+}
+
 void Applier::ObserveHlc(crdt::Hlc hlc) {
   crdt::Hlc cur = observed_hlc_.load();
   while (hlc > cur && !observed_hlc_.compare_exchange_weak(cur, hlc)) {
@@ -121,20 +132,64 @@ size_t Applier::queue_depth() const {
 void Applier::Run() {
   std::vector<Pending> group;
   for (;;) {
+    Pending repair;
+    bool is_repair = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, and everything answered
-      size_t n = std::min(queue_.size(), max_group_);
       group.clear();
-      group.reserve(n);
-      for (size_t i = 0; i < n; ++i) {
-        group.push_back(std::move(queue_.front()));
+      if (queue_.front().repair_done) {
+        // A repair runs alone, in its place in the queue.
+        repair = std::move(queue_.front());
         queue_.pop_front();
+        is_repair = true;
+      } else {
+        // A group: everything up to the next repair, at most max_group_.
+        size_t n = std::min(queue_.size(), max_group_);
+        group.reserve(n);
+        for (size_t i = 0; i < n && !queue_.front().repair_done; ++i) {
+          group.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
       }
     }
-    ApplyGroup(&group);
+    if (is_repair) {
+      ApplyRepair(&repair);
+    } else {
+      ApplyGroup(&group);
+    }
   }
+}
+
+void Applier::Published() {
+  last_seq_ = committer_.last_seq();
+  key_count_ = committer_.key_count();
+  type_conflicts_ = committer_.type_conflicts();
+  {
+    std::lock_guard<std::mutex> lock(digest_mu_);
+    for (const DigestChange& c : committer_.last_digest_changes()) {
+      digest_sums_.Replace(c.bucket, c.before, c.after);
+      state_digest_ -= c.before;
+      state_digest_ += c.after;
+    }
+  }
+  std::lock_guard<std::mutex> lock(token_mu_);
+  applied_ = committer_.applied();
+  token_ = committer_.SessionToken();
+}
+
+void Applier::ApplyRepair(Pending* p) {
+  RepairResult result;
+  committer_.Repair(p->repair, &result);
+  stats_.repairs++;
+  if (result.status.ok()) {
+    Published();
+    if (commit_listener_) commit_listener_();
+  } else {
+    stats_.failed_repairs++;
+  }
+  p->repair_done(std::move(result));
 }
 
 void Applier::ApplyGroup(std::vector<Pending>* group) {
@@ -163,22 +218,7 @@ void Applier::ApplyGroup(std::vector<Pending>* group) {
   const bool ok = committer_.last_status().ok();
 
   current_hlc_ = clock_->last();
-  if (ok) {
-    last_seq_ = committer_.last_seq();
-    key_count_ = committer_.key_count();
-    type_conflicts_ = committer_.type_conflicts();
-    {
-      std::lock_guard<std::mutex> lock(digest_mu_);
-      for (const DigestChange& c : committer_.last_digest_changes()) {
-        digest_sums_.Replace(c.bucket, c.before, c.after);
-        state_digest_ -= c.before;
-        state_digest_ += c.after;
-      }
-    }
-    std::lock_guard<std::mutex> lock(token_mu_);
-    applied_ = committer_.applied();
-    token_ = committer_.SessionToken();
-  }
+  if (ok) Published();
   stats_.groups++;
   stats_.last_group_size = group->size();
   if (group->size() > stats_.max_group_size) stats_.max_group_size = group->size();

@@ -11,6 +11,14 @@
 // (when the store syncs). If the batch fails, every request of the group
 // fails and nothing of it is visible.
 //
+// Anti-entropy repairs (SubmitRepair) queue with the writes, in the same
+// order, but each runs alone, between groups, as its own batch
+// (Committer::Repair): the group before it is cut short at it. A repair
+// appends no delta-log entry; after a successful one the applied vector,
+// session token, key count, digest sums and type conflicts are brought up
+// to date exactly as after a group, and the change and commit listeners
+// are called (not the append listener).
+//
 // The applier owns the node's HybridClock and sequence counter; nothing
 // else touches them. Other threads reach the clock only through
 // ObserveHlc() and CurrentHlc().
@@ -42,6 +50,8 @@ struct ApplierStats {
   std::atomic<uint64_t> failed_groups{0};
   std::atomic<uint64_t> last_group_size{0};
   std::atomic<uint64_t> max_group_size{0};
+  std::atomic<uint64_t> repairs{0};         // anti-entropy repairs run (not groups)
+  std::atomic<uint64_t> failed_repairs{0};  // of them, refused or whose batch failed
 };
 
 class Applier {
@@ -67,6 +77,11 @@ class Applier {
   // Thread-safe; `done` runs on the applier thread once the result is
   // final (durable when ok).
   void SubmitRemote(RemoteApply apply, std::function<void(RemoteResult)> done);
+  // Anti-entropy states (node/committer.h, Committer::Repair), ordered with
+  // the writes queued before and after it, committed as a batch of its own
+  // between groups. Thread-safe; `done` runs on the applier thread once the
+  // result is final (durable when ok).
+  void SubmitRepair(StateRepair repair, std::function<void(RepairResult)> done);
 
   // Thread-safe and quick: a peer's HLC (already checked against the
   // offset limit) that the clock absorbs at the start of the next group,
@@ -75,7 +90,8 @@ class Applier {
   // The clock's last timestamp as of the last group (or start). Thread-safe.
   crdt::Hlc CurrentHlc() const { return current_hlc_.load(); }
 
-  // Called after every committed change (key, new encoded envelope).
+  // Called after every committed change (key, new encoded envelope), by a
+  // group or a repair.
   void SetChangeListener(ChangeListener listener) { committer_.SetChangeListener(std::move(listener)); }
   // Called after each successful commit that appended local delta-log
   // entries: the scope, its last seq and the bytes appended
@@ -83,8 +99,8 @@ class Applier {
   using AppendListener =
       std::function<void(const std::string& scope, uint64_t last_seq, uint64_t bytes)>;
   void SetAppendListener(AppendListener listener) { append_listener_ = std::move(listener); }
-  // Called after every successful commit, local or remote (session-token
-  // waiters re-check Applied()).
+  // Called after every successful commit, local, remote or repair
+  // (session-token waiters re-check Applied()).
   void SetCommitListener(std::function<void()> listener) { commit_listener_ = std::move(listener); }
 
   const crdt::ReplicaId& replica() const { return committer_.replica(); }
@@ -101,7 +117,7 @@ class Applier {
   size_t queue_depth() const;
   const ApplierStats& stats() const { return stats_; }
   // The default scope's digest bucket sums as of the last committed group
-  // (a 64 KiB copy). Thread-safe.
+  // or repair (a 64 KiB copy). Thread-safe.
   storage::BucketSums DigestSums() const;
   // Their total: equal on replicas holding equal states. Thread-safe and
   // cheap (kept up to date, not summed per call).
@@ -114,9 +130,15 @@ class Applier {
     // A remote apply when remote_done is set.
     RemoteApply remote;
     std::function<void(RemoteResult)> remote_done;
+    // A repair when repair_done is set.
+    StateRepair repair;
+    std::function<void(RepairResult)> repair_done;
   };
   void Run();
   void ApplyGroup(std::vector<Pending>* group);
+  void ApplyRepair(Pending* p);
+  // After a successful commit or repair: mirrors the committer's state.
+  void Published();
 
   Committer committer_;
   crdt::HybridClock* clock_;
@@ -139,7 +161,8 @@ class Applier {
   mutable std::mutex token_mu_;
   std::string token_;
   storage::AppliedVector applied_;  // guarded by token_mu_
-  // The committer's digest sums, mirrored after each successful group from
+  // The committer's digest sums, mirrored after each successful group or
+  // repair from
   // its last_digest_changes() (never copied whole).
   mutable std::mutex digest_mu_;
   storage::BucketSums digest_sums_;  // guarded by digest_mu_

@@ -155,7 +155,89 @@ struct GroupStates {
       it->second = bytes;
     }
   }
+
+  // Keys that joins changed, in first-change order: their final state goes
+  // into the batch once (PutJoined).
+  std::vector<std::string> joined;
+  std::unordered_set<std::string> joined_set;
+
+  // Joins `incoming` (decoded with the CHECKED decoder) into the key's
+  // latest state: the one join of remote deltas (Commit) and of repaired
+  // whole states (Repair). Types that lose a concurrent first write are
+  // added to *conflicts; *changed (may be null) says whether the state
+  // changed. On error the key's state is left as it was. `what` names the
+  // incoming state in the error ("delta", "state").
+  Status Join(const std::string& key, const crdt::Envelope& incoming, const char* what,
+              uint64_t* conflicts, bool* changed) {
+    if (changed != nullptr) *changed = false;
+    crdt::Envelope* current = nullptr;
+    Status st = Get(key, &current);
+    if (!st.ok()) return st.WithContext("reading the state of the key");
+    crdt::Envelope next = *current;
+    std::vector<crdt::TypedState> lost;
+    st = next.Merge(incoming, &lost);
+    if (!st.ok()) return st.WithContext(std::string("cannot join the ") + what);
+    *conflicts += lost.size();
+    if (!(next == *current)) {
+      *current = std::move(next);
+      if (!current->empty()) Stored(key);
+      if (joined_set.insert(key).second) joined.push_back(key);
+      if (changed != nullptr) *changed = true;
+    }
+    return Status::OK();
+  }
+
+  // Puts the final state of every joined key into `batch`, once (after any
+  // local write of this group to it, which the state map includes). The
+  // encoded bytes go into *encoded, which must stay in place until the
+  // batch is written (references into it stay valid as it grows: it is
+  // node-based).
+  void PutJoined(storage::WriteBatch* batch,
+                 std::unordered_map<std::string, std::string>* encoded) {
+    for (const std::string& key : joined) {
+      std::string bytes = states[key].Encode();
+      batch->PutState(key, bytes);
+      auto it = encoded->insert_or_assign(key, std::move(bytes)).first;
+      Wrote(key, &it->second);
+    }
+  }
+
+  // One digest record per written key, for its final bytes; returns the
+  // digest changes (for the sums, which change only after the batch is
+  // durable).
+  std::vector<DigestChange> PutDigests(storage::WriteBatch* batch) const {
+    std::vector<DigestChange> changes;
+    for (const std::string& key : written) {
+      DigestChange change;
+      change.bucket = storage::BucketOf(key);
+      change.before = before.at(key);
+      change.after = storage::KeyDigest(key, *final_bytes.at(key));
+      batch->PutDigest(kScope, change.bucket, key, change.after);
+      if (change.before != change.after) changes.push_back(change);
+    }
+    return changes;
+  }
 };
+
+// Bounded, printable form of a key for error messages (keys are untrusted
+// here: they may be long or not UTF-8).
+std::string KeyForError(const std::string& key) {
+  std::string out = "'";
+  for (size_t i = 0; i < key.size() && i < 64; ++i) {
+    unsigned char c = static_cast<unsigned char>(key[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
+      out += static_cast<char>(c);
+    } else {
+      static const char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  out += "'";
+  if (key.size() > 64) out += "... (" + std::to_string(key.size()) + " bytes)";
+  return out;
+}
 
 }  // namespace
 
@@ -216,10 +298,6 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
   std::vector<RemoteResult> remote_scratch;
   std::vector<RemoteResult>& rres_all = remote_results != nullptr ? *remote_results : remote_scratch;
   if (remote_results == nullptr) rres_all.resize(remotes.size());
-  // Keys remote deltas changed, in first-change order: their final state
-  // goes into the batch once.
-  std::vector<std::string> remote_changed;
-  std::unordered_set<std::string> remote_dirty;
   uint64_t conflicts = 0;
   bool remote_advanced = false;
   for (size_t r = 0; r < remotes.size(); ++r) {
@@ -251,24 +329,10 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
         rr.status = st.WithContext(where + ": delta does not decode");
         break;
       }
-      crdt::Envelope* current = nullptr;
-      st = group.Get(e.key, &current);
+      st = group.Join(e.key, delta, "delta", &conflicts, nullptr);
       if (!st.ok()) {
-        rr.status = st.WithContext(where + ": reading the state of the key");
+        rr.status = st.WithContext(where);
         break;
-      }
-      crdt::Envelope next = *current;
-      std::vector<crdt::TypedState> lost;
-      st = next.Merge(delta, &lost);
-      if (!st.ok()) {
-        rr.status = st.WithContext(where + ": cannot join the delta");
-        break;
-      }
-      conflicts += lost.size();
-      if (!(next == *current)) {
-        *current = std::move(next);
-        if (!current->empty()) group.Stored(e.key);
-        if (remote_dirty.insert(e.key).second) remote_changed.push_back(e.key);
       }
       at = e.seq;
     }
@@ -277,29 +341,12 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
       remote_advanced = true;
     }
   }
-  // Remote-changed keys go in once, with their final state (after any
-  // local write of this group to them, which the state map includes).
-  // (References into `encoded` stay valid as it grows: it is node-based.)
+  // Remote-changed keys go in once, with their final state.
   std::unordered_map<std::string, std::string> encoded;
-  for (const std::string& key : remote_changed) {
-    std::string bytes = group.states[key].Encode();
-    batch.PutState(key, bytes);
-    auto it = encoded.emplace(key, std::move(bytes)).first;
-    group.Wrote(key, &it->second);
-  }
+  group.PutJoined(&batch, &encoded);
 
   // --- Digest records ------------------------------------------------------
-  // One per written key, for its final bytes; the sums change only after
-  // the batch is durable.
-  std::vector<DigestChange> digest_changes;
-  for (const std::string& key : group.written) {
-    DigestChange change;
-    change.bucket = storage::BucketOf(key);
-    change.before = group.before.at(key);
-    change.after = storage::KeyDigest(key, *group.final_bytes.at(key));
-    batch.PutDigest(kScope, change.bucket, key, change.after);
-    if (change.before != change.after) digest_changes.push_back(change);
-  }
+  std::vector<DigestChange> digest_changes = group.PutDigests(&batch);
 
   // --- Commit --------------------------------------------------------------
   crdt::Hlc bound = 0;
@@ -358,7 +405,89 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
     for (size_t i = 0; i < ops.size(); ++i) {
       if (res_all[i].ok) listener_(ops[i]->key, res_all[i].envelope);
     }
-    for (const std::string& key : remote_changed) listener_(key, encoded.at(key));
+    for (const std::string& key : group.joined) listener_(key, encoded.at(key));
+  }
+}
+
+void Committer::Repair(const StateRepair& repair, RepairResult* result) {
+  RepairResult scratch;
+  RepairResult& out = result != nullptr ? *result : scratch;
+  out = RepairResult();
+  last_digest_changes_.clear();
+
+  // Every state is checked before anything is joined: one bad state fails
+  // the whole repair, with nothing written.
+  std::vector<crdt::Envelope> decoded(repair.states.size());
+  for (size_t i = 0; i < repair.states.size(); ++i) {
+    const auto& [key, bytes] = repair.states[i];
+    const std::string where = "repair state " + std::to_string(i) + " of key " + KeyForError(key);
+    ApiError key_err;
+    if (!ValidKey(key, &key_err)) {
+      out.status = Status::InvalidArgument(where + ": " + key_err.message);
+      return;
+    }
+    Status st = crdt::Envelope::Decode(bytes, &decoded[i]);
+    if (!st.ok()) {
+      out.status = st.WithContext(where + ": state does not decode");
+      return;
+    }
+  }
+
+  GroupStates group;
+  group.store = store_;
+  uint64_t conflicts = 0;
+  for (size_t i = 0; i < repair.states.size(); ++i) {
+    const std::string& key = repair.states[i].first;
+    Status st = group.Join(key, decoded[i], "state", &conflicts, nullptr);
+    if (!st.ok()) {
+      out.status =
+          st.WithContext("repair state " + std::to_string(i) + " of key " + KeyForError(key));
+      return;
+    }
+  }
+
+  // The advance: entry by entry the max, except this node's own origin
+  // (its own log is the truth).
+  storage::AppliedVector applied = meta_.applied;
+  bool advanced = false;
+  if (repair.has_advance) {
+    for (const auto& [origin, seq] : repair.advance) {
+      if (origin.first == meta_.replica) continue;
+      uint64_t& have = applied[origin];
+      if (seq > have) {
+        have = seq;
+        advanced = true;
+      }
+    }
+  }
+
+  storage::WriteBatch batch;
+  std::unordered_map<std::string, std::string> encoded;
+  group.PutJoined(&batch, &encoded);
+  std::vector<DigestChange> digest_changes = group.PutDigests(&batch);
+  if (group.joined.empty() && !advanced) {
+    last_status_ = Status::OK();
+    type_conflicts_ += conflicts;
+    return;  // nothing to write
+  }
+  storage::PutApplied(advanced ? applied : meta_.applied, &batch);
+  if (group.added_keys > 0) storage::PutKeyCount(meta_.key_count + group.added_keys, &batch);
+  Status st = store_->Write(&batch);
+  last_status_ = st;
+  if (!st.ok()) {
+    out.status = st;
+    return;
+  }
+  if (advanced) meta_.applied = std::move(applied);
+  meta_.key_count += group.added_keys;
+  for (const DigestChange& c : digest_changes) {
+    meta_.digest_sums.Replace(c.bucket, c.before, c.after);
+  }
+  last_digest_changes_ = std::move(digest_changes);
+  type_conflicts_ += conflicts;
+  out.changed = group.joined.size();
+  if (listener_) {
+    for (const std::string& key : group.joined) listener_(key, encoded.at(key));
   }
 }
 

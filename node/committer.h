@@ -27,6 +27,28 @@
 // a concurrent first write (crdt::Envelope::Merge's `lost`) are counted in
 // type_conflicts() and kept in the envelope (the conflict index is issue 6).
 //
+// Repair (Merkle anti-entropy's storage side, gossip/anti_entropy.h
+// AeRepair): whole states from a peer, joined into the store as ONE
+// WriteBatch of their own (no local op, no remote delta, no delta-log
+// entry, no HLC bound). Every state is decoded with the CHECKED decoder
+// and its key validated before anything is joined: one that fails fails
+// the whole repair with nothing written (InvalidArgument for a key that is
+// empty, longer than 1024 bytes or not UTF-8; the decoder's error, e.g.
+// Corruption, for a state; both name the state's index and key). Each
+// state is then joined into the key's current state in order, with the
+// same join as remote deltas (type conflicts counted the same way); only
+// keys whose state changed are written, each with its digest record, and
+// the key count grows by the keys that had no state. With has_advance, the
+// applied vector is raised entry by entry to the max of it and `advance`,
+// EXCEPT the entries of this node's own origin (its own log is the truth:
+// they are ignored), in the same batch. A repair that changes nothing
+// writes nothing and succeeds. A failed batch (a full disk) leaves the
+// store, applied(), key_count() and digest_sums() as they were and returns
+// the store's error; a retry may then succeed. After success, as after
+// Commit: digest_sums() and last_digest_changes() reflect the changed
+// keys, applied() the advance, and the change listener is called once per
+// changed key with its final state.
+//
 // Thread-safety: none. One thread calls everything.
 #ifndef MERIDIAN_NODE_COMMITTER_H_
 #define MERIDIAN_NODE_COMMITTER_H_
@@ -34,6 +56,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "crdt/hlc.h"
@@ -73,6 +96,20 @@ struct RemoteResult {
   uint64_t last_durable = 0;  // the origin's applied seq after the commit
 };
 
+// Whole states for Committer::Repair (anti-entropy), and how far to
+// advance the applied vector with them.
+struct StateRepair {
+  // key, encoded crdt::Envelope (the whole state; untrusted: checked decode)
+  std::vector<std::pair<std::string, std::string>> states;
+  bool has_advance = false;
+  storage::AppliedVector advance;  // with has_advance
+};
+
+struct RepairResult {
+  Status status;       // ok, or why nothing was written
+  size_t changed = 0;  // keys whose state changed (and were written)
+};
+
 // Called after a successful commit for every key the group changed (local
 // or remote), with its new encoded envelope. Must not block.
 using ChangeListener = std::function<void(const std::string& key, const std::string& envelope)>;
@@ -91,6 +128,11 @@ class Committer {
               const std::vector<const RemoteApply*>& remotes,
               std::vector<RemoteResult>* remote_results);
 
+  // Joins whole states (and advances the applied vector) as one batch; see
+  // "Repair" above. `result` may be null; it is final when Repair returns:
+  // durable if ok.
+  void Repair(const StateRepair& repair, RepairResult* result);
+
   // Absorbs a peer's HLC (already checked against the offset limit by the
   // gossip protocol) before the next timestamp is issued; one refused by
   // the clock is ignored.
@@ -106,15 +148,17 @@ class Committer {
   // Bytes of delta-log entries the last successful Commit appended.
   uint64_t last_log_bytes() const { return last_log_bytes_; }
   uint64_t type_conflicts() const { return type_conflicts_; }
-  // OK unless the last Commit's batch failed; then the store's error (the
-  // Applier counts failed groups and tells listeners only of successes).
+  // OK unless the last Commit's or Repair's batch failed; then the store's
+  // error (the Applier counts failed groups and tells listeners only of
+  // successes). A Repair refused before its batch (a bad state) leaves it
+  // unchanged.
   const Status& last_status() const { return last_status_; }
   // The default scope's bucket sums, as of the last successful commit.
   const storage::BucketSums& digest_sums() const { return meta_.digest_sums; }
-  // The digest changes of the last Commit, one per key whose digest it
-  // changed, in the order the keys were first written; empty when that
-  // Commit failed or changed no digest. Applying them with
-  // BucketSums::Replace to a copy of digest_sums() from before that Commit
+  // The digest changes of the last Commit or Repair, one per key whose
+  // digest it changed, in the order the keys were first written; empty
+  // when that call failed or changed no digest. Applying them with
+  // BucketSums::Replace to a copy of digest_sums() from before that call
   // gives digest_sums() (how the Applier mirrors the sums).
   const std::vector<DigestChange>& last_digest_changes() const { return last_digest_changes_; }
 
