@@ -36,6 +36,7 @@
 #include "node/operation.h"
 #include "storage/leveldb_store.h"
 #include "storage/node_meta.h"
+#include "tests/node/committer_node.h"
 #include "tests/support/temp_dir.h"
 
 using namespace meridian;
@@ -43,105 +44,12 @@ using namespace meridian::node;
 using meridian::testing::TempDir;
 using nlohmann::json;
 
-namespace meridian {
-std::ostream& boost_test_print_type(std::ostream& os, Status::Code code) {
-  return os << static_cast<int>(code);
-}
-}  // namespace meridian
-
 namespace {
 
-constexpr uint64_t kStartMs = 1700000000000;  // 2023-11-14
-constexpr uint64_t kMaxOffsetMs = 5000;
+constexpr uint64_t kStartMs = meridian::testing::kCommitterStartMs;
+constexpr uint64_t kMaxOffsetMs = meridian::testing::kCommitterMaxOffsetMs;
 
-// One replica: its store, a manual wall clock, its HLC and a Committer,
-// opened the way meridiand opens a node (LoadNodeMeta, InitIdentity when
-// fresh, Restore of the HLC bound).
-struct Node {
-  std::string dir;
-  std::string id;
-  std::unique_ptr<storage::Store> store;
-  crdt::ManualClock wall{kStartMs};
-  std::unique_ptr<crdt::HybridClock> clock;
-  storage::NodeMeta meta;
-  std::unique_ptr<Committer> committer;
-
-  Node(std::string dir_in, std::string id_in, uint64_t incarnation)
-      : dir(std::move(dir_in)), id(std::move(id_in)) {
-    Open(incarnation);
-  }
-  // Closes the committer and the store (as a stop would) and opens both
-  // again from disk.
-  void Reopen() {
-    committer.reset();
-    store.reset();
-    Open(0);
-  }
-  Committer* c() { return committer.get(); }
-
-  void Open(uint64_t incarnation) {
-    Status st = storage::Store::Open(dir, storage::StoreOptions{}, &store);
-    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
-    bool fresh = false;
-    st = storage::LoadNodeMeta(*store, id, &meta, &fresh);
-    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
-    if (fresh) {
-      BOOST_REQUIRE(incarnation != 0);
-      meta.replica = crdt::ReplicaId{id, incarnation};
-      storage::WriteBatch batch;
-      storage::InitIdentity(meta.replica, &batch);
-      st = store->Write(&batch);
-      BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
-    }
-    clock = std::make_unique<crdt::HybridClock>(&wall, kMaxOffsetMs);
-    clock->Restore(meta.hlc_bound);
-    committer = std::make_unique<Committer>(store.get(), clock.get(), meta);
-  }
-
-  std::string State(const std::string& key) {
-    std::string bytes;
-    Status st = store->GetState(key, &bytes);
-    if (st.IsNotFound()) return "";
-    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
-    return bytes;
-  }
-  crdt::Envelope Env(const std::string& key) {
-    crdt::Envelope env;
-    std::string bytes = State(key);
-    if (!bytes.empty()) {
-      Status st = crdt::Envelope::Decode(bytes, &env);
-      BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
-    }
-    return env;
-  }
-  // The rendered value of a key ({"value": ...}).
-  json Read(const std::string& key) {
-    json out;
-    int http = 0;
-    std::string context;
-    ApiError err;
-    crdt::Envelope env = Env(key);
-    BOOST_REQUIRE_MESSAGE(RenderRead(key, env, &out, &http, &context, &err), err.message);
-    return out;
-  }
-  // Every log entry of the default scope, as gossip would ship them.
-  std::vector<gossip::DeltaEntry> Log(uint64_t from = 1) {
-    std::vector<storage::LogEntry> log;
-    Status st = store->ReadLog("", from, 1000000, &log);
-    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
-    std::vector<gossip::DeltaEntry> out;
-    for (auto& e : log) out.push_back(gossip::DeltaEntry{e.seq, e.key, e.delta});
-    return out;
-  }
-  storage::NodeMeta Stored() {
-    storage::NodeMeta m;
-    bool fresh = true;
-    Status st = storage::LoadNodeMeta(*store, id, &m, &fresh);
-    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
-    BOOST_REQUIRE(!fresh);
-    return m;
-  }
-};
+using Node = meridian::testing::CommitterNode;
 
 Operation Put(const std::string& key, const json& value) {
   Operation op;

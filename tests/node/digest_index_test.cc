@@ -35,6 +35,7 @@
 #include "storage/digests.h"
 #include "storage/leveldb_store.h"
 #include "storage/node_meta.h"
+#include "tests/node/committer_node.h"
 #include "tests/support/temp_dir.h"
 
 using namespace meridian;
@@ -45,9 +46,6 @@ using storage::BucketSums;
 using storage::Digest;
 
 namespace meridian {
-std::ostream& boost_test_print_type(std::ostream& os, Status::Code code) {
-  return os << static_cast<int>(code);
-}
 namespace storage {
 std::ostream& boost_test_print_type(std::ostream& os, const Digest& d) { return os << d.Hex(); }
 std::ostream& boost_test_print_type(std::ostream& os, const BucketSums& s) {
@@ -58,66 +56,7 @@ std::ostream& boost_test_print_type(std::ostream& os, const BucketSums& s) {
 
 namespace {
 
-constexpr uint64_t kStartMs = 1700000000000;  // 2023-11-14
-constexpr uint64_t kMaxOffsetMs = 5000;
-
-// One replica opened the way meridiand opens a node: EnsureDigestIndex,
-// LoadNodeMeta, InitIdentity when fresh, Restore of the HLC bound.
-struct Node {
-  std::string dir;
-  std::string id;
-  std::unique_ptr<storage::Store> store;
-  crdt::ManualClock wall{kStartMs};
-  std::unique_ptr<crdt::HybridClock> clock;
-  storage::NodeMeta meta;
-  std::unique_ptr<Committer> committer;
-
-  Node(std::string dir_in, std::string id_in, uint64_t incarnation)
-      : dir(std::move(dir_in)), id(std::move(id_in)) {
-    Open(incarnation);
-  }
-  void Reopen() {
-    committer.reset();
-    store.reset();
-    Open(0);
-  }
-  Committer* c() { return committer.get(); }
-
-  void Open(uint64_t incarnation) {
-    Status st = storage::Store::Open(dir, storage::StoreOptions{}, &store);
-    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
-    st = storage::EnsureDigestIndex(store.get());
-    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
-    bool fresh = false;
-    st = storage::LoadNodeMeta(*store, id, &meta, &fresh);
-    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
-    if (fresh) {
-      BOOST_REQUIRE(incarnation != 0);
-      meta.replica = crdt::ReplicaId{id, incarnation};
-      storage::WriteBatch batch;
-      storage::InitIdentity(meta.replica, &batch);
-      st = store->Write(&batch);
-      BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
-    }
-    clock = std::make_unique<crdt::HybridClock>(&wall, kMaxOffsetMs);
-    clock->Restore(meta.hlc_bound);
-    committer = std::make_unique<Committer>(store.get(), clock.get(), meta);
-  }
-
-  // This node's log entries from `from`, at most `limit`.
-  std::vector<gossip::DeltaEntry> Log(uint64_t from, size_t limit = 1000000) {
-    std::vector<storage::LogEntry> log;
-    Status st = store->ReadLog("", from, limit, &log);
-    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
-    std::vector<gossip::DeltaEntry> out;
-    for (auto& e : log) out.push_back(gossip::DeltaEntry{e.seq, e.key, e.delta});
-    return out;
-  }
-  uint64_t AppliedOf(const crdt::ReplicaId& origin) {
-    auto it = c()->applied().find({origin, ""});
-    return it == c()->applied().end() ? 0 : it->second;
-  }
-};
+using Node = meridian::testing::CommitterNode;
 
 // --- Operations ------------------------------------------------------------
 

@@ -32,6 +32,7 @@
 #include "storage/digests.h"
 #include "storage/leveldb_store.h"
 #include "storage/node_meta.h"
+#include "tests/node/committer_node.h"
 #include "tests/support/temp_dir.h"
 
 using namespace meridian;
@@ -39,89 +40,9 @@ using namespace meridian::node;
 using meridian::testing::TempDir;
 using nlohmann::json;
 
-namespace meridian {
-std::ostream& boost_test_print_type(std::ostream& os, Status::Code code) {
-  return os << static_cast<int>(code);
-}
-}  // namespace meridian
-
 namespace {
 
-constexpr uint64_t kStartMs = 1700000000000;  // 2023-11-14
-constexpr uint64_t kMaxOffsetMs = 5000;
-
-// One replica opened the way meridiand opens a node (LoadNodeMeta,
-// InitIdentity when fresh, Restore of the HLC bound).
-struct Node {
-  std::string dir;
-  std::string id;
-  std::unique_ptr<storage::Store> store;
-  crdt::ManualClock wall{kStartMs};
-  std::unique_ptr<crdt::HybridClock> clock;
-  storage::NodeMeta meta;
-  std::unique_ptr<Committer> committer;
-
-  Node(std::string dir_in, std::string id_in, uint64_t incarnation)
-      : dir(std::move(dir_in)), id(std::move(id_in)) {
-    Open(incarnation);
-  }
-  void Reopen() {
-    committer.reset();
-    store.reset();
-    Open(0);
-  }
-  Committer* c() { return committer.get(); }
-
-  void Open(uint64_t incarnation) {
-    Status st = storage::Store::Open(dir, storage::StoreOptions{}, &store);
-    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
-    bool fresh = false;
-    st = storage::LoadNodeMeta(*store, id, &meta, &fresh);
-    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
-    if (fresh) {
-      BOOST_REQUIRE(incarnation != 0);
-      meta.replica = crdt::ReplicaId{id, incarnation};
-      storage::WriteBatch batch;
-      storage::InitIdentity(meta.replica, &batch);
-      st = store->Write(&batch);
-      BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
-    }
-    clock = std::make_unique<crdt::HybridClock>(&wall, kMaxOffsetMs);
-    clock->Restore(meta.hlc_bound);
-    committer = std::make_unique<Committer>(store.get(), clock.get(), meta);
-  }
-
-  std::string State(const std::string& key) {
-    std::string bytes;
-    Status st = store->GetState(key, &bytes);
-    if (st.IsNotFound()) return "";
-    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
-    return bytes;
-  }
-  // Every stored state, in key order.
-  std::vector<storage::Store::KeyState> States() {
-    std::vector<storage::Store::KeyState> out;
-    Status st = store->Scan("", "", 1000000, &out);
-    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
-    return out;
-  }
-  // What a restart would load.
-  storage::NodeMeta Stored() {
-    storage::NodeMeta m;
-    bool fresh = true;
-    Status st = storage::LoadNodeMeta(*store, id, &m, &fresh);
-    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
-    BOOST_REQUIRE(!fresh);
-    return m;
-  }
-  // The sums rebuilt from the digest records on disk.
-  storage::BucketSums DiskSums() {
-    storage::BucketSums sums;
-    Status st = storage::LoadBucketSums(*store, "", &sums);
-    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
-    return sums;
-  }
-};
+using Node = meridian::testing::CommitterNode;
 
 Operation Put(const std::string& key, const json& value) {
   Operation op;
