@@ -49,6 +49,7 @@ class [[nodiscard]] Status {
   bool IsInvalidArgument() const { return code_ == Code::kInvalidArgument; }
   bool IsOutOfRange() const { return code_ == Code::kOutOfRange; }
   bool IsFailedPrecondition() const { return code_ == Code::kFailedPrecondition; }
+  bool IsUnavailable() const { return code_ == Code::kUnavailable; }
 
   // Returns a copy whose message is "context: message", for errors that
   // travel up through several layers.

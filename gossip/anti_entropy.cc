@@ -12,11 +12,11 @@
 //
 // AeStates messages are numbered (AeBody::part, from 0; the last one is
 // flagged), so a side knows when it holds all of them whatever order they
-// arrive in and whichever were duplicated. The applied vector is advanced
-// only once every part is in and every repair before the advance is
-// confirmed durable: the advance rides in the repair of the part that
-// completes the set when all earlier repairs are already confirmed, and is
-// otherwise a repair of its own, issued when the last confirmation comes.
+// arrive in and whichever were duplicated. Their states are kept until the
+// set is complete, then go out as ONE repair with the advance of the
+// applied vector (or none, when this side's View already covers the
+// peer's), so that no state of the round is ever stored ahead of the
+// applied vector that accounts for it.
 //
 // Equal Views (the responder finds every level-1 hash equal, or no bucket
 // differs): AeDone{in_sync} carries the sender's View applied vector and
@@ -127,14 +127,15 @@ bool AeBody::operator==(const AeBody& o) const {
 struct AntiEntropy::Impl {
   enum class Phase { kHashes, kTransfer, kSyncAdvance };
 
-  // The other side's AeStates of a round, and the repairs made of them.
+  // The other side's AeStates of a round, and the repair made of them.
   struct Incoming {
     std::set<uint32_t> parts;
     bool last_known = false;
     uint32_t last_part = 0;
-    AeApplied advance;       // the sender's View applied vector
-    uint64_t emitted = 0;    // repairs handed to the driver
-    uint64_t confirmed = 0;  // ... and reported durable
+    AeApplied advance;            // the sender's View applied vector
+    std::vector<AeState> held;    // states of the parts in, until all are
+    uint64_t emitted = 0;         // repairs handed to the driver
+    uint64_t confirmed = 0;       // ... and reported durable
     bool advance_emitted = false;
     bool advanced = false;  // the advance is durable (or was not needed)
     uint64_t states = 0;
@@ -227,7 +228,7 @@ struct AntiEntropy::Impl {
     b.applied = r.view.applied;
     Send(r, std::move(b), out);
     ++counters.rounds_started;
-    out->logs.push_back(Name(r) + " started as initiator (" + why + ")");
+    (void)why;  // rounds start every interval: only their outcome is logged
     rounds[{peer, true}] = std::move(r);
   }
 
@@ -246,8 +247,12 @@ struct AntiEntropy::Impl {
     rounds.erase(it);
   }
 
+  // Logged: the first completed round (a bootstrap ends with it) and every
+  // round that repaired or advanced something; quiet in-sync rounds, one
+  // per peer every interval, are only counted.
   void Complete(Round& r, AeEffects* out) {
     ++counters.rounds_completed;
+    const bool first = !completed_any;
     completed_any = true;
     std::string said;
     if (r.in_sync) {
@@ -259,7 +264,9 @@ struct AntiEntropy::Impl {
     }
     said += r.in.advance_emitted ? ", applied vector advanced to the peer's"
                                  : ", applied vector already covered the peer's";
-    out->logs.push_back(Name(r) + " completed as " + SideName(r.initiator) + ": " + said);
+    if (first || !r.in_sync || r.in.advance_emitted) {
+      out->logs.push_back(Name(r) + " completed as " + SideName(r.initiator) + ": " + said);
+    }
     rounds.erase({r.peer, r.initiator});
   }
 
@@ -274,27 +281,26 @@ struct AntiEntropy::Impl {
     if (Done(r)) Complete(r, out);
   }
 
-  // Once every part is in and every repair so far is durable: the advance,
-  // unless this side's View already covers the peer's.
-  void MaybeAdvance(Round& r, AeEffects* out) {
-    if (r.phase != Phase::kTransfer || !r.in.AllParts() || r.in.advance_emitted || r.in.advanced ||
-        r.in.confirmed != r.in.emitted) {
-      return;
-    }
-    if (Covers(r.view.applied, r.in.advance)) {
-      r.in.advanced = true;
-      return;
-    }
+  // Once every part is in: one repair with all of the round's states and
+  // the advance (unless this side's View already covers the peer's); none
+  // when there is nothing to store.
+  void MaybeRepair(Round& r, AeEffects* out) {
+    Incoming& in = r.in;
+    if (r.phase != Phase::kTransfer || !in.AllParts() || in.emitted > 0 || in.advanced) return;
     AeRepair rep;
     rep.peer = r.peer;
     rep.round = r.id;
     rep.initiator = r.initiator;
     rep.scope = r.scope;
-    rep.has_advance = true;
-    rep.advance = r.in.advance;
+    rep.states = std::move(in.held);
+    in.held.clear();
+    rep.has_advance = !Covers(r.view.applied, in.advance);
+    if (rep.has_advance) rep.advance = in.advance;
+    if (!rep.has_advance) in.advanced = true;  // nothing to advance
+    if (rep.states.empty() && !rep.has_advance) return;
+    in.advance_emitted = rep.has_advance;
     out->repairs.push_back(std::move(rep));
-    r.in.advance_emitted = true;
-    ++r.in.emitted;
+    ++in.emitted;
   }
 
   // The Views were equal: advance to the peer's View (if it adds
@@ -330,6 +336,7 @@ struct AntiEntropy::Impl {
     rd.scope = r.scope;
     rd.buckets = r.differing;
     rd.applied = r.view.applied;
+    rd.snapshot = r.view.snapshot;
     out->reads.push_back(std::move(rd));
   }
 
@@ -353,7 +360,6 @@ struct AntiEntropy::Impl {
     views->ReadView(r.scope, &r.view);
     Progress(r, mono_ms);
     ++counters.rounds_started;
-    out->logs.push_back(Name(r) + " started as responder");
     std::vector<uint32_t> differing;
     for (const AeNode& n : b.nodes) {
       if (TreeHash(r.view.sums, 1, n.index) != n.hash) differing.push_back(n.index);
@@ -463,25 +469,8 @@ struct AntiEntropy::Impl {
     in.parts.insert(b.part);
     in.states += b.states.size();
     counters.states_received += b.states.size();
-    const bool all_confirmed = in.confirmed == in.emitted;
-    if (!b.states.empty()) {
-      AeRepair rep;
-      rep.peer = r.peer;
-      rep.round = r.id;
-      rep.initiator = r.initiator;
-      rep.scope = r.scope;
-      rep.states = b.states;
-      // The part that completes the set carries the advance when every
-      // earlier repair is already durable (one batch instead of two).
-      if (in.AllParts() && all_confirmed && !Covers(r.view.applied, in.advance)) {
-        rep.has_advance = true;
-        rep.advance = in.advance;
-        in.advance_emitted = true;
-      }
-      out->repairs.push_back(std::move(rep));
-      ++in.emitted;
-    }
-    MaybeAdvance(r, out);
+    in.held.insert(in.held.end(), b.states.begin(), b.states.end());
+    MaybeRepair(r, out);
     MaybeComplete(r, out);
   }
 
@@ -606,7 +595,6 @@ void AntiEntropy::OnRepaired(uint64_t mono_ms, const std::string& peer, uint64_t
   if (r.in.confirmed < r.in.emitted) ++r.in.confirmed;
   if (advanced) r.in.advanced = true;
   m.Progress(r, mono_ms);
-  m.MaybeAdvance(r, out);
   m.MaybeComplete(r, out);
 }
 
@@ -625,6 +613,8 @@ void AntiEntropy::OnReadFailed(const std::string& peer, uint64_t round, bool fro
 }
 
 void AntiEntropy::NoteStatesSent(uint64_t n) { impl_->counters.states_sent += n; }
+
+void AntiEntropy::TakePending(AeEffects* out) { impl_->Flush(out); }
 
 uint64_t AntiEntropy::NextTickMs() const {
   const Impl& m = *impl_;

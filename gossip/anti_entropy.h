@@ -27,18 +27,20 @@
 //      View applied vector), and AeWant{round, D}.
 //   5. I answers AeWant the same way (its states of D, its View's applied
 //      vector on the last message).
-//   Each side applies the states it receives (Repair effect: join each
-//   state into the stored one, in order) and, with the last message,
-//   advances its applied vector to cover the sender's View's applied
-//   vector (entry by entry, the max). That is sound because every bucket
-//   not in D was equal to the sender's View when compared, every bucket in
-//   D now holds the join of both sides' states, states only grow, and the
-//   sender read its applied vector together with its sums, before it
-//   produced any hash: so the receiver now holds everything the sender
-//   had applied at its View.
+//   Each side keeps the states it receives until it holds every part, then
+//   joins them all into its store and advances its applied vector to cover
+//   the sender's View's applied vector (entry by entry, the max) in ONE
+//   repair (one batch). That is sound because every bucket not in D was
+//   equal to the sender's View when compared, every bucket in D now holds
+//   the join of both sides' states, states only grow, and the sender read
+//   its applied vector, its sums and the states it sent as of one commit
+//   (the View's snapshot), before it produced any hash: so the receiver
+//   now holds everything the sender had applied at its View, and nothing
+//   the sender had not (no read can show a state ahead of the applied
+//   vector, so session tokens stay exact).
 //   The AeStates of one side are numbered (`part` 0, 1, 2...; the last is
-//   flagged), so the receiver advances only once it holds every part,
-//   whatever order they came in, and after every repair of them is durable.
+//   flagged), so the receiver knows when it holds every part, whatever
+//   order they came in. A round's states are held in memory until then.
 //   Equal Views (step 2 all equal, or no D in step 4): AeDone{in_sync}
 //   carries the sender's View applied vector (as AeBegin carries the
 //   initiator's) and each side advances to the other's, by the same
@@ -57,6 +59,10 @@
 // bootstrap (a fresh incarnation on an empty data dir) is `bootstrapped()`
 // only once it has completed a round, as either side, with any peer.
 //
+// Logs: every abandoned round, every round that repaired or advanced
+// something, and the first completed round; quiet in-sync rounds are only
+// counted.
+//
 // Costs follow the difference: hashes only under differing nodes (16 per
 // differing node per level), states only of differing buckets.
 #ifndef MERIDIAN_GOSSIP_ANTI_ENTROPY_H_
@@ -70,6 +76,7 @@
 
 #include "crdt/causal_context.h"
 #include "storage/digests.h"
+#include "storage/leveldb_store.h"
 
 namespace meridian::gossip {
 
@@ -86,11 +93,15 @@ uint32_t NodesOnLevel(int level);
 // The hash of node `index` of `level` over `sums`.
 storage::Digest TreeHash(const storage::BucketSums& sums, int level, uint32_t index);
 
-// What a node reads of itself, consistently (sums and applied vector as of
-// the same commit).
+// What a node reads of itself, consistently: sums, applied vector and a
+// snapshot of its store, all as of the same commit. The states a round
+// sends are read from the snapshot, so they are covered by the applied
+// vector sent with them (a receiver never holds a state its applied vector
+// does not account for, which session tokens rely on).
 struct View {
   storage::BucketSums sums;
   AeApplied applied;
+  storage::SnapshotRef snapshot;  // null: the states cannot be read (the read fails)
 };
 
 // The AE part of a gossip Message (gossip/messages.h carries it).
@@ -144,11 +155,14 @@ struct AeReadStates {
   std::string scope;
   std::vector<uint32_t> buckets;
   AeApplied applied;
+  storage::SnapshotRef snapshot;  // read the states as of this (the View's)
 };
-// Join `states` into the store, in order, durably; with `advance` set (the
-// last message), also raise the applied vector entry by entry to cover
-// `*advance`, in the same batch. Then call OnRepaired (or OnRepairFailed).
-// Repairs of one peer must be applied in the order given.
+// Join `states` into the store, in order, durably; with `advance` set,
+// also raise the applied vector entry by entry to cover `advance`, in the
+// same batch. Then call OnRepaired (or OnRepairFailed). Repairs of one
+// peer must be applied in the order given. A round's repair carries all of
+// the states the peer sent in it, with the advance: nothing of a round is
+// joined before every part is in.
 struct AeRepair {
   std::string peer;
   uint64_t round = 0;
@@ -214,6 +228,10 @@ class AntiEntropy {
   // The driver could not serve an AeReadStates: the round is abandoned.
   void OnReadFailed(const std::string& peer, uint64_t round, bool from_initiator);
   void NoteStatesSent(uint64_t n);
+  // The effects of the calls above that take no AeEffects (PeerDown,
+  // OnRepairFailed, OnReadFailed); every call that takes one also passes
+  // them on first.
+  void TakePending(AeEffects* out);
 
   uint64_t NextTickMs() const;
   // True unless must_bootstrap and no round has completed yet (a node with

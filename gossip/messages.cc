@@ -19,14 +19,15 @@ namespace {
 size_t BodyFields(MsgType t) {
   switch (t) {
     case MsgType::kHello:
+      return 1;
     case MsgType::kWelcome:
     case MsgType::kPing:
-      return 1;
     case MsgType::kRefuse:
     case MsgType::kDeltas:
-    case MsgType::kAck:
     case MsgType::kPong:
       return 2;
+    case MsgType::kAck:
+      return 3;
     case MsgType::kAntiEntropy:
       return 5;
   }
@@ -345,7 +346,8 @@ Status DecodeBody(const crdt::Cursor& c, uint64_t protocol, Message* m) {
     case MsgType::kHello:
       return BoundedStr(f[0], &m->region, "region name", 0, kMaxRegionBytes);
     case MsgType::kWelcome:
-      return f[0].Uint(&m->applied, "welcome applied seq");
+      MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&m->applied, "welcome applied seq"));
+      return crdt::DecodeReplica(f[1], &m->to);
     case MsgType::kRefuse: {
       uint64_t r = 0;
       MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&r, "refusal reason"));
@@ -358,9 +360,11 @@ Status DecodeBody(const crdt::Cursor& c, uint64_t protocol, Message* m) {
       return DecodeDeltas(f[1], &m->deltas);
     case MsgType::kAck:
       MERIDIAN_RETURN_IF_ERROR(BoundedStr(f[0], &m->scope, "scope", 0, kMaxScopeBytes));
-      return f[1].Uint(&m->seq, "ack seq");
+      MERIDIAN_RETURN_IF_ERROR(f[1].Uint(&m->seq, "ack seq"));
+      return crdt::DecodeReplica(f[2], &m->to);
     case MsgType::kPing:
-      return f[0].Uint(&m->sent_wall_ms, "ping wall clock");
+      MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&m->sent_wall_ms, "ping wall clock"));
+      return f[1].Uint(&m->seq, "ping log end");
     case MsgType::kPong:
       MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&m->echo_wall_ms, "pong echo"));
       return f[1].Uint(&m->pong_wall_ms, "pong wall clock");
@@ -382,15 +386,15 @@ bool Message::operator==(const Message& o) const {
     case MsgType::kHello:
       return region == o.region;
     case MsgType::kWelcome:
-      return applied == o.applied;
+      return applied == o.applied && to == o.to;
     case MsgType::kRefuse:
       return reason == o.reason && text == o.text;
     case MsgType::kDeltas:
       return scope == o.scope && deltas == o.deltas;
     case MsgType::kAck:
-      return scope == o.scope && seq == o.seq;
+      return scope == o.scope && seq == o.seq && to == o.to;
     case MsgType::kPing:
-      return sent_wall_ms == o.sent_wall_ms;
+      return sent_wall_ms == o.sent_wall_ms && seq == o.seq;
     case MsgType::kPong:
       return echo_wall_ms == o.echo_wall_ms && pong_wall_ms == o.pong_wall_ms;
     case MsgType::kAntiEntropy:
@@ -416,6 +420,7 @@ std::string Encode(const Message& m) {
       break;
     case MsgType::kWelcome:
       e.Uint(m.applied);
+      crdt::EncodeReplica(m.to, &e);
       break;
     case MsgType::kRefuse:
       e.Uint(static_cast<uint64_t>(m.reason));
@@ -434,9 +439,11 @@ std::string Encode(const Message& m) {
     case MsgType::kAck:
       e.Str(m.scope);
       e.Uint(m.seq);
+      crdt::EncodeReplica(m.to, &e);
       break;
     case MsgType::kPing:
       e.Uint(m.sent_wall_ms);
+      e.Uint(m.seq);
       break;
     case MsgType::kPong:
       e.Uint(m.echo_wall_ms);

@@ -15,14 +15,22 @@
 //   replica  := [str node, uint incarnation]           (crdt EncodeReplica)
 //   body by type:
 //     kHello   [str region]
-//     kWelcome [uint applied]         receiver's applied seq of the
-//                                     sender's origin (the one scope)
+//     kWelcome [uint applied, replica to]
+//                                     receiver's applied seq of the
+//                                     sender's origin (the one scope); `to`:
+//                                     the replica whose Hello it answers
 //     kRefuse  [uint reason, str text]
 //     kDeltas  [str scope, [[uint seq, str key, bin delta]...]]
 //                                     seqs strictly ascending, >= 1
-//     kAck     [str scope, uint seq]  highest contiguous seq of the
-//                                     addressee's origin held durably
-//     kPing    [uint sent_wall_ms]
+//     kAck     [str scope, uint seq, replica to]
+//                                     highest contiguous seq of the
+//                                     addressee's origin held durably; `to`:
+//                                     that origin (a Welcome or Ack for an
+//                                     earlier incarnation of the addressee
+//                                     is ignored by the later one)
+//     kPing    [uint sent_wall_ms, uint log_end]
+//                                     log_end: the sender's last logged seq
+//                                     of its own origin (the one scope)
 //     kPong    [uint echo_wall_ms, uint wall_ms]
 //     kAntiEntropy [uint kind, uint round, bool from_initiator, str scope,
 //                   payload]          an AeBody (gossip/anti_entropy.h);
@@ -67,7 +75,8 @@
 namespace meridian::gossip {
 
 constexpr uint8_t kWireVersion = 1;
-// 2: kAntiEntropy. Nodes of different protocol versions refuse each other.
+// 2: kAntiEntropy; kPing carries the sender's log end; kWelcome and kAck
+// name their addressee's replica. Nodes of different protocol versions refuse each other.
 constexpr uint64_t kProtocolVersion = 2;
 
 // Limits on decoded frames (ZMQ_MAXMSGSIZE is set to kMaxFrameBytes).
@@ -124,11 +133,12 @@ struct Message {
   MsgType type = MsgType::kPing;
   std::string region;                // kHello
   uint64_t applied = 0;              // kWelcome
+  crdt::ReplicaId to;                // kWelcome, kAck: the addressee's replica
   RefuseReason reason = RefuseReason::kNoHandshake;  // kRefuse
   std::string text;                  // kRefuse
   std::string scope;                 // kDeltas, kAck
   std::vector<DeltaEntry> deltas;    // kDeltas
-  uint64_t seq = 0;                  // kAck
+  uint64_t seq = 0;                  // kAck; kPing: the sender's log end
   uint64_t sent_wall_ms = 0;         // kPing
   uint64_t echo_wall_ms = 0;         // kPong: the Ping's sent_wall_ms
   uint64_t pong_wall_ms = 0;         // kPong: the responder's clock

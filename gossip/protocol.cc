@@ -89,6 +89,8 @@ void Effects::Clear() {
   ships.clear();
   applies.clear();
   peer_events.clear();
+  ae_reads.clear();
+  ae_repairs.clear();
   observed_hlc = 0;
   logs.clear();
 }
@@ -111,6 +113,7 @@ struct Protocol::Impl {
     bool heard = false;
     uint64_t last_heard_ms = 0;  // mono
     crdt::ReplicaId replica;     // as last heard in an accepted header
+    uint64_t max_incarnation = 0;  // the highest incarnation heard from it
 
     // Inbound session: the replica whose Hello we accepted (node empty:
     // none since start).
@@ -141,6 +144,16 @@ struct Protocol::Impl {
     // against this node's clock, never for it, and the first new sample
     // replaces them all.
     bool clock_stale = false;
+
+    // Its own log as its last Ping announced it (log_end of the replica
+    // that sent it), and since when (mono) this node has not applied all
+    // of it (kNever: it has).
+    crdt::ReplicaId log_end_replica;
+    uint64_t log_end = 0;
+    uint64_t behind_since_ms = kNever;
+    // It came up (from down or unknown): a round starts with it as soon as
+    // it is ready for one (AeReady).
+    bool ae_up_pending = false;
   };
 
   struct Origin {
@@ -175,8 +188,10 @@ struct Protocol::Impl {
   bool start_gate_passed = false;
   ProtocolCounters counters;
   std::map<std::pair<std::string, std::string>, LogLimit> log_limits;
+  std::unique_ptr<AntiEntropy> ae;  // null: no anti-entropy
 
-  Impl(ProtocolOptions o, Applied a, Now s) : opt(std::move(o)), start(s), applied(std::move(a)) {
+  Impl(ProtocolOptions o, Applied a, Now s, ViewSource* views)
+      : opt(std::move(o)), start(s), applied(std::move(a)) {
     if (opt.heartbeat_interval_ms == 0) opt.heartbeat_interval_ms = 1;
     if (opt.max_deltas_per_message == 0) opt.max_deltas_per_message = 1;
     if (opt.max_deltas_per_message > kMaxDeltasPerMessage) {
@@ -197,6 +212,11 @@ struct Protocol::Impl {
       peers.push_back(std::move(p));
     }
     next_heartbeat_ms = start.mono_ms;
+    if (views != nullptr) {
+      std::vector<std::string> names;
+      for (const Peer& p : peers) names.push_back(p.node);
+      ae = std::make_unique<AntiEntropy>(opt.anti_entropy, std::move(names), views);
+    }
     // Deltas logged before the start count as appended at the start.
     if (OwnLast(kDefaultScope) > 0) {
       appends.push_back(AppendRecord{OwnLast(kDefaultScope), start.wall_ms, 0});
@@ -266,12 +286,21 @@ struct Protocol::Impl {
     out->logs.push_back(line);
   }
 
-  void SetState(Peer& p, PeerState to, const std::string& why, Effects* out) {
+  void SetState(const Now& now, Peer& p, PeerState to, const std::string& why, Effects* out) {
     if (p.state == to) return;
     out->peer_events.push_back(PeerEvent{p.node, p.state, to});
     out->logs.push_back("gossip: peer " + p.node + " (" + p.region + ") is " + PeerStateName(to) +
                         " (was " + PeerStateName(p.state) + "): " + why);
+    if (ae && to == PeerState::kUp &&
+        (p.state == PeerState::kDown || p.state == PeerState::kUnknown)) {
+      p.ae_up_pending = true;
+    }
     p.state = to;
+    if (ae && to == PeerState::kDown) {
+      p.ae_up_pending = false;
+      ae->PeerDown(p.node);
+      DrainAe(now, out);
+    }
     if (to == PeerState::kDown) {
       // It may come back restarted: welcome it afresh, resend from acked,
       // and measure its clock again. What was known of its clock is kept
@@ -322,6 +351,7 @@ struct Protocol::Impl {
     m.type = MsgType::kAck;
     m.scope = scope;
     m.seq = AppliedOf(origin, scope);
+    m.to = origin;
     Send(now, p->node, std::move(m), out);
   }
 
@@ -360,6 +390,18 @@ struct Protocol::Impl {
       LogLimited(now, "", "unknown_node",
                  "gossip: refused a " + std::string(TypeName(msg.type)) + " from node '" +
                      Printable(h.from.node) + "', which is not a peer in this topology",
+                 out);
+      return Admission::kRefused;
+    }
+    if (h.from.incarnation < p->max_incarnation) {
+      // From an earlier incarnation of that node, still in flight when it
+      // lost its data (incarnations grow: DESIGN.md §3): its Welcome, Ack
+      // or anything else would speak for a log and a state that are gone.
+      ++counters.refused_other;
+      LogLimited(now, p->node, "stale_incarnation",
+                 "gossip: dropped a " + std::string(TypeName(msg.type)) + " from " +
+                     h.from.ToString() + ", an earlier incarnation than " + p->node + "#" +
+                     std::to_string(p->max_incarnation),
                  out);
       return Admission::kRefused;
     }
@@ -413,6 +455,7 @@ struct Protocol::Impl {
       return Admission::kRefusedClock;
     }
     p->replica = h.from;
+    p->max_incarnation = std::max(p->max_incarnation, h.from.incarnation);
     out->observed_hlc = std::max(out->observed_hlc, h.hlc);
     return Admission::kAccepted;
   }
@@ -459,7 +502,7 @@ struct Protocol::Impl {
   void MarkHeard(const Now& now, Peer& p, Effects* out) {
     p.heard = true;
     p.last_heard_ms = now.mono_ms;
-    if (p.state != PeerState::kUp) SetState(p, PeerState::kUp, "heard from it", out);
+    if (p.state != PeerState::kUp) SetState(now, p, PeerState::kUp, "heard from it", out);
   }
 
   // `was_down`: the peer's state before this message marked it up.
@@ -487,6 +530,7 @@ struct Protocol::Impl {
     Message w;
     w.type = MsgType::kWelcome;
     w.applied = AppliedOf(from, kDefaultScope);
+    w.to = from;
     Send(now, p.node, std::move(w), out);
     if (changed || was_down) {
       // It restarted or was away: its handshake state is gone, so ours
@@ -501,6 +545,9 @@ struct Protocol::Impl {
 
   void OnWelcome(const Now& now, Peer& p, const Message& msg, Effects* out) {
     const crdt::ReplicaId& from = msg.header.from;
+    // An answer to a Hello of an earlier incarnation of this node (still
+    // in flight when it lost its data): it counts another log.
+    if (msg.to != opt.self) return;
     const uint64_t own_last = OwnLast(kDefaultScope);
     if (msg.applied > own_last) {
       LogLimited(now, p.node, "welcome_ahead",
@@ -606,6 +653,7 @@ struct Protocol::Impl {
 
   void OnAck(const Now& now, Peer& p, const Message& msg, Effects* out) {
     if (msg.scope != kDefaultScope) return;  // only the one scope is shipped
+    if (msg.to != opt.self) return;          // about an earlier incarnation's log
     // Acks before the Welcome, or from another incarnation than the one
     // that welcomed us, may be about a different log: the Welcome says.
     if (!p.welcomed || p.welcomed_by != msg.header.from) return;
@@ -618,6 +666,12 @@ struct Protocol::Impl {
   }
 
   void OnPing(const Now& now, Peer& p, const Message& msg, Effects* out) {
+    if (p.log_end_replica != msg.header.from) {
+      p.log_end_replica = msg.header.from;
+      p.behind_since_ms = kNever;
+    }
+    p.log_end = msg.seq;
+    UpdateBehind(now, p);
     Message m;
     m.type = MsgType::kPong;
     m.echo_wall_ms = msg.sent_wall_ms;
@@ -724,14 +778,14 @@ struct Protocol::Impl {
       const uint64_t silent = SatSub(now.mono_ms, since);
       if (p.state == PeerState::kDown) continue;
       if (silent >= Interval(opt.down_after_missed)) {
-        SetState(p, PeerState::kDown,
+        SetState(now, p, PeerState::kDown,
                  p.heard
                      ? "not heard for " + std::to_string(silent) + " ms"
                      : "not heard since this node started " + std::to_string(silent) + " ms ago",
                  out);
       } else if (p.heard && p.state == PeerState::kUp &&
                  silent >= Interval(opt.suspect_after_missed)) {
-        SetState(p, PeerState::kSuspect, "not heard for " + std::to_string(silent) + " ms", out);
+        SetState(now, p, PeerState::kSuspect, "not heard for " + std::to_string(silent) + " ms", out);
       }
     }
   }
@@ -761,6 +815,103 @@ struct Protocol::Impl {
     if (reachable == 0 || sampled * 2 > reachable) start_gate_passed = true;
   }
 
+  // --- Anti-entropy ------------------------------------------------------------
+
+  // Whether this node has applied all of `p`'s log that its last Ping
+  // announced; if not, since when.
+  void UpdateBehind(const Now& now, Peer& p) {
+    if (p.log_end_replica.node.empty()) return;
+    if (AppliedOf(p.log_end_replica, kDefaultScope) >= p.log_end) {
+      p.behind_since_ms = kNever;
+    } else if (p.behind_since_ms == kNever) {
+      p.behind_since_ms = now.mono_ms;
+    }
+  }
+
+  // The append record holding the oldest delta `p` has not acknowledged
+  // (appends.end() when it holds all of the log).
+  std::deque<AppendRecord>::const_iterator OldestUnacked(const Peer& p) const {
+    if (p.acked >= OwnLast(kDefaultScope)) return appends.end();
+    return std::partition_point(appends.begin(), appends.end(),
+                                [&](const AppendRecord& r) { return r.last_seq <= p.acked; });
+  }
+
+  // Whether rounds this node starts may include `p` (protocol.h,
+  // "Anti-entropy"): delta shipping keeps up both ways.
+  bool AeReady(const Now& now, const Peer& p) const {
+    if (!ae || p.state != PeerState::kUp) return false;
+    if (!ae->bootstrapped()) return true;
+    if (!p.welcomed) return false;
+    if (p.acked < OwnLast(kDefaultScope)) {
+      auto it = OldestUnacked(p);
+      if (it == appends.end() || SatSub(now.wall_ms, it->wall_ms) > opt.ae_max_ship_lag_ms) {
+        return false;
+      }
+    }
+    return p.behind_since_ms == kNever ||
+           SatSub(now.mono_ms, p.behind_since_ms) <= opt.ae_max_ship_lag_ms;
+  }
+
+  // Sends and effects of the AntiEntropy's calls.
+  void TakeAe(const Now& now, AeEffects& fx, Effects* out) {
+    for (AeSend& s : fx.sends) {
+      Message m;
+      m.type = MsgType::kAntiEntropy;
+      m.ae = std::move(s.body);
+      Send(now, s.peer, std::move(m), out);
+    }
+    for (AeReadStates& r : fx.reads) out->ae_reads.push_back(std::move(r));
+    for (AeRepair& r : fx.repairs) out->ae_repairs.push_back(std::move(r));
+    for (std::string& l : fx.logs) out->logs.push_back("gossip: " + l);
+    fx = AeEffects();
+  }
+
+  void DrainAe(const Now& now, Effects* out) {
+    if (!ae) return;
+    AeEffects fx;
+    ae->TakePending(&fx);
+    TakeAe(now, fx, out);
+  }
+
+  // Rounds with peers that came up and are now ready.
+  void StartPendingRounds(const Now& now, Effects* out) {
+    if (!ae) return;
+    for (Peer& p : peers) {
+      if (!p.ae_up_pending || !AeReady(now, p)) continue;
+      p.ae_up_pending = false;
+      AeEffects fx;
+      ae->PeerUp(now.mono_ms, p.node, &fx);
+      TakeAe(now, fx, out);
+    }
+  }
+
+  // The node's applied vector grew by a repair: raise ours, hand out what
+  // was held back behind the gap it closed, acknowledge the origins.
+  void AbsorbApplied(const Now& now, const Applied& after, Effects* out) {
+    for (const auto& [key, seq] : after) {
+      if (key.first == opt.self) continue;
+      uint64_t& a = applied[key];
+      if (seq <= a) continue;
+      a = seq;
+      Origin& o = origins[key];
+      if (o.applying < a) o.applying = a;
+      while (!o.held.empty() && o.held.begin()->first <= o.applying) o.held.erase(o.held.begin());
+      ApplyRequest req;
+      while (!o.held.empty() && o.held.begin()->first == o.applying + 1) {
+        req.entries.push_back(std::move(o.held.begin()->second));
+        o.held.erase(o.held.begin());
+        ++o.applying;
+      }
+      if (!req.entries.empty()) {
+        req.origin = key.first;
+        req.scope = key.second;
+        out->applies.push_back(std::move(req));
+      }
+      SendAck(now, key.first, key.second, out);
+    }
+    for (Peer& p : peers) UpdateBehind(now, p);
+  }
+
   // Append records no peer needs any more (all acked past them) go. A peer
   // whose acked later falls below them (a new incarnation) is reported
   // from the oldest record kept.
@@ -774,8 +925,8 @@ struct Protocol::Impl {
   }
 };
 
-Protocol::Protocol(ProtocolOptions options, Applied applied, Now start)
-    : impl_(std::make_unique<Impl>(std::move(options), std::move(applied), start)) {}
+Protocol::Protocol(ProtocolOptions options, Applied applied, Now start, ViewSource* views)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(applied), start, views)) {}
 
 Protocol::~Protocol() = default;
 
@@ -787,6 +938,7 @@ void Protocol::OnTick(const Now& now, Effects* out) {
       Message ping;
       ping.type = MsgType::kPing;
       ping.sent_wall_ms = now.wall_ms;
+      ping.seq = m.OwnLast(kDefaultScope);
       m.Send(now, p.node, std::move(ping), out);
       p.pings.emplace_back(now.wall_ms, now.mono_ms);
       while (p.pings.size() > kMaxPingsInFlight) p.pings.pop_front();
@@ -802,6 +954,16 @@ void Protocol::OnTick(const Now& now, Effects* out) {
       p.progress_ms = now.mono_ms;
     }
     m.MaybeShip(now, p, out);
+  }
+  if (m.ae) {
+    std::vector<std::string> ready;
+    for (const Impl::Peer& p : m.peers) {
+      if (m.AeReady(now, p)) ready.push_back(p.node);
+    }
+    AeEffects fx;
+    m.ae->OnTick(now.mono_ms, ready, &fx);
+    m.TakeAe(now, fx, out);
+    m.StartPendingRounds(now, out);
   }
   m.UpdateStartGate();
 }
@@ -839,10 +1001,14 @@ void Protocol::OnMessage(const Now& now, const Message& msg, Effects* out) {
       m.OnPong(now, *p, msg);
       break;
     case MsgType::kAntiEntropy:
-      // Anti-entropy rounds (gossip/anti_entropy.h) are not driven by the
-      // Protocol yet: the message counts as heard from the peer, nothing more.
+      if (m.ae) {
+        AeEffects fx;
+        m.ae->OnMessage(now.mono_ms, p->node, msg.ae, &fx);
+        m.TakeAe(now, fx, out);
+      }
       break;
   }
+  m.StartPendingRounds(now, out);
   m.UpdateStartGate();
 }
 
@@ -884,6 +1050,10 @@ void Protocol::OnApplied(const Now& now, const crdt::ReplicaId& origin, const st
   if (o.applying < a) o.applying = a;
   while (!o.held.empty() && o.held.begin()->first <= a) o.held.erase(o.held.begin());
   m.SendAck(now, origin, scope, out);
+  for (Impl::Peer& p : m.peers) {
+    if (p.log_end_replica == origin && scope == kDefaultScope) m.UpdateBehind(now, p);
+  }
+  m.StartPendingRounds(now, out);
 }
 
 void Protocol::OnApplyFailed(const Now& now, const crdt::ReplicaId& origin,
@@ -913,11 +1083,43 @@ void Protocol::OnShipFailed(const Now& now, const std::string& peer, const std::
                out);
 }
 
+void Protocol::OnAeStatesSent(const AeReadStates& read, uint64_t states_sent) {
+  (void)read;
+  if (impl_->ae) impl_->ae->NoteStatesSent(states_sent);
+}
+
+void Protocol::OnAeReadFailed(const Now& now, const AeReadStates& read, Effects* out) {
+  Impl& m = *impl_;
+  if (!m.ae) return;
+  m.ae->OnReadFailed(read.peer, read.round, read.from_initiator);
+  m.DrainAe(now, out);
+}
+
+void Protocol::OnAeRepaired(const Now& now, const AeRepair& repair, const Applied& applied_after,
+                            Effects* out) {
+  Impl& m = *impl_;
+  if (!m.ae) return;
+  AeEffects fx;
+  m.ae->OnRepaired(now.mono_ms, repair.peer, repair.round, repair.initiator, repair.has_advance,
+                   &fx);
+  m.TakeAe(now, fx, out);
+  m.AbsorbApplied(now, applied_after, out);
+  m.StartPendingRounds(now, out);
+}
+
+void Protocol::OnAeRepairFailed(const Now& now, const AeRepair& repair, Effects* out) {
+  Impl& m = *impl_;
+  if (!m.ae) return;
+  m.ae->OnRepairFailed(repair.peer, repair.round, repair.initiator);
+  m.DrainAe(now, out);
+}
+
 Header Protocol::MakeHeader(const Now& now) const { return impl_->MakeHeader(now); }
 
 uint64_t Protocol::NextTickMs() const {
   const Impl& m = *impl_;
   uint64_t next = m.next_heartbeat_ms;
+  if (m.ae) next = std::min(next, m.ae->NextTickMs());
   for (const Impl::Peer& p : m.peers) {
     next = std::min(next, m.NextStateChange(p));
     if (!p.welcomed) next = std::min(next, p.next_hello_ms);
@@ -964,6 +1166,14 @@ WriteGate Protocol::Gate() const {
     }
   }
   WriteGate g;
+  if (m.ae && !m.ae->bootstrapped()) {
+    g.ok = false;
+    g.code = "bootstrapping";
+    g.message =
+        "this node started on an empty data dir as a new incarnation; it takes writes once it "
+        "has completed one anti-entropy round with a peer";
+    return g;
+  }
   if (reachable == 0) return g;
   if (!m.start_gate_passed && sampled * 2 <= reachable) {
     g.ok = false;
@@ -1006,9 +1216,7 @@ std::vector<PeerStatus> Protocol::Peers(const Now& now) const {
     s.unacked_deltas = SatSub(own_last, p.acked);
     if (s.unacked_deltas > 0) {
       // The first record past acked holds the oldest unacknowledged delta.
-      auto it =
-          std::partition_point(m.appends.begin(), m.appends.end(),
-                               [&](const Impl::AppendRecord& r) { return r.last_seq <= p.acked; });
+      auto it = m.OldestUnacked(p);
       if (it != m.appends.end()) {
         s.lag_ms = SatSub(now.wall_ms, it->wall_ms);
         const uint64_t before =
@@ -1022,6 +1230,11 @@ std::vector<PeerStatus> Protocol::Peers(const Now& now) const {
       s.clock_offset_ms = best->offset_ms;
       s.rtt_ms = best->rtt_ms;
     }
+    s.log_end = p.log_end;
+    if (!p.log_end_replica.node.empty()) {
+      s.behind = SatSub(p.log_end, m.AppliedOf(p.log_end_replica, kDefaultScope));
+    }
+    s.ae_ready = m.AeReady(now, p);
     out.push_back(std::move(s));
   }
   return out;
@@ -1041,6 +1254,11 @@ size_t Protocol::RegionsHolding(const std::string& scope, uint64_t seq) const {
 
 const Applied& Protocol::applied() const { return impl_->applied; }
 const ProtocolCounters& Protocol::counters() const { return impl_->counters; }
+bool Protocol::anti_entropy() const { return impl_->ae != nullptr; }
+AeCounters Protocol::ae_counters() const {
+  return impl_->ae ? impl_->ae->counters() : AeCounters();
+}
+bool Protocol::bootstrapped() const { return !impl_->ae || impl_->ae->bootstrapped(); }
 const ProtocolOptions& Protocol::options() const { return impl_->opt; }
 
 }  // namespace meridian::gossip

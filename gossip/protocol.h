@@ -16,7 +16,9 @@
 //     ahead of the local wall clock (otherwise the message is refused with
 //     kClockAhead, counted, and not absorbed). Accepted headers' HLCs are
 //     returned in Effects::observed_hlc for the driver to absorb into the
-//     node's clock.
+//     node's clock. A message from an earlier incarnation of a node than
+//     one already accepted from it (incarnations grow, DESIGN.md §3) is
+//     dropped unanswered: it was in flight when that node lost its data.
 //   Shipping (sender). This node ships its OWN origin's delta log to every
 //     welcomed peer, in ShipRequests of at most max_deltas_per_message
 //     sequences, never more than `window` past what the peer acknowledged.
@@ -74,6 +76,24 @@
 //     peers (a sample of either kind, or a refusal of our clock; passed
 //     once, it stays passed). A node without peers, or whose peers are all
 //     down, is not held.
+//   Anti-entropy. Given a ViewSource, the Protocol owns an AntiEntropy
+//     (gossip/anti_entropy.h): kAntiEntropy messages pass the same header
+//     checks as every other message (so states obey the clock-offset rule
+//     of deltas) and go to it; its sends leave as kAntiEntropy messages,
+//     its reads and repairs as Effects::ae_reads and ae_repairs. Rounds
+//     repair what deltas cannot, so they do not race deltas that are about
+//     to arrive: a peer takes part in rounds this node starts (scheduled,
+//     or at once when it comes back up from down or unknown) only while
+//     delta shipping keeps up both ways: it has welcomed us and has
+//     acknowledged our log up to what is at most ae_max_ship_lag_ms old,
+//     and this node has applied the peer's log up to the end its Pings
+//     announced (kPing carries the sender's log end) no longer than
+//     ae_max_ship_lag_ms ago. A node that must bootstrap
+//     (anti_entropy.must_bootstrap) starts rounds with any up peer, and
+//     Gate() refuses writes with code "bootstrapping" until a round has
+//     completed. When a repair advanced the applied vector the driver
+//     reports the new vector (OnAeRepaired): entries held back behind a gap
+//     that it closed are applied, and origins are acknowledged.
 #ifndef MERIDIAN_GOSSIP_PROTOCOL_H_
 #define MERIDIAN_GOSSIP_PROTOCOL_H_
 
@@ -117,6 +137,9 @@ struct ProtocolOptions {
   size_t window = 8192;          // unacknowledged sequences in flight per peer
   size_t max_held_back = 16384;  // out-of-order deltas kept per origin
   size_t clock_samples_kept = 8;
+  // Anti-entropy (used when the Protocol is given a ViewSource).
+  AeOptions anti_entropy;
+  uint64_t ae_max_ship_lag_ms = 1000;
 };
 
 // Time as the driver sees it. mono_ms drives timers (never goes back);
@@ -164,6 +187,8 @@ struct Effects {
   std::vector<ShipRequest> ships;
   std::vector<ApplyRequest> applies;
   std::vector<PeerEvent> peer_events;
+  std::vector<AeReadStates> ae_reads;  // serve, then OnAeStatesSent / OnAeReadFailed
+  std::vector<AeRepair> ae_repairs;    // apply in order, then OnAeRepaired / OnAeRepairFailed
   crdt::Hlc observed_hlc = 0;     // max accepted header HLC (0: none)
   std::vector<std::string> logs;  // one sentence each: refusals, handshakes, state changes
 
@@ -185,11 +210,14 @@ struct PeerStatus {
   bool has_clock_sample = false;
   int64_t clock_offset_ms = 0;        // peer's clock minus ours
   uint64_t rtt_ms = 0;                // 0 with a one-way sample only
+  uint64_t log_end = 0;               // its own log's end, as its last Ping said
+  uint64_t behind = 0;                // of that, not yet applied here
+  bool ae_ready = false;              // takes part in anti-entropy rounds we start
 };
 
 struct WriteGate {
   bool ok = true;
-  std::string code;     // "clock_skew" when refused
+  std::string code;     // "clock_skew" or "bootstrapping" when refused
   std::string message;  // a sentence for the 503 body
 };
 
@@ -208,8 +236,9 @@ class Protocol {
  public:
   // `applied`: the node's durable applied vector as loaded from storage
   // (its own origin's entry is its last logged seq). `start`: when the
-  // node started.
-  Protocol(ProtocolOptions options, Applied applied, Now start);
+  // node started. `views`: null runs no anti-entropy; else it outlives the
+  // Protocol.
+  Protocol(ProtocolOptions options, Applied applied, Now start, ViewSource* views = nullptr);
   ~Protocol();
   Protocol(const Protocol&) = delete;
   Protocol& operator=(const Protocol&) = delete;
@@ -234,6 +263,16 @@ class Protocol {
   void OnShipFailed(const Now& now, const std::string& peer, const std::string& scope,
                     Effects* out);
 
+  // Anti-entropy effects done. `sent`: the kStates messages sent for
+  // `read` (their states counted).
+  void OnAeStatesSent(const AeReadStates& read, uint64_t states_sent);
+  void OnAeReadFailed(const Now& now, const AeReadStates& read, Effects* out);
+  // `repair` is durable; `applied_after`: the node's applied vector after
+  // it (raises this Protocol's, closes gaps, acknowledges origins).
+  void OnAeRepaired(const Now& now, const AeRepair& repair, const Applied& applied_after,
+                    Effects* out);
+  void OnAeRepairFailed(const Now& now, const AeRepair& repair, Effects* out);
+
   // The header for a message this node sends now.
   Header MakeHeader(const Now& now) const;
   // The next mono_ms at which OnTick has work to do.
@@ -246,6 +285,11 @@ class Protocol {
   size_t RegionsHolding(const std::string& scope, uint64_t seq) const;
   const Applied& applied() const;
   const ProtocolCounters& counters() const;
+  // Whether anti-entropy runs; its counters (zero when it does not); false
+  // only while a node that must bootstrap has not completed a round.
+  bool anti_entropy() const;
+  AeCounters ae_counters() const;
+  bool bootstrapped() const;
   const ProtocolOptions& options() const;
 
  private:

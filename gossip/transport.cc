@@ -20,12 +20,15 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <limits>
 #include <mutex>
 #include <string_view>
 #include <thread>
 #include <tuple>
 #include <utility>
 #include <zmq.hpp>
+
+#include "storage/digests.h"
 
 namespace meridian::gossip {
 namespace {
@@ -54,6 +57,8 @@ constexpr int kZmtpHeartbeatTimeoutMs = 5000;
 // (array header, seq, str and bin headers), rounded up generously; the
 // encoded size is checked afterwards anyway.
 constexpr size_t kEntryOverheadBytes = 32;
+// The same for a state of a kStates body ([str key, bin envelope]).
+constexpr size_t kStateOverheadBytes = 16;
 
 uint64_t MonoMs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -67,7 +72,7 @@ uint64_t ReleaseTime(uint64_t mono_ms, uint64_t delay_ms) { return mono_ms + del
 
 // A command for the gossip thread.
 struct Command {
-  enum class Kind { kWake, kLocalAppend, kApplyDone };
+  enum class Kind { kWake, kLocalAppend, kApplyDone, kRepairDone };
   Kind kind = Kind::kWake;
   // kLocalAppend
   std::string scope;
@@ -77,6 +82,10 @@ struct Command {
   crdt::ReplicaId origin;
   Status status;
   uint64_t last_durable = 0;
+  // kRepairDone: the repair (without its states) and the applied vector
+  // after it.
+  AeRepair repair;
+  Applied applied_after;
 };
 
 // The hand-off point into the gossip thread. Shared (shared_ptr) with the
@@ -141,7 +150,9 @@ struct Transport::Impl {
         host(h),
         wall(w),
         mailbox(std::make_shared<Mailbox>()),
-        protocol(options.protocol, std::move(applied), StartNow()) {
+        views(h),
+        protocol(options.protocol, std::move(applied), StartNow(),
+                 options.anti_entropy ? &views : nullptr) {
     Publish();
   }
 
@@ -165,13 +176,23 @@ struct Transport::Impl {
   std::map<std::string, zmq::socket_t> dealers;  // peer node id -> DEALER
   std::shared_ptr<Mailbox> mailbox;
 
+  // Anti-entropy's Views, from the Host.
+  struct HostViews : ViewSource {
+    explicit HostViews(Host* h) : host(h) {}
+    void ReadView(const std::string& scope, View* out) override { host->ReadView(scope, out); }
+    Host* host;
+  };
+
   // --- Gossip thread state ---
+  HostViews views;
   Protocol protocol;
   Faults faults_local;          // the thread's copy of `faults`
   uint64_t faults_seen = 0;     // version of that copy
   std::vector<Delayed> delayed; // heap ordered by DelayedLater
   uint64_t delayed_order = 0;
   uint64_t frames_in = 0, frames_out = 0, bad_frames = 0, dropped_by_faults = 0;
+  uint64_t bytes_in = 0, bytes_out = 0;
+  bool bootstrapped_told = false;  // Host::Bootstrapped called (or never needed)
   std::set<std::string> warned_no_endpoint;
   uint64_t bad_frames_logged_ms = 0, bad_frames_unlogged = 0;
 
@@ -223,6 +244,8 @@ struct Transport::Impl {
   void Step(bool acks_may_change, Fn&& fn);
   void Execute(const Now& now, Effects* fx, bool* progress);
   void Ship(const Now& now, const ShipRequest& req, Effects* follow_up);
+  void ServeAeRead(const Now& now, const AeReadStates& read, Effects* follow_up);
+  void Repair(AeRepair repair);
   // Sends now, holds for a delay fault, or drops for a drop fault.
   void Dispatch(const std::string& peer, std::string frame, uint64_t mono_ms);
   void SendFrame(const std::string& peer, const std::string& frame);
@@ -425,6 +448,20 @@ void Transport::Impl::DrainInbox() {
         }
         break;
       }
+      case Command::Kind::kRepairDone:
+        if (c.status.ok()) {
+          // The applied vector may have grown: waiters look again.
+          Step(true, [&](const Now& now, Effects* fx) {
+            protocol.OnAeRepaired(now, c.repair, c.applied_after, fx);
+          });
+        } else {
+          host->Log("gossip: an anti-entropy repair from " + c.repair.peer +
+                    " could not be applied: " + c.status.ToString());
+          Step(false, [&](const Now& now, Effects* fx) {
+            protocol.OnAeRepairFailed(now, c.repair, fx);
+          });
+        }
+        break;
     }
   }
 }
@@ -444,6 +481,7 @@ void Transport::Impl::ReceiveFrames() {
       zmq::message_t part;
       if (!router.recv(part, zmq::recv_flags::dontwait)) break;
       more = part.more();
+      bytes_in += part.size();
       if (++parts == 2) payload = std::move(part);
     }
     if (parts != 2) {
@@ -520,7 +558,7 @@ void Transport::Impl::ReleaseDelayed(uint64_t mono_ms) {
 
 static bool Empty(const Effects& fx) {
   return fx.sends.empty() && fx.ships.empty() && fx.applies.empty() && fx.peer_events.empty() &&
-         fx.logs.empty() && fx.observed_hlc == 0;
+         fx.ae_reads.empty() && fx.ae_repairs.empty() && fx.logs.empty() && fx.observed_hlc == 0;
 }
 
 template <typename Fn>
@@ -533,6 +571,11 @@ void Transport::Impl::Step(bool acks_may_change, Fn&& fn) {
   // be served); Execute leaves their effects in fx. Bounded in case the
   // Protocol keeps asking for a range the log cannot serve.
   for (int rounds = 0; rounds < 16 && !Empty(fx); ++rounds) Execute(now, &fx, &progress);
+  if (!bootstrapped_told && protocol.bootstrapped()) {
+    bootstrapped_told = true;
+    if (options.protocol.anti_entropy.must_bootstrap) host->Bootstrapped();
+    progress = true;  // the gate opened
+  }
   if (progress) {
     // Waiters woken by ReplicationProgress read the snapshot: publish first.
     Publish();
@@ -550,6 +593,8 @@ void Transport::Impl::Execute(const Now& now, Effects* fx, bool* progress) {
   for (const auto& [peer, msg] : fx->sends) Dispatch(peer, Encode(msg), now.mono_ms);
   for (const ShipRequest& req : fx->ships) Ship(now, req, &next);
   for (ApplyRequest& req : fx->applies) Apply(std::move(req));
+  for (const AeReadStates& read : fx->ae_reads) ServeAeRead(now, read, &next);
+  for (AeRepair& repair : fx->ae_repairs) Repair(std::move(repair));
   *fx = std::move(next);
 }
 
@@ -632,6 +677,106 @@ void Transport::Impl::Ship(const Now& now, const ShipRequest& req, Effects* foll
   }
 }
 
+// Reads the states of the buckets asked for as of the View's snapshot and
+// sends them as kStates parts 0, 1, ... below max_frame_bytes, bucket by
+// bucket (one part is held back so that the last can be flagged; with no
+// states, one empty last part).
+void Transport::Impl::ServeAeRead(const Now& now, const AeReadStates& read, Effects* follow_up) {
+  if (faults_local.drop.count(read.peer)) {
+    // Cut: nothing would leave; the round times out.
+    ++dropped_by_faults;
+    return;
+  }
+  Message base;
+  base.header = protocol.MakeHeader(now);
+  base.type = MsgType::kAntiEntropy;
+  base.ae.kind = AeKind::kStates;
+  base.ae.round = read.round;
+  base.ae.from_initiator = read.from_initiator;
+  base.ae.scope = read.scope;
+  base.ae.part = std::numeric_limits<uint32_t>::max();
+  base.ae.last = true;
+  base.ae.applied = read.applied;  // sized in as if every part carried it
+  const size_t base_bytes = Encode(base).size();
+  const size_t limit = std::max(options.max_frame_bytes, base_bytes + 1);
+  base.ae.last = false;
+  base.ae.applied.clear();
+
+  uint32_t next_part = 0;
+  uint64_t states_sent = 0;
+  Message pending = base;  // the part being filled
+  size_t pending_bytes = base_bytes;
+  bool have_full = false;  // `full` holds a finished part not yet sent
+  Message full;
+  auto send = [&](Message m) {
+    states_sent += m.ae.states.size();
+    Dispatch(read.peer, Encode(m), now.mono_ms);
+  };
+  auto finish_part = [&] {
+    if (have_full) send(std::move(full));
+    full = std::move(pending);
+    full.ae.part = next_part++;
+    have_full = true;
+    pending = base;
+    pending_bytes = base_bytes;
+  };
+  auto fail = [&](const std::string& why) {
+    host->Log("gossip: cannot send anti-entropy states to " + read.peer + ": " + why);
+    protocol.OnAeReadFailed(now, read, follow_up);
+  };
+
+  if (read.snapshot == nullptr) return fail("no snapshot of the store was taken with the View");
+  const storage::StoreSnapshot* at = read.snapshot.get();
+  std::vector<std::pair<std::string, storage::Digest>> keys;
+  for (uint32_t bucket : read.buckets) {
+    Status s = storage::ScanBucket(*store, read.scope, bucket, &keys, at);
+    if (!s.ok()) return fail(s.ToString());
+    for (const auto& [key, digest] : keys) {
+      AeState st;
+      st.key = key;
+      s = store->GetState(key, &st.envelope, at);
+      if (s.IsNotFound()) continue;  // no state: nothing to send
+      if (!s.ok()) return fail(s.ToString());
+      const size_t bytes = st.key.size() + st.envelope.size() + kStateOverheadBytes;
+      if (base_bytes + bytes > kMaxFrameBytes) {
+        return fail("the state of a key in bucket " + std::to_string(bucket) + " encodes to " +
+                    std::to_string(bytes) + " bytes, beyond the frame limit");
+      }
+      if (!pending.ae.states.empty() &&
+          (pending_bytes + bytes > limit || pending.ae.states.size() >= kMaxAeStatesPerMessage)) {
+        finish_part();
+      }
+      pending.ae.states.push_back(std::move(st));
+      pending_bytes += bytes;
+    }
+  }
+  if (!pending.ae.states.empty() || !have_full) finish_part();
+  full.ae.last = true;
+  full.ae.applied = read.applied;
+  send(std::move(full));
+  protocol.OnAeStatesSent(read, states_sent);
+}
+
+void Transport::Impl::Repair(AeRepair repair) {
+  std::weak_ptr<Mailbox> weak = mailbox;
+  AeRepair ids;  // what the Protocol needs back: no states
+  ids.peer = repair.peer;
+  ids.round = repair.round;
+  ids.initiator = repair.initiator;
+  ids.scope = repair.scope;
+  ids.has_advance = repair.has_advance;
+  host->Repair(repair, [weak, ids = std::move(ids)](Status status, Applied applied_after) {
+    std::shared_ptr<Mailbox> box = weak.lock();
+    if (!box) return;  // the Transport is gone
+    Command c;
+    c.kind = Command::Kind::kRepairDone;
+    c.repair = ids;
+    c.status = std::move(status);
+    c.applied_after = std::move(applied_after);
+    box->Post(std::move(c));
+  });
+}
+
 void Transport::Impl::Dispatch(const std::string& peer, std::string frame, uint64_t mono_ms) {
   if (faults_local.drop.count(peer)) {
     ++dropped_by_faults;
@@ -665,7 +810,10 @@ void Transport::Impl::SendFrame(const std::string& peer, const std::string& fram
   // ZMQ_IMMEDIATE: with no live connection (or a full queue) the send
   // fails at once with EAGAIN and the message is dropped; the Protocol
   // resends what matters.
-  if (it->second.send(zmq::buffer(frame), zmq::send_flags::dontwait)) ++frames_out;
+  if (it->second.send(zmq::buffer(frame), zmq::send_flags::dontwait)) {
+    ++frames_out;
+    bytes_out += frame.size();
+  }
 }
 
 void Transport::Impl::Apply(ApplyRequest req) {
@@ -694,6 +842,11 @@ void Transport::Impl::Publish() {
   now.wall_ms = wall->NowMs();
   snap.peers = protocol.Peers(now);
   snap.counters = protocol.counters();
+  snap.anti_entropy = protocol.anti_entropy();
+  snap.bootstrapped = protocol.bootstrapped();
+  snap.ae = protocol.ae_counters();
+  snap.bytes_in = bytes_in;
+  snap.bytes_out = bytes_out;
   snap.frames_in = frames_in;
   snap.frames_out = frames_out;
   snap.bad_frames = bad_frames;

@@ -15,6 +15,14 @@
 // LevelDB read on the gossip thread), remote deltas are handed to the
 // Host, which applies them on the node's applier and reports back.
 //
+// Anti-entropy (gossip/anti_entropy.h, run by the Protocol unless
+// TransportOptions::anti_entropy is off): Views come from the Host; the
+// states of differing buckets are read from the Store on the gossip thread
+// as of the View's snapshot (storage::ScanBucket, then each key's state) and sent as
+// numbered kStates messages, each below max_frame_bytes; states received
+// go to Host::Repair, which joins them on the applier and reports the new
+// applied vector back.
+//
 // Sockets: ZMQ_MAXMSGSIZE = kMaxFrameBytes, ZMQ_LINGER = 0, ZMQ_SNDHWM and
 // ZMQ_RCVHWM bounded, ZMQ_IMMEDIATE on the DEALERs (nothing queues for a
 // peer that is not connected; the Protocol resends instead), reconnect
@@ -58,13 +66,27 @@ class Host {
   virtual void ReplicationProgress() = 0;
   // One line for the node's log.
   virtual void Log(const std::string& line) = 0;
+  // Anti-entropy's View of `scope` (thread-safe, quick): the digest bucket
+  // sums, the applied vector and a store snapshot, all of one commit.
+  virtual void ReadView(const std::string& scope, View* out) = 0;
+  // Joins the repair's states into the store and raises the applied vector
+  // to cover its advance, in one durable batch, without blocking: `done`
+  // is called later from any thread with ok and the node's applied vector
+  // after it, or with an error (nothing of it applied).
+  virtual void Repair(const AeRepair& repair,
+                      std::function<void(Status, Applied applied_after)> done) = 0;
+  // A node that had to bootstrap (ProtocolOptions::anti_entropy.
+  // must_bootstrap) completed its first anti-entropy round; called once,
+  // on the gossip thread.
+  virtual void Bootstrapped() {}
 };
 
 struct TransportOptions {
   std::string bind;                            // "tcp://HOST:PORT"
   std::map<std::string, std::string> peers;    // node id -> "tcp://HOST:PORT"
   ProtocolOptions protocol;
-  size_t max_frame_bytes = size_t{4} << 20;    // Deltas messages are split below this
+  size_t max_frame_bytes = size_t{4} << 20;    // Deltas and AE states are split below this
+  bool anti_entropy = true;  // run Merkle anti-entropy rounds
 };
 
 // Test-only fault injection (meridiand --enable-fault-injection).
@@ -78,7 +100,11 @@ struct TransportSnapshot {
   WriteGate gate;
   std::vector<PeerStatus> peers;
   ProtocolCounters counters;
+  bool anti_entropy = false;
+  bool bootstrapped = true;
+  AeCounters ae;
   uint64_t frames_in = 0, frames_out = 0, bad_frames = 0, dropped_by_faults = 0;
+  uint64_t bytes_in = 0, bytes_out = 0;  // gossip payload bytes received and sent
 };
 
 class Transport {

@@ -813,7 +813,10 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                      {"unacked_bytes", p.unacked_bytes},
                      {"acked", p.acked},
                      {"clock_offset_ms", or_null(p.has_clock_sample, p.clock_offset_ms)},
-                     {"rtt_ms", or_null(p.has_clock_sample, p.rtt_ms)}});
+                     {"rtt_ms", or_null(p.has_clock_sample, p.rtt_ms)},
+                     {"log_end", p.log_end},
+                     {"behind", p.behind},
+                     {"anti_entropy_ready", p.ae_ready}});
   }
   ApiError why;
   bool writable = Writable(&why);
@@ -825,17 +828,30 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
   json gossip_json{{"endpoint", ctx_.transport ? json(ctx_.node->gossip) : json(nullptr)},
                    {"frames_in", snap.frames_in},
                    {"frames_out", snap.frames_out},
+                   {"bytes_in", snap.bytes_in},
+                   {"bytes_out", snap.bytes_out},
                    {"bad_frames", snap.bad_frames},
                    {"refused_other", snap.counters.refused_other},
                    {"deltas_received", snap.counters.deltas_received},
                    {"deltas_applied", snap.counters.deltas_applied},
                    {"deltas_shipped", snap.counters.deltas_shipped},
                    {"resends", snap.counters.resends}};
+  json anti_entropy{{"enabled", snap.anti_entropy},
+                    {"rounds_started", snap.ae.rounds_started},
+                    {"rounds_completed", snap.ae.rounds_completed},
+                    {"rounds_in_sync", snap.ae.rounds_in_sync},
+                    {"rounds_abandoned", snap.ae.rounds_abandoned},
+                    {"buckets_repaired", snap.ae.buckets_repaired},
+                    {"states_sent", snap.ae.states_sent},
+                    {"states_received", snap.ae.states_received},
+                    {"repairs", a.stats().repairs.load()},
+                    {"failed_repairs", a.stats().failed_repairs.load()}};
   call->Send(200, json{{"node", ctx_.node->id},
                        {"region", ctx_.node->region},
                        {"cluster", ctx_.topology->cluster_name},
                        {"replica", a.replica().ToString()},
                        {"incarnation", a.replica().incarnation},
+                       {"bootstrapped", snap.bootstrapped},
                        {"sync", ctx_.store->sync()},
                        {"last_seq", a.last_seq()},
                        {"keys", a.key_count()},
@@ -849,7 +865,8 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                        {"state_digest", a.StateDigest().Hex()},
                        {"peers", peers},
                        {"clock", clock},
-                       {"gossip", gossip_json}});
+                       {"gossip", gossip_json},
+                       {"anti_entropy", anti_entropy}});
 }
 
 void Api::MetricsText(const std::shared_ptr<Call>& call) {
@@ -897,7 +914,21 @@ void Api::MetricsText(const std::shared_ptr<Call>& call) {
       "# HELP meridian_gossip_frames_total Gossip frames sent and received.\n"
       "# TYPE meridian_gossip_frames_total counter\n"
       "meridian_gossip_frames_total{dir=\"in\"} " + std::to_string(snap.frames_in) + "\n"
-      "meridian_gossip_frames_total{dir=\"out\"} " + std::to_string(snap.frames_out) + "\n";
+      "meridian_gossip_frames_total{dir=\"out\"} " + std::to_string(snap.frames_out) + "\n"
+      "# HELP meridian_gossip_bytes_total Gossip bytes sent and received.\n"
+      "# TYPE meridian_gossip_bytes_total counter\n"
+      "meridian_gossip_bytes_total{dir=\"in\"} " + std::to_string(snap.bytes_in) + "\n"
+      "meridian_gossip_bytes_total{dir=\"out\"} " + std::to_string(snap.bytes_out) + "\n";
+  family("meridian_ae_rounds_completed_total", "counter", "Anti-entropy rounds completed.",
+         snap.ae.rounds_completed);
+  family("meridian_ae_rounds_abandoned_total", "counter", "Anti-entropy rounds given up.",
+         snap.ae.rounds_abandoned);
+  family("meridian_ae_buckets_repaired_total", "counter",
+         "Differing buckets found by anti-entropy rounds.", snap.ae.buckets_repaired);
+  family("meridian_ae_states_sent_total", "counter", "States sent by anti-entropy.",
+         snap.ae.states_sent);
+  family("meridian_ae_states_received_total", "counter", "States received by anti-entropy.",
+         snap.ae.states_received);
   struct PeerGauge {
     const char* name;
     const char* help;

@@ -12,7 +12,7 @@ const std::string kScope;  // one placement scope until [[placement]] exists
 
 Applier::Applier(storage::Store* store, crdt::HybridClock* clock, storage::NodeMeta meta,
                  size_t max_group)
-    : committer_(store, clock, std::move(meta)), clock_(clock), max_group_(max_group) {
+    : committer_(store, clock, std::move(meta)), store_(store), clock_(clock), max_group_(max_group) {
   current_hlc_ = clock_->last();
   last_seq_ = committer_.last_seq();
   key_count_ = committer_.key_count();
@@ -20,6 +20,8 @@ Applier::Applier(storage::Store* store, crdt::HybridClock* clock, storage::NodeM
   token_ = committer_.SessionToken();
   digest_sums_ = committer_.digest_sums();
   state_digest_ = digest_sums_.Total();
+  view_applied_ = applied_;
+  if (!store_->TakeSnapshot(&view_snapshot_).ok()) view_snapshot_.reset();
 }
 
 Applier::~Applier() { Stop(); }
@@ -124,6 +126,14 @@ storage::Digest Applier::StateDigest() const {
   return state_digest_;
 }
 
+void Applier::View(storage::BucketSums* sums, storage::AppliedVector* applied,
+                   storage::SnapshotRef* snapshot) const {
+  std::lock_guard<std::mutex> lock(digest_mu_);
+  *sums = digest_sums_;
+  *applied = view_applied_;
+  *snapshot = view_snapshot_;
+}
+
 size_t Applier::queue_depth() const {
   std::lock_guard<std::mutex> lock(mu_);
   return queue_.size();
@@ -166,6 +176,10 @@ void Applier::Published() {
   last_seq_ = committer_.last_seq();
   key_count_ = committer_.key_count();
   type_conflicts_ = committer_.type_conflicts();
+  // Only this thread writes states, so a snapshot taken now holds exactly
+  // the states of the commit just made.
+  storage::SnapshotRef snapshot;
+  if (!store_->TakeSnapshot(&snapshot).ok()) snapshot.reset();
   {
     std::lock_guard<std::mutex> lock(digest_mu_);
     for (const DigestChange& c : committer_.last_digest_changes()) {
@@ -173,6 +187,8 @@ void Applier::Published() {
       state_digest_ -= c.before;
       state_digest_ += c.after;
     }
+    view_applied_ = committer_.applied();
+    view_snapshot_ = std::move(snapshot);
   }
   std::lock_guard<std::mutex> lock(token_mu_);
   applied_ = committer_.applied();

@@ -122,6 +122,12 @@ class Applier {
   // Their total: equal on replicas holding equal states. Thread-safe and
   // cheap (kept up to date, not summed per call).
   storage::Digest StateDigest() const;
+  // Anti-entropy's View: the digest sums, the applied vector and a store
+  // snapshot, all three as of the same commit (the applier takes a
+  // snapshot after each commit). *snapshot is null when none could be
+  // taken (the store is closed). Thread-safe.
+  void View(storage::BucketSums* sums, storage::AppliedVector* applied,
+            storage::SnapshotRef* snapshot) const;
 
  private:
   struct Pending {
@@ -141,6 +147,7 @@ class Applier {
   void Published();
 
   Committer committer_;
+  storage::Store* store_;
   crdt::HybridClock* clock_;
   const size_t max_group_;
   AppendListener append_listener_;
@@ -167,6 +174,10 @@ class Applier {
   mutable std::mutex digest_mu_;
   storage::BucketSums digest_sums_;  // guarded by digest_mu_
   storage::Digest state_digest_;     // guarded by digest_mu_: digest_sums_.Total()
+  // The View's applied vector and snapshot, of the same commit as
+  // digest_sums_; guarded by digest_mu_.
+  storage::AppliedVector view_applied_;
+  storage::SnapshotRef view_snapshot_;
 };
 
 }  // namespace meridian::node

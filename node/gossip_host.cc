@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "storage/node_meta.h"
+
 namespace meridian::node {
 
 gossip::ProtocolOptions ProtocolOptionsFor(const Topology& topo, const NodeConfig& me,
@@ -18,6 +20,11 @@ gossip::ProtocolOptions ProtocolOptionsFor(const Topology& topo, const NodeConfi
   // Four heartbeats without an acknowledgement (at least 500 ms) before a
   // range is shipped again: 2 s at the default 500 ms heartbeat.
   o.resend_timeout_ms = std::max<uint64_t>(500, 4 * topo.heartbeat_interval_ms);
+  o.anti_entropy.interval_ms = topo.anti_entropy_interval_ms;
+  // A round that makes no progress for ten intervals (at least 10 s) is
+  // given up; the next one starts over.
+  o.anti_entropy.round_timeout_ms = std::max<uint64_t>(10000, 10 * topo.anti_entropy_interval_ms);
+  o.ae_max_ship_lag_ms = topo.anti_entropy_interval_ms;
   return o;
 }
 
@@ -44,6 +51,7 @@ Status GossipHost::Start() {
   }
   if (options.peers.empty()) return Status::OK();
   options.protocol = ProtocolOptionsFor(topo_, me_, applier_->replica());
+  options.protocol.anti_entropy.must_bootstrap = must_bootstrap_;
   transport_ = std::make_unique<gossip::Transport>(std::move(options), store_, this, wall_,
                                                    applier_->Applied());
   gossip::Transport* t = transport_.get();
@@ -81,5 +89,40 @@ crdt::Hlc GossipHost::CurrentHlc() { return applier_->CurrentHlc(); }
 void GossipHost::ReplicationProgress() { waiters_->Notify(); }
 
 void GossipHost::Log(const std::string& line) { log_(line); }
+
+void GossipHost::Bootstrapped() {
+  storage::WriteBatch batch;
+  storage::PutBootstrapPending(false, &batch);
+  Status st = store_->Write(&batch);
+  // Should the mark stay (a failed write), the next start bootstraps again:
+  // harmless.
+  log_("bootstrapped: completed an anti-entropy round with a peer; taking writes" +
+       (st.ok() ? std::string() : " (could not clear the stored mark: " + st.ToString() + ")"));
+}
+
+void GossipHost::ReadView(const std::string& scope, gossip::View* out) {
+  if (scope != gossip::kDefaultScope) {
+    // Only the default scope has digests until [[placement]] exists.
+    *out = gossip::View();
+    out->applied = applier_->Applied();
+    return;
+  }
+  applier_->View(&out->sums, &out->applied, &out->snapshot);
+}
+
+void GossipHost::Repair(const gossip::AeRepair& repair,
+                        std::function<void(Status, gossip::Applied applied_after)> done) {
+  StateRepair r;
+  r.states.reserve(repair.states.size());
+  for (const gossip::AeState& s : repair.states) r.states.emplace_back(s.key, s.envelope);
+  r.has_advance = repair.has_advance;
+  r.advance = repair.advance;
+  Applier* applier = applier_;
+  // `done` runs on the applier thread right after the repair's batch, so
+  // the applied vector read there is the one it left.
+  applier_->SubmitRepair(std::move(r), [applier, done = std::move(done)](RepairResult result) {
+    done(std::move(result.status), result.status.ok() ? applier->Applied() : gossip::Applied());
+  });
+}
 
 }  // namespace meridian::node

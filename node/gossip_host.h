@@ -38,6 +38,11 @@ class GossipHost : public gossip::Host {
              crdt::PhysicalClock* wall, Waiters* waiters, std::function<void(const std::string&)> log);
   ~GossipHost() override;  // Stop()
 
+  // A fresh incarnation (storage NodeMeta::bootstrap_pending): writes are
+  // refused (503 bootstrapping) until an anti-entropy round completes,
+  // which clears the stored mark. Call before Start.
+  void set_must_bootstrap(bool must) { must_bootstrap_ = must; }
+
   // Call before the Applier starts (it sets the applier's append and
   // commit listeners). Creates and starts the transport when there are
   // peers; a gossip endpoint that cannot be bound fails here.
@@ -56,6 +61,10 @@ class GossipHost : public gossip::Host {
   crdt::Hlc CurrentHlc() override;
   void ReplicationProgress() override;
   void Log(const std::string& line) override;
+  void ReadView(const std::string& scope, gossip::View* out) override;
+  void Repair(const gossip::AeRepair& repair,
+              std::function<void(Status, gossip::Applied applied_after)> done) override;
+  void Bootstrapped() override;
 
  private:
   const Topology& topo_;
@@ -65,6 +74,7 @@ class GossipHost : public gossip::Host {
   crdt::PhysicalClock* wall_;
   Waiters* waiters_;
   std::function<void(const std::string&)> log_;
+  bool must_bootstrap_ = false;
   std::unique_ptr<gossip::Transport> transport_;
 };
 

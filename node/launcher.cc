@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -115,15 +117,33 @@ std::string FindMeridiand(const std::string& given) {
   return "meridiand";  // execvp searches $PATH
 }
 
+// Whether `dir` exists and holds anything (a node's data).
+bool HasEntries(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return false;
+  bool any = false;
+  while (dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name != "." && name != "..") {
+      any = true;
+      break;
+    }
+  }
+  closedir(d);
+  return any;
+}
+
 // Forks and execs meridiand for `n`; the child gets its own session, stdin
 // from /dev/null and its output appended to the node's log file.
-Status Spawn(const LaunchOptions& o, const std::string& binary, const NodeConfig& n, pid_t* pid) {
+Status Spawn(const LaunchOptions& o, const std::string& binary, const NodeConfig& n,
+             bool bootstrap, pid_t* pid) {
   MERIDIAN_RETURN_IF_ERROR(MakeDirs(Dirname(PidFile(n))));
   int log = open(LogFile(n).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log < 0) {
     return Status::IOError("cannot open " + LogFile(n) + ": " + std::strerror(errno));
   }
   std::vector<std::string> args = {binary, "--config", o.config, "--node", n.id};
+  if (bootstrap) args.push_back("--bootstrap");
   args.insert(args.end(), o.extra_args.begin(), o.extra_args.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -227,6 +247,13 @@ Status ClusterUp(const LaunchOptions& o, std::ostream& out) {
     return why;
   };
 
+  // A brand-new cluster (no node has data yet): its first node starts with
+  // --bootstrap, the others bootstrap from it (DESIGN.md §3).
+  bool new_cluster = true;
+  for (const NodeConfig* n : nodes) new_cluster = new_cluster && !HasEntries(n->data_dir);
+  if (new_cluster && !nodes.empty()) {
+    out << "new cluster: " << nodes.front()->id << " starts with --bootstrap" << std::endl;
+  }
   for (const NodeConfig* n : nodes) {
     pid_t old = ReadPid(*n);
     if (IsNodeProcess(old, n->id)) {
@@ -234,7 +261,7 @@ Status ClusterUp(const LaunchOptions& o, std::ostream& out) {
       continue;
     }
     pid_t pid = 0;
-    Status st = Spawn(o, binary, *n, &pid);
+    Status st = Spawn(o, binary, *n, new_cluster && n == nodes.front(), &pid);
     if (!st.ok()) return undo(Status::IOError(n->id + ": " + st.message()));
     started[n->id] = pid;
     out << n->id << ": started (pid " << pid << ", log " << LogFile(*n) << ")" << std::endl;

@@ -6,7 +6,10 @@
 // behind) in its own session, in the current working directory (so a
 // relative data_dir is relative to it, as for a hand-started node), with
 // stdout and stderr appended to DATA_DIR.log and its process id written to
-// DATA_DIR.pid (for regions/local.toml: data/us-east-1.pid). Then wait
+// DATA_DIR.pid (for regions/local.toml: data/us-east-1.pid). When no node
+// of the file has a data dir with anything in it yet (a brand-new
+// cluster), the first node is started with --bootstrap and the others
+// bootstrap from it (DESIGN.md §3). Then wait
 // until every node answers GET /v1/health with "writable": true. If a node
 // exits or does not become writable in time, the nodes this call started
 // are stopped again and the error names the node and quotes its log.

@@ -43,8 +43,11 @@ void Log(const std::string& msg) { std::cerr << "meridiand: " << msg << std::end
 
 int Usage(const char* why) {
   if (why) std::cerr << "meridiand: " << why << "\n";
-  std::cerr << "usage: meridiand --config FILE.toml --node ID [--enable-fault-injection]\n"
-               "                 [--clock-offset-ms N]\n"
+  std::cerr << "usage: meridiand --config FILE.toml --node ID [--bootstrap]\n"
+               "                 [--enable-fault-injection] [--clock-offset-ms N]\n"
+               "  --bootstrap               take writes at once on an empty data dir (the first\n"
+               "                            node of a new cluster); otherwise a new incarnation\n"
+               "                            waits for an anti-entropy round with a peer\n"
                "  --enable-fault-injection  serve POST /v1/admin/faults (tests only)\n"
                "  --clock-offset-ms N       shift this node's wall clock by N ms, N a signed\n"
                "                            integer (tests only)\n";
@@ -81,6 +84,7 @@ uint64_t NewIncarnation() {
 int main(int argc, char** argv) {
   std::string config, node_id;
   bool fault_injection = false;
+  bool bootstrap = false;
   int64_t clock_offset_ms = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -88,6 +92,8 @@ int main(int argc, char** argv) {
       (a == "--config" ? config : node_id) = argv[++i];
     } else if (a == "--enable-fault-injection") {
       fault_injection = true;
+    } else if (a == "--bootstrap") {
+      bootstrap = true;
     } else if (a == "--clock-offset-ms") {
       if (i + 1 >= argc) return Usage("--clock-offset-ms needs a value");
       std::string v = argv[++i];
@@ -165,16 +171,42 @@ int main(int argc, char** argv) {
     Log(st.ToString());
     return 1;
   }
+  // A fresh incarnation must complete an anti-entropy round with a peer
+  // before it takes writes (DESIGN.md §3), unless it starts a new cluster
+  // (--bootstrap) or has no peers. The mark is stored, so a restart before
+  // that round still waits.
+  const bool bootstraps_from_peers = topo.AllNodes().size() > 1;
   if (fresh) {
     meta.replica = crdt::ReplicaId{node_id, NewIncarnation()};
+    meta.bootstrap_pending = bootstraps_from_peers && !bootstrap;
     storage::WriteBatch batch;
     storage::InitIdentity(meta.replica, &batch);
+    storage::PutBootstrapPending(meta.bootstrap_pending, &batch);
     st = store->Write(&batch);
     if (!st.ok()) {
       Log("cannot record the new identity: " + st.ToString());
       return 1;
     }
-    Log("empty data dir: new incarnation " + meta.replica.ToString());
+    Log("empty data dir: new incarnation " + meta.replica.ToString() +
+        (meta.bootstrap_pending
+             ? "; refusing writes (503 bootstrapping) until an anti-entropy round with a peer "
+               "completes"
+             : (bootstrap ? " (--bootstrap: the first node of a new cluster)" : "")));
+  } else if (meta.bootstrap_pending && (bootstrap || !bootstraps_from_peers)) {
+    storage::WriteBatch batch;
+    storage::PutBootstrapPending(false, &batch);
+    st = store->Write(&batch);
+    if (!st.ok()) {
+      Log("cannot clear the bootstrap mark: " + st.ToString());
+      return 1;
+    }
+    meta.bootstrap_pending = false;
+    Log(bootstrap ? "--bootstrap: this incarnation takes writes without a first anti-entropy round"
+                  : "no peers to bootstrap from: this incarnation takes writes without an "
+                    "anti-entropy round");
+  } else if (meta.bootstrap_pending) {
+    Log("this incarnation has not bootstrapped yet: refusing writes (503 bootstrapping) until an "
+        "anti-entropy round with a peer completes");
   }
 
   crdt::SystemClock system_clock;
@@ -191,6 +223,7 @@ int main(int argc, char** argv) {
   Applier applier(store.get(), &clock, meta);
   Waiters waiters;
   GossipHost gossip(topo, *me, store.get(), &applier, &wall, &waiters, Log);
+  gossip.set_must_bootstrap(meta.bootstrap_pending);
   // Before the applier starts: it sets the applier's listeners.
   st = gossip.Start();
   if (!st.ok()) {

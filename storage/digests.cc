@@ -183,7 +183,7 @@ Digest BucketSums::Total() const {
 // Reading the index
 
 Status ScanBucket(const Store& store, std::string_view scope, uint32_t bucket,
-                  std::vector<std::pair<std::string, Digest>>* out) {
+                  std::vector<std::pair<std::string, Digest>>* out, const StoreSnapshot* at) {
   out->clear();
   if (bucket >= kBuckets) {
     return Status::InvalidArgument("bucket " + std::to_string(bucket) + " is not below " +
@@ -194,7 +194,7 @@ Status ScanBucket(const Store& store, std::string_view scope, uint32_t bucket,
   bool has_after = false;
   for (;;) {
     MERIDIAN_RETURN_IF_ERROR(store.ScanDigests(scope, bucket, bucket + 1,
-                                               has_after ? &after : nullptr, kScanPage, &page));
+                                               has_after ? &after : nullptr, kScanPage, &page, at));
     for (Store::DigestRecord& rec : page) out->emplace_back(std::move(rec.key), rec.digest);
     if (page.size() < kScanPage) return Status::OK();
     after.bucket = bucket;

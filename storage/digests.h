@@ -35,6 +35,7 @@
 namespace meridian::storage {
 
 class Store;
+class StoreSnapshot;
 class WriteBatch;
 
 // 128 bits, added and subtracted modulo 2^128.
@@ -82,9 +83,10 @@ class BucketSums {
 };
 
 // The keys of one bucket with their digests, in key order, as the store
-// holds them now.
+// holds them now (or as of snapshot `at` of it).
 Status ScanBucket(const Store& store, std::string_view scope, uint32_t bucket,
-                  std::vector<std::pair<std::string, Digest>>* out);
+                  std::vector<std::pair<std::string, Digest>>* out,
+                  const StoreSnapshot* at = nullptr);
 // Rebuilds a scope's sums from its digest records (one scan of the 'd'
 // records of that scope; at start).
 Status LoadBucketSums(const Store& store, std::string_view scope, BucketSums* out);

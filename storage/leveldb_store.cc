@@ -21,6 +21,7 @@
 #include <chrono>
 #include <filesystem>
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 #include <system_error>
 #include <utility>
@@ -283,6 +284,59 @@ size_t WriteBatch::ApproximateSize() const { return impl_->batch.ApproximateSize
 int WriteBatch::Count() const { return impl_->count; }
 
 // ---------------------------------------------------------------------------
+// Snapshots. The home is shared by the Store and its snapshots, so that a
+// snapshot may outlive the Store. Before a handle goes (reopen, close) every
+// live snapshot of it is released and the generation moves on: older
+// snapshots are then lost. Lock order: Store::Impl::db_mu, then home mu.
+
+struct SnapshotHome {
+  std::mutex mu;
+  leveldb::DB* db = nullptr;  // the handle of this generation; null while closed
+  uint64_t generation = 0;
+  std::set<const leveldb::Snapshot*> live;
+
+  // REQUIRES: mu held, and the handle's owner about to drop it.
+  void Retire() {
+    for (const leveldb::Snapshot* s : live) db->ReleaseSnapshot(s);
+    live.clear();
+    db = nullptr;
+    ++generation;
+  }
+};
+
+class StoreSnapshot {
+ public:
+  StoreSnapshot(std::shared_ptr<SnapshotHome> home, const leveldb::Snapshot* snap, uint64_t gen)
+      : home_(std::move(home)), snap_(snap), generation_(gen) {}
+  ~StoreSnapshot() {
+    std::lock_guard<std::mutex> lock(home_->mu);
+    if (home_->generation == generation_ && home_->live.erase(snap_) != 0) {
+      home_->db->ReleaseSnapshot(snap_);
+    }
+  }
+  StoreSnapshot(const StoreSnapshot&) = delete;
+  StoreSnapshot& operator=(const StoreSnapshot&) = delete;
+
+  // Read options for a read through this snapshot of `home`'s store, or
+  // Unavailable when it was lost. REQUIRES: the store's db_mu held (shared
+  // is enough: the generation only moves under it exclusively).
+  Status Options(const std::shared_ptr<SnapshotHome>& home, leveldb::ReadOptions* out) const {
+    if (home != home_) return Status::InvalidArgument("a snapshot of another store");
+    std::lock_guard<std::mutex> lock(home_->mu);
+    if (home_->generation != generation_) {
+      return Status::Unavailable("snapshot lost: the store was reopened or closed after it");
+    }
+    out->snapshot = snap_;
+    return Status::OK();
+  }
+
+ private:
+  std::shared_ptr<SnapshotHome> home_;
+  const leveldb::Snapshot* snap_;
+  uint64_t generation_;
+};
+
+// ---------------------------------------------------------------------------
 // Store
 
 struct Store::Impl {
@@ -304,6 +358,21 @@ struct Store::Impl {
   // Null only after a failed reopen. Changed with write_mu and db_mu (exclusive) held.
   std::unique_ptr<leveldb::DB> db;
   std::string closed_reason;  // why db is null; guarded like db
+  std::shared_ptr<SnapshotHome> home = std::make_shared<SnapshotHome>();
+
+  // Read options for `at` (null: now). REQUIRES: db_mu held.
+  Status ReadOptionsAt(const StoreSnapshot* at, leveldb::ReadOptions* out) const {
+    if (at == nullptr) return Status::OK();
+    return at->Options(home, out);
+  }
+  // Drops the handle, losing every snapshot. REQUIRES: db_mu held exclusively.
+  void DropHandle() {
+    {
+      std::lock_guard<std::mutex> lock(home->mu);
+      if (home->db != nullptr) home->Retire();
+    }
+    db.reset();
+  }
 
   std::atomic<uint64_t> writes{0};
   std::atomic<uint64_t> reopens{0};
@@ -318,7 +387,7 @@ struct Store::Impl {
 
 Status Store::Impl::Reopen() {
   std::unique_lock<std::shared_mutex> lock(db_mu);
-  db.reset();  // releases LevelDB's lock file so the new handle can take it
+  DropHandle();  // releases LevelDB's lock file so the new handle can take it
   leveldb::Options reopen_options = ldb_options;
   // A directory that vanished while open must not come back empty: that
   // would silently lose the node's identity and data.
@@ -331,6 +400,10 @@ Status Store::Impl::Reopen() {
     return st;
   }
   db.reset(raw);
+  {
+    std::lock_guard<std::mutex> home_lock(home->mu);
+    home->db = raw;
+  }
   closed_reason.clear();
   needs_reopen = false;
   reopens.fetch_add(1);
@@ -369,7 +442,20 @@ bool Store::Impl::AvailableBytes(uint64_t* bytes) const {
 
 Store::Store() : impl_(std::make_unique<Impl>()) {}
 
-Store::~Store() = default;
+Store::~Store() {
+  std::unique_lock<std::shared_mutex> lock(impl_->db_mu);
+  impl_->DropHandle();
+}
+
+Status Store::TakeSnapshot(SnapshotRef* out) const {
+  std::shared_lock<std::shared_mutex> lock;
+  MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
+  std::lock_guard<std::mutex> home_lock(impl_->home->mu);
+  const leveldb::Snapshot* snap = impl_->db->GetSnapshot();
+  impl_->home->live.insert(snap);
+  *out = std::make_shared<StoreSnapshot>(impl_->home, snap, impl_->home->generation);
+  return Status::OK();
+}
 
 Status Store::Open(const std::string& dir, const StoreOptions& options,
                    std::unique_ptr<Store>* out) {
@@ -421,6 +507,7 @@ Status Store::Open(const std::string& dir, const StoreOptions& options,
     return FromLevelDb(s, "cannot open store in " + dir);
   }
   impl.db.reset(raw);
+  impl.home->db = raw;
   *out = std::move(store);
   return Status::OK();
 }
@@ -429,11 +516,13 @@ const std::string& Store::dir() const { return impl_->dir; }
 
 bool Store::sync() const { return impl_->options.sync; }
 
-Status Store::GetState(std::string_view key, std::string* envelope) const {
+Status Store::GetState(std::string_view key, std::string* envelope,
+                       const StoreSnapshot* at) const {
   std::shared_lock<std::shared_mutex> lock;
   MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
-  leveldb::Status s =
-      impl_->db->Get(leveldb::ReadOptions(), PrefixedKey(kStatePrefix, key), envelope);
+  leveldb::ReadOptions ro;
+  MERIDIAN_RETURN_IF_ERROR(impl_->ReadOptionsAt(at, &ro));
+  leveldb::Status s = impl_->db->Get(ro, PrefixedKey(kStatePrefix, key), envelope);
   if (s.IsNotFound()) return Status::NotFound("no state for the key");
   return FromLevelDb(s, "reading a state in " + impl_->dir);
 }
@@ -577,7 +666,7 @@ Status Store::LastLogSeq(std::string_view scope, uint64_t* seq) const {
 
 Status Store::ScanDigests(std::string_view scope, uint32_t first_bucket, uint32_t end_bucket,
                           const DigestRecord* after, size_t limit,
-                          std::vector<DigestRecord>* out) const {
+                          std::vector<DigestRecord>* out, const StoreSnapshot* at) const {
   out->clear();
   if (!ScopeIsValid(scope)) return BadScope();
   end_bucket = std::min(end_bucket, kBuckets);
@@ -594,7 +683,9 @@ Status Store::ScanDigests(std::string_view scope, uint32_t first_bucket, uint32_
 
   std::shared_lock<std::shared_mutex> lock;
   MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
-  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions()));
+  leveldb::ReadOptions ro;
+  MERIDIAN_RETURN_IF_ERROR(impl_->ReadOptionsAt(at, &ro));
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(ro));
   for (it->Seek(target); it->Valid() && out->size() < limit; it->Next()) {
     std::string_view key = ToView(it->key());
     if (key.substr(0, prefix.size()) != prefix) break;

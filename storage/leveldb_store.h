@@ -92,6 +92,14 @@ class WriteBatch {
   std::unique_ptr<Impl> impl_;
 };
 
+// A read view of a Store as of one moment (a LevelDB snapshot): reads
+// given one see nothing written after it was taken. Shared by copying the
+// SnapshotRef; the last copy releases it (it may outlive the Store). When
+// the store is reopened after a write error, or closed, every snapshot
+// taken before is lost: reads through it fail with Unavailable.
+class StoreSnapshot;
+using SnapshotRef = std::shared_ptr<const StoreSnapshot>;
+
 class Store {
  public:
   // Opens (or, with create_if_missing, creates) the database in `dir`.
@@ -104,8 +112,12 @@ class Store {
   const std::string& dir() const;
   bool sync() const;
 
-  // NotFound when the key has no state.
-  Status GetState(std::string_view key, std::string* envelope) const;
+  // NotFound when the key has no state. `at`: read as of that snapshot of
+  // this store (null: now).
+  Status GetState(std::string_view key, std::string* envelope,
+                  const StoreSnapshot* at = nullptr) const;
+  // A snapshot of the store as it is now.
+  Status TakeSnapshot(SnapshotRef* out) const;
   Status GetMeta(std::string_view name, std::string* value) const;
   Status GetConflict(std::string_view key, std::string* entry) const;
 
@@ -162,8 +174,8 @@ class Store {
     Digest digest;
   };
   Status ScanDigests(std::string_view scope, uint32_t first_bucket, uint32_t end_bucket,
-                     const DigestRecord* after, size_t limit,
-                     std::vector<DigestRecord>* out) const;
+                     const DigestRecord* after, size_t limit, std::vector<DigestRecord>* out,
+                     const StoreSnapshot* at = nullptr) const;
 
   // Rough figures for /metrics and /v1/status.
   uint64_t ApproximateStateBytes() const;

@@ -7,6 +7,7 @@
 //              equal vectors encode to equal bytes.
 //   key_count: uint count
 //   digest_index: uint format (written and read by storage/digests.cc)
+//   bootstrap: uint 1 (pending) or 0
 #include "storage/node_meta.h"
 
 #include <string_view>
@@ -86,6 +87,14 @@ Status LoadNodeMeta(const Store& store, const std::string& node_id, NodeMeta* ou
     if (!s.ok()) return s.WithContext("key count record in " + store.dir());
   }
 
+  MERIDIAN_RETURN_IF_ERROR(GetOptionalMeta(store, kMetaBootstrap, &value, &found));
+  if (found) {
+    uint64_t pending = 0;
+    Status s = DecodeUintRecord(value, &pending);
+    if (!s.ok()) return s.WithContext("bootstrap record in " + store.dir());
+    meta.bootstrap_pending = pending != 0;
+  }
+
   bool indexed = false;
   MERIDIAN_RETURN_IF_ERROR(DigestIndexBuilt(store, &indexed));
   if (!indexed) {
@@ -120,6 +129,12 @@ void PutKeyCount(uint64_t count, WriteBatch* batch) {
   crdt::Encoder e(kMetaFormatVersion);
   e.Uint(count);
   batch->PutMeta(kMetaKeyCount, e.Take());
+}
+
+void PutBootstrapPending(bool pending, WriteBatch* batch) {
+  crdt::Encoder e(kMetaFormatVersion);
+  e.Uint(pending ? 1 : 0);
+  batch->PutMeta(kMetaBootstrap, e.Take());
 }
 
 void PutApplied(const AppliedVector& applied, WriteBatch* batch) {

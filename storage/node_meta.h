@@ -28,6 +28,9 @@ struct NodeMeta {
   AppliedVector applied;
   uint64_t key_count = 0;   // keys with a stored state (deleted ones included)
   BucketSums digest_sums;   // of the default scope, from the digest index
+  // A fresh incarnation that has not yet completed an anti-entropy round
+  // with a peer (DESIGN.md §3): it takes no writes until it has.
+  bool bootstrap_pending = false;
 };
 
 // Metadata record names. DO NOT CHANGE: on disk.
@@ -37,6 +40,8 @@ inline constexpr std::string_view kMetaApplied = "applied";
 inline constexpr std::string_view kMetaKeyCount = "key_count";
 // The digest index is complete (storage/digests.h).
 inline constexpr std::string_view kMetaDigestIndex = "digest_index";
+// 1 while a fresh incarnation has not bootstrapped, 0 (or absent) after.
+inline constexpr std::string_view kMetaBootstrap = "bootstrap";
 
 // Reads the node's metadata. *fresh is true when the store has no identity
 // yet (an empty data dir): the caller then creates one with a new
@@ -55,6 +60,7 @@ void InitIdentity(const crdt::ReplicaId& replica, WriteBatch* batch);
 void PutHlcBound(crdt::Hlc bound, WriteBatch* batch);
 void PutApplied(const AppliedVector& applied, WriteBatch* batch);
 void PutKeyCount(uint64_t count, WriteBatch* batch);
+void PutBootstrapPending(bool pending, WriteBatch* batch);
 
 // Encodings (version byte + msgpack through crdt/codec.h).
 std::string EncodeApplied(const AppliedVector& applied);

@@ -155,6 +155,7 @@ Message RandomMessage(Rng& rng) {
       break;
     case MsgType::kWelcome:
       m.applied = Number(rng);
+      m.to = crdt::ReplicaId{Text(rng, 6) + "n", Number(rng)};
       break;
     case MsgType::kRefuse:
       m.reason = static_cast<RefuseReason>(1 + Pick(rng, 5));
@@ -173,9 +174,11 @@ Message RandomMessage(Rng& rng) {
     case MsgType::kAck:
       m.scope = Text(rng, 4);
       m.seq = Number(rng);
+      m.to = crdt::ReplicaId{Text(rng, 6) + "n", Number(rng)};
       break;
     case MsgType::kPing:
       m.sent_wall_ms = Number(rng);
+      m.seq = Number(rng);
       break;
     case MsgType::kPong:
       m.echo_wall_ms = Number(rng);

@@ -109,6 +109,7 @@ std::vector<Message> OneOfEach() {
   m.header = TestHeader();
   m.type = MsgType::kWelcome;
   m.applied = 123456789;
+  m.to = crdt::ReplicaId{"ap-south-1", 77};
   all.push_back(m);
 
   m = Message();
@@ -132,12 +133,14 @@ std::vector<Message> OneOfEach() {
   m.type = MsgType::kAck;
   m.scope = "eu-only";
   m.seq = 1u << 31;
+  m.to = crdt::ReplicaId{"us-east-1", 1};
   all.push_back(m);
 
   m = Message();
   m.header = TestHeader();
   m.type = MsgType::kPing;
   m.sent_wall_ms = 1732550400120;
+  m.seq = 4242;
   all.push_back(m);
 
   m = Message();
@@ -228,7 +231,8 @@ BOOST_AUTO_TEST_CASE(equality_sees_every_field_of_the_type) {
   };
   std::map<MsgType, std::vector<Change>> body_changes = {
       {MsgType::kHello, {[](Message* m) { m->region += "x"; }}},
-      {MsgType::kWelcome, {[](Message* m) { m->applied++; }}},
+      {MsgType::kWelcome,
+       {[](Message* m) { m->applied++; }, [](Message* m) { m->to.node += "x"; }}},
       {MsgType::kRefuse,
        {[](Message* m) { m->reason = RefuseReason::kNoHandshake; },
         [](Message* m) { m->text += "x"; }}},
@@ -236,8 +240,10 @@ BOOST_AUTO_TEST_CASE(equality_sees_every_field_of_the_type) {
        {[](Message* m) { m->scope += "x"; }, [](Message* m) { m->deltas.pop_back(); },
         [](Message* m) { m->deltas[1].seq++; }, [](Message* m) { m->deltas[1].key += "x"; },
         [](Message* m) { m->deltas[1].delta = "z"; }}},
-      {MsgType::kAck, {[](Message* m) { m->scope += "x"; }, [](Message* m) { m->seq++; }}},
-      {MsgType::kPing, {[](Message* m) { m->sent_wall_ms++; }}},
+      {MsgType::kAck,
+       {[](Message* m) { m->scope += "x"; }, [](Message* m) { m->seq++; },
+        [](Message* m) { m->to.incarnation++; }}},
+      {MsgType::kPing, {[](Message* m) { m->sent_wall_ms++; }, [](Message* m) { m->seq++; }}},
       {MsgType::kPong,
        {[](Message* m) { m->echo_wall_ms++; }, [](Message* m) { m->pong_wall_ms++; }}},
       // The fields every kind has; those of each kind: anti_entropy_equality_by_kind.
@@ -272,7 +278,7 @@ BOOST_AUTO_TEST_CASE(fields_of_other_types_are_not_encoded) {
   Message noisy = m;
   noisy.region = "should not travel";
   noisy.deltas = {{1, "k", "d"}};
-  noisy.seq = 99;
+  noisy.echo_wall_ms = 99;
   BOOST_TEST(Encode(noisy) == Encode(m));
   Message back;
   BOOST_REQUIRE(Decode(Encode(noisy), &back).ok());
@@ -292,18 +298,26 @@ BOOST_AUTO_TEST_CASE(golden_shape_of_a_ping_and_an_ack) {
   m.header.wall_ms = 4;
   m.type = MsgType::kPing;
   m.sent_wall_ms = 5;
+  m.seq = 7;
   // clang-format off
   std::string bytes = Encode(m);
   BOOST_TEST(static_cast<uint8_t>(bytes[0]) == kWireVersion);
-  // version, [ [ "c", 1, ["a", 2], 3, 4 ], 6, [5] ]
-  BOOST_TEST(crdt::ToHex(bytes) == "01" "93" "95" "a163" "01" "92a16102" "03" "04" "06" "9105");
+  // version, [ [ "c", 1, ["a", 2], 3, 4 ], 6, [5, 7] ]
+  BOOST_TEST(crdt::ToHex(bytes) == "01" "93" "95" "a163" "01" "92a16102" "03" "04" "06" "920507");
 
   m.type = MsgType::kAck;
   m.scope = "s";
   m.seq = 300;
-  // ..., 5, ["s", 300 as uint16]
+  m.to = crdt::ReplicaId{"b", 9};
+  // ..., 5, ["s", 300 as uint16, ["b", 9]]
   BOOST_TEST(crdt::ToHex(Encode(m)) ==
-             "01" "93" "95" "a163" "01" "92a16102" "03" "04" "05" "92" "a173" "cd012c");
+             "01" "93" "95" "a163" "01" "92a16102" "03" "04" "05" "93" "a173" "cd012c" "92a16209");
+
+  m.type = MsgType::kWelcome;
+  m.applied = 8;
+  // ..., 2, [8, ["b", 9]]
+  BOOST_TEST(crdt::ToHex(Encode(m)) ==
+             "01" "93" "95" "a163" "01" "92a16102" "03" "04" "02" "92" "08" "92a16209");
 
   Message d;
   d.header = m.header;
@@ -350,9 +364,15 @@ BOOST_AUTO_TEST_CASE(refuses_unknown_type_and_reason) {
   ExpectRefused(Frame(kWireVersion, hdr, 0, body), "unknown message type 0");
   ExpectRefused(Frame(kWireVersion, hdr, 9, body), "unknown message type 9");
   ExpectRefused(Frame(kWireVersion, hdr, 1u << 20, body), "unknown message type");
-  // The same body under a known type decodes.
+  // A body of that shape under a known type decodes (a Hello).
   Message m;
-  BOOST_TEST(Decode(Frame(kWireVersion, hdr, 6, body), &m).ok());
+  BOOST_TEST(Decode(Frame(kWireVersion, hdr, 1,
+                          [](crdt::Encoder* e) {
+                            e->Array(1);
+                            e->Str("r");
+                          }),
+                    &m)
+                 .ok());
 
   auto refuse = [](uint64_t reason) {
     return [reason](crdt::Encoder* e) {
@@ -407,6 +427,7 @@ BOOST_AUTO_TEST_CASE(refuses_oversized_and_empty_strings) {
 
   m = base;
   m.type = MsgType::kAck;
+  m.to = crdt::ReplicaId{"n", 1};
   m.scope = std::string(kMaxScopeBytes, 's');
   BOOST_TEST(Decode(Encode(m), &back).ok());
   m.scope += "s";
@@ -458,18 +479,28 @@ BOOST_AUTO_TEST_CASE(refuses_wrong_shapes) {
   ExpectRefused(Frame(kWireVersion, hdr, 7, ping), "fields");
   ExpectRefused(Frame(kWireVersion, hdr, 6,
                       [](crdt::Encoder* e) {
-                        e->Array(2);
+                        e->Array(3);
                         e->Uint(1);
                         e->Uint(2);
+                        e->Uint(3);
                       }),
                 "fields");
+  ExpectRefused(Frame(kWireVersion, hdr, 6, ping), "fields");
   // A string where a number belongs.
   ExpectRefused(Frame(kWireVersion, hdr, 6,
                       [](crdt::Encoder* e) {
-                        e->Array(1);
+                        e->Array(2);
                         e->Str("1");
+                        e->Uint(2);
                       }),
                 "ping wall clock");
+  ExpectRefused(Frame(kWireVersion, hdr, 6,
+                      [](crdt::Encoder* e) {
+                        e->Array(2);
+                        e->Uint(1);
+                        e->Str("2");
+                      }),
+                "ping log end");
   // A header with four fields.
   ExpectRefused(Frame(
                     kWireVersion,

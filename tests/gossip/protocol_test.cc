@@ -7,6 +7,12 @@
 // that serves ApplyRequests. Applying checks the contract on the spot:
 // entries arrive contiguous, starting at applied + 1, with the content the
 // origin logged. Time only moves when a test moves it.
+//
+// With anti-entropy on (Net's `anti_entropy`), each node also keeps a
+// key -> value map (`kv`, joined by keeping the greater value) that every
+// delta it logs or applies writes to (key/seq -> the delta's bytes): the
+// anti-entropy View is over it and the store's applied vector, reads serve
+// it, and repairs join into it and advance the applied vector.
 #define BOOST_TEST_MODULE gossip_protocol
 #include "gossip/protocol.h"
 
@@ -26,6 +32,7 @@
 #include "crdt/causal_context.h"
 #include "crdt/hlc.h"
 #include "gossip/messages.h"
+#include "storage/digests.h"
 
 namespace meridian::gossip {
 std::ostream& operator<<(std::ostream& os, PeerState s) { return os << PeerStateName(s); }
@@ -50,6 +57,20 @@ bool Contains(const std::vector<std::string>& lines, const std::string& part) {
                      [&](const std::string& l) { return l.find(part) != std::string::npos; });
 }
 
+// What anti-entropy sees of a TestNode: its kv map and applied vector.
+struct KvView : ViewSource {
+  std::map<std::string, std::string>* kv = nullptr;
+  Applied* applied = nullptr;
+  void ReadView(const std::string& scope, View* out) override {
+    BOOST_REQUIRE(scope.empty());
+    out->sums = storage::BucketSums();
+    for (const auto& [key, value] : *kv) {
+      out->sums.Replace(storage::BucketOf(key), storage::Digest(), storage::KeyDigest(key, value));
+    }
+    out->applied = *applied;
+  }
+};
+
 struct TestNode {
   std::string id;
   std::string region;
@@ -63,6 +84,10 @@ struct TestNode {
   std::deque<ApplyRequest> pending;
   int64_t wall_offset_ms = 0;  // this node's clock minus true time
   uint16_t logical = 0;
+
+  std::map<std::string, std::string> kv;  // anti-entropy's data (see the header)
+  KvView view;
+  uint64_t ae_repairs = 0;  // repairs applied
 
   std::vector<std::string> logs;
   std::vector<ShipRequest> ships;
@@ -92,8 +117,12 @@ class Net {
   size_t dropped = 0;
 
   // Nodes as (id, region); every node lists every other as a peer.
+  bool anti_entropy = false;
+
   explicit Net(const std::vector<std::pair<std::string, std::string>>& spec,
-               const std::function<void(ProtocolOptions*)>& tweak = nullptr) {
+               const std::function<void(ProtocolOptions*)>& tweak = nullptr,
+               bool with_anti_entropy = false)
+      : anti_entropy(with_anti_entropy) {
     for (const auto& [id, region] : spec) {
       auto n = std::make_unique<TestNode>();
       n->id = id;
@@ -108,7 +137,14 @@ class Net {
       if (tweak) tweak(&n->opt);
       nodes.push_back(std::move(n));
     }
-    for (auto& n : nodes) n->p = std::make_unique<Protocol>(n->opt, n->durable, NowOf(*n));
+    for (auto& n : nodes) n->p = MakeProtocol(*n);
+  }
+
+  std::unique_ptr<Protocol> MakeProtocol(TestNode& n) {
+    n.view.kv = &n.kv;
+    n.view.applied = &n.durable;
+    return std::make_unique<Protocol>(n.opt, n.durable, NowOf(n),
+                                      anti_entropy ? &n.view : nullptr);
   }
 
   TestNode& operator[](const std::string& id) {
@@ -154,17 +190,64 @@ class Net {
       for (uint64_t q = s.from_seq; q <= s.to_seq; ++q) m.deltas.push_back(n.log[q - 1]);
       Enqueue(n.id, s.peer, m);
     }
-    for (ApplyRequest& a : e.applies) {
+    std::vector<ApplyRequest> applies = std::move(e.applies);
+    std::vector<AeReadStates> reads = std::move(e.ae_reads);
+    std::vector<AeRepair> repairs = std::move(e.ae_repairs);
+    n.observed = std::max(n.observed, e.observed_hlc);
+    n.logs.insert(n.logs.end(), e.logs.begin(), e.logs.end());
+    n.events.insert(n.events.end(), e.peer_events.begin(), e.peer_events.end());
+    e.Clear();
+    for (ApplyRequest& a : applies) {
       if (n.auto_apply) {
         Apply(n, a);
       } else {
         n.pending.push_back(std::move(a));
       }
     }
-    n.observed = std::max(n.observed, e.observed_hlc);
-    n.logs.insert(n.logs.end(), e.logs.begin(), e.logs.end());
-    n.events.insert(n.events.end(), e.peer_events.begin(), e.peer_events.end());
-    e.Clear();
+    for (const AeReadStates& r : reads) ServeRead(n, r);
+    for (const AeRepair& r : repairs) Repair(n, r);
+  }
+
+  // One kStates message with every state of the buckets asked for.
+  void ServeRead(TestNode& n, const AeReadStates& r) {
+    BOOST_REQUIRE(anti_entropy);
+    const std::set<uint32_t> buckets(r.buckets.begin(), r.buckets.end());
+    Message m;
+    m.header = n.p->MakeHeader(NowOf(n));
+    m.type = MsgType::kAntiEntropy;
+    m.ae.kind = AeKind::kStates;
+    m.ae.round = r.round;
+    m.ae.from_initiator = r.from_initiator;
+    m.ae.scope = r.scope;
+    m.ae.part = 0;
+    m.ae.last = true;
+    m.ae.applied = r.applied;
+    for (const auto& [key, value] : n.kv) {
+      if (buckets.count(storage::BucketOf(key)) != 0) m.ae.states.push_back(AeState{key, value});
+    }
+    n.p->OnAeStatesSent(r, m.ae.states.size());
+    Enqueue(n.id, r.peer, m);
+  }
+
+  // Joins (the greater value wins) and advances (entry by entry the max,
+  // never the node's own entry), then reports the new applied vector.
+  void Repair(TestNode& n, const AeRepair& r) {
+    BOOST_REQUIRE(anti_entropy);
+    for (const AeState& s : r.states) {
+      std::string& have = n.kv[s.key];
+      have = std::max(have, s.envelope);
+    }
+    if (r.has_advance) {
+      for (const auto& [key, seq] : r.advance) {
+        if (key.first == n.self()) continue;
+        uint64_t& have = n.durable[key];
+        have = std::max(have, seq);
+      }
+    }
+    ++n.ae_repairs;
+    Effects e;
+    n.p->OnAeRepaired(NowOf(n), r, n.durable, &e);
+    Handle(n, e);
   }
 
   // The store: contiguous from applied + 1, content as the origin logged it.
@@ -172,11 +255,15 @@ class Net {
     BOOST_REQUIRE(!a.entries.empty());
     uint64_t& held = n.durable[{a.origin, a.scope}];
     for (const DeltaEntry& d : a.entries) {
+      // With anti-entropy a repair may have advanced past entries already
+      // handed out: the store skips them, as the Committer does.
+      if (anti_entropy && d.seq <= held) continue;
       BOOST_REQUIRE_MESSAGE(d.seq == held + 1, n.id << " asked to apply seq " << d.seq << " of "
                                                     << a.origin.ToString() << " after " << held);
       BOOST_REQUIRE(d.delta == DeltaBytes(a.origin, d.seq));
       held = d.seq;
       n.applied_order[a.origin].push_back(d.seq);
+      n.kv[d.key + "@" + a.origin.node] = d.delta;
     }
     Effects e;
     n.p->OnApplied(NowOf(n), a.origin, a.scope, held, &e);
@@ -195,6 +282,7 @@ class Net {
     for (size_t i = 0; i < count; ++i) {
       uint64_t seq = n.log.size() + 1;
       n.log.push_back(DeltaEntry{seq, "key/" + std::to_string(seq), DeltaBytes(n.self(), seq)});
+      n.kv["key/" + std::to_string(seq) + "@" + n.id] = n.log.back().delta;
     }
     n.durable[{n.self(), kDefaultScope}] = n.log.size();
     Effects e;
@@ -244,7 +332,7 @@ class Net {
 
   void Restart(TestNode& n) {
     n.pending.clear();  // not durable: lost
-    n.p = std::make_unique<Protocol>(n.opt, n.durable, NowOf(n));
+    n.p = MakeProtocol(n);
   }
 
   // A message handed straight to one node (still through Encode/Decode).
@@ -448,17 +536,23 @@ BOOST_AUTO_TEST_CASE(deltas_without_a_hello_are_refused_and_the_sender_says_hell
   BOOST_TEST(e.applies.empty());
   BOOST_TEST(b.p->counters().refused_other == 1u);
 
-  // A Hello from a#1, then Deltas from a#2 (another incarnation): refused.
+  // A Hello from a#1: its Deltas are taken. Then Deltas from a#2 (a later
+  // incarnation, no Hello yet): refused; after that, a#1 is an earlier
+  // incarnation and whatever it sent is dropped unanswered.
   Message hello = From(ReplicaId{"a", 1}, net.mono, MsgType::kHello);
   hello.region = "r1";
   e = net.Inject(b, hello);
   BOOST_TEST(SendsOf(e, MsgType::kWelcome).size() == 1u);
-  e = net.Inject(b, DeltasFrom(ReplicaId{"a", 2}, net.mono, {1}));
-  BOOST_TEST(SendsOf(e, MsgType::kRefuse).size() == 1u);
-  BOOST_TEST(e.applies.empty());
   e = net.Inject(b, DeltasFrom(ReplicaId{"a", 1}, net.mono, {1}));
   BOOST_TEST(SendsOf(e, MsgType::kRefuse).empty());
   BOOST_TEST(e.applies.size() == 1u);
+  e = net.Inject(b, DeltasFrom(ReplicaId{"a", 2}, net.mono, {1}));
+  BOOST_TEST(SendsOf(e, MsgType::kRefuse).size() == 1u);
+  BOOST_TEST(e.applies.empty());
+  e = net.Inject(b, DeltasFrom(ReplicaId{"a", 1}, net.mono, {2}));
+  BOOST_TEST(e.sends.empty());
+  BOOST_TEST(e.applies.empty());
+  BOOST_TEST(Contains(e.logs, "an earlier incarnation"));
 }
 
 // --- Applying -----------------------------------------------------------------
@@ -790,6 +884,7 @@ BOOST_AUTO_TEST_CASE(hello_from_a_peer_that_was_down_is_answered_with_hello_at_o
   hello.region = "r2";
   net.Inject(a, hello);
   Message welcome = From(ReplicaId{"b", 1}, net.mono, MsgType::kWelcome);
+  welcome.to = a.self();
   net.Inject(a, welcome);
   BOOST_TEST(a.Peer(net.NowOf(a), "b").welcomed);
   // A Hello from b while it is up (its Welcome from us got lost): answered
@@ -827,15 +922,45 @@ BOOST_AUTO_TEST_CASE(a_late_ack_meant_for_an_old_incarnation_is_ignored) {
   net.Inject(a, hello);
   Message ack = From(ReplicaId{"b", 1}, net.mono, MsgType::kAck);
   ack.seq = 5;
+  ack.to = a.self();
   net.Inject(a, ack);
   BOOST_TEST(a.Peer(net.NowOf(a), "b").acked == 0u);
   Message welcome = From(ReplicaId{"b", 2}, net.mono, MsgType::kWelcome);
   welcome.applied = 0;
+  welcome.to = a.self();
   Effects e = net.Inject(a, welcome);
   BOOST_REQUIRE(e.ships.size() == 1u);
   BOOST_TEST(e.ships[0].from_seq == 1u);
   net.Inject(a, ack);  // still from b#1
   BOOST_TEST(a.Peer(net.NowOf(a), "b").acked == 0u);
+}
+
+// A Welcome or Ack addressed to an earlier incarnation of this node (still
+// in flight when it lost its data) counts another log: ignored.
+BOOST_AUTO_TEST_CASE(a_welcome_or_ack_for_an_earlier_incarnation_of_this_node_is_ignored) {
+  Net net = Pair();
+  TestNode& a = net["a"];
+  Message hello = From(ReplicaId{"b", 1}, net.mono, MsgType::kHello);
+  hello.region = "r2";
+  net.Inject(a, hello);
+  Message stale = From(ReplicaId{"b", 1}, net.mono, MsgType::kWelcome);
+  stale.applied = 0;
+  stale.to = ReplicaId{"a", 0};  // a's predecessor
+  net.Inject(a, stale);
+  BOOST_TEST(!a.Peer(net.NowOf(a), "b").welcomed);
+  Message welcome = stale;
+  welcome.to = a.self();
+  net.Inject(a, welcome);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").welcomed);
+  net.Append(a, 4);
+  Message ack = From(ReplicaId{"b", 1}, net.mono, MsgType::kAck);
+  ack.seq = 3;
+  ack.to = ReplicaId{"a", 0};
+  net.Inject(a, ack);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").acked == 0u);
+  ack.to = a.self();
+  net.Inject(a, ack);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").acked == 3u);
 }
 
 BOOST_AUTO_TEST_CASE(ship_failure_falls_back_and_retries_after_the_timeout) {
@@ -1431,6 +1556,7 @@ BOOST_AUTO_TEST_CASE(regions_holding_counts_other_regions_once) {
   auto welcome = [&](const std::string& node, uint64_t applied) {
     Message w = From(ReplicaId{node, 1}, net.mono, MsgType::kWelcome);
     w.applied = applied;
+    w.to = a.self();
     net.Inject(a, w);
   };
   BOOST_TEST(a.p->RegionsHolding(kDefaultScope, 10) == 1u);
@@ -1449,6 +1575,7 @@ BOOST_AUTO_TEST_CASE(regions_holding_counts_other_regions_once) {
   // Acks move it on.
   Message ack = From(ReplicaId{"c", 1}, net.mono, MsgType::kAck);
   ack.seq = 10;
+  ack.to = a.self();
   net.Inject(a, ack);
   BOOST_TEST(a.p->RegionsHolding(kDefaultScope, 10) == 3u);
 }
@@ -1519,6 +1646,7 @@ BOOST_AUTO_TEST_CASE(lag_and_bytes_per_peer_from_what_each_acknowledged) {
   auto welcome = [&](const std::string& node, uint64_t applied) {
     Message w = From(ReplicaId{node, 1}, net.mono, MsgType::kWelcome);
     w.applied = applied;
+    w.to = a.self();
     net.Inject(a, w);
   };
   welcome("b", 5);
@@ -1612,4 +1740,195 @@ BOOST_AUTO_TEST_CASE(four_nodes_converge_through_loss) {
     BOOST_TEST(n->p->RegionsHolding(kDefaultScope, n->log.size()) == 3u);
     BOOST_TEST(n->p->Gate().ok);
   }
+}
+
+// --- Anti-entropy -------------------------------------------------------------
+
+namespace {
+
+Net AeNet(const std::vector<std::pair<std::string, std::string>>& spec,
+          const std::function<void(ProtocolOptions*)>& tweak = nullptr) {
+  return Net(
+      spec,
+      [&](ProtocolOptions* o) {
+        o->anti_entropy.interval_ms = 1000;
+        if (tweak) tweak(o);
+      },
+      true);
+}
+
+size_t CountAe(const std::vector<std::pair<std::string, Message>>& sends, AeKind kind) {
+  size_t n = 0;
+  for (const auto& [to, m] : sends) n += m.type == MsgType::kAntiEntropy && m.ae.kind == kind;
+  return n;
+}
+
+}  // namespace
+
+// a and c cannot reach each other; both reach b. What a writes reaches c
+// by anti-entropy with b, and c's applied vector covers a's log, so a
+// session token from a is honoured at c; when the link heals, a learns
+// from c's Welcome that c holds its log and ships none of it again.
+BOOST_AUTO_TEST_CASE(anti_entropy_repairs_a_partial_partition) {
+  Net net = AeNet({{"a", "r1"}, {"b", "r2"}, {"c", "r3"}});
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  TestNode& c = net["c"];
+  net.cut = {{"a", "c"}, {"c", "a"}};
+  net.Run(1000);
+  net.Append(a, 5);
+  net.Run(4000);
+  BOOST_TEST(b.Held(a.self()) == 5u);
+  BOOST_TEST(c.Held(a.self()) == 5u);  // by repair: c never heard from a
+  BOOST_TEST(c.applied_order[a.self()].empty());
+  BOOST_TEST((c.p->applied().at({a.self(), kDefaultScope}) == 5u));
+  for (int s = 1; s <= 5; ++s) {
+    BOOST_TEST(c.kv.count("key/" + std::to_string(s) + "@a") == 1u, "seq " << s);
+  }
+  BOOST_TEST(c.ae_repairs > 0u);
+  BOOST_TEST(c.p->ae_counters().rounds_completed > 0u);
+  BOOST_TEST(c.p->ae_counters().states_received >= 5u);
+  BOOST_TEST(b.p->ae_counters().states_sent >= 5u);
+  BOOST_TEST(Contains(c.logs, "states received"));
+
+  net.cut.clear();
+  a.ships.clear();
+  net.Run(8000);
+  BOOST_TEST(a.Peer(net.NowOf(a), "c").acked == 5u);
+  for (const ShipRequest& s : a.ships) BOOST_TEST(s.peer != "c", "a shipped to c again");
+  BOOST_TEST(c.applied_order[a.self()].empty());
+  for (auto& n : net.nodes) BOOST_TEST(n->kv.size() == 5u);
+}
+
+// Deltas held back behind a gap are applied once a repair closes it, and
+// the origin is acknowledged at once.
+BOOST_AUTO_TEST_CASE(a_repair_that_closes_a_gap_releases_held_deltas) {
+  Net net = AeNet({{"a", "r1"}, {"b", "r2"}});
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  net.Run(600);
+  Effects e = net.Inject(b, DeltasFrom(a.self(), net.mono, {4, 5}));
+  BOOST_TEST(e.applies.empty());  // held: 1..3 are missing
+  AeRepair rep;
+  rep.peer = "a";
+  rep.round = 99;  // not open: the AntiEntropy ignores it; the vector counts
+  Applied after = b.durable;
+  after[{a.self(), kDefaultScope}] = 3;
+  b.durable = after;
+  Effects fx;
+  b.p->OnAeRepaired(net.NowOf(b), rep, after, &fx);
+  BOOST_REQUIRE(fx.applies.size() == 1u);
+  BOOST_TEST(fx.applies[0].entries.size() == 2u);
+  BOOST_TEST(fx.applies[0].entries.front().seq == 4u);
+  auto acks = SendsOf(fx, MsgType::kAck);
+  BOOST_REQUIRE(acks.size() == 1u);
+  BOOST_TEST(acks[0].first == "a");
+  BOOST_TEST(acks[0].second.seq == 3u);
+  BOOST_TEST((b.p->applied().at({a.self(), kDefaultScope}) == 3u));
+  // The node's own entry never moves by a repair.
+  Applied mine = after;
+  mine[{b.self(), kDefaultScope}] = 40;
+  Effects fx2;
+  b.p->OnAeRepaired(net.NowOf(b), rep, mine, &fx2);
+  BOOST_TEST(b.p->applied().count({b.self(), kDefaultScope}) == 0u);
+}
+
+// While a peer leaves this node's deltas unacknowledged for longer than
+// ae_max_ship_lag_ms, rounds this node starts leave it out (they would
+// race the deltas); once it acknowledges, a round starts with it.
+BOOST_AUTO_TEST_CASE(no_round_with_a_peer_while_deltas_to_it_lag) {
+  Net net = AeNet({{"a", "r1"}, {"b", "r2"}});
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  net.Run(1000);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").ae_ready);
+  bool drop_acks = true;
+  net.drop = [&](const std::string& from, const std::string&, const Message& m) {
+    return drop_acks && from == "b" && m.type == MsgType::kAck;
+  };
+  net.Append(a, 3);
+  net.Run(1500);
+  BOOST_TEST(!a.Peer(net.NowOf(a), "b").ae_ready);
+  // (b holds all of a's log: its own rounds with a go on.)
+  uint64_t begins = 0;
+  net.drop = [&](const std::string& from, const std::string&, const Message& m) {
+    if (from == "a" && m.type == MsgType::kAntiEntropy && m.ae.kind == AeKind::kBegin) ++begins;
+    return drop_acks && from == "b" && m.type == MsgType::kAck;
+  };
+  net.Run(3000);
+  BOOST_TEST(begins == 0u);
+  BOOST_TEST(b.Held(a.self()) == 3u);
+  drop_acks = false;
+  net.Run(3000);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").ae_ready);
+  BOOST_TEST(begins > 0u);
+}
+
+// A Ping says how far its sender's log goes; a node shows how much of it
+// it has not applied yet.
+BOOST_AUTO_TEST_CASE(pings_announce_the_log_end) {
+  // Rounds only when the peers come up: none repairs what is pending here.
+  Net net = AeNet({{"a", "r1"}, {"b", "r2"}},
+                  [](ProtocolOptions* o) { o->anti_entropy.interval_ms = 1000000; });
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  net.Run(600);
+  b.auto_apply = false;
+  net.Append(a, 4);
+  net.Run(600);
+  PeerStatus s = b.Peer(net.NowOf(b), "a");
+  BOOST_TEST(s.log_end == 4u);
+  BOOST_TEST(s.behind == 4u);
+  net.ApplyPending(b);
+  s = b.Peer(net.NowOf(b), "a");
+  BOOST_TEST(s.behind == 0u);
+}
+
+// A fresh incarnation refuses writes until a round completed; a node that
+// need not bootstrap, or has no peers, never waits for one.
+BOOST_AUTO_TEST_CASE(bootstrapping_gate) {
+  Net net = AeNet({{"a", "r1"}, {"b", "r2"}}, [](ProtocolOptions* o) {
+    o->anti_entropy.must_bootstrap = o->self.node == "b";
+  });
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  BOOST_TEST(!b.p->bootstrapped());
+  BOOST_TEST(b.p->Gate().code == "bootstrapping");
+  BOOST_TEST(a.p->bootstrapped());
+  net.cut = {{"a", "b"}, {"b", "a"}};
+  net.Run(8000);  // a is down for b: still not bootstrapped
+  BOOST_TEST(b.p->Gate().code == "bootstrapping");
+  net.cut.clear();
+  net.Append(a, 2);
+  net.Run(3000);
+  BOOST_TEST(b.p->bootstrapped());
+  BOOST_TEST(b.p->Gate().ok);
+  BOOST_TEST(b.kv.size() == 2u);
+  BOOST_TEST(Contains(b.logs, "completed"));
+
+  Net alone = AeNet({{"x", "r1"}}, [](ProtocolOptions* o) { o->anti_entropy.must_bootstrap = true; });
+  BOOST_TEST(alone["x"].p->bootstrapped());
+  BOOST_TEST(alone["x"].p->Gate().ok);
+}
+
+// Anti-entropy messages pass the header checks like any other: one whose
+// HLC is beyond the offset limit is refused and not handled.
+BOOST_AUTO_TEST_CASE(anti_entropy_messages_obey_the_clock_offset_rule) {
+  Net net = AeNet({{"a", "r1"}, {"b", "r2"}});
+  TestNode& a = net["a"];
+  net.Run(600);
+  Message m = From(ReplicaId{"b", 1}, net.mono, MsgType::kAntiEntropy);
+  m.ae.kind = AeKind::kBegin;
+  m.ae.round = net.mono + 1000000;
+  m.ae.level = 1;
+  storage::BucketSums empty;
+  for (uint32_t i = 0; i < kFanout; ++i) m.ae.nodes.push_back(AeNode{i, TreeHash(empty, 1, i)});
+  Message ahead = m;
+  ahead.header.hlc = crdt::MakeHlc(kWallBase + net.mono + 5000, 1);
+  Effects e = net.Inject(a, ahead);
+  BOOST_TEST(CountAe(e.sends, AeKind::kDone) == 0u);
+  BOOST_TEST(SendsOf(e, MsgType::kRefuse).size() == 1u);
+  e = net.Inject(a, m);
+  BOOST_TEST(CountAe(e.sends, AeKind::kDone) == 1u);  // equal (empty) Views
+  BOOST_TEST(SendsOf(e, MsgType::kRefuse).empty());
 }

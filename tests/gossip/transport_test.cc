@@ -1,12 +1,44 @@
 // The ZeroMQ gossip transport (gossip/transport.h) with real sockets on
 // 127.0.0.1: two or three Transports in this process, each with its own
-// storage::Store in a fresh directory and a small in-test Host that applies
-// remote deltas by writing them into that Store on a thread of its own.
+// storage::Store in a fresh directory and a small in-test Host.
+//
+// The test node's data. Every key holds an immutable value, so the join of
+// two states of a key is "keep the one there is" (a differing value would
+// be a bug, counted as a conflict). A node's own Append logs seq s with key
+// "k/<node>/<s>" and, in the same batch, writes that key's state (the delta
+// bytes) and its digest record; a remote delta writes the state of the
+// entry's key the same way, and a repair joins the states it carries. The
+// Host keeps a mirror of the digest bucket sums, the applied vector (its
+// own entry: the last logged seq) and a store snapshot, replaced together
+// after each write, so its View's sums, applied vector and snapshot are of
+// one commit, as the node's are. Writes are serialised: the worker thread
+// runs remote applies and repairs in the order handed over, and the test
+// thread's appends take the same write lock.
+//
+// Anti-entropy (TransportOptions::anti_entropy) is on in every test here
+// unless the test says otherwise, with rounds every 150 ms.
+// Where a node logged entries before its peer's session was up, a round
+// may bring some states before their deltas (a round needs only one
+// direction's session, shipping needs the other); such tests check that
+// every seq's state arrived (by a delta, a repair, or both: joins) and that
+// no delta was applied twice, and the two that are about delta shipping
+// itself also run without anti-entropy and check exact delta delivery.
+//
 // Covers handshake and delivery both ways, shipping split below
 // max_frame_bytes, a peer restarted on the same port (every seq applied
 // exactly once), drop and delay faults, garbage frames, a taken port,
-// RegionsHolding and peer states. Every wait is bounded by a deadline.
+// RegionsHolding and peer states; and anti-entropy itself: a partial
+// partition repaired through the third node (the cut-off node holds the
+// states and covers the applied vector with no delta shipped, and after
+// healing the origin finds its log acknowledged without reshipping), a
+// round whose states need many kStates parts under a small max_frame_bytes
+// (between real nodes: convergence, one repair per round and exact state
+// counts; against a fake peer of raw sockets: every frame within the limit,
+// parts numbered 0..last, the last carrying the View's applied vector), and
+// the snapshot's anti-entropy fields (on and off). Every wait is bounded by
+// a deadline.
 #define BOOST_TEST_MODULE transport
+#include <algorithm>
 #include <atomic>
 #include <boost/test/unit_test.hpp>
 #include <chrono>
@@ -19,6 +51,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -27,6 +60,7 @@
 
 #include "crdt/hlc.h"
 #include "gossip/transport.h"
+#include "storage/digests.h"
 #include "storage/leveldb_store.h"
 #include "storage/node_meta.h"
 #include "tests/support/loopback.h"
@@ -46,6 +80,7 @@ std::ostream& boost_test_print_type(std::ostream& os, PeerState s) {
 namespace {
 
 constexpr auto kWait = std::chrono::seconds(8);
+constexpr size_t kDefaultFrameBytes = size_t{4} << 20;
 
 // A loopback port nobody listens on right now (the kernel picks it).
 int FreePort() {
@@ -70,13 +105,51 @@ std::string Delta(const std::string& origin, uint64_t seq, size_t pad = 0) {
   return "delta " + origin + "#" + std::to_string(seq) + std::string(pad, 'x');
 }
 
-// What every Host incarnation of one node applied, in order; outlives a
+std::string KeyOf(const std::string& origin, uint64_t seq) {
+  return "k/" + origin + "/" + std::to_string(seq);
+}
+
+// The origin and seq of a key "k/<origin>/<seq>"; false for anything else.
+bool ParseKey(const std::string& key, std::string* origin, uint64_t* seq) {
+  if (key.rfind("k/", 0) != 0) return false;
+  const size_t slash = key.rfind('/');
+  if (slash <= 2 || slash + 1 >= key.size()) return false;
+  char* end = nullptr;
+  const char* digits = key.c_str() + slash + 1;
+  const unsigned long long v = std::strtoull(digits, &end, 10);
+  if (end == digits || *end != '\0') return false;
+  *origin = key.substr(2, slash - 2);
+  *seq = v;
+  return true;
+}
+
+std::vector<uint64_t> Range(uint64_t from, uint64_t to) {
+  std::vector<uint64_t> v;
+  for (uint64_t s = from; s <= to; ++s) v.push_back(s);
+  return v;
+}
+
+bool StrictlyIncreasing(const std::vector<uint64_t>& v) {
+  for (size_t i = 1; i < v.size(); ++i) {
+    if (v[i] <= v[i - 1]) return false;
+  }
+  return true;
+}
+
+// What every Host incarnation of one node wrote, in order; outlives a
 // restart so that "exactly once per seq" can be checked across it.
 struct ApplyRecord {
   std::mutex mu;
-  std::map<std::string, std::vector<uint64_t>> applied;  // origin node -> seqs written
-  std::map<std::string, Clock::time_point> applied_at;   // "node#seq" -> when written
-  uint64_t duplicates = 0;
+  std::map<std::string, std::vector<uint64_t>> applied;   // origin node -> seqs applied from deltas
+  std::map<std::string, Clock::time_point> applied_at;    // "node#seq" -> when applied
+  std::map<std::string, std::vector<uint64_t>> repaired;  // origin node -> seqs whose state a
+                                                          // repair wrote (absent before)
+  uint64_t duplicates = 0;     // delta entries at or below the applied seq
+  uint64_t repairs = 0;        // successful Repair calls that carried states
+  uint64_t repair_states = 0;  // states those carried (written or already held)
+  size_t max_repair_bytes = 0; // the most key + state bytes one Repair carried
+  uint64_t advances = 0;       // successful Repair calls with an advance
+  uint64_t conflicts = 0;      // a key offered with a value differing from the one held
 
   std::vector<uint64_t> Seqs(const std::string& origin) {
     std::lock_guard<std::mutex> lock(mu);
@@ -91,21 +164,76 @@ struct ApplyRecord {
     std::lock_guard<std::mutex> lock(mu);
     return applied_at.at(origin + "#" + std::to_string(seq));
   }
+  // In the order written.
+  std::vector<uint64_t> Repaired(const std::string& origin) {
+    std::lock_guard<std::mutex> lock(mu);
+    return repaired[origin];
+  }
+  // Seqs of `origin` whose state arrived by a delta or by a repair, sorted,
+  // each once.
+  std::vector<uint64_t> Covered(const std::string& origin) {
+    std::lock_guard<std::mutex> lock(mu);
+    std::set<uint64_t> all(applied[origin].begin(), applied[origin].end());
+    all.insert(repaired[origin].begin(), repaired[origin].end());
+    return std::vector<uint64_t>(all.begin(), all.end());
+  }
+  uint64_t Get(uint64_t ApplyRecord::*field) {
+    std::lock_guard<std::mutex> lock(mu);
+    return this->*field;
+  }
+  size_t MaxRepairBytes() {
+    std::lock_guard<std::mutex> lock(mu);
+    return max_repair_bytes;
+  }
 };
 
-// The node's side, kept small: remote deltas are written into the Store
-// (state "r/<origin>/<seq>" = delta, plus the applied vector) by one
-// applier thread, in the order handed over, and `done` is called from that
-// thread. Entries at or below the applied seq are duplicates and skipped.
+// A state written by a batch, for the bucket sums mirror.
+struct DigestChange {
+  uint32_t bucket = 0;
+  storage::Digest digest;  // of a key that had no state before
+};
+
+// Adds seqs [last+1, last+n] of `node`'s own log to `batch`, each with its
+// state and digest record; returns the bytes logged (key + delta).
+uint64_t AddOwnEntries(const std::string& node, uint64_t last, uint64_t n, size_t pad,
+                       storage::WriteBatch* batch, std::vector<DigestChange>* changes) {
+  uint64_t bytes = 0;
+  for (uint64_t seq = last + 1; seq <= last + n; ++seq) {
+    storage::LogEntry e;
+    e.scope = kDefaultScope;
+    e.seq = seq;
+    e.key = KeyOf(node, seq);
+    e.delta = Delta(node, seq, pad);
+    bytes += e.key.size() + e.delta.size();
+    batch->AppendLog(e);
+    batch->PutState(e.key, e.delta);
+    const uint32_t bucket = storage::BucketOf(e.key);
+    const storage::Digest digest = storage::KeyDigest(e.key, e.delta);
+    batch->PutDigest(kDefaultScope, bucket, e.key, digest);
+    if (changes != nullptr) changes->push_back(DigestChange{bucket, digest});
+  }
+  return bytes;
+}
+
+// The node's side, kept small (see the top of the file). Remote deltas
+// and repairs are written by one worker thread, in the order handed over,
+// and `done` is called from that thread. Delta entries at or below the
+// applied seq are duplicates and skipped.
 class TestHost : public Host {
  public:
-  TestHost(std::string node, storage::Store* store, ApplyRecord* record)
-      : node_(std::move(node)), store_(store), record_(record), clock_(&wall_, 500) {
+  TestHost(crdt::ReplicaId self, storage::Store* store, ApplyRecord* record)
+      : self_(std::move(self)), store_(store), record_(record), clock_(&wall_, 500) {
     std::string bytes;
     if (store_->GetMeta(storage::kMetaApplied, &bytes).ok()) {
       Status s = storage::DecodeApplied(bytes, &applied_);
       BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
     }
+    Status s = store_->LastLogSeq(kDefaultScope, &own_last_);
+    BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+    s = storage::LoadBucketSums(*store_, kDefaultScope, &sums_);
+    BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+    s = store_->TakeSnapshot(&snapshot_);
+    BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
     worker_ = std::thread([this] { Work(); });
   }
   ~TestHost() override {
@@ -120,9 +248,26 @@ class TestHost : public Host {
   void ApplyRemote(const crdt::ReplicaId& origin, const std::string& scope,
                    std::vector<DeltaEntry> entries,
                    std::function<void(Status, uint64_t)> done) override {
+    Job job;
+    job.origin = origin;
+    job.scope = scope;
+    job.entries = std::move(entries);
+    job.done = std::move(done);
+    Enqueue(std::move(job));
+  }
+  void Repair(const AeRepair& repair,
+              std::function<void(Status, Applied applied_after)> done) override {
+    Job job;
+    job.is_repair = true;
+    job.repair = repair;
+    job.repair_done = std::move(done);
+    Enqueue(std::move(job));
+  }
+  void ReadView(const std::string& scope, View* out) override {
     std::lock_guard<std::mutex> lock(mu_);
-    jobs_.push_back(Job{origin, scope, std::move(entries), std::move(done)});
-    cv_.notify_all();
+    out->sums = scope == kDefaultScope ? sums_ : storage::BucketSums();
+    out->applied = FullLocked();
+    out->snapshot = snapshot_;
   }
   void ObserveHlc(crdt::Hlc hlc) override {
     std::lock_guard<std::mutex> lock(clock_mu_);
@@ -136,26 +281,135 @@ class TestHost : public Host {
   void ReplicationProgress() override { ++progress_calls; }
   void Log(const std::string& line) override {
     if (std::getenv("MERIDIAN_TRANSPORT_TEST_LOG") != nullptr) {
-      std::lock_guard<std::mutex> lock(mu_);
-      std::cerr << node_ << ": " << line << "\n";
+      static std::mutex log_mu;
+      std::lock_guard<std::mutex> lock(log_mu);
+      std::cerr << self_.node << ": " << line << "\n";
     }
   }
 
-  // The applied vector as stored (for a Transport's constructor).
+  // The node's own writes (the test thread's Append): logs seqs
+  // [last+1, last+n] with their states and digests in one batch, in turn
+  // with the worker's writes. *last_seq: the new log end.
+  Status AppendOwn(uint64_t n, size_t pad, uint64_t* last_seq, uint64_t* bytes) {
+    std::lock_guard<std::mutex> wlock(write_mu_);
+    uint64_t last = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      last = own_last_;
+    }
+    storage::WriteBatch batch;
+    std::vector<DigestChange> changes;
+    *bytes = AddOwnEntries(self_.node, last, n, pad, &batch, &changes);
+    Status s = store_->Write(&batch);
+    if (!s.ok()) return s;
+    storage::SnapshotRef snap = Snap();
+    std::lock_guard<std::mutex> lock(mu_);
+    own_last_ = last + n;
+    for (const DigestChange& c : changes) sums_.Replace(c.bucket, storage::Digest(), c.digest);
+    snapshot_ = std::move(snap);
+    *last_seq = own_last_;
+    return Status::OK();
+  }
+
+  // The applied vector with the node's own entry (its last logged seq):
+  // what a Transport starts with and what a View carries.
   Applied applied() {
     std::lock_guard<std::mutex> lock(mu_);
-    return applied_;
+    return FullLocked();
+  }
+  storage::BucketSums sums() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return sums_;
   }
 
   std::atomic<uint64_t> progress_calls{0};
 
  private:
   struct Job {
+    bool is_repair = false;
+    // A remote apply.
     crdt::ReplicaId origin;
     std::string scope;
     std::vector<DeltaEntry> entries;
     std::function<void(Status, uint64_t)> done;
+    // A repair.
+    AeRepair repair;
+    std::function<void(Status, Applied)> repair_done;
   };
+
+  // What one batch writes, before it is written.
+  struct Pending {
+    storage::WriteBatch batch;
+    std::map<std::string, std::string> states;  // keys this batch writes
+    std::vector<DigestChange> changes;
+  };
+
+  void Enqueue(Job job) {
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs_.push_back(std::move(job));
+    cv_.notify_all();
+  }
+
+  // REQUIRES: mu_ held.
+  Applied FullLocked() const {
+    Applied out = applied_;
+    out[{self_, kDefaultScope}] = own_last_;
+    return out;
+  }
+
+  // The join: writes `value` under `key` (with its digest) unless the key
+  // holds a state already, which must then be `value`. *wrote: it did.
+  Status Join(const std::string& key, const std::string& value, Pending* p, bool* wrote) {
+    *wrote = false;
+    std::string held;
+    auto it = p->states.find(key);
+    if (it != p->states.end()) {
+      held = it->second;
+    } else {
+      Status s = store_->GetState(key, &held);
+      if (s.IsNotFound()) {
+        p->batch.PutState(key, value);
+        const uint32_t bucket = storage::BucketOf(key);
+        const storage::Digest digest = storage::KeyDigest(key, value);
+        p->batch.PutDigest(kDefaultScope, bucket, key, digest);
+        p->changes.push_back(DigestChange{bucket, digest});
+        p->states[key] = value;
+        *wrote = true;
+        return Status::OK();
+      }
+      if (!s.ok()) return s;
+    }
+    if (held != value) {
+      std::lock_guard<std::mutex> rlock(record_->mu);
+      ++record_->conflicts;
+      return Status::Corruption("key " + key + " offered with a value differing from the one held");
+    }
+    return Status::OK();
+  }
+
+  // REQUIRES: write_mu_ held (no write since the one to snapshot). The
+  // store as of the last write; null if it cannot be had (Views then
+  // fail to serve states, and rounds are abandoned).
+  storage::SnapshotRef Snap() {
+    storage::SnapshotRef snap;
+    Status s = store_->TakeSnapshot(&snap);
+    if (!s.ok()) {
+      Log("test host: cannot take a store snapshot: " + s.ToString());
+      snap.reset();
+    }
+    return snap;
+  }
+
+  // REQUIRES: write_mu_ held; the batch was written. Publishes it with a
+  // snapshot of the store as it left it, so a View's sums, applied vector
+  // and snapshot are of one commit.
+  void Publish(const Applied& next, const Pending& p) {
+    storage::SnapshotRef snap = Snap();
+    std::lock_guard<std::mutex> lock(mu_);
+    applied_ = next;
+    for (const DigestChange& c : p.changes) sums_.Replace(c.bucket, storage::Digest(), c.digest);
+    snapshot_ = std::move(snap);
+  }
 
   void Work() {
     for (;;) {
@@ -167,17 +421,31 @@ class TestHost : public Host {
         job = std::move(jobs_.front());
         jobs_.pop_front();
       }
-      auto key = std::make_pair(job.origin, job.scope);
-      uint64_t last;
-      std::vector<uint64_t> written;
-      storage::WriteBatch batch;
+      if (job.is_repair) {
+        RunRepair(&job);
+      } else {
+        RunDeltas(&job);
+      }
+    }
+  }
+
+  void RunDeltas(Job* job) {
+    const auto key = std::make_pair(job->origin, job->scope);
+    Status status;
+    uint64_t durable = 0;
+    {
+      std::lock_guard<std::mutex> wlock(write_mu_);
+      Applied next;
       {
         std::lock_guard<std::mutex> lock(mu_);
-        last = applied_[key];
+        next = applied_;
       }
+      const uint64_t before = next[key];
+      uint64_t last = before;
+      std::vector<uint64_t> written;
       uint64_t dups = 0;
-      Status status;
-      for (const DeltaEntry& e : job.entries) {
+      Pending p;
+      for (const DeltaEntry& e : job->entries) {
         if (e.seq <= last) {
           ++dups;
           continue;
@@ -186,50 +454,111 @@ class TestHost : public Host {
           status = Status::Corruption("gap before seq " + std::to_string(e.seq));
           break;
         }
-        batch.PutState("r/" + job.origin.node + "/" + std::to_string(e.seq), e.delta);
+        bool wrote = false;
+        Status js = Join(e.key, e.delta, &p, &wrote);
+        if (!js.ok()) {
+          status = js;
+          break;
+        }
         written.push_back(e.seq);
         last = e.seq;
       }
-      storage::AppliedVector next;
+      next[key] = last;
+      storage::PutApplied(next, &p.batch);
+      Status ws = store_->Write(&p.batch);
+      if (!ws.ok()) {
+        status = ws;
+        durable = before;
+      } else {
+        durable = last;
+        Publish(next, p);
+        std::lock_guard<std::mutex> rlock(record_->mu);
+        const auto now = Clock::now();
+        for (uint64_t seq : written) {
+          record_->applied[job->origin.node].push_back(seq);
+          record_->applied_at[job->origin.node + "#" + std::to_string(seq)] = now;
+        }
+        record_->duplicates += dups;
+      }
+    }
+    job->done(status, durable);
+  }
+
+  // Joins the states, raises the applied vector to cover the advance
+  // (never this node's own entry), all in one batch; nothing of it on an
+  // error.
+  void RunRepair(Job* job) {
+    const AeRepair& r = job->repair;
+    Status status;
+    Applied after;
+    {
+      std::lock_guard<std::mutex> wlock(write_mu_);
+      Applied next;
       {
         std::lock_guard<std::mutex> lock(mu_);
         next = applied_;
       }
-      next[key] = last;
-      storage::PutApplied(next, &batch);
-      Status ws = store_->Write(&batch);
-      uint64_t durable = last;
-      if (!ws.ok()) {
-        status = ws;
-        std::lock_guard<std::mutex> lock(mu_);
-        durable = applied_[key];
-      } else {
-        std::lock_guard<std::mutex> lock(mu_);
-        applied_ = next;
-        std::lock_guard<std::mutex> rlock(record_->mu);
-        auto now = Clock::now();
-        for (uint64_t seq : written) {
-          record_->applied[job.origin.node].push_back(seq);
-          record_->applied_at[job.origin.node + "#" + std::to_string(seq)] = now;
-        }
-        record_->duplicates += dups;
+      Pending p;
+      std::vector<std::pair<std::string, uint64_t>> repaired;
+      size_t bytes = 0;
+      for (const AeState& st : r.states) {
+        bytes += st.key.size() + st.envelope.size();
+        bool wrote = false;
+        status = Join(st.key, st.envelope, &p, &wrote);
+        if (!status.ok()) break;
+        std::string origin;
+        uint64_t seq = 0;
+        if (wrote && ParseKey(st.key, &origin, &seq)) repaired.emplace_back(origin, seq);
       }
-      job.done(status, durable);
+      if (status.ok() && r.has_advance) {
+        for (const auto& [id, seq] : r.advance) {
+          if (id.first == self_) continue;
+          uint64_t& a = next[id];
+          a = std::max(a, seq);
+        }
+      }
+      if (status.ok()) {
+        storage::PutApplied(next, &p.batch);
+        status = store_->Write(&p.batch);
+      }
+      if (status.ok()) {
+        Publish(next, p);
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          after = FullLocked();
+        }
+        std::lock_guard<std::mutex> rlock(record_->mu);
+        for (const auto& [origin, seq] : repaired) record_->repaired[origin].push_back(seq);
+        if (!r.states.empty()) {
+          ++record_->repairs;
+          record_->repair_states += r.states.size();
+          record_->max_repair_bytes = std::max(record_->max_repair_bytes, bytes);
+        }
+        if (r.has_advance) ++record_->advances;
+      }
     }
+    job->repair_done(status, status.ok() ? after : Applied());
   }
 
-  std::string node_;
+  crdt::ReplicaId self_;
   storage::Store* store_;
   ApplyRecord* record_;
   crdt::SystemClock wall_;
   std::mutex clock_mu_;
   crdt::HybridClock clock_;
 
+  // Serialises the writers (the worker and AppendOwn); taken before mu_.
+  std::mutex write_mu_;
+  // Guards what follows; the published state changes only under it, so a
+  // View reads sums and applied vector as of the same write.
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
   std::deque<Job> jobs_;
-  Applied applied_;
+  Applied applied_;    // remote origins, as stored
+  uint64_t own_last_ = 0;
+  storage::BucketSums sums_;
+  storage::SnapshotRef snapshot_;  // the store as of the last write published
   std::thread worker_;
 };
 
@@ -253,15 +582,21 @@ class TestNode {
 
   crdt::ReplicaId replica() const { return crdt::ReplicaId{self_.id, 1}; }
 
-  TransportOptions Options(size_t max_frame_bytes = size_t{4} << 20) const {
+  // Anti-entropy on unless asked otherwise.
+  TransportOptions Options(size_t max_frame_bytes = kDefaultFrameBytes,
+                           bool anti_entropy = true) const {
     TransportOptions o;
     o.bind = Endpoint(self_.port);
     o.max_frame_bytes = max_frame_bytes;
+    o.anti_entropy = anti_entropy;
     o.protocol.cluster = "test";
     o.protocol.self = replica();
     o.protocol.region = self_.region;
     o.protocol.heartbeat_interval_ms = 50;
     o.protocol.resend_timeout_ms = 300;
+    o.protocol.anti_entropy.interval_ms = 150;
+    o.protocol.anti_entropy.round_timeout_ms = 2000;
+    o.protocol.ae_max_ship_lag_ms = 200;
     for (const NodeSpec& n : all_) {
       if (n.id == self_.id) continue;
       o.peers[n.id] = Endpoint(n.port);
@@ -271,17 +606,16 @@ class TestNode {
   }
 
   // Creates the Host and the Transport and starts it.
-  void Start(size_t max_frame_bytes = size_t{4} << 20) {
+  void Start(size_t max_frame_bytes = kDefaultFrameBytes) { StartWith(Options(max_frame_bytes)); }
+  // The same with the caller's options and with `faults` in place before
+  // the first message goes out.
+  void StartWith(TransportOptions options, const Faults& faults = Faults()) {
     BOOST_REQUIRE(transport_ == nullptr);
-    host_ = std::make_unique<TestHost>(self_.id, store_.get(), &record);
-    Applied applied = host_->applied();
-    uint64_t last = 0;
-    Status s = store_->LastLogSeq(kDefaultScope, &last);
-    BOOST_REQUIRE(s.ok());
-    applied[{replica(), kDefaultScope}] = last;
-    transport_ = std::make_unique<Transport>(Options(max_frame_bytes), store_.get(), host_.get(),
-                                             &wall_, applied);
-    s = transport_->Start();
+    host_ = std::make_unique<TestHost>(replica(), store_.get(), &record);
+    transport_ = std::make_unique<Transport>(std::move(options), store_.get(), host_.get(),
+                                             &wall_, host_->applied());
+    transport_->SetFaults(faults);
+    Status s = transport_->Start();
     BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
   }
 
@@ -292,25 +626,23 @@ class TestNode {
     host_.reset();
   }
 
-  // Logs seqs [last+1, last+n] of this node's own log and tells the
-  // Transport.
+  // Logs seqs [last+1, last+n] of this node's own log, each with its state,
+  // and tells the Transport.
   void Append(uint64_t n, size_t pad = 0) {
-    uint64_t last = 0;
-    BOOST_REQUIRE(store_->LastLogSeq(kDefaultScope, &last).ok());
-    storage::WriteBatch batch;
-    uint64_t bytes = 0;
-    for (uint64_t seq = last + 1; seq <= last + n; ++seq) {
-      storage::LogEntry e;
-      e.scope = kDefaultScope;
-      e.seq = seq;
-      e.key = "k/" + self_.id + "/" + std::to_string(seq);
-      e.delta = Delta(self_.id, seq, pad);
-      bytes += e.key.size() + e.delta.size();
-      batch.AppendLog(e);
+    uint64_t last = 0, bytes = 0;
+    if (host_ != nullptr) {
+      Status s = host_->AppendOwn(n, pad, &last, &bytes);
+      BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+    } else {
+      // Not running: nothing else writes, and the next Host loads the sums.
+      BOOST_REQUIRE(store_->LastLogSeq(kDefaultScope, &last).ok());
+      storage::WriteBatch batch;
+      bytes = AddOwnEntries(self_.id, last, n, pad, &batch, nullptr);
+      Status s = store_->Write(&batch);
+      BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+      last += n;
     }
-    Status s = store_->Write(&batch);
-    BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
-    if (transport_) transport_->NotifyLocalAppend(kDefaultScope, last + n, bytes);
+    if (transport_) transport_->NotifyLocalAppend(kDefaultScope, last, bytes);
   }
 
   uint64_t LastLogged() {
@@ -327,14 +659,48 @@ class TestNode {
     return {};
   }
 
-  // Every delta of `origin` up to `last` is stored here with its bytes.
+  // What this node's applied vector holds of `origin`'s log.
+  uint64_t AppliedOf(const crdt::ReplicaId& origin) {
+    Applied a = host_->applied();
+    auto it = a.find({origin, kDefaultScope});
+    return it == a.end() ? 0 : it->second;
+  }
+
+  // Whether every state of `origin` up to `last` is stored here.
+  bool Holds(const std::string& origin, uint64_t last) {
+    for (uint64_t seq = 1; seq <= last; ++seq) {
+      std::string v;
+      if (!store_->GetState(KeyOf(origin, seq), &v).ok()) return false;
+    }
+    return true;
+  }
+
+  // Every state of `origin` up to `last` is stored here with its bytes.
   void CheckHolds(const std::string& origin, uint64_t last, size_t pad = 0) {
     for (uint64_t seq = 1; seq <= last; ++seq) {
       std::string v;
-      Status s = store_->GetState("r/" + origin + "/" + std::to_string(seq), &v);
+      Status s = store_->GetState(KeyOf(origin, seq), &v);
       BOOST_REQUIRE_MESSAGE(s.ok(), self_.id + " lacks " + origin + "#" + std::to_string(seq));
       BOOST_REQUIRE_EQUAL(v, Delta(origin, seq, pad));
     }
+  }
+
+  // The digest records on disk sum to the Host's mirror, and that mirror
+  // is what the store's states digest to.
+  void CheckDigestIndex() {
+    storage::BucketSums on_disk;
+    Status s = storage::LoadBucketSums(*store_, kDefaultScope, &on_disk);
+    BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+    BOOST_TEST((on_disk == host_->sums()), self_.id + ": digest records differ from the mirror");
+    std::vector<storage::Store::KeyState> states;
+    s = store_->Scan("", "", 1000000, &states);
+    BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+    storage::BucketSums computed;
+    for (const auto& st : states) {
+      computed.Replace(storage::BucketOf(st.key), storage::Digest(),
+                       storage::KeyDigest(st.key, st.envelope));
+    }
+    BOOST_TEST((computed == on_disk), self_.id + ": digest records differ from the states");
   }
 
   Transport& transport() { return *transport_; }
@@ -367,41 +733,57 @@ uint64_t MsBetween(Clock::time_point from, Clock::time_point to) {
       std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count());
 }
 
-std::vector<uint64_t> Range(uint64_t from, uint64_t to) {
-  std::vector<uint64_t> v;
-  for (uint64_t s = from; s <= to; ++s) v.push_back(s);
-  return v;
-}
-
 }  // namespace
 
+// Logged before the start: shipped after the Welcome. Without
+// anti-entropy every seq arrives as a delta; with it, a round may bring
+// some first (one side can be welcomed, and start a round, before the
+// other's Hello got through), and every seq arrives one way or the other
+// (or both).
 BOOST_AUTO_TEST_CASE(handshake_and_delivery_both_ways) {
-  TempDir dir;
-  auto specs = Specs(2);
-  TestNode a(specs[0], specs, dir.sub("a"));
-  TestNode b(specs[1], specs, dir.sub("b"));
-  a.Append(5);  // logged before the start: shipped after the Welcome
-  b.Append(3);
-  a.Start();
-  b.Start();
+  for (bool ae : {false, true}) {
+    BOOST_TEST_CONTEXT("anti_entropy " << ae) {
+      TempDir dir;
+      auto specs = Specs(2);
+      TestNode a(specs[0], specs, dir.sub("a"));
+      TestNode b(specs[1], specs, dir.sub("b"));
+      a.Append(5);
+      b.Append(3);
+      a.StartWith(a.Options(kDefaultFrameBytes, ae));
+      b.StartWith(b.Options(kDefaultFrameBytes, ae));
 
-  BOOST_REQUIRE(WaitFor([&] { return b.record.Last("a") == 5 && a.record.Last("b") == 3; }));
-  BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").acked == 5 && b.Peer("a").acked == 3; }));
-  BOOST_TEST(b.record.Seqs("a") == Range(1, 5));
-  BOOST_TEST(a.record.Seqs("b") == Range(1, 3));
-  b.CheckHolds("a", 5);
-  a.CheckHolds("b", 3);
-
-  TransportSnapshot sa = a.transport().Snapshot();
-  BOOST_TEST(sa.peers.size() == 1u);
-  BOOST_TEST(sa.peers[0].welcomed);
-  BOOST_TEST(sa.peers[0].unacked_deltas == 0u);
-  BOOST_TEST(sa.counters.deltas_applied == 3u);
-  BOOST_TEST(sa.frames_in > 0u);
-  BOOST_TEST(sa.frames_out > 0u);
-  BOOST_TEST(sa.bad_frames == 0u);
-  BOOST_TEST(b.transport().Snapshot().counters.deltas_applied == 5u);
-  BOOST_TEST(a.host().progress_calls.load() > 0u);
+      BOOST_REQUIRE(WaitFor([&] {
+        return b.AppliedOf(a.replica()) == 5 && a.AppliedOf(b.replica()) == 3;
+      }));
+      BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").acked == 5 && b.Peer("a").acked == 3; }));
+      b.CheckHolds("a", 5);
+      a.CheckHolds("b", 3);
+      TransportSnapshot sa = a.transport().Snapshot();
+      TransportSnapshot sb = b.transport().Snapshot();
+      if (!ae) {
+        BOOST_TEST(b.record.Seqs("a") == Range(1, 5));
+        BOOST_TEST(a.record.Seqs("b") == Range(1, 3));
+        BOOST_TEST(sa.counters.deltas_applied == 3u);
+        BOOST_TEST(sb.counters.deltas_applied == 5u);
+      } else {
+        BOOST_TEST(StrictlyIncreasing(b.record.Seqs("a")));
+        BOOST_TEST(StrictlyIncreasing(a.record.Seqs("b")));
+        BOOST_TEST(b.record.Covered("a") == Range(1, 5));
+        BOOST_TEST(a.record.Covered("b") == Range(1, 3));
+        BOOST_TEST(sa.counters.deltas_applied == a.record.Seqs("b").size());
+        BOOST_TEST(sb.counters.deltas_applied == b.record.Seqs("a").size());
+        BOOST_TEST(a.record.Get(&ApplyRecord::conflicts) == 0u);
+        BOOST_TEST(b.record.Get(&ApplyRecord::conflicts) == 0u);
+      }
+      BOOST_TEST(sa.peers.size() == 1u);
+      BOOST_TEST(sa.peers[0].welcomed);
+      BOOST_TEST(sa.peers[0].unacked_deltas == 0u);
+      BOOST_TEST(sa.frames_in > 0u);
+      BOOST_TEST(sa.frames_out > 0u);
+      BOOST_TEST(sa.bad_frames == 0u);
+      BOOST_TEST(a.host().progress_calls.load() > 0u);
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(appends_after_start_arrive_split_below_max_frame_bytes) {
@@ -411,7 +793,8 @@ BOOST_AUTO_TEST_CASE(appends_after_start_arrive_split_below_max_frame_bytes) {
   TestNode b(specs[1], specs, dir.sub("b"));
   a.Start(/*max_frame_bytes=*/4096);
   b.Start();
-  BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").welcomed; }));
+  // Both sessions up: deltas leave before any anti-entropy state can.
+  BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").welcomed && b.Peer("a").welcomed; }));
   const uint64_t frames_before = a.transport().Snapshot().frames_out;
 
   // 40 deltas of ~1 KB: one ShipRequest, at least ten frames of <= 4 KB.
@@ -491,6 +874,7 @@ BOOST_AUTO_TEST_CASE(fake_peer_sees_hello_then_deltas_within_max_frame_bytes) {
   welcome.header = header();
   welcome.type = MsgType::kWelcome;
   welcome.applied = 0;
+  welcome.to = a.replica();
   BOOST_REQUIRE(out.send(zmq::buffer(Encode(welcome)), zmq::send_flags::none));
 
   std::vector<uint64_t> seqs;
@@ -515,40 +899,61 @@ BOOST_AUTO_TEST_CASE(fake_peer_sees_hello_then_deltas_within_max_frame_bytes) {
   ack.type = MsgType::kAck;
   ack.scope = kDefaultScope;
   ack.seq = 40;
+  ack.to = a.replica();
   BOOST_REQUIRE(out.send(zmq::buffer(Encode(ack)), zmq::send_flags::none));
   BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").acked == 40; }));
   BOOST_TEST(a.transport().RegionsHolding(kDefaultScope, 40) == 2u);
   a.Kill();
 }
 
+// b goes away long enough for a to see it down and comes back on the same
+// port with the same store. Without anti-entropy a resumes shipping past
+// what b's Welcome says it holds and b applies every seq exactly once
+// across both Host incarnations; with it, b's first round with a may bring
+// some of the missed states first: then every seq arrives one way or the
+// other (or both), and no delta is applied twice.
 BOOST_AUTO_TEST_CASE(peer_restarted_on_same_port_resumes_exactly_once) {
-  TempDir dir;
-  auto specs = Specs(2);
-  TestNode a(specs[0], specs, dir.sub("a"));
-  TestNode b(specs[1], specs, dir.sub("b"));
-  a.Start();
-  b.Start();
-  a.Append(10);
-  BOOST_REQUIRE(WaitFor([&] { return b.record.Last("a") == 10; }));
-  BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").acked == 10; }));
+  for (bool ae : {false, true}) {
+    BOOST_TEST_CONTEXT("anti_entropy " << ae) {
+      TempDir dir;
+      auto specs = Specs(2);
+      TestNode a(specs[0], specs, dir.sub("a"));
+      TestNode b(specs[1], specs, dir.sub("b"));
+      a.StartWith(a.Options(kDefaultFrameBytes, ae));
+      b.StartWith(b.Options(kDefaultFrameBytes, ae));
+      BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").welcomed && b.Peer("a").welcomed; }));
+      a.Append(10);
+      BOOST_REQUIRE(WaitFor([&] { return b.record.Last("a") == 10; }));
+      BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").acked == 10; }));
+      BOOST_TEST(b.record.Seqs("a") == Range(1, 10));
 
-  b.Kill();
-  a.Append(10);  // 11..20 while b is away
-  BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").state == PeerState::kDown; }));
-  a.Append(10);  // 21..30
-  b.Start();     // same port, same store: applied vector says 10
+      b.Kill();
+      a.Append(10);  // 11..20 while b is away
+      BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").state == PeerState::kDown; }));
+      a.Append(10);  // 21..30
+      b.StartWith(b.Options(kDefaultFrameBytes, ae));  // same port, same store: it holds 10
 
-  BOOST_REQUIRE(WaitFor([&] { return b.record.Last("a") == 30; }));
-  BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").acked == 30; }));
-  // Every seq written exactly once across both Host incarnations.
-  BOOST_TEST(b.record.Seqs("a") == Range(1, 30));
-  b.CheckHolds("a", 30);
-  BOOST_TEST(a.Peer("b").state == PeerState::kUp);
+      BOOST_REQUIRE(WaitFor([&] { return b.AppliedOf(a.replica()) == 30; }));
+      BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").acked == 30; }));
+      b.CheckHolds("a", 30);
+      if (!ae) {
+        BOOST_TEST(b.record.Seqs("a") == Range(1, 30));
+      } else {
+        BOOST_TEST(StrictlyIncreasing(b.record.Seqs("a")));
+        BOOST_TEST(b.record.Covered("a") == Range(1, 30));
+        BOOST_TEST(b.record.Get(&ApplyRecord::conflicts) == 0u);
+      }
+      BOOST_TEST(a.Peer("b").state == PeerState::kUp);
 
-  // And it keeps going.
-  a.Append(5);
-  BOOST_REQUIRE(WaitFor([&] { return b.record.Last("a") == 35; }));
-  BOOST_TEST(b.record.Seqs("a") == Range(1, 35));
+      // And it keeps going, by deltas (both sessions are up).
+      BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").welcomed && b.Peer("a").welcomed; }));
+      const size_t before = b.record.Seqs("a").size();
+      a.Append(5);
+      BOOST_REQUIRE(WaitFor([&] { return b.record.Last("a") == 35; }));
+      const std::vector<uint64_t> seqs = b.record.Seqs("a");
+      BOOST_TEST(std::vector<uint64_t>(seqs.begin() + before, seqs.end()) == Range(31, 35));
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(drop_fault_cuts_both_ways_and_healing_restores) {
@@ -558,6 +963,7 @@ BOOST_AUTO_TEST_CASE(drop_fault_cuts_both_ways_and_healing_restores) {
   TestNode b(specs[1], specs, dir.sub("b"));
   a.Start();
   b.Start();
+  BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").welcomed && b.Peer("a").welcomed; }));
   a.Append(1);
   b.Append(1);
   BOOST_REQUIRE(WaitFor([&] { return b.record.Last("a") == 1 && a.record.Last("b") == 1; }));
@@ -579,10 +985,18 @@ BOOST_AUTO_TEST_CASE(drop_fault_cuts_both_ways_and_healing_restores) {
 
   a.transport().SetFaults(Faults{});
   BOOST_TEST(a.transport().faults().drop.empty());
-  BOOST_REQUIRE(WaitFor([&] { return b.record.Last("a") == 5 && a.record.Last("b") == 5; }));
+  BOOST_REQUIRE(WaitFor([&] {
+    return b.AppliedOf(a.replica()) == 5 && a.AppliedOf(b.replica()) == 5;
+  }));
   BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").acked == 5 && b.Peer("a").acked == 5; }));
-  BOOST_TEST(b.record.Seqs("a") == Range(1, 5));
-  BOOST_TEST(a.record.Seqs("b") == Range(1, 5));
+  b.CheckHolds("a", 5);
+  a.CheckHolds("b", 5);
+  // Both sessions start again after healing and the two handshakes race:
+  // an anti-entropy round may bring a state before its delta is resent.
+  BOOST_TEST(StrictlyIncreasing(b.record.Seqs("a")));
+  BOOST_TEST(StrictlyIncreasing(a.record.Seqs("b")));
+  BOOST_TEST(b.record.Covered("a") == Range(1, 5));
+  BOOST_TEST(a.record.Covered("b") == Range(1, 5));
   BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").state == PeerState::kUp; }));
 }
 
@@ -593,6 +1007,7 @@ BOOST_AUTO_TEST_CASE(delay_fault_delays_delivery_both_ways) {
   TestNode b(specs[1], specs, dir.sub("b"));
   a.Start();
   b.Start();
+  BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").welcomed && b.Peer("a").welcomed; }));
   a.Append(1);
   b.Append(1);
   BOOST_REQUIRE(WaitFor([&] { return b.record.Last("a") == 1 && a.record.Last("b") == 1; }));
@@ -670,7 +1085,7 @@ BOOST_AUTO_TEST_CASE(start_on_taken_or_bad_endpoint_fails_naming_it) {
   std::unique_ptr<storage::Store> store;
   BOOST_REQUIRE(storage::Store::Open(dir.sub("x"), so, &store).ok());
   ApplyRecord record;
-  TestHost host("x", store.get(), &record);
+  TestHost host(crdt::ReplicaId{"x", 1}, store.get(), &record);
   crdt::SystemClock wall;
   TransportOptions o = a.Options();
   {
@@ -725,8 +1140,16 @@ BOOST_AUTO_TEST_CASE(regions_holding_advances_with_acks) {
   // A new seq is held by this region only until the peers ack it.
   a.Append(1);
   BOOST_REQUIRE(WaitFor([&] { return a.transport().RegionsHolding(kDefaultScope, 4) == 3; }));
-  BOOST_TEST(c.record.Seqs("a") == Range(1, 4));
-  BOOST_TEST(b.record.Seqs("a") == Range(1, 4));
+  // a logged 1..3 before b and c were up: their states may come by a round
+  // (a peer's session can be up, and a round start, before the other
+  // one's) as well as by deltas; each delta applied at most once, and
+  // together they cover a's log.
+  BOOST_TEST(StrictlyIncreasing(b.record.Seqs("a")));
+  BOOST_TEST(b.record.Covered("a") == Range(1, 4));
+  b.CheckHolds("a", 4);
+  BOOST_TEST(StrictlyIncreasing(c.record.Seqs("a")));
+  BOOST_TEST(c.record.Covered("a") == Range(1, 4));
+  c.CheckHolds("a", 4);
 }
 
 BOOST_AUTO_TEST_CASE(peer_states_and_gate_follow_heartbeats) {
@@ -774,6 +1197,423 @@ BOOST_AUTO_TEST_CASE(stop_is_idempotent_and_late_apply_callbacks_are_harmless) {
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   b.Kill();
   b.Start();
-  BOOST_REQUIRE(WaitFor([&] { return b.record.Last("a") == 50; }));
-  BOOST_TEST(b.record.Seqs("a") == Range(1, 50));
+  // a never saw b down, so it resends only after b refuses its deltas for
+  // want of a handshake, while b's first anti-entropy round with a may
+  // bring the states sooner: every seq arrives one way or the other (or
+  // both), no delta is applied twice across both Host incarnations.
+  BOOST_REQUIRE(WaitFor([&] { return b.AppliedOf(a.replica()) == 50 && b.Holds("a", 50); }));
+  BOOST_TEST(StrictlyIncreasing(b.record.Seqs("a")));
+  BOOST_TEST(b.record.Covered("a") == Range(1, 50));
+  b.CheckHolds("a", 50, 100);
+  BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").acked == 50; }));
+  BOOST_TEST(b.record.Get(&ApplyRecord::conflicts) == 0u);
+}
+
+// --- Anti-entropy --------------------------------------------------------------
+
+// a and c cannot reach each other (a drop fault on both sides, from before
+// the first message); b reaches both. a's log reaches b by deltas and c only
+// by anti-entropy rounds between b and c: c holds every state and covers
+// a's seq N in its applied vector with no delta of a applied. Healed, a is
+// welcomed by c with N already held: acknowledged without reshipping.
+BOOST_AUTO_TEST_CASE(partial_partition_is_repaired_through_the_third_node) {
+  TempDir dir;
+  auto specs = Specs(3);
+  TestNode a(specs[0], specs, dir.sub("a"));
+  TestNode b(specs[1], specs, dir.sub("b"));
+  TestNode c(specs[2], specs, dir.sub("c"));
+  Faults cut_c, cut_a;
+  cut_c.drop.insert("c");
+  cut_a.drop.insert("a");
+  a.StartWith(a.Options(), cut_c);
+  b.Start();
+  c.StartWith(c.Options(), cut_a);
+  BOOST_REQUIRE(WaitFor([&] {
+    return a.Peer("b").welcomed && b.Peer("a").welcomed && b.Peer("c").welcomed &&
+           c.Peer("b").welcomed;
+  }));
+
+  constexpr uint64_t kN = 30;
+  a.Append(kN);
+  BOOST_REQUIRE(WaitFor([&] { return b.record.Last("a") == kN; }));
+  BOOST_REQUIRE(WaitFor([&] { return c.AppliedOf(a.replica()) == kN && c.Holds("a", kN); }));
+  c.CheckHolds("a", kN);
+  BOOST_TEST(c.record.Seqs("a").empty());  // nothing came by delta shipping
+  std::vector<uint64_t> repaired = c.record.Repaired("a");
+  std::sort(repaired.begin(), repaired.end());
+  BOOST_TEST(repaired == Range(1, kN));  // each state written once, by a repair
+  BOOST_TEST(c.record.Get(&ApplyRecord::advances) > 0u);
+  // b got a's log by deltas; repairs from a found it there already.
+  BOOST_TEST(b.record.Seqs("a") == Range(1, kN));
+  BOOST_TEST(b.record.Repaired("a").empty());
+
+  TransportSnapshot sc = c.transport().Snapshot();
+  BOOST_TEST(sc.counters.deltas_received == 0u);
+  BOOST_TEST(sc.ae.states_received >= kN);
+  BOOST_TEST(sc.ae.buckets_repaired > 0u);
+  BOOST_TEST(c.Peer("a").state != PeerState::kUp);  // never heard
+  BOOST_TEST(c.Peer("a").last_heard_ms_ago == -1);
+  BOOST_TEST(a.transport().Snapshot().dropped_by_faults > 0u);
+  BOOST_TEST(b.transport().Snapshot().ae.states_sent >= kN);
+
+  // All three hold the same states, and their digests are right.
+  BOOST_REQUIRE(WaitFor([&] {
+    return a.host().sums() == b.host().sums() && b.host().sums() == c.host().sums();
+  }));
+  a.CheckDigestIndex();
+  b.CheckDigestIndex();
+  c.CheckDigestIndex();
+
+  // Healed: c's Welcome says it holds N of a's log.
+  a.transport().SetFaults(Faults{});
+  c.transport().SetFaults(Faults{});
+  BOOST_REQUIRE(WaitFor([&] { return a.Peer("c").welcomed && a.Peer("c").acked == kN; }));
+  BOOST_TEST(a.Peer("c").unacked_deltas == 0u);
+  BOOST_TEST(a.Peer("c").shipped == kN);
+  BOOST_TEST(a.transport().RegionsHolding(kDefaultScope, kN) == 3u);
+  BOOST_REQUIRE(WaitFor([&] { return c.Peer("a").state == PeerState::kUp; }));
+  // Give a stray resend time to show, then: nothing of 1..N was shipped.
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  BOOST_TEST(c.transport().Snapshot().counters.deltas_received == 0u);
+  BOOST_TEST(c.record.Seqs("a").empty());
+  BOOST_TEST(a.Peer("c").acked == kN);
+
+  // Delta shipping to c goes on from N + 1.
+  a.Append(5);
+  BOOST_REQUIRE(WaitFor([&] { return a.Peer("c").acked == kN + 5 && c.Holds("a", kN + 5); }));
+  c.CheckHolds("a", kN + 5);
+  const std::vector<uint64_t> deltas = c.record.Seqs("a");
+  BOOST_TEST(StrictlyIncreasing(deltas));
+  BOOST_TEST((deltas.empty() || deltas.front() > kN));
+  BOOST_TEST(c.record.Covered("a") == Range(1, kN + 5));
+  for (TestNode* n : {&a, &b, &c}) {
+    BOOST_TEST(n->record.Get(&ApplyRecord::conflicts) == 0u);
+    BOOST_TEST(n->transport().Snapshot().bad_frames == 0u);
+  }
+}
+
+// The same partition with b's max_frame_bytes at 4 KiB and states of ~1 KB:
+// b's states for c leave as many kStates parts (their framing on the wire
+// is checked by the next test), which c joins in one repair once it holds
+// them all. c starts no round after its first (its interval is an hour)
+// and a's log reaches b in one batch, so exactly one round carries states
+// to c: c receives exactly a's N states, writes each once, and the counts
+// of the cluster agree.
+BOOST_AUTO_TEST_CASE(repair_states_split_into_parts_below_max_frame_bytes) {
+  TempDir dir;
+  auto specs = Specs(3);
+  TestNode a(specs[0], specs, dir.sub("a"));
+  TestNode b(specs[1], specs, dir.sub("b"));
+  TestNode c(specs[2], specs, dir.sub("c"));
+  constexpr size_t kLimit = 4096;
+  constexpr uint64_t kN = 40;
+  constexpr size_t kPad = 1000;
+  Faults cut_c, cut_a;
+  cut_c.drop.insert("c");
+  cut_a.drop.insert("a");
+  a.StartWith(a.Options(), cut_c);
+  b.Start(kLimit);
+  TransportOptions co = c.Options();
+  co.protocol.anti_entropy.interval_ms = 3600 * 1000;
+  c.StartWith(co, cut_a);
+
+  // c's only round of its own (b came up) is over before a writes.
+  BOOST_REQUIRE(WaitFor([&] {
+    return c.Peer("b").ae_ready && a.Peer("b").welcomed && b.Peer("a").welcomed;
+  }));
+  BOOST_REQUIRE(WaitFor([&] {
+    const AeCounters ae = c.transport().Snapshot().ae;
+    return ae.rounds_completed >= 1 &&
+           ae.rounds_started == ae.rounds_completed + ae.rounds_abandoned;
+  }));
+  const AeCounters before = c.transport().Snapshot().ae;
+  BOOST_TEST(before.states_received == 0u);
+
+  a.Append(kN, kPad);  // one batch, shipped to b in one frame
+  BOOST_REQUIRE(WaitFor([&] { return b.record.Last("a") == kN; }));
+  BOOST_REQUIRE(WaitFor([&] { return c.AppliedOf(a.replica()) == kN && c.Holds("a", kN); }));
+  c.CheckHolds("a", kN, kPad);
+  BOOST_TEST(c.record.Seqs("a").empty());
+  std::vector<uint64_t> repaired = c.record.Repaired("a");
+  std::sort(repaired.begin(), repaired.end());
+  BOOST_TEST(repaired == Range(1, kN));
+
+  // The round's parts are joined together, in one repair with the advance.
+  BOOST_TEST(c.record.Get(&ApplyRecord::repairs) == 1u);
+  BOOST_TEST(c.record.MaxRepairBytes() > kN * kPad);
+
+  // Converged; then nothing more is in flight.
+  BOOST_REQUIRE(WaitFor([&] {
+    return a.host().sums() == b.host().sums() && b.host().sums() == c.host().sums();
+  }));
+  auto totals = [&](uint64_t* sent, uint64_t* received) {
+    *sent = *received = 0;
+    for (TestNode* n : {&a, &b, &c}) {
+      const AeCounters ae = n->transport().Snapshot().ae;
+      *sent += ae.states_sent;
+      *received += ae.states_received;
+    }
+  };
+  BOOST_REQUIRE(WaitFor([&] {
+    uint64_t sent = 0, received = 0;
+    totals(&sent, &received);
+    return sent == received;
+  }));
+
+  // Exactly one round brought a's states to c, and only a's.
+  const AeCounters ae = c.transport().Snapshot().ae;
+  BOOST_TEST(ae.states_received == kN);
+  BOOST_TEST(c.record.Get(&ApplyRecord::repair_states) == kN);
+  BOOST_TEST(ae.states_sent == 0u);  // c held nothing of the differing buckets
+  std::set<uint32_t> buckets;
+  for (uint64_t seq = 1; seq <= kN; ++seq) buckets.insert(storage::BucketOf(KeyOf("a", seq)));
+  BOOST_TEST(ae.buckets_repaired == buckets.size());
+  BOOST_TEST(ae.rounds_completed - ae.rounds_in_sync == 1u);
+  BOOST_TEST(ae.rounds_abandoned == 0u);
+  // Every state b sent was received: to c, and to a (joins of what a held).
+  BOOST_TEST(b.transport().Snapshot().ae.states_sent >= kN);
+  BOOST_TEST(b.record.Repaired("a").empty());
+  c.CheckDigestIndex();
+  for (TestNode* n : {&a, &b, &c}) {
+    BOOST_TEST(n->record.Get(&ApplyRecord::conflicts) == 0u);
+    BOOST_TEST(n->transport().Snapshot().bad_frames == 0u);
+  }
+}
+
+// A fake peer "b" of raw sockets runs a round with a as its initiator,
+// claiming to hold nothing. a answers down the tree to the buckets that
+// hold its states, wants those, and sends its states of them as kStates
+// parts numbered from 0, each frame within a's max_frame_bytes, the last
+// flagged and carrying a's View applied vector: together every state of a,
+// once. Answered with an empty last part, a completes the round.
+BOOST_AUTO_TEST_CASE(fake_peer_sees_repair_states_in_parts_within_max_frame_bytes) {
+  TempDir dir;
+  auto specs = Specs(2);
+  TestNode a(specs[0], specs, dir.sub("a"));
+  constexpr size_t kLimit = 4096;
+  constexpr uint64_t kN = 40;
+  constexpr size_t kPad = 1000;
+  a.Append(kN, kPad);
+
+  zmq::context_t ctx;
+  zmq::socket_t in(ctx, zmq::socket_type::router);
+  in.set(zmq::sockopt::linger, 0);
+  in.bind(Endpoint(specs[1].port));
+  zmq::socket_t out(ctx, zmq::socket_type::dealer);
+  out.set(zmq::sockopt::linger, 0);
+  out.connect(Endpoint(specs[0].port));
+  a.Start(kLimit);
+
+  // Receives the next anti-entropy message from a (others are skipped);
+  // false after 3 s without one.
+  auto receive_ae = [&](Message* msg, size_t* frame_bytes) {
+    const auto deadline = Clock::now() + std::chrono::seconds(3);
+    while (Clock::now() < deadline) {
+      zmq::pollitem_t item{in.handle(), 0, ZMQ_POLLIN, 0};
+      if (zmq::poll(&item, 1, std::chrono::milliseconds(100)) <= 0) continue;
+      zmq::message_t id, payload;
+      BOOST_REQUIRE(in.recv(id));
+      BOOST_REQUIRE(id.more());
+      BOOST_REQUIRE(in.recv(payload));
+      BOOST_REQUIRE(!payload.more());
+      Status s = Decode(
+          std::string_view(static_cast<const char*>(payload.data()), payload.size()), msg);
+      BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+      if (msg->type != MsgType::kAntiEntropy) continue;
+      *frame_bytes = payload.size();
+      return true;
+    }
+    return false;
+  };
+  constexpr uint64_t kRound = 7;
+  auto send_ae = [&](AeBody body) {
+    Message m;
+    m.header.cluster = "test";
+    m.header.from = crdt::ReplicaId{"b", 1};
+    m.header.wall_ms = crdt::SystemClock().NowMs();
+    m.header.hlc = crdt::MakeHlc(m.header.wall_ms, 0);
+    m.type = MsgType::kAntiEntropy;
+    body.round = kRound;
+    body.from_initiator = true;
+    body.scope = kDefaultScope;
+    m.ae = std::move(body);
+    BOOST_REQUIRE(out.send(zmq::buffer(Encode(m)), zmq::send_flags::none));
+  };
+  auto zero_children = [](const std::vector<uint32_t>& parents) {
+    std::vector<AeNode> nodes;
+    for (uint32_t p : parents) {
+      for (uint32_t c = p * kFanout; c < (p + 1) * kFanout; ++c) nodes.push_back(AeNode{c, {}});
+    }
+    return nodes;
+  };
+
+  // a's DEALER reaches us once something of a's arrives (its Hellos):
+  // from then on its answers are not dropped for want of a connection.
+  {
+    zmq::pollitem_t item{in.handle(), 0, ZMQ_POLLIN, 0};
+    BOOST_REQUIRE(zmq::poll(&item, 1, std::chrono::milliseconds(3000)) > 0);
+  }
+
+  // Level 1: every hash zero (nothing held).
+  AeBody begin;
+  begin.kind = AeKind::kBegin;
+  begin.level = 1;
+  begin.nodes = zero_children({0});
+  send_ae(begin);
+  Message msg;
+  size_t bytes = 0;
+  BOOST_REQUIRE(receive_ae(&msg, &bytes));
+  BOOST_REQUIRE(msg.ae.kind == AeKind::kHashes);
+  BOOST_TEST(msg.ae.round == kRound);
+  BOOST_TEST(!msg.ae.from_initiator);
+  BOOST_TEST(msg.ae.level == 2);
+  std::vector<uint32_t> differing;
+  for (const AeNode& n : msg.ae.nodes) {
+    if (!n.hash.zero()) differing.push_back(n.index);
+  }
+  BOOST_REQUIRE(!differing.empty());
+
+  // Level 3: the buckets under the level-2 nodes that differ.
+  AeBody leaves;
+  leaves.kind = AeKind::kHashes;
+  leaves.level = kLeafLevel;
+  leaves.nodes = zero_children(differing);
+  send_ae(leaves);
+
+  // a wants the buckets holding its keys and sends its states of them.
+  std::set<uint32_t> expected_buckets;
+  for (uint64_t seq = 1; seq <= kN; ++seq) {
+    expected_buckets.insert(storage::BucketOf(KeyOf("a", seq)));
+  }
+  bool want_seen = false, last_seen = false;
+  std::set<uint32_t> parts;
+  uint32_t last_part = 0;
+  std::map<std::string, std::string> states;
+  size_t state_count = 0, largest = 0;
+  for (int i = 0; i < 200 && !(want_seen && last_seen); ++i) {
+    BOOST_REQUIRE(receive_ae(&msg, &bytes));
+    BOOST_TEST(msg.ae.round == kRound);
+    BOOST_TEST(!msg.ae.from_initiator);
+    if (msg.ae.kind == AeKind::kWant) {
+      BOOST_TEST(!want_seen);
+      want_seen = true;
+      BOOST_TEST(std::set<uint32_t>(msg.ae.buckets.begin(), msg.ae.buckets.end()) ==
+                 expected_buckets);
+      continue;
+    }
+    BOOST_REQUIRE(msg.ae.kind == AeKind::kStates);
+    BOOST_TEST(bytes <= kLimit);
+    largest = std::max(largest, bytes);
+    BOOST_TEST(parts.insert(msg.ae.part).second);  // each part once
+    for (const AeState& st : msg.ae.states) {
+      ++state_count;
+      states[st.key] = st.envelope;
+    }
+    if (msg.ae.last) {
+      BOOST_TEST(!last_seen);
+      last_seen = true;
+      last_part = msg.ae.part;
+      // a's View: its own log end, nothing else applied.
+      const AeApplied want{{{a.replica(), kDefaultScope}, kN}};
+      BOOST_TEST((msg.ae.applied == want));
+    } else {
+      BOOST_TEST(msg.ae.applied.empty());
+    }
+  }
+  BOOST_REQUIRE(want_seen && last_seen);
+  // Parts 0..last, all of them, and as many as the bytes need.
+  BOOST_TEST(parts.size() == size_t{last_part} + 1);
+  BOOST_TEST(*parts.rbegin() == last_part);
+  const size_t state_bytes = KeyOf("a", kN).size() + Delta("a", kN, kPad).size();
+  BOOST_TEST(parts.size() >= (kN * state_bytes + kLimit - 1) / kLimit);
+  BOOST_TEST(largest > kLimit / 2);  // parts are filled, not one state each
+  BOOST_TEST(state_count == kN);
+  BOOST_REQUIRE(states.size() == kN);
+  for (uint64_t seq = 1; seq <= kN; ++seq) {
+    BOOST_TEST(states[KeyOf("a", seq)] == Delta("a", seq, kPad));
+  }
+
+  // b's own states of those buckets: none, in one empty last part.
+  AeBody mine;
+  mine.kind = AeKind::kStates;
+  mine.part = 0;
+  mine.last = true;
+  send_ae(mine);
+  BOOST_REQUIRE(WaitFor([&] { return a.transport().Snapshot().ae.rounds_completed == 1; }));
+  const AeCounters ae = a.transport().Snapshot().ae;
+  BOOST_TEST(ae.states_sent == kN);
+  BOOST_TEST(ae.states_received == 0u);
+  BOOST_TEST(ae.buckets_repaired == expected_buckets.size());
+  BOOST_TEST(ae.rounds_abandoned == 0u);
+  BOOST_TEST(a.transport().Snapshot().bad_frames == 0u);
+  a.Kill();
+}
+
+// The snapshot says anti-entropy runs and counts its rounds and bytes;
+// with TransportOptions::anti_entropy off it says so, counts nothing, and
+// deltas flow as before. Pings carry the sender's log end.
+BOOST_AUTO_TEST_CASE(snapshot_shows_anti_entropy_on_and_off) {
+  TempDir dir;
+  {
+    auto specs = Specs(2);
+    TestNode a(specs[0], specs, dir.sub("on-a"));
+    TestNode b(specs[1], specs, dir.sub("on-b"));
+    a.Start();
+    b.Start();
+    BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").welcomed && b.Peer("a").welcomed; }));
+    a.Append(4);
+    BOOST_REQUIRE(WaitFor([&] { return b.record.Last("a") == 4; }));
+    BOOST_REQUIRE(WaitFor([&] {
+      return a.transport().Snapshot().ae.rounds_completed > 0 &&
+             b.transport().Snapshot().ae.rounds_completed > 0;
+    }));
+    BOOST_REQUIRE(WaitFor([&] { return b.Peer("a").log_end == 4 && b.Peer("a").behind == 0; }));
+    BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").ae_ready && b.Peer("a").ae_ready; }));
+    BOOST_REQUIRE(WaitFor([&] {
+      return a.transport().Snapshot().ae.rounds_in_sync > 0 &&
+             b.transport().Snapshot().ae.rounds_in_sync > 0;
+    }));
+    for (TestNode* n : {&a, &b}) {
+      const TransportSnapshot s = n->transport().Snapshot();
+      BOOST_TEST(s.anti_entropy);
+      BOOST_TEST(s.bootstrapped);
+      BOOST_TEST(s.ae.rounds_started >= s.ae.rounds_completed);
+      BOOST_TEST(s.ae.rounds_in_sync > 0u);
+      BOOST_TEST(s.ae.rounds_abandoned == 0u);
+      BOOST_TEST(s.bytes_in > 0u);
+      BOOST_TEST(s.bytes_out > 0u);
+    }
+    BOOST_TEST(a.Peer("b").log_end == 0u);
+    // Rounds keep coming (every 150 ms here).
+    const uint64_t done = a.transport().Snapshot().ae.rounds_completed;
+    BOOST_REQUIRE(WaitFor([&] { return a.transport().Snapshot().ae.rounds_completed > done; }));
+  }
+  {
+    auto specs = Specs(2);
+    TestNode a(specs[0], specs, dir.sub("off-a"));
+    TestNode b(specs[1], specs, dir.sub("off-b"));
+    TransportOptions ao = a.Options(), bo = b.Options();
+    ao.anti_entropy = false;
+    bo.anti_entropy = false;
+    a.StartWith(ao);
+    b.StartWith(bo);
+    BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").welcomed && b.Peer("a").welcomed; }));
+    a.Append(3);
+    BOOST_REQUIRE(WaitFor([&] { return b.record.Last("a") == 3; }));
+    BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").acked == 3; }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));  // several intervals
+    for (TestNode* n : {&a, &b}) {
+      const TransportSnapshot s = n->transport().Snapshot();
+      BOOST_TEST(!s.anti_entropy);
+      BOOST_TEST(s.bootstrapped);
+      BOOST_TEST(s.ae.rounds_started == 0u);
+      BOOST_TEST(s.ae.rounds_completed == 0u);
+      BOOST_TEST(s.ae.states_sent == 0u);
+      BOOST_TEST(s.bytes_in > 0u);
+      BOOST_TEST(s.bytes_out > 0u);
+      BOOST_TEST(n->record.Get(&ApplyRecord::advances) == 0u);
+    }
+    BOOST_TEST(!a.Peer("b").ae_ready);
+    BOOST_TEST(b.record.Seqs("a") == Range(1, 3));
+  }
 }

@@ -9,8 +9,12 @@
 // what it acknowledged, a full partition (POST /v1/admin/faults) with
 // concurrent writes on both sides that heals, w=N (success, 504 with the
 // write kept, bad parameters), session tokens across regions (waiting,
-// 503 not_caught_up, 400 for a bad token), the clock-skew write gate, and
-// /v1/status peers (up, lag, suspect, down) and metrics.
+// 503 not_caught_up, 400 for a bad token), the clock-skew write gate,
+// /v1/status peers (up, lag, suspect, down) and metrics, and (issue 5)
+// anti-entropy: a partial partition repaired through the third node with
+// session tokens honoured, a wiped node rejoining as a new incarnation
+// (503 bootstrapping until its first round, also across a restart; then
+// refilled, with an exact counter across incarnations), and --bootstrap.
 //
 // Every wait is a poll with a deadline. On a failure every node's stderr
 // is printed.
@@ -21,6 +25,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -121,6 +126,12 @@ class Harness {
                               << why);
   }
 
+  // A cluster whose nodes the test case starts itself (StartNode).
+  struct Unstarted {};
+  Harness(ClusterOptions options, Unstarted) : cluster_(std::move(options)) {
+    clients_.resize(cluster_.size());
+  }
+
   ClusterProcess& cluster() { return cluster_; }
   int size() const { return cluster_.size(); }
   const std::string& id(int i) const { return cluster_.node_id(i); }
@@ -137,6 +148,11 @@ class Harness {
   bool StartNode(int i) {
     clients_[i].reset();
     return cluster_.StartNode(i);
+  }
+  // SIGTERM and wait: true when it exited cleanly.
+  bool Stop(int i) {
+    clients_[i].reset();
+    return cluster_.StopNode(i);
   }
 
   Reply Call(int i, const std::string& method, const std::string& target,
@@ -410,6 +426,108 @@ std::string Show(const std::optional<double>& v) {
 }
 
 const std::regex kTokenShape("^[A-Za-z0-9._-]+#[0-9]+:[0-9]+(,[A-Za-z0-9._-]+#[0-9]+:[0-9]+)*$");
+
+// A session token (or /v1/status session_token) as replica -> applied seq:
+// "us-east-1#123:4,eu-west-1#567:8" -> {us-east-1#123: 4, eu-west-1#567: 8}.
+std::map<std::string, uint64_t> TokenEntries(const std::string& token) {
+  std::map<std::string, uint64_t> out;
+  std::istringstream items(token);
+  for (std::string item; std::getline(items, item, ',');) {
+    size_t colon = item.rfind(':');
+    if (colon == std::string::npos) continue;
+    try {
+      out[item.substr(0, colon)] = std::stoull(item.substr(colon + 1));
+    } catch (const std::exception&) {
+    }
+  }
+  return out;
+}
+
+// An integer field of a JSON object (-1 when absent or not an integer).
+int64_t IntField(const json& o, const std::string& name) {
+  return o.is_object() && o.contains(name) && o[name].is_number_integer() ? o[name].get<int64_t>()
+                                                                          : -1;
+}
+
+// Polls until every node of `nodes` reports the same /v1/status
+// state_digest; fails the test case (with the last digests) after `timeout`.
+bool ExpectSameDigest(Harness& h, const std::vector<int>& nodes, milliseconds timeout = kConverge) {
+  std::string seen;
+  bool same = WaitFor(
+      [&] {
+        seen.clear();
+        std::set<std::string> digests;
+        for (int i : nodes) {
+          json d = h.Status(i)["state_digest"];
+          std::string v = d.is_string() ? d.get<std::string>() : "(none: " + d.dump() + ")";
+          digests.insert(v);
+          seen += "  " + h.id(i) + ": " + v + "\n";
+        }
+        return digests.size() == 1 && seen.find("(none") == std::string::npos;
+      },
+      timeout, milliseconds(50));
+  BOOST_TEST(same, "expected the same /v1/status state_digest on "
+                       << nodes.size() << " nodes within " << timeout.count() << " ms; last seen:\n"
+                       << seen);
+  return same;
+}
+
+// Waits until node i's log is acknowledged by every peer (each peer entry
+// of its /v1/status: unacked_deltas 0 and acked == last_seq).
+bool ExpectLogAcknowledged(Harness& h, int i) {
+  std::string seen;
+  bool acked = WaitFor(
+      [&] {
+        json st = h.Status(i);
+        seen = st["peers"].dump() + " last_seq " + st["last_seq"].dump();
+        if (!st["peers"].is_array() || st["peers"].empty()) return false;
+        for (const json& p : st["peers"]) {
+          if (p["unacked_deltas"] != json(0) || p["acked"] != st["last_seq"]) return false;
+        }
+        return true;
+      },
+      kConverge);
+  BOOST_TEST(acked, h.id(i) << ": expected every peer to acknowledge its whole log (unacked_deltas "
+                            << "0, acked == last_seq) within " << kConverge.count()
+                            << " ms; last seen " << seen);
+  return acked;
+}
+
+// Node i refuses writes of every route with 503 `code` for at least `span`
+// (one incr every ~100 ms, and each other write route once), applying none
+// of them.
+void ExpectWritesRefusedFor(Harness& h, int i, const std::string& code, milliseconds span,
+                            const std::string& what) {
+  const std::string prefix = "refused/" + h.id(i) + "/";
+  ExpectError(h.Put(i, prefix + "reg", 1), 503, code, "PUT at " + what);
+  ExpectError(h.SAdd(i, prefix + "set", {"e"}), 503, code, "sadd at " + what);
+  ExpectError(h.MapUpdate(i, prefix + "map", json{{"n", {{"type", "counter"}, {"add", 1}}}}), 503,
+              code, "map update at " + what);
+  ExpectError(h.Call(i, "DELETE", "/v1/kv/" + prefix + "reg"), 503, code, "DELETE at " + what);
+  ExpectError(h.Call(i, "POST", "/v1/batch",
+                     json::array({json{{"op", "put"}, {"key", prefix + "batch"}, {"value", 1}}})),
+              503, code, "batch at " + what);
+  const auto t0 = Clock::now();
+  int attempts = 0;
+  do {
+    Reply r = h.Incr(i, prefix + "counter", 1);
+    ++attempts;
+    if (r.status != 503 || r.Error() != code) {
+      BOOST_ERROR("incr at " << what << " " << MsSince(t0) << " ms into a " << span.count()
+                             << " ms window (attempt " << attempts << "): expected 503 " << code
+                             << ", got " << r.Describe());
+      break;
+    }
+    std::this_thread::sleep_for(milliseconds(100));
+  } while (Clock::now() - t0 < span);
+  for (const std::string& key :
+       {"/v1/kv/" + prefix + "reg", "/v1/set/" + prefix + "set", "/v1/map/" + prefix + "map",
+        "/v1/counter/" + prefix + "counter", "/v1/kv/" + prefix + "batch"}) {
+    Reply g = h.Get(i, key);
+    BOOST_TEST(g.status == 404, "GET " << key << " at " << what << " after refused writes: "
+                                       << "expected 404, got " << g.Describe());
+  }
+}
 
 }  // namespace
 
@@ -1125,4 +1243,327 @@ BOOST_AUTO_TEST_CASE(two_nodes_per_region_converge_and_w3_reaches_every_region) 
   }
   ExpectError(h.Put(0, "six/w4", 1, "?w=4"), 400, "bad_request",
               "PUT ?w=4 with 3 regions (6 nodes)");
+}
+
+// 9. A partial partition: node 0 and node 2 cut from each other (faults at
+//    both ends), both still reaching node 1. Node 0's writes reach node 2
+//    only by anti-entropy through node 1 (each node ships only its own
+//    log), and node 0's session token is honoured at node 2.
+BOOST_AUTO_TEST_CASE(anti_entropy_repairs_a_partial_partition) {
+  Harness h(WithFaults(ThreeRegions()));
+  WarmUp(h, "warm/");
+  const int a = 0, b = 1, c = 2;
+
+  h.Cut(a, {c});
+  h.Faults(c, json{{"drop", {h.id(a)}}});
+  std::string seen;
+  bool through_b = WaitFor(
+      [&] {
+        seen = h.id(a) + " sees " + h.id(b) + " " + h.PeerState(a, h.id(b)) + ", " + h.id(c) +
+               " sees " + h.id(b) + " " + h.PeerState(c, h.id(b));
+        return h.PeerState(a, h.id(b)) == "up" && h.PeerState(c, h.id(b)) == "up";
+      },
+      kPeerState);
+  BOOST_REQUIRE_MESSAGE(through_b, "a partial partition: expected both ends to still see "
+                                       << h.id(b) << " up; " << seen);
+  const json ae_before = h.Status(c)["anti_entropy"];
+
+  // Writes at A: registers, a counter, a set.
+  for (int k = 0; k < 5; ++k) {
+    ExpectOk(h.Put(a, "pp/k" + std::to_string(k), json{{"k", k}}), "put at A");
+  }
+  ExpectOk(h.Incr(a, "pp/counter", 7), "incr at A");
+  ExpectOk(h.Incr(a, "pp/counter", 5), "incr at A");
+  ExpectOk(h.SAdd(a, "pp/set", {"x", "y"}), "sadd at A");
+  Reply last = h.Put(a, "pp/last", "last");
+  ExpectOk(last, "put at A");
+  const int64_t last_seq = IntField(last.body, "seq");
+  BOOST_REQUIRE_MESSAGE(last_seq > 0,
+                        "write reply: expected a positive \"seq\", got " << last.Describe());
+  const json replica_json = h.Status(a)["replica"];
+  BOOST_REQUIRE_MESSAGE(replica_json.is_string(),
+                        "/v1/status replica: expected a string, got " << replica_json);
+  const std::string replica_a = replica_json.get<std::string>();
+  BOOST_REQUIRE_MESSAGE(TokenEntries(last.token).count(replica_a) == 1,
+                        "A's token " << last.token << ": expected an entry for " << replica_a);
+
+  // C answers a read with A's token: it waits until anti-entropy through B
+  // brought the write and advanced its applied vector, then answers 200.
+  Reply g = h.Call(c, "GET", "/v1/kv/pp/last?timeout_ms=10000", std::nullopt,
+                   {{"X-Session-Token", last.token}});
+  BOOST_TEST((g.status == 200 && g.body.is_object() && g.body["value"] == json("last")),
+             "GET pp/last at C with A's token " << last.token << " while A-C is cut: expected 200 "
+                                                << "\"last\", got " << g.Describe());
+  BOOST_TEST_MESSAGE("token read at C answered after " << g.elapsed_ms << " ms");
+  // The token is covered now: every earlier write of A is there, and a
+  // read with the default timeout answers at once.
+  for (int k = 0; k < 5; ++k) {
+    const std::string key = "pp/k" + std::to_string(k);
+    Reply r = h.Get(c, "/v1/kv/" + key, {{"X-Session-Token", last.token}});
+    BOOST_TEST((r.status == 200 && r.body["value"] == (json{{"k", k}})),
+               "GET " << key << " at C with A's token: expected 200 {\"k\":" << k << "}, got "
+                      << r.Describe());
+  }
+  Reply counter = h.Get(c, "/v1/counter/pp/counter", {{"X-Session-Token", last.token}});
+  BOOST_TEST((counter.status == 200 && counter.body["value"] == json(12)),
+             "pp/counter at C with A's token: expected 200 value 12, got " << counter.Describe());
+  Reply set = h.Get(c, "/v1/set/pp/set", {{"X-Session-Token", last.token}});
+  BOOST_TEST(
+      (set.status == 200 && AsStringSet(set.body["value"]) == (std::set<std::string>{"x", "y"})),
+      "pp/set at C with A's token: expected [x, y], got " << set.Describe());
+  json st_c = h.Status(c);
+  std::map<std::string, uint64_t> applied_c = TokenEntries(
+      st_c["session_token"].is_string() ? st_c["session_token"].get<std::string>() : "");
+  BOOST_TEST(applied_c[replica_a] >= static_cast<uint64_t>(last_seq),
+             "C's applied vector: expected " << replica_a << " >= " << last_seq << ", got "
+                                             << st_c["session_token"]);
+
+  // Not by deltas: A's log is still unacknowledged by C.
+  json a_to_c = h.Peer(a, h.id(c));
+  BOOST_TEST((IntField(a_to_c, "acked") >= 0 && IntField(a_to_c, "acked") < last_seq &&
+              IntField(a_to_c, "unacked_deltas") >= 1),
+             "A's view of C during the cut: expected acked < "
+                 << last_seq << " and unacked_deltas >= 1, got " << a_to_c.dump());
+  // By anti-entropy: C received states and repaired.
+  json ae = st_c["anti_entropy"];
+  BOOST_TEST((ae.is_object() && ae["enabled"] == json(true) &&
+              IntField(ae, "states_received") > IntField(ae_before, "states_received") &&
+              IntField(ae, "repairs") > IntField(ae_before, "repairs") &&
+              IntField(ae, "rounds_completed") > IntField(ae_before, "rounds_completed") &&
+              IntField(ae, "failed_repairs") == 0),
+             "C's /v1/status anti_entropy: expected states_received, repairs and "
+             "rounds_completed above "
+                 << ae_before.dump() << " and no failed repairs, got " << ae.dump());
+  BOOST_TEST(IntField(h.Status(b)["anti_entropy"], "states_sent") > 0,
+             "B's /v1/status anti_entropy: expected states_sent > 0, got "
+                 << h.Status(b)["anti_entropy"].dump());
+  json c_to_b = h.Peer(c, h.id(b));
+  BOOST_TEST(
+      (c_to_b["anti_entropy_ready"].is_boolean() && c_to_b["log_end"].is_number_integer() &&
+       c_to_b["behind"].is_number_integer()),
+      "C's peer entry of B: expected anti_entropy_ready, log_end, behind, got " << c_to_b.dump());
+  json gossip_c = st_c["gossip"];
+  BOOST_TEST((IntField(gossip_c, "bytes_in") > 0 && IntField(gossip_c, "bytes_out") > 0),
+             "C's /v1/status gossip: expected bytes_in and bytes_out > 0, got " << gossip_c.dump());
+
+  // A write at C reaches A the same way (the other direction).
+  Reply back = h.Incr(c, "pp/counter", 100);
+  ExpectOk(back, "incr at C");
+  g = h.Call(a, "GET", "/v1/counter/pp/counter?timeout_ms=10000", std::nullopt,
+             {{"X-Session-Token", back.token}});
+  BOOST_TEST((g.status == 200 && g.body["value"] == json(112)),
+             "pp/counter at A with C's token while A-C is cut: expected 200 value 112, got "
+                 << g.Describe());
+
+  // Healed: all three converge to the same state.
+  h.Heal(a);
+  h.Heal(c);
+  std::vector<std::string> targets = {"/v1/counter/pp/counter", "/v1/set/pp/set", "/v1/kv/pp/last",
+                                      "/v1/scan?prefix=pp/&limit=100"};
+  BOOST_REQUIRE(h.ExpectConverged(targets));
+  BOOST_REQUIRE(ExpectSameDigest(h, h.All()));
+  json total = ValueOf(h.Get(b, "/v1/counter/pp/counter"), "pp/counter after healing");
+  BOOST_TEST(total == json(112), "pp/counter after healing: expected 112, got " << total);
+  BOOST_TEST(ExpectLogAcknowledged(h, a));
+}
+
+// 10. A node whose data dir is wiped comes back as a new incarnation,
+//     refuses writes (503 bootstrapping) until it completed an
+//     anti-entropy round with a peer (also across a restart), is refilled,
+//     and a counter incremented before and after the wipe is exact.
+BOOST_AUTO_TEST_CASE(a_wiped_node_rejoins_as_a_new_incarnation) {
+  Harness h(WithFaults(ThreeRegions()));
+  WarmUp(h, "warm/");
+  const int victim = 2;
+
+  int64_t total = 0;
+  for (int i = 0; i < h.size(); ++i) {
+    int64_t by = i == 0 ? 1 : i == 1 ? 10 : 100;
+    for (int k = 0; k < 3; ++k) {
+      ExpectOk(h.Incr(i, "wipe/counter", by), "incr at " + h.id(i));
+      total += by;
+    }
+  }
+  ExpectOk(h.SAdd(victim, "wipe/set", {"old"}), "sadd at the victim");
+  ExpectOk(h.Put(victim, "wipe/reg", "old"), "put at the victim");
+  const std::vector<std::string> targets = {"/v1/counter/wipe/counter", "/v1/set/wipe/set",
+                                            "/v1/kv/wipe/reg", "/v1/scan?prefix=wipe/&limit=100"};
+  BOOST_REQUIRE(h.ExpectConverged(targets));
+  BOOST_REQUIRE(ExpectLogAcknowledged(h, victim));
+  const json old_status = h.Status(victim);
+  const json old_incarnation = old_status["incarnation"];
+  BOOST_REQUIRE_MESSAGE(old_incarnation.is_number_unsigned() && old_status["bootstrapped"] == true,
+                        "/v1/status: expected an integer incarnation and bootstrapped true, got "
+                            << old_status.dump());
+
+  // Its peers drop its gossip, so its first round cannot complete yet.
+  h.Cut(0, {victim});
+  h.Cut(1, {victim});
+  BOOST_REQUIRE_MESSAGE(h.Stop(victim), "SIGTERM to " << h.id(victim) << ": expected exit 0");
+  std::error_code ec;
+  std::filesystem::remove_all(h.cluster().data_dir(victim), ec);
+  BOOST_REQUIRE_MESSAGE(!ec && !std::filesystem::exists(h.cluster().data_dir(victim)),
+                        "wiping " << h.cluster().data_dir(victim) << ": " << ec.message());
+  BOOST_REQUIRE_MESSAGE(h.StartNode(victim), "starting the wiped " << h.id(victim) << " failed");
+
+  json st = h.Status(victim);
+  const json new_incarnation = st["incarnation"];
+  BOOST_TEST((new_incarnation.is_number_unsigned() && new_incarnation != old_incarnation),
+             "the wiped node's incarnation: expected a new one (was " << old_incarnation
+                                                                      << "), got " << st.dump());
+  BOOST_TEST((st["replica"].is_string() && st["replica"] != old_status["replica"]),
+             "the wiped node's replica: expected a new one (was " << old_status["replica"]
+                                                                  << "), got " << st["replica"]);
+  BOOST_TEST(st["bootstrapped"] == json(false),
+             "the wiped node, cut from its peers: expected bootstrapped false, got " << st.dump());
+  json health = h.Health(victim);
+  BOOST_TEST((health["writable"] == json(false) && health["reason"].is_string() &&
+              Lower(health["reason"].get<std::string>()).find("anti-entropy") != std::string::npos),
+             "the wiped node's health: expected writable false with a reason naming the "
+             "anti-entropy round it waits for, got "
+                 << health.dump());
+  // Past the time its peers are known down (~10 heartbeats), so no other
+  // gate is in the way.
+  ExpectWritesRefusedFor(h, victim, "bootstrapping", milliseconds(1500), "the wiped node");
+  Reply empty = h.Get(victim, "/v1/counter/wipe/counter");
+  BOOST_TEST(empty.status == 404,
+             "wipe/counter at the wiped node before any round: expected 404, got "
+                 << empty.Describe());
+  BOOST_TEST(IntField(h.Status(victim)["anti_entropy"], "rounds_completed") == 0,
+             "the wiped node's anti_entropy: expected no completed round, got "
+                 << h.Status(victim)["anti_entropy"].dump());
+
+  // A restart before the first round still waits, on the same incarnation.
+  BOOST_REQUIRE_MESSAGE(h.Stop(victim), "SIGTERM to " << h.id(victim) << ": expected exit 0");
+  BOOST_REQUIRE_MESSAGE(h.StartNode(victim), "restarting " << h.id(victim) << " failed");
+  st = h.Status(victim);
+  BOOST_TEST((st["incarnation"] == new_incarnation && st["bootstrapped"] == json(false)),
+             "restarted before bootstrapping: expected incarnation " << new_incarnation
+                                                                     << " and bootstrapped false, "
+                                                                     << "got " << st.dump());
+  ExpectWritesRefusedFor(h, victim, "bootstrapping", milliseconds(300),
+                         "the wiped node after a restart");
+
+  // Healed: one round with a peer bootstraps it, and it holds everything.
+  h.Heal(0);
+  h.Heal(1);
+  std::string why;
+  BOOST_REQUIRE_MESSAGE(h.cluster().WaitWritable(kWritable, {victim}, &why),
+                        "expected the wiped node writable after healing; " << why);
+  st = h.Status(victim);
+  BOOST_TEST((st["bootstrapped"] == json(true) && st["incarnation"] == new_incarnation &&
+              IntField(st["anti_entropy"], "rounds_completed") >= 1),
+             "the wiped node once writable: expected bootstrapped true, incarnation "
+                 << new_incarnation << ", a completed round, got " << st.dump());
+  json refilled = ValueOf(h.Get(victim, "/v1/counter/wipe/counter"), "refilled counter");
+  BOOST_TEST(refilled == json(total),
+             "wipe/counter at the wiped node once it takes writes: expected "
+                 << total << " (refilled), got " << refilled);
+  std::set<std::string> s = AsStringSet(ValueOf(h.Get(victim, "/v1/set/wipe/set"), "set"));
+  BOOST_TEST(s == (std::set<std::string>{"old"}),
+             "wipe/set at the wiped node: expected {old}, got " << Join(s));
+  json reg = ValueOf(h.Get(victim, "/v1/kv/wipe/reg"), "register");
+  BOOST_TEST(reg == json("old"), "wipe/reg at the wiped node: expected \"old\", got " << reg);
+
+  // New increments under the new incarnation add to the old ones.
+  Reply w = h.Incr(victim, "wipe/counter", 1000);
+  ExpectOk(w, "incr at the new incarnation");
+  total += 1000;
+  BOOST_TEST(TokenEntries(w.token).count(
+                 st["replica"].is_string() ? st["replica"].get<std::string>() : "(none)") == 1,
+             "token of the new incarnation's write: expected an entry for " << st["replica"]
+                                                                            << ", got " << w.token);
+  ExpectOk(h.Incr(0, "wipe/counter", 5), "incr at " + h.id(0));
+  total += 5;
+  ExpectOk(h.SAdd(victim, "wipe/set", {"new"}), "sadd at the new incarnation");
+  BOOST_REQUIRE(h.ExpectConverged(targets));
+  BOOST_REQUIRE(ExpectSameDigest(h, h.All()));
+  for (int i = 0; i < h.size(); ++i) {
+    json c = ValueOf(h.Get(i, "/v1/counter/wipe/counter"), "wipe/counter at " + h.id(i));
+    BOOST_TEST(c == json(total), "wipe/counter at " << h.id(i) << ": expected " << total
+                                                    << " (no lost or double-counted increment "
+                                                    << "across incarnations), got " << c);
+    std::set<std::string> si = AsStringSet(ValueOf(h.Get(i, "/v1/set/wipe/set"), "set"));
+    BOOST_TEST(si == (std::set<std::string>{"old", "new"}),
+               "wipe/set at " << h.id(i) << ": expected {new, old}, got " << Join(si));
+  }
+}
+
+// 11. The first node of a new cluster, started with --bootstrap on an empty
+//     data dir, takes writes without a peer; a node started without it
+//     refuses them (503 bootstrapping) until a peer is up.
+BOOST_AUTO_TEST_CASE(a_fresh_node_started_with_bootstrap_takes_writes_at_once) {
+  ClusterOptions o = ThreeRegions();
+  const int first = 0, joiner = 1;
+  o.args[first] = {"--bootstrap"};
+  Harness h(o, Harness::Unstarted{});
+  BOOST_REQUIRE_MESSAGE(h.StartNode(first), "starting " << h.id(first) << " failed");
+
+  json st = h.Status(first);
+  BOOST_TEST((st["bootstrapped"] == json(true) && st["incarnation"].is_number_unsigned()),
+             "a --bootstrap node on an empty data dir: expected bootstrapped true at once, got "
+                 << st.dump());
+  const json first_incarnation = st["incarnation"];
+  // Never "bootstrapping". Alone, its clock gate may hold writes until its
+  // never-heard peers are known down (10 heartbeats, DESIGN.md §3): a
+  // refusal meanwhile can only be clock_skew.
+  const auto t0 = Clock::now();
+  Reply w;
+  std::string refusals;
+  bool took = WaitFor(
+      [&] {
+        w = h.Incr(first, "boot/counter", 3);
+        if (w.status == 200) return true;
+        if (w.status != 503 || w.Error() != "clock_skew") refusals += w.Describe() + "\n";
+        return false;
+      },
+      milliseconds(5000), milliseconds(50));
+  BOOST_TEST(refusals.empty(),
+             "writes at the --bootstrap node before it took one: expected only "
+             "503 clock_skew, got\n"
+                 << refusals);
+  BOOST_REQUIRE_MESSAGE(took,
+                        "the --bootstrap node: expected a write to succeed within 5000 ms, "
+                        "last reply "
+                            << w.Describe());
+  BOOST_TEST_MESSAGE("the --bootstrap node took its first write after " << MsSince(t0) << " ms");
+  ExpectOk(h.Put(first, "boot/reg", "first"), "put at the --bootstrap node");
+  BOOST_REQUIRE_MESSAGE(h.Stop(first), "SIGTERM to " << h.id(first) << ": expected exit 0");
+
+  // Alone without --bootstrap: no peer to bootstrap from.
+  BOOST_REQUIRE_MESSAGE(h.StartNode(joiner), "starting " << h.id(joiner) << " failed");
+  st = h.Status(joiner);
+  BOOST_TEST((st["bootstrapped"] == json(false) && st["incarnation"].is_number_unsigned()),
+             "a node on an empty data dir without --bootstrap: expected bootstrapped false, got "
+                 << st.dump());
+  json health = h.Health(joiner);
+  BOOST_TEST((health["writable"] == json(false) && health["reason"].is_string() &&
+              Lower(health["reason"].get<std::string>()).find("anti-entropy") != std::string::npos),
+             "its health: expected writable false with a reason naming the anti-entropy "
+             "round, got "
+                 << health.dump());
+  ExpectWritesRefusedFor(h, joiner, "bootstrapping", milliseconds(1500), "the lone joiner");
+
+  // The first node back (its data dir is no longer empty: same
+  // incarnation): the joiner bootstraps from it and is refilled.
+  BOOST_REQUIRE_MESSAGE(h.StartNode(first), "restarting " << h.id(first) << " failed");
+  st = h.Status(first);
+  BOOST_TEST((st["incarnation"] == first_incarnation && st["bootstrapped"] == json(true)),
+             "the --bootstrap node restarted on its data dir: expected incarnation "
+                 << first_incarnation << " and bootstrapped true, got " << st.dump());
+  std::string why;
+  BOOST_REQUIRE_MESSAGE(h.cluster().WaitWritable(kWritable, {first, joiner}, &why),
+                        "expected both nodes writable once " << h.id(first) << " is back; " << why);
+  BOOST_TEST(h.Status(joiner)["bootstrapped"] == json(true),
+             "the joiner once writable: expected bootstrapped true");
+  json c = ValueOf(h.Get(joiner, "/v1/counter/boot/counter"), "boot/counter at the joiner");
+  BOOST_TEST(c == json(3), "boot/counter at the joiner after bootstrapping: expected 3, got " << c);
+  json reg = ValueOf(h.Get(joiner, "/v1/kv/boot/reg"), "boot/reg at the joiner");
+  BOOST_TEST(reg == json("first"), "boot/reg at the joiner: expected \"first\", got " << reg);
+
+  ExpectOk(h.Incr(joiner, "boot/counter", 4), "incr at the joiner");
+  BOOST_REQUIRE(
+      h.ExpectConverged({"/v1/counter/boot/counter", "/v1/kv/boot/reg"}, {first, joiner}));
+  json total = ValueOf(h.Get(first, "/v1/counter/boot/counter"), "boot/counter");
+  BOOST_TEST(total == json(7), "boot/counter: expected 7, got " << total);
 }

@@ -20,6 +20,7 @@
 #include "gossip/protocol.h"
 #include "node/committer.h"
 #include "node/operation.h"
+#include "storage/digests.h"
 #include "storage/leveldb_store.h"
 #include "storage/node_meta.h"
 #include "tests/sim/checker.h"
@@ -46,6 +47,8 @@ const char* SabotageName(Sabotage s) {
       return "ack-before-commit";
     case Sabotage::kSkipGate:
       return "skip-gate";
+    case Sabotage::kRepairWithoutStates:
+      return "repair-without-states";
   }
   return "?";
 }
@@ -60,6 +63,15 @@ const std::string kScope = gossip::kDefaultScope;
 // ---------------------------------------------------------------------------
 // Nodes and events.
 
+struct SimNode;
+
+// Anti-entropy's View of a node: its committer's digest sums and applied
+// vector, both as of its last commit (one thread: always consistent).
+struct SimView : gossip::ViewSource {
+  SimNode* node = nullptr;
+  void ReadView(const std::string& scope, gossip::View* out) override;
+};
+
 struct SimNode {
   int index = 0;
   std::string id, region, dir;
@@ -72,10 +84,15 @@ struct SimNode {
   std::unique_ptr<gossip::Protocol> protocol;
   bool up = false;
   bool started = false;
+  bool expect_fresh = false;      // wiped: the next start finds an empty data dir
+  uint64_t wipes = 0;
+  bool bootstrap_pending = false;  // as stored: a fresh incarnation not yet bootstrapped
   uint64_t gen = 0;  // bumped at every start and crash: stale events are ignored
   uint64_t tick_at = kNever;
   bool commit_scheduled = false;
   std::vector<gossip::ApplyRequest> pending_applies;
+  std::deque<gossip::AeRepair> pending_repairs;
+  SimView view;
   std::vector<int> pending_writes;  // write ids
   std::vector<int> waiting_reads;   // read ids
   crdt::ReplicaId replica;
@@ -84,6 +101,14 @@ struct SimNode {
   uint64_t beyond_since = kNever;   // clock beyond the limit from most nodes since
   uint64_t reach_mask = 0;          // the nodes it could reach at the last UpdateFences
 };
+
+void SimView::ReadView(const std::string& scope, gossip::View* out) {
+  *out = gossip::View();
+  out->applied = node->committer->applied();
+  if (scope == gossip::kDefaultScope) out->sums = node->committer->digest_sums();
+  // One thread: the store holds exactly the committer's last commit.
+  if (!node->store->TakeSnapshot(&out->snapshot).ok()) out->snapshot.reset();
+}
 
 struct PendingRead {
   int id = 0;
@@ -95,7 +120,17 @@ struct PendingRead {
   bool done = false;
 };
 
-enum class EventKind { kDeliver, kTick, kCommit, kClient, kReadDeadline, kFault, kHeal, kCheck };
+enum class EventKind {
+  kDeliver,
+  kTick,
+  kCommit,
+  kClient,
+  kReadDeadline,
+  kFault,
+  kHeal,
+  kCheck,
+  kRestartNode,  // a wiped node comes back
+};
 
 struct Event {
   EventKind kind = EventKind::kTick;
@@ -158,6 +193,7 @@ class Simulation {
   gossip::Now NowOf(SimNode& n);
   void Execute(SimNode& n, const gossip::Now& now, gossip::Effects& fx);
   void Ship(SimNode& n, const gossip::Now& now, const gossip::ShipRequest& req);
+  void ServeAeRead(SimNode& n, const gossip::Now& now, const gossip::AeReadStates& read);
   void Send(SimNode& n, const std::string& peer, const gossip::Message& m);
   void ScheduleTick(SimNode& n, bool from_tick);
   void ScheduleCommit(SimNode& n);
@@ -167,6 +203,8 @@ class Simulation {
   void Deliver(Event& e);
   void Tick(Event& e);
   void CommitGroup(SimNode& n);
+  void CommitWrites(SimNode& n);
+  void CommitRepairs(SimNode& n);
   void ClientOp(int session);
   void NextOp(int session);
   void Fault(const FaultEvent& f);
@@ -176,6 +214,8 @@ class Simulation {
   // Nodes.
   void Start(SimNode& n);
   void Crash(SimNode& n);
+  bool WipeReady(SimNode& n, std::string* why);
+  void Wipe(SimNode& n, uint64_t downtime_ms);
 
   // Reads.
   void AnswerReads(SimNode& n);
@@ -345,8 +385,81 @@ void Simulation::Ship(SimNode& n, const gossip::Now& now, const gossip::ShipRequ
   }
 }
 
+// The states of the buckets asked for, as of the View's snapshot, in parts
+// of a random size (numbered, the last flagged with the View's applied
+// vector). Reads fail now and then before the heal.
+void Simulation::ServeAeRead(SimNode& n, const gossip::Now& now,
+                             const gossip::AeReadStates& read) {
+  if (!healed_ && Chance(rng_, scenario_.ship_failure)) {
+    Trace(n.id + ": state read for " + read.peer + " fails (injected)");
+    gossip::Effects fx;
+    n.protocol->OnAeReadFailed(now, read, &fx);
+    Execute(n, now, fx);
+    return;
+  }
+  if (read.snapshot == nullptr) {
+    Violation(n.id + ": an anti-entropy read without the View's snapshot");
+    return;
+  }
+  std::vector<gossip::AeState> states;
+  std::vector<std::pair<std::string, storage::Digest>> keys;
+  for (uint32_t bucket : read.buckets) {
+    Status st = storage::ScanBucket(*n.store, read.scope, bucket, &keys, read.snapshot.get());
+    for (size_t i = 0; st.ok() && i < keys.size(); ++i) {
+      gossip::AeState s;
+      s.key = keys[i].first;
+      st = n.store->GetState(s.key, &s.envelope, read.snapshot.get());
+      if (st.ok()) states.push_back(std::move(s));
+      if (st.IsNotFound()) st = Status::OK();
+    }
+    if (st.IsUnavailable()) {
+      // The store was reopened after a write error: the View's snapshot is
+      // gone, and the round with it.
+      Trace(n.id + ": state read for " + read.peer + " fails: " + st.ToString());
+      gossip::Effects fx;
+      n.protocol->OnAeReadFailed(now, read, &fx);
+      Execute(n, now, fx);
+      return;
+    }
+    if (!st.ok()) {
+      Violation(n.id + " cannot read bucket " + std::to_string(bucket) + ": " + st.ToString());
+      return;
+    }
+  }
+  const size_t per = Chance(rng_, 0.5) ? states.size() + 1 : Between(rng_, 1, 4);
+  gossip::Message m;
+  m.type = gossip::MsgType::kAntiEntropy;
+  m.ae.kind = gossip::AeKind::kStates;
+  m.ae.round = read.round;
+  m.ae.from_initiator = read.from_initiator;
+  m.ae.scope = read.scope;
+  size_t at = 0;
+  do {
+    m.header = n.protocol->MakeHeader(NowOf(n));
+    m.ae.states.assign(states.begin() + static_cast<long>(at),
+                       states.begin() + static_cast<long>(std::min(states.size(), at + per)));
+    at = std::min(states.size(), at + per);
+    m.ae.last = at == states.size();
+    if (m.ae.last) m.ae.applied = read.applied;
+    Send(n, read.peer, m);
+    ++m.ae.part;
+    if (stop_) return;
+  } while (at < states.size());
+  n.protocol->OnAeStatesSent(read, states.size());
+}
+
 void Simulation::Execute(SimNode& n, const gossip::Now& now, gossip::Effects& fx) {
   if (fx.observed_hlc != 0) n.committer->ObserveHlc(fx.observed_hlc);
+  if (n.bootstrap_pending && n.protocol->bootstrapped()) {
+    // As the transport's Host::Bootstrapped: clear the stored mark (a
+    // failed write leaves it; the next start bootstraps again).
+    storage::WriteBatch batch;
+    storage::PutBootstrapPending(false, &batch);
+    if (n.store->Write(&batch).ok()) {
+      n.bootstrap_pending = false;
+      Trace(n.id + ": bootstrapped");
+    }
+  }
   if (options_.trace) {
     for (const auto& line : fx.logs) Trace(n.id + ": " + line);
     for (const auto& pe : fx.peer_events) {
@@ -360,6 +473,19 @@ void Simulation::Execute(SimNode& n, const gossip::Now& now, gossip::Effects& fx
   }
   std::vector<gossip::ShipRequest> ships = std::move(fx.ships);
   std::vector<gossip::ApplyRequest> applies = std::move(fx.applies);
+  std::vector<gossip::AeReadStates> reads = std::move(fx.ae_reads);
+  std::vector<gossip::AeRepair> repairs = std::move(fx.ae_repairs);
+  for (auto& rep : repairs) {
+    Trace(n.id + ": repair from " + rep.peer + " round " + std::to_string(rep.round) + ", " +
+          std::to_string(rep.states.size()) + " states" + (rep.has_advance ? ", advance" : ""));
+    if (options_.sabotage == Sabotage::kRepairWithoutStates) rep.states.clear();
+    n.pending_repairs.push_back(std::move(rep));
+    ScheduleCommit(n);
+  }
+  for (const auto& read : reads) {
+    ServeAeRead(n, now, read);
+    if (stop_ || !n.up) return;
+  }
   for (const auto& req : ships) {
     Ship(n, now, req);
     if (stop_) return;
@@ -403,19 +529,25 @@ void Simulation::Start(SimNode& n) {
     return;
   }
   if (fresh) {
-    if (n.started) {
+    if (n.started && !n.expect_fresh) {
       Violation(n.id + " restarted on an empty store: its data dir lost everything");
       return;
     }
-    meta.replica = crdt::ReplicaId{n.id, scenario_.incarnation[n.index]};
+    // As meridiand: a new incarnation (never an earlier one), which must
+    // complete an anti-entropy round before it takes writes, except the
+    // first node of the new cluster (started with --bootstrap).
+    meta.replica = crdt::ReplicaId{n.id, scenario_.incarnation[n.index] + n.wipes};
+    meta.bootstrap_pending = options_.anti_entropy && (n.wipes > 0 || n.index > 0);
     storage::WriteBatch batch;
     storage::InitIdentity(meta.replica, &batch);
+    storage::PutBootstrapPending(meta.bootstrap_pending, &batch);
     st = n.store->Write(&batch);
     if (!st.ok()) {
       Violation(n.id + " cannot record its identity: " + st.ToString());
       return;
     }
     n.replica = meta.replica;
+    n.expect_fresh = false;
   } else {
     if (meta.replica != n.replica) {
       Violation(n.id + " restarted as " + meta.replica.ToString() + ", was " +
@@ -429,19 +561,23 @@ void Simulation::Start(SimNode& n) {
     }
   }
   n.durable = meta.applied;
+  n.bootstrap_pending = meta.bootstrap_pending;
   n.clock = std::make_unique<crdt::HybridClock>(&n.wall, scenario_.protocol.max_clock_offset_ms);
   gossip::Now now = NowOf(n);
   n.clock->Restore(meta.hlc_bound);
   now.hlc = n.clock->last();
   gossip::Applied applied = meta.applied;
   n.committer = std::make_unique<node::Committer>(n.store.get(), n.clock.get(), std::move(meta));
+  n.view.node = &n;
   gossip::ProtocolOptions po = scenario_.protocol;
+  po.anti_entropy.must_bootstrap = n.bootstrap_pending;
   po.self = n.replica;
   po.region = n.region;
   for (const auto& other : nodes_) {
     if (other->index != n.index) po.peers.push_back(gossip::PeerConfig{other->id, other->region});
   }
-  n.protocol = std::make_unique<gossip::Protocol>(std::move(po), std::move(applied), now);
+  n.protocol = std::make_unique<gossip::Protocol>(std::move(po), std::move(applied), now,
+                                                  options_.anti_entropy ? &n.view : nullptr);
   n.up = true;
   n.started = true;
   ++n.gen;
@@ -457,6 +593,10 @@ void Simulation::AddCounters(const SimNode& n) {
   stats_.refused_other += c.refused_other;
   stats_.resends += c.resends;
   stats_.deltas_duplicate += c.deltas_duplicate;
+  const gossip::AeCounters ae = n.protocol->ae_counters();
+  stats_.ae_rounds_completed += ae.rounds_completed;
+  stats_.ae_rounds_abandoned += ae.rounds_abandoned;
+  stats_.ae_states_received += ae.states_received;
 }
 
 // Tracks since when each node's clock has been more than the limit away
@@ -512,6 +652,7 @@ void Simulation::Crash(SimNode& n) {
   n.pending_writes.clear();
   n.waiting_reads.clear();
   n.pending_applies.clear();
+  n.pending_repairs.clear();
   n.protocol.reset();
   n.committer.reset();
   n.clock.reset();
@@ -520,6 +661,49 @@ void Simulation::Crash(SimNode& n) {
   ++n.gen;
   n.tick_at = kNever;
   n.commit_scheduled = false;
+}
+
+// A node may lose its data only once every peer holds its whole log
+// durably and nothing of it is in flight (what the chaos nemesis waits
+// for): then everything it acknowledged exists elsewhere.
+bool Simulation::WipeReady(SimNode& n, std::string* why) {
+  if (!n.up) {
+    *why = "it is down";
+    return false;
+  }
+  if (!n.pending_writes.empty() || !n.pending_applies.empty() || !n.pending_repairs.empty()) {
+    *why = "commits in flight";
+    return false;
+  }
+  const uint64_t last = n.committer->last_seq();
+  for (const gossip::PeerStatus& p : n.protocol->Peers(NowOf(n))) {
+    if (p.acked < last) {
+      *why = p.node + " acknowledged " + std::to_string(p.acked) + " of " + std::to_string(last);
+      return false;
+    }
+  }
+  return true;
+}
+
+void Simulation::Wipe(SimNode& n, uint64_t downtime_ms) {
+  Trace(n.id + " WIPE: its data dir is lost; back in " + std::to_string(downtime_ms) + " ms");
+  Crash(n);
+  std::error_code ec;
+  std::filesystem::remove_all(n.dir, ec);
+  if (ec) {
+    Violation(n.id + ": cannot remove its data dir: " + ec.message());
+    return;
+  }
+  n.expect_fresh = true;
+  ++n.wipes;
+  ++stats_.wipes;
+  n.durable.clear();
+  n.last_register_hlc = 0;
+  n.bootstrap_pending = false;
+  Event e;
+  e.kind = EventKind::kRestartNode;
+  e.node = n.index;
+  Push(now_ + downtime_ms, std::move(e));
 }
 
 // --- Events ------------------------------------------------------------------
@@ -552,8 +736,49 @@ void Simulation::Tick(Event& e) {
   ScheduleTick(n, true);
 }
 
+// What is queued at a node commits as the Applier would: writes and remote
+// deltas as one group, and each anti-entropy repair as a batch of its own,
+// before or after the group (both orders happen in a real queue).
 void Simulation::CommitGroup(SimNode& n) {
   n.commit_scheduled = false;
+  const bool repairs_first = Chance(rng_, 0.5);
+  if (repairs_first) CommitRepairs(n);
+  if (!stop_ && n.up) CommitWrites(n);
+  if (!repairs_first && !stop_ && n.up) CommitRepairs(n);
+}
+
+void Simulation::CommitRepairs(SimNode& n) {
+  if (n.pending_repairs.empty()) return;
+  std::deque<gossip::AeRepair> repairs = std::move(n.pending_repairs);
+  n.pending_repairs.clear();
+  for (const gossip::AeRepair& rep : repairs) {
+    node::StateRepair sr;
+    for (const gossip::AeState& s : rep.states) sr.states.emplace_back(s.key, s.envelope);
+    sr.has_advance = rep.has_advance;
+    sr.advance = rep.advance;
+    node::RepairResult result;
+    n.committer->Repair(sr, &result);
+    gossip::Now now = NowOf(n);
+    gossip::Effects fx;
+    if (result.status.ok()) {
+      ++stats_.ae_repairs;
+      n.durable = n.committer->applied();
+      Trace(n.id + ": repaired from " + rep.peer + ": " + std::to_string(result.changed) +
+            " keys changed, applied {" + TokenString(n.durable) + "}");
+      n.protocol->OnAeRepaired(now, rep, n.durable, &fx);
+    } else {
+      if (storage::Store::IsNoSpace(result.status)) ++stats_.disk_full_failures;
+      Trace(n.id + ": repair from " + rep.peer + " failed: " + result.status.ToString());
+      n.protocol->OnAeRepairFailed(now, rep, &fx);
+    }
+    Execute(n, now, fx);
+    if (stop_ || !n.up) return;
+  }
+  AnswerReads(n);
+  ScheduleTick(n, false);
+}
+
+void Simulation::CommitWrites(SimNode& n) {
   if (n.pending_writes.empty() && n.pending_applies.empty()) return;
   gossip::Now now = NowOf(n);
   std::vector<int> write_ids = std::move(n.pending_writes);
@@ -901,9 +1126,12 @@ void Simulation::ClientOp(int session_id) {
   if (!gate.ok) {
     w.outcome = Outcome::kRefusedSkew;
     w.error = gate.code;
-    if (gate.code != "clock_skew") {
+    if (gate.code != "clock_skew" && gate.code != "bootstrapping") {
       Violation(n.id + ": the gate refused a write with code '" + gate.code +
-                "', expected clock_skew");
+                "', expected clock_skew or bootstrapping");
+    }
+    if (gate.code == "bootstrapping" && !n.bootstrap_pending) {
+      Violation(n.id + ": the gate says bootstrapping, but the node's incarnation bootstrapped");
     }
     Trace(n.id + ": write #" + std::to_string(w.id) + " refused: " + gate.message);
     history_.writes.push_back(std::move(w));
@@ -988,6 +1216,26 @@ void Simulation::Fault(const FaultEvent& f) {
       UpdateFences();
       Trace("n" + std::to_string(f.node) + " clock skew now " + std::to_string(f.value) + " ms");
       break;
+    case K::kWipe: {
+      SimNode& n = *nodes_[static_cast<size_t>(f.node)];
+      std::string why;
+      if (!options_.anti_entropy) {
+        // Without anti-entropy a new incarnation is never refilled with
+        // what the others hold of its predecessor's peers' old writes.
+        Trace(n.id + ": wipe skipped: anti-entropy is off");
+      } else if (WipeReady(n, &why)) {
+        Wipe(n, static_cast<uint64_t>(f.value));
+        UpdateFences();
+      } else if (now_ + 250 < scenario_.fault_ms) {
+        Event again;  // the same fault, a little later
+        again.kind = EventKind::kFault;
+        again.index = static_cast<int>(&f - scenario_.faults.data());
+        Push(now_ + 50, std::move(again));
+      } else {
+        Trace(n.id + ": wipe given up: " + why);
+      }
+      break;
+    }
     case K::kDiskFull: {
       SimNode& n = *nodes_[static_cast<size_t>(f.node)];
       if (n.up) {
@@ -1018,7 +1266,8 @@ bool Simulation::Quiescent(std::string* why) {
       *why = n->id + " is down";
       return false;
     }
-    if (!n->pending_applies.empty() || !n->pending_writes.empty()) {
+    if (!n->pending_applies.empty() || !n->pending_writes.empty() ||
+        !n->pending_repairs.empty()) {
       *why = n->id + " has commits in flight";
       return false;
     }
@@ -1148,6 +1397,14 @@ SeedReport Simulation::Run() {
       case EventKind::kFault:
         Fault(scenario_.faults[static_cast<size_t>(e.index)]);
         break;
+      case EventKind::kRestartNode: {
+        SimNode& n = *nodes_[static_cast<size_t>(e.node)];
+        if (!n.up) {
+          Start(n);
+          UpdateFences();
+        }
+        break;
+      }
       case EventKind::kHeal: {
         Heal();
         Event c;
@@ -1204,6 +1461,7 @@ SeedReport Simulation::Run() {
   }
   if (!stop_) {
     std::vector<FinalNode> finals;
+    const storage::Digest first_digest = nodes_[0]->committer->digest_sums().Total();
     for (auto& n : nodes_) {
       FinalNode f;
       f.id = n->id;
@@ -1225,6 +1483,19 @@ SeedReport Simulation::Run() {
       }
       Status st = n->store->Scan("", "", std::numeric_limits<size_t>::max(), &f.states);
       if (!st.ok()) Violation(n->id + ": scan failed: " + st.ToString());
+      // The digest sums kept on every commit and repair are those of the
+      // stored digest records, and equal states give equal digests.
+      storage::BucketSums stored;
+      st = storage::LoadBucketSums(*n->store, kScope, &stored);
+      if (!st.ok() || stored.Total() != n->committer->digest_sums().Total()) {
+        Violation(n->id + ": its digest sums (" + n->committer->digest_sums().Total().Hex() +
+                  ") differ from its digest records (" +
+                  (st.ok() ? stored.Total().Hex() : st.ToString()) + ")");
+      }
+      if (n->committer->digest_sums().Total() != first_digest) {
+        Violation(n->id + ": state digest " + n->committer->digest_sums().Total().Hex() +
+                  " differs from " + nodes_[0]->id + "'s " + first_digest.Hex());
+      }
       finals.push_back(std::move(f));
     }
     if (!stop_) {

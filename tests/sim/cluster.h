@@ -33,6 +33,7 @@ enum class Sabotage {
   kReadWithoutWaiting,  // session reads answer without waiting for the token
   kAckBeforeCommit,     // clients are acknowledged when the write is queued
   kSkipGate,            // writes never ask the Gate (caught by strict_gate)
+  kRepairWithoutStates, // anti-entropy repairs advance the applied vector but drop their states
 };
 const char* SabotageName(Sabotage s);
 
@@ -56,6 +57,11 @@ struct SimOptions {
   // Virtual time the cluster gets to go quiet after healing (0: the
   // default, 120 s).
   uint64_t quiesce_limit_ms = 0;
+  // Run Merkle anti-entropy (and with it fresh incarnations that bootstrap,
+  // and wipes in the fault menu), as meridiand does. Off
+  // (MERIDIAN_SIM_NO_ANTI_ENTROPY=1 in sim_test) to see what delta shipping
+  // alone does.
+  bool anti_entropy = true;
 };
 
 struct SimStats {
@@ -68,6 +74,7 @@ struct SimStats {
   uint64_t reads_answered = 0;
   uint64_t reads_timed_out = 0;
   uint64_t crashes = 0;
+  uint64_t wipes = 0;  // nodes that lost their data dir and came back as a new incarnation
   uint64_t partitions = 0;
   uint64_t disk_full_failures = 0;  // commits that failed (TEST_FailWritesWithNoSpace)
   // Acknowledged by a node whose clock had been beyond the limit from most
@@ -78,6 +85,11 @@ struct SimStats {
   uint64_t refused_other = 0;
   uint64_t resends = 0;
   uint64_t deltas_duplicate = 0;
+  // Anti-entropy, summed likewise.
+  uint64_t ae_rounds_completed = 0;
+  uint64_t ae_rounds_abandoned = 0;
+  uint64_t ae_states_received = 0;
+  uint64_t ae_repairs = 0;  // repairs committed (with states or an advance)
   uint64_t quiesce_ms = 0;  // virtual time from heal to quiescence
   uint64_t end_ms = 0;      // virtual time at the end
 };

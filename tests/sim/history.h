@@ -21,7 +21,7 @@ const char* WriteKindName(WriteKind k);
 enum class Outcome {
   kPending,       // submitted, not yet committed
   kUnavailable,   // the node was down: never submitted
-  kRefusedSkew,   // Gate refused it (503 clock_skew): never submitted
+  kRefusedSkew,   // Gate refused it (503 clock_skew or bootstrapping): never submitted
   kLostInCrash,   // queued, the node crashed before the commit: never applied
   kFailed,        // Commit returned an error (e.g. 507): must not be visible
   kReplyLost,     // committed (durable) but the client never got the reply

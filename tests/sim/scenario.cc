@@ -86,7 +86,9 @@ Scenario MakeScenario(uint64_t seed, uint64_t quiesce_limit_ms) {
   for (int c = 0; c < crashes; ++c) {
     int node = static_cast<int>(Between(rng, 0, s.n - 1));
     uint64_t t = Between(rng, 1, s.fault_ms - 1);
-    uint64_t back = std::min(t + PickOf<uint64_t>(rng, {0, 50, 500, 2000}), s.fault_ms);
+    // The last choice is a long absence: down for the rest of the fault
+    // phase while the others go on writing.
+    uint64_t back = std::min(t + PickOf<uint64_t>(rng, {0, 50, 500, 2000, s.fault_ms}), s.fault_ms);
     s.faults.push_back(FaultEvent{t, K::kCrash, node, 0, {}});
     s.faults.push_back(FaultEvent{back, K::kRestart, node, 0, {}});
   }
@@ -109,7 +111,20 @@ Scenario MakeScenario(uint64_t seed, uint64_t quiesce_limit_ms) {
                                   static_cast<int64_t>(Between(rng, 1, 3)),
                                   {}});
   }
+  // At most one wipe per run: a second could take the last copy of what
+  // the first wiped node had not been refilled with yet.
+  if (Chance(rng, 0.2)) {
+    FaultEvent f;
+    f.t = Between(rng, 200, s.fault_ms * 6 / 10);
+    f.kind = K::kWipe;
+    f.node = static_cast<int>(Between(rng, 0, s.n - 1));
+    f.value = static_cast<int64_t>(PickOf<uint64_t>(rng, {0, 300, 1500}));
+    s.faults.push_back(f);
+  }
   s.ship_failure = PickOf<double>(rng, {0, 0, 0.03});
+  s.protocol.anti_entropy.interval_ms = PickOf<uint64_t>(rng, {200, 500, 1000, 3000});
+  s.protocol.anti_entropy.round_timeout_ms = PickOf<uint64_t>(rng, {1500, 10000});
+  s.protocol.ae_max_ship_lag_ms = PickOf<uint64_t>(rng, {100, 1000, 5000});
   std::stable_sort(s.faults.begin(), s.faults.end(),
                    [](const FaultEvent& a, const FaultEvent& b) { return a.t < b.t; });
   return s;
@@ -124,7 +139,9 @@ std::string Scenario::Describe() const {
     << protocol.max_clock_offset_ms << " ms, resend " << protocol.resend_timeout_ms
     << " ms, deltas/msg " << protocol.max_deltas_per_message << ", window " << protocol.window
     << ", held back " << protocol.max_held_back << ", clock samples " << protocol.clock_samples_kept
-    << "\n";
+    << "; anti-entropy every " << protocol.anti_entropy.interval_ms << " ms, round timeout "
+    << protocol.anti_entropy.round_timeout_ms << " ms, max ship lag " << protocol.ae_max_ship_lag_ms
+    << " ms\n";
   o << "  network: loss " << faulty.loss << ", dup " << faulty.duplicate << ", delay "
     << faulty.delay_min_ms << ".." << faulty.delay_max_ms << " ms, spikes " << faulty.spike
     << "; fault phase " << fault_ms << " ms; tick cap " << tick_cap_ms << " ms; commit delay 0.."
@@ -152,6 +169,9 @@ std::string Scenario::Describe() const {
         break;
       case FaultEvent::Kind::kDiskFull:
         o << "disk full n" << f.node << " x" << f.value;
+        break;
+      case FaultEvent::Kind::kWipe:
+        o << "wipe n" << f.node << " down " << f.value << " ms";
         break;
     }
     o << "]";

@@ -15,11 +15,15 @@
 namespace meridian::sim {
 
 struct FaultEvent {
-  enum class Kind { kPartition, kHealNetwork, kCrash, kRestart, kSkew, kDiskFull };
+  // kWipe: once every peer has acknowledged the node's whole log (retried
+  // until then, given up near the end of the fault phase), it crashes,
+  // loses its data dir and restarts `value` ms later as a new incarnation
+  // that must bootstrap.
+  enum class Kind { kPartition, kHealNetwork, kCrash, kRestart, kSkew, kDiskFull, kWipe };
   uint64_t t = 0;
   Kind kind = Kind::kPartition;
   int node = -1;
-  int64_t value = 0;  // kSkew: new skew; kDiskFull: failing writes
+  int64_t value = 0;  // kSkew: new skew; kDiskFull: failing writes; kWipe: downtime ms
   Partition partition;
 };
 

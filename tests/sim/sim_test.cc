@@ -14,6 +14,9 @@
 //                        longer than it takes to notice (see
 //                        SimOptions::strict_gate), to look past such a
 //                        failure at others;
+// MERIDIAN_SIM_NO_ANTI_ENTROPY=1  runs without Merkle anti-entropy (and so
+//                        without bootstrapping incarnations and wipes):
+//                        delta shipping alone (SimOptions::anti_entropy);
 // MERIDIAN_SIM_DIR=dir   where the temporary data dirs go (default
 //                        /dev/shm when writable, else $TMPDIR or /tmp).
 #define BOOST_TEST_MODULE sim
@@ -125,6 +128,7 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
     SimOptions options;
     options.trace = single;
     options.strict_gate = std::getenv("MERIDIAN_SIM_LAX_GATE") == nullptr;
+    options.anti_entropy = std::getenv("MERIDIAN_SIM_NO_ANTI_ENTROPY") == nullptr;
     if (const char* t = std::getenv("MERIDIAN_SIM_TRACE_LINES")) {
       options.trace_lines = static_cast<size_t>(std::max(1, std::atoi(t)));
     }
@@ -138,6 +142,7 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
     total.reads_answered += r.stats.reads_answered;
     total.reads_timed_out += r.stats.reads_timed_out;
     total.crashes += r.stats.crashes;
+    total.wipes += r.stats.wipes;
     total.partitions += r.stats.partitions;
     total.disk_full_failures += r.stats.disk_full_failures;
     total.acked_while_skewed += r.stats.acked_while_skewed;
@@ -145,6 +150,10 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
     total.refused_other += r.stats.refused_other;
     total.resends += r.stats.resends;
     total.deltas_duplicate += r.stats.deltas_duplicate;
+    total.ae_rounds_completed += r.stats.ae_rounds_completed;
+    total.ae_rounds_abandoned += r.stats.ae_rounds_abandoned;
+    total.ae_states_received += r.stats.ae_states_received;
+    total.ae_repairs += r.stats.ae_repairs;
     if (r.stats.quiesce_ms > total.quiesce_ms) {
       total.quiesce_ms = r.stats.quiesce_ms;
       slowest = seed;
@@ -174,14 +183,24 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
             << " writes acknowledged, " << total.writes_refused_skew << " refused for clock skew, "
             << total.writes_other << " otherwise unacknowledged, " << total.reads_answered
             << " session reads answered, " << total.reads_timed_out << " timed out, "
-            << total.crashes << " crashes, " << total.partitions << " partitions, "
+            << total.crashes << " crashes, " << total.wipes << " wipes, " << total.partitions
+            << " partitions, "
             << total.disk_full_failures << " writes failed on a full disk, "
             << total.acked_while_skewed
             << " acknowledged by a node beyond the clock limit from most peers; protocol: "
             << total.refused_clock_offset << " messages refused for clock offset, "
             << total.refused_other << " other refusals, " << total.resends << " resends, "
-            << total.deltas_duplicate << " duplicate deltas; slowest quiescence "
-            << total.quiesce_ms << " ms (seed " << slowest << ")" << std::endl;
+            << total.deltas_duplicate << " duplicate deltas; anti-entropy: "
+            << total.ae_rounds_completed << " rounds completed, " << total.ae_rounds_abandoned
+            << " abandoned, " << total.ae_states_received << " states received, "
+            << total.ae_repairs << " repairs committed; slowest quiescence " << total.quiesce_ms
+            << " ms (seed " << slowest << ")" << std::endl;
+  // Anti-entropy must have done real work over this many seeds (a broken
+  // wiring would leave these at zero and every other check green).
+  if (seeds >= 100 && failures == 0 && std::getenv("MERIDIAN_SIM_NO_ANTI_ENTROPY") == nullptr) {
+    BOOST_TEST(total.ae_rounds_completed > 0u);
+    BOOST_TEST(total.ae_states_received > 0u);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(a_seed_replays_exactly) {
@@ -192,7 +211,7 @@ BOOST_AUTO_TEST_CASE(a_seed_replays_exactly) {
     BOOST_TEST(a.failures == b.failures, "seed " << seed);
     BOOST_TEST(a.stats.events == b.stats.events, "seed " << seed);
     BOOST_TEST(a.stats.events > 200u, "seed " << seed << " ran " << a.stats.events << " events");
-    BOOST_TEST(a.stats.writes_acknowledged > 10u, "seed " << seed);
+    BOOST_TEST(a.stats.writes_acknowledged >= 5u, "seed " << seed);
   }
 }
 
@@ -201,7 +220,8 @@ BOOST_AUTO_TEST_CASE(a_seed_replays_exactly) {
 BOOST_AUTO_TEST_CASE(the_checker_catches_a_broken_driver) {
   const Sabotage kinds[] = {Sabotage::kDropApplies,     Sabotage::kAckWithoutApply,
                             Sabotage::kIgnoreGate,      Sabotage::kReadWithoutWaiting,
-                            Sabotage::kAckBeforeCommit, Sabotage::kSkipGate};
+                            Sabotage::kAckBeforeCommit, Sabotage::kSkipGate,
+                            Sabotage::kRepairWithoutStates};
   for (Sabotage kind : kinds) {
     SimOptions options;
     options.sabotage = kind;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "crdt/codec.h"
+#include "storage/digests.h"
 #include "storage/leveldb_store.h"
 #include "storage/node_meta.h"
 #include "tests/support/temp_dir.h"
@@ -905,4 +906,71 @@ BOOST_AUTO_TEST_CASE(dir_locked_by_another_process_is_refused) {
 
   // The lock went with the process.
   auto reopened = OpenStore(tmp.path());
+}
+
+// A snapshot reads the store as it was when taken (states and digest
+// records), whatever is written after; it is lost, not wrong, once the
+// store reopens after a write error, and it may outlive the Store.
+BOOST_AUTO_TEST_CASE(snapshots_read_the_past_and_are_lost_on_reopen) {
+  TempDir tmp;
+  auto store = OpenStore(tmp.path());
+  const meridian::storage::Digest d1 = meridian::storage::KeyDigest("k", "1");
+  {
+    WriteBatch batch;
+    batch.PutState("k", "1");
+    batch.PutDigest("", meridian::storage::BucketOf("k"), "k", d1);
+    BOOST_REQUIRE(store->Write(&batch).ok());
+  }
+  SnapshotRef snap;
+  BOOST_REQUIRE(store->TakeSnapshot(&snap).ok());
+  BOOST_REQUIRE(snap != nullptr);
+  {
+    WriteBatch batch;
+    batch.PutState("k", "2");
+    batch.PutState("new", "3");
+    batch.PutDigest("", meridian::storage::BucketOf("k"), "k",
+                    meridian::storage::KeyDigest("k", "2"));
+    batch.PutDigest("", meridian::storage::BucketOf("new"), "new",
+                    meridian::storage::KeyDigest("new", "3"));
+    BOOST_REQUIRE(store->Write(&batch).ok());
+  }
+  std::string v;
+  BOOST_REQUIRE(store->GetState("k", &v, snap.get()).ok());
+  BOOST_TEST(v == "1");
+  BOOST_TEST(store->GetState("new", &v, snap.get()).IsNotFound());
+  BOOST_REQUIRE(store->GetState("k", &v).ok());
+  BOOST_TEST(v == "2");
+  std::vector<std::pair<std::string, meridian::storage::Digest>> keys;
+  BOOST_REQUIRE(
+      meridian::storage::ScanBucket(*store, "", meridian::storage::BucketOf("k"), &keys, snap.get())
+          .ok());
+  BOOST_REQUIRE(keys.size() == 1u);
+  BOOST_TEST((keys[0].second == d1));
+  SnapshotRef copy = snap;  // shared: released with the last copy
+  snap.reset();
+  BOOST_REQUIRE(store->GetState("k", &v, copy.get()).ok());
+  BOOST_TEST(v == "1");
+
+  // A failed write, then a write that reopens the store: the snapshot is lost.
+  store->TEST_FailWritesWithNoSpace(1);
+  {
+    WriteBatch batch;
+    batch.PutState("x", "9");
+    BOOST_TEST(Store::IsNoSpace(store->Write(&batch)));
+  }
+  PutStates(store.get(), {{"y", "8"}});
+  BOOST_REQUIRE(store->reopens() == 1u);
+  Status lost = store->GetState("k", &v, copy.get());
+  BOOST_TEST(lost.IsUnavailable(), lost.ToString());
+  SnapshotRef fresh;
+  BOOST_REQUIRE(store->TakeSnapshot(&fresh).ok());
+  BOOST_REQUIRE(store->GetState("y", &v, fresh.get()).ok());
+  BOOST_TEST(v == "8");
+  // Another store's snapshot is refused; snapshots outlive their store.
+  TempDir tmp2;
+  auto other = OpenStore(tmp2.path());
+  BOOST_TEST(other->GetState("k", &v, fresh.get()).IsInvalidArgument());
+  store.reset();
+  fresh.reset();
+  copy.reset();
 }
