@@ -58,6 +58,9 @@ void EventStream::Close() {
   std::function<void()> wake;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    // Closing twice wakes nobody: the session's own close comes back here,
+    // and waking it again would close it again, forever.
+    if (closed_) return;
     closed_ = true;
     wake = wake_;
   }
@@ -280,6 +283,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void DoClose() {
+    if (closed_) return;
+    closed_ = true;
     if (events_) events_->Close();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
@@ -295,6 +300,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<EventStream> events_;
   std::string pending_;
   bool writing_ = false;
+  bool closed_ = false;  // DoClose ran
   char peer_buf_[512];
 };
 

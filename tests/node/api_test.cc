@@ -8,10 +8,13 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -590,6 +593,46 @@ BOOST_AUTO_TEST_CASE(watch_streams_changes_under_the_prefix_only) {
   BOOST_TEST(e[2]["value"] == json::array({"e"}));
   BOOST_TEST(e[3]["key"] == "w/a");
   BOOST_TEST(e[3]["deleted"] == true);
+}
+
+// CPU ticks (user + system) the process has used, from /proc/PID/stat.
+uint64_t CpuTicks(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  size_t at = stat.rfind(')');
+  BOOST_REQUIRE(at != std::string::npos);
+  std::istringstream rest(stat.substr(at + 2));
+  std::string field;
+  uint64_t utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return utime + stime;
+}
+
+// A watch stream whose client went away is closed once, and the node goes
+// idle (it used to close it again and again, spinning a core forever).
+BOOST_AUTO_TEST_CASE(a_closed_watch_stream_leaves_the_node_idle) {
+  {
+    std::unique_ptr<HttpClient> watcher = node.Client();
+    std::vector<std::string> events;
+    // Ends by its timeout: the client closes the connection.
+    (void)watcher->ReadEvents("/v1/watch?prefix=idle%2F", 1, std::chrono::milliseconds(300),
+                              &events);
+  }
+  bool gone = false;
+  for (int i = 0; i < 250 && !gone; ++i) {
+    gone = Status()["watchers"] == 0;
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  BOOST_REQUIRE_MESSAGE(gone, "the closed watch stream is still counted");
+  const uint64_t before = CpuTicks(node.pid());
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const uint64_t used = CpuTicks(node.pid()) - before;
+  // An idle node uses a few ticks a second (100 per CPU-second); a
+  // spinning one about 100.
+  BOOST_TEST(used < 40u, "the node used " << used << " CPU ticks in one idle second");
 }
 
 BOOST_AUTO_TEST_CASE(sigterm_ends_open_watch_streams_and_exits_zero) {
