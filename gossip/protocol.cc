@@ -189,6 +189,7 @@ struct Protocol::Impl {
   ProtocolCounters counters;
   std::map<std::pair<std::string, std::string>, LogLimit> log_limits;
   std::unique_ptr<AntiEntropy> ae;  // null: no anti-entropy
+  uint64_t next_all_up_round_ms = 0;  // see ProtocolOptions::ae_all_up_interval_ms
 
   Impl(ProtocolOptions o, Applied a, Now s, ViewSource* views)
       : opt(std::move(o)), start(s), applied(std::move(a)) {
@@ -957,8 +958,18 @@ void Protocol::OnTick(const Now& now, Effects* out) {
   }
   if (m.ae) {
     std::vector<std::string> ready;
+    bool all_up = true;
     for (const Impl::Peer& p : m.peers) {
       if (m.AeReady(now, p)) ready.push_back(p.node);
+      all_up = all_up && p.state == PeerState::kUp;
+    }
+    if (all_up && m.ae->bootstrapped() && m.opt.ae_all_up_interval_ms > 0) {
+      // Delta shipping reaches everyone: a scheduled round now and then.
+      if (now.mono_ms < m.next_all_up_round_ms) {
+        ready.clear();
+      } else if (!ready.empty()) {
+        m.next_all_up_round_ms = SatAdd(now.mono_ms, m.opt.ae_all_up_interval_ms);
+      }
     }
     AeEffects fx;
     m.ae->OnTick(now.mono_ms, ready, &fx);

@@ -88,7 +88,10 @@
 //     acknowledged our log up to what is at most ae_max_ship_lag_ms old,
 //     and this node has applied the peer's log up to the end its Pings
 //     announced (kPing carries the sender's log end) no longer than
-//     ae_max_ship_lag_ms ago. A node that must bootstrap
+//     ae_max_ship_lag_ms ago. Scheduled rounds run every interval only
+//     while some peer is not up (its writes may reach this node only
+//     through others, as in a partial partition); while all are up, every
+//     ae_all_up_interval_ms. A node that must bootstrap
 //     (anti_entropy.must_bootstrap) starts rounds with any up peer, and
 //     Gate() refuses writes with code "bootstrapping" until a round has
 //     completed. When a repair advanced the applied vector the driver
@@ -140,6 +143,11 @@ struct ProtocolOptions {
   // Anti-entropy (used when the Protocol is given a ViewSource).
   AeOptions anti_entropy;
   uint64_t ae_max_ship_lag_ms = 1000;
+  // While every peer is up, scheduled rounds start only this often (0:
+  // every anti_entropy.interval_ms): delta shipping carries everything
+  // then, and a round under steady writes finds the deltas in flight as
+  // differing buckets and sends their whole states again.
+  uint64_t ae_all_up_interval_ms = 0;
 };
 
 // Time as the driver sees it. mono_ms drives timers (never goes back);

@@ -25,6 +25,7 @@ gossip::ProtocolOptions ProtocolOptionsFor(const Topology& topo, const NodeConfi
   // given up; the next one starts over.
   o.anti_entropy.round_timeout_ms = std::max<uint64_t>(10000, 10 * topo.anti_entropy_interval_ms);
   o.ae_max_ship_lag_ms = topo.anti_entropy_interval_ms;
+  o.ae_all_up_interval_ms = 10 * topo.anti_entropy_interval_ms;
   return o;
 }
 

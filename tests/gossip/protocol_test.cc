@@ -1932,3 +1932,28 @@ BOOST_AUTO_TEST_CASE(anti_entropy_messages_obey_the_clock_offset_rule) {
   BOOST_TEST(CountAe(e.sends, AeKind::kDone) == 1u);  // equal (empty) Views
   BOOST_TEST(SendsOf(e, MsgType::kRefuse).empty());
 }
+
+// While every peer is up, delta shipping carries everything: scheduled
+// rounds only every ae_all_up_interval_ms. With a peer down, every interval.
+BOOST_AUTO_TEST_CASE(rounds_are_rare_while_every_peer_is_up) {
+  Net net = AeNet({{"a", "r1"}, {"b", "r2"}, {"c", "r3"}}, [](ProtocolOptions* o) {
+    o->ae_all_up_interval_ms = 10000;
+  });
+  uint64_t begins_from_a = 0;
+  net.drop = [&](const std::string& from, const std::string&, const Message& m) {
+    if (from == "a" && m.type == MsgType::kAntiEntropy && m.ae.kind == AeKind::kBegin) {
+      ++begins_from_a;
+    }
+    return false;
+  };
+  net.Run(1000);  // the rounds when the peers come up
+  const uint64_t at_start = begins_from_a;
+  net.Run(9000);
+  BOOST_TEST(begins_from_a - at_start <= 1u);
+  // c goes away: a's rounds with b run every interval again.
+  net.cut = {{"a", "c"}, {"c", "a"}, {"b", "c"}, {"c", "b"}};
+  net.Run(6000);  // c is down for a after 10 heartbeats
+  const uint64_t cut_at = begins_from_a;
+  net.Run(5000);
+  BOOST_TEST(begins_from_a - cut_at >= 4u);
+}

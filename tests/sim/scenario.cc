@@ -125,6 +125,7 @@ Scenario MakeScenario(uint64_t seed, uint64_t quiesce_limit_ms) {
   s.protocol.anti_entropy.interval_ms = PickOf<uint64_t>(rng, {200, 500, 1000, 3000});
   s.protocol.anti_entropy.round_timeout_ms = PickOf<uint64_t>(rng, {1500, 10000});
   s.protocol.ae_max_ship_lag_ms = PickOf<uint64_t>(rng, {100, 1000, 5000});
+  s.protocol.ae_all_up_interval_ms = PickOf<uint64_t>(rng, {0, 5 * s.protocol.anti_entropy.interval_ms});
   std::stable_sort(s.faults.begin(), s.faults.end(),
                    [](const FaultEvent& a, const FaultEvent& b) { return a.t < b.t; });
   return s;
