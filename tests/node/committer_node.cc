@@ -2,6 +2,11 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include "crdt/counter.h"
+#include "crdt/map.h"
+#include "crdt/mvregister.h"
+#include "crdt/register.h"
+#include "crdt/set.h"
 #include "node/operation.h"
 
 namespace meridian::testing {
@@ -101,6 +106,56 @@ storage::BucketSums CommitterNode::DiskSums() {
 uint64_t CommitterNode::AppliedOf(const crdt::ReplicaId& origin) {
   auto it = c()->applied().find({origin, ""});
   return it == c()->applied().end() ? 0 : it->second;
+}
+
+node::Operation Put(const std::string& key, const nlohmann::json& value) {
+  node::Operation op;
+  op.kind = node::Operation::Kind::kPut;
+  op.key = key;
+  op.kv = true;
+  op.type = crdt::Register::kTag;
+  op.value = node::ValueToBytes(value);
+  return op;
+}
+node::Operation MvPut(const std::string& key, const nlohmann::json& value) {
+  node::Operation op = Put(key, value);
+  op.type = crdt::MvRegister::kTag;
+  return op;
+}
+node::Operation Add(const std::string& key, int64_t n) {
+  node::Operation op;
+  op.kind = node::Operation::Kind::kCounterAdd;
+  op.key = key;
+  op.type = crdt::Counter::kTag;
+  op.amount = n;
+  return op;
+}
+node::Operation SetUpdate(const std::string& key, std::vector<nlohmann::json> adds, std::vector<nlohmann::json> removes) {
+  node::Operation op;
+  op.kind = node::Operation::Kind::kSetUpdate;
+  op.key = key;
+  op.type = crdt::Set::kTag;
+  for (auto& a : adds) op.adds.push_back(node::ValueToBytes(a));
+  for (auto& r : removes) op.removes.push_back(node::ValueToBytes(r));
+  return op;
+}
+node::Operation MapCount(const std::string& key, const std::string& field, int64_t n) {
+  node::Operation op;
+  op.kind = node::Operation::Kind::kMapUpdate;
+  op.key = key;
+  op.type = crdt::Map::kTag;
+  crdt::FieldOp f;
+  f.name = field;
+  f.type = crdt::FieldType::kCounter;
+  f.add = n;
+  op.field_ops.push_back(f);
+  return op;
+}
+node::Operation Delete(const std::string& key) {
+  node::Operation op;
+  op.kind = node::Operation::Kind::kDelete;
+  op.key = key;
+  return op;
 }
 
 }  // namespace meridian::testing

@@ -19,6 +19,7 @@
 #include "crdt/status.h"
 #include "gossip/messages.h"
 #include "node/committer.h"
+#include "node/operation.h"
 #include "storage/digests.h"
 #include "storage/leveldb_store.h"
 #include "storage/node_meta.h"
@@ -31,6 +32,17 @@ inline std::ostream& boost_test_print_type(std::ostream& os, Status::Code code) 
 }  // namespace meridian
 
 namespace meridian::testing {
+
+// Operations as the API builds them (node/operation.h), for the write-path
+// tests.
+node::Operation Put(const std::string& key, const nlohmann::json& value);
+node::Operation MvPut(const std::string& key, const nlohmann::json& value);
+node::Operation Add(const std::string& key, int64_t n);
+node::Operation SetUpdate(const std::string& key, std::vector<nlohmann::json> adds,
+                          std::vector<nlohmann::json> removes);
+node::Operation MapCount(const std::string& key, const std::string& field, int64_t n);
+node::Operation Delete(const std::string& key);
+
 
 inline constexpr uint64_t kCommitterStartMs = 1700000000000;  // 2023-11-14
 inline constexpr uint64_t kCommitterMaxOffsetMs = 5000;

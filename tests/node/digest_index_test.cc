@@ -60,43 +60,11 @@ using Node = meridian::testing::CommitterNode;
 
 // --- Operations ------------------------------------------------------------
 
-Operation Put(const std::string& key, const json& value) {
-  Operation op;
-  op.kind = Operation::Kind::kPut;
-  op.key = key;
-  op.kv = true;
-  op.type = crdt::Register::kTag;
-  op.value = ValueToBytes(value);
-  return op;
-}
-Operation MvPut(const std::string& key, const json& value) {
-  Operation op = Put(key, value);
-  op.type = crdt::MvRegister::kTag;
-  return op;
-}
-Operation Add(const std::string& key, int64_t n) {
-  Operation op;
-  op.kind = Operation::Kind::kCounterAdd;
-  op.key = key;
-  op.type = crdt::Counter::kTag;
-  op.amount = n;
-  return op;
-}
-Operation SetUpdate(const std::string& key, std::vector<json> adds, std::vector<json> removes) {
-  Operation op;
-  op.kind = Operation::Kind::kSetUpdate;
-  op.key = key;
-  op.type = crdt::Set::kTag;
-  for (auto& a : adds) op.adds.push_back(ValueToBytes(a));
-  for (auto& r : removes) op.removes.push_back(ValueToBytes(r));
-  return op;
-}
-Operation Delete(const std::string& key) {
-  Operation op;
-  op.kind = Operation::Kind::kDelete;
-  op.key = key;
-  return op;
-}
+using meridian::testing::Put;
+using meridian::testing::MvPut;
+using meridian::testing::Add;
+using meridian::testing::SetUpdate;
+using meridian::testing::Delete;
 
 // A random operation on a small key space; a key's type follows its
 // prefix so replicas never first-write one key with two types.

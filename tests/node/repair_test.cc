@@ -44,50 +44,11 @@ namespace {
 
 using Node = meridian::testing::CommitterNode;
 
-Operation Put(const std::string& key, const json& value) {
-  Operation op;
-  op.kind = Operation::Kind::kPut;
-  op.key = key;
-  op.kv = true;
-  op.type = crdt::Register::kTag;
-  op.value = ValueToBytes(value);
-  return op;
-}
-Operation Add(const std::string& key, int64_t n) {
-  Operation op;
-  op.kind = Operation::Kind::kCounterAdd;
-  op.key = key;
-  op.type = crdt::Counter::kTag;
-  op.amount = n;
-  return op;
-}
-Operation SetUpdate(const std::string& key, std::vector<json> adds, std::vector<json> removes) {
-  Operation op;
-  op.kind = Operation::Kind::kSetUpdate;
-  op.key = key;
-  op.type = crdt::Set::kTag;
-  for (auto& a : adds) op.adds.push_back(ValueToBytes(a));
-  for (auto& r : removes) op.removes.push_back(ValueToBytes(r));
-  return op;
-}
-Operation MapCount(const std::string& key, const std::string& field, int64_t n) {
-  Operation op;
-  op.kind = Operation::Kind::kMapUpdate;
-  op.key = key;
-  op.type = crdt::Map::kTag;
-  crdt::FieldOp f;
-  f.name = field;
-  f.type = crdt::FieldType::kCounter;
-  f.add = n;
-  op.field_ops.push_back(f);
-  return op;
-}
-Operation Delete(const std::string& key) {
-  Operation op;
-  op.kind = Operation::Kind::kDelete;
-  op.key = key;
-  return op;
-}
+using meridian::testing::Put;
+using meridian::testing::Add;
+using meridian::testing::SetUpdate;
+using meridian::testing::MapCount;
+using meridian::testing::Delete;
 
 // Commits `ops` as one group; every op must succeed.
 void Write(Committer* c, const std::vector<Operation>& ops) {
