@@ -91,6 +91,7 @@ void Effects::Clear() {
   peer_events.clear();
   ae_reads.clear();
   ae_repairs.clear();
+  truncates.clear();
   observed_hlc = 0;
   logs.clear();
 }
@@ -123,6 +124,7 @@ struct Protocol::Impl {
     bool welcomed = false;
     crdt::ReplicaId welcomed_by;  // the replica that sent the Welcome
     uint64_t acked = 0;
+    bool acked_known = false;    // a Welcome said how much it holds, since start
     uint64_t cursor = 0;
     uint64_t progress_ms = 0;    // last ack progress, or when shipping past acked began
     uint64_t hold_until_ms = 0;  // after OnShipFailed: no shipping before this
@@ -154,6 +156,11 @@ struct Protocol::Impl {
     // It came up (from down or unknown): a round starts with it as soon as
     // it is ready for one (AeReady).
     bool ae_up_pending = false;
+
+    // Log collection: whether it pinned the log at the last truncation
+    // (for logging changes), and whether it was last seen beyond the log.
+    bool pinning = true;
+    bool beyond_log = false;
   };
 
   struct Origin {
@@ -184,6 +191,7 @@ struct Protocol::Impl {
   // something is logged.
   std::deque<AppendRecord> appends;
   uint64_t trimmed_cum_bytes = 0;  // cum_bytes of the last record trimmed away
+  uint64_t log_start = 1;          // the lowest own seq not yet truncated
   uint64_t next_heartbeat_ms = 0;
   bool start_gate_passed = false;
   ProtocolCounters counters;
@@ -218,6 +226,8 @@ struct Protocol::Impl {
       for (const Peer& p : peers) names.push_back(p.node);
       ae = std::make_unique<AntiEntropy>(opt.anti_entropy, std::move(names), views);
     }
+    log_start = SatAdd(OwnLast(kDefaultScope), 1);
+    if (opt.log_first_seq != 0) log_start = std::min(log_start, opt.log_first_seq);
     // Deltas logged before the start count as appended at the start.
     if (OwnLast(kDefaultScope) > 0) {
       appends.push_back(AppendRecord{OwnLast(kDefaultScope), start.wall_ms, 0});
@@ -362,6 +372,20 @@ struct Protocol::Impl {
     if (!p.welcomed || now.mono_ms < p.hold_until_ms) return;
     p.hold_until_ms = 0;
     if (p.cursor < p.acked) p.cursor = p.acked;
+    if (BeyondLog(p)) {
+      // What it lacks is truncated: anti-entropy repairs it, now.
+      if (!p.beyond_log) {
+        p.beyond_log = true;
+        p.ae_up_pending = true;
+        ++counters.beyond_log;
+        out->logs.push_back("gossip: peer " + p.node + " holds this node's log up to seq " +
+                            std::to_string(p.acked) + ", but the log now starts at seq " +
+                            std::to_string(log_start) +
+                            " (the rest was collected); anti-entropy repairs it");
+      }
+      return;
+    }
+    p.beyond_log = false;
     const uint64_t limit = std::min(OwnLast(kDefaultScope), SatAdd(p.acked, opt.window));
     if (p.cursor >= limit) return;
     if (p.cursor == p.acked) p.progress_ms = now.mono_ms;  // the resend timer starts now
@@ -567,6 +591,7 @@ struct Protocol::Impl {
     } else {
       p.welcomed = true;
       p.welcomed_by = from;
+      p.acked_known = true;
       p.acked = msg.applied;
       p.cursor = msg.applied;
       p.progress_ms = now.mono_ms;
@@ -837,13 +862,67 @@ struct Protocol::Impl {
                                 [&](const AppendRecord& r) { return r.last_seq <= p.acked; });
   }
 
+  // --- Log collection ---------------------------------------------------------
+
+  // It lacks own log entries that are truncated: deltas cannot repair it.
+  bool BeyondLog(const Peer& p) const {
+    return p.welcomed && p.acked_known && SatAdd(p.acked, 1) < log_start;
+  }
+
+  // Whether `p` pins the own log, and up to which seq (*at: it holds the
+  // log up to there).
+  bool Pins(const Now& now, const Peer& p, uint64_t* at) const {
+    const uint64_t own = OwnLast(kDefaultScope);
+    uint64_t pin = p.acked_known ? p.acked : std::max(p.acked, log_start - 1);
+    if (pin >= own) {
+      *at = own;
+      return true;
+    }
+    *at = pin;
+    // Without anti-entropy nothing could repair it: it pins for good.
+    if (!ae) return true;
+    if (SatAdd(pin, 1) < log_start) return false;
+    auto it = std::partition_point(appends.begin(), appends.end(),
+                                   [&](const AppendRecord& r) { return r.last_seq <= pin; });
+    if (it == appends.end()) return true;
+    if (SatSub(now.wall_ms, it->wall_ms) > opt.log_retention_ms) return false;
+    const uint64_t before = it == appends.begin() ? trimmed_cum_bytes : std::prev(it)->cum_bytes;
+    return SatSub(appends.back().cum_bytes, before) <= opt.log_retention_bytes;
+  }
+
+  // Truncates the own log up to what every pinning peer holds.
+  void MaybeTruncate(const Now& now, Effects* out) {
+    uint64_t through = OwnLast(kDefaultScope);
+    for (Peer& p : peers) {
+      uint64_t at = 0;
+      const bool pins = Pins(now, p, &at);
+      if (pins) through = std::min(through, at);
+      if (pins != p.pinning) {
+        p.pinning = pins;
+        if (!pins) {
+          out->logs.push_back(
+              "gossip: peer " + p.node + " lacks this node's log from seq " +
+              std::to_string(SatAdd(at, 1)) + " beyond the retention limits (" +
+              std::to_string(opt.log_retention_ms) + " ms, " +
+              std::to_string(opt.log_retention_bytes) +
+              " bytes): the log is no longer kept for it, and anti-entropy repairs it");
+        }
+      }
+    }
+    if (through < log_start) return;
+    out->truncates.push_back(TruncateRequest{kDefaultScope, through});
+    counters.log_truncated += through - log_start + 1;
+    log_start = through + 1;
+    TrimAppends();
+  }
+
   // Whether rounds this node starts may include `p` (protocol.h,
   // "Anti-entropy"): delta shipping keeps up both ways.
   bool AeReady(const Now& now, const Peer& p) const {
     if (!ae || p.state != PeerState::kUp) return false;
     if (!ae->bootstrapped()) return true;
     if (!p.welcomed) return false;
-    if (p.acked < OwnLast(kDefaultScope)) {
+    if (!BeyondLog(p) && p.acked < OwnLast(kDefaultScope)) {
       auto it = OldestUnacked(p);
       if (it == appends.end() || SatSub(now.wall_ms, it->wall_ms) > opt.ae_max_ship_lag_ms) {
         return false;
@@ -913,12 +992,29 @@ struct Protocol::Impl {
     for (Peer& p : peers) UpdateBehind(now, p);
   }
 
+  // A peer's View in a round (its applied vector on kBegin, the last
+  // kStates, kDone in_sync) says how much of the own log it holds durably:
+  // news for its acknowledgement when an Ack or a Welcome of it was lost or
+  // stale. (A peer repaired past the log start acknowledges nothing it
+  // already had, so without this it could stay beyond the log for good.)
+  void LearnAck(const Now& now, Peer& p, const crdt::ReplicaId& from, const std::string& scope,
+                const AeApplied& view, Effects* out) {
+    if (scope != kDefaultScope || !p.welcomed || p.welcomed_by != from) return;
+    auto it = view.find({opt.self, kDefaultScope});
+    if (it == view.end() || it->second <= p.acked) return;
+    p.acked = std::min(it->second, OwnLast(kDefaultScope));
+    p.progress_ms = now.mono_ms;
+    if (p.cursor < p.acked) p.cursor = p.acked;
+    TrimAppends();
+    MaybeShip(now, p, out);
+  }
+
   // Append records no peer needs any more (all acked past them) go. A peer
   // whose acked later falls below them (a new incarnation) is reported
   // from the oldest record kept.
   void TrimAppends() {
     uint64_t min_acked = OwnLast(kDefaultScope);
-    for (const Peer& p : peers) min_acked = std::min(min_acked, p.acked);
+    for (const Peer& p : peers) min_acked = std::min(min_acked, std::max(p.acked, log_start - 1));
     while (appends.size() > 1 && appends.front().last_seq <= min_acked) {
       trimmed_cum_bytes = appends.front().cum_bytes;
       appends.pop_front();
@@ -945,6 +1041,7 @@ void Protocol::OnTick(const Now& now, Effects* out) {
       while (p.pings.size() > kMaxPingsInFlight) p.pings.pop_front();
     }
     m.next_heartbeat_ms = SatAdd(now.mono_ms, m.opt.heartbeat_interval_ms);
+    m.MaybeTruncate(now, out);
   }
   for (Impl::Peer& p : m.peers) {
     if (!p.welcomed && now.mono_ms >= p.next_hello_ms) m.SendHello(now, p, out);
@@ -961,7 +1058,7 @@ void Protocol::OnTick(const Now& now, Effects* out) {
     bool all_up = true;
     for (const Impl::Peer& p : m.peers) {
       if (m.AeReady(now, p)) ready.push_back(p.node);
-      all_up = all_up && p.state == PeerState::kUp;
+      all_up = all_up && p.state == PeerState::kUp && !m.BeyondLog(p);
     }
     if (all_up && m.ae->bootstrapped() && m.opt.ae_all_up_interval_ms > 0) {
       // Delta shipping reaches everyone: a scheduled round now and then.
@@ -1016,6 +1113,11 @@ void Protocol::OnMessage(const Now& now, const Message& msg, Effects* out) {
         AeEffects fx;
         m.ae->OnMessage(now.mono_ms, p->node, msg.ae, &fx);
         m.TakeAe(now, fx, out);
+        const AeBody& b = msg.ae;
+        if ((b.kind == AeKind::kBegin && b.from_initiator) || (b.kind == AeKind::kStates && b.last) ||
+            (b.kind == AeKind::kDone && b.in_sync)) {
+          m.LearnAck(now, *p, msg.header.from, b.scope, b.applied, out);
+        }
       }
       break;
   }
@@ -1246,6 +1348,9 @@ std::vector<PeerStatus> Protocol::Peers(const Now& now) const {
       s.behind = SatSub(p.log_end, m.AppliedOf(p.log_end_replica, kDefaultScope));
     }
     s.ae_ready = m.AeReady(now, p);
+    uint64_t pinned_at = 0;
+    s.pins_log = m.Pins(now, p, &pinned_at);
+    s.beyond_log = m.BeyondLog(p);
     out.push_back(std::move(s));
   }
   return out;
@@ -1264,6 +1369,7 @@ size_t Protocol::RegionsHolding(const std::string& scope, uint64_t seq) const {
 }
 
 const Applied& Protocol::applied() const { return impl_->applied; }
+uint64_t Protocol::log_start() const { return impl_->log_start; }
 const ProtocolCounters& Protocol::counters() const { return impl_->counters; }
 bool Protocol::anti_entropy() const { return impl_->ae != nullptr; }
 AeCounters Protocol::ae_counters() const {

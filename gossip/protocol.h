@@ -97,6 +97,21 @@
 //     completed. When a repair advanced the applied vector the driver
 //     reports the new vector (OnAeRepaired): entries held back behind a gap
 //     that it closed are applied, and origins are acknowledged.
+//   Log collection. With every heartbeat the own log is truncated (a
+//     TruncateRequest) up to what every peer that pins it has
+//     acknowledged. A peer pins the entries it lacks while the oldest of
+//     them was appended at most log_retention_ms ago and they hold at most
+//     log_retention_bytes (bytes as reported by OnLocalAppend; entries
+//     logged before the start count as appended at the start, with no
+//     bytes); past either limit it pins nothing, so one absent peer never
+//     makes the log grow without bound. A peer whose acknowledgement is
+//     unknown (not welcomed since the start) pins everything retained,
+//     within the same limits. A welcomed peer that lacks entries already
+//     truncated (acked + 1 < the first retained seq) gets no deltas: it is
+//     repaired by anti-entropy instead, which counts it ready whatever its
+//     shipping lag, starts a round with it at once, and keeps scheduled
+//     rounds at anti_entropy.interval_ms while it lasts. The repair makes
+//     it acknowledge the sender's View, and shipping resumes from there.
 #ifndef MERIDIAN_GOSSIP_PROTOCOL_H_
 #define MERIDIAN_GOSSIP_PROTOCOL_H_
 
@@ -148,6 +163,11 @@ struct ProtocolOptions {
   // then, and a round under steady writes finds the deltas in flight as
   // differing buckets and sends their whole states again.
   uint64_t ae_all_up_interval_ms = 0;
+  // Log collection (see "Log collection" above).
+  uint64_t log_retention_ms = uint64_t{24} * 3600 * 1000;
+  uint64_t log_retention_bytes = uint64_t{1} << 30;
+  // The lowest seq in the own log at start (0: the log is empty).
+  uint64_t log_first_seq = 0;
 };
 
 // Time as the driver sees it. mono_ms drives timers (never goes back);
@@ -181,6 +201,13 @@ struct ApplyRequest {
   std::vector<DeltaEntry> entries;
 };
 
+// Delete this node's log entries of `scope` with seq <= through_seq. A
+// failure is harmless (the entries stay; a later request covers them).
+struct TruncateRequest {
+  std::string scope;
+  uint64_t through_seq = 0;
+};
+
 enum class PeerState { kUnknown, kUp, kSuspect, kDown };
 const char* PeerStateName(PeerState s);
 
@@ -197,6 +224,7 @@ struct Effects {
   std::vector<PeerEvent> peer_events;
   std::vector<AeReadStates> ae_reads;  // serve, then OnAeStatesSent / OnAeReadFailed
   std::vector<AeRepair> ae_repairs;    // apply in order, then OnAeRepaired / OnAeRepairFailed
+  std::vector<TruncateRequest> truncates;
   crdt::Hlc observed_hlc = 0;     // max accepted header HLC (0: none)
   std::vector<std::string> logs;  // one sentence each: refusals, handshakes, state changes
 
@@ -221,6 +249,8 @@ struct PeerStatus {
   uint64_t log_end = 0;               // its own log's end, as its last Ping said
   uint64_t behind = 0;                // of that, not yet applied here
   bool ae_ready = false;              // takes part in anti-entropy rounds we start
+  bool pins_log = false;              // the own log is kept for it (see "Log collection")
+  bool beyond_log = false;            // it lacks truncated entries: anti-entropy repairs it
 };
 
 struct WriteGate {
@@ -238,6 +268,8 @@ struct ProtocolCounters {
   uint64_t deltas_applied = 0;        // confirmed by OnApplied
   uint64_t deltas_shipped = 0;        // sequences asked for in ShipRequests
   uint64_t resends = 0;               // cursor fell back to acked
+  uint64_t log_truncated = 0;         // own log entries given to TruncateRequests
+  uint64_t beyond_log = 0;            // times a peer was found lacking truncated entries
 };
 
 class Protocol {
@@ -292,6 +324,9 @@ class Protocol {
   // `scope` up to `seq` durably: for w=N.
   size_t RegionsHolding(const std::string& scope, uint64_t seq) const;
   const Applied& applied() const;
+  // The lowest seq of the own log not yet truncated (the log end + 1 when
+  // everything is).
+  uint64_t log_start() const;
   const ProtocolCounters& counters() const;
   // Whether anti-entropy runs; its counters (zero when it does not); false
   // only while a node that must bootstrap has not completed a round.

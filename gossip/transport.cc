@@ -151,7 +151,7 @@ struct Transport::Impl {
         wall(w),
         mailbox(std::make_shared<Mailbox>()),
         views(h),
-        protocol(options.protocol, std::move(applied), StartNow(),
+        protocol(WithLogStart(options.protocol, st), std::move(applied), StartNow(),
                  options.anti_entropy ? &views : nullptr) {
     Publish();
   }
@@ -192,6 +192,11 @@ struct Transport::Impl {
   uint64_t delayed_order = 0;
   uint64_t frames_in = 0, frames_out = 0, bad_frames = 0, dropped_by_faults = 0;
   uint64_t bytes_in = 0, bytes_out = 0;
+  // Log collection: truncate the own log up to truncate_goal (the
+  // Protocol's last TruncateRequest), a bounded chunk per turn.
+  uint64_t truncate_goal = 0;
+  bool truncate_pending = false;
+  uint64_t truncate_failures_logged_ms = 0;
   bool bootstrapped_told = false;  // Host::Bootstrapped called (or never needed)
   std::set<std::string> warned_no_endpoint;
   uint64_t bad_frames_logged_ms = 0, bad_frames_unlogged = 0;
@@ -205,6 +210,15 @@ struct Transport::Impl {
   mutable std::mutex pub_mu;
   TransportSnapshot published;
   std::map<std::string, uint64_t> published_own_last;  // scope -> this node's last seq
+
+  // The options with the own log's first retained seq read from the store
+  // (on a read error, 0: the Protocol then takes the log as empty, and a
+  // peer that lacks entries is repaired by anti-entropy instead).
+  static ProtocolOptions WithLogStart(ProtocolOptions o, storage::Store* st) {
+    uint64_t first = 0;
+    if (st->FirstLogSeq(kDefaultScope, &first).ok()) o.log_first_seq = first;
+    return o;
+  }
 
   // The Protocol's start. No HLC: the Host is called on the gossip thread
   // only, and the Protocol's timers need just the two clocks.
@@ -246,6 +260,7 @@ struct Transport::Impl {
   void Ship(const Now& now, const ShipRequest& req, Effects* follow_up);
   void ServeAeRead(const Now& now, const AeReadStates& read, Effects* follow_up);
   void Repair(AeRepair repair);
+  void TruncateSome();
   // Sends now, holds for a delay fault, or drops for a drop fault.
   void Dispatch(const std::string& peer, std::string frame, uint64_t mono_ms);
   void SendFrame(const std::string& peer, const std::string& frame);
@@ -407,7 +422,27 @@ void Transport::Impl::Turn() {
   if (MonoMs() >= protocol.NextTickMs()) {
     Step(false, [this](const Now& now, Effects* fx) { protocol.OnTick(now, fx); });
   }
+  TruncateSome();
   Publish();
+}
+
+// One chunk per turn, so that a long truncation (after a peer was away)
+// never holds the gossip thread for long.
+void Transport::Impl::TruncateSome() {
+  if (!truncate_pending) return;
+  constexpr size_t kChunk = 8192;
+  size_t removed = 0;
+  Status s = store->TruncateLog(kDefaultScope, truncate_goal, kChunk, &removed);
+  if (!s.ok()) {
+    // Harmless: the entries stay until a later turn removes them.
+    const uint64_t mono = MonoMs();
+    if (mono >= truncate_failures_logged_ms + 10000) {
+      truncate_failures_logged_ms = mono;
+      host->Log("gossip: cannot truncate the log: " + s.ToString());
+    }
+    return;
+  }
+  if (removed < kChunk) truncate_pending = false;
 }
 
 void Transport::Impl::RefreshFaults() {
@@ -558,7 +593,8 @@ void Transport::Impl::ReleaseDelayed(uint64_t mono_ms) {
 
 static bool Empty(const Effects& fx) {
   return fx.sends.empty() && fx.ships.empty() && fx.applies.empty() && fx.peer_events.empty() &&
-         fx.ae_reads.empty() && fx.ae_repairs.empty() && fx.logs.empty() && fx.observed_hlc == 0;
+         fx.ae_reads.empty() && fx.ae_repairs.empty() && fx.truncates.empty() && fx.logs.empty() &&
+         fx.observed_hlc == 0;
 }
 
 template <typename Fn>
@@ -595,6 +631,12 @@ void Transport::Impl::Execute(const Now& now, Effects* fx, bool* progress) {
   for (ApplyRequest& req : fx->applies) Apply(std::move(req));
   for (const AeReadStates& read : fx->ae_reads) ServeAeRead(now, read, &next);
   for (AeRepair& repair : fx->ae_repairs) Repair(std::move(repair));
+  for (const TruncateRequest& t : fx->truncates) {
+    // Only the default scope is shipped, and so collected.
+    if (t.scope != kDefaultScope) continue;
+    truncate_goal = std::max(truncate_goal, t.through_seq);
+    truncate_pending = true;
+  }
   *fx = std::move(next);
 }
 
@@ -845,6 +887,7 @@ void Transport::Impl::Publish() {
   snap.anti_entropy = protocol.anti_entropy();
   snap.bootstrapped = protocol.bootstrapped();
   snap.ae = protocol.ae_counters();
+  snap.log_start = protocol.log_start();
   snap.bytes_in = bytes_in;
   snap.bytes_out = bytes_out;
   snap.frames_in = frames_in;

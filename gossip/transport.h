@@ -23,6 +23,9 @@
 // go to Host::Repair, which joins them on the applier and reports the new
 // applied vector back.
 //
+// Log collection: the Protocol's TruncateRequests are carried out on the
+// gossip thread, at most 8192 entries per turn of its loop.
+//
 // Sockets: ZMQ_MAXMSGSIZE = kMaxFrameBytes, ZMQ_LINGER = 0, ZMQ_SNDHWM and
 // ZMQ_RCVHWM bounded, ZMQ_IMMEDIATE on the DEALERs (nothing queues for a
 // peer that is not connected; the Protocol resends instead), reconnect
@@ -105,6 +108,7 @@ struct TransportSnapshot {
   AeCounters ae;
   uint64_t frames_in = 0, frames_out = 0, bad_frames = 0, dropped_by_faults = 0;
   uint64_t bytes_in = 0, bytes_out = 0;  // gossip payload bytes received and sent
+  uint64_t log_start = 0;  // the lowest own log seq not yet truncated
 };
 
 class Transport {

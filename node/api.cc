@@ -816,7 +816,9 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                      {"rtt_ms", or_null(p.has_clock_sample, p.rtt_ms)},
                      {"log_end", p.log_end},
                      {"behind", p.behind},
-                     {"anti_entropy_ready", p.ae_ready}});
+                     {"anti_entropy_ready", p.ae_ready},
+                     {"pins_log", p.pins_log},
+                     {"beyond_log", p.beyond_log}});
   }
   ApiError why;
   bool writable = Writable(&why);
@@ -835,7 +837,9 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                    {"deltas_received", snap.counters.deltas_received},
                    {"deltas_applied", snap.counters.deltas_applied},
                    {"deltas_shipped", snap.counters.deltas_shipped},
-                   {"resends", snap.counters.resends}};
+                   {"resends", snap.counters.resends},
+                   {"log_start", snap.log_start},
+                   {"log_truncated", snap.counters.log_truncated}};
   json anti_entropy{{"enabled", snap.anti_entropy},
                     {"rounds_started", snap.ae.rounds_started},
                     {"rounds_completed", snap.ae.rounds_completed},
@@ -910,6 +914,9 @@ void Api::MetricsText(const std::shared_ptr<Call>& call) {
          snap.counters.deltas_applied);
   family("meridian_gossip_resends_total", "counter", "Times a peer's cursor fell back to resend.",
          snap.counters.resends);
+  family("meridian_log_truncated_total", "counter",
+         "Own delta log entries collected (every peer held them, or is past retention).",
+         snap.counters.log_truncated);
   out +=
       "# HELP meridian_gossip_frames_total Gossip frames sent and received.\n"
       "# TYPE meridian_gossip_frames_total counter\n"

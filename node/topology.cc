@@ -329,7 +329,7 @@ class Parser {
   void Cluster(const toml::table& t) {
     CheckKeys(t,
               {"name", "max_clock_offset_ms", "heartbeat_interval_ms", "anti_entropy_interval_ms",
-               "sync", "max_body_bytes"},
+               "sync", "max_body_bytes", "log_retention_ms", "log_retention_bytes"},
               "in [cluster]", problems_);
     if (const auto* name = RequireString(t, "name", "[cluster]", problems_)) {
       topo_->cluster_name = name->get();
@@ -338,6 +338,8 @@ class Parser {
     ReadPositive(t, "heartbeat_interval_ms", &topo_->heartbeat_interval_ms, problems_);
     ReadPositive(t, "anti_entropy_interval_ms", &topo_->anti_entropy_interval_ms, problems_);
     ReadPositive(t, "max_body_bytes", &topo_->max_body_bytes, problems_);
+    ReadPositive(t, "log_retention_ms", &topo_->log_retention_ms, problems_);
+    ReadPositive(t, "log_retention_bytes", &topo_->log_retention_bytes, problems_);
     ReadBool(t, "sync", &topo_->sync, problems_);
   }
 

@@ -9,7 +9,8 @@
 // Accepted keys (anything else, anywhere, is an error):
 //   [cluster]        name (required, non-empty string),
 //                    max_clock_offset_ms, heartbeat_interval_ms,
-//                    anti_entropy_interval_ms, max_body_bytes (positive
+//                    anti_entropy_interval_ms, max_body_bytes,
+//                    log_retention_ms, log_retention_bytes (positive
 //                    integers), sync (bool, default true)
 //   [[region]]       name (required, unique), node (the nodes below; at
 //                    least one)
@@ -60,6 +61,12 @@ struct Topology {
   uint64_t anti_entropy_interval_ms = 1000;
   bool sync = true;                   // [cluster] sync: default for every node
   uint64_t max_body_bytes = 8 << 20;  // [cluster] max_body_bytes: HTTP request body limit
+  // [cluster] log_retention_ms / _bytes: how long and how much of its
+  // delta log a node keeps for a peer that has not acknowledged it
+  // (DESIGN.md §4 "Garbage"); past either, that peer is repaired by
+  // anti-entropy instead. Default one day and 1 GiB.
+  uint64_t log_retention_ms = uint64_t{24} * 3600 * 1000;
+  uint64_t log_retention_bytes = uint64_t{1} << 30;
   std::vector<RegionConfig> regions;  // in file order, each region's nodes in file order
 
   // nullptr when no node has that id.

@@ -664,6 +664,49 @@ Status Store::LastLogSeq(std::string_view scope, uint64_t* seq) const {
   return FromLevelDb(it->status(), "reading the log in " + impl_->dir);
 }
 
+Status Store::FirstLogSeq(std::string_view scope, uint64_t* seq) const {
+  *seq = 0;
+  std::vector<LogEntry> first;
+  MERIDIAN_RETURN_IF_ERROR(ReadLog(scope, 0, 1, &first));
+  if (!first.empty()) *seq = first.front().seq;
+  return Status::OK();
+}
+
+Status Store::TruncateLog(std::string_view scope, uint64_t through_seq, size_t limit,
+                          size_t* removed) {
+  *removed = 0;
+  if (!ScopeIsValid(scope)) return BadScope();
+  const std::string prefix = LogScopePrefix(scope);
+  WriteBatch batch;
+  {
+    std::shared_lock<std::shared_mutex> lock;
+    MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
+    std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions()));
+    for (it->Seek(prefix); it->Valid() && *removed < limit; it->Next()) {
+      std::string_view key = ToView(it->key());
+      if (key.substr(0, prefix.size()) != prefix) break;
+      if (key.size() != prefix.size() + 8) {
+        return Status::Corruption("log key of the wrong length in " + impl_->dir);
+      }
+      const uint64_t seq = DecodeBigEndian64(key.substr(prefix.size()));
+      if (seq > through_seq) break;
+      batch.DeleteLog(scope, seq);
+      ++*removed;
+    }
+    MERIDIAN_RETURN_IF_ERROR(FromLevelDb(it->status(), "reading the log in " + impl_->dir));
+  }
+  Status s = Write(&batch);
+  if (!s.ok()) *removed = 0;
+  return s;
+}
+
+Status Store::CompactAll() {
+  std::shared_lock<std::shared_mutex> lock;
+  MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
+  impl_->db->CompactRange(nullptr, nullptr);
+  return Status::OK();
+}
+
 Status Store::ScanDigests(std::string_view scope, uint32_t first_bucket, uint32_t end_bucket,
                           const DigestRecord* after, size_t limit,
                           std::vector<DigestRecord>* out, const StoreSnapshot* at) const {

@@ -161,6 +161,18 @@ class Store {
   // The highest seq in the log of `scope` (0 when empty); O(log n), for
   // start-up.
   Status LastLogSeq(std::string_view scope, uint64_t* seq) const;
+  // The lowest seq in the log of `scope` (0 when empty); O(log n).
+  Status FirstLogSeq(std::string_view scope, uint64_t* seq) const;
+  // Collection (DESIGN.md §4): deletes the entries of `scope` with seq <=
+  // through_seq, oldest first, at most `limit` of them, in one Write.
+  // *removed: how many went. Call again while it returns `limit`. LevelDB
+  // reclaims their space in its own compactions.
+  Status TruncateLog(std::string_view scope, uint64_t through_seq, size_t limit,
+                     size_t* removed);
+  // Compacts the whole database now (blocking; LevelDB otherwise compacts
+  // in the background as it sees fit): deleted and overwritten records
+  // leave the files. For tests and tools.
+  Status CompactAll();
 
   // Digest records of `scope` (storage/digests.h) whose bucket is in
   // [first_bucket, end_bucket), in (bucket, key) order, strictly after

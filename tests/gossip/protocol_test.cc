@@ -78,6 +78,7 @@ struct TestNode {
   std::unique_ptr<Protocol> p;
 
   std::vector<DeltaEntry> log;  // own log: log[i].seq == i + 1
+  uint64_t truncated = 0;       // log entries up to here were truncated (TruncateRequests)
   Applied durable;              // the store's applied vector (own entry: log size)
   std::map<ReplicaId, std::vector<uint64_t>> applied_order;  // seqs in the order applied
   bool auto_apply = true;  // false: ApplyRequests wait in `pending`
@@ -182,6 +183,9 @@ class Net {
       BOOST_REQUIRE(s.from_seq >= 1);
       BOOST_REQUIRE(s.from_seq <= s.to_seq);
       BOOST_REQUIRE_MESSAGE(s.to_seq <= n.log.size(), n.id << " asked to ship past its log");
+      BOOST_REQUIRE_MESSAGE(s.from_seq > n.truncated,
+                            n.id << " asked to ship seq " << s.from_seq << " to " << s.peer
+                                 << ", truncated through " << n.truncated);
       BOOST_TEST(s.to_seq - s.from_seq + 1 <= n.opt.max_deltas_per_message);
       Message m;
       m.header = n.p->MakeHeader(NowOf(n));
@@ -193,6 +197,12 @@ class Net {
     std::vector<ApplyRequest> applies = std::move(e.applies);
     std::vector<AeReadStates> reads = std::move(e.ae_reads);
     std::vector<AeRepair> repairs = std::move(e.ae_repairs);
+    for (const TruncateRequest& t : e.truncates) {
+      BOOST_REQUIRE(t.scope == kDefaultScope);
+      BOOST_REQUIRE_MESSAGE(t.through_seq <= n.log.size(), n.id << " truncating past its log");
+      BOOST_REQUIRE_MESSAGE(t.through_seq > n.truncated, n.id << " truncating twice");
+      n.truncated = t.through_seq;
+    }
     n.observed = std::max(n.observed, e.observed_hlc);
     n.logs.insert(n.logs.end(), e.logs.begin(), e.logs.end());
     n.events.insert(n.events.end(), e.peer_events.begin(), e.peer_events.end());
@@ -332,6 +342,7 @@ class Net {
 
   void Restart(TestNode& n) {
     n.pending.clear();  // not durable: lost
+    n.opt.log_first_seq = n.truncated < n.log.size() ? n.truncated + 1 : 0;
     n.p = MakeProtocol(n);
   }
 
@@ -1837,28 +1848,35 @@ BOOST_AUTO_TEST_CASE(a_repair_that_closes_a_gap_releases_held_deltas) {
 // ae_max_ship_lag_ms, rounds this node starts leave it out (they would
 // race the deltas); once it acknowledges, a round starts with it.
 BOOST_AUTO_TEST_CASE(no_round_with_a_peer_while_deltas_to_it_lag) {
-  Net net = AeNet({{"a", "r1"}, {"b", "r2"}});
+  // (A round a started before b's messages were lost is given up soon.)
+  Net net = AeNet({{"a", "r1"}, {"b", "r2"}},
+                  [](ProtocolOptions* o) { o->anti_entropy.round_timeout_ms = 1500; });
   TestNode& a = net["a"];
   TestNode& b = net["b"];
   net.Run(1000);
   BOOST_TEST(a.Peer(net.NowOf(a), "b").ae_ready);
+  // b's Acks are lost, and so are its anti-entropy messages (their views
+  // would tell a what b holds just as well).
   bool drop_acks = true;
+  auto lost = [&](const std::string& from, const Message& m) {
+    return drop_acks && from == "b" &&
+           (m.type == MsgType::kAck || m.type == MsgType::kAntiEntropy);
+  };
   net.drop = [&](const std::string& from, const std::string&, const Message& m) {
-    return drop_acks && from == "b" && m.type == MsgType::kAck;
+    return lost(from, m);
   };
   net.Append(a, 3);
   net.Run(1500);
   BOOST_TEST(!a.Peer(net.NowOf(a), "b").ae_ready);
-  // (b holds all of a's log: its own rounds with a go on.)
   uint64_t begins = 0;
   net.drop = [&](const std::string& from, const std::string&, const Message& m) {
     if (from == "a" && m.type == MsgType::kAntiEntropy && m.ae.kind == AeKind::kBegin) ++begins;
-    return drop_acks && from == "b" && m.type == MsgType::kAck;
+    return lost(from, m);
   };
   net.Run(3000);
   BOOST_TEST(begins == 0u);
   BOOST_TEST(b.Held(a.self()) == 3u);
-  drop_acks = false;
+  drop_acks = false;  // the next resend is acknowledged
   net.Run(3000);
   BOOST_TEST(a.Peer(net.NowOf(a), "b").ae_ready);
   BOOST_TEST(begins > 0u);
@@ -1956,4 +1974,133 @@ BOOST_AUTO_TEST_CASE(rounds_are_rare_while_every_peer_is_up) {
   const uint64_t cut_at = begins_from_a;
   net.Run(5000);
   BOOST_TEST(begins_from_a - cut_at >= 4u);
+}
+
+// --- Log collection -------------------------------------------------------------
+
+// The own log goes once every peer acknowledged it; a peer cut off pins
+// what it lacks (within the retention limits) until it acknowledges.
+BOOST_AUTO_TEST_CASE(the_log_is_truncated_up_to_what_every_peer_acknowledged) {
+  Net net = AeNet({{"a", "r1"}, {"b", "r2"}, {"c", "r3"}});
+  TestNode& a = net["a"];
+  net.Run(1000);
+  net.Append(a, 5);
+  net.Run(1000);
+  BOOST_TEST(a.truncated == 5u);
+  BOOST_TEST(a.p->log_start() == 6u);
+  BOOST_TEST(a.p->counters().log_truncated == 5u);
+  net.cut = {{"a", "c"}, {"c", "a"}};
+  net.Append(a, 4);
+  net.Run(3000);
+  BOOST_TEST(a.truncated == 5u);  // c lacks 6..9 and still pins them
+  BOOST_TEST(a.Peer(net.NowOf(a), "c").pins_log);
+  BOOST_TEST(!a.Peer(net.NowOf(a), "c").beyond_log);
+  net.cut.clear();
+  net.Run(2000);
+  BOOST_TEST(a.truncated == 9u);
+  BOOST_TEST(a.p->log_start() == 10u);
+  BOOST_TEST(net["c"].Held(a.self()) == 9u);
+}
+
+// A peer away past log_retention_ms pins nothing: the log is truncated
+// without it, and when it is back it gets no deltas of what is gone but is
+// repaired by anti-entropy, after which shipping resumes.
+BOOST_AUTO_TEST_CASE(a_peer_away_beyond_retention_is_repaired_by_anti_entropy) {
+  Net net = AeNet({{"a", "r1"}, {"b", "r2"}, {"c", "r3"}},
+                  [](ProtocolOptions* o) { o->log_retention_ms = 4000; });
+  TestNode& a = net["a"];
+  TestNode& c = net["c"];
+  net.Run(1000);
+  net.cut = {{"a", "c"}, {"c", "a"}, {"b", "c"}, {"c", "b"}};
+  net.Append(a, 5);
+  net.Run(3000);
+  BOOST_TEST(a.truncated == 0u);  // c still pins 1..5
+  net.Run(2000);
+  BOOST_TEST(a.truncated == 5u);  // 1..5 are older than 4 s: c no longer pins them
+  BOOST_TEST(!a.Peer(net.NowOf(a), "c").pins_log);
+  BOOST_TEST(Contains(a.logs, "beyond the retention limits"));
+  net.Append(a, 2);  // 6, 7: c pins these (fresh) but lacks 1..5
+  net.Run(1000);
+  BOOST_TEST(a.truncated == 7u);
+  a.ships.clear();
+  net.cut.clear();
+  net.Run(6000);
+  BOOST_TEST(c.Held(a.self()) == 7u);
+  BOOST_TEST(c.applied_order[a.self()].empty());  // nothing by deltas: all by repair
+  for (int q = 1; q <= 7; ++q) {
+    BOOST_TEST(c.kv.count("key/" + std::to_string(q) + "@a") == 1u, "seq " << q);
+  }
+  BOOST_TEST(a.p->counters().beyond_log >= 1u);
+  BOOST_TEST(Contains(a.logs, "anti-entropy repairs it"));
+  const PeerStatus ps = a.Peer(net.NowOf(a), "c");
+  BOOST_TEST(ps.acked == 7u);
+  BOOST_TEST(!ps.beyond_log);
+  BOOST_TEST(ps.pins_log);
+  // Shipping resumes past the repair.
+  net.Append(a, 3);
+  net.Run(1000);
+  BOOST_TEST(c.Held(a.self()) == 10u);
+  BOOST_TEST((c.applied_order[a.self()] == std::vector<uint64_t>{8, 9, 10}));
+  BOOST_TEST(a.truncated == 10u);
+}
+
+// Past log_retention_bytes of what it lacks, a peer pins nothing either.
+BOOST_AUTO_TEST_CASE(a_peer_lacking_more_than_the_retained_bytes_pins_nothing) {
+  Net net = AeNet({{"a", "r1"}, {"b", "r2"}},
+                  [](ProtocolOptions* o) {
+                    o->log_retention_bytes = 100;
+                    o->anti_entropy.round_timeout_ms = 1500;  // rounds cut short end soon
+                  });
+  TestNode& a = net["a"];
+  net.Run(1000);
+  net.cut = {{"a", "b"}, {"b", "a"}};
+  net.Append(a, 5, 10);  // 50 bytes
+  net.Run(1000);
+  BOOST_TEST(a.truncated == 0u);
+  net.Append(a, 6, 10);  // 110 bytes
+  net.Run(1000);
+  BOOST_TEST(a.truncated == 11u);
+  net.cut.clear();
+  net.Run(5000);
+  BOOST_TEST(net["b"].Held(a.self()) == 11u);
+  BOOST_TEST(net["b"].applied_order[a.self()].empty());
+}
+
+// After a restart nothing says how much a peer holds until it welcomes
+// this node again: it pins everything retained until then. Without
+// anti-entropy nothing could repair a peer past the log, so peers pin the
+// log whatever its age.
+BOOST_AUTO_TEST_CASE(unknown_peers_pin_the_log_and_without_anti_entropy_every_peer_does) {
+  {
+    Net net = AeNet({{"a", "r1"}, {"b", "r2"}});
+    TestNode& a = net["a"];
+    net.Run(1000);
+    net.Append(a, 3);
+    net.Run(1000);
+    BOOST_TEST(a.truncated == 3u);
+    net.cut = {{"a", "b"}, {"b", "a"}};
+    net.Append(a, 4);
+    net.Restart(a);
+    BOOST_TEST(a.p->log_start() == 4u);
+    net.Run(3000);
+    BOOST_TEST(a.truncated == 3u);
+    BOOST_TEST(a.Peer(net.NowOf(a), "b").pins_log);
+    net.cut.clear();
+    net.Run(2000);
+    BOOST_TEST(a.truncated == 7u);
+    BOOST_TEST((net["b"].applied_order[a.self()] == std::vector<uint64_t>{1, 2, 3, 4, 5, 6, 7}));
+  }
+  {
+    Net net = Pair([](ProtocolOptions* o) { o->log_retention_ms = 1000; });
+    TestNode& a = net["a"];
+    net.Run(1000);
+    net.cut = {{"a", "b"}, {"b", "a"}};
+    net.Append(a, 3);
+    net.Run(5000);
+    BOOST_TEST(a.truncated == 0u);
+    net.cut.clear();
+    net.Run(3000);
+    BOOST_TEST(net["b"].Held(a.self()) == 3u);
+    BOOST_TEST(a.truncated == 3u);
+  }
 }

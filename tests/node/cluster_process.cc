@@ -122,6 +122,12 @@ void ClusterProcess::WriteTopology() {
     << "heartbeat_interval_ms = " << options_.heartbeat_interval_ms << "\n"
     << "anti_entropy_interval_ms = " << options_.anti_entropy_interval_ms << "\n"
     << "sync = " << (options_.sync ? "true" : "false") << "\n";
+  if (options_.log_retention_ms != 0) {
+    f << "log_retention_ms = " << options_.log_retention_ms << "\n";
+  }
+  if (options_.log_retention_bytes != 0) {
+    f << "log_retention_bytes = " << options_.log_retention_bytes << "\n";
+  }
   int region = -1;
   for (const Node& n : nodes_) {
     if (n.region_index != region) {

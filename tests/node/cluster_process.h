@@ -46,6 +46,10 @@ struct ClusterOptions {
   uint64_t anti_entropy_interval_ms = 250;
   uint64_t max_clock_offset_ms = 500;
   bool sync = true;
+  // [cluster] log_retention_ms / log_retention_bytes; 0: not written (the
+  // defaults).
+  uint64_t log_retention_ms = 0;
+  uint64_t log_retention_bytes = 0;
   // Extra meridiand arguments for every node, then per node index (for
   // example {"--clock-offset-ms", "1500"}).
   std::vector<std::string> args_for_all;

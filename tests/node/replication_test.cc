@@ -14,7 +14,8 @@
 // anti-entropy: a partial partition repaired through the third node with
 // session tokens honoured, a wiped node rejoining as a new incarnation
 // (503 bootstrapping until its first round, also across a restart; then
-// refilled, with an exact counter across incarnations), and --bootstrap.
+// refilled, with an exact counter across incarnations), --bootstrap, and
+// a node down longer than the log retention caught up by anti-entropy.
 //
 // Every wait is a poll with a deadline. On a failure every node's stderr
 // is printed.
@@ -1566,4 +1567,81 @@ BOOST_AUTO_TEST_CASE(a_fresh_node_started_with_bootstrap_takes_writes_at_once) {
       h.ExpectConverged({"/v1/counter/boot/counter", "/v1/kv/boot/reg"}, {first, joiner}));
   json total = ValueOf(h.Get(first, "/v1/counter/boot/counter"), "boot/counter");
   BOOST_TEST(total == json(7), "boot/counter: expected 7, got " << total);
+}
+
+// 12. A node down longer than the log retention: its peers stop keeping
+//     their logs for it and truncate them; when it is back, anti-entropy
+//     (not deltas) brings it everything, and shipping resumes after.
+BOOST_AUTO_TEST_CASE(a_node_down_longer_than_the_log_retention_catches_up_by_anti_entropy) {
+  ClusterOptions o = ThreeRegions();
+  o.log_retention_ms = 1500;
+  Harness h(o);
+  WarmUp(h, "warm/");
+  const int victim = 2;
+  BOOST_REQUIRE_MESSAGE(h.Stop(victim), "SIGTERM to " << h.id(victim) << ": expected exit 0");
+
+  constexpr int kKeys = 120;
+  int64_t total = 0;
+  for (int k = 0; k < kKeys; ++k) {
+    const int at = k % 2;
+    ExpectOk(h.Put(at, "away/k" + std::to_string(k), k), "put at " + h.id(at));
+    ExpectOk(h.Incr(at, "away/counter", k + 1), "incr at " + h.id(at));
+    total += k + 1;
+  }
+  // Both writers keep their logs for the victim for 1.5 s, then drop them:
+  // every entry goes once the other live peer has acknowledged it.
+  for (int i : {0, 1}) {
+    std::string seen;
+    bool truncated = WaitFor(
+        [&] {
+          json st = h.Status(i);
+          json p = h.Peer(i, h.id(victim));
+          seen = "gossip " + st["gossip"].dump() + ", last_seq " + st["last_seq"].dump() +
+                 ", peer " + p.dump();
+          return IntField(st["gossip"], "log_start") == IntField(st, "last_seq") + 1 &&
+                 p.is_object() && p["pins_log"] == json(false);
+        },
+        milliseconds(10000), milliseconds(100));
+    BOOST_REQUIRE_MESSAGE(truncated, h.id(i) << ": expected its whole log truncated and "
+                                             << h.id(victim)
+                                             << " no longer pinning it; last seen " << seen);
+    BOOST_TEST(IntField(h.Status(i)["gossip"], "log_truncated") >= kKeys,
+               h.id(i) << ": expected log_truncated >= " << kKeys);
+  }
+
+  BOOST_REQUIRE_MESSAGE(h.StartNode(victim), "restarting " << h.id(victim) << " failed");
+  std::vector<std::string> targets = {"/v1/counter/away/counter", "/v1/scan?prefix=away/&limit=1000"};
+  BOOST_REQUIRE(h.ExpectConverged(targets));
+  BOOST_REQUIRE(ExpectSameDigest(h, h.All()));
+  json c = ValueOf(h.Get(victim, "/v1/counter/away/counter"), "away/counter at the victim");
+  BOOST_TEST(c == json(total), "away/counter at " << h.id(victim) << ": expected " << total
+                                                  << ", got " << c);
+  json st = h.Status(victim);
+  BOOST_TEST(IntField(st["gossip"], "deltas_applied") == 0,
+             h.id(victim) << ": expected no delta applied (the entries were truncated), got "
+                          << st["gossip"].dump());
+  BOOST_TEST(IntField(st["anti_entropy"], "states_received") >= kKeys,
+             h.id(victim) << ": expected at least " << kKeys
+                          << " states received by anti-entropy, got " << st["anti_entropy"].dump());
+  for (int i : {0, 1}) {
+    std::string seen;
+    bool resumed = WaitFor(
+        [&] {
+          json p = h.Peer(i, h.id(victim));
+          seen = p.dump();
+          return p.is_object() && p["beyond_log"] == json(false) &&
+                 p["pins_log"] == json(true) && p["unacked_deltas"] == json(0);
+        },
+        kConverge, milliseconds(100));
+    BOOST_TEST(resumed, h.id(i) << ": expected " << h.id(victim)
+                                << " to acknowledge the whole log after its repair; last seen "
+                                << seen);
+  }
+  // Shipping resumes: a new write reaches it as a delta.
+  ExpectOk(h.Incr(0, "away/counter", 1000), "incr after the repair");
+  total += 1000;
+  BOOST_REQUIRE(h.ExpectConverged({"/v1/counter/away/counter"}));
+  BOOST_TEST(IntField(h.Status(victim)["gossip"], "deltas_applied") >= 1,
+             h.id(victim) << ": expected the new write to arrive as a delta");
+  BOOST_TEST(ValueOf(h.Get(victim, "/v1/counter/away/counter"), "counter") == json(total));
 }

@@ -115,6 +115,8 @@ BOOST_AUTO_TEST_CASE(single) {
   BOOST_TEST(t.anti_entropy_interval_ms == 1000u);
   BOOST_TEST(t.sync);
   BOOST_TEST(t.max_body_bytes == 8u << 20);
+  BOOST_TEST(t.log_retention_ms == 24u * 3600 * 1000);
+  BOOST_TEST(t.log_retention_bytes == uint64_t{1} << 30);
   BOOST_REQUIRE(t.regions.size() == 1u);
   BOOST_TEST(t.regions[0].name == "local");
   BOOST_REQUIRE(t.regions[0].nodes.size() == 1u);
@@ -207,6 +209,8 @@ BOOST_AUTO_TEST_CASE(settings_and_sync_override) {
       "heartbeat_interval_ms = 100\n"
       "anti_entropy_interval_ms = 2000\n"
       "max_body_bytes = 1024\n"
+      "log_retention_ms = 60000\n"
+      "log_retention_bytes = 1048576\n"
       "sync = false\n"
       "[[region]]\n"
       "name = \"a\"\n" +
@@ -221,6 +225,8 @@ BOOST_AUTO_TEST_CASE(settings_and_sync_override) {
   BOOST_TEST(t.heartbeat_interval_ms == 100u);
   BOOST_TEST(t.anti_entropy_interval_ms == 2000u);
   BOOST_TEST(t.max_body_bytes == 1024u);
+  BOOST_TEST(t.log_retention_ms == 60000u);
+  BOOST_TEST(t.log_retention_bytes == 1048576u);
   BOOST_TEST(!t.sync);
   BOOST_REQUIRE(t.FindNode("a-1") != nullptr);
   BOOST_TEST(!t.FindNode("a-1")->sync);  // inherits [cluster] sync = false
@@ -447,6 +453,11 @@ BOOST_AUTO_TEST_CASE(wrong_value_types) {
                 "t.toml:3: heartbeat_interval_ms must be a positive integer, not 0");
   ExpectProblem(std::string(kCluster) + "anti_entropy_interval_ms = -5\n" + tail,
                 "t.toml:3: anti_entropy_interval_ms must be a positive integer, not -5");
+  ExpectProblem(std::string(kCluster) + "log_retention_ms = 0\n" + tail,
+                "t.toml:3: log_retention_ms must be a positive integer, not 0");
+  ExpectProblem(std::string(kCluster) + "log_retention_bytes = \"1GB\"\n" + tail,
+                "t.toml:3: log_retention_bytes must be a positive integer, not the string "
+                "\"1GB\"");
   ExpectProblem(std::string(kCluster) + "max_body_bytes = 1.5\n" + tail,
                 "t.toml:3: max_body_bytes must be a positive integer, not a floating-point "
                 "number");

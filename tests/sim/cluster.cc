@@ -475,6 +475,15 @@ void Simulation::Execute(SimNode& n, const gossip::Now& now, gossip::Effects& fx
   std::vector<gossip::ApplyRequest> applies = std::move(fx.applies);
   std::vector<gossip::AeReadStates> reads = std::move(fx.ae_reads);
   std::vector<gossip::AeRepair> repairs = std::move(fx.ae_repairs);
+  for (const gossip::TruncateRequest& t : fx.truncates) {
+    // As the transport: the entries go (all at once here); a failure
+    // leaves them, harmlessly.
+    size_t removed = 0;
+    Status ts = n.store->TruncateLog(t.scope, t.through_seq, kNever, &removed);
+    Trace(n.id + ": log truncated through " + std::to_string(t.through_seq) + " (" +
+          std::to_string(removed) + " entries)" + (ts.ok() ? "" : ": " + ts.ToString()));
+    stats_.log_truncated += removed;
+  }
   for (auto& rep : repairs) {
     Trace(n.id + ": repair from " + rep.peer + " round " + std::to_string(rep.round) + ", " +
           std::to_string(rep.states.size()) + " states" + (rep.has_advance ? ", advance" : ""));
@@ -571,6 +580,11 @@ void Simulation::Start(SimNode& n) {
   n.view.node = &n;
   gossip::ProtocolOptions po = scenario_.protocol;
   po.anti_entropy.must_bootstrap = n.bootstrap_pending;
+  // As the transport: the log's first retained seq, from the store.
+  if (Status fs = n.store->FirstLogSeq(kScope, &po.log_first_seq); !fs.ok()) {
+    Violation(n.id + " cannot read its log: " + fs.ToString());
+    return;
+  }
   po.self = n.replica;
   po.region = n.region;
   for (const auto& other : nodes_) {
@@ -593,6 +607,7 @@ void Simulation::AddCounters(const SimNode& n) {
   stats_.refused_other += c.refused_other;
   stats_.resends += c.resends;
   stats_.deltas_duplicate += c.deltas_duplicate;
+  stats_.beyond_log += c.beyond_log;
   const gossip::AeCounters ae = n.protocol->ae_counters();
   stats_.ae_rounds_completed += ae.rounds_completed;
   stats_.ae_rounds_abandoned += ae.rounds_abandoned;

@@ -142,7 +142,8 @@ std::string Scenario::Describe() const {
     << ", held back " << protocol.max_held_back << ", clock samples " << protocol.clock_samples_kept
     << "; anti-entropy every " << protocol.anti_entropy.interval_ms << " ms, round timeout "
     << protocol.anti_entropy.round_timeout_ms << " ms, max ship lag " << protocol.ae_max_ship_lag_ms
-    << " ms\n";
+    << " ms; log retention " << protocol.log_retention_ms << " ms, "
+    << protocol.log_retention_bytes << " bytes\n";
   o << "  network: loss " << faulty.loss << ", dup " << faulty.duplicate << ", delay "
     << faulty.delay_min_ms << ".." << faulty.delay_max_ms << " ms, spikes " << faulty.spike
     << "; fault phase " << fault_ms << " ms; tick cap " << tick_cap_ms << " ms; commit delay 0.."

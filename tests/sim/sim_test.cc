@@ -154,6 +154,8 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
     total.ae_rounds_abandoned += r.stats.ae_rounds_abandoned;
     total.ae_states_received += r.stats.ae_states_received;
     total.ae_repairs += r.stats.ae_repairs;
+    total.log_truncated += r.stats.log_truncated;
+    total.beyond_log += r.stats.beyond_log;
     if (r.stats.quiesce_ms > total.quiesce_ms) {
       total.quiesce_ms = r.stats.quiesce_ms;
       slowest = seed;
@@ -193,13 +195,17 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
             << total.deltas_duplicate << " duplicate deltas; anti-entropy: "
             << total.ae_rounds_completed << " rounds completed, " << total.ae_rounds_abandoned
             << " abandoned, " << total.ae_states_received << " states received, "
-            << total.ae_repairs << " repairs committed; slowest quiescence " << total.quiesce_ms
+            << total.ae_repairs << " repairs committed; log: " << total.log_truncated
+            << " entries collected, " << total.beyond_log
+            << " times a peer lacked collected entries; slowest quiescence " << total.quiesce_ms
             << " ms (seed " << slowest << ")" << std::endl;
   // Anti-entropy must have done real work over this many seeds (a broken
   // wiring would leave these at zero and every other check green).
   if (seeds >= 100 && failures == 0 && std::getenv("MERIDIAN_SIM_NO_ANTI_ENTROPY") == nullptr) {
     BOOST_TEST(total.ae_rounds_completed > 0u);
     BOOST_TEST(total.ae_states_received > 0u);
+    BOOST_TEST(total.log_truncated > 0u);
+    BOOST_TEST(total.beyond_log > 0u);
   }
 }
 

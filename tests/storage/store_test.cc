@@ -488,6 +488,67 @@ BOOST_AUTO_TEST_CASE(delete_log_truncates) {
   BOOST_CHECK_EQUAL(LastSeq(*store, "t"), 1u);
 }
 
+uint64_t FirstSeq(const Store& store, std::string_view scope) {
+  uint64_t seq = 12345;
+  Status s = store.FirstLogSeq(scope, &seq);
+  BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+  return seq;
+}
+
+size_t Truncate(Store* store, std::string_view scope, uint64_t through, size_t limit) {
+  size_t removed = 12345;
+  Status s = store->TruncateLog(scope, through, limit, &removed);
+  BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+  return removed;
+}
+
+BOOST_AUTO_TEST_CASE(truncate_log_drops_the_oldest_entries_of_one_scope) {
+  TempDir tmp;
+  auto store = OpenStore(tmp.path());
+  BOOST_CHECK_EQUAL(FirstSeq(*store, "s"), 0u);
+  BOOST_CHECK_EQUAL(Truncate(store.get(), "s", 100, 10), 0u);
+  {
+    WriteBatch batch;
+    for (uint64_t seq = 1; seq <= 300; ++seq) batch.AppendLog(Entry("s", seq));
+    batch.AppendLog(Entry("", 1));
+    batch.AppendLog(Entry("s2", 1));
+    MustWrite(store.get(), &batch);
+  }
+  BOOST_CHECK_EQUAL(FirstSeq(*store, "s"), 1u);
+  // At most `limit` per call, oldest first, never past through_seq.
+  BOOST_CHECK_EQUAL(Truncate(store.get(), "s", 250, 100), 100u);
+  BOOST_CHECK_EQUAL(FirstSeq(*store, "s"), 101u);
+  BOOST_CHECK_EQUAL(Truncate(store.get(), "s", 250, 100), 100u);
+  BOOST_CHECK_EQUAL(Truncate(store.get(), "s", 250, 100), 50u);
+  BOOST_CHECK_EQUAL(Truncate(store.get(), "s", 250, 100), 0u);
+  BOOST_CHECK_EQUAL(FirstSeq(*store, "s"), 251u);
+  BOOST_CHECK_EQUAL(LastSeq(*store, "s"), 300u);
+  BOOST_CHECK_EQUAL(LogSeqs(*store, "s", 0, 1000).size(), 50u);
+  // Other scopes, including one whose name extends this one, are untouched.
+  BOOST_CHECK_EQUAL(FirstSeq(*store, ""), 1u);
+  BOOST_CHECK_EQUAL(FirstSeq(*store, "s2"), 1u);
+  // Past the end: the scope empties; a later append starts it again.
+  BOOST_CHECK_EQUAL(Truncate(store.get(), "s", ~uint64_t{0}, 1000), 50u);
+  BOOST_CHECK_EQUAL(FirstSeq(*store, "s"), 0u);
+  BOOST_CHECK_EQUAL(LastSeq(*store, "s"), 0u);
+  {
+    WriteBatch batch;
+    batch.AppendLog(Entry("s", 301));
+    MustWrite(store.get(), &batch);
+  }
+  BOOST_CHECK_EQUAL(FirstSeq(*store, "s"), 301u);
+  size_t removed = 0;
+  BOOST_CHECK_EQUAL(store->TruncateLog(kNul, 5, 10, &removed).code(),
+                    Status::Code::kInvalidArgument);
+  // Survives a compaction and a reopen.
+  BOOST_REQUIRE(store->CompactAll().ok());
+  BOOST_CHECK_EQUAL(FirstSeq(*store, "s"), 301u);
+  store.reset();
+  store = OpenStore(tmp.path());
+  BOOST_CHECK_EQUAL(FirstSeq(*store, "s"), 301u);
+  BOOST_CHECK_EQUAL(FirstSeq(*store, "s2"), 1u);
+}
+
 BOOST_AUTO_TEST_CASE(log_value_encoding) {
   const std::string key("k\0y", 3);
   const std::string delta("\x00\xff\x10", 3);
