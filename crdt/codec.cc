@@ -144,14 +144,70 @@ Status Cursor::Array(std::vector<Cursor>* items, const char* what, size_t expect
 
 // --- Decoder --------------------------------------------------------------
 
+namespace {
+
+// Zones are reused: each thread keeps a few cleared ones, so that a decode
+// (every state read, every delta) does not allocate and free a fresh 8 KiB
+// zone. A request that large also makes glibc consolidate its fast bins
+// every time.
+constexpr size_t kPooledZones = 8;
+
+struct ZonePool {
+  std::vector<msgpack::zone*> free;
+  ~ZonePool() {
+    for (msgpack::zone* z : free) delete z;
+  }
+};
+
+// Trivially destructible, so still readable while the thread's other
+// thread_local objects are destroyed (a Decoder may die after the pool).
+thread_local ZonePool* tl_pool = nullptr;
+thread_local bool tl_pool_gone = false;
+
+struct ZonePoolOwner {
+  ~ZonePoolOwner() {
+    delete tl_pool;
+    tl_pool = nullptr;
+    tl_pool_gone = true;
+  }
+};
+thread_local ZonePoolOwner tl_pool_owner;
+
+msgpack::zone* AcquireZone() {
+  if (tl_pool != nullptr && !tl_pool->free.empty()) {
+    msgpack::zone* z = tl_pool->free.back();
+    tl_pool->free.pop_back();
+    return z;
+  }
+  return new msgpack::zone();
+}
+
+void ReleaseZone(msgpack::zone* z) {
+  if (z == nullptr) return;
+  if (!tl_pool_gone && tl_pool == nullptr) {
+    (void)&tl_pool_owner;  // registers the owner's destructor for this thread
+    tl_pool = new ZonePool();
+  }
+  if (tl_pool == nullptr || tl_pool->free.size() >= kPooledZones) {
+    delete z;
+    return;
+  }
+  z->clear();  // keeps its first chunk, frees any others
+  tl_pool->free.push_back(z);
+}
+
+}  // namespace
+
 struct Decoder::Impl {
-  msgpack::object_handle handle;
+  msgpack::zone* zone = nullptr;  // from the thread's pool; holds root's contents
+  msgpack::object root;
+  ~Impl() { ReleaseZone(zone); }
 };
 
 Decoder::Decoder() : impl_(std::make_unique<Impl>()) {}
 Decoder::~Decoder() = default;
 
-Cursor Decoder::root() const { return Cursor(&impl_->handle.get()); }
+Cursor Decoder::root() const { return Cursor(&impl_->root); }
 
 Status Decoder::Parse(std::string_view bytes, uint8_t version) {
   if (bytes.empty()) return Status::Corruption("empty input: missing format version byte");
@@ -172,9 +228,16 @@ Status Decoder::ParseRaw(std::string_view bytes) {
   size_t n = std::min(bytes.size(), kMaxDecodeElements);
   msgpack::unpack_limit limit(/*array=*/n, /*map=*/n / 2, /*str=*/bytes.size(),
                               /*bin=*/bytes.size(), /*ext=*/bytes.size(), kMaxDecodeDepth);
+  if (impl_->zone == nullptr) {
+    impl_->zone = AcquireZone();
+  } else {
+    impl_->zone->clear();  // a second Parse: the first value is gone
+  }
+  impl_->root = msgpack::object();
   try {
     size_t off = 0;
-    impl_->handle = msgpack::unpack(bytes.data(), bytes.size(), off, nullptr, nullptr, limit);
+    impl_->root = msgpack::unpack(*impl_->zone, bytes.data(), bytes.size(), off, nullptr, nullptr,
+                                  limit);
     if (off != bytes.size()) {
       return Status::Corruption("trailing bytes after value (" +
                                 std::to_string(bytes.size() - off) + ")");

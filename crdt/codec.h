@@ -47,6 +47,10 @@ class Encoder {
   void Str(std::string_view s);
   void Bin(std::string_view b);
 
+  // Room for `n` bytes in all, so that a caller that knows about how
+  // large its value is appends without reallocating.
+  void Reserve(size_t n) { out_.reserve(n); }
+
   const std::string& bytes() const { return out_; }
   std::string Take() { return std::move(out_); }
 

@@ -99,6 +99,9 @@ void Envelope::PutJoined(const TypedState& origin, std::string state) {
 
 std::string Envelope::Encode() const {
   Encoder e(kStateFormatVersion);
+  size_t size = 8;  // a guess at the encoded size, to append without reallocating
+  for (const auto& [tag, ts] : entries_) size += 40 + ts.origin.node.size() + ts.state.size();
+  e.Reserve(size);
   e.Array(static_cast<uint32_t>(entries_.size()));
   for (const auto& [tag, ts] : entries_) {
     e.Array(4);

@@ -58,6 +58,7 @@ std::string Register::Encode() const {
     e.Array(0);
     return e.Take();
   }
+  e.Reserve(40 + writer_.node.size() + value_.size());
   e.Array(4);
   e.Uint(hlc_);
   EncodeReplica(writer_, &e);

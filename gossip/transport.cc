@@ -192,6 +192,12 @@ struct Transport::Impl {
   uint64_t delayed_order = 0;
   uint64_t frames_in = 0, frames_out = 0, bad_frames = 0, dropped_by_faults = 0;
   uint64_t bytes_in = 0, bytes_out = 0;
+  // The last log range Ship read (complete and contiguous): each group's
+  // new entries go to every peer, and a log entry never changes once
+  // written (collection only deletes), so the next peer's ship of the same
+  // range copies them instead of reading LevelDB again.
+  std::string ship_cache_scope;
+  std::vector<storage::LogEntry> ship_cache;
   // Log collection: truncate the own log up to truncate_goal (the
   // Protocol's last TruncateRequest), a bounded chunk per turn.
   uint64_t truncate_goal = 0;
@@ -649,15 +655,26 @@ void Transport::Impl::Ship(const Now& now, const ShipRequest& req, Effects* foll
   }
   const uint64_t count = req.to_seq - req.from_seq + 1;
   std::vector<storage::LogEntry> entries;
-  Status s = store->ReadLog(req.scope, req.from_seq, static_cast<size_t>(count), &entries);
-  if (s.ok()) {
-    bool complete = entries.size() == count;
-    for (size_t i = 0; complete && i < entries.size(); ++i) {
-      complete = entries[i].seq == req.from_seq + i;
-    }
-    if (!complete) {
-      s = Status::NotFound("the log of scope '" + req.scope + "' lacks seqs " +
-                           std::to_string(req.from_seq) + ".." + std::to_string(req.to_seq));
+  Status s;
+  if (!ship_cache.empty() && ship_cache_scope == req.scope &&
+      ship_cache.front().seq <= req.from_seq && req.to_seq <= ship_cache.back().seq) {
+    const auto first =
+        ship_cache.begin() + static_cast<std::ptrdiff_t>(req.from_seq - ship_cache.front().seq);
+    entries.assign(first, first + static_cast<std::ptrdiff_t>(count));
+  } else {
+    s = store->ReadLog(req.scope, req.from_seq, static_cast<size_t>(count), &entries);
+    if (s.ok()) {
+      bool complete = entries.size() == count;
+      for (size_t i = 0; complete && i < entries.size(); ++i) {
+        complete = entries[i].seq == req.from_seq + i;
+      }
+      if (!complete) {
+        s = Status::NotFound("the log of scope '" + req.scope + "' lacks seqs " +
+                             std::to_string(req.from_seq) + ".." + std::to_string(req.to_seq));
+      } else {
+        ship_cache_scope = req.scope;
+        ship_cache = entries;
+      }
     }
   }
   if (!s.ok()) {

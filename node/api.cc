@@ -687,10 +687,38 @@ void Api::Batch(const std::shared_ptr<Call>& call) {
     slot.push_back(static_cast<int>(i));
     parsed.push_back(std::move(op));
   }
-  auto finish = [this, call, ww, results = std::move(results),
-                 slot](std::vector<WriteResult> done) mutable {
+  const bool all_parsed = parsed.size() == ops->size();
+  auto finish = [this, call, ww, results = std::move(results), slot,
+                 all_parsed](std::vector<WriteResult> done) mutable {
     std::string token;
     uint64_t top_seq = 0;
+    if (all_parsed && !call->msgpack_out &&
+        std::all_of(done.begin(), done.end(), [](const WriteResult& r) { return r.ok; })) {
+      // The common case, written directly: the same text as the JSON tree
+      // below dumps to ({"results":[{"seq":N,"status":200},...]}).
+      auto text = std::make_shared<std::string>();
+      text->reserve(16 + done.size() * 32);
+      text->append("{\"results\":[");
+      for (size_t k = 0; k < done.size(); ++k) {
+        if (k > 0) text->push_back(',');
+        text->append("{\"seq\":");
+        text->append(std::to_string(done[k].seq));
+        text->append(",\"status\":200}");
+        top_seq = std::max(top_seq, done[k].seq);
+      }
+      text->append("]}\n");
+      if (!done.empty()) token = done.back().session_token;
+      auto send_text = [call, text, token] {
+        HttpResponse r;
+        r.status = 200;
+        r.body = *text;
+        r.content_type = "application/json";
+        if (!token.empty()) r.headers.emplace_back("X-Session-Token", token);
+        call->Finish(std::move(r));
+      };
+      if (top_seq == 0) return send_text();
+      return ReplyWhenHeld(call, top_seq, ww.w, ww.deadline, token, send_text);
+    }
     for (size_t k = 0; k < done.size(); ++k) {
       const WriteResult& r = done[k];
       if (r.ok) {
@@ -771,15 +799,14 @@ void Api::Watch(const std::shared_ptr<Call>& call) {
 void Api::PublishChange(const std::string& key, const std::string& envelope) {
   if (!ctx_.watch->HasSubscriberFor(key)) return;
   crdt::Envelope env;
-  json out;
-  int http = 200;
-  std::string context;
+  std::string text;
   ApiError err;
   if (!crdt::Envelope::DecodeStored(envelope, &env).ok() ||
-      !RenderRead(key, env, &out, &http, &context, &err)) {
-    out = json{{"key", key}, {"deleted", true}};
+      !RenderReadText(key, env, &text, &err)) {
+    text = json{{"key", key}, {"deleted", true}}.dump(-1, ' ', false,
+                                                      json::error_handler_t::replace);
   }
-  ctx_.watch->Publish(key, out.dump(-1, ' ', false, json::error_handler_t::replace));
+  ctx_.watch->Publish(key, text);
 }
 
 void Api::Health(const std::shared_ptr<Call>& call) {

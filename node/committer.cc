@@ -1,7 +1,6 @@
 #include "node/committer.h"
 
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
 
 namespace meridian::node {
@@ -111,55 +110,64 @@ void Committer::ObserveHlc(crdt::Hlc hlc) {
 namespace {
 
 // The state of every key a group touches, shared by its local operations
-// and remote deltas.
+// and remote deltas: one map entry per key (node-based, so pointers to its
+// entries stay valid while the group runs) rather than one copy of the key
+// in each of several maps and sets.
 struct GroupStates {
+  struct KeyState {
+    crdt::Envelope state;   // the key's latest state in this group
+    storage::Digest before;  // digest of its stored bytes (zero when it had none)
+    bool had_state = false;  // it had a stored state before this group
+    bool counted = false;    // counted in added_keys
+    // The bytes of the batch's last put of its state (owned by the caller
+    // or by joined_bytes, kept in place until the batch is written); null
+    // until the batch writes one.
+    const std::string* final_bytes = nullptr;
+    bool joined = false;       // in `joined`
+    std::string joined_bytes;  // its encoded final state, when joined
+  };
+  using Entry = std::unordered_map<std::string, KeyState>::value_type;
+
   storage::Store* store = nullptr;
-  std::unordered_map<std::string, crdt::Envelope> states;
-  std::unordered_set<std::string> new_keys;  // keys without a state before this group
+  std::unordered_map<std::string, KeyState> keys;
   uint64_t added_keys = 0;
-  // Digest of each loaded key's stored bytes (zero when it had none).
-  std::unordered_map<std::string, storage::Digest> before;
-  // Keys the batch writes a state for, in first-write order, and the bytes
-  // of their last write (owned by the caller, which keeps them in place
-  // until the batch is written).
-  std::vector<std::string> written;
-  std::unordered_map<std::string, const std::string*> final_bytes;
-
-  // The key's latest state in this group, read from the store on first use.
-  Status Get(const std::string& key, crdt::Envelope** out) {
-    auto it = states.find(key);
-    if (it == states.end()) {
-      crdt::Envelope current;
-      std::string bytes;
-      Status st = store->GetState(key, &bytes);
-      if (st.ok()) st = crdt::Envelope::DecodeStored(bytes, &current);
-      if (!st.ok() && !st.IsNotFound()) return st;
-      if (st.IsNotFound()) new_keys.insert(key);
-      before[key] = st.ok() ? storage::KeyDigest(key, bytes) : storage::Digest();
-      it = states.emplace(key, std::move(current)).first;
-    }
-    *out = &it->second;
-    return Status::OK();
-  }
-  // Records that `key` now holds a state.
-  void Stored(const std::string& key) {
-    if (new_keys.erase(key)) ++added_keys;
-  }
-  // Records that the batch puts `bytes` as the state of `key` (replacing
-  // any earlier put of this group).
-  void Wrote(const std::string& key, const std::string* bytes) {
-    auto [it, inserted] = final_bytes.try_emplace(key, bytes);
-    if (inserted) {
-      written.push_back(key);
-    } else {
-      it->second = bytes;
-    }
-  }
-
+  // Keys the batch writes a state for, in first-write order.
+  std::vector<Entry*> written;
   // Keys that joins changed, in first-change order: their final state goes
   // into the batch once (PutJoined).
-  std::vector<std::string> joined;
-  std::unordered_set<std::string> joined_set;
+  std::vector<Entry*> joined;
+
+  // The key's entry, its state read from the store on first use.
+  Status Get(const std::string& key, Entry** out) {
+    auto it = keys.find(key);
+    if (it == keys.end()) {
+      KeyState ks;
+      std::string bytes;
+      Status st = store->GetState(key, &bytes);
+      if (st.ok()) st = crdt::Envelope::DecodeStored(bytes, &ks.state);
+      if (!st.ok() && !st.IsNotFound()) return st;
+      if (st.ok()) {
+        ks.had_state = true;
+        ks.before = storage::KeyDigest(key, bytes);
+      }
+      it = keys.emplace(key, std::move(ks)).first;
+    }
+    *out = &*it;
+    return Status::OK();
+  }
+  // Records that the key now holds a state.
+  void Stored(Entry* e) {
+    if (!e->second.had_state && !e->second.counted) {
+      e->second.counted = true;
+      ++added_keys;
+    }
+  }
+  // Records that the batch puts `bytes` as the key's state (replacing any
+  // earlier put of this group).
+  void Wrote(Entry* e, const std::string* bytes) {
+    if (e->second.final_bytes == nullptr) written.push_back(e);
+    e->second.final_bytes = bytes;
+  }
 
   // Joins `incoming` (decoded with the CHECKED decoder) into the key's
   // latest state: the one join of remote deltas (Commit) and of repaired
@@ -170,35 +178,36 @@ struct GroupStates {
   Status Join(const std::string& key, const crdt::Envelope& incoming, const char* what,
               uint64_t* conflicts, bool* changed) {
     if (changed != nullptr) *changed = false;
-    crdt::Envelope* current = nullptr;
-    Status st = Get(key, &current);
+    Entry* e = nullptr;
+    Status st = Get(key, &e);
     if (!st.ok()) return st.WithContext("reading the state of the key");
-    crdt::Envelope next = *current;
+    crdt::Envelope& current = e->second.state;
+    crdt::Envelope next = current;
     std::vector<crdt::TypedState> lost;
     st = next.Merge(incoming, &lost);
     if (!st.ok()) return st.WithContext(std::string("cannot join the ") + what);
     *conflicts += lost.size();
-    if (!(next == *current)) {
-      *current = std::move(next);
-      if (!current->empty()) Stored(key);
-      if (joined_set.insert(key).second) joined.push_back(key);
+    if (!(next == current)) {
+      current = std::move(next);
+      if (!current.empty()) Stored(e);
+      if (!e->second.joined) {
+        e->second.joined = true;
+        joined.push_back(e);
+      }
       if (changed != nullptr) *changed = true;
     }
     return Status::OK();
   }
 
   // Puts the final state of every joined key into `batch`, once (after any
-  // local write of this group to it, which the state map includes). The
-  // encoded bytes go into *encoded, which must stay in place until the
-  // batch is written (references into it stay valid as it grows: it is
-  // node-based).
-  void PutJoined(storage::WriteBatch* batch,
-                 std::unordered_map<std::string, std::string>* encoded) {
-    for (const std::string& key : joined) {
-      std::string bytes = states[key].Encode();
-      batch->PutState(key, bytes);
-      auto it = encoded->insert_or_assign(key, std::move(bytes)).first;
-      Wrote(key, &it->second);
+  // local write of this group to it, which the state includes). The
+  // encoded bytes stay in the key's entry (joined_bytes).
+  void PutJoined(storage::WriteBatch* batch) {
+    for (Entry* e : joined) {
+      KeyState& ks = e->second;
+      ks.joined_bytes = ks.state.Encode();
+      batch->PutState(e->first, ks.joined_bytes);
+      Wrote(e, &ks.joined_bytes);
     }
   }
 
@@ -207,12 +216,13 @@ struct GroupStates {
   // durable).
   std::vector<DigestChange> PutDigests(storage::WriteBatch* batch) const {
     std::vector<DigestChange> changes;
-    for (const std::string& key : written) {
+    changes.reserve(written.size());
+    for (const Entry* e : written) {
       DigestChange change;
-      change.bucket = storage::BucketOf(key);
-      change.before = before.at(key);
-      change.after = storage::KeyDigest(key, *final_bytes.at(key));
-      batch->PutDigest(kScope, change.bucket, key, change.after);
+      change.bucket = storage::BucketOf(e->first);
+      change.before = e->second.before;
+      change.after = storage::KeyDigest(e->first, *e->second.final_bytes);
+      batch->PutDigest(kScope, change.bucket, e->first, change.after);
       if (change.before != change.after) changes.push_back(change);
     }
     return changes;
@@ -267,8 +277,8 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
   for (size_t i = 0; i < ops.size(); ++i) {
     const Operation& op = *ops[i];
     WriteResult& res = res_all[i];
-    crdt::Envelope* current = nullptr;
-    Status st = group.Get(op.key, &current);
+    GroupStates::Entry* entry = nullptr;
+    Status st = group.Get(op.key, &entry);
     if (!st.ok()) {
       res.error = ApiError{500, "storage", st.ToString()};
       continue;
@@ -279,15 +289,16 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
       res.error = ApiError{503, "clock", st.ToString()};
       continue;
     }
+    crdt::Envelope& current = entry->second.state;
     crdt::Envelope next, delta;
-    if (!ApplyOperation(op, *current, meta_.replica, now, &next, &delta, &res.error)) continue;
-    *current = std::move(next);
-    group.Stored(op.key);
+    if (!ApplyOperation(op, current, meta_.replica, now, &next, &delta, &res.error)) continue;
+    current = std::move(next);
+    group.Stored(entry);
     res.ok = true;
     res.seq = ++seq;
-    res.envelope = current->Encode();
+    res.envelope = current.Encode();
     batch.PutState(op.key, res.envelope);
-    group.Wrote(op.key, &res.envelope);
+    group.Wrote(entry, &res.envelope);
     std::string delta_bytes = delta.Encode();
     log_bytes += op.key.size() + delta_bytes.size();
     batch.AppendLog(storage::LogEntry{kScope, res.seq, op.key, std::move(delta_bytes)});
@@ -313,25 +324,26 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
     const uint64_t from = at;
     for (const gossip::DeltaEntry& e : ra.entries) {
       if (e.seq <= at) continue;  // a duplicate
-      const std::string where = "delta " + origin_name + " seq " + std::to_string(e.seq);
+      // Named only in errors (not built for every delta).
+      auto where = [&] { return "delta " + origin_name + " seq " + std::to_string(e.seq); };
       if (e.seq > at + 1) {
-        rr.status = Status::FailedPrecondition(where + ": gap after seq " + std::to_string(at));
+        rr.status = Status::FailedPrecondition(where() + ": gap after seq " + std::to_string(at));
         break;
       }
       ApiError key_err;
       if (!ValidKey(e.key, &key_err)) {
-        rr.status = Status::InvalidArgument(where + ": " + key_err.message);
+        rr.status = Status::InvalidArgument(where() + ": " + key_err.message);
         break;
       }
       crdt::Envelope delta;
       Status st = crdt::Envelope::Decode(e.delta, &delta);
       if (!st.ok()) {
-        rr.status = st.WithContext(where + ": delta does not decode");
+        rr.status = st.WithContext(where() + ": delta does not decode");
         break;
       }
       st = group.Join(e.key, delta, "delta", &conflicts, nullptr);
       if (!st.ok()) {
-        rr.status = st.WithContext(where);
+        rr.status = st.WithContext(where());
         break;
       }
       at = e.seq;
@@ -342,8 +354,7 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
     }
   }
   // Remote-changed keys go in once, with their final state.
-  std::unordered_map<std::string, std::string> encoded;
-  group.PutJoined(&batch, &encoded);
+  group.PutJoined(&batch);
 
   // --- Digest records ------------------------------------------------------
   std::vector<DigestChange> digest_changes = group.PutDigests(&batch);
@@ -405,7 +416,7 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
     for (size_t i = 0; i < ops.size(); ++i) {
       if (res_all[i].ok) listener_(ops[i]->key, res_all[i].envelope);
     }
-    for (const std::string& key : group.joined) listener_(key, encoded.at(key));
+    for (const GroupStates::Entry* e : group.joined) listener_(e->first, e->second.joined_bytes);
   }
 }
 
@@ -420,15 +431,17 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
   std::vector<crdt::Envelope> decoded(repair.states.size());
   for (size_t i = 0; i < repair.states.size(); ++i) {
     const auto& [key, bytes] = repair.states[i];
-    const std::string where = "repair state " + std::to_string(i) + " of key " + KeyForError(key);
+    auto where = [&repair, i] {
+      return "repair state " + std::to_string(i) + " of key " + KeyForError(repair.states[i].first);
+    };
     ApiError key_err;
     if (!ValidKey(key, &key_err)) {
-      out.status = Status::InvalidArgument(where + ": " + key_err.message);
+      out.status = Status::InvalidArgument(where() + ": " + key_err.message);
       return;
     }
     Status st = crdt::Envelope::Decode(bytes, &decoded[i]);
     if (!st.ok()) {
-      out.status = st.WithContext(where + ": state does not decode");
+      out.status = st.WithContext(where() + ": state does not decode");
       return;
     }
   }
@@ -462,8 +475,7 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
   }
 
   storage::WriteBatch batch;
-  std::unordered_map<std::string, std::string> encoded;
-  group.PutJoined(&batch, &encoded);
+  group.PutJoined(&batch);
   std::vector<DigestChange> digest_changes = group.PutDigests(&batch);
   if (group.joined.empty() && !advanced) {
     last_status_ = Status::OK();
@@ -487,7 +499,7 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
   type_conflicts_ += conflicts;
   out.changed = group.joined.size();
   if (listener_) {
-    for (const std::string& key : group.joined) listener_(key, encoded.at(key));
+    for (const GroupStates::Entry* e : group.joined) listener_(e->first, e->second.joined_bytes);
   }
 }
 

@@ -33,20 +33,25 @@ std::string HttpRequest::Header(std::string_view lower_name) const {
 
 bool EventStream::Push(std::string chunk) {
   std::function<void()> wake;
+  bool open = true;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return false;
     if (queued_.size() + chunk.size() > max_queued_) {
       closed_ = true;  // too slow: drop the client
+      open = false;
       queued_.clear();
+      wake = wake_;
     } else {
+      // Only the first chunk after the session last took the queue wakes
+      // it: until it runs TakeAll, whatever follows rides on that wake (and
+      // a session busy writing takes the queue when its write completes).
+      if (queued_.empty()) wake = wake_;
       queued_ += chunk;
     }
-    wake = wake_;
   }
   if (wake) wake();
-  std::lock_guard<std::mutex> lock(mu_);
-  return !closed_;
+  return open;
 }
 
 bool EventStream::closed() const {
@@ -257,21 +262,28 @@ class Session : public std::enable_shared_from_this<Session> {
         });
   }
 
+  // The three buffers keep their capacity from write to write (TakeAll
+  // swaps taken_ with the stream's queue, handing it back an emptied one),
+  // so a busy stream does not allocate and free a large string per write.
   void PumpEvents() {
     if (writing_) return;
-    std::string more;
-    bool open = events_->TakeAll(&more);
-    pending_ += more;
+    bool open = events_->TakeAll(&taken_);
+    if (pending_.empty()) {
+      pending_.swap(taken_);
+    } else {
+      pending_ += taken_;
+    }
     if (pending_.empty()) {
       if (!open || server_->stopping) DoClose();
       return;
     }
     writing_ = true;
-    auto buf = std::make_shared<std::string>(std::move(pending_));
+    writing_buf_.swap(pending_);
     pending_.clear();
     stream_.expires_after(std::chrono::seconds(30));
-    net::async_write(stream_, net::buffer(*buf),
-                     [self = shared_from_this(), buf](beast::error_code ec, std::size_t) {
+    // writing_buf_ is not touched again until this write completes.
+    net::async_write(stream_, net::buffer(writing_buf_),
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
                        self->writing_ = false;
                        if (ec) {
                          self->events_->Close();
@@ -298,7 +310,9 @@ class Session : public std::enable_shared_from_this<Session> {
   bool keep_alive_ = true;
   bool first_request_ = true;
   std::shared_ptr<EventStream> events_;
-  std::string pending_;
+  std::string pending_;      // the stream head, then events not yet written
+  std::string taken_;        // scratch for EventStream::TakeAll
+  std::string writing_buf_;  // what the write in flight sends
   bool writing_ = false;
   bool closed_ = false;  // DoClose ran
   char peer_buf_[512];

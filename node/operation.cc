@@ -1,6 +1,7 @@
 #include "node/operation.h"
 
 #include <cstring>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -216,7 +217,149 @@ json RenderField(const crdt::FieldValue& f) {
   return json{{"type", std::string(crdt::FieldTypeName(f.type))}, {"value", v}};
 }
 
+// Appends `s` as a JSON string the way nlohmann's dump does with
+// ensure_ascii = false: '"', '\\' and control characters escaped (\b \t \n
+// \f \r, the others as \u00xx), everything else as is. False (with *out
+// partly written) when `s` is not valid UTF-8: dump would replace the bad
+// bytes, and the caller falls back to it.
+bool AppendJsonString(std::string_view s, std::string* out) {
+  static const char kHex[] = "0123456789abcdef";
+  bool ascii = true;
+  out->push_back('"');
+  size_t run = 0;  // start of the bytes not yet copied
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      ascii = false;
+      continue;
+    }
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out->append(s.data() + run, i - run);
+    run = i + 1;
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\b': out->append("\\b"); break;
+      case '\t': out->append("\\t"); break;
+      case '\n': out->append("\\n"); break;
+      case '\f': out->append("\\f"); break;
+      case '\r': out->append("\\r"); break;
+      default:
+        out->append("\\u00");
+        out->push_back(kHex[c >> 4]);
+        out->push_back(kHex[c & 15]);
+    }
+  }
+  out->append(s.data() + run, s.size() - run);
+  out->push_back('"');
+  return ascii || ValidUtf8(std::string(s));
+}
+
+// Appends the JSON text of a stored value (ValueToBytes' msgpack) that is a
+// string, an integer, a boolean or null, exactly as BytesToValue and dump
+// would render it. False for anything else (floats, arrays, maps, binary,
+// malformed or trailing bytes, strings that are not UTF-8): the caller
+// then renders it through nlohmann.
+bool AppendScalarValue(std::string_view b, std::string* out) {
+  if (b.empty()) return false;
+  const unsigned char t = static_cast<unsigned char>(b[0]);
+  auto be = [&](size_t n, uint64_t* v) {  // big-endian n bytes after the type byte
+    if (b.size() != 1 + n) return false;
+    *v = 0;
+    for (size_t i = 1; i <= n; ++i) *v = (*v << 8) | static_cast<unsigned char>(b[i]);
+    return true;
+  };
+  auto str = [&](size_t len_bytes) {
+    if (b.size() < 1 + len_bytes) return false;
+    size_t len = 0;
+    for (size_t i = 1; i <= len_bytes; ++i) len = (len << 8) | static_cast<unsigned char>(b[i]);
+    if (b.size() - 1 - len_bytes != len) return false;
+    return AppendJsonString(b.substr(1 + len_bytes), out);
+  };
+  uint64_t u = 0;
+  if (t <= 0x7f) {
+    if (b.size() != 1) return false;
+    out->append(std::to_string(t));
+    return true;
+  }
+  if (t >= 0xe0) {
+    if (b.size() != 1) return false;
+    out->append(std::to_string(static_cast<int>(static_cast<int8_t>(t))));
+    return true;
+  }
+  if (t >= 0xa0 && t <= 0xbf) {
+    const size_t len = t & 0x1f;
+    if (b.size() != 1 + len) return false;
+    return AppendJsonString(b.substr(1), out);
+  }
+  switch (t) {
+    case 0xc0: out->append("null"); return b.size() == 1;
+    case 0xc2: out->append("false"); return b.size() == 1;
+    case 0xc3: out->append("true"); return b.size() == 1;
+    case 0xcc: if (!be(1, &u)) return false; out->append(std::to_string(u)); return true;
+    case 0xcd: if (!be(2, &u)) return false; out->append(std::to_string(u)); return true;
+    case 0xce: if (!be(4, &u)) return false; out->append(std::to_string(u)); return true;
+    case 0xcf: if (!be(8, &u)) return false; out->append(std::to_string(u)); return true;
+    case 0xd0:
+      if (!be(1, &u)) return false;
+      out->append(std::to_string(static_cast<int8_t>(u)));
+      return true;
+    case 0xd1:
+      if (!be(2, &u)) return false;
+      out->append(std::to_string(static_cast<int16_t>(u)));
+      return true;
+    case 0xd2:
+      if (!be(4, &u)) return false;
+      out->append(std::to_string(static_cast<int32_t>(u)));
+      return true;
+    case 0xd3:
+      if (!be(8, &u)) return false;
+      out->append(std::to_string(static_cast<int64_t>(u)));
+      return true;
+    case 0xd9: return str(1);
+    case 0xda: return str(2);
+    case 0xdb: return str(4);
+    default: return false;
+  }
+}
+
+// The register case of RenderReadText without a JSON tree; false when it
+// does not apply (the caller then takes the general path, which also
+// produces every error).
+bool RegisterText(const std::string& key, const TypedState& w, std::string* out) {
+  crdt::Register s;
+  if (!crdt::Register::Decode(w.state, &s).ok() || !s.HasValue()) return false;
+  // Keys in nlohmann's (sorted) order: hlc, key, type, value, writer.
+  std::string text;
+  text.reserve(64 + key.size() + s.value().size());
+  text.append("{\"hlc\":");
+  text.append(std::to_string(s.hlc()));
+  text.append(",\"key\":");
+  if (!AppendJsonString(key, &text)) return false;
+  text.append(",\"type\":\"");
+  text.append(crdt::Register::kName);
+  text.append("\",\"value\":");
+  if (!AppendScalarValue(s.value(), &text)) return false;
+  text.append(",\"writer\":");
+  if (!AppendJsonString(ReplicaName(s.writer()), &text)) return false;
+  text.push_back('}');
+  *out = std::move(text);
+  return true;
+}
+
 }  // namespace
+
+bool RenderReadText(const std::string& key, const Envelope& env, std::string* out,
+                    ApiError* err) {
+  const TypedState* w = env.winner();
+  if (w != nullptr && w->tag == crdt::Register::kTag && RegisterText(key, *w, out)) return true;
+  json r;
+  int http = 200;
+  std::string context;
+  if (!RenderRead(key, env, &r, &http, &context, err)) return false;
+  *out = r.dump(-1, ' ', false, json::error_handler_t::replace);
+  return true;
+}
 
 std::string TypeName(uint8_t tag) {
   const crdt::TypeOps* ops = crdt::FindTypeByTag(tag);

@@ -74,6 +74,14 @@ bool ApplyOperation(const Operation& op, const crdt::Envelope& current, const cr
 bool RenderRead(const std::string& key, const crdt::Envelope& env, nlohmann::json* out, int* http,
                 std::string* context, ApiError* err);
 
+// RenderRead's JSON as compact text: byte for byte what RenderRead's *out
+// gives with dump(-1, ' ', false, json::error_handler_t::replace). Fails as
+// RenderRead does. Registers holding a string, integer, boolean or null
+// are written directly (no JSON tree: the watch feed renders every
+// change); everything else goes through RenderRead.
+bool RenderReadText(const std::string& key, const crdt::Envelope& env, std::string* out,
+                    ApiError* err);
+
 // JSON value <-> stored bytes.
 std::string ValueToBytes(const nlohmann::json& v);
 bool BytesToValue(const std::string& bytes, nlohmann::json* out);
