@@ -296,6 +296,7 @@ struct AntiEntropy::Impl {
     in.held.clear();
     rep.has_advance = !Covers(r.view.applied, in.advance);
     if (rep.has_advance) rep.advance = in.advance;
+    rep.view = in.advance;
     if (!rep.has_advance) in.advanced = true;  // nothing to advance
     if (rep.states.empty() && !rep.has_advance) return;
     in.advance_emitted = rep.has_advance;
@@ -321,6 +322,7 @@ struct AntiEntropy::Impl {
       rep.scope = r.scope;
       rep.has_advance = true;
       rep.advance = peer_applied;
+      rep.view = peer_applied;
       out->repairs.push_back(std::move(rep));
       r.in.advance_emitted = true;
       ++r.in.emitted;

@@ -171,6 +171,10 @@ struct AeRepair {
   std::vector<AeState> states;
   bool has_advance = false;
   AeApplied advance;
+  // The peer's View applied vector, whether or not it advances anything:
+  // the states are as of it (the store refuses states older than
+  // tombstones it has collected, node/committer.h).
+  AeApplied view;
 };
 
 struct AeEffects {

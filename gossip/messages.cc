@@ -21,12 +21,12 @@ size_t BodyFields(MsgType t) {
     case MsgType::kHello:
       return 1;
     case MsgType::kWelcome:
-    case MsgType::kPing:
     case MsgType::kRefuse:
     case MsgType::kDeltas:
     case MsgType::kPong:
       return 2;
     case MsgType::kAck:
+    case MsgType::kPing:
       return 3;
     case MsgType::kAntiEntropy:
       return 5;
@@ -364,7 +364,8 @@ Status DecodeBody(const crdt::Cursor& c, uint64_t protocol, Message* m) {
       return crdt::DecodeReplica(f[2], &m->to);
     case MsgType::kPing:
       MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&m->sent_wall_ms, "ping wall clock"));
-      return f[1].Uint(&m->seq, "ping log end");
+      MERIDIAN_RETURN_IF_ERROR(f[1].Uint(&m->seq, "ping log end"));
+      return DecodeApplied(f[2], &m->vector);
     case MsgType::kPong:
       MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&m->echo_wall_ms, "pong echo"));
       return f[1].Uint(&m->pong_wall_ms, "pong wall clock");
@@ -394,7 +395,7 @@ bool Message::operator==(const Message& o) const {
     case MsgType::kAck:
       return scope == o.scope && seq == o.seq && to == o.to;
     case MsgType::kPing:
-      return sent_wall_ms == o.sent_wall_ms && seq == o.seq;
+      return sent_wall_ms == o.sent_wall_ms && seq == o.seq && vector == o.vector;
     case MsgType::kPong:
       return echo_wall_ms == o.echo_wall_ms && pong_wall_ms == o.pong_wall_ms;
     case MsgType::kAntiEntropy:
@@ -444,6 +445,7 @@ std::string Encode(const Message& m) {
     case MsgType::kPing:
       e.Uint(m.sent_wall_ms);
       e.Uint(m.seq);
+      EncodeApplied(m.vector, &e);
       break;
     case MsgType::kPong:
       e.Uint(m.echo_wall_ms);

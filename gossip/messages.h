@@ -28,9 +28,11 @@
 //                                     that origin (a Welcome or Ack for an
 //                                     earlier incarnation of the addressee
 //                                     is ignored by the later one)
-//     kPing    [uint sent_wall_ms, uint log_end]
+//     kPing    [uint sent_wall_ms, uint log_end, applied]
 //                                     log_end: the sender's last logged seq
-//                                     of its own origin (the one scope)
+//                                     of its own origin (the one scope);
+//                                     applied: the sender's durable applied
+//                                     vector (causal stability, protocol.h)
 //     kPong    [uint echo_wall_ms, uint wall_ms]
 //     kAntiEntropy [uint kind, uint round, bool from_initiator, str scope,
 //                   payload]          an AeBody (gossip/anti_entropy.h);
@@ -76,8 +78,9 @@ namespace meridian::gossip {
 
 constexpr uint8_t kWireVersion = 1;
 // 2: kAntiEntropy; kPing carries the sender's log end; kWelcome and kAck
-// name their addressee's replica. Nodes of different protocol versions refuse each other.
-constexpr uint64_t kProtocolVersion = 2;
+// name their addressee's replica. 3: kPing carries the sender's applied
+// vector. Nodes of different protocol versions refuse each other.
+constexpr uint64_t kProtocolVersion = 3;
 
 // Limits on decoded frames (ZMQ_MAXMSGSIZE is set to kMaxFrameBytes).
 constexpr size_t kMaxFrameBytes = size_t{64} << 20;
@@ -140,6 +143,7 @@ struct Message {
   std::vector<DeltaEntry> deltas;    // kDeltas
   uint64_t seq = 0;                  // kAck; kPing: the sender's log end
   uint64_t sent_wall_ms = 0;         // kPing
+  AeApplied vector;                  // kPing: the sender's applied vector
   uint64_t echo_wall_ms = 0;         // kPong: the Ping's sent_wall_ms
   uint64_t pong_wall_ms = 0;         // kPong: the responder's clock
   AeBody ae;                         // kAntiEntropy

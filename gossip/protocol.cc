@@ -161,6 +161,14 @@ struct Protocol::Impl {
     // (for logging changes), and whether it was last seen beyond the log.
     bool pinning = true;
     bool beyond_log = false;
+
+    // Causal stability: the applied vector its last Ping reported (of the
+    // replica in reported_by), and the latest report this node's own
+    // applied vector covered when it was made usable (has_usable).
+    crdt::ReplicaId reported_by;
+    Applied reported;
+    Applied usable;
+    bool has_usable = false;
   };
 
   struct Origin {
@@ -691,7 +699,42 @@ struct Protocol::Impl {
     MaybeShip(now, p, out);
   }
 
+  // --- Causal stability ------------------------------------------------------
+
+  // Whether this node has applied everything `v` holds (default scope).
+  bool CoversReport(const Applied& v) const {
+    for (const auto& [key, seq] : v) {
+      if (key.second != kDefaultScope) continue;
+      if (AppliedOf(key.first, kDefaultScope) < seq) return false;
+    }
+    return true;
+  }
+
+  // The peer's last report becomes usable once this node holds all of it.
+  void PromoteReport(Peer& p) {
+    if (p.reported_by.node.empty() || (p.has_usable && p.usable == p.reported)) return;
+    if (!CoversReport(p.reported)) return;
+    p.usable = p.reported;
+    p.has_usable = true;
+  }
+
+  void PromoteReports() {
+    for (Peer& p : peers) PromoteReport(p);
+  }
+
   void OnPing(const Now& now, Peer& p, const Message& msg, Effects* out) {
+    if (p.reported_by != msg.header.from) {
+      // Another incarnation: what the earlier one reported no longer
+      // counts (it is retired by its successor's reports).
+      p.reported_by = msg.header.from;
+      p.usable.clear();
+      p.has_usable = false;
+    }
+    p.reported.clear();
+    for (const auto& [key, seq] : msg.vector) {
+      if (key.second == kDefaultScope) p.reported[key] = seq;
+    }
+    PromoteReport(p);
     if (p.log_end_replica != msg.header.from) {
       p.log_end_replica = msg.header.from;
       p.behind_since_ms = kNever;
@@ -990,6 +1033,7 @@ struct Protocol::Impl {
       SendAck(now, key.first, key.second, out);
     }
     for (Peer& p : peers) UpdateBehind(now, p);
+    PromoteReports();
   }
 
   // A peer's View in a round (its applied vector on kBegin, the last
@@ -1036,6 +1080,9 @@ void Protocol::OnTick(const Now& now, Effects* out) {
       ping.type = MsgType::kPing;
       ping.sent_wall_ms = now.wall_ms;
       ping.seq = m.OwnLast(kDefaultScope);
+      for (const auto& [key, seq] : m.applied) {
+        if (key.second == kDefaultScope) ping.vector[key] = seq;
+      }
       m.Send(now, p.node, std::move(ping), out);
       p.pings.emplace_back(now.wall_ms, now.mono_ms);
       while (p.pings.size() > kMaxPingsInFlight) p.pings.pop_front();
@@ -1060,16 +1107,16 @@ void Protocol::OnTick(const Now& now, Effects* out) {
       if (m.AeReady(now, p)) ready.push_back(p.node);
       all_up = all_up && p.state == PeerState::kUp && !m.BeyondLog(p);
     }
-    if (all_up && m.ae->bootstrapped() && m.opt.ae_all_up_interval_ms > 0) {
-      // Delta shipping reaches everyone: a scheduled round now and then.
-      if (now.mono_ms < m.next_all_up_round_ms) {
-        ready.clear();
-      } else if (!ready.empty()) {
-        m.next_all_up_round_ms = SatAdd(now.mono_ms, m.opt.ae_all_up_interval_ms);
-      }
-    }
+    const bool gated = all_up && m.ae->bootstrapped() && m.opt.ae_all_up_interval_ms > 0;
+    // Delta shipping reaches everyone: a scheduled round now and then (the
+    // wait starts over only once one did start).
+    if (gated && now.mono_ms < m.next_all_up_round_ms) ready.clear();
+    const uint64_t started_before = m.ae->counters().rounds_started;
     AeEffects fx;
     m.ae->OnTick(now.mono_ms, ready, &fx);
+    if (gated && m.ae->counters().rounds_started > started_before) {
+      m.next_all_up_round_ms = SatAdd(now.mono_ms, m.opt.ae_all_up_interval_ms);
+    }
     m.TakeAe(now, fx, out);
     m.StartPendingRounds(now, out);
   }
@@ -1166,6 +1213,7 @@ void Protocol::OnApplied(const Now& now, const crdt::ReplicaId& origin, const st
   for (Impl::Peer& p : m.peers) {
     if (p.log_end_replica == origin && scope == kDefaultScope) m.UpdateBehind(now, p);
   }
+  m.PromoteReports();
   m.StartPendingRounds(now, out);
 }
 
@@ -1370,6 +1418,24 @@ size_t Protocol::RegionsHolding(const std::string& scope, uint64_t seq) const {
 
 const Applied& Protocol::applied() const { return impl_->applied; }
 uint64_t Protocol::log_start() const { return impl_->log_start; }
+
+Applied Protocol::Stable() const {
+  const Impl& m = *impl_;
+  Applied out;
+  for (const Impl::Peer& p : m.peers) {
+    if (!p.has_usable) return out;
+  }
+  for (const auto& [key, seq] : m.applied) {
+    if (key.second != kDefaultScope) continue;
+    uint64_t v = seq;
+    for (const Impl::Peer& p : m.peers) {
+      auto it = p.usable.find(key);
+      v = std::min(v, it == p.usable.end() ? 0 : it->second);
+    }
+    if (v > 0) out[key] = v;
+  }
+  return out;
+}
 const ProtocolCounters& Protocol::counters() const { return impl_->counters; }
 bool Protocol::anti_entropy() const { return impl_->ae != nullptr; }
 AeCounters Protocol::ae_counters() const {

@@ -97,6 +97,18 @@
 //     completed. When a repair advanced the applied vector the driver
 //     reports the new vector (OnAeRepaired): entries held back behind a gap
 //     that it closed are applied, and origins are acknowledged.
+//   Causal stability. Every Ping carries the sender's applied vector (its
+//     report). A peer's report becomes usable once this node's own applied
+//     vector covers it (this node then holds everything that replica held
+//     when it reported); Stable() is, per origin, the minimum of this
+//     node's applied seq and every peer's usable report, and is empty while
+//     some peer has none. A peer heard under a new incarnation starts with
+//     no usable report: its predecessor no longer counts, and stability
+//     waits on the successor (whose reports cover little until it has
+//     bootstrapped). So an origin's write up to its stable seq has been
+//     applied by every replica, and every write any replica made before it
+//     applied that write has been applied here; a write made after carries
+//     a greater HLC (the replica's clock absorbed the one that brought it).
 //   Log collection. With every heartbeat the own log is truncated (a
 //     TruncateRequest) up to what every peer that pins it has
 //     acknowledged. A peer pins the entries it lacks while the oldest of
@@ -327,6 +339,12 @@ class Protocol {
   // The lowest seq of the own log not yet truncated (the log end + 1 when
   // everything is).
   uint64_t log_start() const;
+  // Causal stability (DESIGN.md §4 "Garbage"; see "Causal stability"
+  // above): per origin (default scope), the seq up to which every replica
+  // has applied that origin's writes, by reports this node has applied
+  // everything of. Empty until every peer's current incarnation has made
+  // a usable report.
+  Applied Stable() const;
   const ProtocolCounters& counters() const;
   // Whether anti-entropy runs; its counters (zero when it does not); false
   // only while a node that must bootstrap has not completed a round.

@@ -203,6 +203,7 @@ struct Transport::Impl {
   uint64_t truncate_goal = 0;
   bool truncate_pending = false;
   uint64_t truncate_failures_logged_ms = 0;
+  uint64_t next_stable_ms = 0;  // when Host::Stable is next called
   bool bootstrapped_told = false;  // Host::Bootstrapped called (or never needed)
   std::set<std::string> warned_no_endpoint;
   uint64_t bad_frames_logged_ms = 0, bad_frames_unlogged = 0;
@@ -429,6 +430,11 @@ void Transport::Impl::Turn() {
     Step(false, [this](const Now& now, Effects* fx) { protocol.OnTick(now, fx); });
   }
   TruncateSome();
+  if (MonoMs() >= next_stable_ms) {
+    next_stable_ms = MonoMs() + options.protocol.heartbeat_interval_ms;
+    Applied stable = protocol.Stable();
+    if (!stable.empty()) host->Stable(stable);
+  }
   Publish();
 }
 

@@ -78,6 +78,10 @@ class Host {
   // after it, or with an error (nothing of it applied).
   virtual void Repair(const AeRepair& repair,
                       std::function<void(Status, Applied applied_after)> done) = 0;
+  // Causal stability (Protocol::Stable()), once per heartbeat interval:
+  // what may be collected now (Host side: node/committer.h "Collection").
+  // Called on the gossip thread; must not block.
+  virtual void Stable(const Applied& stable) { (void)stable; }
   // A node that had to bootstrap (ProtocolOptions::anti_entropy.
   // must_bootstrap) completed its first anti-entropy round; called once,
   // on the gossip thread.

@@ -876,7 +876,9 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                     {"states_sent", snap.ae.states_sent},
                     {"states_received", snap.ae.states_received},
                     {"repairs", a.stats().repairs.load()},
-                    {"failed_repairs", a.stats().failed_repairs.load()}};
+                    {"failed_repairs", a.stats().failed_repairs.load()},
+                    {"tombstones_collected", a.stats().tombstones_collected.load()},
+                    {"failed_collections", a.stats().failed_collections.load()}};
   call->Send(200, json{{"node", ctx_.node->id},
                        {"region", ctx_.node->region},
                        {"cluster", ctx_.topology->cluster_name},
@@ -941,6 +943,8 @@ void Api::MetricsText(const std::shared_ptr<Call>& call) {
          snap.counters.deltas_applied);
   family("meridian_gossip_resends_total", "counter", "Times a peer's cursor fell back to resend.",
          snap.counters.resends);
+  family("meridian_tombstones_collected_total", "counter",
+         "Register tombstones dropped once causally stable.", a.stats().tombstones_collected);
   family("meridian_log_truncated_total", "counter",
          "Own delta log entries collected (every peer held them, or is past retention).",
          snap.counters.log_truncated);

@@ -100,6 +100,19 @@ void Applier::SubmitRepair(StateRepair repair, std::function<void(RepairResult)>
   cv_.notify_one();
 }
 
+void Applier::SubmitCollect(storage::AppliedVector stable, size_t limit,
+                            std::function<void(CollectResult)> done) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Pending p;
+    p.stable = std::move(stable);
+    p.collect_limit = limit;
+    p.collect_done = std::move(done);
+    queue_.push_back(std::move(p));
+  }
+  cv_.notify_one();
+}
+
 void Applier::ObserveHlc(crdt::Hlc hlc) {
   crdt::Hlc cur = observed_hlc_.load();
   while (hlc > cur && !observed_hlc_.compare_exchange_weak(cur, hlc)) {
@@ -149,8 +162,8 @@ void Applier::Run() {
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, and everything answered
       group.clear();
-      if (queue_.front().repair_done) {
-        // A repair runs alone, in its place in the queue.
+      if (queue_.front().solo()) {
+        // A repair or a collection runs alone, in its place in the queue.
         repair = std::move(queue_.front());
         queue_.pop_front();
         is_repair = true;
@@ -158,13 +171,15 @@ void Applier::Run() {
         // A group: everything up to the next repair, at most max_group_.
         size_t n = std::min(queue_.size(), max_group_);
         group.reserve(n);
-        for (size_t i = 0; i < n && !queue_.front().repair_done; ++i) {
+        for (size_t i = 0; i < n && !queue_.front().solo(); ++i) {
           group.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
       }
     }
-    if (is_repair) {
+    if (is_repair && repair.collect_done) {
+      ApplyCollect(&repair);
+    } else if (is_repair) {
       ApplyRepair(&repair);
     } else {
       ApplyGroup(&group);
@@ -206,6 +221,18 @@ void Applier::ApplyRepair(Pending* p) {
     stats_.failed_repairs++;
   }
   p->repair_done(std::move(result));
+}
+
+void Applier::ApplyCollect(Pending* p) {
+  CollectResult result;
+  committer_.Collect(p->stable, p->collect_limit, &result);
+  if (!result.status.ok()) {
+    stats_.failed_collections++;
+  } else if (result.collected > 0) {
+    stats_.tombstones_collected += result.collected;
+    Published();
+  }
+  p->collect_done(std::move(result));
 }
 
 void Applier::ApplyGroup(std::vector<Pending>* group) {

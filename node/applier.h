@@ -52,6 +52,8 @@ struct ApplierStats {
   std::atomic<uint64_t> max_group_size{0};
   std::atomic<uint64_t> repairs{0};         // anti-entropy repairs run (not groups)
   std::atomic<uint64_t> failed_repairs{0};  // of them, refused or whose batch failed
+  std::atomic<uint64_t> tombstones_collected{0};  // Committer::Collect
+  std::atomic<uint64_t> failed_collections{0};
 };
 
 class Applier {
@@ -82,6 +84,11 @@ class Applier {
   // between groups. Thread-safe; `done` runs on the applier thread once the
   // result is final (durable when ok).
   void SubmitRepair(StateRepair repair, std::function<void(RepairResult)> done);
+  // Collection (Committer::Collect with `stable` and `limit`), run alone
+  // between groups like a repair. Thread-safe; `done` runs on the applier
+  // thread.
+  void SubmitCollect(storage::AppliedVector stable, size_t limit,
+                     std::function<void(CollectResult)> done);
 
   // Thread-safe and quick: a peer's HLC (already checked against the
   // offset limit) that the clock absorbs at the start of the next group,
@@ -139,10 +146,17 @@ class Applier {
     // A repair when repair_done is set.
     StateRepair repair;
     std::function<void(RepairResult)> repair_done;
+    // A collection when collect_done is set.
+    storage::AppliedVector stable;
+    size_t collect_limit = 0;
+    std::function<void(CollectResult)> collect_done;
+    // Runs alone, not in a group.
+    bool solo() const { return repair_done || collect_done; }
   };
   void Run();
   void ApplyGroup(std::vector<Pending>* group);
   void ApplyRepair(Pending* p);
+  void ApplyCollect(Pending* p);
   // After a successful commit or repair: mirrors the committer's state.
   void Published();
 

@@ -1,12 +1,28 @@
 #include "node/committer.h"
 
+#include <algorithm>
 #include <unordered_map>
 #include <utility>
+
+#include "crdt/envelope.h"
+#include "crdt/register.h"
 
 namespace meridian::node {
 
 namespace {
 const std::string kScope;  // one placement scope until [[placement]] exists
+
+// A register tombstone: the key's only state is a deleted register (see
+// "Collection" in committer.h); *writer gets the delete's replica.
+bool IsRegisterTombstone(const crdt::Envelope& env, crdt::ReplicaId* writer) {
+  if (env.entries().size() != 1) return false;
+  const crdt::TypedState& t = env.entries().begin()->second;
+  if (t.tag != crdt::Register::kTag) return false;
+  crdt::Register r;
+  if (!crdt::Register::Decode(t.state, &r).ok() || r.IsBottom() || !r.deleted()) return false;
+  *writer = r.writer();
+  return true;
+}
 
 uint64_t AppliedOf(const storage::AppliedVector& applied, const crdt::ReplicaId& origin,
                    const std::string& scope) {
@@ -227,7 +243,38 @@ struct GroupStates {
     }
     return changes;
   }
+
+  // A collection candidate for every written key whose final state is a
+  // register tombstone, bounded by `applied` (the vector after the batch).
+  void PutGcCandidates(const storage::AppliedVector& applied, storage::WriteBatch* batch) const {
+    for (const Entry* e : written) {
+      crdt::ReplicaId writer;
+      if (!IsRegisterTombstone(e->second.state, &writer)) continue;
+      const uint64_t seq = AppliedOf(applied, writer, kScope);
+      if (seq == 0) continue;  // a writer this node has no entry for: never collected
+      batch->PutGcCandidate(storage::GcCandidate{e->first, writer, seq});
+    }
+  }
 };
+
+// Whether `incoming` (a repair's state of `key`, as of `view`) is a
+// register tombstone this node already collected: the key holds nothing
+// here and the delete is below `floor` (committer.h "Collection").
+// Rejoining it would only make it collected again, and rounds would find
+// the key differing meanwhile.
+bool AlreadyCollected(const storage::AppliedVector& floor, const std::string& key,
+                      const crdt::Envelope& incoming, const storage::AppliedVector& view,
+                      GroupStates* group) {
+  crdt::ReplicaId writer;
+  if (!IsRegisterTombstone(incoming, &writer)) return false;
+  // The delete's seq is at most view[writer]; at most the floor, it was
+  // stable when this node collected with it.
+  const uint64_t bound = AppliedOf(view, writer, kScope);
+  if (bound == 0 || bound > AppliedOf(floor, writer, kScope)) return false;
+  GroupStates::Entry* e = nullptr;
+  if (!group->Get(key, &e).ok()) return false;  // the join reports the error
+  return !e->second.had_state && e->second.state.empty();
+}
 
 // Bounded, printable form of a key for error messages (keys are untrusted
 // here: they may be long or not UTF-8).
@@ -358,6 +405,7 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
 
   // --- Digest records ------------------------------------------------------
   std::vector<DigestChange> digest_changes = group.PutDigests(&batch);
+  group.PutGcCandidates(applied, &batch);
 
   // --- Commit --------------------------------------------------------------
   crdt::Hlc bound = 0;
@@ -446,11 +494,24 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
     }
   }
 
+  if (!repair.states.empty() && repair.has_view) {
+    uint64_t behind = 0;
+    if (!Covers(repair.view, collect_floor_, &behind)) {
+      out.status = Status::FailedPrecondition(
+          "the repair's states are as of a view " + std::to_string(behind) +
+          " sequences older than tombstones already collected here; a later round brings them");
+      return;
+    }
+  }
+
   GroupStates group;
   group.store = store_;
   uint64_t conflicts = 0;
   for (size_t i = 0; i < repair.states.size(); ++i) {
     const std::string& key = repair.states[i].first;
+    if (repair.has_view && AlreadyCollected(collect_floor_, key, decoded[i], repair.view, &group)) {
+      continue;
+    }
     Status st = group.Join(key, decoded[i], "state", &conflicts, nullptr);
     if (!st.ok()) {
       out.status =
@@ -477,6 +538,7 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
   storage::WriteBatch batch;
   group.PutJoined(&batch);
   std::vector<DigestChange> digest_changes = group.PutDigests(&batch);
+  group.PutGcCandidates(advanced ? applied : meta_.applied, &batch);
   if (group.joined.empty() && !advanced) {
     last_status_ = Status::OK();
     type_conflicts_ += conflicts;
@@ -501,6 +563,75 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
   if (listener_) {
     for (const GroupStates::Entry* e : group.joined) listener_(e->first, e->second.joined_bytes);
   }
+}
+
+void Committer::Collect(const storage::AppliedVector& stable, size_t limit,
+                        CollectResult* result) {
+  CollectResult scratch;
+  CollectResult& out = result != nullptr ? *result : scratch;
+  out = CollectResult();
+  last_digest_changes_.clear();
+  std::vector<storage::GcCandidate> candidates;
+  Status st = store_->ScanGcCandidates(gc_cursor_, limit, &candidates);
+  if (!st.ok()) {
+    out.status = st;
+    return;
+  }
+  out.examined = candidates.size();
+  out.wrapped = candidates.size() < limit;
+  const std::string next_cursor = out.wrapped ? std::string() : candidates.back().key;
+
+  storage::WriteBatch batch;
+  std::vector<DigestChange> changes;
+  for (const storage::GcCandidate& c : candidates) {
+    if (AppliedOf(stable, c.writer, kScope) < c.seq) continue;  // not stable yet
+    std::string bytes;
+    st = store_->GetState(c.key, &bytes);
+    if (st.IsNotFound()) {
+      batch.DeleteGcCandidate(c.key);
+      continue;
+    }
+    crdt::Envelope env;
+    if (st.ok()) st = crdt::Envelope::DecodeStored(bytes, &env);
+    if (!st.ok()) {
+      out.status = st.WithContext("collecting key " + KeyForError(c.key));
+      return;
+    }
+    crdt::ReplicaId writer;
+    if (!IsRegisterTombstone(env, &writer)) {
+      batch.DeleteGcCandidate(c.key);  // written since: nothing to collect
+      continue;
+    }
+    if (writer != c.writer) continue;  // a later delete's candidate replaces this one
+    DigestChange change;
+    change.bucket = storage::BucketOf(c.key);
+    change.before = storage::KeyDigest(c.key, bytes);
+    batch.DeleteState(c.key);
+    batch.DeleteDigest(kScope, change.bucket, c.key);
+    batch.DeleteGcCandidate(c.key);
+    changes.push_back(change);
+  }
+  if (batch.Count() > 0) {
+    const uint64_t keys_after = meta_.key_count - std::min<uint64_t>(meta_.key_count, changes.size());
+    if (!changes.empty()) storage::PutKeyCount(keys_after, &batch);
+    st = store_->Write(&batch);
+    last_status_ = st;
+    if (!st.ok()) {
+      out.status = st;
+      return;
+    }
+    meta_.key_count = keys_after;
+    for (const DigestChange& c : changes) meta_.digest_sums.Replace(c.bucket, c.before, c.after);
+    if (!changes.empty()) {
+      for (const auto& [origin, seq] : stable) {
+        uint64_t& floor = collect_floor_[origin];
+        floor = std::max(floor, seq);
+      }
+    }
+    out.collected = changes.size();
+    last_digest_changes_ = std::move(changes);
+  }
+  gc_cursor_ = next_cursor;
 }
 
 }  // namespace meridian::node

@@ -49,6 +49,26 @@
 // keys, applied() the advance, and the change listener is called once per
 // changed key with its final state.
 //
+// Collection (DESIGN.md §4 "Garbage"): a register tombstone (a key whose
+// only state is a deleted register) is the one state that can go whole.
+// Every Commit and Repair that writes one also writes a collection
+// candidate (storage::GcCandidate) naming the delete's writer and this
+// node's applied seq of that writer after the batch (at least the delete's
+// own seq; a writer this node has no entry for gets no candidate, and its
+// tombstone stays). Collect drops, in one batch, the state, digest record
+// and candidate of each tombstone whose candidate is covered by the stable
+// vector it is given (gossip Protocol::Stable()): every replica holds the
+// delete, and any write it could still send carries a greater HLC, so no
+// older value can come back, except through an anti-entropy repair whose
+// states were read before the peer applied the delete: so Repair refuses
+// states as of a view that does not cover every stable vector Collect has
+// collected with (kept in memory: after a restart only rounds started
+// since can reach the node). A repair's register tombstone of a key this
+// node holds nothing for, whose delete is below that floor, is skipped
+// (it was collected here already). A candidate whose key no longer holds a
+// tombstone (written since) just goes. Other types' deletes keep their
+// causal context (so dots are never reissued) and are not collected.
+//
 // Thread-safety: none. One thread calls everything.
 #ifndef MERIDIAN_NODE_COMMITTER_H_
 #define MERIDIAN_NODE_COMMITTER_H_
@@ -103,11 +123,24 @@ struct StateRepair {
   std::vector<std::pair<std::string, std::string>> states;
   bool has_advance = false;
   storage::AppliedVector advance;  // with has_advance
+  // The sender's View applied vector (the states are as of it): a repair
+  // whose view does not cover every stable vector Collect has used is
+  // refused (FailedPrecondition, nothing written), since its states may
+  // predate tombstones already dropped here.
+  bool has_view = false;
+  storage::AppliedVector view;
 };
 
 struct RepairResult {
   Status status;       // ok, or why nothing was written
   size_t changed = 0;  // keys whose state changed (and were written)
+};
+
+struct CollectResult {
+  Status status;          // ok, or why nothing was written
+  size_t examined = 0;    // candidates read
+  size_t collected = 0;   // tombstones dropped
+  bool wrapped = false;   // the scan reached the last candidate (the next starts over)
 };
 
 // Called after a successful commit for every key the group changed (local
@@ -132,6 +165,14 @@ class Committer {
   // "Repair" above. `result` may be null; it is final when Repair returns:
   // durable if ok.
   void Repair(const StateRepair& repair, RepairResult* result);
+
+  // Reads at most `limit` collection candidates, from where the previous
+  // call stopped, and drops the tombstones `stable` covers (see
+  // "Collection" above), in one batch. After success digest_sums(),
+  // last_digest_changes() and key_count() reflect the dropped keys; the
+  // change listener is not called (readers saw the delete already). A
+  // failed batch changes nothing.
+  void Collect(const storage::AppliedVector& stable, size_t limit, CollectResult* result);
 
   // Absorbs a peer's HLC (already checked against the offset limit by the
   // gossip protocol) before the next timestamp is issued; one refused by
@@ -171,6 +212,10 @@ class Committer {
   uint64_t type_conflicts_ = 0;
   Status last_status_;
   std::vector<DigestChange> last_digest_changes_;
+  std::string gc_cursor_;  // Collect resumes after this candidate key ("": from the start)
+  // Entry by entry the max of every stable vector a Collect dropped
+  // something with: repairs as of views below it are refused.
+  storage::AppliedVector collect_floor_;
 };
 
 // Session tokens: "node#incarnation:seq" entries joined by ',' (the applied

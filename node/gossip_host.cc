@@ -103,6 +103,25 @@ void GossipHost::Bootstrapped() {
        (st.ok() ? std::string() : " (could not clear the stored mark: " + st.ToString() + ")"));
 }
 
+void GossipHost::Stable(const gossip::Applied& stable) {
+  if (collecting_->exchange(true)) return;  // the last one is still queued
+  // At most this many candidates per collection: one batch, a short pause
+  // between groups.
+  constexpr size_t kCollectLimit = 4096;
+  applier_->SubmitCollect(
+      stable, kCollectLimit, [flag = collecting_, failing = collect_failing_, log = log_](
+                                 CollectResult result) {
+        // Logged when it starts failing and when it recovers, not at every try.
+        const bool failed = !result.status.ok();
+        if (failing->exchange(failed) != failed) {
+          log(failed ? "collection failed (tried again every heartbeat): " +
+                           result.status.ToString()
+                     : std::string("collection works again"));
+        }
+        flag->store(false);
+      });
+}
+
 void GossipHost::ReadView(const std::string& scope, gossip::View* out) {
   if (scope != gossip::kDefaultScope) {
     // Only the default scope has digests until [[placement]] exists.
@@ -120,6 +139,8 @@ void GossipHost::Repair(const gossip::AeRepair& repair,
   for (const gossip::AeState& s : repair.states) r.states.emplace_back(s.key, s.envelope);
   r.has_advance = repair.has_advance;
   r.advance = repair.advance;
+  r.has_view = true;
+  r.view = repair.view;
   Applier* applier = applier_;
   // `done` runs on the applier thread right after the repair's batch, so
   // the applied vector read there is the one it left.

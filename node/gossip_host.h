@@ -12,6 +12,7 @@
 #ifndef MERIDIAN_NODE_GOSSIP_HOST_H_
 #define MERIDIAN_NODE_GOSSIP_HOST_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -65,6 +66,7 @@ class GossipHost : public gossip::Host {
   void Repair(const gossip::AeRepair& repair,
               std::function<void(Status, gossip::Applied applied_after)> done) override;
   void Bootstrapped() override;
+  void Stable(const gossip::Applied& stable) override;
 
  private:
   const Topology& topo_;
@@ -75,6 +77,9 @@ class GossipHost : public gossip::Host {
   Waiters* waiters_;
   std::function<void(const std::string&)> log_;
   bool must_bootstrap_ = false;
+  // A collection is queued at the applier (one at a time).
+  std::shared_ptr<std::atomic<bool>> collecting_ = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<std::atomic<bool>> collect_failing_ = std::make_shared<std::atomic<bool>>(false);
   std::unique_ptr<gossip::Transport> transport_;
 };
 

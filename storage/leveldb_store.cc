@@ -37,6 +37,10 @@ constexpr char kLogPrefix = 'l';
 constexpr char kMetaPrefix = 'm';
 constexpr char kConflictPrefix = 'c';
 constexpr char kDigestPrefix = 'd';
+constexpr char kGcPrefix = 'g';
+
+// Collection candidate value: version byte, then [replica writer, uint seq].
+constexpr uint8_t kGcValueVersion = 1;
 
 // Log entry value: version byte, then [str key, bin delta].
 constexpr uint8_t kLogValueVersion = 1;
@@ -233,6 +237,20 @@ void WriteBatch::DeleteLog(std::string_view scope, uint64_t seq) {
 
 void WriteBatch::PutMeta(std::string_view name, std::string_view value) {
   impl_->batch.Put(PrefixedKey(kMetaPrefix, name), ToSlice(value));
+  ++impl_->count;
+}
+
+void WriteBatch::PutGcCandidate(const GcCandidate& candidate) {
+  crdt::Encoder e(kGcValueVersion);
+  e.Array(2);
+  crdt::EncodeReplica(candidate.writer, &e);
+  e.Uint(candidate.seq);
+  impl_->batch.Put(PrefixedKey(kGcPrefix, candidate.key), ToSlice(e.Take()));
+  ++impl_->count;
+}
+
+void WriteBatch::DeleteGcCandidate(std::string_view key) {
+  impl_->batch.Delete(PrefixedKey(kGcPrefix, key));
   ++impl_->count;
 }
 
@@ -698,6 +716,34 @@ Status Store::TruncateLog(std::string_view scope, uint64_t through_seq, size_t l
   Status s = Write(&batch);
   if (!s.ok()) *removed = 0;
   return s;
+}
+
+Status Store::ScanGcCandidates(std::string_view after, size_t limit,
+                               std::vector<GcCandidate>* out) const {
+  out->clear();
+  if (limit == 0) return Status::OK();
+  const std::string prefix(1, kGcPrefix);
+  std::shared_lock<std::shared_mutex> lock;
+  MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions()));
+  const std::string after_key = PrefixedKey(kGcPrefix, after);
+  for (it->Seek(after.empty() ? prefix : after_key); it->Valid() && out->size() < limit;
+       it->Next()) {
+    std::string_view key = ToView(it->key());
+    if (key.substr(0, 1) != prefix) break;
+    if (!after.empty() && key == after_key) continue;
+    GcCandidate c;
+    c.key = std::string(key.substr(1));
+    crdt::Decoder d;
+    Status st = d.Parse(ToView(it->value()), kGcValueVersion);
+    std::vector<crdt::Cursor> f;
+    if (st.ok()) st = d.root().Array(&f, "collection candidate", 2);
+    if (st.ok()) st = crdt::DecodeReplica(f[0], &c.writer);
+    if (st.ok()) st = f[1].Uint(&c.seq, "collection candidate seq");
+    if (!st.ok()) return st.WithContext("collection candidate of a key in " + impl_->dir);
+    out->push_back(std::move(c));
+  }
+  return FromLevelDb(it->status(), "scanning collection candidates in " + impl_->dir);
 }
 
 Status Store::CompactAll() {

@@ -12,6 +12,9 @@
 //                               -> the key's 16-byte state digest
 //                                  (storage/digests.h), written in the
 //                                  same batch as the state it digests
+//   'g' + user key              -> a collection candidate (GcCandidate
+//                                  encoding): the key's state is a
+//                                  tombstone to drop once causally stable
 // Every write the node makes is one WriteBatch: atomic, and durable when
 // Write() returns if StoreOptions::sync (group commit batches many
 // requests into one Write).
@@ -27,6 +30,7 @@
 #include <string_view>
 #include <vector>
 
+#include "crdt/causal_context.h"
 #include "crdt/status.h"
 #include "storage/digests.h"
 
@@ -53,6 +57,17 @@ struct LogEntry {
   std::string delta;  // encoded crdt::Envelope holding the delta
 };
 
+// A tombstone waiting for causal stability (DESIGN.md §4 "Garbage"): the
+// key's state may be dropped once `writer`'s writes up to `seq` are stable.
+struct GcCandidate {
+  std::string key;
+  crdt::ReplicaId writer;
+  uint64_t seq = 0;
+  bool operator==(const GcCandidate& o) const {
+    return key == o.key && writer == o.writer && seq == o.seq;
+  }
+};
+
 class WriteBatch {
  public:
   WriteBatch();
@@ -74,6 +89,8 @@ class WriteBatch {
   void AppendLog(const LogEntry& entry);
   void DeleteLog(std::string_view scope, uint64_t seq);
   void PutMeta(std::string_view name, std::string_view value);
+  void PutGcCandidate(const GcCandidate& candidate);
+  void DeleteGcCandidate(std::string_view key);
   void PutConflict(std::string_view key, std::string_view entry);
   void DeleteConflict(std::string_view key);
   // The digest record of `key` in `scope` (storage/digests.h). A scope with
@@ -169,6 +186,11 @@ class Store {
   // reclaims their space in its own compactions.
   Status TruncateLog(std::string_view scope, uint64_t through_seq, size_t limit,
                      size_t* removed);
+  // Collection candidates with key strictly greater than `after` (all when
+  // empty), in key order, at most `limit`. *out is replaced. A record that
+  // does not decode is Corruption.
+  Status ScanGcCandidates(std::string_view after, size_t limit,
+                          std::vector<GcCandidate>* out) const;
   // Compacts the whole database now (blocking; LevelDB otherwise compacts
   // in the background as it sees fit): deleted and overwritten records
   // leave the files. For tests and tools.

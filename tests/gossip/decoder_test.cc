@@ -179,6 +179,7 @@ Message RandomMessage(Rng& rng) {
     case MsgType::kPing:
       m.sent_wall_ms = Number(rng);
       m.seq = Number(rng);
+      m.vector = RandomApplied(rng);
       break;
     case MsgType::kPong:
       m.echo_wall_ms = Number(rng);
@@ -312,6 +313,9 @@ void CheckInvariants(const Message& m) {
     }
     case MsgType::kAck:
       BOOST_TEST(m.scope.size() <= kMaxScopeBytes);
+      break;
+    case MsgType::kPing:
+      CheckApplied(m.vector);
       break;
     case MsgType::kAntiEntropy:
       CheckAeInvariants(m.ae);

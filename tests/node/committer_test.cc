@@ -680,3 +680,161 @@ BOOST_AUTO_TEST_CASE(applier_commits_remote_and_local_with_hooks) {
   BOOST_TEST(applier.stats().failed_groups.load() == 0u);
   BOOST_TEST(applier.stats().writes.load() == 1u);
 }
+
+// --- Collection (committer.h "Collection") -------------------------------------
+
+storage::AppliedVector StableAt(std::initializer_list<std::pair<crdt::ReplicaId, uint64_t>> v) {
+  storage::AppliedVector out;
+  for (const auto& [r, seq] : v) out[{r, ""}] = seq;
+  return out;
+}
+
+std::vector<storage::GcCandidate> Candidates(Node& n) {
+  std::vector<storage::GcCandidate> out;
+  BOOST_REQUIRE(n.store->ScanGcCandidates("", 1000, &out).ok());
+  return out;
+}
+
+// A register delete leaves a tombstone and a candidate; Collect drops it
+// only once the stable vector covers the delete, with its digest record
+// and key count, and a later write starts the key afresh.
+BOOST_AUTO_TEST_CASE(register_tombstones_go_once_stable) {
+  TempDir tmp;
+  Node a(tmp.sub("a"), "a", 1);
+  Node b(tmp.sub("b"), "b", 2);
+  CommitLocal(a.c(), {Put("r", 1), Put("keep", 2), Add("c", 3)});
+  CommitLocal(a.c(), {Delete("r"), Delete("c")});  // seqs 4, 5
+  BOOST_TEST(a.c()->key_count() == 3u);
+  std::vector<storage::GcCandidate> cands = Candidates(a);
+  BOOST_REQUIRE(cands.size() == 1u);  // the counter's delete keeps its state
+  BOOST_TEST(cands[0].key == "r");
+  BOOST_TEST((cands[0].writer == a.meta.replica));
+  BOOST_TEST(cands[0].seq == 5u);  // the group's last seq bounds it
+
+  CollectResult res;
+  a.c()->Collect(StableAt({{a.meta.replica, 4}}), 100, &res);
+  BOOST_TEST(res.status.ok());
+  BOOST_TEST(res.examined == 1u);
+  BOOST_TEST(res.collected == 0u);
+  BOOST_TEST(!a.State("r").empty());
+
+  a.c()->Collect(StableAt({{a.meta.replica, 5}}), 100, &res);
+  BOOST_TEST(res.status.ok());
+  BOOST_TEST(res.collected == 1u);
+  BOOST_TEST(a.State("r").empty());
+  BOOST_TEST(Candidates(a).empty());
+  BOOST_TEST(a.c()->key_count() == 2u);
+  BOOST_TEST(a.Stored().key_count == 2u);
+  BOOST_TEST(a.c()->last_digest_changes().size() == 1u);
+  BOOST_TEST((a.DiskSums().Total() == a.c()->digest_sums().Total()));
+  // b, which never held "r", now holds the same states and digests as a
+  // once it took a's log (it collects its own tombstone likewise).
+  CommitRemote(b.c(), {From(a, a.Log())});
+  BOOST_TEST(Candidates(b).size() == 1u);
+  BOOST_TEST((Candidates(b)[0].writer == a.meta.replica));
+  b.c()->Collect(StableAt({{a.meta.replica, 5}}), 100, &res);
+  BOOST_TEST(res.collected == 1u);
+  BOOST_TEST((b.c()->digest_sums().Total() == a.c()->digest_sums().Total()));
+
+  // Written again: a fresh key, readable.
+  auto w = CommitLocal(a.c(), {Put("r", "again")});
+  BOOST_REQUIRE(w[0].ok);
+  BOOST_TEST(a.Read("r")["value"] == "again");
+  BOOST_TEST(a.c()->key_count() == 3u);
+}
+
+// A candidate whose key was written since goes without touching the key;
+// a re-delete replaces the candidate.
+BOOST_AUTO_TEST_CASE(a_candidate_outlived_by_a_write_just_goes) {
+  TempDir tmp;
+  Node a(tmp.sub("a"), "a", 1);
+  CommitLocal(a.c(), {Put("r", 1)});
+  CommitLocal(a.c(), {Delete("r")});
+  CommitLocal(a.c(), {Put("r", 2)});
+  BOOST_TEST(Candidates(a).size() == 1u);
+  CollectResult res;
+  a.c()->Collect(StableAt({{a.meta.replica, 3}}), 100, &res);
+  BOOST_TEST(res.status.ok());
+  BOOST_TEST(res.collected == 0u);
+  BOOST_TEST(Candidates(a).empty());
+  BOOST_TEST(a.Read("r")["value"] == 2);
+  CommitLocal(a.c(), {Delete("r")});
+  BOOST_REQUIRE(Candidates(a).size() == 1u);
+  BOOST_TEST(Candidates(a)[0].seq == 4u);
+  a.c()->Collect(StableAt({{a.meta.replica, 3}}), 100, &res);
+  BOOST_TEST(res.collected == 0u);
+  a.c()->Collect(StableAt({{a.meta.replica, 4}}), 100, &res);
+  BOOST_TEST(res.collected == 1u);
+  BOOST_TEST(a.State("r").empty());
+}
+
+// Collect reads at most `limit` candidates per call and goes on from there.
+BOOST_AUTO_TEST_CASE(collect_goes_through_the_candidates_in_steps) {
+  TempDir tmp;
+  Node a(tmp.sub("a"), "a", 1);
+  std::vector<Operation> puts, dels;
+  for (int i = 0; i < 10; ++i) {
+    puts.push_back(Put("k" + std::to_string(i), i));
+    dels.push_back(Delete("k" + std::to_string(i)));
+  }
+  CommitLocal(a.c(), puts);
+  CommitLocal(a.c(), dels);
+  const storage::AppliedVector all = StableAt({{a.meta.replica, 20}});
+  CollectResult res;
+  size_t collected = 0;
+  for (int round = 0; round < 4; ++round) {
+    a.c()->Collect(all, 3, &res);
+    BOOST_TEST(res.status.ok());
+    BOOST_TEST(res.examined <= 3u);
+    collected += res.collected;
+  }
+  BOOST_TEST(collected == 10u);
+  BOOST_TEST(res.wrapped);
+  BOOST_TEST(a.c()->key_count() == 0u);
+  BOOST_TEST(a.States().empty());
+}
+
+// A repair whose states are as of a view older than what Collect used is
+// refused: it could bring back a value the collected tombstone hid.
+BOOST_AUTO_TEST_CASE(a_repair_older_than_a_collection_is_refused) {
+  TempDir tmp;
+  Node a(tmp.sub("a"), "a", 1);
+  Node b(tmp.sub("b"), "b", 2);
+  CommitLocal(a.c(), {Put("r", "old")});
+  CommitRemote(b.c(), {From(a, a.Log())});
+  // b's view now: a:1, holding "old".
+  StateRepair stale;
+  stale.states.emplace_back("r", b.State("r"));
+  stale.has_view = true;
+  stale.view = b.c()->applied();
+  CommitLocal(a.c(), {Delete("r")});
+  CollectResult res;
+  a.c()->Collect(StableAt({{a.meta.replica, 2}, {b.meta.replica, 0}}), 100, &res);
+  BOOST_REQUIRE(res.collected == 1u);
+  RepairResult rr;
+  a.c()->Repair(stale, &rr);
+  BOOST_TEST(rr.status.code() == Status::Code::kFailedPrecondition, rr.status.ToString());
+  BOOST_TEST(a.State("r").empty());
+  // As of a view that holds the delete, the key's state is welcome, but
+  // the tombstone itself is skipped: it was collected here already.
+  CommitRemote(b.c(), {From(a, a.Log(2))});
+  StateRepair fresh;
+  fresh.states.emplace_back("r", b.State("r"));
+  fresh.has_view = true;
+  fresh.view = b.c()->applied();
+  a.c()->Repair(fresh, &rr);
+  BOOST_TEST(rr.status.ok(), rr.status.ToString());
+  BOOST_TEST(rr.changed == 0u);
+  BOOST_TEST(a.State("r").empty());
+  // A later value of the key, as of a fresh view, is joined as usual.
+  b.wall.Advance(10);
+  CommitLocal(b.c(), {Put("r", "new")});
+  StateRepair newer;
+  newer.states.emplace_back("r", b.State("r"));
+  newer.has_view = true;
+  newer.view = b.c()->applied();
+  a.c()->Repair(newer, &rr);
+  BOOST_TEST(rr.status.ok(), rr.status.ToString());
+  BOOST_TEST(rr.changed == 1u);
+  BOOST_TEST(a.Read("r")["value"] == "new");
+}

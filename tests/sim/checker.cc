@@ -193,6 +193,9 @@ void CheckRegister(const std::string& key, const std::string& envelope,
     }
     return;
   }
+  if (r.IsBottom() && best->kind == WriteKind::kDelete) {
+    return;  // deleted, and the tombstone collected once stable
+  }
   Order final_order = RegisterOrder(r.hlc(), r.writer());
   if (best_acked != nullptr && final_order < RegisterOrder(best_acked->hlc, best_acked->writer)) {
     out->push_back("register " + key + " is " + final_desc + ", before the acknowledged " +

@@ -98,6 +98,10 @@ struct SimNode {
   crdt::ReplicaId replica;
   storage::AppliedVector durable;   // the applied vector as of the last commit
   crdt::Hlc last_register_hlc = 0;  // greatest HLC of its committed register writes
+  // Per register key, the greatest (HLC, writer) of a delete this node's
+  // state has held (since its last wipe): no value older than it may ever
+  // show here again, collected tombstone or not.
+  std::map<std::string, std::pair<crdt::Hlc, crdt::ReplicaId>> deleted;
   uint64_t beyond_since = kNever;   // clock beyond the limit from most nodes since
   uint64_t reach_mask = 0;          // the nodes it could reach at the last UpdateFences
 };
@@ -202,6 +206,12 @@ class Simulation {
   // Event handlers.
   void Deliver(Event& e);
   void Tick(Event& e);
+  // Drops what causal stability allows (Committer::Collect).
+  void Collect(SimNode& n);
+  bool ReadDominates(const std::string& key, const std::string& later, const std::string& earlier,
+                     std::string* why) const;
+  // The change listener's check: no deleted register value comes back.
+  void CheckNotResurrected(SimNode& n, const std::string& key, const std::string& envelope);
   void CommitGroup(SimNode& n);
   void CommitWrites(SimNode& n);
   void CommitRepairs(SimNode& n);
@@ -577,6 +587,9 @@ void Simulation::Start(SimNode& n) {
   now.hlc = n.clock->last();
   gossip::Applied applied = meta.applied;
   n.committer = std::make_unique<node::Committer>(n.store.get(), n.clock.get(), std::move(meta));
+  n.committer->SetChangeListener([this, &n](const std::string& key, const std::string& envelope) {
+    CheckNotResurrected(n, key, envelope);
+  });
   n.view.node = &n;
   gossip::ProtocolOptions po = scenario_.protocol;
   po.anti_entropy.must_bootstrap = n.bootstrap_pending;
@@ -714,6 +727,7 @@ void Simulation::Wipe(SimNode& n, uint64_t downtime_ms) {
   ++stats_.wipes;
   n.durable.clear();
   n.last_register_hlc = 0;
+  n.deleted.clear();
   n.bootstrap_pending = false;
   Event e;
   e.kind = EventKind::kRestartNode;
@@ -748,7 +762,78 @@ void Simulation::Tick(Event& e) {
   gossip::Effects fx;
   n.protocol->OnTick(now, &fx);
   Execute(n, now, fx);
+  if (!stop_ && n.up) Collect(n);
   ScheduleTick(n, true);
+}
+
+void Simulation::Collect(SimNode& n) {
+  node::CollectResult r;
+  n.committer->Collect(n.protocol->Stable(), 64, &r);
+  if (!r.status.ok()) {
+    Trace(n.id + ": collection failed: " + r.status.ToString());
+    return;
+  }
+  if (r.collected > 0) {
+    stats_.tombstones_collected += r.collected;
+    Trace(n.id + ": collected " + std::to_string(r.collected) + " tombstone(s)");
+  }
+}
+
+// Dominates (checker.h), with two allowances that collection (DESIGN.md §4
+// "Garbage") makes: a register state that is gone is as new as any
+// register seen before, if a delete at least as new was committed (its
+// tombstone was collected; CheckNotResurrected sees to it that nothing
+// older shows again); and a register is compared by its value and (HLC,
+// writer) alone, since a write after the collection starts the key's
+// envelope afresh (its type's origin is that write's, not the first
+// write's ever).
+bool Simulation::ReadDominates(const std::string& key, const std::string& later,
+                               const std::string& earlier, std::string* why) const {
+  auto register_of = [](const std::string& bytes, crdt::Register* r) {
+    crdt::Envelope env;
+    return !bytes.empty() && crdt::Envelope::Decode(bytes, &env).ok() && env.entries().size() == 1 &&
+           env.winner()->tag == crdt::Register::kTag &&
+           crdt::Register::Decode(env.winner()->state, r).ok();
+  };
+  crdt::Register seen;
+  if (register_of(earlier, &seen)) {
+    const auto seen_order = std::make_pair(seen.hlc(), seen.writer());
+    if (later.empty()) {
+      for (const WriteRecord& w : history_.writes) {
+        if (w.key == key && w.kind == WriteKind::kDelete && w.committed() &&
+            !(std::make_pair(w.hlc, w.writer) < seen_order)) {
+          return true;
+        }
+      }
+    }
+    crdt::Register now;
+    if (register_of(later, &now)) {
+      crdt::Register joined = now;
+      joined.Merge(seen);
+      if (joined == now) return true;
+    }
+  }
+  return Dominates(later, earlier, why);
+}
+
+void Simulation::CheckNotResurrected(SimNode& n, const std::string& key,
+                                     const std::string& envelope) {
+  crdt::Envelope env;
+  if (!crdt::Envelope::Decode(envelope, &env).ok()) return;  // the final checks say why
+  const crdt::TypedState* w = env.winner();
+  if (w == nullptr || w->tag != crdt::Register::kTag) return;
+  crdt::Register r;
+  if (!crdt::Register::Decode(w->state, &r).ok() || r.IsBottom()) return;
+  const std::pair<crdt::Hlc, crdt::ReplicaId> order{r.hlc(), r.writer()};
+  auto it = n.deleted.find(key);
+  if (r.deleted()) {
+    if (it == n.deleted.end() || it->second < order) n.deleted[key] = order;
+  } else if (it != n.deleted.end() && order < it->second) {
+    Violation(n.id + ": register " + key + " shows " + r.value() + " written at " +
+              crdt::HlcToString(r.hlc()) + " by " + r.writer().ToString() +
+              ", older than the delete at " + crdt::HlcToString(it->second.first) + " by " +
+              it->second.second.ToString() + " it held: a deleted value came back");
+  }
 }
 
 // What is queued at a node commits as the Applier would: writes and remote
@@ -771,6 +856,8 @@ void Simulation::CommitRepairs(SimNode& n) {
     for (const gossip::AeState& s : rep.states) sr.states.emplace_back(s.key, s.envelope);
     sr.has_advance = rep.has_advance;
     sr.advance = rep.advance;
+    sr.has_view = true;
+    sr.view = rep.view;
     node::RepairResult result;
     n.committer->Repair(sr, &result);
     gossip::Now now = NowOf(n);
@@ -1194,7 +1281,7 @@ void Simulation::FinishRead(PendingRead& r, SimNode& n) {
   std::string why;
   std::string& seen = s.observed[r.key];
   Trace(n.id + ": s" + std::to_string(s.id) + " reads " + r.key + " = " + RenderEnvelope(env));
-  if (!Dominates(env, seen, &why)) {
+  if (!ReadDominates(r.key, env, seen, &why)) {
     Violation("session s" + std::to_string(s.id) + " read " + r.key + " at " + n.id +
               " with token {" + TokenString(r.token) + "} (node applied {" +
               TokenString(n.committer->applied()) + "}) and went backwards: " + why);
@@ -1304,6 +1391,29 @@ bool Simulation::Quiescent(std::string* why) {
     gossip::WriteGate gate = n->protocol->Gate();
     if (!gate.ok) {
       *why = n->id + " still refuses writes: " + gate.message;
+      return false;
+    }
+    // A write to a key whose tombstone some replicas had collected and
+    // others not yet starts a fresh envelope at the former (its type's
+    // origin is that write's): anti-entropy joins the two (the smaller
+    // origin wins) after the fact.
+    if (n->committer->digest_sums().Total() != first.committer->digest_sums().Total()) {
+      *why = n->id + "'s state digest differs from " + first.id + "'s (anti-entropy ready:";
+      for (const gossip::PeerStatus& p : n->protocol->Peers(NowOf(*n))) {
+        *why += " " + p.node + "=" + (p.ae_ready ? "yes" : "no") + "/behind " +
+                std::to_string(p.behind) + "/acked " + std::to_string(p.acked);
+      }
+      *why += ")";
+      return false;
+    }
+    // Every tombstone is stable once all is applied everywhere: collected.
+    std::vector<storage::GcCandidate> left;
+    Status gs = n->store->ScanGcCandidates("", 1, &left);
+    if (!gs.ok() || !left.empty()) {
+      *why = n->id + (gs.ok() ? " still holds the tombstone of " + left[0].key + " (writer " +
+                                    left[0].writer.ToString() + " seq " +
+                                    std::to_string(left[0].seq) + ")"
+                              : " cannot scan its collection candidates: " + gs.ToString());
       return false;
     }
   }
@@ -1464,7 +1574,7 @@ SeedReport Simulation::Run() {
           std::string env, why;
           Status st = n->store->GetState(key, &env);
           if (st.IsNotFound()) env.clear();
-          if (!Dominates(env, seen, &why)) {
+          if (!ReadDominates(key, env, seen, &why)) {
             keys.insert(key);
             Violation("after quiescence session s" + std::to_string(s.id) + " reads " + key +
                       " at " + n->id + " and goes back: " + why);

@@ -92,6 +92,7 @@ struct SimStats {
   uint64_t ae_repairs = 0;  // repairs committed (with states or an advance)
   uint64_t log_truncated = 0;  // log entries collected
   uint64_t beyond_log = 0;     // times a peer lacked collected entries (repaired by AE)
+  uint64_t tombstones_collected = 0;
   uint64_t quiesce_ms = 0;  // virtual time from heal to quiescence
   uint64_t end_ms = 0;      // virtual time at the end
 };

@@ -156,6 +156,7 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
     total.ae_repairs += r.stats.ae_repairs;
     total.log_truncated += r.stats.log_truncated;
     total.beyond_log += r.stats.beyond_log;
+    total.tombstones_collected += r.stats.tombstones_collected;
     if (r.stats.quiesce_ms > total.quiesce_ms) {
       total.quiesce_ms = r.stats.quiesce_ms;
       slowest = seed;
@@ -197,7 +198,8 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
             << " abandoned, " << total.ae_states_received << " states received, "
             << total.ae_repairs << " repairs committed; log: " << total.log_truncated
             << " entries collected, " << total.beyond_log
-            << " times a peer lacked collected entries; slowest quiescence " << total.quiesce_ms
+            << " times a peer lacked collected entries, " << total.tombstones_collected
+            << " tombstones collected; slowest quiescence " << total.quiesce_ms
             << " ms (seed " << slowest << ")" << std::endl;
   // Anti-entropy must have done real work over this many seeds (a broken
   // wiring would leave these at zero and every other check green).
@@ -206,6 +208,7 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
     BOOST_TEST(total.ae_states_received > 0u);
     BOOST_TEST(total.log_truncated > 0u);
     BOOST_TEST(total.beyond_log > 0u);
+    BOOST_TEST(total.tombstones_collected > 0u);
   }
 }
 

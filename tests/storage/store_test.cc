@@ -1035,3 +1035,43 @@ BOOST_AUTO_TEST_CASE(snapshots_read_the_past_and_are_lost_on_reopen) {
   fresh.reset();
   copy.reset();
 }
+
+BOOST_AUTO_TEST_CASE(collection_candidates_round_trip_in_key_order) {
+  TempDir tmp;
+  auto store = OpenStore(tmp.path());
+  std::vector<GcCandidate> out;
+  BOOST_REQUIRE(store->ScanGcCandidates("", 10, &out).ok());
+  BOOST_CHECK(out.empty());
+  {
+    WriteBatch batch;
+    batch.PutGcCandidate(GcCandidate{"b", Replica("n1", 7), 42});
+    batch.PutGcCandidate(GcCandidate{"a", Replica("n2", 1), 1});
+    batch.PutGcCandidate(GcCandidate{std::string("c\0d", 3), Replica("n1", 7), ~uint64_t{0}});
+    batch.PutState("a", "state");  // other kinds of record do not show
+    batch.PutConflict("a", "conflict");
+    MustWrite(store.get(), &batch);
+  }
+  BOOST_REQUIRE(store->ScanGcCandidates("", 10, &out).ok());
+  BOOST_REQUIRE_EQUAL(out.size(), 3u);
+  BOOST_CHECK(out[0] == (GcCandidate{"a", Replica("n2", 1), 1}));
+  BOOST_CHECK(out[1] == (GcCandidate{"b", Replica("n1", 7), 42}));
+  BOOST_CHECK(out[2] == (GcCandidate{std::string("c\0d", 3), Replica("n1", 7), ~uint64_t{0}}));
+  BOOST_REQUIRE(store->ScanGcCandidates("a", 1, &out).ok());
+  BOOST_REQUIRE_EQUAL(out.size(), 1u);
+  BOOST_CHECK_EQUAL(out[0].key, "b");
+  BOOST_REQUIRE(store->ScanGcCandidates("c", 10, &out).ok());
+  BOOST_REQUIRE_EQUAL(out.size(), 1u);
+  {
+    WriteBatch batch;
+    batch.DeleteGcCandidate("b");
+    batch.PutGcCandidate(GcCandidate{"a", Replica("n3", 2), 5});  // replaces
+    MustWrite(store.get(), &batch);
+  }
+  store.reset();
+  store = OpenStore(tmp.path());
+  BOOST_REQUIRE(store->ScanGcCandidates("", 10, &out).ok());
+  BOOST_REQUIRE_EQUAL(out.size(), 2u);
+  BOOST_CHECK(out[0] == (GcCandidate{"a", Replica("n3", 2), 5}));
+  BOOST_CHECK_EQUAL(out[1].key, std::string("c\0d", 3));
+  BOOST_CHECK_EQUAL(StateOrMissing(*store, "a"), "state");
+}
