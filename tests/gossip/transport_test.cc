@@ -1360,7 +1360,14 @@ BOOST_AUTO_TEST_CASE(repair_states_split_into_parts_below_max_frame_bytes) {
     return sent == received;
   }));
 
-  // Exactly one round brought a's states to c, and only a's.
+  // Exactly one round brought a's states to c, and only a's. (The round
+  // counts as completed once the gossip thread hears that its repair is
+  // durable, a moment after the states are readable.)
+  BOOST_REQUIRE(WaitFor([&] {
+    const AeCounters now = c.transport().Snapshot().ae;
+    return now.rounds_completed > now.rounds_in_sync &&
+           now.rounds_started == now.rounds_completed + now.rounds_abandoned;
+  }));
   const AeCounters ae = c.transport().Snapshot().ae;
   BOOST_TEST(ae.states_received == kN);
   BOOST_TEST(c.record.Get(&ApplyRecord::repair_states) == kN);

@@ -1059,9 +1059,16 @@ void Simulation::CommitWrites(SimNode& n) {
       w.outcome = Outcome::kAcknowledged;
       // Time to notice: fresh clock samples every heartbeat, an old one
       // kept while it has the smallest round trip, and slack for delays.
-      const uint64_t grace =
+      // With delay spikes, a message a crashed or cut-off peer sent before
+      // may arrive up to a spike later and make that peer look up (and in
+      // range) until it is suspect again: that long more.
+      uint64_t grace =
           scenario_.protocol.heartbeat_interval_ms * (scenario_.protocol.clock_samples_kept + 2) +
           500;
+      if (scenario_.faulty.spike > 0) {
+        grace += scenario_.faulty.spike_max_ms +
+                 scenario_.protocol.heartbeat_interval_ms * scenario_.protocol.suspect_after_missed;
+      }
       if (n.beyond_since != kNever && now_ - n.beyond_since > grace) {
         ++stats_.acked_while_skewed;
         std::string what = n.id + " acknowledged write #" + std::to_string(w.id) +
