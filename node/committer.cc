@@ -110,6 +110,16 @@ Committer::Committer(storage::Store* store, crdt::HybridClock* clock, storage::N
   // The node's own origin is always in its applied vector (and token), at 0
   // before its first write.
   meta_.applied.try_emplace({meta_.replica, kScope}, 0);
+  // The collect floor survives restarts: a round a peer started before one
+  // may still reach this node after it. Unreadable: the applied vector,
+  // which bounds every stable vector this node can have collected with.
+  std::string floor;
+  Status st = store_->GetMeta(storage::kMetaCollectFloor, &floor);
+  if (st.ok() && !storage::DecodeApplied(floor, &collect_floor_).ok()) {
+    collect_floor_ = meta_.applied;
+  } else if (!st.ok() && !st.IsNotFound()) {
+    collect_floor_ = meta_.applied;
+  }
 }
 
 uint64_t Committer::last_seq() const { return AppliedOf(meta_.applied, meta_.replica, kScope); }
@@ -611,6 +621,14 @@ void Committer::Collect(const storage::AppliedVector& stable, size_t limit,
     batch.DeleteGcCandidate(c.key);
     changes.push_back(change);
   }
+  storage::AppliedVector floor = collect_floor_;
+  if (!changes.empty()) {
+    for (const auto& [origin, seq] : stable) {
+      uint64_t& f = floor[origin];
+      f = std::max(f, seq);
+    }
+    batch.PutMeta(storage::kMetaCollectFloor, storage::EncodeApplied(floor));
+  }
   if (batch.Count() > 0) {
     const uint64_t keys_after = meta_.key_count - std::min<uint64_t>(meta_.key_count, changes.size());
     if (!changes.empty()) storage::PutKeyCount(keys_after, &batch);
@@ -622,12 +640,7 @@ void Committer::Collect(const storage::AppliedVector& stable, size_t limit,
     }
     meta_.key_count = keys_after;
     for (const DigestChange& c : changes) meta_.digest_sums.Replace(c.bucket, c.before, c.after);
-    if (!changes.empty()) {
-      for (const auto& [origin, seq] : stable) {
-        uint64_t& floor = collect_floor_[origin];
-        floor = std::max(floor, seq);
-      }
-    }
+    collect_floor_ = std::move(floor);
     out.collected = changes.size();
     last_digest_changes_ = std::move(changes);
   }

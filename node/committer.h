@@ -62,8 +62,8 @@
 // older value can come back, except through an anti-entropy repair whose
 // states were read before the peer applied the delete: so Repair refuses
 // states as of a view that does not cover every stable vector Collect has
-// collected with (kept in memory: after a restart only rounds started
-// since can reach the node). A repair's register tombstone of a key this
+// collected with (stored with the collection, so that a round a peer
+// started before a restart is refused after it too). A repair's register tombstone of a key this
 // node holds nothing for, whose delete is below that floor, is skipped
 // (it was collected here already). A candidate whose key no longer holds a
 // tombstone (written since) just goes. Other types' deletes keep their
@@ -214,7 +214,8 @@ class Committer {
   std::vector<DigestChange> last_digest_changes_;
   std::string gc_cursor_;  // Collect resumes after this candidate key ("": from the start)
   // Entry by entry the max of every stable vector a Collect dropped
-  // something with: repairs as of views below it are refused.
+  // something with (metadata kMetaCollectFloor): repairs as of views below
+  // it are refused.
   storage::AppliedVector collect_floor_;
 };
 

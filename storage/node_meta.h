@@ -42,6 +42,9 @@ inline constexpr std::string_view kMetaKeyCount = "key_count";
 inline constexpr std::string_view kMetaDigestIndex = "digest_index";
 // 1 while a fresh incarnation has not bootstrapped, 0 (or absent) after.
 inline constexpr std::string_view kMetaBootstrap = "bootstrap";
+// The stable vector below which anti-entropy repairs are refused
+// (node/committer.h "Collection"; EncodeApplied encoding).
+inline constexpr std::string_view kMetaCollectFloor = "collect_floor";
 
 // Reads the node's metadata. *fresh is true when the store has no identity
 // yet (an empty data dir): the caller then creates one with a new
