@@ -21,10 +21,10 @@ size_t BodyFields(MsgType t) {
     case MsgType::kHello:
       return 1;
     case MsgType::kWelcome:
-    case MsgType::kRefuse:
     case MsgType::kDeltas:
     case MsgType::kPong:
       return 2;
+    case MsgType::kRefuse:
     case MsgType::kAck:
     case MsgType::kPing:
       return 3;
@@ -45,7 +45,7 @@ bool KnownAeKind(uint64_t k) {
 
 bool KnownReason(uint64_t r) {
   return r >= static_cast<uint64_t>(RefuseReason::kWrongCluster) &&
-         r <= static_cast<uint64_t>(RefuseReason::kClockAhead);
+         r <= static_cast<uint64_t>(RefuseReason::kExpired);
 }
 
 Status BoundedStr(const crdt::Cursor& c, std::string* out, const char* what, size_t min_bytes,
@@ -353,7 +353,8 @@ Status DecodeBody(const crdt::Cursor& c, uint64_t protocol, Message* m) {
       MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&r, "refusal reason"));
       if (!KnownReason(r)) return Status::Corruption("unknown refusal reason " + std::to_string(r));
       m->reason = static_cast<RefuseReason>(r);
-      return BoundedStr(f[1], &m->text, "refusal text", 0, kMaxTextBytes);
+      MERIDIAN_RETURN_IF_ERROR(BoundedStr(f[1], &m->text, "refusal text", 0, kMaxTextBytes));
+      return crdt::DecodeReplica(f[2], &m->to);
     }
     case MsgType::kDeltas:
       MERIDIAN_RETURN_IF_ERROR(BoundedStr(f[0], &m->scope, "scope", 0, kMaxScopeBytes));
@@ -389,7 +390,7 @@ bool Message::operator==(const Message& o) const {
     case MsgType::kWelcome:
       return applied == o.applied && to == o.to;
     case MsgType::kRefuse:
-      return reason == o.reason && text == o.text;
+      return reason == o.reason && text == o.text && to == o.to;
     case MsgType::kDeltas:
       return scope == o.scope && deltas == o.deltas;
     case MsgType::kAck:
@@ -426,6 +427,7 @@ std::string Encode(const Message& m) {
     case MsgType::kRefuse:
       e.Uint(static_cast<uint64_t>(m.reason));
       e.Str(std::string_view(m.text).substr(0, kMaxTextBytes));
+      crdt::EncodeReplica(m.to, &e);
       break;
     case MsgType::kDeltas:
       e.Str(m.scope);
@@ -516,6 +518,8 @@ const char* ReasonName(RefuseReason r) {
       return "no_handshake";
     case RefuseReason::kClockAhead:
       return "clock_ahead";
+    case RefuseReason::kExpired:
+      return "expired";
   }
   return "unknown";
 }

@@ -19,7 +19,9 @@
 //                                     receiver's applied seq of the
 //                                     sender's origin (the one scope); `to`:
 //                                     the replica whose Hello it answers
-//     kRefuse  [uint reason, str text]
+//     kRefuse  [uint reason, str text, replica to]
+//                                     `to`: the replica whose message is
+//                                     refused
 //     kDeltas  [str scope, [[uint seq, str key, bin delta]...]]
 //                                     seqs strictly ascending, >= 1
 //     kAck     [str scope, uint seq, replica to]
@@ -79,8 +81,9 @@ namespace meridian::gossip {
 constexpr uint8_t kWireVersion = 1;
 // 2: kAntiEntropy; kPing carries the sender's log end; kWelcome and kAck
 // name their addressee's replica. 3: kPing carries the sender's applied
-// vector. Nodes of different protocol versions refuse each other.
-constexpr uint64_t kProtocolVersion = 3;
+// vector. 4: kRefuse names its addressee's replica; reason kExpired.
+// Nodes of different protocol versions refuse each other.
+constexpr uint64_t kProtocolVersion = 4;
 
 // Limits on decoded frames (ZMQ_MAXMSGSIZE is set to kMaxFrameBytes).
 constexpr size_t kMaxFrameBytes = size_t{64} << 20;
@@ -110,6 +113,8 @@ enum class RefuseReason : uint8_t {
   kUnknownNode = 3,      // the sender's node id is not in the topology
   kNoHandshake = 4,      // a Deltas from a sender without a session: Hello again
   kClockAhead = 5,       // the header's hlc is beyond max_clock_offset_ms
+  kExpired = 6,          // the sender's incarnation was retired: it was away
+                         // longer than the retention horizon (protocol.h)
 };
 
 struct Header {
@@ -136,7 +141,7 @@ struct Message {
   MsgType type = MsgType::kPing;
   std::string region;                // kHello
   uint64_t applied = 0;              // kWelcome
-  crdt::ReplicaId to;                // kWelcome, kAck: the addressee's replica
+  crdt::ReplicaId to;                // kWelcome, kAck, kRefuse: the addressee's replica
   RefuseReason reason = RefuseReason::kNoHandshake;  // kRefuse
   std::string text;                  // kRefuse
   std::string scope;                 // kDeltas, kAck

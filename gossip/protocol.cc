@@ -16,6 +16,7 @@
 #include "gossip/protocol.h"
 
 #include <algorithm>
+#include <functional>
 #include <limits>
 #include <set>
 #include <utility>
@@ -92,6 +93,8 @@ void Effects::Clear() {
   ae_reads.clear();
   ae_repairs.clear();
   truncates.clear();
+  expirations.clear();
+  rejoin = false;
   observed_hlc = 0;
   logs.clear();
 }
@@ -169,6 +172,22 @@ struct Protocol::Impl {
     Applied reported;
     Applied usable;
     bool has_usable = false;
+
+    // Retention horizon: its incarnations up to this one are retired (0:
+    // none).
+    uint64_t expired_through = 0;
+    uint64_t expired_before = 0;  // its value before the last expiration
+    // Its last two-way contact with this node (mono): a Pong to our Ping,
+    // or a Welcome or Ack addressed to us.
+    bool contacted = false;
+    uint64_t contact_ms = 0;
+    // Anything from it at all, refused or not (mono; 0: nothing since the
+    // start), and whether its retired incarnation is left out of Stable()
+    // (retired, and nothing of it heard for longer than the horizon: a
+    // successor that may hold less than this node collected has not shown
+    // up either).
+    uint64_t any_heard_ms = 0;
+    bool excluded = false;
   };
 
   struct Origin {
@@ -206,6 +225,15 @@ struct Protocol::Impl {
   std::map<std::pair<std::string, std::string>, LogLimit> log_limits;
   std::unique_ptr<AntiEntropy> ae;  // null: no anti-entropy
   uint64_t next_all_up_round_ms = 0;  // see ProtocolOptions::ae_all_up_interval_ms
+  // Retention horizon, this node's side: when it last had two-way contact
+  // with a majority of the cluster (mono; before any since the start, the
+  // start less how long it had been absent then), and its wall clock then.
+  bool contact_since_start = false;
+  uint64_t last_contact_mono = 0;
+  uint64_t absent_at_start_ms = 0;
+  uint64_t last_contact_wall = 0;
+  bool beyond_horizon = false;
+  bool rejoining = false;
 
   Impl(ProtocolOptions o, Applied a, Now s, ViewSource* views)
       : opt(std::move(o)), start(s), applied(std::move(a)) {
@@ -225,6 +253,8 @@ struct Protocol::Impl {
       p.node = pc.node;
       p.region = pc.region;
       p.next_hello_ms = start.mono_ms;
+      auto ex = opt.expired.find(p.node);
+      if (ex != opt.expired.end()) p.expired_through = ex->second;
       peer_index[p.node] = peers.size();
       peers.push_back(std::move(p));
     }
@@ -240,6 +270,12 @@ struct Protocol::Impl {
     if (OwnLast(kDefaultScope) > 0) {
       appends.push_back(AppendRecord{OwnLast(kDefaultScope), start.wall_ms, 0});
     }
+    last_contact_wall = opt.last_contact_wall_ms;
+    if (last_contact_wall == 0 || last_contact_wall > start.wall_ms) {
+      last_contact_wall = start.wall_ms;
+    }
+    absent_at_start_ms = start.wall_ms - last_contact_wall;
+    UpdateHorizon(start, nullptr);
     UpdateStartGate();
   }
 
@@ -351,11 +387,12 @@ struct Protocol::Impl {
   }
 
   void SendRefuse(const Now& now, const std::string& node, RefuseReason r, std::string text,
-                  Effects* out) {
+                  const crdt::ReplicaId& to, Effects* out) {
     Message m;
     m.type = MsgType::kRefuse;
     m.reason = r;
     m.text = std::move(text);
+    m.to = to;
     Send(now, node, std::move(m), out);
   }
 
@@ -377,7 +414,7 @@ struct Protocol::Impl {
   // --- Shipping --------------------------------------------------------------
 
   void MaybeShip(const Now& now, Peer& p, Effects* out) {
-    if (!p.welcomed || now.mono_ms < p.hold_until_ms) return;
+    if (!p.welcomed || now.mono_ms < p.hold_until_ms || Withholding()) return;
     p.hold_until_ms = 0;
     if (p.cursor < p.acked) p.cursor = p.acked;
     if (BeyondLog(p)) {
@@ -438,6 +475,32 @@ struct Protocol::Impl {
                  out);
       return Admission::kRefused;
     }
+    p->any_heard_ms = now.mono_ms;
+    if (p->excluded) p->excluded = false;  // something of it is alive: it counts again
+    if (p->expired_through > 0 && h.from.incarnation <= p->expired_through) {
+      // A retired incarnation (see "Retention horizon"): not a peer any
+      // more, whatever it says; it must rejoin as a new one.
+      ++counters.refused_expired;
+      if (is_refuse && msg.reason == RefuseReason::kExpired && msg.to == opt.self) {
+        OnRetiredBy(now, *p, msg, /*mutual=*/true, out);
+        return Admission::kRefused;
+      }
+      LogLimited(now, p->node, "expired",
+                 "gossip: refused a " + std::string(TypeName(msg.type)) + " from " +
+                     h.from.ToString() + ": this node retired " + p->node +
+                     "'s incarnations up to " + std::to_string(p->expired_through) +
+                     " (away longer than the retention horizon)",
+                 out);
+      if (!is_refuse) {
+        SendRefuse(now, p->node, RefuseReason::kExpired,
+                   "this node retired your incarnation " + std::to_string(h.from.incarnation) +
+                       ": it was not heard for longer than the retention horizon (" +
+                       std::to_string(opt.retention_horizon_ms) +
+                       " ms); rejoin as a new incarnation",
+                   h.from, out);
+      }
+      return Admission::kRefused;
+    }
     MarkHeard(now, *p, out);
     if (h.cluster != opt.cluster) {
       ++counters.refused_other;
@@ -450,7 +513,7 @@ struct Protocol::Impl {
         SendRefuse(now, p->node, RefuseReason::kWrongCluster,
                    "this node belongs to cluster '" + opt.cluster + "', not '" +
                        Printable(h.cluster) + "'",
-                   out);
+                   h.from, out);
       }
       return Admission::kRefused;
     }
@@ -465,7 +528,7 @@ struct Protocol::Impl {
         SendRefuse(now, p->node, RefuseReason::kWrongProtocol,
                    "this node speaks gossip protocol " + std::to_string(kProtocolVersion) +
                        ", not " + std::to_string(h.protocol),
-                   out);
+                   h.from, out);
       }
       return Admission::kRefused;
     }
@@ -483,7 +546,7 @@ struct Protocol::Impl {
         SendRefuse(now, p->node, RefuseReason::kClockAhead,
                    "your hlc is " + ahead + " ms ahead of this node's wall clock; the limit is " +
                        std::to_string(opt.max_clock_offset_ms) + " ms",
-                   out);
+                   h.from, out);
       }
       return Admission::kRefusedClock;
     }
@@ -581,6 +644,7 @@ struct Protocol::Impl {
     // An answer to a Hello of an earlier incarnation of this node (still
     // in flight when it lost its data): it counts another log.
     if (msg.to != opt.self) return;
+    Contact(now, p, out);
     const uint64_t own_last = OwnLast(kDefaultScope);
     if (msg.applied > own_last) {
       LogLimited(now, p.node, "welcome_ahead",
@@ -617,6 +681,9 @@ struct Protocol::Impl {
                    "): " + Printable(msg.text),
                out);
     if (msg.reason == RefuseReason::kClockAhead) MarkRefusesOurClock(now, p);
+    if (msg.reason == RefuseReason::kExpired && msg.to == opt.self) {
+      OnRetiredBy(now, p, msg, /*mutual=*/false, out);
+    }
     if (msg.reason == RefuseReason::kNoHandshake && p.welcomed) {
       // It lost our session (it restarted): say Hello again.
       EndOutbound(p);
@@ -634,7 +701,7 @@ struct Protocol::Impl {
                      ": no hello accepted from that replica since this node started",
                  out);
       SendRefuse(now, p.node, RefuseReason::kNoHandshake,
-                 "no session with " + origin.ToString() + ": send hello", out);
+                 "no session with " + origin.ToString() + ": send hello", origin, out);
       return;
     }
     const auto key = std::make_pair(origin, msg.scope);
@@ -688,6 +755,7 @@ struct Protocol::Impl {
   void OnAck(const Now& now, Peer& p, const Message& msg, Effects* out) {
     if (msg.scope != kDefaultScope) return;  // only the one scope is shipped
     if (msg.to != opt.self) return;          // about an earlier incarnation's log
+    Contact(now, p, out);
     // Acks before the Welcome, or from another incarnation than the one
     // that welcomed us, may be about a different log: the Welcome says.
     if (!p.welcomed || p.welcomed_by != msg.header.from) return;
@@ -748,14 +816,15 @@ struct Protocol::Impl {
     Send(now, p.node, std::move(m), out);
   }
 
-  void OnPong(const Now& now, Peer& p, const Message& msg) {
+  // Whether it answers one of our Pings.
+  bool OnPong(const Now& now, Peer& p, const Message& msg) {
     // Only answers to our own Pings count, timed by the monotonic clock.
     auto it = std::find_if(p.pings.begin(), p.pings.end(),
                            [&](const auto& ping) { return ping.first == msg.echo_wall_ms; });
-    if (it == p.pings.end()) return;
+    if (it == p.pings.end()) return false;
     const uint64_t sent_mono = it->second;
     p.pings.erase(p.pings.begin(), it + 1);
-    if (now.mono_ms < sent_mono) return;
+    if (now.mono_ms < sent_mono) return false;
     // It answered a Ping sent no earlier than its last refusal of our
     // clock arrived: it takes our messages again.
     if (p.refuses_our_clock && sent_mono >= p.refused_our_clock_ms) p.refuses_our_clock = false;
@@ -779,6 +848,7 @@ struct Protocol::Impl {
     }
     p.samples.push_back(s);
     while (p.samples.size() > opt.clock_samples_kept) p.samples.pop_front();
+    return true;
   }
 
   // A new sample is about to be kept: samples from before the peer was
@@ -884,6 +954,154 @@ struct Protocol::Impl {
     if (reachable == 0 || sampled * 2 > reachable) start_gate_passed = true;
   }
 
+  // --- Retention horizon -------------------------------------------------------
+
+  // Whether `p`'s current incarnation is retired: no later one has been
+  // heard (headers of retired ones are refused before they count).
+  bool Retired(const Peer& p) const {
+    return p.expired_through > 0 && p.max_incarnation <= p.expired_through;
+  }
+
+  // The highest incarnation of `p` this node knows of (0: none).
+  uint64_t KnownIncarnation(const Peer& p) const {
+    uint64_t k = p.max_incarnation;
+    auto scan = [&](const Applied& v) {
+      for (const auto& entry : v) {
+        if (entry.first.first.node == p.node) k = std::max(k, entry.first.first.incarnation);
+      }
+    };
+    scan(applied);
+    for (const Peer& q : peers) scan(q.reported);
+    return k;
+  }
+
+  // Retires the incarnation of every peer not heard for longer than the
+  // horizon, while this node is in contact with a majority.
+  void MaybeExpire(const Now& now, Effects* out) {
+    if (opt.retention_horizon_ms == 0) return;
+    for (Peer& p : peers) {
+      p.excluded = Retired(p) &&
+                   SatSub(now.mono_ms, std::max(p.any_heard_ms, start.mono_ms)) >
+                       opt.retention_horizon_ms;
+    }
+    if (!MajorityNow(now)) return;
+    for (Peer& p : peers) {
+      const uint64_t since = p.heard ? p.last_heard_ms : start.mono_ms;
+      if (SatSub(now.mono_ms, since) <= opt.retention_horizon_ms) continue;
+      const uint64_t k = KnownIncarnation(p);
+      if (k <= p.expired_through) continue;
+      p.expired_before = p.expired_through;
+      p.expired_through = k;
+      p.excluded = true;
+      ++counters.expirations;
+      out->expirations.push_back(crdt::ReplicaId{p.node, k});
+      out->logs.push_back("gossip: retired " + p.node + "#" + std::to_string(k) +
+                          " (and its earlier incarnations): not heard for " +
+                          std::to_string(SatSub(now.mono_ms, since)) +
+                          " ms, longer than the retention horizon (" +
+                          std::to_string(opt.retention_horizon_ms) +
+                          " ms); it no longer holds back collection, and it must rejoin as a "
+                          "new incarnation");
+      // Its reports no longer count (a successor starts without one), and
+      // nothing more of it is taken: what was held for it goes.
+      p.usable.clear();
+      p.has_usable = false;
+      for (auto& [key, origin] : origins) {
+        if (key.first.node == p.node && key.first.incarnation <= k) origin.held.clear();
+      }
+      if (p.state != PeerState::kDown) SetState(now, p, PeerState::kDown, "retired", out);
+    }
+  }
+
+  // Two-way contact with `p` now.
+  void Contact(const Now& now, Peer& p, Effects* out) {
+    p.contacted = true;
+    p.contact_ms = now.mono_ms;
+    UpdateMajority(now, out);
+  }
+
+  // When this node last was in two-way contact with a majority of the
+  // cluster (itself counted): the latest time by which enough peers had
+  // answered since the start (false: never).
+  bool MajorityContactMs(uint64_t* at) const {
+    const size_t needed = (peers.size() + 1) / 2;
+    std::vector<uint64_t> times;
+    for (const Peer& p : peers) {
+      if (p.contacted) times.push_back(p.contact_ms);
+    }
+    if (needed == 0 || times.size() < needed) return false;
+    std::nth_element(times.begin(), times.begin() + static_cast<std::ptrdiff_t>(needed - 1),
+                     times.end(), std::greater<uint64_t>());
+    *at = times[needed - 1];
+    return true;
+  }
+
+  // In contact with a majority now: within down_after_missed heartbeats.
+  bool MajorityNow(const Now& now) const {
+    uint64_t at = 0;
+    return MajorityContactMs(&at) && SatSub(now.mono_ms, at) <= Interval(opt.down_after_missed);
+  }
+
+  void UpdateMajority(const Now& now, Effects* out) {
+    uint64_t at = 0;
+    if (!MajorityContactMs(&at) || (contact_since_start && at <= last_contact_mono)) return;
+    contact_since_start = true;
+    last_contact_mono = at;
+    last_contact_wall = std::max(last_contact_wall, SatSub(now.wall_ms, now.mono_ms - at));
+    if (beyond_horizon && !rejoining && AbsentMs(now) <= opt.retention_horizon_ms) {
+      beyond_horizon = false;
+      out->logs.push_back(
+          "gossip: in contact with a majority of the cluster again, none of which retired this "
+          "incarnation: writes and shipping resume");
+    }
+  }
+
+  // Beyond the horizon or rejoining, this node's data may be older than
+  // what its peers collected: it gives none of it away (no deltas, no
+  // anti-entropy) until a majority has taken it back.
+  bool Withholding() const { return beyond_horizon || rejoining; }
+
+  uint64_t AbsentMs(const Now& now) const {
+    if (contact_since_start) return SatSub(now.mono_ms, last_contact_mono);
+    return SatAdd(SatSub(now.mono_ms, start.mono_ms), absent_at_start_ms);
+  }
+
+  // `out` null: at the start.
+  void UpdateHorizon(const Now& now, Effects* out) {
+    if (beyond_horizon || peers.empty() || opt.retention_horizon_ms == 0) return;
+    const uint64_t absent = AbsentMs(now);
+    if (absent <= opt.retention_horizon_ms) return;
+    beyond_horizon = true;
+    if (out != nullptr) {
+      out->logs.push_back(
+          "gossip: no two-way contact with a majority of the cluster for " +
+          std::to_string(absent) + " ms, longer than the retention horizon (" +
+          std::to_string(opt.retention_horizon_ms) +
+          " ms): peers may have retired this incarnation; writes, deltas and anti-entropy stop "
+          "until a majority answers (and this node rejoins as a new incarnation if one "
+          "retired it)");
+    }
+  }
+
+  // `p` refused this replica as retired. `mutual`: this node retired `p`'s
+  // incarnation too.
+  void OnRetiredBy(const Now& now, const Peer& p, const Message& msg, bool mutual, Effects* out) {
+    if (rejoining) return;
+    if (mutual && opt.self.node < p.node) {
+      LogLimited(now, p.node, "retired_each_other",
+                 "gossip: " + msg.header.from.ToString() +
+                     " and this node retired each other's incarnation; it rejoins (the greater "
+                     "node id), this node keeps its data",
+                 out);
+      return;
+    }
+    rejoining = true;
+    out->rejoin = true;
+    out->logs.push_back("gossip: " + msg.header.from.ToString() + " retired this incarnation (" +
+                        opt.self.ToString() + "): " + Printable(msg.text) +
+                        "; this node rejoins as a new incarnation");
+  }
+
   // --- Anti-entropy ------------------------------------------------------------
 
   // Whether this node has applied all of `p`'s log that its last Ping
@@ -917,6 +1135,10 @@ struct Protocol::Impl {
   bool Pins(const Now& now, const Peer& p, uint64_t* at) const {
     const uint64_t own = OwnLast(kDefaultScope);
     uint64_t pin = p.acked_known ? p.acked : std::max(p.acked, log_start - 1);
+    if (Retired(p)) {
+      *at = pin;
+      return false;
+    }
     if (pin >= own) {
       *at = own;
       return true;
@@ -962,7 +1184,7 @@ struct Protocol::Impl {
   // Whether rounds this node starts may include `p` (protocol.h,
   // "Anti-entropy"): delta shipping keeps up both ways.
   bool AeReady(const Now& now, const Peer& p) const {
-    if (!ae || p.state != PeerState::kUp) return false;
+    if (!ae || p.state != PeerState::kUp || Withholding()) return false;
     if (!ae->bootstrapped()) return true;
     if (!p.welcomed) return false;
     if (!BeyondLog(p) && p.acked < OwnLast(kDefaultScope)) {
@@ -1088,6 +1310,9 @@ void Protocol::OnTick(const Now& now, Effects* out) {
       while (p.pings.size() > kMaxPingsInFlight) p.pings.pop_front();
     }
     m.next_heartbeat_ms = SatAdd(now.mono_ms, m.opt.heartbeat_interval_ms);
+    m.UpdateMajority(now, out);
+    m.MaybeExpire(now, out);
+    m.UpdateHorizon(now, out);
     m.MaybeTruncate(now, out);
   }
   for (Impl::Peer& p : m.peers) {
@@ -1153,10 +1378,10 @@ void Protocol::OnMessage(const Now& now, const Message& msg, Effects* out) {
       m.OnPing(now, *p, msg, out);
       break;
     case MsgType::kPong:
-      m.OnPong(now, *p, msg);
+      if (m.OnPong(now, *p, msg)) m.Contact(now, *p, out);
       break;
     case MsgType::kAntiEntropy:
-      if (m.ae) {
+      if (m.ae && !m.Withholding()) {
         AeEffects fx;
         m.ae->OnMessage(now.mono_ms, p->node, msg.ae, &fx);
         m.TakeAe(now, fx, out);
@@ -1327,12 +1552,29 @@ WriteGate Protocol::Gate() const {
     }
   }
   WriteGate g;
+  if (m.rejoining) {
+    g.ok = false;
+    g.code = "rejoining";
+    g.message =
+        "a peer retired this incarnation (it was away longer than the retention horizon); "
+        "this node is restarting as a new incarnation";
+    return g;
+  }
   if (m.ae && !m.ae->bootstrapped()) {
     g.ok = false;
     g.code = "bootstrapping";
     g.message =
         "this node started on an empty data dir as a new incarnation; it takes writes once it "
         "has completed one anti-entropy round with a peer";
+    return g;
+  }
+  if (m.beyond_horizon) {
+    g.ok = false;
+    g.code = "beyond_horizon";
+    g.message = "this node has had no two-way contact with a majority of the cluster for longer "
+                "than the retention horizon (" + std::to_string(m.opt.retention_horizon_ms) +
+                " ms), so its peers may have retired this incarnation; it takes writes again once "
+                "a majority answers";
     return g;
   }
   if (reachable == 0) return g;
@@ -1399,6 +1641,8 @@ std::vector<PeerStatus> Protocol::Peers(const Now& now) const {
     uint64_t pinned_at = 0;
     s.pins_log = m.Pins(now, p, &pinned_at);
     s.beyond_log = m.BeyondLog(p);
+    s.expired_through = p.expired_through;
+    s.retired = m.Retired(p);
     out.push_back(std::move(s));
   }
   return out;
@@ -1422,13 +1666,16 @@ uint64_t Protocol::log_start() const { return impl_->log_start; }
 Applied Protocol::Stable() const {
   const Impl& m = *impl_;
   Applied out;
+  // A retired incarnation no longer counts while nothing of it is heard
+  // (see "Retention horizon").
   for (const Impl::Peer& p : m.peers) {
-    if (!p.has_usable) return out;
+    if (!p.has_usable && !p.excluded) return out;
   }
   for (const auto& [key, seq] : m.applied) {
     if (key.second != kDefaultScope) continue;
     uint64_t v = seq;
     for (const Impl::Peer& p : m.peers) {
+      if (p.excluded) continue;
       auto it = p.usable.find(key);
       v = std::min(v, it == p.usable.end() ? 0 : it->second);
     }
@@ -1436,6 +1683,24 @@ Applied Protocol::Stable() const {
   }
   return out;
 }
+void Protocol::OnExpirationFailed(const crdt::ReplicaId& expired) {
+  Impl::Peer* p = impl_->FindPeer(expired.node);
+  if (p == nullptr || p->expired_through != expired.incarnation) return;
+  p->expired_through = p->expired_before;
+  p->excluded = false;
+}
+
+HorizonStatus Protocol::Horizon(const Now& now) const {
+  const Impl& m = *impl_;
+  HorizonStatus h;
+  h.horizon_ms = m.opt.retention_horizon_ms;
+  h.absent_ms = m.peers.empty() ? 0 : m.AbsentMs(now);
+  h.last_contact_wall_ms = m.last_contact_wall;
+  h.beyond = m.beyond_horizon;
+  h.rejoining = m.rejoining;
+  return h;
+}
+
 const ProtocolCounters& Protocol::counters() const { return impl_->counters; }
 bool Protocol::anti_entropy() const { return impl_->ae != nullptr; }
 AeCounters Protocol::ae_counters() const {

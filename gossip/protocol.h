@@ -124,6 +124,35 @@
 //     shipping lag, starts a round with it at once, and keeps scheduled
 //     rounds at anti_entropy.interval_ms while it lasts. The repair makes
 //     it acknowledge the sender's View, and shipping resumes from there.
+//   Retention horizon (retention_horizon_ms; DESIGN.md §4 "Garbage"). A
+//     peer not heard for longer than the horizon, while this node is in
+//     two-way contact with a majority of the cluster (itself counted: so a
+//     node cut off with a minority retires no one, and of two sides of a
+//     split only the larger retires the other), has its incarnation
+//     retired: the highest incarnation of it this node knows (heard, or
+//     named in the applied vector or a peer's report; none known: not
+//     retired) goes out in Effects::expirations to be stored, its reports
+//     are dropped, it no longer pins the log, and every message from that
+//     incarnation or an earlier one is refused with kExpired (never
+//     handled; the node is not marked heard). It no longer holds back
+//     Stable() while nothing at all (refused messages included) has come
+//     from that node for longer than the horizon: once something has, a
+//     successor may be on its way, and stability waits for its report.
+//     The successor (a greater incarnation) is a peer like any other.
+//     This node's own side: two-way contact with a peer is a Pong to its
+//     Ping, or a Welcome or an Ack addressed to it; in contact with a
+//     majority means with enough peers within down_after_missed
+//     heartbeats. When it last was is kept, by wall clock across restarts
+//     (ProtocolOptions::last_contact_wall_ms); while that lies further
+//     back than the horizon, peers may have retired this incarnation and
+//     its data may lack deletes they collected: Gate() refuses writes
+//     ("beyond_horizon"), and it ships no deltas and takes no part in
+//     anti-entropy (so a new incarnation elsewhere never bootstraps from
+//     it), until a majority answers. A kExpired refusal addressed to this
+//     replica means a peer did retire it: Effects::rejoin, and Gate()
+//     refuses writes ("rejoining"). When two nodes retired each other (as
+//     across a partial partition), only the one with the greater node id
+//     rejoins; the other keeps its data.
 #ifndef MERIDIAN_GOSSIP_PROTOCOL_H_
 #define MERIDIAN_GOSSIP_PROTOCOL_H_
 
@@ -180,6 +209,14 @@ struct ProtocolOptions {
   uint64_t log_retention_bytes = uint64_t{1} << 30;
   // The lowest seq in the own log at start (0: the log is empty).
   uint64_t log_first_seq = 0;
+  // Retention horizon (see "Retention horizon" above; 0: none).
+  uint64_t retention_horizon_ms = uint64_t{7} * 24 * 3600 * 1000;
+  // Retired incarnations, as stored: node id -> the highest incarnation of
+  // it this node retired.
+  std::map<std::string, uint64_t> expired;
+  // When this node last had two-way contact with a peer, by its wall
+  // clock, as stored (0: unknown, as in a new data dir: counts as now).
+  uint64_t last_contact_wall_ms = 0;
 };
 
 // Time as the driver sees it. mono_ms drives timers (never goes back);
@@ -237,6 +274,13 @@ struct Effects {
   std::vector<AeReadStates> ae_reads;  // serve, then OnAeStatesSent / OnAeReadFailed
   std::vector<AeRepair> ae_repairs;    // apply in order, then OnAeRepaired / OnAeRepairFailed
   std::vector<TruncateRequest> truncates;
+  // Incarnations this node retires now: (node id, highest incarnation
+  // retired). Store each durably before the next Stable() call, or call
+  // OnExpirationFailed.
+  std::vector<crdt::ReplicaId> expirations;
+  // A peer retired this incarnation: stop, move the data aside and start
+  // again as a new incarnation (set once; the reason is in `logs`).
+  bool rejoin = false;
   crdt::Hlc observed_hlc = 0;     // max accepted header HLC (0: none)
   std::vector<std::string> logs;  // one sentence each: refusals, handshakes, state changes
 
@@ -263,11 +307,23 @@ struct PeerStatus {
   bool ae_ready = false;              // takes part in anti-entropy rounds we start
   bool pins_log = false;              // the own log is kept for it (see "Log collection")
   bool beyond_log = false;            // it lacks truncated entries: anti-entropy repairs it
+  uint64_t expired_through = 0;       // its incarnations up to this one are retired (0: none)
+  bool retired = false;               // its current incarnation is retired
+};
+
+// This node's side of the retention horizon.
+struct HorizonStatus {
+  uint64_t horizon_ms = 0;            // 0: none
+  uint64_t absent_ms = 0;             // since its last two-way contact with a peer
+  uint64_t last_contact_wall_ms = 0;  // when that was, by its wall clock
+  bool beyond = false;                // absent longer than the horizon: writes refused
+  bool rejoining = false;             // a peer retired this incarnation
 };
 
 struct WriteGate {
   bool ok = true;
-  std::string code;     // "clock_skew" or "bootstrapping" when refused
+  std::string code;     // "clock_skew", "bootstrapping", "beyond_horizon" or "rejoining"
+                        // when refused
   std::string message;  // a sentence for the 503 body
 };
 
@@ -282,6 +338,8 @@ struct ProtocolCounters {
   uint64_t resends = 0;               // cursor fell back to acked
   uint64_t log_truncated = 0;         // own log entries given to TruncateRequests
   uint64_t beyond_log = 0;            // times a peer was found lacking truncated entries
+  uint64_t refused_expired = 0;       // messages refused from retired incarnations
+  uint64_t expirations = 0;           // incarnations this node retired
 };
 
 class Protocol {
@@ -324,6 +382,9 @@ class Protocol {
   void OnAeRepaired(const Now& now, const AeRepair& repair, const Applied& applied_after,
                     Effects* out);
   void OnAeRepairFailed(const Now& now, const AeRepair& repair, Effects* out);
+  // An Effects::expirations entry could not be stored: it is undone (and
+  // tried again at a later heartbeat).
+  void OnExpirationFailed(const crdt::ReplicaId& expired);
 
   // The header for a message this node sends now.
   Header MakeHeader(const Now& now) const;
@@ -345,6 +406,7 @@ class Protocol {
   // everything of. Empty until every peer's current incarnation has made
   // a usable report.
   Applied Stable() const;
+  HorizonStatus Horizon(const Now& now) const;
   const ProtocolCounters& counters() const;
   // Whether anti-entropy runs; its counters (zero when it does not); false
   // only while a node that must bootstrap has not completed a round.

@@ -29,6 +29,7 @@
 #include <zmq.hpp>
 
 #include "storage/digests.h"
+#include "storage/node_meta.h"
 
 namespace meridian::gossip {
 namespace {
@@ -152,7 +153,9 @@ struct Transport::Impl {
         mailbox(std::make_shared<Mailbox>()),
         views(h),
         protocol(WithLogStart(options.protocol, st), std::move(applied), StartNow(),
-                 options.anti_entropy ? &views : nullptr) {
+                 options.anti_entropy ? &views : nullptr),
+        stored_expired(options.protocol.expired),
+        stored_contact_ms(options.protocol.last_contact_wall_ms) {
     Publish();
   }
 
@@ -204,6 +207,11 @@ struct Transport::Impl {
   bool truncate_pending = false;
   uint64_t truncate_failures_logged_ms = 0;
   uint64_t next_stable_ms = 0;  // when Host::Stable is next called
+  // Retention horizon: the retired incarnations as stored, and the last
+  // contact time as stored (written again once it moved on by a step).
+  std::map<std::string, uint64_t> stored_expired;
+  uint64_t stored_contact_ms = 0;
+  bool rejoin_told = false;
   bool bootstrapped_told = false;  // Host::Bootstrapped called (or never needed)
   std::set<std::string> warned_no_endpoint;
   uint64_t bad_frames_logged_ms = 0, bad_frames_unlogged = 0;
@@ -268,6 +276,9 @@ struct Transport::Impl {
   void ServeAeRead(const Now& now, const AeReadStates& read, Effects* follow_up);
   void Repair(AeRepair repair);
   void TruncateSome();
+  void StoreExpirations(const std::vector<crdt::ReplicaId>& expired);
+  void StoreContact();
+  void Rejoin();
   // Sends now, holds for a delay fault, or drops for a drop fault.
   void Dispatch(const std::string& peer, std::string frame, uint64_t mono_ms);
   void SendFrame(const std::string& peer, const std::string& frame);
@@ -434,8 +445,53 @@ void Transport::Impl::Turn() {
     next_stable_ms = MonoMs() + options.protocol.heartbeat_interval_ms;
     Applied stable = protocol.Stable();
     if (!stable.empty()) host->Stable(stable);
+    StoreContact();
   }
   Publish();
+}
+
+void Transport::Impl::StoreExpirations(const std::vector<crdt::ReplicaId>& expired) {
+  std::map<std::string, uint64_t> next = stored_expired;
+  for (const crdt::ReplicaId& r : expired) {
+    uint64_t& through = next[r.node];
+    through = std::max(through, r.incarnation);
+  }
+  storage::WriteBatch batch;
+  storage::PutExpired(next, &batch);
+  Status s = store->Write(&batch);
+  if (s.ok()) {
+    stored_expired = std::move(next);
+    return;
+  }
+  host->Log("gossip: cannot store the retired incarnations (" + s.ToString() +
+            "); they are retired again at a later heartbeat");
+  for (const crdt::ReplicaId& r : expired) protocol.OnExpirationFailed(r);
+}
+
+// The last two-way contact, stored once it moved on by a step (a 32nd of
+// the horizon, from 1 to 60 s): a restart then knows how long this node
+// has been away (protocol.h "Retention horizon").
+void Transport::Impl::StoreContact() {
+  Now now;
+  now.mono_ms = MonoMs();
+  now.wall_ms = wall->NowMs();
+  const HorizonStatus h = protocol.Horizon(now);
+  if (h.horizon_ms == 0 || h.rejoining) return;
+  const uint64_t step = std::clamp<uint64_t>(h.horizon_ms / 32, 1000, 60000);
+  if (h.last_contact_wall_ms < stored_contact_ms + step) return;
+  storage::WriteBatch batch;
+  storage::PutLastContact(h.last_contact_wall_ms, &batch);
+  if (store->Write(&batch).ok()) stored_contact_ms = h.last_contact_wall_ms;
+}
+
+void Transport::Impl::Rejoin() {
+  if (rejoin_told) return;
+  rejoin_told = true;
+  storage::WriteBatch batch;
+  storage::PutRetired(&batch);
+  Status s = store->Write(&batch);
+  if (!s.ok()) host->Log("gossip: cannot store the retired mark: " + s.ToString());
+  host->Rejoin();
 }
 
 // One chunk per turn, so that a long truncation (after a peer was away)
@@ -606,6 +662,7 @@ void Transport::Impl::ReleaseDelayed(uint64_t mono_ms) {
 static bool Empty(const Effects& fx) {
   return fx.sends.empty() && fx.ships.empty() && fx.applies.empty() && fx.peer_events.empty() &&
          fx.ae_reads.empty() && fx.ae_repairs.empty() && fx.truncates.empty() && fx.logs.empty() &&
+         fx.expirations.empty() && !fx.rejoin &&
          fx.observed_hlc == 0;
 }
 
@@ -637,6 +694,10 @@ void Transport::Impl::Execute(const Now& now, Effects* fx, bool* progress) {
   Effects next;
   if (fx->observed_hlc != 0) host->ObserveHlc(fx->observed_hlc);
   for (const std::string& line : fx->logs) host->Log(line);
+  // Stored before anything else of the step: Stable() no longer waits on
+  // a retired incarnation, so a restart must still refuse it.
+  if (!fx->expirations.empty()) StoreExpirations(fx->expirations);
+  if (fx->rejoin) Rejoin();
   if (!fx->peer_events.empty()) *progress = true;
   for (const auto& [peer, msg] : fx->sends) Dispatch(peer, Encode(msg), now.mono_ms);
   for (const ShipRequest& req : fx->ships) Ship(now, req, &next);
@@ -911,6 +972,7 @@ void Transport::Impl::Publish() {
   snap.bootstrapped = protocol.bootstrapped();
   snap.ae = protocol.ae_counters();
   snap.log_start = protocol.log_start();
+  snap.horizon = protocol.Horizon(now);
   snap.bytes_in = bytes_in;
   snap.bytes_out = bytes_out;
   snap.frames_in = frames_in;

@@ -26,6 +26,11 @@
 // Log collection: the Protocol's TruncateRequests are carried out on the
 // gossip thread, at most 8192 entries per turn of its loop.
 //
+// Retention horizon: the Protocol's expirations are stored (node_meta
+// "expired") as soon as they come; the last two-way contact is stored
+// once per step (node_meta "last_contact"); a rejoin stores the retired
+// mark, then calls Host::Rejoin.
+//
 // Sockets: ZMQ_MAXMSGSIZE = kMaxFrameBytes, ZMQ_LINGER = 0, ZMQ_SNDHWM and
 // ZMQ_RCVHWM bounded, ZMQ_IMMEDIATE on the DEALERs (nothing queues for a
 // peer that is not connected; the Protocol resends instead), reconnect
@@ -86,6 +91,11 @@ class Host {
   // must_bootstrap) completed its first anti-entropy round; called once,
   // on the gossip thread.
   virtual void Bootstrapped() {}
+  // A peer retired this incarnation (protocol.h "Retention horizon"; the
+  // retired mark is stored first): the node must stop, move its data aside
+  // and start again as a new incarnation. Called once, on the gossip
+  // thread; must not block.
+  virtual void Rejoin() {}
 };
 
 struct TransportOptions {
@@ -113,6 +123,7 @@ struct TransportSnapshot {
   uint64_t frames_in = 0, frames_out = 0, bad_frames = 0, dropped_by_faults = 0;
   uint64_t bytes_in = 0, bytes_out = 0;  // gossip payload bytes received and sent
   uint64_t log_start = 0;  // the lowest own log seq not yet truncated
+  HorizonStatus horizon;
 };
 
 class Transport {

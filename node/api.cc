@@ -845,7 +845,9 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                      {"behind", p.behind},
                      {"anti_entropy_ready", p.ae_ready},
                      {"pins_log", p.pins_log},
-                     {"beyond_log", p.beyond_log}});
+                     {"beyond_log", p.beyond_log},
+                     {"retired_through", or_null(p.expired_through > 0, p.expired_through)},
+                     {"retired", p.retired}});
   }
   ApiError why;
   bool writable = Writable(&why);
@@ -879,6 +881,14 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                     {"failed_repairs", a.stats().failed_repairs.load()},
                     {"tombstones_collected", a.stats().tombstones_collected.load()},
                     {"failed_collections", a.stats().failed_collections.load()}};
+  // This node's side of the retention horizon (gossip/protocol.h).
+  json horizon{{"horizon_ms", ctx_.topology->retention_horizon_ms},
+               {"absent_ms", snap.horizon.absent_ms},
+               {"last_contact_ms", snap.horizon.last_contact_wall_ms},
+               {"beyond", snap.horizon.beyond},
+               {"rejoining", snap.horizon.rejoining},
+               {"retired_incarnations", snap.counters.expirations},
+               {"refused_retired", snap.counters.refused_expired}};
   call->Send(200, json{{"node", ctx_.node->id},
                        {"region", ctx_.node->region},
                        {"cluster", ctx_.topology->cluster_name},
@@ -899,7 +909,8 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                        {"peers", peers},
                        {"clock", clock},
                        {"gossip", gossip_json},
-                       {"anti_entropy", anti_entropy}});
+                       {"anti_entropy", anti_entropy},
+                       {"retention", horizon}});
 }
 
 void Api::MetricsText(const std::shared_ptr<Call>& call) {
@@ -945,6 +956,12 @@ void Api::MetricsText(const std::shared_ptr<Call>& call) {
          snap.counters.resends);
   family("meridian_tombstones_collected_total", "counter",
          "Register tombstones dropped once causally stable.", a.stats().tombstones_collected);
+  family("meridian_incarnations_retired_total", "counter",
+         "Peer incarnations retired for an absence beyond the retention horizon.",
+         snap.counters.expirations);
+  family("meridian_beyond_horizon", "gauge",
+         "1 while this node has had no contact with a peer for longer than the retention horizon.",
+         snap.horizon.beyond ? 1 : 0);
   family("meridian_log_truncated_total", "counter",
          "Own delta log entries collected (every peer held them, or is past retention).",
          snap.counters.log_truncated);

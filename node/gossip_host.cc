@@ -28,6 +28,7 @@ gossip::ProtocolOptions ProtocolOptionsFor(const Topology& topo, const NodeConfi
   o.ae_all_up_interval_ms = 10 * topo.anti_entropy_interval_ms;
   o.log_retention_ms = topo.log_retention_ms;
   o.log_retention_bytes = topo.log_retention_bytes;
+  o.retention_horizon_ms = topo.retention_horizon_ms;
   return o;
 }
 
@@ -55,6 +56,8 @@ Status GossipHost::Start() {
   if (options.peers.empty()) return Status::OK();
   options.protocol = ProtocolOptionsFor(topo_, me_, applier_->replica());
   options.protocol.anti_entropy.must_bootstrap = must_bootstrap_;
+  options.protocol.expired = expired_;
+  options.protocol.last_contact_wall_ms = last_contact_ms_;
   transport_ = std::make_unique<gossip::Transport>(std::move(options), store_, this, wall_,
                                                    applier_->Applied());
   gossip::Transport* t = transport_.get();
@@ -101,6 +104,10 @@ void GossipHost::Bootstrapped() {
   // harmless.
   log_("bootstrapped: completed an anti-entropy round with a peer; taking writes" +
        (st.ok() ? std::string() : " (could not clear the stored mark: " + st.ToString() + ")"));
+}
+
+void GossipHost::Rejoin() {
+  if (on_rejoin_) on_rejoin_();
 }
 
 void GossipHost::Stable(const gossip::Applied& stable) {

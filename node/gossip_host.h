@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,6 +44,15 @@ class GossipHost : public gossip::Host {
   // refused (503 bootstrapping) until an anti-entropy round completes,
   // which clears the stored mark. Call before Start.
   void set_must_bootstrap(bool must) { must_bootstrap_ = must; }
+  // As stored (storage NodeMeta::expired, last_contact_ms). Before Start.
+  void set_horizon_state(std::map<std::string, uint64_t> expired, uint64_t last_contact_ms) {
+    expired_ = std::move(expired);
+    last_contact_ms_ = last_contact_ms;
+  }
+  // Called once (on the gossip thread, after the retired mark is stored)
+  // when a peer retired this incarnation: the node must restart as a new
+  // one. Before Start.
+  void set_on_rejoin(std::function<void()> f) { on_rejoin_ = std::move(f); }
 
   // Call before the Applier starts (it sets the applier's append and
   // commit listeners). Creates and starts the transport when there are
@@ -67,6 +77,7 @@ class GossipHost : public gossip::Host {
               std::function<void(Status, gossip::Applied applied_after)> done) override;
   void Bootstrapped() override;
   void Stable(const gossip::Applied& stable) override;
+  void Rejoin() override;
 
  private:
   const Topology& topo_;
@@ -77,6 +88,9 @@ class GossipHost : public gossip::Host {
   Waiters* waiters_;
   std::function<void(const std::string&)> log_;
   bool must_bootstrap_ = false;
+  std::map<std::string, uint64_t> expired_;
+  uint64_t last_contact_ms_ = 0;
+  std::function<void()> on_rejoin_;
   // A collection is queued at the applier (one at a time).
   std::shared_ptr<std::atomic<bool>> collecting_ = std::make_shared<std::atomic<bool>>(false);
   std::shared_ptr<std::atomic<bool>> collect_failing_ = std::make_shared<std::atomic<bool>>(false);

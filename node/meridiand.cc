@@ -10,7 +10,21 @@
 // the requests still waiting (w=N, session tokens) as they stand, stops
 // accepting, finishes what is in flight, stops gossip, closes LevelDB and
 // exits 0.
+//
+// Rejoining (DESIGN.md §4 "Garbage", gossip/protocol.h "Retention
+// horizon"): when a peer retired this incarnation (it was away longer than
+// the retention horizon), the node stops as above, renames its data dir to
+// DATA_DIR.retired-INCARNATION (kept for an operator; nothing in it is
+// used again) and starts over on an empty one as a new incarnation, which
+// bootstraps from its peers (--bootstrap does not apply). A data dir left
+// with the stored retired mark (a crash in between) is moved aside the
+// same way at the next start.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
@@ -79,6 +93,40 @@ uint64_t NewIncarnation() {
   return (wall.NowMs() << 16) | (rd() & 0xffff);
 }
 
+struct Flags {
+  bool fault_injection = false;
+  bool bootstrap = false;
+  int64_t clock_offset_ms = 0;
+};
+
+// Set by the gossip thread when a peer retired this incarnation; SIGUSR2
+// then wakes the main thread's sigwait.
+std::atomic<bool> g_rejoin{false};
+
+// Renames the data dir of a retired incarnation out of the way.
+Status MoveAside(const std::string& dir, const crdt::ReplicaId& old, std::string* moved_to) {
+  std::string base = dir;
+  while (base.size() > 1 && base.back() == '/') base.pop_back();
+  base += ".retired-" + std::to_string(old.incarnation);
+  std::string to = base;
+  for (int i = 1; access(to.c_str(), F_OK) == 0; ++i) {
+    if (i > 1000) return Status::IOError("cannot find a free name next to " + base);
+    to = base + "." + std::to_string(i);
+  }
+  if (rename(dir.c_str(), to.c_str()) != 0) {
+    return Status::IOError("cannot rename " + dir + " to " + to + ": " + std::strerror(errno));
+  }
+  *moved_to = to;
+  return Status::OK();
+}
+
+// Runs the node until a stop signal (returns the exit status) or until a
+// peer retired its incarnation (*rejoin: the data dir is closed, and the
+// caller runs it again, which moves the data aside). `rejoined`: this run
+// follows such a move.
+int RunNode(const Topology& topo, const NodeConfig* me, const Flags& flags, bool rejoined,
+            const sigset_t& signals, bool* rejoin);
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -108,6 +156,10 @@ int main(int argc, char** argv) {
     }
   }
   if (config.empty() || node_id.empty()) return Usage("--config and --node are required");
+  Flags flags;
+  flags.fault_injection = fault_injection;
+  flags.bootstrap = bootstrap;
+  flags.clock_offset_ms = clock_offset_ms;
 
   Topology topo;
   Status st = LoadTopology(config, &topo);
@@ -132,8 +184,29 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGUSR2);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+
+  bool rejoined = false;
+  for (;;) {
+    bool rejoin = false;
+    const int rc = RunNode(topo, me, flags, rejoined, signals, &rejoin);
+    if (!rejoin) return rc;
+    rejoined = true;
+  }
+}
+
+namespace {
+
+int RunNode(const Topology& topo, const NodeConfig* me, const Flags& flags, bool rejoined,
+            const sigset_t& signals, bool* rejoin) {
+  *rejoin = false;
+  const std::string& node_id = me->id;
+  bool bootstrap = flags.bootstrap && !rejoined;
+  const bool fault_injection = flags.fault_injection;
+  const int64_t clock_offset_ms = flags.clock_offset_ms;
+  Status st;
 
   storage::StoreOptions options;
   options.sync = me->sync;
@@ -142,6 +215,31 @@ int main(int argc, char** argv) {
   if (!st.ok()) {
     Log("cannot open data dir: " + st.ToString());
     return 1;
+  }
+  {
+    // A retired incarnation (this run follows a rejoin, or one was cut
+    // short): its data goes aside, and the node starts on an empty dir.
+    storage::NodeMeta old;
+    bool empty = false;
+    st = storage::LoadNodeMeta(*store, node_id, &old, &empty);
+    if (st.ok() && !empty && (old.retired || rejoined)) {
+      store.reset();
+      std::string moved_to;
+      st = MoveAside(me->data_dir, old.replica, &moved_to);
+      if (!st.ok()) {
+        Log("cannot move the retired incarnation's data aside: " + st.ToString());
+        return 1;
+      }
+      Log("incarnation " + old.replica.ToString() +
+          " was retired by a peer (away longer than the retention horizon): its data dir is "
+          "now " + moved_to + "; starting over as a new incarnation");
+      bootstrap = false;
+      st = storage::Store::Open(me->data_dir, options, &store);
+      if (!st.ok()) {
+        Log("cannot open data dir: " + st.ToString());
+        return 1;
+      }
+    }
   }
   // A data dir written before the anti-entropy digest index existed gets
   // it now (a no-op otherwise), before the metadata loads the sums from it.
@@ -214,6 +312,14 @@ int main(int argc, char** argv) {
   if (clock_offset_ms != 0) {
     Log("test only: wall clock shifted by " + std::to_string(clock_offset_ms) + " ms");
   }
+  if (bootstraps_from_peers && meta.last_contact_ms != 0 &&
+      wall.NowMs() > meta.last_contact_ms + topo.retention_horizon_ms) {
+    Log("no two-way contact with any peer for " +
+        std::to_string(wall.NowMs() - meta.last_contact_ms) +
+        " ms, longer than the retention horizon (" + std::to_string(topo.retention_horizon_ms) +
+        " ms): peers may have retired this incarnation; refusing writes (503 beyond_horizon) "
+        "until a peer answers, and rejoining as a new incarnation if one retired it");
+  }
   if (fault_injection) Log("test only: fault injection enabled (POST /v1/admin/faults)");
   crdt::HybridClock clock(&wall, topo.max_clock_offset_ms);
   clock.Restore(meta.hlc_bound);
@@ -224,6 +330,11 @@ int main(int argc, char** argv) {
   Waiters waiters;
   GossipHost gossip(topo, *me, store.get(), &applier, &wall, &waiters, Log);
   gossip.set_must_bootstrap(meta.bootstrap_pending);
+  gossip.set_horizon_state(meta.expired, meta.last_contact_ms);
+  gossip.set_on_rejoin([] {
+    g_rejoin.store(true);
+    kill(getpid(), SIGUSR2);
+  });
   // Before the applier starts: it sets the applier's listeners.
   st = gossip.Start();
   if (!st.ok()) {
@@ -267,8 +378,17 @@ int main(int argc, char** argv) {
       (me->sync ? "" : " with sync = false"));
 
   int sig = 0;
-  sigwait(&signals, &sig);
-  Log(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ", stopping");
+  for (;;) {
+    sigwait(&signals, &sig);
+    // SIGUSR2 from anyone but the rejoin hook is ignored.
+    if (sig != SIGUSR2 || g_rejoin.exchange(false)) break;
+  }
+  if (sig == SIGUSR2) {
+    *rejoin = true;
+    Log("a peer retired incarnation " + meta.replica.ToString() + ": stopping it to rejoin");
+  } else {
+    Log(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ", stopping");
+  }
   auto stop_start = std::chrono::steady_clock::now();
   waiters.Stop();
   server.Stop();
@@ -282,3 +402,5 @@ int main(int argc, char** argv) {
       " ms");
   return 0;
 }
+
+}  // namespace

@@ -329,7 +329,8 @@ class Parser {
   void Cluster(const toml::table& t) {
     CheckKeys(t,
               {"name", "max_clock_offset_ms", "heartbeat_interval_ms", "anti_entropy_interval_ms",
-               "sync", "max_body_bytes", "log_retention_ms", "log_retention_bytes"},
+               "sync", "max_body_bytes", "log_retention_ms", "log_retention_bytes",
+               "retention_horizon_ms"},
               "in [cluster]", problems_);
     if (const auto* name = RequireString(t, "name", "[cluster]", problems_)) {
       topo_->cluster_name = name->get();
@@ -340,6 +341,14 @@ class Parser {
     ReadPositive(t, "max_body_bytes", &topo_->max_body_bytes, problems_);
     ReadPositive(t, "log_retention_ms", &topo_->log_retention_ms, problems_);
     ReadPositive(t, "log_retention_bytes", &topo_->log_retention_bytes, problems_);
+    ReadPositive(t, "retention_horizon_ms", &topo_->retention_horizon_ms, problems_);
+    if (const toml::node* h = t.get("retention_horizon_ms");
+        h != nullptr && topo_->retention_horizon_ms < 20 * topo_->heartbeat_interval_ms) {
+      // A peer must count as down (10 heartbeats) long before it is retired.
+      problems_->Add(*h, "retention_horizon_ms (" + std::to_string(topo_->retention_horizon_ms) +
+                             ") must be at least 20 heartbeat intervals (" +
+                             std::to_string(20 * topo_->heartbeat_interval_ms) + " ms)");
+    }
     ReadBool(t, "sync", &topo_->sync, problems_);
   }
 

@@ -10,8 +10,10 @@
 //   [cluster]        name (required, non-empty string),
 //                    max_clock_offset_ms, heartbeat_interval_ms,
 //                    anti_entropy_interval_ms, max_body_bytes,
-//                    log_retention_ms, log_retention_bytes (positive
-//                    integers), sync (bool, default true)
+//                    log_retention_ms, log_retention_bytes,
+//                    retention_horizon_ms (positive integers; the horizon
+//                    at least 20 heartbeat intervals), sync (bool, default
+//                    true)
 //   [[region]]       name (required, unique), node (the nodes below; at
 //                    least one)
 //   [[region.node]]  id (required, unique across the cluster, 1..64 bytes of
@@ -67,6 +69,10 @@ struct Topology {
   // anti-entropy instead. Default one day and 1 GiB.
   uint64_t log_retention_ms = uint64_t{24} * 3600 * 1000;
   uint64_t log_retention_bytes = uint64_t{1} << 30;
+  // [cluster] retention_horizon_ms: a node not heard from for longer is
+  // retired by its peers and must rejoin as a new incarnation (DESIGN.md
+  // §4 "Garbage"; gossip/protocol.h "Retention horizon"). Default 7 days.
+  uint64_t retention_horizon_ms = uint64_t{7} * 24 * 3600 * 1000;
   std::vector<RegionConfig> regions;  // in file order, each region's nodes in file order
 
   // nullptr when no node has that id.

@@ -8,6 +8,9 @@
 //   key_count: uint count
 //   digest_index: uint format (written and read by storage/digests.cc)
 //   bootstrap: uint 1 (pending) or 0
+//   expired:   [[str node, uint incarnation]...]  strictly ascending by node
+//   last_contact: uint wall clock ms
+//   retired:   uint 1
 #include "storage/node_meta.h"
 
 #include <string_view>
@@ -38,6 +41,24 @@ Status DecodeUintRecord(std::string_view bytes, uint64_t* out) {
   crdt::Decoder d;
   MERIDIAN_RETURN_IF_ERROR(d.Parse(bytes, kMetaFormatVersion));
   return d.root().Uint(out, "metadata value");
+}
+
+Status DecodeExpired(std::string_view bytes, std::map<std::string, uint64_t>* out) {
+  crdt::Decoder d;
+  MERIDIAN_RETURN_IF_ERROR(d.Parse(bytes, kMetaFormatVersion));
+  std::vector<crdt::Cursor> items;
+  MERIDIAN_RETURN_IF_ERROR(d.root().Array(&items, "expired incarnations"));
+  std::map<std::string, uint64_t> result;
+  for (const crdt::Cursor& item : items) {
+    crdt::ReplicaId r;
+    MERIDIAN_RETURN_IF_ERROR(crdt::DecodeReplica(item, &r));
+    if (!result.empty() && !(result.rbegin()->first < r.node)) {
+      return Status::Corruption("expired incarnations are not strictly ascending by node");
+    }
+    result.emplace_hint(result.end(), r.node, r.incarnation);
+  }
+  *out = std::move(result);
+  return Status::OK();
 }
 
 // Reads record `name`; *found is false (and OK) when it is absent.
@@ -95,6 +116,26 @@ Status LoadNodeMeta(const Store& store, const std::string& node_id, NodeMeta* ou
     meta.bootstrap_pending = pending != 0;
   }
 
+  MERIDIAN_RETURN_IF_ERROR(GetOptionalMeta(store, kMetaExpired, &value, &found));
+  if (found) {
+    Status s = DecodeExpired(value, &meta.expired);
+    if (!s.ok()) return s.WithContext("expired incarnations record in " + store.dir());
+  }
+
+  MERIDIAN_RETURN_IF_ERROR(GetOptionalMeta(store, kMetaLastContact, &value, &found));
+  if (found) {
+    Status s = DecodeUintRecord(value, &meta.last_contact_ms);
+    if (!s.ok()) return s.WithContext("last contact record in " + store.dir());
+  }
+
+  MERIDIAN_RETURN_IF_ERROR(GetOptionalMeta(store, kMetaRetired, &value, &found));
+  if (found) {
+    uint64_t retired = 0;
+    Status s = DecodeUintRecord(value, &retired);
+    if (!s.ok()) return s.WithContext("retired record in " + store.dir());
+    meta.retired = retired != 0;
+  }
+
   bool indexed = false;
   MERIDIAN_RETURN_IF_ERROR(DigestIndexBuilt(store, &indexed));
   if (!indexed) {
@@ -135,6 +176,27 @@ void PutBootstrapPending(bool pending, WriteBatch* batch) {
   crdt::Encoder e(kMetaFormatVersion);
   e.Uint(pending ? 1 : 0);
   batch->PutMeta(kMetaBootstrap, e.Take());
+}
+
+void PutExpired(const std::map<std::string, uint64_t>& expired, WriteBatch* batch) {
+  crdt::Encoder e(kMetaFormatVersion);
+  e.Array(static_cast<uint32_t>(expired.size()));
+  for (const auto& [node, incarnation] : expired) {
+    crdt::EncodeReplica(crdt::ReplicaId{node, incarnation}, &e);
+  }
+  batch->PutMeta(kMetaExpired, e.Take());
+}
+
+void PutLastContact(uint64_t wall_ms, WriteBatch* batch) {
+  crdt::Encoder e(kMetaFormatVersion);
+  e.Uint(wall_ms);
+  batch->PutMeta(kMetaLastContact, e.Take());
+}
+
+void PutRetired(WriteBatch* batch) {
+  crdt::Encoder e(kMetaFormatVersion);
+  e.Uint(1);
+  batch->PutMeta(kMetaRetired, e.Take());
 }
 
 void PutApplied(const AppliedVector& applied, WriteBatch* batch) {

@@ -31,6 +31,14 @@ struct NodeMeta {
   // A fresh incarnation that has not yet completed an anti-entropy round
   // with a peer (DESIGN.md §3): it takes no writes until it has.
   bool bootstrap_pending = false;
+  // Retention horizon (gossip/protocol.h): the incarnations this node
+  // retired (node id -> the highest retired), when it last had two-way
+  // contact with a peer (wall clock ms; 0: never recorded), and whether a
+  // peer retired this incarnation (its data must be moved aside before the
+  // node starts again as a new incarnation).
+  std::map<std::string, uint64_t> expired;
+  uint64_t last_contact_ms = 0;
+  bool retired = false;
 };
 
 // Metadata record names. DO NOT CHANGE: on disk.
@@ -45,6 +53,9 @@ inline constexpr std::string_view kMetaBootstrap = "bootstrap";
 // The stable vector below which anti-entropy repairs are refused
 // (node/committer.h "Collection"; EncodeApplied encoding).
 inline constexpr std::string_view kMetaCollectFloor = "collect_floor";
+inline constexpr std::string_view kMetaExpired = "expired";
+inline constexpr std::string_view kMetaLastContact = "last_contact";
+inline constexpr std::string_view kMetaRetired = "retired";
 
 // Reads the node's metadata. *fresh is true when the store has no identity
 // yet (an empty data dir): the caller then creates one with a new
@@ -64,6 +75,9 @@ void PutHlcBound(crdt::Hlc bound, WriteBatch* batch);
 void PutApplied(const AppliedVector& applied, WriteBatch* batch);
 void PutKeyCount(uint64_t count, WriteBatch* batch);
 void PutBootstrapPending(bool pending, WriteBatch* batch);
+void PutExpired(const std::map<std::string, uint64_t>& expired, WriteBatch* batch);
+void PutLastContact(uint64_t wall_ms, WriteBatch* batch);
+void PutRetired(WriteBatch* batch);
 
 // Encodings (version byte + msgpack through crdt/codec.h).
 std::string EncodeApplied(const AppliedVector& applied);

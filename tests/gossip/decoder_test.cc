@@ -158,8 +158,9 @@ Message RandomMessage(Rng& rng) {
       m.to = crdt::ReplicaId{Text(rng, 6) + "n", Number(rng)};
       break;
     case MsgType::kRefuse:
-      m.reason = static_cast<RefuseReason>(1 + Pick(rng, 5));
+      m.reason = static_cast<RefuseReason>(1 + Pick(rng, 6));
       m.text = Bytes(rng, 40);
+      m.to = crdt::ReplicaId{Text(rng, 6) + "n", Number(rng)};
       break;
     case MsgType::kDeltas: {
       m.scope = Text(rng, 4);
@@ -295,7 +296,7 @@ void CheckInvariants(const Message& m) {
       break;
     case MsgType::kRefuse: {
       const int reason = static_cast<int>(m.reason);
-      BOOST_TEST((reason >= 1 && reason <= 5), "reason " << reason);
+      BOOST_TEST((reason >= 1 && reason <= 6), "reason " << reason);
       BOOST_TEST(m.text.size() <= kMaxTextBytes);
       break;
     }

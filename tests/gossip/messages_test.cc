@@ -117,6 +117,7 @@ std::vector<Message> OneOfEach() {
   m.type = MsgType::kRefuse;
   m.reason = RefuseReason::kClockAhead;
   m.text = "your hlc is 900 ms ahead";
+  m.to = crdt::ReplicaId{"us-east-1", 5};
   all.push_back(m);
 
   m = Message();
@@ -236,7 +237,7 @@ BOOST_AUTO_TEST_CASE(equality_sees_every_field_of_the_type) {
        {[](Message* m) { m->applied++; }, [](Message* m) { m->to.node += "x"; }}},
       {MsgType::kRefuse,
        {[](Message* m) { m->reason = RefuseReason::kNoHandshake; },
-        [](Message* m) { m->text += "x"; }}},
+        [](Message* m) { m->text += "x"; }, [](Message* m) { m->to.incarnation++; }}},
       {MsgType::kDeltas,
        {[](Message* m) { m->scope += "x"; }, [](Message* m) { m->deltas.pop_back(); },
         [](Message* m) { m->deltas[1].seq++; }, [](Message* m) { m->deltas[1].key += "x"; },
@@ -342,7 +343,7 @@ BOOST_AUTO_TEST_CASE(wire_numbers_are_fixed) {
   BOOST_TEST(static_cast<int>(MsgType::kHello) == 1);
   BOOST_TEST(static_cast<int>(MsgType::kPong) == 7);
   BOOST_TEST(static_cast<int>(MsgType::kAntiEntropy) == 8);
-  BOOST_TEST(kProtocolVersion == 3u);
+  BOOST_TEST(kProtocolVersion == 4u);
   BOOST_TEST(static_cast<int>(AeKind::kBegin) == 1);
   BOOST_TEST(static_cast<int>(AeKind::kHashes) == 2);
   BOOST_TEST(static_cast<int>(AeKind::kWant) == 3);
@@ -351,6 +352,8 @@ BOOST_AUTO_TEST_CASE(wire_numbers_are_fixed) {
   BOOST_TEST(std::string(TypeName(MsgType::kAntiEntropy)) == "anti_entropy");
   BOOST_TEST(static_cast<int>(RefuseReason::kWrongCluster) == 1);
   BOOST_TEST(static_cast<int>(RefuseReason::kClockAhead) == 5);
+  BOOST_TEST(static_cast<int>(RefuseReason::kExpired) == 6);
+  BOOST_TEST(std::string(ReasonName(RefuseReason::kExpired)) == "expired");
   BOOST_TEST(std::string(TypeName(MsgType::kDeltas)) == "deltas");
   BOOST_TEST(std::string(ReasonName(RefuseReason::kNoHandshake)) == "no_handshake");
 }
@@ -383,15 +386,17 @@ BOOST_AUTO_TEST_CASE(refuses_unknown_type_and_reason) {
 
   auto refuse = [](uint64_t reason) {
     return [reason](crdt::Encoder* e) {
-      e->Array(2);
+      e->Array(3);
       e->Uint(reason);
       e->Str("why");
+      crdt::EncodeReplica(crdt::ReplicaId{"n1", 2}, e);
     };
   };
   ExpectRefused(Frame(kWireVersion, hdr, 3, refuse(0)), "unknown refusal reason 0");
-  ExpectRefused(Frame(kWireVersion, hdr, 3, refuse(6)), "unknown refusal reason 6");
-  BOOST_TEST(Decode(Frame(kWireVersion, hdr, 3, refuse(5)), &m).ok());
-  BOOST_TEST((m.reason == RefuseReason::kClockAhead));
+  ExpectRefused(Frame(kWireVersion, hdr, 3, refuse(7)), "unknown refusal reason 7");
+  BOOST_TEST(Decode(Frame(kWireVersion, hdr, 3, refuse(6)), &m).ok());
+  BOOST_TEST((m.reason == RefuseReason::kExpired));
+  BOOST_TEST((m.to == crdt::ReplicaId{"n1", 2}));
 }
 
 BOOST_AUTO_TEST_CASE(refuses_bad_delta_sequences) {
@@ -462,6 +467,7 @@ BOOST_AUTO_TEST_CASE(refusal_text_is_cut_to_the_limit_and_long_text_refused) {
   m.header = TestHeader();
   m.type = MsgType::kRefuse;
   m.text = std::string(kMaxTextBytes + 50, 't');
+  m.to = crdt::ReplicaId{"n1", 1};
   Message back;
   BOOST_REQUIRE(Decode(Encode(m), &back).ok());
   BOOST_TEST(back.text == std::string(kMaxTextBytes, 't'));
@@ -469,9 +475,10 @@ BOOST_AUTO_TEST_CASE(refusal_text_is_cut_to_the_limit_and_long_text_refused) {
   std::string long_text = Frame(
       kWireVersion, [](crdt::Encoder* e) { GoodHeader(e); }, 3,
       [](crdt::Encoder* e) {
-        e->Array(2);
+        e->Array(3);
         e->Uint(1);
         e->Str(std::string(kMaxTextBytes + 1, 't'));
+        crdt::EncodeReplica(crdt::ReplicaId{"n1", 1}, e);
       });
   ExpectRefused(long_text, "refusal text");
 }

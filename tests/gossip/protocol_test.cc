@@ -94,6 +94,8 @@ struct TestNode {
   std::vector<ShipRequest> ships;
   std::vector<PeerEvent> events;
   crdt::Hlc observed = 0;
+  std::vector<ReplicaId> expirations;  // Effects::expirations, in order
+  bool rejoin = false;                 // Effects::rejoin came
 
   ReplicaId self() const { return opt.self; }
   uint64_t Held(const ReplicaId& origin) const {
@@ -204,6 +206,11 @@ class Net {
       n.truncated = t.through_seq;
     }
     n.observed = std::max(n.observed, e.observed_hlc);
+    n.expirations.insert(n.expirations.end(), e.expirations.begin(), e.expirations.end());
+    if (e.rejoin) {
+      BOOST_REQUIRE_MESSAGE(!n.rejoin, n.id << " told to rejoin twice");
+      n.rejoin = true;
+    }
     n.logs.insert(n.logs.end(), e.logs.begin(), e.logs.end());
     n.events.insert(n.events.end(), e.peer_events.begin(), e.peer_events.end());
     e.Clear();
@@ -1379,6 +1386,7 @@ BOOST_FIXTURE_TEST_CASE(peers_refusing_our_clock_close_the_gate, GateFixture) {
   for (const char* peer : {"b", "c"}) {
     Message r = From(ReplicaId{peer, 1}, net.mono, MsgType::kRefuse);
     r.reason = RefuseReason::kClockAhead;
+    r.to = a.self();
     r.text = "your hlc is 1200 ms ahead of this node's wall clock; the limit is 500 ms";
     Effects e = net.Inject(a, r);
     BOOST_TEST(e.observed_hlc > 0u);  // the Refuse itself is in range: absorbed
@@ -1405,6 +1413,7 @@ BOOST_FIXTURE_TEST_CASE(peers_refusing_our_clock_close_the_gate, GateFixture) {
   // refusals still stand (a was not measured since), so a stays fenced.
   Message r = From(ReplicaId{"b", 1}, net.mono, MsgType::kRefuse);
   r.reason = RefuseReason::kClockAhead;
+  r.to = a.self();
   net.Inject(a, r);
   BOOST_TEST(!a.p->Gate().ok);
   for (int i = 0; i < 12; ++i) {
@@ -2187,4 +2196,234 @@ BOOST_AUTO_TEST_CASE(a_new_incarnation_restarts_its_reports) {
   net.Run(3000);
   BOOST_TEST(b.Held(a.self()) == 3u);
   BOOST_TEST(StableOf(a, a.self()) == 3u);
+}
+
+// --- Retention horizon ----------------------------------------------------------
+
+namespace {
+constexpr uint64_t kHorizon = 20000;
+void WithHorizon(ProtocolOptions* o) { o->retention_horizon_ms = kHorizon; }
+}  // namespace
+
+// A peer not heard for longer than the horizon, while another is up, is
+// retired: it no longer holds back stability or pins the log, and its
+// incarnation's messages are refused with kExpired addressed to it.
+BOOST_AUTO_TEST_CASE(a_peer_away_beyond_the_horizon_is_retired_and_refused) {
+  Net net = Net({{"a", "r1"}, {"b", "r2"}, {"c", "r3"}}, WithHorizon);
+  TestNode& a = net["a"];
+  TestNode& c = net["c"];
+  net.Append(a, 2);
+  net.Run(2000);
+  BOOST_TEST(StableOf(a, a.self()) == 2u);
+  net.cut = {{"a", "c"}, {"c", "a"}, {"b", "c"}, {"c", "b"}};
+  net.Append(a, 3);
+  net.Run(kHorizon - 2000);
+  BOOST_TEST(a.expirations.empty());
+  BOOST_TEST(StableOf(a, a.self()) == 2u);  // c holds it back
+  net.Run(2500);
+  BOOST_REQUIRE(a.expirations.size() == 1u);
+  BOOST_TEST((a.expirations[0] == ReplicaId{"c", 1}));
+  BOOST_TEST(a.p->counters().expirations == 1u);
+  BOOST_TEST(Contains(a.logs, "retired c#1"));
+  BOOST_TEST(StableOf(a, a.self()) == 5u);  // b's report alone counts now
+  const PeerStatus ps = a.Peer(net.NowOf(a), "c");
+  BOOST_TEST(ps.retired);
+  BOOST_TEST(ps.expired_through == 1u);
+  BOOST_TEST(!ps.pins_log);
+  // c, cut off from everyone, retired no one; it is beyond the horizon
+  // itself and refuses writes.
+  BOOST_TEST(c.expirations.empty());
+  BOOST_TEST(c.p->Gate().code == "beyond_horizon");
+  BOOST_TEST(c.p->Horizon(net.NowOf(c)).beyond);
+  // c's messages are refused and do not mark it up.
+  Effects e = net.Inject(a, From(c.self(), net.mono, MsgType::kPing));
+  auto refusals = SendsOf(e, MsgType::kRefuse);
+  BOOST_REQUIRE(refusals.size() == 1u);
+  BOOST_TEST((refusals[0].second.reason == RefuseReason::kExpired));
+  BOOST_TEST((refusals[0].second.to == c.self()));
+  BOOST_TEST(a.Peer(net.NowOf(a), "c").state == PeerState::kDown);
+  BOOST_TEST(a.p->counters().refused_expired >= 1u);
+  // Healed, c learns it was retired and must rejoin; it takes no writes.
+  net.cut.clear();
+  net.Run(2000);
+  BOOST_TEST(c.rejoin);
+  BOOST_TEST(c.p->Gate().code == "rejoining");
+  BOOST_TEST(Contains(c.logs, "retired this incarnation"));
+  BOOST_TEST(c.Held(a.self()) == 2u);  // nothing more of a was taken by c
+}
+
+// A successor incarnation is a peer again: it is welcomed and holds
+// stability back until it reports.
+BOOST_AUTO_TEST_CASE(the_successor_of_a_retired_incarnation_is_taken) {
+  Net net = AeNet({{"a", "r1"}, {"b", "r2"}, {"c", "r3"}}, WithHorizon);
+  TestNode& a = net["a"];
+  TestNode& c = net["c"];
+  net.Append(a, 2);
+  net.Run(2000);
+  net.cut = {{"a", "c"}, {"c", "a"}, {"b", "c"}, {"c", "b"}};
+  net.Run(kHorizon + 1000);
+  BOOST_REQUIRE(a.expirations.size() == 1u);
+  net.Append(a, 1);
+  net.Run(1000);
+  BOOST_TEST(StableOf(a, a.self()) == 3u);
+  // c rejoins as incarnation 2 with an empty store.
+  c.opt.self = ReplicaId{"c", 2};
+  c.durable.clear();
+  c.log.clear();
+  c.kv.clear();
+  c.applied_order.clear();
+  c.opt.anti_entropy.must_bootstrap = true;
+  net.Restart(c);
+  net.cut.clear();
+  net.Run(200);
+  BOOST_TEST(!a.Peer(net.NowOf(a), "c").retired);
+  net.Run(4000);
+  BOOST_TEST(c.Held(a.self()) == 3u);
+  BOOST_TEST(c.p->Gate().ok);
+  BOOST_TEST(!c.rejoin);
+  net.Append(a, 1);
+  net.Run(2000);
+  BOOST_TEST(StableOf(a, a.self()) == 4u);
+}
+
+// A node cut off from every peer retires no one (it cannot tell whether
+// it is the one away), and with one peer there is never anyone else up.
+BOOST_AUTO_TEST_CASE(an_isolated_node_retires_no_one) {
+  Net net = Pair(WithHorizon);
+  TestNode& a = net["a"];
+  net.Run(1000);
+  net.cut = {{"a", "b"}, {"b", "a"}};
+  net.Run(3 * kHorizon);
+  BOOST_TEST(a.expirations.empty());
+  BOOST_TEST(net["b"].expirations.empty());
+  BOOST_TEST(a.p->Gate().code == "beyond_horizon");
+  // Back in contact: writes resume, nothing rejoins.
+  net.cut.clear();
+  net.Run(2000);
+  BOOST_TEST(a.p->Gate().ok);
+  BOOST_TEST(net["b"].p->Gate().ok);
+  BOOST_TEST(!a.rejoin);
+  BOOST_TEST(Contains(a.logs, "shipping resume"));
+}
+
+// The last contact is kept across restarts: a node that starts after an
+// absence longer than the horizon refuses writes until a peer answers.
+BOOST_AUTO_TEST_CASE(a_start_after_the_horizon_refuses_writes_until_a_peer_answers) {
+  Net net = Pair(WithHorizon);
+  TestNode& a = net["a"];
+  net.Run(1000);
+  const HorizonStatus h = a.p->Horizon(net.NowOf(a));
+  BOOST_TEST(h.last_contact_wall_ms >= kWallBase + net.mono - 1000);
+  BOOST_TEST(h.absent_ms < 1000u);
+  a.opt.last_contact_wall_ms = net.NowOf(a).wall_ms - kHorizon - 1;
+  net.Restart(a);
+  BOOST_TEST(a.p->Gate().code == "beyond_horizon");
+  net.Run(1000);
+  BOOST_TEST(a.p->Gate().ok);
+  // Within the horizon it starts writable (once its clock is sampled).
+  a.opt.last_contact_wall_ms = net.NowOf(a).wall_ms - kHorizon + 5000;
+  net.Restart(a);
+  BOOST_TEST(a.p->Gate().code != "beyond_horizon");
+  // ... but the absence before the start counts: 5 s more of silence and
+  // it is beyond.
+  net.cut = {{"a", "b"}, {"b", "a"}};
+  net.Run(6000);
+  BOOST_TEST(a.p->Gate().code == "beyond_horizon");
+}
+
+// Retired incarnations are loaded at the start (as stored): refused at once.
+BOOST_AUTO_TEST_CASE(stored_retirements_are_refused_after_a_restart) {
+  Net net = Net({{"a", "r1"}, {"b", "r2"}, {"c", "r3"}}, WithHorizon);
+  TestNode& a = net["a"];
+  TestNode& c = net["c"];
+  net.Append(c, 1);  // a knows c's incarnation from its applied vector
+  net.Run(1000);
+  a.opt.expired = {{"c", 1}};
+  net.Restart(a);
+  net.Run(2000);
+  BOOST_TEST(c.rejoin);
+  BOOST_TEST(a.Peer(net.NowOf(a), "c").retired);
+  BOOST_TEST(!net["b"].Peer(net.NowOf(net["b"]), "c").retired);
+  // A failed store undoes an expiration. (a never hears c after this
+  // restart: it knows c's incarnation from its applied vector alone.)
+  a.opt.expired.clear();
+  net.Restart(a);
+  net.cut = {{"a", "c"}, {"c", "a"}, {"b", "c"}, {"c", "b"}};
+  a.expirations.clear();
+  net.Run(kHorizon + 1000);
+  BOOST_REQUIRE(a.expirations.size() == 1u);
+  a.p->OnExpirationFailed(a.expirations[0]);
+  BOOST_TEST(!a.Peer(net.NowOf(a), "c").retired);
+  net.Run(1000);  // retired again at the next heartbeat
+  BOOST_TEST(a.expirations.size() == 2u);
+  BOOST_TEST(a.Peer(net.NowOf(a), "c").retired);
+}
+
+// Two nodes that retired each other: only the greater node id rejoins.
+BOOST_AUTO_TEST_CASE(of_two_nodes_that_retired_each_other_the_greater_id_rejoins) {
+  Net net = Net({{"a", "r1"}, {"b", "r2"}, {"c", "r3"}}, WithHorizon);
+  TestNode& a = net["a"];
+  TestNode& c = net["c"];
+  net.Run(2000);
+  // a and c cut from each other, both still reach b.
+  net.cut = {{"a", "c"}, {"c", "a"}};
+  net.Run(kHorizon + 1000);
+  BOOST_REQUIRE(a.expirations.size() == 1u);
+  BOOST_REQUIRE(c.expirations.size() == 1u);
+  BOOST_TEST(net["b"].expirations.empty());
+  net.cut.clear();
+  net.Run(2000);
+  BOOST_TEST(!a.rejoin);
+  BOOST_TEST(c.rejoin);
+  BOOST_TEST(Contains(a.logs, "retired each other"));
+  // A refusal addressed to another incarnation is not about this one.
+  Message stale = From(ReplicaId{"b", 1}, net.mono, MsgType::kRefuse);
+  stale.reason = RefuseReason::kExpired;
+  stale.to = ReplicaId{"a", 0};
+  net.Inject(a, stale);
+  BOOST_TEST(!a.rejoin);
+  BOOST_TEST(a.p->Gate().code != "rejoining");
+}
+
+// Split in two, only the larger side retires the other: the smaller one,
+// out of contact with a majority, retires no one, refuses writes and gives
+// nothing away (no deltas, no anti-entropy) until it is taken back, so no
+// new incarnation can bootstrap from data older than what was collected.
+BOOST_AUTO_TEST_CASE(of_two_sides_of_a_split_only_the_majority_retires) {
+  Net net = AeNet({{"a", "r1"}, {"b", "r2"}, {"c", "r3"}, {"d", "r4"}, {"e", "r5"}}, WithHorizon);
+  TestNode& a = net["a"];
+  net.Run(2000);
+  const std::set<std::string> minority = {"a", "b"};
+  for (const auto& x : net.nodes) {
+    for (const auto& y : net.nodes) {
+      if (minority.count(x->id) != minority.count(y->id)) net.cut.insert({x->id, y->id});
+    }
+  }
+  net.Run(kHorizon + 6000);
+  for (const char* id : {"c", "d", "e"}) {
+    TestNode& n = net[id];
+    BOOST_TEST(n.expirations.size() == 2u, id << " retired " << n.expirations.size());
+    BOOST_TEST(n.p->Gate().ok, id << ": " << n.p->Gate().message);
+  }
+  for (const char* id : {"a", "b"}) {
+    TestNode& n = net[id];
+    BOOST_TEST(n.expirations.empty(), id << " retired " << n.expirations.size());
+    BOOST_TEST(n.p->Gate().code == "beyond_horizon", id);
+  }
+  // a writes nothing new (refused), but what it logged before goes to no
+  // one, not even to b, while it is beyond the horizon; nor does it start
+  // anti-entropy rounds.
+  const uint64_t rounds = a.p->ae_counters().rounds_started;
+  net.Append(a, 2);
+  a.ships.clear();
+  net.Run(3000);
+  BOOST_TEST(a.ships.empty());
+  BOOST_TEST(net["b"].Held(a.self()) == 0u);
+  BOOST_TEST(a.p->ae_counters().rounds_started == rounds);
+  // Healed: a and b are refused and rejoin; the majority keeps its data.
+  net.cut.clear();
+  net.Run(2000);
+  BOOST_TEST(a.rejoin);
+  BOOST_TEST(net["b"].rejoin);
+  for (const char* id : {"c", "d", "e"}) BOOST_TEST(!net[id].rejoin, id);
 }

@@ -128,6 +128,9 @@ void ClusterProcess::WriteTopology() {
   if (options_.log_retention_bytes != 0) {
     f << "log_retention_bytes = " << options_.log_retention_bytes << "\n";
   }
+  if (options_.retention_horizon_ms != 0) {
+    f << "retention_horizon_ms = " << options_.retention_horizon_ms << "\n";
+  }
   int region = -1;
   for (const Node& n : nodes_) {
     if (n.region_index != region) {

@@ -50,6 +50,8 @@ struct ClusterOptions {
   // defaults).
   uint64_t log_retention_ms = 0;
   uint64_t log_retention_bytes = 0;
+  // [cluster] retention_horizon_ms; 0: not written (the default).
+  uint64_t retention_horizon_ms = 0;
   // Extra meridiand arguments for every node, then per node index (for
   // example {"--clock-offset-ms", "1500"}).
   std::vector<std::string> args_for_all;

@@ -1700,3 +1700,98 @@ BOOST_AUTO_TEST_CASE(register_tombstones_are_collected_once_every_node_holds_the
   BOOST_TEST(ValueOf(h.Get(away, "/v1/kv/gc/reg"), "gc/reg") == json("again"));
   BOOST_REQUIRE(ExpectSameDigest(h, h.All()));
 }
+
+// 14. A node away longer than the retention horizon is retired by its
+//     peers, which then collect what it held back; started again, it finds
+//     on its own that it was away too long (writes refused), is refused by
+//     its peers, moves its data aside and rejoins as a new incarnation,
+//     refilled by anti-entropy: no deleted value comes back, and a counter
+//     incremented before and after is exact.
+BOOST_AUTO_TEST_CASE(a_node_away_beyond_the_retention_horizon_rejoins_as_a_new_incarnation) {
+  ClusterOptions o = ThreeRegions();
+  o.retention_horizon_ms = 3000;
+  Harness h(o);
+  WarmUp(h, "warm/");
+  const int away = 2;
+  int64_t total = 0;
+  for (int i = 0; i < h.size(); ++i) {
+    ExpectOk(h.Incr(i, "horizon/counter", i + 1), "incr at " + h.id(i));
+    total += i + 1;
+  }
+  ExpectOk(h.Put(0, "horizon/gone", "old"), "put horizon/gone");
+  ExpectOk(h.Put(away, "horizon/kept", "kept"), "put horizon/kept");
+  const std::vector<std::string> targets = {"/v1/counter/horizon/counter", "/v1/kv/horizon/kept",
+                                            "/v1/scan?prefix=horizon/&limit=100"};
+  BOOST_REQUIRE(h.ExpectConverged(targets));
+  BOOST_REQUIRE(ExpectLogAcknowledged(h, away));
+  const json old_status = h.Status(away);
+  const json old_incarnation = old_status["incarnation"];
+  BOOST_REQUIRE(old_incarnation.is_number_unsigned());
+  BOOST_TEST(IntField(old_status["retention"], "horizon_ms") == 3000,
+             "retention in /v1/status: " << old_status["retention"].dump());
+  BOOST_TEST(old_status["retention"]["beyond"] == json(false));
+
+  BOOST_REQUIRE_MESSAGE(h.Stop(away), "SIGTERM to " << h.id(away) << ": expected exit 0");
+  ExpectOk(h.Call(0, "DELETE", "/v1/kv/horizon/gone"), "DELETE horizon/gone");
+  ExpectOk(h.Incr(1, "horizon/counter", 10), "incr while away");
+  total += 10;
+  // Past the horizon its peers retire it, and then collect the tombstone
+  // it held back.
+  for (int i : {0, 1}) {
+    std::string seen;
+    bool retired = WaitFor(
+        [&] {
+          json st = h.Status(i);
+          json p = h.Peer(i, h.id(away));
+          seen = "retention " + st["retention"].dump() + ", anti_entropy " +
+                 st["anti_entropy"].dump() + ", peer " + p.dump();
+          return p.is_object() && p["retired"] == json(true) &&
+                 p["retired_through"] == old_incarnation &&
+                 IntField(st["retention"], "retired_incarnations") >= 1 &&
+                 IntField(st["anti_entropy"], "tombstones_collected") >= 1;
+        },
+        milliseconds(15000), milliseconds(100));
+    BOOST_REQUIRE_MESSAGE(retired, h.id(i) << ": expected " << h.id(away)
+                                           << " retired and the tombstone of horizon/gone "
+                                           << "collected; last seen " << seen);
+  }
+  BOOST_TEST(h.cluster().Stderr(0).find("retired " + h.id(away) + "#") != std::string::npos,
+             h.id(0) << "'s log: expected a line saying it retired " << h.id(away));
+
+  // Started again on its old data, it rejoins on its own.
+  BOOST_REQUIRE_MESSAGE(h.StartNode(away), "restarting " << h.id(away) << " failed");
+  std::string why;
+  BOOST_REQUIRE_MESSAGE(h.cluster().WaitWritable(kWritable, {away}, &why),
+                        "expected the rejoined node writable; " << why);
+  json st = h.Status(away);
+  BOOST_TEST((st["incarnation"].is_number_unsigned() && st["incarnation"] != old_incarnation &&
+              st["bootstrapped"] == json(true)),
+             "the rejoined node: expected a new, bootstrapped incarnation (was "
+                 << old_incarnation << "), got " << st.dump());
+  const std::string log = h.cluster().Stderr(away);
+  for (const std::string& line :
+       {std::string("longer than the retention horizon"), std::string("retired this incarnation"),
+        std::string("starting over as a new incarnation")}) {
+    BOOST_TEST(log.find(line) != std::string::npos,
+               h.id(away) << "'s log: expected a line with '" << line << "'");
+  }
+  const std::string moved =
+      h.cluster().data_dir(away) + ".retired-" + std::to_string(old_incarnation.get<uint64_t>());
+  BOOST_TEST(std::filesystem::is_directory(moved), "expected the old data kept in " << moved);
+
+  // Refilled: the deleted value stays deleted, the rest is there, and
+  // increments before, during and after add up.
+  ExpectOk(h.Incr(away, "horizon/counter", 100), "incr at the new incarnation");
+  total += 100;
+  BOOST_REQUIRE(h.ExpectConverged(targets));
+  BOOST_REQUIRE(ExpectSameDigest(h, h.All()));
+  for (int i = 0; i < h.size(); ++i) {
+    json c = ValueOf(h.Get(i, "/v1/counter/horizon/counter"), "counter at " + h.id(i));
+    BOOST_TEST(c == json(total), "horizon/counter at " << h.id(i) << ": expected " << total
+                                                       << ", got " << c);
+    BOOST_TEST(h.Get(i, "/v1/kv/horizon/gone").status == 404,
+               "horizon/gone at " << h.id(i) << ": expected 404 (deleted), got "
+                                  << h.Get(i, "/v1/kv/horizon/gone").Describe());
+    BOOST_TEST(ValueOf(h.Get(i, "/v1/kv/horizon/kept"), "kept") == json("kept"));
+  }
+}

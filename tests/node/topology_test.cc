@@ -117,6 +117,7 @@ BOOST_AUTO_TEST_CASE(single) {
   BOOST_TEST(t.max_body_bytes == 8u << 20);
   BOOST_TEST(t.log_retention_ms == 24u * 3600 * 1000);
   BOOST_TEST(t.log_retention_bytes == uint64_t{1} << 30);
+  BOOST_TEST(t.retention_horizon_ms == uint64_t{7} * 24 * 3600 * 1000);
   BOOST_REQUIRE(t.regions.size() == 1u);
   BOOST_TEST(t.regions[0].name == "local");
   BOOST_REQUIRE(t.regions[0].nodes.size() == 1u);
@@ -211,6 +212,7 @@ BOOST_AUTO_TEST_CASE(settings_and_sync_override) {
       "max_body_bytes = 1024\n"
       "log_retention_ms = 60000\n"
       "log_retention_bytes = 1048576\n"
+      "retention_horizon_ms = 2000\n"
       "sync = false\n"
       "[[region]]\n"
       "name = \"a\"\n" +
@@ -227,6 +229,7 @@ BOOST_AUTO_TEST_CASE(settings_and_sync_override) {
   BOOST_TEST(t.max_body_bytes == 1024u);
   BOOST_TEST(t.log_retention_ms == 60000u);
   BOOST_TEST(t.log_retention_bytes == 1048576u);
+  BOOST_TEST(t.retention_horizon_ms == 2000u);
   BOOST_TEST(!t.sync);
   BOOST_REQUIRE(t.FindNode("a-1") != nullptr);
   BOOST_TEST(!t.FindNode("a-1")->sync);  // inherits [cluster] sync = false
@@ -455,6 +458,9 @@ BOOST_AUTO_TEST_CASE(wrong_value_types) {
                 "t.toml:3: anti_entropy_interval_ms must be a positive integer, not -5");
   ExpectProblem(std::string(kCluster) + "log_retention_ms = 0\n" + tail,
                 "t.toml:3: log_retention_ms must be a positive integer, not 0");
+  ExpectProblem(std::string(kCluster) + "retention_horizon_ms = 9999\n" + tail,
+                "t.toml:3: retention_horizon_ms (9999) must be at least 20 heartbeat intervals "
+                "(10000 ms)");
   ExpectProblem(std::string(kCluster) + "log_retention_bytes = \"1GB\"\n" + tail,
                 "t.toml:3: log_retention_bytes must be a positive integer, not the string "
                 "\"1GB\"");

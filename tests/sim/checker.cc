@@ -59,6 +59,22 @@ Order RegisterOrder(crdt::Hlc hlc, const crdt::ReplicaId& r) {
   return {hlc, r.node, r.incarnation};
 }
 
+// Whether `target` is the sum of some subset of `amounts` (all positive).
+bool SubsetSum(int64_t target, const std::vector<int64_t>& amounts) {
+  if (target < 0) return false;
+  int64_t total = 0;
+  for (int64_t a : amounts) total += a;
+  if (target > total) return false;
+  std::vector<char> can(static_cast<size_t>(total) + 1, 0);
+  can[0] = 1;
+  for (int64_t a : amounts) {
+    for (int64_t s = total; s >= a; --s) {
+      if (can[static_cast<size_t>(s - a)]) can[static_cast<size_t>(s)] = 1;
+    }
+  }
+  return can[static_cast<size_t>(target)] != 0;
+}
+
 void CheckCounter(const std::string& key, const std::string& envelope,
                   const std::vector<const WriteRecord*>& writes, std::vector<std::string>* out) {
   crdt::Counter c;
@@ -80,22 +96,8 @@ void CheckCounter(const std::string& key, const std::string& envelope,
   }
   // value - acked must be a subset sum of the unacknowledged increments
   // (all positive).
-  int64_t rest = value - acked;
-  bool subset = false;
-  if (rest >= 0) {
-    int64_t total = 0;
-    for (int64_t a : unacked) total += a;
-    if (rest <= total) {
-      std::vector<char> can(static_cast<size_t>(total) + 1, 0);
-      can[0] = 1;
-      for (int64_t a : unacked) {
-        for (int64_t s = total; s >= a; --s) {
-          if (can[static_cast<size_t>(s - a)]) can[static_cast<size_t>(s)] = 1;
-        }
-      }
-      subset = can[static_cast<size_t>(rest)] != 0;
-    }
-  }
+  const int64_t rest = value - acked;
+  const bool subset = SubsetSum(rest, unacked);
   if (!subset) {
     out->push_back(
         "counter " + key + " = " + std::to_string(value) + ": not the acknowledged sum " +
@@ -103,9 +105,18 @@ void CheckCounter(const std::string& key, const std::string& envelope,
         " unacknowledged increments" + (rest < 0 ? " (an acknowledged increment was lost)" : ""));
     return;
   }
-  if (value != committed) {
+  // Increments of a retired incarnation may or may not be in: beyond the
+  // committed ones, the value holds a subset of them.
+  std::vector<int64_t> maybes;
+  for (const WriteRecord* w : writes) {
+    if (w->maybe()) maybes.push_back(w->amount);
+  }
+  if (!SubsetSum(value - committed, maybes)) {
     out->push_back("counter " + key + " = " + std::to_string(value) +
                    ", but the committed increments sum to " + std::to_string(committed) +
+                   (maybes.empty() ? std::string()
+                                   : " (plus a subset of " + std::to_string(maybes.size()) +
+                                         " increments of a retired incarnation)") +
                    " (a committed increment was lost, or a refused/failed one applied)");
   }
 }
@@ -125,7 +136,7 @@ void CheckSet(const std::string& key, const std::string& envelope,
   std::set<std::string> touched;
   for (const WriteRecord* w : writes) {
     touched.insert(w->element);
-    if (!w->committed()) continue;
+    if (!w->committed() && !w->maybe()) continue;
     ops[w->element].push_back(w);
     if (w->kind == WriteKind::kSetAdd) adds[w->element].push_back(w);
   }
@@ -136,12 +147,20 @@ void CheckSet(const std::string& key, const std::string& envelope,
   }
   for (const std::string& e : touched) {
     const bool present = s.Contains(Bytes(e));
-    const WriteRecord* surviving = nullptr;  // a committed add no other write replaced
+    // A committed add no other write replaced must be there (a write of a
+    // retired incarnation may have replaced it); an add no committed write
+    // replaced may be (one of a retired incarnation, too).
+    const WriteRecord* surviving = nullptr;
+    bool possible = false;
     for (const WriteRecord* a : adds[e]) {
-      bool replaced = false;
+      bool replaced = false, surely_replaced = false;
       for (const WriteRecord* o : ops[e]) {
-        replaced = replaced || (o != a && o->context.Contains(a->dot));
+        if (o == a || !o->context.Contains(a->dot)) continue;
+        replaced = true;
+        surely_replaced = surely_replaced || !o->maybe();
       }
+      possible = possible || !surely_replaced;
+      if (a->maybe()) continue;
       if (!replaced && (surviving == nullptr || a->acknowledged())) surviving = a;
     }
     bool removed = false;
@@ -152,7 +171,7 @@ void CheckSet(const std::string& key, const std::string& envelope,
                      ") added it and no remove or later add saw it" +
                      (removed ? "" : " (it was never removed)"));
     }
-    if (surviving == nullptr && present) {
+    if (!possible && present) {
       out->push_back("set " + key + ": " + e + " is present, but " +
                      (adds[e].empty()
                           ? std::string("no add of it was committed")
@@ -187,14 +206,26 @@ void CheckRegister(const std::string& key, const std::string& envelope,
                                ? "deleted at " + crdt::HlcToString(r.hlc())
                                : FromBytes(r.value()) + " at " + crdt::HlcToString(r.hlc()) +
                                      " by " + r.writer().ToString();
-  if (best == nullptr) {
+  // Writes of a retired incarnation (maybe()) may or may not be there.
+  bool any_maybe = false, maybe_delete_after_best = false;
+  for (const WriteRecord* w : writes) {
+    if (!w->maybe()) continue;
+    any_maybe = true;
+    if (w->kind == WriteKind::kDelete &&
+        (best == nullptr ||
+         RegisterOrder(w->hlc, w->writer) > RegisterOrder(best->hlc, best->writer))) {
+      maybe_delete_after_best = true;
+    }
+  }
+  if (best == nullptr && !any_maybe) {
     if (!r.IsBottom()) {
       out->push_back("register " + key + " is " + final_desc + ", but no write was committed");
     }
     return;
   }
-  if (r.IsBottom() && best->kind == WriteKind::kDelete) {
-    return;  // deleted, and the tombstone collected once stable
+  if (r.IsBottom() &&
+      (best == nullptr || best->kind == WriteKind::kDelete || maybe_delete_after_best)) {
+    return;  // deleted, and the tombstone collected once stable (or all lost)
   }
   Order final_order = RegisterOrder(r.hlc(), r.writer());
   if (best_acked != nullptr && final_order < RegisterOrder(best_acked->hlc, best_acked->writer)) {
@@ -206,7 +237,7 @@ void CheckRegister(const std::string& key, const std::string& envelope,
   }
   const WriteRecord* match = nullptr;
   for (const WriteRecord* w : writes) {
-    if (w->hlc == r.hlc() && w->writer == r.writer() && w->committed()) match = w;
+    if (w->hlc == r.hlc() && w->writer == r.writer() && (w->committed() || w->maybe())) match = w;
   }
   bool same_value =
       match != nullptr &&
@@ -221,6 +252,14 @@ void CheckRegister(const std::string& key, const std::string& envelope,
       }
     }
     out->push_back("register " + key + " is " + final_desc + ", which is " + who + " as committed");
+    return;
+  }
+  if (match->maybe()) {
+    if (best != nullptr && final_order < RegisterOrder(best->hlc, best->writer)) {
+      out->push_back("register " + key + " is " + final_desc + " (" + WriteLabel(*match) +
+                     ", of a retired incarnation), not the greatest committed " +
+                     WriteLabel(*best));
+    }
     return;
   }
   if (match != best) {
@@ -406,6 +445,8 @@ const char* OutcomeName(Outcome o) {
       return "committed, reply lost";
     case Outcome::kAcknowledged:
       return "acknowledged";
+    case Outcome::kRetired:
+      return "committed by a retired incarnation, held nowhere else";
   }
   return "?";
 }

@@ -103,6 +103,10 @@ struct SimNode {
   // show here again, collected tombstone or not.
   std::map<std::string, std::pair<crdt::Hlc, crdt::ReplicaId>> deleted;
   uint64_t beyond_since = kNever;   // clock beyond the limit from most nodes since
+  // Retention horizon, as stored (the transport's part): the retired
+  // incarnations and the last two-way contact.
+  std::map<std::string, uint64_t> expired_stored;
+  uint64_t contact_stored = 0;
   uint64_t reach_mask = 0;          // the nodes it could reach at the last UpdateFences
 };
 
@@ -134,6 +138,7 @@ enum class EventKind {
   kHeal,
   kCheck,
   kRestartNode,  // a wiped node comes back
+  kRejoin,       // a peer retired the node's incarnation
 };
 
 struct Event {
@@ -226,6 +231,12 @@ class Simulation {
   void Crash(SimNode& n);
   bool WipeReady(SimNode& n, std::string* why);
   void Wipe(SimNode& n, uint64_t downtime_ms);
+  // A peer retired its incarnation: its data goes aside, and it comes back
+  // as a new incarnation (as meridiand does).
+  void Rejoin(SimNode& n);
+  // Drops the data dir and schedules a fresh start `downtime_ms` later.
+  void LoseData(SimNode& n, uint64_t downtime_ms);
+  void StoreContact(SimNode& n);
 
   // Reads.
   void AnswerReads(SimNode& n);
@@ -470,6 +481,30 @@ void Simulation::Execute(SimNode& n, const gossip::Now& now, gossip::Effects& fx
       Trace(n.id + ": bootstrapped");
     }
   }
+  if (!fx.expirations.empty()) {
+    // As the transport: stored before anything else of the step.
+    std::map<std::string, uint64_t> next = n.expired_stored;
+    for (const crdt::ReplicaId& r : fx.expirations) {
+      next[r.node] = std::max(next[r.node], r.incarnation);
+      Trace(n.id + ": retires " + r.ToString());
+    }
+    storage::WriteBatch batch;
+    storage::PutExpired(next, &batch);
+    if (n.store->Write(&batch).ok()) {
+      n.expired_stored = std::move(next);
+      stats_.retirements += fx.expirations.size();
+    } else {
+      for (const crdt::ReplicaId& r : fx.expirations) n.protocol->OnExpirationFailed(r);
+    }
+  }
+  if (fx.rejoin) {
+    // Not in the middle of this step: the node goes at once, as an event.
+    Event e;
+    e.kind = EventKind::kRejoin;
+    e.node = n.index;
+    e.gen = n.gen;
+    Push(now_, std::move(e));
+  }
   if (options_.trace) {
     for (const auto& line : fx.logs) Trace(n.id + ": " + line);
     for (const auto& pe : fx.peer_events) {
@@ -586,6 +621,8 @@ void Simulation::Start(SimNode& n) {
   n.clock->Restore(meta.hlc_bound);
   now.hlc = n.clock->last();
   gossip::Applied applied = meta.applied;
+  n.expired_stored = meta.expired;
+  n.contact_stored = meta.last_contact_ms;
   n.committer = std::make_unique<node::Committer>(n.store.get(), n.clock.get(), std::move(meta));
   n.committer->SetChangeListener([this, &n](const std::string& key, const std::string& envelope) {
     CheckNotResurrected(n, key, envelope);
@@ -593,6 +630,8 @@ void Simulation::Start(SimNode& n) {
   n.view.node = &n;
   gossip::ProtocolOptions po = scenario_.protocol;
   po.anti_entropy.must_bootstrap = n.bootstrap_pending;
+  po.expired = n.expired_stored;
+  po.last_contact_wall_ms = n.contact_stored;
   // As the transport: the log's first retained seq, from the store.
   if (Status fs = n.store->FirstLogSeq(kScope, &po.log_first_seq); !fs.ok()) {
     Violation(n.id + " cannot read its log: " + fs.ToString());
@@ -715,6 +754,49 @@ bool Simulation::WipeReady(SimNode& n, std::string* why) {
 
 void Simulation::Wipe(SimNode& n, uint64_t downtime_ms) {
   Trace(n.id + " WIPE: its data dir is lost; back in " + std::to_string(downtime_ms) + " ms");
+  ++stats_.wipes;
+  LoseData(n, downtime_ms);
+}
+
+void Simulation::Rejoin(SimNode& n) {
+  // What only this incarnation held goes with its data: every committed
+  // write no other node's durable applied vector covers may be lost (or
+  // still arrive somewhere by a delta in flight).
+  std::set<std::string> lost_keys;
+  for (WriteRecord& w : history_.writes) {
+    if (!w.committed()) continue;
+    bool held = false;
+    for (const auto& other : nodes_) {
+      if (other.get() == &n) continue;
+      auto it = other->durable.find({w.writer, kScope});
+      held = held || (it != other->durable.end() && it->second >= w.seq);
+    }
+    if (held) continue;
+    w.outcome = Outcome::kRetired;
+    lost_keys.insert(w.key);
+    ++stats_.writes_retired;
+  }
+  // Sessions lose what they saw of those writes: their tokens go back to
+  // what the other nodes hold of each origin, and their views of the keys
+  // involved are forgotten.
+  storage::AppliedVector held_elsewhere;
+  for (const auto& other : nodes_) {
+    if (other.get() != &n) MaxInto(other->durable, &held_elsewhere);
+  }
+  for (Session& s : history_.sessions) {
+    for (auto& [origin, seq] : s.token) {
+      auto it = held_elsewhere.find(origin);
+      seq = std::min(seq, it == held_elsewhere.end() ? 0 : it->second);
+    }
+    for (const std::string& key : lost_keys) s.observed.erase(key);
+  }
+  ++stats_.rejoins;
+  Trace(n.id + " REJOIN: a peer retired " + n.replica.ToString() + "; " +
+        std::to_string(lost_keys.size()) + " keys had writes no other node holds");
+  LoseData(n, Between(rng_, 0, 300));
+}
+
+void Simulation::LoseData(SimNode& n, uint64_t downtime_ms) {
   Crash(n);
   std::error_code ec;
   std::filesystem::remove_all(n.dir, ec);
@@ -723,12 +805,13 @@ void Simulation::Wipe(SimNode& n, uint64_t downtime_ms) {
     return;
   }
   n.expect_fresh = true;
-  ++n.wipes;
-  ++stats_.wipes;
+  ++n.wipes;  // (the next incarnation's number)
   n.durable.clear();
   n.last_register_hlc = 0;
   n.deleted.clear();
   n.bootstrap_pending = false;
+  n.expired_stored.clear();
+  n.contact_stored = 0;
   Event e;
   e.kind = EventKind::kRestartNode;
   e.node = n.index;
@@ -763,7 +846,20 @@ void Simulation::Tick(Event& e) {
   n.protocol->OnTick(now, &fx);
   Execute(n, now, fx);
   if (!stop_ && n.up) Collect(n);
+  if (!stop_ && n.up) StoreContact(n);
   ScheduleTick(n, true);
+}
+
+// As the transport: the last two-way contact is stored once it moved on
+// by a 32nd of the horizon.
+void Simulation::StoreContact(SimNode& n) {
+  const gossip::HorizonStatus h = n.protocol->Horizon(NowOf(n));
+  if (h.horizon_ms == 0 || h.rejoining) return;
+  const uint64_t step = std::max<uint64_t>(1, h.horizon_ms / 32);
+  if (h.last_contact_wall_ms < n.contact_stored + step) return;
+  storage::WriteBatch batch;
+  storage::PutLastContact(h.last_contact_wall_ms, &batch);
+  if (n.store->Write(&batch).ok()) n.contact_stored = h.last_contact_wall_ms;
 }
 
 void Simulation::Collect(SimNode& n) {
@@ -1235,9 +1331,10 @@ void Simulation::ClientOp(int session_id) {
   if (!gate.ok) {
     w.outcome = Outcome::kRefusedSkew;
     w.error = gate.code;
-    if (gate.code != "clock_skew" && gate.code != "bootstrapping") {
+    if (gate.code != "clock_skew" && gate.code != "bootstrapping" &&
+        gate.code != "beyond_horizon" && gate.code != "rejoining") {
       Violation(n.id + ": the gate refused a write with code '" + gate.code +
-                "', expected clock_skew or bootstrapping");
+                "', expected clock_skew, bootstrapping, beyond_horizon or rejoining");
     }
     if (gate.code == "bootstrapping" && !n.bootstrap_pending) {
       Violation(n.id + ": the gate says bootstrapping, but the node's incarnation bootstrapped");
@@ -1529,6 +1626,14 @@ SeedReport Simulation::Run() {
       case EventKind::kFault:
         Fault(scenario_.faults[static_cast<size_t>(e.index)]);
         break;
+      case EventKind::kRejoin: {
+        SimNode& n = *nodes_[static_cast<size_t>(e.node)];
+        if (n.up && e.gen == n.gen) {
+          Rejoin(n);
+          UpdateFences();
+        }
+        break;
+      }
       case EventKind::kRestartNode: {
         SimNode& n = *nodes_[static_cast<size_t>(e.node)];
         if (!n.up) {

@@ -93,6 +93,12 @@ struct SimStats {
   uint64_t log_truncated = 0;  // log entries collected
   uint64_t beyond_log = 0;     // times a peer lacked collected entries (repaired by AE)
   uint64_t tombstones_collected = 0;
+  // Retention horizon: incarnations retired by a peer, nodes that rejoined
+  // as a new incarnation for it, and committed writes that then may have
+  // been lost (held by no other node).
+  uint64_t retirements = 0;
+  uint64_t rejoins = 0;
+  uint64_t writes_retired = 0;
   uint64_t quiesce_ms = 0;  // virtual time from heal to quiescence
   uint64_t end_ms = 0;      // virtual time at the end
 };

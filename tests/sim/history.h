@@ -21,11 +21,17 @@ const char* WriteKindName(WriteKind k);
 enum class Outcome {
   kPending,       // submitted, not yet committed
   kUnavailable,   // the node was down: never submitted
-  kRefusedSkew,   // Gate refused it (503 clock_skew or bootstrapping): never submitted
+  kRefusedSkew,   // Gate refused it (503 clock_skew, bootstrapping, beyond_horizon or
+                  // rejoining): never submitted
   kLostInCrash,   // queued, the node crashed before the commit: never applied
   kFailed,        // Commit returned an error (e.g. 507): must not be visible
   kReplyLost,     // committed (durable) but the client never got the reply
   kAcknowledged,  // committed and acknowledged to the client
+  // Committed by an incarnation that a peer retired (away longer than the
+  // retention horizon) while no other node held it: its data went aside,
+  // so it may be missing, or present if a delta in flight still reached a
+  // node that had not retired its writer.
+  kRetired,
 };
 const char* OutcomeName(Outcome o);
 
@@ -55,6 +61,7 @@ struct WriteRecord {
     return outcome == Outcome::kReplyLost || outcome == Outcome::kAcknowledged;
   }
   bool acknowledged() const { return outcome == Outcome::kAcknowledged; }
+  bool maybe() const { return outcome == Outcome::kRetired; }
   std::string ToString() const;
 };
 

@@ -115,6 +115,7 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
     seeds = 1;
   } else {
     base = std::random_device()() * uint64_t{1000003} + std::random_device()();
+    if (const char* b = std::getenv("MERIDIAN_SIM_BASE")) base = std::strtoull(b, nullptr, 10);
     if (const char* n = std::getenv("MERIDIAN_SIM_SEEDS")) seeds = std::max(1, std::atoi(n));
   }
   std::cout << "sim: " << seeds << " seeds from " << base << " (data in " << Root().path() << ")"
@@ -157,6 +158,9 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
     total.log_truncated += r.stats.log_truncated;
     total.beyond_log += r.stats.beyond_log;
     total.tombstones_collected += r.stats.tombstones_collected;
+    total.retirements += r.stats.retirements;
+    total.rejoins += r.stats.rejoins;
+    total.writes_retired += r.stats.writes_retired;
     if (r.stats.quiesce_ms > total.quiesce_ms) {
       total.quiesce_ms = r.stats.quiesce_ms;
       slowest = seed;
@@ -199,7 +203,10 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
             << total.ae_repairs << " repairs committed; log: " << total.log_truncated
             << " entries collected, " << total.beyond_log
             << " times a peer lacked collected entries, " << total.tombstones_collected
-            << " tombstones collected; slowest quiescence " << total.quiesce_ms
+            << " tombstones collected; horizon: " << total.retirements
+            << " incarnations retired, " << total.rejoins << " rejoins, " << total.writes_retired
+            << " committed writes held nowhere else at a rejoin; slowest quiescence "
+            << total.quiesce_ms
             << " ms (seed " << slowest << ")" << std::endl;
   // Anti-entropy must have done real work over this many seeds (a broken
   // wiring would leave these at zero and every other check green).
@@ -209,6 +216,8 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
     BOOST_TEST(total.log_truncated > 0u);
     BOOST_TEST(total.beyond_log > 0u);
     BOOST_TEST(total.tombstones_collected > 0u);
+    BOOST_TEST(total.retirements > 0u);
+    BOOST_TEST(total.rejoins > 0u);
   }
 }
 

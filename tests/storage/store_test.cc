@@ -617,6 +617,45 @@ BOOST_AUTO_TEST_CASE(node_meta_fresh_then_round_trip) {
   BOOST_CHECK(meta.applied.empty());
 }
 
+// The retention horizon's records (gossip/protocol.h): retired
+// incarnations, the last contact and the retired mark.
+BOOST_AUTO_TEST_CASE(node_meta_horizon_records_round_trip_and_refuse_bad_bytes) {
+  TempDir tmp;
+  auto store = OpenStore(tmp.path());
+  WriteBatch batch;
+  InitIdentity(Replica("n", 5), &batch);
+  MustWrite(store.get(), &batch);
+  NodeMeta meta;
+  bool fresh = true;
+  BOOST_REQUIRE(LoadNodeMeta(*store, "n", &meta, &fresh).ok());
+  BOOST_CHECK(meta.expired.empty());
+  BOOST_CHECK_EQUAL(meta.last_contact_ms, 0u);
+  BOOST_CHECK(!meta.retired);
+
+  const std::map<std::string, uint64_t> expired = {{"a", 3}, {"b", uint64_t{1} << 50}};
+  WriteBatch more;
+  PutExpired(expired, &more);
+  PutLastContact(1732550400123, &more);
+  PutRetired(&more);
+  MustWrite(store.get(), &more);
+  BOOST_REQUIRE(LoadNodeMeta(*store, "n", &meta, &fresh).ok());
+  BOOST_CHECK(meta.expired == expired);
+  BOOST_CHECK_EQUAL(meta.last_contact_ms, 1732550400123u);
+  BOOST_CHECK(meta.retired);
+
+  // Out of order or not a list: refused with the record named.
+  crdt::Encoder e(1);
+  e.Array(2);
+  crdt::EncodeReplica(Replica("b", 1), &e);
+  crdt::EncodeReplica(Replica("a", 1), &e);
+  WriteBatch bad;
+  bad.PutMeta(kMetaExpired, e.Take());
+  MustWrite(store.get(), &bad);
+  Status s = LoadNodeMeta(*store, "n", &meta, &fresh);
+  BOOST_CHECK(s.IsCorruption());
+  BOOST_CHECK(s.ToString().find("expired incarnations") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(node_meta_identity_only_reads_zero_and_empty) {
   TempDir tmp;
   auto store = OpenStore(tmp.path());
