@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <exception>
@@ -202,9 +203,19 @@ struct Transport::Impl {
   std::string ship_cache_scope;
   std::vector<storage::LogEntry> ship_cache;
   // Log collection: truncate the own log up to truncate_goal (the
-  // Protocol's last TruncateRequest), a bounded chunk per turn.
+  // Protocol's last TruncateRequest). The gossip thread only hands the
+  // goal to the truncator thread (RunTruncator), which deletes in bounded
+  // chunks: a deletion is a store Write, which waits behind the applier's
+  // group commit and its fsync, and must not hold up shipping and
+  // receiving meanwhile.
   uint64_t truncate_goal = 0;
   bool truncate_pending = false;
+  std::thread truncator;
+  std::mutex truncate_mu;
+  std::condition_variable truncate_cv;
+  uint64_t truncate_wanted = 0;     // guarded by truncate_mu
+  bool truncate_stop = false;       // guarded by truncate_mu
+  std::string truncate_error;       // guarded by truncate_mu: the last failure, not yet logged
   uint64_t truncate_failures_logged_ms = 0;
   uint64_t next_stable_ms = 0;  // when Host::Stable is next called
   // Retention horizon: the retired incarnations as stored, and the last
@@ -276,6 +287,8 @@ struct Transport::Impl {
   void ServeAeRead(const Now& now, const AeReadStates& read, Effects* follow_up);
   void Repair(AeRepair repair);
   void TruncateSome();
+  void RunTruncator();
+  void StopTruncator();
   void StoreExpirations(const std::vector<crdt::ReplicaId>& expired);
   void StoreContact();
   void Rejoin();
@@ -352,9 +365,11 @@ Status Transport::Impl::Start() {
   }
   started = true;
   try {
+    truncator = std::thread([this] { RunTruncator(); });
     thread = std::thread([this] { Run(); });
   } catch (const std::exception& e) {
     started = false;
+    StopTruncator();
     {
       std::lock_guard<std::mutex> mlock(mailbox->mu);
       mailbox->closed = true;
@@ -363,6 +378,15 @@ Status Transport::Impl::Start() {
     return Status::IOError(std::string("cannot start the gossip thread: ") + e.what());
   }
   return Status::OK();
+}
+
+void Transport::Impl::StopTruncator() {
+  {
+    std::lock_guard<std::mutex> lock(truncate_mu);
+    truncate_stop = true;
+  }
+  truncate_cv.notify_one();
+  if (truncator.joinable()) truncator.join();
 }
 
 void Transport::Impl::CloseSockets() {
@@ -384,6 +408,7 @@ void Transport::Impl::Stop() {
     stop_requested.store(true);
     mailbox->Post(Command{});  // kWake
     if (thread.joinable()) thread.join();
+    StopTruncator();
   }
   CloseSockets();
   ctx.close();
@@ -494,23 +519,55 @@ void Transport::Impl::Rejoin() {
   host->Rejoin();
 }
 
-// One chunk per turn, so that a long truncation (after a peer was away)
-// never holds the gossip thread for long.
+// Hands the goal to the truncator thread and logs its failures, at most
+// one line per 10 s (quick: the Host is called on this thread only).
 void Transport::Impl::TruncateSome() {
-  if (!truncate_pending) return;
-  constexpr size_t kChunk = 8192;
-  size_t removed = 0;
-  Status s = store->TruncateLog(kDefaultScope, truncate_goal, kChunk, &removed);
-  if (!s.ok()) {
-    // Harmless: the entries stay until a later turn removes them.
+  std::string error;
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(truncate_mu);
+    error.swap(truncate_error);
+    if (truncate_pending && truncate_goal > truncate_wanted) {
+      truncate_wanted = truncate_goal;
+      wake = true;
+    }
+  }
+  truncate_pending = false;
+  if (wake) truncate_cv.notify_one();
+  if (!error.empty()) {
+    // Harmless: the entries stay until a later try removes them.
     const uint64_t mono = MonoMs();
     if (mono >= truncate_failures_logged_ms + 10000) {
       truncate_failures_logged_ms = mono;
-      host->Log("gossip: cannot truncate the log: " + s.ToString());
+      host->Log("gossip: cannot truncate the log: " + error);
     }
-    return;
   }
-  if (removed < kChunk) truncate_pending = false;
+}
+
+// The truncator thread: deletes up to the latest goal, one chunk per
+// Write, so that a long truncation (after a peer was away) never holds
+// the store's write path for long. A failure is retried after a second.
+void Transport::Impl::RunTruncator() {
+  constexpr size_t kChunk = 8192;
+  uint64_t done = 0;  // truncated through this seq (as far as this thread knows)
+  bool failing = false;
+  std::unique_lock<std::mutex> lock(truncate_mu);
+  for (;;) {
+    if (failing) {
+      truncate_cv.wait_for(lock, std::chrono::seconds(1), [this] { return truncate_stop; });
+    } else {
+      truncate_cv.wait(lock, [&] { return truncate_stop || truncate_wanted > done; });
+    }
+    if (truncate_stop) return;
+    const uint64_t goal = truncate_wanted;
+    lock.unlock();
+    size_t removed = 0;
+    Status s = store->TruncateLog(kDefaultScope, goal, kChunk, &removed);
+    failing = !s.ok();
+    if (!failing && removed < kChunk) done = goal;
+    lock.lock();
+    if (failing) truncate_error = s.ToString();
+  }
 }
 
 void Transport::Impl::RefreshFaults() {

@@ -23,8 +23,11 @@
 // go to Host::Repair, which joins them on the applier and reports the new
 // applied vector back.
 //
-// Log collection: the Protocol's TruncateRequests are carried out on the
-// gossip thread, at most 8192 entries per turn of its loop.
+// Log collection: the Protocol's TruncateRequests are carried out by a
+// second thread of the Transport, at most 8192 entries per store Write
+// (a Write waits behind the applier's group commit; the gossip thread
+// only hands over the goal, so shipping never waits for it). Failures are
+// retried every second and logged from the gossip thread.
 //
 // Retention horizon: the Protocol's expirations are stored (node_meta
 // "expired") as soon as they come; the last two-way contact is stored

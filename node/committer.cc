@@ -181,6 +181,28 @@ struct GroupStates {
     *out = &*it;
     return Status::OK();
   }
+  // Reads the states of `wanted` keys not yet loaded with one store call
+  // (Store::GetStates), so that Get finds them loaded. Best effort: a key
+  // whose read or decode fails is left for Get, which reports the error.
+  void Prefetch(std::vector<std::string_view> wanted) {
+    std::sort(wanted.begin(), wanted.end());
+    wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
+    wanted.erase(std::remove_if(wanted.begin(), wanted.end(),
+                                [this](std::string_view k) { return keys.count(std::string(k)) != 0; }),
+                 wanted.end());
+    std::vector<std::string> bytes;
+    std::vector<bool> found;
+    if (wanted.empty() || !store->GetStates(wanted, &bytes, &found).ok()) return;
+    for (size_t i = 0; i < wanted.size(); ++i) {
+      KeyState ks;
+      if (found[i]) {
+        if (!crdt::Envelope::DecodeStored(bytes[i], &ks.state).ok()) continue;
+        ks.had_state = true;
+        ks.before = storage::KeyDigest(wanted[i], bytes[i]);
+      }
+      keys.emplace(std::string(wanted[i]), std::move(ks));
+    }
+  }
   // Records that the key now holds a state.
   void Stored(Entry* e) {
     if (!e->second.had_state && !e->second.counted) {
@@ -256,14 +278,18 @@ struct GroupStates {
 
   // A collection candidate for every written key whose final state is a
   // register tombstone, bounded by `applied` (the vector after the batch).
-  void PutGcCandidates(const storage::AppliedVector& applied, storage::WriteBatch* batch) const {
+  // Returns how many it put.
+  size_t PutGcCandidates(const storage::AppliedVector& applied, storage::WriteBatch* batch) const {
+    size_t put = 0;
     for (const Entry* e : written) {
       crdt::ReplicaId writer;
       if (!IsRegisterTombstone(e->second.state, &writer)) continue;
       const uint64_t seq = AppliedOf(applied, writer, kScope);
       if (seq == 0) continue;  // a writer this node has no entry for: never collected
       batch->PutGcCandidate(storage::GcCandidate{e->first, writer, seq});
+      ++put;
     }
+    return put;
   }
 };
 
@@ -322,6 +348,15 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
   }
   GroupStates group;
   group.store = store_;
+  {
+    // Every key the group may touch, read at once.
+    std::vector<std::string_view> wanted;
+    for (const Operation* op : ops) wanted.push_back(op->key);
+    for (const RemoteApply* ra : remotes) {
+      for (const gossip::DeltaEntry& e : ra->entries) wanted.push_back(e.key);
+    }
+    group.Prefetch(std::move(wanted));
+  }
 
   // --- Local operations ----------------------------------------------------
   storage::AppliedVector applied = meta_.applied;
@@ -415,7 +450,7 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
 
   // --- Digest records ------------------------------------------------------
   std::vector<DigestChange> digest_changes = group.PutDigests(&batch);
-  group.PutGcCandidates(applied, &batch);
+  if (group.PutGcCandidates(applied, &batch) > 0) gc_candidates_maybe_ = true;
 
   // --- Commit --------------------------------------------------------------
   crdt::Hlc bound = 0;
@@ -548,7 +583,9 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
   storage::WriteBatch batch;
   group.PutJoined(&batch);
   std::vector<DigestChange> digest_changes = group.PutDigests(&batch);
-  group.PutGcCandidates(advanced ? applied : meta_.applied, &batch);
+  if (group.PutGcCandidates(advanced ? applied : meta_.applied, &batch) > 0) {
+    gc_candidates_maybe_ = true;
+  }
   if (group.joined.empty() && !advanced) {
     last_status_ = Status::OK();
     type_conflicts_ += conflicts;
@@ -581,12 +618,19 @@ void Committer::Collect(const storage::AppliedVector& stable, size_t limit,
   CollectResult& out = result != nullptr ? *result : scratch;
   out = CollectResult();
   last_digest_changes_.clear();
+  if (!gc_candidates_maybe_) {
+    // None are stored: skip the scan (see gc_candidates_maybe_).
+    out.wrapped = true;
+    return;
+  }
   std::vector<storage::GcCandidate> candidates;
   Status st = store_->ScanGcCandidates(gc_cursor_, limit, &candidates);
   if (!st.ok()) {
     out.status = st;
     return;
   }
+  // A full scan found none: none are stored until a batch puts one.
+  if (gc_cursor_.empty() && candidates.empty()) gc_candidates_maybe_ = false;
   out.examined = candidates.size();
   out.wrapped = candidates.size() < limit;
   const std::string next_cursor = out.wrapped ? std::string() : candidates.back().key;

@@ -24,6 +24,7 @@ void Waiters::Add(std::function<bool()> condition, TimePoint deadline,
 
 void Waiters::Notify() {
   std::lock_guard<std::mutex> lock(mu_);
+  if (waiters_.empty() && !evaluating_) return;  // nobody to re-check
   ++notifications_;
   cv_.notify_one();
 }
@@ -64,6 +65,7 @@ void Waiters::Run() {
     // since Add bumps notifications_.
     std::list<Waiter> batch;
     batch.swap(waiters_);
+    evaluating_ = !batch.empty();
     lock.unlock();
     std::vector<std::pair<std::function<void(bool)>, bool>> answers;
     TimePoint now = std::chrono::steady_clock::now();
@@ -78,6 +80,7 @@ void Waiters::Run() {
     }
     for (auto& [done, ok] : answers) done(ok);
     lock.lock();
+    evaluating_ = false;
     waiters_.splice(waiters_.begin(), batch);
     if (stopping && waiters_.empty()) return;
   }

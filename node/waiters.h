@@ -57,6 +57,11 @@ class Waiters {
   std::condition_variable cv_;
   std::list<Waiter> waiters_;
   uint64_t notifications_ = 0;
+  // The thread is evaluating waiters it took out of waiters_. While it is
+  // not and none are pending, Notify has nothing to wake it for (Add wakes
+  // it for each new waiter), so it skips the wake-up: commits and gossip
+  // acknowledgements call Notify thousands of times a second.
+  bool evaluating_ = false;
   bool stopping_ = false;
   std::thread thread_;
 };

@@ -14,12 +14,16 @@
 #include <leveldb/options.h>
 #include <leveldb/status.h>
 #include <leveldb/write_batch.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <set>
 #include <shared_mutex>
@@ -170,12 +174,44 @@ class FaultFile : public leveldb::WritableFile {
   const std::atomic<bool>* full_;
 };
 
+// LevelDB's background work (memtable flushes and compactions) runs on
+// Env::Default()'s one background thread. It yields to the node's request
+// path: the first job it runs lowers that thread's CPU priority to
+// kBackgroundNice and its I/O priority to best-effort level 7 (Linux
+// priorities are per thread). Flushes and compactions come in bursts (the
+// replicas of a cluster fill their memtables in step, so all of them
+// compact at once), and at the request path's priority they took the cores
+// from the applier, gossip and HTTP threads for hundreds of milliseconds
+// at a time (bench/README.md, "The replication lag tail"). The I/O
+// priority matters only under an I/O scheduler that honours it (bfq).
+// Background work still gets every idle cycle,
+// which is ample below saturation; if it ever falls behind, LevelDB's own
+// write throttling (level-0 slowdown and stop) takes over, as before.
+constexpr int kBackgroundNice = 10;
+
+void LowerThisThreadsPriority() {
+  thread_local bool lowered = false;
+  if (lowered) return;
+  lowered = true;
+  const auto tid = static_cast<id_t>(::syscall(SYS_gettid));
+  // Best effort: failing leaves the thread as it was.
+  (void)::setpriority(PRIO_PROCESS, tid, kBackgroundNice);
+  constexpr int kIoprioClassBe = 2, kIoprioClassShift = 13, kIoprioWhoProcess = 1;
+  (void)::syscall(SYS_ioprio_set, kIoprioWhoProcess, static_cast<int>(tid),
+                  (kIoprioClassBe << kIoprioClassShift) | 7);
+}
+
 class FaultEnv : public leveldb::EnvWrapper {
  public:
   FaultEnv() : EnvWrapper(leveldb::Env::Default()) {}
 
   void SetFull(bool full) { full_.store(full); }
   bool full() const { return full_.load(); }
+
+  void Schedule(void (*function)(void* arg), void* arg) override {
+    auto* job = new BackgroundJob{function, arg};
+    target()->Schedule(&FaultEnv::RunBackground, job);
+  }
 
   leveldb::Status NewWritableFile(const std::string& f, leveldb::WritableFile** r) override {
     return Wrap(f, target()->NewWritableFile(f, r), r);
@@ -190,6 +226,16 @@ class FaultEnv : public leveldb::EnvWrapper {
     return s;
   }
 
+  struct BackgroundJob {
+    void (*function)(void*);
+    void* arg;
+  };
+  static void RunBackground(void* p) {
+    std::unique_ptr<BackgroundJob> job(static_cast<BackgroundJob*>(p));
+    LowerThisThreadsPriority();
+    job->function(job->arg);
+  }
+
   std::atomic<bool> full_{false};
 };
 
@@ -202,6 +248,11 @@ struct WriteBatch::Impl {
   leveldb::WriteBatch batch;
   int count = 0;
   Status poison;  // set by a record that cannot be laid out
+  // Written without waiting for fsync even on a syncing store: only for
+  // batches whose loss in a crash is harmless (log truncation, which is
+  // redone after a restart). The next synced write makes it durable too,
+  // since LevelDB's log is sequential.
+  bool no_sync = false;
 };
 
 WriteBatch::WriteBatch() : impl_(std::make_unique<Impl>()) {}
@@ -378,6 +429,15 @@ struct Store::Impl {
   std::string closed_reason;  // why db is null; guarded like db
   std::shared_ptr<SnapshotHome> home = std::make_shared<SnapshotHome>();
 
+  // Per scope, the seq past the last log entry TruncateLog removed: its
+  // next scan seeks there instead of to the start of the scope's log, whose
+  // deleted entries LevelDB keeps as tombstones until compaction, so a scan
+  // from the start would step over every entry truncated since (on the
+  // gossip thread, once per heartbeat, growing with the node's uptime).
+  // Log seqs only grow, so nothing below it is ever written again.
+  std::mutex log_floor_mu;
+  std::map<std::string, uint64_t, std::less<>> log_floor;  // guarded by log_floor_mu
+
   // Read options for `at` (null: now). REQUIRES: db_mu held.
   Status ReadOptionsAt(const StoreSnapshot* at, leveldb::ReadOptions* out) const {
     if (at == nullptr) return Status::OK();
@@ -545,6 +605,35 @@ Status Store::GetState(std::string_view key, std::string* envelope,
   return FromLevelDb(s, "reading a state in " + impl_->dir);
 }
 
+Status Store::GetStates(const std::vector<std::string_view>& keys,
+                        std::vector<std::string>* envelopes, std::vector<bool>* found) const {
+  envelopes->assign(keys.size(), std::string());
+  found->assign(keys.size(), false);
+  if (keys.empty()) return Status::OK();
+  std::shared_lock<std::shared_mutex> lock;
+  MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions()));
+  std::string target;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    target.assign(1, kStatePrefix);
+    target.append(keys[i]);
+    // Keys come sorted: when the iterator already stands at or past the
+    // target (the previous key's successor), no new seek is needed.
+    if (i == 0 || !it->Valid() || it->key().compare(ToSlice(target)) < 0) it->Seek(target);
+    if (!it->Valid()) break;  // no state at or after this key: none for the rest
+    if (it->key() == leveldb::Slice(target)) {
+      (*found)[i] = true;
+      (*envelopes)[i].assign(it->value().data(), it->value().size());
+    }
+  }
+  if (!it->status().ok()) {
+    envelopes->assign(keys.size(), std::string());
+    found->assign(keys.size(), false);
+    return FromLevelDb(it->status(), "reading states in " + impl_->dir);
+  }
+  return Status::OK();
+}
+
 Status Store::GetMeta(std::string_view name, std::string* value) const {
   std::shared_lock<std::shared_mutex> lock;
   MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
@@ -586,7 +675,7 @@ Status Store::Write(WriteBatch* batch) {
 
   std::shared_lock<std::shared_mutex> lock(impl.db_mu);
   leveldb::WriteOptions wo;
-  wo.sync = impl.options.sync;
+  wo.sync = impl.options.sync && !batch->impl_->no_sync;
   impl.writes.fetch_add(1);
   leveldb::Status s = impl.db->Write(wo, &batch->impl_->batch);
   if (!s.ok()) {
@@ -695,12 +784,21 @@ Status Store::TruncateLog(std::string_view scope, uint64_t through_seq, size_t l
   *removed = 0;
   if (!ScopeIsValid(scope)) return BadScope();
   const std::string prefix = LogScopePrefix(scope);
+  uint64_t floor = 0;
+  {
+    std::lock_guard<std::mutex> lock(impl_->log_floor_mu);
+    auto f = impl_->log_floor.find(scope);
+    if (f != impl_->log_floor.end()) floor = f->second;
+  }
   WriteBatch batch;
+  batch.impl_->no_sync = true;
+  uint64_t last_removed = 0;
   {
     std::shared_lock<std::shared_mutex> lock;
     MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
     std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions()));
-    for (it->Seek(prefix); it->Valid() && *removed < limit; it->Next()) {
+    for (it->Seek(floor == 0 ? prefix : LogKey(scope, floor)); it->Valid() && *removed < limit;
+         it->Next()) {
       std::string_view key = ToView(it->key());
       if (key.substr(0, prefix.size()) != prefix) break;
       if (key.size() != prefix.size() + 8) {
@@ -709,12 +807,19 @@ Status Store::TruncateLog(std::string_view scope, uint64_t through_seq, size_t l
       const uint64_t seq = DecodeBigEndian64(key.substr(prefix.size()));
       if (seq > through_seq) break;
       batch.DeleteLog(scope, seq);
+      last_removed = seq;
       ++*removed;
     }
     MERIDIAN_RETURN_IF_ERROR(FromLevelDb(it->status(), "reading the log in " + impl_->dir));
   }
   Status s = Write(&batch);
-  if (!s.ok()) *removed = 0;
+  if (!s.ok()) {
+    *removed = 0;
+  } else if (*removed > 0) {
+    std::lock_guard<std::mutex> lock(impl_->log_floor_mu);
+    uint64_t& f = impl_->log_floor[std::string(scope)];
+    f = std::max(f, last_removed + 1);
+  }
   return s;
 }
 

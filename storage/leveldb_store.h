@@ -133,6 +133,17 @@ class Store {
   // this store (null: now).
   Status GetState(std::string_view key, std::string* envelope,
                   const StoreSnapshot* at = nullptr) const;
+  // The states of several keys at once, as of now: keys[i]'s envelope goes
+  // to (*envelopes)[i] when (*found)[i]. `keys` must be sorted (unsigned
+  // bytes) without duplicates. One iterator serves all of them, so this is
+  // cheaper than GetState per key for a group of writes, and, unlike
+  // LevelDB's point lookups, a miss never counts towards a "seek
+  // compaction" (a lookup of a key absent from several overlapping tables
+  // charges a seek to the first; every new key a group writes is such a
+  // miss, and the compactions they trigger rewrote a whole level after
+  // every memtable flush).
+  Status GetStates(const std::vector<std::string_view>& keys, std::vector<std::string>* envelopes,
+                   std::vector<bool>* found) const;
   // A snapshot of the store as it is now.
   Status TakeSnapshot(SnapshotRef* out) const;
   Status GetMeta(std::string_view name, std::string* value) const;
@@ -183,7 +194,11 @@ class Store {
   // Collection (DESIGN.md §4): deletes the entries of `scope` with seq <=
   // through_seq, oldest first, at most `limit` of them, in one Write.
   // *removed: how many went. Call again while it returns `limit`. LevelDB
-  // reclaims their space in its own compactions.
+  // reclaims their space in its own compactions. The Write does not wait
+  // for fsync (a truncation lost in a crash is simply done again; the next
+  // synced Write makes it durable), and each call resumes its scan past
+  // the entries earlier calls removed rather than stepping over their
+  // tombstones.
   Status TruncateLog(std::string_view scope, uint64_t through_seq, size_t limit,
                      size_t* removed);
   // Collection candidates with key strictly greater than `after` (all when

@@ -768,6 +768,62 @@ BOOST_AUTO_TEST_CASE(a_candidate_outlived_by_a_write_just_goes) {
   BOOST_TEST(a.State("r").empty());
 }
 
+// Once a scan found no candidate, Collect skips its scan, but only until a
+// batch writes one again: a local delete, a remote delta and a repair each
+// bring it back.
+BOOST_AUTO_TEST_CASE(collect_skips_its_scan_only_while_no_candidate_is_written) {
+  TempDir tmp;
+  Node a(tmp.sub("a"), "a", 1);
+  Node b(tmp.sub("b"), "b", 2);
+  Node c(tmp.sub("c"), "c", 3);
+  CollectResult res;
+  for (Node* n : {&a, &b, &c}) {
+    n->c()->Collect(StableAt({{a.meta.replica, 100}}), 100, &res);
+    BOOST_TEST(res.status.ok());
+    BOOST_TEST(res.examined == 0u);
+    BOOST_TEST(res.wrapped);
+  }
+  CommitLocal(a.c(), {Put("r", 1)});
+  a.c()->Collect(StableAt({{a.meta.replica, 100}}), 100, &res);
+  BOOST_TEST(res.examined == 0u);
+  CommitLocal(a.c(), {Delete("r")});  // seq 2
+  a.c()->Collect(StableAt({{a.meta.replica, 2}}), 100, &res);
+  BOOST_TEST(res.status.ok());
+  BOOST_TEST(res.examined == 1u);
+  BOOST_TEST(res.collected == 1u);
+  BOOST_TEST(a.State("r").empty());
+  a.c()->Collect(StableAt({{a.meta.replica, 2}}), 100, &res);
+  BOOST_TEST(res.examined == 0u);
+
+  // A remote delete.
+  CommitRemote(b.c(), {From(a, a.Log())});
+  BOOST_REQUIRE(Candidates(b).size() == 1u);
+  b.c()->Collect(StableAt({{a.meta.replica, 2}}), 100, &res);
+  BOOST_TEST(res.collected == 1u);
+  BOOST_TEST(b.State("r").empty());
+
+  // A repaired tombstone (c holds an entry for a, so it gets a candidate).
+  CommitRemote(c.c(), {From(a, a.Log(1, 1))});
+  c.c()->Collect(StableAt({{a.meta.replica, 100}}), 100, &res);
+  BOOST_TEST(res.examined == 0u);
+  StateRepair repair;
+  CommitLocal(a.c(), {Put("t", 1)});   // seq 3
+  CommitLocal(a.c(), {Delete("t")});   // seq 4
+  repair.states.emplace_back("t", a.State("t"));
+  repair.has_advance = true;
+  repair.advance = StableAt({{a.meta.replica, 4}});
+  repair.has_view = true;
+  repair.view = a.c()->applied();
+  RepairResult rr;
+  c.c()->Repair(repair, &rr);
+  BOOST_REQUIRE_MESSAGE(rr.status.ok(), rr.status.ToString());
+  BOOST_REQUIRE(Candidates(c).size() == 1u);
+  c.c()->Collect(StableAt({{a.meta.replica, 4}}), 100, &res);
+  BOOST_TEST(res.status.ok());
+  BOOST_TEST(res.collected == 1u);
+  BOOST_TEST(c.State("t").empty());
+}
+
 // Collect reads at most `limit` candidates per call and goes on from there.
 BOOST_AUTO_TEST_CASE(collect_goes_through_the_candidates_in_steps) {
   TempDir tmp;

@@ -488,6 +488,51 @@ BOOST_AUTO_TEST_CASE(delete_log_truncates) {
   BOOST_CHECK_EQUAL(LastSeq(*store, "t"), 1u);
 }
 
+// GetStates reads sorted keys with one iterator: each key's state or
+// none, exactly as GetState would, whatever other records lie around them.
+BOOST_AUTO_TEST_CASE(get_states_reads_several_keys_like_get_state) {
+  TempDir tmp;
+  auto store = OpenStore(tmp.path());
+  std::vector<std::string> env;
+  std::vector<bool> found;
+  BOOST_REQUIRE(store->GetStates({}, &env, &found).ok());
+  BOOST_TEST(env.empty());
+  BOOST_TEST(found.empty());
+  BOOST_REQUIRE(store->GetStates({"a", "b"}, &env, &found).ok());
+  BOOST_TEST((found == std::vector<bool>{false, false}));
+  PutStates(store.get(), {{"b", "vb"}, {"c", "vc"}, {"c\x01", "vc1"}, {"e", "ve"}});
+  {
+    WriteBatch batch;  // records of other kinds on either side of the states
+    batch.PutMeta("x", "meta");
+    batch.AppendLog(Entry("", 1));
+    MustWrite(store.get(), &batch);
+  }
+  const std::vector<std::string_view> keys = {"a", "b", "bb", "c", "c\x01", "d", "e", "f", "zz"};
+  BOOST_REQUIRE(store->GetStates(keys, &env, &found).ok());
+  BOOST_REQUIRE(env.size() == keys.size());
+  BOOST_REQUIRE(found.size() == keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const std::string want = StateOrMissing(*store, keys[i]);
+    BOOST_TEST(found[i] == (want != "<missing>"), keys[i]);
+    BOOST_TEST((found[i] ? env[i] : std::string("<missing>")) == want, keys[i]);
+  }
+  BOOST_TEST((found == std::vector<bool>{false, true, false, true, true, false, true, false, false}));
+  // Deleted and overwritten states, also after a compaction.
+  {
+    WriteBatch batch;
+    batch.DeleteState("c");
+    batch.PutState("e", "ve2");
+    MustWrite(store.get(), &batch);
+  }
+  for (int round = 0; round < 2; ++round) {
+    BOOST_REQUIRE(store->GetStates({"b", "c", "e"}, &env, &found).ok());
+    BOOST_TEST((found == std::vector<bool>{true, false, true}));
+    BOOST_TEST(env[0] == "vb");
+    BOOST_TEST(env[2] == "ve2");
+    BOOST_REQUIRE(store->CompactAll().ok());
+  }
+}
+
 uint64_t FirstSeq(const Store& store, std::string_view scope) {
   uint64_t seq = 12345;
   Status s = store.FirstLogSeq(scope, &seq);
