@@ -216,6 +216,10 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
     BOOST_TEST(total.log_truncated > 0u);
     BOOST_TEST(total.beyond_log > 0u);
     BOOST_TEST(total.tombstones_collected > 0u);
+  }
+  // Retirements need a long fault phase and a horizon (about one seed in
+  // ten): only a longer run can count on some.
+  if (seeds >= 500 && failures == 0) {
     BOOST_TEST(total.retirements > 0u);
     BOOST_TEST(total.rejoins > 0u);
   }
@@ -244,7 +248,8 @@ BOOST_AUTO_TEST_CASE(the_checker_catches_a_broken_driver) {
     SimOptions options;
     options.sabotage = kind;
     options.quiesce_limit_ms = 10000;
-    const int kSeeds = kind == Sabotage::kAckBeforeCommit ? 200 : 40;
+    const int kSeeds =
+        kind == Sabotage::kAckBeforeCommit ? 200 : kind == Sabotage::kSkipGate ? 120 : 40;
     int caught = 0, tried = 0;
     std::string first;
     for (uint64_t seed = 1000; tried < kSeeds; ++seed, ++tried) {
