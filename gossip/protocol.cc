@@ -704,6 +704,17 @@ struct Protocol::Impl {
                  "no session with " + origin.ToString() + ": send hello", origin, out);
       return;
     }
+    if (ae && !ae->bootstrapped()) {
+      // A fresh incarnation takes its first state whole from a repair,
+      // which advances its applied vector past the log entries it could
+      // apply now. Applying them first could keep a value whose delete a
+      // peer has since collected: the repair's states no longer hold that
+      // delete, and its advance would then vouch for the stale value.
+      // The origin resends them, and they count as duplicates after.
+      counters.deltas_received += msg.deltas.size();
+      counters.deltas_deferred += msg.deltas.size();
+      return;
+    }
     const auto key = std::make_pair(origin, msg.scope);
     Origin& o = origins[key];
     const uint64_t applied_seq = AppliedOf(origin, msg.scope);

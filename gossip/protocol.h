@@ -333,6 +333,7 @@ struct ProtocolCounters {
   uint64_t refusals_received = 0;
   uint64_t deltas_received = 0;       // entries in kDeltas, duplicates included
   uint64_t deltas_duplicate = 0;
+  uint64_t deltas_deferred = 0;       // received before bootstrap, left to resends
   uint64_t deltas_applied = 0;        // confirmed by OnApplied
   uint64_t deltas_shipped = 0;        // sequences asked for in ShipRequests
   uint64_t resends = 0;               // cursor fell back to acked

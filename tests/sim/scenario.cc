@@ -133,10 +133,18 @@ Scenario MakeScenario(uint64_t seed, uint64_t quiesce_limit_ms) {
   // horizon is a case the design does not cover yet (README "Retention
   // horizon"). 0: none.
   s.protocol.retention_horizon_ms = 0;
-  // (A node kept down past the horizon on purpose, in every seed with a
-  // long enough fault phase, found a case not covered yet: README
-  // "Retention horizon". Long absences come from the crash menu above.)
-  if (Chance(rng, 0.3)) s.protocol.retention_horizon_ms = Between(rng, 3500, 5000);
+  if (Chance(rng, 0.3)) {
+    const uint64_t horizon = Between(rng, 3500, 5000);
+    s.protocol.retention_horizon_ms = horizon;
+    // When the fault phase is long enough, one node surely stays away
+    // past it.
+    if (s.fault_ms >= horizon + 1500) {
+      const int node = static_cast<int>(Between(rng, 0, s.n - 1));
+      const uint64_t t = Between(rng, 0, s.fault_ms - horizon - 1500);
+      s.faults.push_back(FaultEvent{t, K::kCrash, node, 0, {}});
+      s.faults.push_back(FaultEvent{t + horizon + 1000, K::kRestart, node, 0, {}});
+    }
+  }
   std::stable_sort(s.faults.begin(), s.faults.end(),
                    [](const FaultEvent& a, const FaultEvent& b) { return a.t < b.t; });
   return s;
