@@ -26,8 +26,9 @@ size_t BodyFields(MsgType t) {
       return 2;
     case MsgType::kRefuse:
     case MsgType::kAck:
-    case MsgType::kPing:
       return 3;
+    case MsgType::kPing:
+      return 4;
     case MsgType::kAntiEntropy:
       return 5;
   }
@@ -159,6 +160,27 @@ Status DecodeApplied(const crdt::Cursor& c, AeApplied* out) {
                                 id.first.ToString() + " scope '" + id.second + "')");
     }
     out->emplace_hint(out->end(), std::move(id), seq);
+  }
+  return Status::OK();
+}
+
+Status DecodeRetired(const crdt::Cursor& c, std::vector<crdt::ReplicaId>* out) {
+  std::vector<crdt::Cursor> items;
+  MERIDIAN_RETURN_IF_ERROR(c.Array(&items, "retired incarnations"));
+  if (items.size() > kMaxRetiredEntries) {
+    return Status::Corruption("a ping names " + std::to_string(items.size()) +
+                              " retired incarnations; at most " +
+                              std::to_string(kMaxRetiredEntries) + " are allowed");
+  }
+  out->clear();
+  for (const crdt::Cursor& item : items) {
+    crdt::ReplicaId id;
+    MERIDIAN_RETURN_IF_ERROR(crdt::DecodeReplica(item, &id));
+    if (!out->empty() && !(out->back().node < id.node)) {
+      return Status::Corruption("retired incarnations are not strictly ascending by node (" +
+                                id.ToString() + ")");
+    }
+    out->push_back(std::move(id));
   }
   return Status::OK();
 }
@@ -366,7 +388,8 @@ Status DecodeBody(const crdt::Cursor& c, uint64_t protocol, Message* m) {
     case MsgType::kPing:
       MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&m->sent_wall_ms, "ping wall clock"));
       MERIDIAN_RETURN_IF_ERROR(f[1].Uint(&m->seq, "ping log end"));
-      return DecodeApplied(f[2], &m->vector);
+      MERIDIAN_RETURN_IF_ERROR(DecodeApplied(f[2], &m->vector));
+      return DecodeRetired(f[3], &m->retired);
     case MsgType::kPong:
       MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&m->echo_wall_ms, "pong echo"));
       return f[1].Uint(&m->pong_wall_ms, "pong wall clock");
@@ -396,7 +419,8 @@ bool Message::operator==(const Message& o) const {
     case MsgType::kAck:
       return scope == o.scope && seq == o.seq && to == o.to;
     case MsgType::kPing:
-      return sent_wall_ms == o.sent_wall_ms && seq == o.seq && vector == o.vector;
+      return sent_wall_ms == o.sent_wall_ms && seq == o.seq && vector == o.vector &&
+             retired == o.retired;
     case MsgType::kPong:
       return echo_wall_ms == o.echo_wall_ms && pong_wall_ms == o.pong_wall_ms;
     case MsgType::kAntiEntropy:
@@ -448,6 +472,8 @@ std::string Encode(const Message& m) {
       e.Uint(m.sent_wall_ms);
       e.Uint(m.seq);
       EncodeApplied(m.vector, &e);
+      e.Array(static_cast<uint32_t>(m.retired.size()));
+      for (const crdt::ReplicaId& r : m.retired) crdt::EncodeReplica(r, &e);
       break;
     case MsgType::kPong:
       e.Uint(m.echo_wall_ms);

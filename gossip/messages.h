@@ -30,11 +30,16 @@
 //                                     that origin (a Welcome or Ack for an
 //                                     earlier incarnation of the addressee
 //                                     is ignored by the later one)
-//     kPing    [uint sent_wall_ms, uint log_end, applied]
+//     kPing    [uint sent_wall_ms, uint log_end, applied, [replica...]]
 //                                     log_end: the sender's last logged seq
 //                                     of its own origin (the one scope);
 //                                     applied: the sender's durable applied
-//                                     vector (causal stability, protocol.h)
+//                                     vector (causal stability, protocol.h);
+//                                     then the incarnations the sender
+//                                     retired, per node the highest (and
+//                                     every earlier one), strictly
+//                                     ascending by node, at most
+//                                     kMaxRetiredEntries
 //     kPong    [uint echo_wall_ms, uint wall_ms]
 //     kAntiEntropy [uint kind, uint round, bool from_initiator, str scope,
 //                   payload]          an AeBody (gossip/anti_entropy.h);
@@ -81,9 +86,10 @@ namespace meridian::gossip {
 constexpr uint8_t kWireVersion = 1;
 // 2: kAntiEntropy; kPing carries the sender's log end; kWelcome and kAck
 // name their addressee's replica. 3: kPing carries the sender's applied
-// vector. 4: kRefuse names its addressee's replica; reason kExpired.
+// vector. 4: kRefuse names its addressee's replica; reason kExpired. 5:
+// kPing carries the retired incarnations.
 // Nodes of different protocol versions refuse each other.
-constexpr uint64_t kProtocolVersion = 4;
+constexpr uint64_t kProtocolVersion = 5;
 
 // Limits on decoded frames (ZMQ_MAXMSGSIZE is set to kMaxFrameBytes).
 constexpr size_t kMaxFrameBytes = size_t{64} << 20;
@@ -95,6 +101,7 @@ constexpr size_t kMaxKeyBytes = 1024;  // == node::kMaxKeyBytes
 constexpr size_t kMaxTextBytes = 1024;  // kRefuse text; Encode cuts longer text
 constexpr size_t kMaxAeStatesPerMessage = 100000;
 constexpr size_t kMaxAeAppliedEntries = 65536;
+constexpr size_t kMaxRetiredEntries = 65536;
 
 enum class MsgType : uint8_t {
   kHello = 1,
@@ -149,6 +156,7 @@ struct Message {
   uint64_t seq = 0;                  // kAck; kPing: the sender's log end
   uint64_t sent_wall_ms = 0;         // kPing
   AeApplied vector;                  // kPing: the sender's applied vector
+  std::vector<crdt::ReplicaId> retired;  // kPing: incarnations the sender retired
   uint64_t echo_wall_ms = 0;         // kPong: the Ping's sent_wall_ms
   uint64_t pong_wall_ms = 0;         // kPong: the responder's clock
   AeBody ae;                         // kAntiEntropy

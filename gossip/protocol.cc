@@ -820,6 +820,7 @@ struct Protocol::Impl {
     }
     p.log_end = msg.seq;
     UpdateBehind(now, p);
+    for (const crdt::ReplicaId& r : msg.retired) AdoptRetirement(now, p, r, out);
     Message m;
     m.type = MsgType::kPong;
     m.echo_wall_ms = msg.sent_wall_ms;
@@ -1022,6 +1023,56 @@ struct Protocol::Impl {
       }
       if (p.state != PeerState::kDown) SetState(now, p, PeerState::kDown, "retired", out);
     }
+  }
+
+  // The incarnations this node retired, per node the highest, ascending
+  // by node (kPing `retired`).
+  std::vector<crdt::ReplicaId> RetiredList() const {
+    std::vector<crdt::ReplicaId> list;
+    for (const Peer& p : peers) {
+      if (p.expired_through > 0) list.push_back(crdt::ReplicaId{p.node, p.expired_through});
+    }
+    std::sort(list.begin(), list.end(),
+              [](const crdt::ReplicaId& a, const crdt::ReplicaId& b) { return a.node < b.node; });
+    return list;
+  }
+
+  // `from` says it retired `r` (and its earlier incarnations). A node that
+  // does not hear `r` itself, or has not bootstrapped, retires it too: a
+  // node that never learnt of the retirement (a fresh incarnation, say)
+  // would otherwise take what `r` sends when it comes back, values whose
+  // deletes `from` collected among them. A node that hears `r` leaves it
+  // to the two of them (of two nodes that retired each other only one
+  // rejoins, and a third taking sides could make both rejoin). `r` naming
+  // this very incarnation: it rejoins.
+  void AdoptRetirement(const Now& now, const Peer& from, const crdt::ReplicaId& r, Effects* out) {
+    if (r.node == opt.self.node) {
+      if (r.incarnation < opt.self.incarnation || rejoining) return;
+      rejoining = true;
+      out->rejoin = true;
+      out->logs.push_back("gossip: " + from.node + " says this incarnation (" +
+                          opt.self.ToString() +
+                          ") was retired (away longer than the retention horizon); this node "
+                          "rejoins as a new incarnation");
+      return;
+    }
+    Peer* p = FindPeer(r.node);
+    if (p == nullptr || r.incarnation <= p->expired_through) return;
+    const bool hears_it = p->state == PeerState::kUp || p->state == PeerState::kSuspect;
+    if (hears_it && (!ae || ae->bootstrapped())) return;
+    p->expired_before = p->expired_through;
+    p->expired_through = r.incarnation;
+    ++counters.expirations_adopted;
+    out->expirations.push_back(r);
+    out->logs.push_back("gossip: retired " + r.ToString() + " (and its earlier incarnations), as " +
+                        from.node + " did: it must rejoin as a new incarnation");
+    if (!Retired(*p)) return;  // a later incarnation is already in
+    p->usable.clear();
+    p->has_usable = false;
+    for (auto& [key, origin] : origins) {
+      if (key.first.node == p->node && key.first.incarnation <= r.incarnation) origin.held.clear();
+    }
+    if (p->state != PeerState::kDown) SetState(now, *p, PeerState::kDown, "retired", out);
   }
 
   // Two-way contact with `p` now.
@@ -1316,6 +1367,7 @@ void Protocol::OnTick(const Now& now, Effects* out) {
       for (const auto& [key, seq] : m.applied) {
         if (key.second == kDefaultScope) ping.vector[key] = seq;
       }
+      ping.retired = m.RetiredList();
       m.Send(now, p.node, std::move(ping), out);
       p.pings.emplace_back(now.wall_ms, now.mono_ms);
       while (p.pings.size() > kMaxPingsInFlight) p.pings.pop_front();

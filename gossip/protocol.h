@@ -152,7 +152,13 @@
 //     replica means a peer did retire it: Effects::rejoin, and Gate()
 //     refuses writes ("rejoining"). When two nodes retired each other (as
 //     across a partial partition), only the one with the greater node id
-//     rejoins; the other keeps its data.
+//     rejoins; the other keeps its data. Retirements spread: every Ping
+//     names the incarnations its sender retired, and a node that does not
+//     hear one of them itself (the peer is down or unknown to it), or has
+//     not bootstrapped, retires it too (Effects::expirations, counted in
+//     expirations_adopted), so a fresh incarnation never takes back what a
+//     retired one sends; a Ping naming this very incarnation means
+//     Effects::rejoin.
 #ifndef MERIDIAN_GOSSIP_PROTOCOL_H_
 #define MERIDIAN_GOSSIP_PROTOCOL_H_
 
@@ -341,6 +347,7 @@ struct ProtocolCounters {
   uint64_t beyond_log = 0;            // times a peer was found lacking truncated entries
   uint64_t refused_expired = 0;       // messages refused from retired incarnations
   uint64_t expirations = 0;           // incarnations this node retired
+  uint64_t expirations_adopted = 0;   // retirements taken from a peer's Ping
 };
 
 class Protocol {

@@ -888,6 +888,7 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                {"beyond", snap.horizon.beyond},
                {"rejoining", snap.horizon.rejoining},
                {"retired_incarnations", snap.counters.expirations},
+               {"retirements_adopted", snap.counters.expirations_adopted},
                {"refused_retired", snap.counters.refused_expired}};
   call->Send(200, json{{"node", ctx_.node->id},
                        {"region", ctx_.node->region},

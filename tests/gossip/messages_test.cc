@@ -143,6 +143,7 @@ std::vector<Message> OneOfEach() {
   m.sent_wall_ms = 1732550400120;
   m.seq = 4242;
   m.vector = SomeApplied();
+  m.retired = {crdt::ReplicaId{"n2", 3}, crdt::ReplicaId{"n7", 1}};
   all.push_back(m);
 
   m = Message();
@@ -247,7 +248,8 @@ BOOST_AUTO_TEST_CASE(equality_sees_every_field_of_the_type) {
         [](Message* m) { m->to.incarnation++; }}},
       {MsgType::kPing,
        {[](Message* m) { m->sent_wall_ms++; }, [](Message* m) { m->seq++; },
-        [](Message* m) { m->vector.begin()->second++; }}},
+        [](Message* m) { m->vector.begin()->second++; },
+        [](Message* m) { m->retired.push_back(crdt::ReplicaId{"zz", 1}); }}},
       {MsgType::kPong,
        {[](Message* m) { m->echo_wall_ms++; }, [](Message* m) { m->pong_wall_ms++; }}},
       // The fields every kind has; those of each kind: anti_entropy_equality_by_kind.
@@ -306,12 +308,14 @@ BOOST_AUTO_TEST_CASE(golden_shape_of_a_ping_and_an_ack) {
   // clang-format off
   std::string bytes = Encode(m);
   BOOST_TEST(static_cast<uint8_t>(bytes[0]) == kWireVersion);
-  // version, [ [ "c", 1, ["a", 2], 3, 4 ], 6, [5, 7, []] ]
-  BOOST_TEST(crdt::ToHex(bytes) == "01" "93" "95" "a163" "01" "92a16102" "03" "04" "06" "930507" "90");
+  // version, [ [ "c", 1, ["a", 2], 3, 4 ], 6, [5, 7, [], []] ]
+  BOOST_TEST(crdt::ToHex(bytes) == "01" "93" "95" "a163" "01" "92a16102" "03" "04" "06" "940507" "90" "90");
   m.vector[{crdt::ReplicaId{"b", 9}, ""}] = 8;
-  // ..., 6, [5, 7, [[["b", 9], "", 8]]]
+  m.retired = {crdt::ReplicaId{"d", 3}};
+  // ..., 6, [5, 7, [[["b", 9], "", 8]], [["d", 3]]]
   BOOST_TEST(crdt::ToHex(Encode(m)) ==
-             "01" "93" "95" "a163" "01" "92a16102" "03" "04" "06" "930507" "91" "93" "92a16209" "a0" "08");
+             "01" "93" "95" "a163" "01" "92a16102" "03" "04" "06" "940507" "91" "93" "92a16209" "a0" "08"
+             "91" "92a16403");
 
   m.type = MsgType::kAck;
   m.scope = "s";
@@ -343,7 +347,7 @@ BOOST_AUTO_TEST_CASE(wire_numbers_are_fixed) {
   BOOST_TEST(static_cast<int>(MsgType::kHello) == 1);
   BOOST_TEST(static_cast<int>(MsgType::kPong) == 7);
   BOOST_TEST(static_cast<int>(MsgType::kAntiEntropy) == 8);
-  BOOST_TEST(kProtocolVersion == 4u);
+  BOOST_TEST(kProtocolVersion == 5u);
   BOOST_TEST(static_cast<int>(AeKind::kBegin) == 1);
   BOOST_TEST(static_cast<int>(AeKind::kHashes) == 2);
   BOOST_TEST(static_cast<int>(AeKind::kWant) == 3);
@@ -493,9 +497,10 @@ BOOST_AUTO_TEST_CASE(refuses_wrong_shapes) {
   ExpectRefused(Frame(kWireVersion, hdr, 7, ping), "fields");
   ExpectRefused(Frame(kWireVersion, hdr, 6,
                       [](crdt::Encoder* e) {
-                        e->Array(4);
+                        e->Array(5);
                         e->Uint(1);
                         e->Uint(2);
+                        e->Array(0);
                         e->Array(0);
                         e->Uint(3);
                       }),
@@ -504,28 +509,52 @@ BOOST_AUTO_TEST_CASE(refuses_wrong_shapes) {
   // A string where a number belongs.
   ExpectRefused(Frame(kWireVersion, hdr, 6,
                       [](crdt::Encoder* e) {
-                        e->Array(3);
+                        e->Array(4);
                         e->Str("1");
                         e->Uint(2);
+                        e->Array(0);
                         e->Array(0);
                       }),
                 "ping wall clock");
   ExpectRefused(Frame(kWireVersion, hdr, 6,
                       [](crdt::Encoder* e) {
-                        e->Array(3);
+                        e->Array(4);
                         e->Uint(1);
                         e->Str("2");
+                        e->Array(0);
                         e->Array(0);
                       }),
                 "ping log end");
   ExpectRefused(Frame(kWireVersion, hdr, 6,
                       [](crdt::Encoder* e) {
-                        e->Array(3);
+                        e->Array(4);
                         e->Uint(1);
                         e->Uint(2);
                         e->Uint(3);
+                        e->Array(0);
                       }),
                 "applied vector");
+  ExpectRefused(Frame(kWireVersion, hdr, 6,
+                      [](crdt::Encoder* e) {
+                        e->Array(4);
+                        e->Uint(1);
+                        e->Uint(2);
+                        e->Array(0);
+                        e->Uint(3);
+                      }),
+                "retired incarnations");
+  // Retired incarnations out of order (one per node, ascending).
+  ExpectRefused(Frame(kWireVersion, hdr, 6,
+                      [](crdt::Encoder* e) {
+                        e->Array(4);
+                        e->Uint(1);
+                        e->Uint(2);
+                        e->Array(0);
+                        e->Array(2);
+                        crdt::EncodeReplica(crdt::ReplicaId{"b", 2}, e);
+                        crdt::EncodeReplica(crdt::ReplicaId{"b", 3}, e);
+                      }),
+                "ascending");
   // A header with four fields.
   ExpectRefused(Frame(
                     kWireVersion,

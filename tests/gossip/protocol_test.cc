@@ -362,6 +362,8 @@ class Net {
     BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
     Effects e;
     to.p->OnMessage(NowOf(to), back, &e);
+    to.expirations.insert(to.expirations.end(), e.expirations.begin(), e.expirations.end());
+    to.rejoin = to.rejoin || e.rejoin;
     to.logs.insert(to.logs.end(), e.logs.begin(), e.logs.end());
     to.events.insert(to.events.end(), e.peer_events.begin(), e.peer_events.end());
     return e;
@@ -2282,6 +2284,57 @@ BOOST_AUTO_TEST_CASE(a_peer_away_beyond_the_horizon_is_retired_and_refused) {
   BOOST_TEST(c.p->Gate().code == "rejoining");
   BOOST_TEST(Contains(c.logs, "retired this incarnation"));
   BOOST_TEST(c.Held(a.self()) == 2u);  // nothing more of a was taken by c
+}
+
+// A retirement holds for the whole cluster: a node that does not hear the
+// retired incarnation takes it from a peer's Ping (and stores it); one
+// that hears it leaves it be; a Ping naming the receiver's own
+// incarnation makes it rejoin.
+BOOST_AUTO_TEST_CASE(a_peers_retirement_is_taken_by_a_node_that_does_not_hear_the_retired) {
+  Net net = Net({{"a", "r1"}, {"b", "r2"}, {"c", "r3"}, {"d", "r4"}}, WithHorizon);
+  TestNode& b = net["b"];
+  TestNode& c = net["c"];
+  net.Run(2000);
+  Message ping = From(net["a"].self(), net.mono, MsgType::kPing);
+  ping.retired = {ReplicaId{"c", 1}};
+  net.Inject(b, ping);  // b hears c: it keeps it
+  BOOST_TEST(b.expirations.empty());
+  BOOST_TEST(!b.Peer(net.NowOf(b), "c").retired);
+  // c cut off from everyone, not yet for the horizon.
+  net.cut = {{"a", "c"}, {"c", "a"}, {"b", "c"}, {"c", "b"}, {"d", "c"}, {"c", "d"}};
+  net.Run(8000);
+  BOOST_TEST(b.Peer(net.NowOf(b), "c").state == PeerState::kDown);
+  BOOST_TEST(b.expirations.empty());
+  ping = From(net["a"].self(), net.mono, MsgType::kPing);
+  ping.retired = {ReplicaId{"c", 1}};
+  net.Inject(b, ping);
+  BOOST_REQUIRE(b.expirations.size() == 1u);
+  BOOST_TEST((b.expirations[0] == ReplicaId{"c", 1}));
+  BOOST_TEST(b.p->counters().expirations_adopted == 1u);
+  BOOST_TEST(b.Peer(net.NowOf(b), "c").retired);
+  BOOST_TEST(Contains(b.logs, "as a did"));
+  net.Inject(b, ping);  // once only
+  BOOST_TEST(b.expirations.size() == 1u);
+  // b passes it on in its own Pings: d, which does not hear c either,
+  // takes it from b.
+  net.Run(1000);
+  BOOST_TEST(net["d"].expirations.size() == 1u);
+  BOOST_TEST(net["d"].Peer(net.NowOf(net["d"]), "c").retired);
+  // Healed, c is refused by b and d, and rejoins.
+  net.cut.clear();
+  net.Run(2000);
+  BOOST_TEST(c.rejoin);
+  // A Ping naming the receiver's own incarnation: it rejoins.
+  TestNode& d = net["d"];
+  BOOST_TEST(!d.rejoin);
+  ping = From(net["a"].self(), net.mono, MsgType::kPing);
+  ping.retired = {ReplicaId{"d", 0}};
+  net.Inject(d, ping);  // an earlier incarnation: not this one
+  BOOST_TEST(!d.rejoin);
+  ping.retired = {ReplicaId{"d", 1}};
+  net.Inject(d, ping);
+  BOOST_TEST(d.rejoin);
+  BOOST_TEST(d.p->Gate().code == "rejoining");
 }
 
 // A successor incarnation is a peer again: it is welcomed and holds

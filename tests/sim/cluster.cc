@@ -894,6 +894,9 @@ bool Simulation::ReadDominates(const std::string& key, const std::string& later,
   crdt::Register seen;
   if (register_of(earlier, &seen)) {
     const auto seen_order = std::make_pair(seen.hlc(), seen.writer());
+    // A delete seen, nothing now: its tombstone was collected (a delete of
+    // a retired incarnation's too, which the history may count as lost).
+    if (later.empty() && seen.deleted()) return true;
     if (later.empty()) {
       for (const WriteRecord& w : history_.writes) {
         if (w.key == key && w.kind == WriteKind::kDelete && w.committed() &&

@@ -126,23 +126,36 @@ Scenario MakeScenario(uint64_t seed, uint64_t quiesce_limit_ms) {
   s.protocol.anti_entropy.round_timeout_ms = PickOf<uint64_t>(rng, {1500, 10000});
   s.protocol.ae_max_ship_lag_ms = PickOf<uint64_t>(rng, {100, 1000, 5000});
   s.protocol.ae_all_up_interval_ms = PickOf<uint64_t>(rng, {0, 5 * s.protocol.anti_entropy.interval_ms});
-  // Now and then a retention horizon short enough for a long absence (a
-  // node down for the rest of the fault phase) to pass it: peers retire the
-  // absent incarnation, which rejoins as a new one. It stays longer than
-  // any one partition (at most 2.5 s): a side cut off for longer than the
-  // horizon is a case the design does not cover yet (README "Retention
-  // horizon"). 0: none.
+  // Now and then a retention horizon short enough for a long absence to
+  // pass it: peers retire the absent incarnation, which rejoins as a new
+  // one. When the fault phase is long enough, either one node surely stays
+  // down past it, or one partition (the only one) outlasts it: a minority
+  // side, or both sides of a partial partition or a ring, each in contact
+  // with a majority, retire each other. 0: none.
   s.protocol.retention_horizon_ms = 0;
   if (Chance(rng, 0.3)) {
     const uint64_t horizon = Between(rng, 3500, 5000);
     s.protocol.retention_horizon_ms = horizon;
-    // When the fault phase is long enough, one node surely stays away
-    // past it.
     if (s.fault_ms >= horizon + 1500) {
-      const int node = static_cast<int>(Between(rng, 0, s.n - 1));
       const uint64_t t = Between(rng, 0, s.fault_ms - horizon - 1500);
-      s.faults.push_back(FaultEvent{t, K::kCrash, node, 0, {}});
-      s.faults.push_back(FaultEvent{t + horizon + 1000, K::kRestart, node, 0, {}});
+      if (Chance(rng, 0.5)) {
+        const int node = static_cast<int>(Between(rng, 0, s.n - 1));
+        s.faults.push_back(FaultEvent{t, K::kCrash, node, 0, {}});
+        s.faults.push_back(FaultEvent{t + horizon + 1000, K::kRestart, node, 0, {}});
+      } else {
+        s.faults.erase(std::remove_if(s.faults.begin(), s.faults.end(),
+                                      [](const FaultEvent& f) {
+                                        return f.kind == K::kPartition ||
+                                               f.kind == K::kHealNetwork;
+                                      }),
+                       s.faults.end());
+        FaultEvent f;
+        f.t = t;
+        f.kind = K::kPartition;
+        f.partition = RandomPartition(s.n, rng);
+        s.faults.push_back(f);
+        s.faults.push_back(FaultEvent{t + horizon + 1000, K::kHealNetwork, -1, 0, {}});
+      }
     }
   }
   std::stable_sort(s.faults.begin(), s.faults.end(),
