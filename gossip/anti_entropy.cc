@@ -110,16 +110,16 @@ bool AeBody::operator==(const AeBody& o) const {
   }
   switch (kind) {
     case AeKind::kBegin:
-      return level == o.level && nodes == o.nodes && applied == o.applied;
+      return level == o.level && nodes == o.nodes && applied == o.applied && floor == o.floor;
     case AeKind::kHashes:
       return level == o.level && nodes == o.nodes;
     case AeKind::kWant:
       return buckets == o.buckets;
     case AeKind::kStates:
       return part == o.part && last == o.last && states == o.states &&
-             (!last || applied == o.applied);
+             (!last || (applied == o.applied && floor == o.floor));
     case AeKind::kDone:
-      return in_sync == o.in_sync && (!in_sync || applied == o.applied);
+      return in_sync == o.in_sync && (!in_sync || (applied == o.applied && floor == o.floor));
   }
   return true;
 }
@@ -133,6 +133,7 @@ struct AntiEntropy::Impl {
     bool last_known = false;
     uint32_t last_part = 0;
     AeApplied advance;            // the sender's View applied vector
+    AeApplied floor;              // ... and its collection floor
     std::vector<AeState> held;    // states of the parts in, until all are
     uint64_t emitted = 0;         // repairs handed to the driver
     uint64_t confirmed = 0;       // ... and reported durable
@@ -150,6 +151,7 @@ struct AntiEntropy::Impl {
     std::string scope;
     View view;               // this side's, taken when it joined the round
     AeApplied peer_applied;  // responder: the AeBegin's applied vector
+    AeApplied peer_floor;    // ... and collection floor
     Phase phase = Phase::kHashes;
     std::set<uint32_t> sent;          // initiator: leaves sent; responder: level-2 nodes sent
     std::vector<uint32_t> differing;  // D, once known
@@ -226,6 +228,7 @@ struct AntiEntropy::Impl {
     b.level = 1;
     b.nodes = Children(r.view.sums, 1, {0});
     b.applied = r.view.applied;
+    b.floor = r.view.floor;
     Send(r, std::move(b), out);
     ++counters.rounds_started;
     (void)why;  // rounds start every interval: only their outcome is logged
@@ -297,6 +300,7 @@ struct AntiEntropy::Impl {
     rep.has_advance = !Covers(r.view.applied, in.advance);
     if (rep.has_advance) rep.advance = in.advance;
     rep.view = in.advance;
+    rep.peer_floor = in.floor;
     if (!rep.has_advance) in.advanced = true;  // nothing to advance
     if (rep.states.empty() && !rep.has_advance) return;
     in.advance_emitted = rep.has_advance;
@@ -306,7 +310,8 @@ struct AntiEntropy::Impl {
 
   // The Views were equal: advance to the peer's View (if it adds
   // anything), then the round is complete.
-  void InSync(Round& r, const AeApplied& peer_applied, AeEffects* out) {
+  void InSync(Round& r, const AeApplied& peer_applied, const AeApplied& peer_floor,
+              AeEffects* out) {
     r.in_sync = true;
     r.differing.clear();
     r.differing_known = true;
@@ -323,6 +328,7 @@ struct AntiEntropy::Impl {
       rep.has_advance = true;
       rep.advance = peer_applied;
       rep.view = peer_applied;
+      rep.peer_floor = peer_floor;
       out->repairs.push_back(std::move(rep));
       r.in.advance_emitted = true;
       ++r.in.emitted;
@@ -338,6 +344,7 @@ struct AntiEntropy::Impl {
     rd.scope = r.scope;
     rd.buckets = r.differing;
     rd.applied = r.view.applied;
+    rd.floor = r.view.floor;
     rd.snapshot = r.view.snapshot;
     out->reads.push_back(std::move(rd));
   }
@@ -359,6 +366,7 @@ struct AntiEntropy::Impl {
     r.peer = peer;
     r.scope = b.scope;
     r.peer_applied = b.applied;
+    r.peer_floor = b.floor;
     views->ReadView(r.scope, &r.view);
     Progress(r, mono_ms);
     ++counters.rounds_started;
@@ -371,8 +379,9 @@ struct AntiEntropy::Impl {
       AeBody done = BodyOf(stored, AeKind::kDone);
       done.in_sync = true;
       done.applied = stored.view.applied;
+      done.floor = stored.view.floor;
       Send(stored, std::move(done), out);
-      InSync(stored, stored.peer_applied, out);
+      InSync(stored, stored.peer_applied, stored.peer_floor, out);
       return;
     }
     AeBody h = BodyOf(stored, AeKind::kHashes);
@@ -397,8 +406,9 @@ struct AntiEntropy::Impl {
       AeBody done = BodyOf(r, AeKind::kDone);
       done.in_sync = true;
       done.applied = r.view.applied;
+      done.floor = r.view.floor;
       Send(r, std::move(done), out);
-      InSync(r, AeApplied(), out);
+      InSync(r, AeApplied(), AeApplied(), out);
       return;
     }
     AeBody h = BodyOf(r, AeKind::kHashes);
@@ -429,8 +439,9 @@ struct AntiEntropy::Impl {
       AeBody done = BodyOf(r, AeKind::kDone);
       done.in_sync = true;
       done.applied = r.view.applied;
+      done.floor = r.view.floor;
       Send(r, std::move(done), out);
-      InSync(r, r.peer_applied, out);
+      InSync(r, r.peer_applied, r.peer_floor, out);
       return;
     }
     r.phase = Phase::kTransfer;
@@ -466,6 +477,7 @@ struct AntiEntropy::Impl {
       in.last_known = true;
       in.last_part = b.part;
       in.advance = b.applied;
+      in.floor = b.floor;
     }
     Progress(r, mono_ms);
     in.parts.insert(b.part);
@@ -488,7 +500,7 @@ struct AntiEntropy::Impl {
         r.initiator ? r.phase == Phase::kHashes ||
                           (r.phase == Phase::kTransfer && !r.want_answered && r.in.parts.empty())
                     : r.phase == Phase::kHashes;
-    if (expected) InSync(r, b.applied, out);
+    if (expected) InSync(r, b.applied, b.floor, out);
   }
 };
 

@@ -38,6 +38,11 @@
 //   now holds everything the sender had applied at its View, and nothing
 //   the sender had not (no read can show a state ahead of the applied
 //   vector, so session tokens stay exact).
+//   Every message that carries a View applied vector (AeBegin, the last
+//   AeStates, AeDone{in_sync}) also carries that View's collection floor,
+//   and each AeRepair names the peer's (AeRepair::peer_floor): the
+//   Protocol takes a repair only from a peer whose floor this node has
+//   applied (gossip/protocol.h "Anti-entropy").
 //   The AeStates of one side are numbered (`part` 0, 1, 2...; the last is
 //   flagged), so the receiver knows when it holds every part, whatever
 //   order they came in. A round's states are held in memory until then.
@@ -101,6 +106,9 @@ storage::Digest TreeHash(const storage::BucketSums& sums, int level, uint32_t in
 struct View {
   storage::BucketSums sums;
   AeApplied applied;
+  // The collection floor (node/committer.h "Collection"): the tombstones
+  // of deletes this vector covers may have been dropped here.
+  AeApplied floor;
   storage::SnapshotRef snapshot;  // null: the states cannot be read (the read fails)
 };
 
@@ -132,6 +140,7 @@ struct AeBody {
   bool last = false;             // kStates: the sender's last one of this round
   AeApplied applied;             // the sender's View applied vector: kBegin, kStates
                                  // with last, kDone with in_sync
+  AeApplied floor;               // the sender's View collection floor: with `applied`
   bool in_sync = false;          // kDone: the Views were equal; false: the sender
                                  // gave the round up (the receiver abandons it too)
   bool operator==(const AeBody& o) const;
@@ -155,6 +164,7 @@ struct AeReadStates {
   std::string scope;
   std::vector<uint32_t> buckets;
   AeApplied applied;
+  AeApplied floor;                // the View's collection floor, sent with `applied`
   storage::SnapshotRef snapshot;  // read the states as of this (the View's)
 };
 // Join `states` into the store, in order, durably; with `advance` set,
@@ -175,6 +185,11 @@ struct AeRepair {
   // the states are as of it (the store refuses states older than
   // tombstones it has collected, node/committer.h).
   AeApplied view;
+  // The peer's View collection floor: its states may lack the tombstones
+  // of deletes this covers, so a node that has not applied all of it
+  // could hold values those deletes removed, and must not take the
+  // repair (the Protocol drops it: protocol.h "Anti-entropy").
+  AeApplied peer_floor;
 };
 
 struct AeEffects {

@@ -200,10 +200,11 @@ Status DecodeAePayload(const crdt::Cursor& c, AeBody* b) {
   std::vector<crdt::Cursor> f;
   switch (b->kind) {
     case AeKind::kBegin:
-      MERIDIAN_RETURN_IF_ERROR(c.Array(&f, "anti-entropy begin", 3));
+      MERIDIAN_RETURN_IF_ERROR(c.Array(&f, "anti-entropy begin", 4));
       MERIDIAN_RETURN_IF_ERROR(DecodeLevel(f[0], &b->level));
       MERIDIAN_RETURN_IF_ERROR(DecodeNodes(f[1], b->level, &b->nodes));
-      return DecodeApplied(f[2], &b->applied);
+      MERIDIAN_RETURN_IF_ERROR(DecodeApplied(f[2], &b->applied));
+      return DecodeApplied(f[3], &b->floor);
     case AeKind::kHashes:
       MERIDIAN_RETURN_IF_ERROR(c.Array(&f, "anti-entropy hashes", 2));
       MERIDIAN_RETURN_IF_ERROR(DecodeLevel(f[0], &b->level));
@@ -233,7 +234,7 @@ Status DecodeAePayload(const crdt::Cursor& c, AeBody* b) {
       return Status::OK();
     }
     case AeKind::kStates: {
-      MERIDIAN_RETURN_IF_ERROR(c.Array(&f, "anti-entropy states", 4));
+      MERIDIAN_RETURN_IF_ERROR(c.Array(&f, "anti-entropy states", 5));
       uint64_t part = 0;
       MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&part, "anti-entropy states part"));
       if (part > UINT32_MAX) {
@@ -259,7 +260,8 @@ Status DecodeAePayload(const crdt::Cursor& c, AeBody* b) {
         b->states.push_back(std::move(st));
       }
       MERIDIAN_RETURN_IF_ERROR(DecodeApplied(f[3], &b->applied));
-      if (!b->last && !b->applied.empty()) {
+      MERIDIAN_RETURN_IF_ERROR(DecodeApplied(f[4], &b->floor));
+      if (!b->last && (!b->applied.empty() || !b->floor.empty())) {
         return Status::Corruption(
             "an anti-entropy states message that is not the last carries "
             "an applied vector");
@@ -267,10 +269,11 @@ Status DecodeAePayload(const crdt::Cursor& c, AeBody* b) {
       return Status::OK();
     }
     case AeKind::kDone:
-      MERIDIAN_RETURN_IF_ERROR(c.Array(&f, "anti-entropy done", 2));
+      MERIDIAN_RETURN_IF_ERROR(c.Array(&f, "anti-entropy done", 3));
       MERIDIAN_RETURN_IF_ERROR(f[0].Bool(&b->in_sync, "anti-entropy in sync"));
       MERIDIAN_RETURN_IF_ERROR(DecodeApplied(f[1], &b->applied));
-      if (!b->in_sync && !b->applied.empty()) {
+      MERIDIAN_RETURN_IF_ERROR(DecodeApplied(f[2], &b->floor));
+      if (!b->in_sync && (!b->applied.empty() || !b->floor.empty())) {
         return Status::Corruption(
             "an anti-entropy done that is not in sync carries an applied "
             "vector");
@@ -318,10 +321,11 @@ void EncodeAe(const AeBody& b, crdt::Encoder* e) {
   e->Str(b.scope);
   switch (b.kind) {
     case AeKind::kBegin:
-      e->Array(3);
+      e->Array(4);
       e->Uint(static_cast<uint64_t>(b.level));
       EncodeNodes(b.nodes, e);
       EncodeApplied(b.applied, e);
+      EncodeApplied(b.floor, e);
       return;
     case AeKind::kHashes:
       e->Array(2);
@@ -334,7 +338,7 @@ void EncodeAe(const AeBody& b, crdt::Encoder* e) {
       for (uint32_t bucket : b.buckets) e->Uint(bucket);
       return;
     case AeKind::kStates:
-      e->Array(4);
+      e->Array(5);
       e->Uint(b.part);
       e->Bool(b.last);
       e->Array(static_cast<uint32_t>(b.states.size()));
@@ -344,11 +348,13 @@ void EncodeAe(const AeBody& b, crdt::Encoder* e) {
         e->Bin(st.envelope);
       }
       EncodeApplied(b.last ? b.applied : AeApplied(), e);
+      EncodeApplied(b.last ? b.floor : AeApplied(), e);
       return;
     case AeKind::kDone:
-      e->Array(2);
+      e->Array(3);
       e->Bool(b.in_sync);
       EncodeApplied(b.in_sync ? b.applied : AeApplied(), e);
+      EncodeApplied(b.in_sync ? b.floor : AeApplied(), e);
       return;
   }
   e->Nil();  // an AeKind outside the enum: the frame will not decode

@@ -44,17 +44,19 @@
 //     kAntiEntropy [uint kind, uint round, bool from_initiator, str scope,
 //                   payload]          an AeBody (gossip/anti_entropy.h);
 //                                     payload by kind:
-//       kBegin   [uint level, nodes, applied]
+//       kBegin   [uint level, nodes, applied, floor]
 //                                     level 1..3 (the state machine wants 1)
 //       kHashes  [uint level, nodes]  level 1..3 (it wants 2 or 3)
 //       kWant    [[uint bucket...]]   strictly ascending, < storage::kBuckets,
 //                                     at least one
 //       kStates  [uint part, bool last, [[str key, bin envelope]...],
-//                 applied]            part < 2^32; keys 1..kMaxKeyBytes; at
+//                 applied, floor]     part < 2^32; keys 1..kMaxKeyBytes; at
 //                                     most kMaxAeStatesPerMessage; applied
-//                                     empty unless last
-//       kDone    [bool in_sync, applied]
-//                                     applied empty unless in_sync
+//                                     and floor empty unless last
+//       kDone    [bool in_sync, applied, floor]
+//                                     applied and floor empty unless in_sync
+//     floor    := applied             the sender's collection floor as of
+//                                     its View (anti_entropy.h)
 //     nodes    := [[uint index, bin hash]...]
 //                                     indexes strictly ascending and below
 //                                     16^level (NodesOnLevel), at most
@@ -87,9 +89,10 @@ constexpr uint8_t kWireVersion = 1;
 // 2: kAntiEntropy; kPing carries the sender's log end; kWelcome and kAck
 // name their addressee's replica. 3: kPing carries the sender's applied
 // vector. 4: kRefuse names its addressee's replica; reason kExpired. 5:
-// kPing carries the retired incarnations.
+// kPing carries the retired incarnations. 6: kBegin, kStates and kDone
+// carry the sender's collection floor.
 // Nodes of different protocol versions refuse each other.
-constexpr uint64_t kProtocolVersion = 5;
+constexpr uint64_t kProtocolVersion = 6;
 
 // Limits on decoded frames (ZMQ_MAXMSGSIZE is set to kMaxFrameBytes).
 constexpr size_t kMaxFrameBytes = size_t{64} << 20;

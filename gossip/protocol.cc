@@ -234,6 +234,11 @@ struct Protocol::Impl {
   uint64_t last_contact_wall = 0;
   bool beyond_horizon = false;
   bool rejoining = false;
+  // Repairs refused because this node has not applied all of the sender's
+  // collection floor (see TakeAe): the floors not covered, and since when.
+  Applied below_floor;
+  uint64_t below_floor_since_ms = kNever;
+  bool rejoin_below_floor = false;  // rejoining for that, not for a retirement
 
   Impl(ProtocolOptions o, Applied a, Now s, ViewSource* views)
       : opt(std::move(o)), start(s), applied(std::move(a)) {
@@ -1268,9 +1273,77 @@ struct Protocol::Impl {
       Send(now, s.peer, std::move(m), out);
     }
     for (AeReadStates& r : fx.reads) out->ae_reads.push_back(std::move(r));
-    for (AeRepair& r : fx.repairs) out->ae_repairs.push_back(std::move(r));
+    std::vector<AeRepair> refused;
+    for (AeRepair& r : fx.repairs) {
+      if (TakesRepair(now, r, out)) {
+        out->ae_repairs.push_back(std::move(r));
+      } else {
+        refused.push_back(std::move(r));
+      }
+    }
     for (std::string& l : fx.logs) out->logs.push_back("gossip: " + l);
     fx = AeEffects();
+    if (refused.empty()) return;
+    for (const AeRepair& r : refused) ae->OnRepairFailed(r.peer, r.round, r.initiator);
+    ae->TakePending(&fx);
+    TakeAe(now, fx, out);
+  }
+
+  // Whether this node has applied every entry of `floor`.
+  bool CoversFloor(const Applied& floor) const {
+    for (const auto& [key, seq] : floor) {
+      const uint64_t have = key.first == opt.self ? OwnLast(key.second) : AppliedOf(key.first, key.second);
+      if (have < seq) return false;
+    }
+    return true;
+  }
+
+  // A repair's sender may have dropped the tombstones of deletes its
+  // collection floor covers: its states lack them, and its advance would
+  // vouch for any value they removed that this node still holds. So a node
+  // that holds data (it has bootstrapped) takes a repair only once it has
+  // applied all of that floor itself (by deltas, or a repair from a peer
+  // that still holds those tombstones); a node that has not bootstrapped
+  // holds nothing and takes any. One still refused after
+  // BelowFloorLimitMs() may hold such values and cannot learn which: it
+  // rejoins as a new incarnation (MaybeLeaveBelowFloor).
+  bool TakesRepair(const Now& now, const AeRepair& r, Effects* out) {
+    if (r.peer_floor.empty() || !ae->bootstrapped() || CoversFloor(r.peer_floor)) return true;
+    ++counters.repairs_below_floor;
+    for (const auto& [key, seq] : r.peer_floor) {
+      uint64_t& f = below_floor[key];
+      f = std::max(f, seq);
+    }
+    if (below_floor_since_ms == kNever) below_floor_since_ms = now.mono_ms;
+    LogLimited(now, r.peer, "below_floor",
+               "gossip: refused a repair from " + r.peer +
+                   ": it has collected tombstones of deletes this node has not applied yet, so "
+                   "its states could leave values those deletes removed here; waiting for them "
+                   "by deltas or from another peer",
+               out);
+    return false;
+  }
+
+  uint64_t BelowFloorLimitMs() const {
+    return std::max(5 * opt.anti_entropy.interval_ms, Interval(10));
+  }
+
+  void MaybeLeaveBelowFloor(const Now& now, Effects* out) {
+    if (below_floor_since_ms == kNever) return;
+    if (CoversFloor(below_floor)) {
+      below_floor.clear();
+      below_floor_since_ms = kNever;
+      return;
+    }
+    if (rejoining || SatSub(now.mono_ms, below_floor_since_ms) <= BelowFloorLimitMs()) return;
+    rejoining = true;
+    rejoin_below_floor = true;
+    out->rejoin = true;
+    out->logs.push_back(
+        "gossip: for " + std::to_string(SatSub(now.mono_ms, below_floor_since_ms)) +
+        " ms this node has lacked deletes whose tombstones its peers collected, and no peer or "
+        "delta brought them: its data may hold values they removed, so it rejoins as a new "
+        "incarnation");
   }
 
   void DrainAe(const Now& now, Effects* out) {
@@ -1376,6 +1449,7 @@ void Protocol::OnTick(const Now& now, Effects* out) {
     m.UpdateMajority(now, out);
     m.MaybeExpire(now, out);
     m.UpdateHorizon(now, out);
+    m.MaybeLeaveBelowFloor(now, out);
     m.MaybeTruncate(now, out);
   }
   for (Impl::Peer& p : m.peers) {
@@ -1618,9 +1692,11 @@ WriteGate Protocol::Gate() const {
   if (m.rejoining) {
     g.ok = false;
     g.code = "rejoining";
-    g.message =
-        "a peer retired this incarnation (it was away longer than the retention horizon); "
-        "this node is restarting as a new incarnation";
+    g.message = m.rejoin_below_floor
+                    ? "this node lacks deletes whose tombstones its peers collected; it is "
+                      "restarting as a new incarnation"
+                    : "a peer retired this incarnation (it was away longer than the retention "
+                      "horizon); this node is restarting as a new incarnation";
     return g;
   }
   if (m.ae && !m.ae->bootstrapped()) {

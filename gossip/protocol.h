@@ -96,7 +96,18 @@
 //     Gate() refuses writes with code "bootstrapping" until a round has
 //     completed. When a repair advanced the applied vector the driver
 //     reports the new vector (OnAeRepaired): entries held back behind a gap
-//     that it closed are applied, and origins are acknowledged.
+//     that it closed are applied, and origins are acknowledged. A node that
+//     has not bootstrapped applies no deltas (its state comes whole from
+//     its first repair). Each repair carries the sender's collection floor
+//     (View::floor): the sender may have dropped the tombstones of deletes
+//     it covers, so a bootstrapped node that has not applied all of it
+//     could hold values those deletes removed, which the repair's advance
+//     would then vouch for: the Protocol drops such a repair (the round is
+//     abandoned, counted in repairs_below_floor) until deltas or a peer
+//     that still holds those tombstones bring them; still short of every
+//     floor it was refused for after max(5 anti-entropy intervals, 10
+//     heartbeats), the node cannot tell which of its values are stale and
+//     rejoins as a new incarnation (Effects::rejoin; Gate() "rejoining").
 //   Causal stability. Every Ping carries the sender's applied vector (its
 //     report). A peer's report becomes usable once this node's own applied
 //     vector covers it (this node then holds everything that replica held
@@ -348,6 +359,8 @@ struct ProtocolCounters {
   uint64_t refused_expired = 0;       // messages refused from retired incarnations
   uint64_t expirations = 0;           // incarnations this node retired
   uint64_t expirations_adopted = 0;   // retirements taken from a peer's Ping
+  uint64_t repairs_below_floor = 0;   // repairs refused: the sender's collection floor
+                                      // is not applied here yet
 };
 
 class Protocol {

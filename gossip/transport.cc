@@ -880,10 +880,12 @@ void Transport::Impl::ServeAeRead(const Now& now, const AeReadStates& read, Effe
   base.ae.part = std::numeric_limits<uint32_t>::max();
   base.ae.last = true;
   base.ae.applied = read.applied;  // sized in as if every part carried it
+  base.ae.floor = read.floor;
   const size_t base_bytes = Encode(base).size();
   const size_t limit = std::max(options.max_frame_bytes, base_bytes + 1);
   base.ae.last = false;
   base.ae.applied.clear();
+  base.ae.floor.clear();
 
   uint32_t next_part = 0;
   uint64_t states_sent = 0;
@@ -936,6 +938,7 @@ void Transport::Impl::ServeAeRead(const Now& now, const AeReadStates& read, Effe
   if (!pending.ae.states.empty() || !have_full) finish_part();
   full.ae.last = true;
   full.ae.applied = read.applied;
+  full.ae.floor = read.floor;
   send(std::move(full));
   protocol.OnAeStatesSent(read, states_sent);
 }

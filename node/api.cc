@@ -879,6 +879,7 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                     {"states_received", snap.ae.states_received},
                     {"repairs", a.stats().repairs.load()},
                     {"failed_repairs", a.stats().failed_repairs.load()},
+                    {"repairs_below_floor", snap.counters.repairs_below_floor},
                     {"tombstones_collected", a.stats().tombstones_collected.load()},
                     {"failed_collections", a.stats().failed_collections.load()}};
   // This node's side of the retention horizon (gossip/protocol.h).

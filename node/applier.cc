@@ -21,6 +21,7 @@ Applier::Applier(storage::Store* store, crdt::HybridClock* clock, storage::NodeM
   digest_sums_ = committer_.digest_sums();
   state_digest_ = digest_sums_.Total();
   view_applied_ = applied_;
+  view_floor_ = committer_.collect_floor();
   if (!store_->TakeSnapshot(&view_snapshot_).ok()) view_snapshot_.reset();
 }
 
@@ -140,10 +141,11 @@ storage::Digest Applier::StateDigest() const {
 }
 
 void Applier::View(storage::BucketSums* sums, storage::AppliedVector* applied,
-                   storage::SnapshotRef* snapshot) const {
+                   storage::AppliedVector* floor, storage::SnapshotRef* snapshot) const {
   std::lock_guard<std::mutex> lock(digest_mu_);
   *sums = digest_sums_;
   *applied = view_applied_;
+  *floor = view_floor_;
   *snapshot = view_snapshot_;
 }
 
@@ -203,6 +205,7 @@ void Applier::Published() {
       state_digest_ += c.after;
     }
     view_applied_ = committer_.applied();
+    view_floor_ = committer_.collect_floor();
     view_snapshot_ = std::move(snapshot);
   }
   std::lock_guard<std::mutex> lock(token_mu_);
@@ -231,6 +234,9 @@ void Applier::ApplyCollect(Pending* p) {
   } else if (result.collected > 0) {
     stats_.tombstones_collected += result.collected;
     Published();
+  } else {
+    std::lock_guard<std::mutex> lock(digest_mu_);
+    view_floor_ = committer_.collect_floor();
   }
   p->collect_done(std::move(result));
 }

@@ -133,8 +133,9 @@ class Applier {
   // snapshot, all three as of the same commit (the applier takes a
   // snapshot after each commit). *snapshot is null when none could be
   // taken (the store is closed). Thread-safe.
+  // *floor: the committer's collect floor as of that commit or later.
   void View(storage::BucketSums* sums, storage::AppliedVector* applied,
-            storage::SnapshotRef* snapshot) const;
+            storage::AppliedVector* floor, storage::SnapshotRef* snapshot) const;
 
  private:
   struct Pending {
@@ -191,6 +192,7 @@ class Applier {
   // The View's applied vector and snapshot, of the same commit as
   // digest_sums_; guarded by digest_mu_.
   storage::AppliedVector view_applied_;
+  storage::AppliedVector view_floor_;  // with view_applied_
   storage::SnapshotRef view_snapshot_;
 };
 

@@ -586,11 +586,21 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
   if (group.PutGcCandidates(advanced ? applied : meta_.applied, &batch) > 0) {
     gc_candidates_maybe_ = true;
   }
-  if (group.joined.empty() && !advanced) {
+  storage::AppliedVector floor = collect_floor_;
+  bool floor_raised = false;
+  for (const auto& [origin, seq] : repair.peer_floor) {
+    uint64_t& f = floor[origin];
+    if (seq > f) {
+      f = seq;
+      floor_raised = true;
+    }
+  }
+  if (group.joined.empty() && !advanced && !floor_raised) {
     last_status_ = Status::OK();
     type_conflicts_ += conflicts;
     return;  // nothing to write
   }
+  if (floor_raised) batch.PutMeta(storage::kMetaCollectFloor, storage::EncodeApplied(floor));
   storage::PutApplied(advanced ? applied : meta_.applied, &batch);
   if (group.added_keys > 0) storage::PutKeyCount(meta_.key_count + group.added_keys, &batch);
   Status st = store_->Write(&batch);
@@ -600,6 +610,7 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
     return;
   }
   if (advanced) meta_.applied = std::move(applied);
+  if (floor_raised) collect_floor_ = std::move(floor);
   meta_.key_count += group.added_keys;
   for (const DigestChange& c : digest_changes) {
     meta_.digest_sums.Replace(c.bucket, c.before, c.after);

@@ -63,7 +63,11 @@
 // states were read before the peer applied the delete: so Repair refuses
 // states as of a view that does not cover every stable vector Collect has
 // collected with (stored with the collection, so that a round a peer
-// started before a restart is refused after it too). A repair's register tombstone of a key this
+// started before a restart is refused after it too). A repair raises the
+// floor to cover the sender's (StateRepair::peer_floor): the states it
+// brings may lack tombstones the sender collected, so a state older than
+// those (an anti-entropy round another peer started long before) could
+// bring back what they removed, here as at the sender. A repair's register tombstone of a key this
 // node holds nothing for, whose delete is below that floor, is skipped
 // (it was collected here already). A candidate whose key no longer holds a
 // tombstone (written since) just goes. Other types' deletes keep their
@@ -129,6 +133,11 @@ struct StateRepair {
   // predate tombstones already dropped here.
   bool has_view = false;
   storage::AppliedVector view;
+  // The sender's collection floor as of that view: its states may lack
+  // the tombstones of deletes this covers, and so may this node's once it
+  // has joined them. The floor here rises to cover it (in the same batch),
+  // so that states older still are refused from then on.
+  storage::AppliedVector peer_floor;
 };
 
 struct RepairResult {
@@ -183,6 +192,9 @@ class Committer {
 
   const crdt::ReplicaId& replica() const { return meta_.replica; }
   const storage::AppliedVector& applied() const { return meta_.applied; }
+  // Entry by entry the max of every stable vector Collect has dropped
+  // tombstones with (see "Collection").
+  const storage::AppliedVector& collect_floor() const { return collect_floor_; }
   uint64_t last_seq() const;       // this node's last logged seq (default scope)
   uint64_t key_count() const { return meta_.key_count; }
   std::string SessionToken() const;  // FormatSessionToken(applied())

@@ -136,7 +136,7 @@ void GossipHost::ReadView(const std::string& scope, gossip::View* out) {
     out->applied = applier_->Applied();
     return;
   }
-  applier_->View(&out->sums, &out->applied, &out->snapshot);
+  applier_->View(&out->sums, &out->applied, &out->floor, &out->snapshot);
 }
 
 void GossipHost::Repair(const gossip::AeRepair& repair,
@@ -148,6 +148,7 @@ void GossipHost::Repair(const gossip::AeRepair& repair,
   r.advance = repair.advance;
   r.has_view = true;
   r.view = repair.view;
+  r.peer_floor = repair.peer_floor;
   Applier* applier = applier_;
   // `done` runs on the applier thread right after the repair's batch, so
   // the applied vector read there is the one it left.

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -116,6 +117,7 @@ struct Replica : ViewSource {
   std::string name;
   Data data;
   AeApplied applied;
+  AeApplied floor;  // its collection floor (the View's)
   uint64_t seq = 0;
   // The last View taken, not yet attributed to a round by the harness.
   bool view_taken = false;
@@ -135,6 +137,7 @@ struct Replica : ViewSource {
     BOOST_REQUIRE(scope.empty());
     out->sums = Sums();
     out->applied = applied;
+    out->floor = floor;
     view_taken = true;
     last_view_applied = applied;
     last_view_data = data;
@@ -333,7 +336,10 @@ class Cluster {
                       states.begin() + static_cast<long>(end));
       at = end;
       b.last = at == states.size();
-      if (b.last) b.applied = rd.applied;
+      if (b.last) {
+        b.applied = rd.applied;
+        b.floor = rd.floor;
+      }
       Send(i, to, b);
     } while (at < states.size());
     ae(i).NoteStatesSent(states.size());
@@ -451,6 +457,7 @@ class Cluster {
   std::function<bool(const Sent&)> drop_if;
   uint64_t repairs_applied = 0;
   uint64_t advances_applied = 0;
+  std::function<void(int, const AeRepair&)> on_repair;  // every repair handed out
   std::string seed_label_ = "fixed";
 
  private:
@@ -489,7 +496,10 @@ class Cluster {
     }
     for (const AeSend& s : fx.sends) Send(i, Index(s.peer), s.body);
     for (AeReadStates& r : fx.reads) n.reads.push_back(std::move(r));
-    for (AeRepair& r : fx.repairs) n.repairs.push_back(std::move(r));
+    for (AeRepair& r : fx.repairs) {
+      if (on_repair) on_repair(i, r);
+      n.repairs.push_back(std::move(r));
+    }
     for (std::string& l : fx.logs) n.logs.push_back(std::move(l));
   }
 
@@ -628,6 +638,34 @@ BOOST_AUTO_TEST_CASE(in_sync_round_advances_a_lagging_applied_vector) {
   RunRound(c);
   BOOST_TEST(c.repairs_applied == before);
   BOOST_TEST(c.counters(0).rounds_in_sync == 2u);
+}
+
+// Each repair carries the sender's View collection floor, on the states
+// path and on the in-sync path alike (the Protocol checks it).
+BOOST_AUTO_TEST_CASE(repairs_carry_the_peers_collection_floor) {
+  for (const bool in_sync : {false, true}) {
+    BOOST_TEST_CONTEXT("in sync " << in_sync) {
+      Cluster c(2, Options());
+      for (int k = 0; k < 5; ++k) c.WriteAt(0, "key/" + std::to_string(k));
+      c.WriteAt(1, "key/b");
+      if (in_sync) {
+        c.node(0).rep.data["key/b"] = c.node(1).rep.data["key/b"];
+        c.node(1).rep.data = c.node(0).rep.data;
+      }
+      const AeApplied floor_a = {{{Rid("a"), ""}, 3}};
+      const AeApplied floor_b = {{{Rid("b"), ""}, 1}};
+      c.node(0).rep.floor = floor_a;
+      c.node(1).rep.floor = floor_b;
+      std::vector<std::vector<AeApplied>> floors(2);
+      c.on_repair = [&](int i, const AeRepair& r) { floors[i].push_back(r.peer_floor); };
+      RunRound(c);
+      BOOST_TEST(c.SentOf(AeKind::kStates).empty() == in_sync);
+      BOOST_REQUIRE(!floors[0].empty());
+      BOOST_REQUIRE(!floors[1].empty());
+      for (const AeApplied& f : floors[0]) BOOST_TEST((f == floor_b));
+      for (const AeApplied& f : floors[1]) BOOST_TEST((f == floor_a));
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(one_differing_key_sends_exactly_its_bucket) {

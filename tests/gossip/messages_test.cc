@@ -62,6 +62,7 @@ std::vector<Message> AeOfEach() {
   b.ae.level = 1;
   for (uint32_t i = 0; i < kFanout; ++i) b.ae.nodes.push_back(AeNode{i, D(i, ~0ull - i)});
   b.ae.applied = SomeApplied();
+  b.ae.floor = {{{crdt::ReplicaId{"n1", 1}, ""}, 2}};
   all.push_back(b);
 
   Message h = m;
@@ -85,6 +86,7 @@ std::vector<Message> AeOfEach() {
                   {std::string(kMaxKeyBytes, 'k'), ""},
                   {"user/3", std::string(300, '\x7f')}};
   st.ae.applied = SomeApplied();
+  st.ae.floor = {{{crdt::ReplicaId{"n1", 1}, ""}, 2}};
   all.push_back(st);
 
   Message d = m;
@@ -92,6 +94,7 @@ std::vector<Message> AeOfEach() {
   d.ae.from_initiator = false;
   d.ae.in_sync = true;
   d.ae.applied = SomeApplied();
+  d.ae.floor = {{{crdt::ReplicaId{"n1", 1}, ""}, 2}};
   all.push_back(d);
   return all;
 }
@@ -347,7 +350,7 @@ BOOST_AUTO_TEST_CASE(wire_numbers_are_fixed) {
   BOOST_TEST(static_cast<int>(MsgType::kHello) == 1);
   BOOST_TEST(static_cast<int>(MsgType::kPong) == 7);
   BOOST_TEST(static_cast<int>(MsgType::kAntiEntropy) == 8);
-  BOOST_TEST(kProtocolVersion == 5u);
+  BOOST_TEST(kProtocolVersion == 6u);
   BOOST_TEST(static_cast<int>(AeKind::kBegin) == 1);
   BOOST_TEST(static_cast<int>(AeKind::kHashes) == 2);
   BOOST_TEST(static_cast<int>(AeKind::kWant) == 3);
@@ -642,7 +645,8 @@ BOOST_AUTO_TEST_CASE(anti_entropy_equality_by_kind) {
       {AeKind::kBegin,
        {[](AeBody* b) { b->level = 2; }, [](AeBody* b) { b->nodes.pop_back(); },
         [](AeBody* b) { b->nodes[3].hash.lo++; }, [](AeBody* b) { b->nodes[3].index = 99; },
-        [](AeBody* b) { b->applied.begin()->second++; }, [](AeBody* b) { b->applied.clear(); }}},
+        [](AeBody* b) { b->applied.begin()->second++; }, [](AeBody* b) { b->applied.clear(); },
+        [](AeBody* b) { b->floor.clear(); }}},
       {AeKind::kHashes,
        {[](AeBody* b) { b->level = 2; }, [](AeBody* b) { b->nodes[1].hash.hi++; },
         [](AeBody* b) { b->nodes[1].index++; }, [](AeBody* b) { b->nodes.pop_back(); }}},
@@ -652,9 +656,11 @@ BOOST_AUTO_TEST_CASE(anti_entropy_equality_by_kind) {
        {[](AeBody* b) { b->part++; }, [](AeBody* b) { b->last = false; },
         [](AeBody* b) { b->states.pop_back(); }, [](AeBody* b) { b->states[0].key += "x"; },
         [](AeBody* b) { b->states[0].envelope += "x"; },
-        [](AeBody* b) { b->applied.rbegin()->second++; }}},
+        [](AeBody* b) { b->applied.rbegin()->second++; },
+        [](AeBody* b) { b->floor.begin()->second++; }}},
       {AeKind::kDone,
-       {[](AeBody* b) { b->in_sync = false; }, [](AeBody* b) { b->applied.clear(); }}},
+       {[](AeBody* b) { b->in_sync = false; }, [](AeBody* b) { b->applied.clear(); },
+        [](AeBody* b) { b->floor.clear(); }}},
   };
   // Fields of other kinds, which neither compare nor travel.
   const std::vector<Change> foreign = {
@@ -745,9 +751,11 @@ BOOST_AUTO_TEST_CASE(golden_shape_of_anti_entropy) {
   m.ae.scope = "s";
   m.ae.in_sync = true;
   m.ae.applied = {{{crdt::ReplicaId{"a", 2}, ""}, 9}};
-  // [5, 5, true, "s", [true, [[["a", 2], "", 9]]]]
+  m.ae.floor = {{{crdt::ReplicaId{"b", 1}, ""}, 3}};
+  // [5, 5, true, "s", [true, [[["a", 2], "", 9]], [[["b", 1], "", 3]]]]
   BOOST_TEST(crdt::ToHex(Encode(m)) ==
-             hdr + "95" "05" "05" "c3" "a173" "92" "c3" "91" "93" "92a16102" "a0" "09");
+             hdr + "95" "05" "05" "c3" "a173" "93" "c3" "91" "93" "92a16102" "a0" "09"
+                   "91" "93" "92a16201" "a0" "03");
 
   m.ae.kind = AeKind::kHashes;
   m.ae.scope = "";
@@ -762,9 +770,10 @@ BOOST_AUTO_TEST_CASE(golden_shape_of_anti_entropy) {
   m.ae.part = 0;
   m.ae.last = false;
   m.ae.states = {{"k", "\x09"}};
-  // [4, 5, true, "", [0, false, [["k", bin "\x09"]], []]]: no applied vector unless last
+  // [4, 5, true, "", [0, false, [["k", bin "\x09"]], [], []]]: no applied
+  // vector or floor unless last
   BOOST_TEST(crdt::ToHex(Encode(m)) ==
-             hdr + "95" "04" "05" "c3" "a0" "94" "00" "c2" "91" "92" "a16b" "c40109" "90");
+             hdr + "95" "04" "05" "c3" "a0" "95" "00" "c2" "91" "92" "a16b" "c40109" "90" "90");
   // clang-format on
 }
 
@@ -847,9 +856,10 @@ void Applied(crdt::Encoder* e, const std::vector<RawApplied>& entries) {
 }
 
 std::string StatesFrame(uint64_t part, bool last, const std::vector<RawState>& states,
-                        const std::vector<RawApplied>& applied = {}) {
+                        const std::vector<RawApplied>& applied = {},
+                        const std::vector<RawApplied>& floor = {}) {
   return AeFrame(kStates, [&](crdt::Encoder* e) {
-    e->Array(4);
+    e->Array(5);
     e->Uint(part);
     e->Bool(last);
     e->Array(static_cast<uint32_t>(states.size()));
@@ -863,14 +873,17 @@ std::string StatesFrame(uint64_t part, bool last, const std::vector<RawState>& s
       }
     }
     Applied(e, applied);
+    Applied(e, floor);
   });
 }
 
-std::string DoneFrame(bool in_sync, const std::vector<RawApplied>& applied) {
+std::string DoneFrame(bool in_sync, const std::vector<RawApplied>& applied,
+                      const std::vector<RawApplied>& floor = {}) {
   return AeFrame(kDone, [&](crdt::Encoder* e) {
-    e->Array(2);
+    e->Array(3);
     e->Bool(in_sync);
     Applied(e, applied);
+    Applied(e, floor);
   });
 }
 
@@ -884,8 +897,9 @@ void ExpectDecodes(const std::string& bytes) {
 
 BOOST_AUTO_TEST_CASE(anti_entropy_refuses_bad_kinds_levels_and_nodes) {
   auto done = [](crdt::Encoder* e) {
-    e->Array(2);
+    e->Array(3);
     e->Bool(true);
+    e->Array(0);
     e->Array(0);
   };
   ExpectDecodes(AeFrame(kDone, done));
@@ -941,18 +955,20 @@ BOOST_AUTO_TEST_CASE(anti_entropy_refuses_bad_kinds_levels_and_nodes) {
                           e->Str(std::string(16, 'h'));
                         }),
                 "anti-entropy node hash");
-  // A begin has a level, nodes and an applied vector.
+  // A begin has a level, nodes, an applied vector and a floor.
   ExpectDecodes(AeFrame(kBegin, [](crdt::Encoder* e) {
-    e->Array(3);
+    e->Array(4);
     e->Uint(1);
     Nodes(e, Range(0, 16));
     Applied(e, {{"a", 1, "", 4}});
+    Applied(e, {{"a", 1, "", 2}});
   }));
   ExpectRefused(AeFrame(kBegin,
                         [](crdt::Encoder* e) {
-                          e->Array(2);
+                          e->Array(3);
                           e->Uint(1);
                           Nodes(e, Range(0, 16));
+                          Applied(e, {{"a", 1, "", 4}});
                         }),
                 "anti-entropy begin");
 }
@@ -973,6 +989,8 @@ BOOST_AUTO_TEST_CASE(anti_entropy_refuses_bad_buckets_states_and_applied) {
   ExpectRefused(StatesFrame(0, false, {{std::string(kMaxKeyBytes + 1, 'k'), "v"}}), "state key");
   ExpectRefused(StatesFrame(0, false, {{"k", "v", false}}), "state bytes");
   ExpectRefused(StatesFrame(0, false, {}, {{"a", 1, "", 2}}), "not the last");
+  ExpectRefused(StatesFrame(0, false, {}, {}, {{"a", 1, "", 2}}), "not the last");
+  ExpectDecodes(StatesFrame(3, true, {}, {{"a", 1, "", 2}}, {{"a", 1, "", 1}}));
   {
     std::vector<RawState> many(kMaxAeStatesPerMessage + 1, RawState{"k", ""});
     ExpectRefused(StatesFrame(0, true, many), "states");
@@ -984,6 +1002,8 @@ BOOST_AUTO_TEST_CASE(anti_entropy_refuses_bad_buckets_states_and_applied) {
       DoneFrame(true, {{"a", 1, "", 2}, {"a", 1, "s", 0}, {"a", 2, "", 1}, {"b", 0, "", 1}}));
   ExpectDecodes(DoneFrame(false, {}));
   ExpectRefused(DoneFrame(false, {{"a", 1, "", 2}}), "not in sync");
+  ExpectRefused(DoneFrame(false, {}, {{"a", 1, "", 2}}), "not in sync");
+  ExpectRefused(DoneFrame(true, {}, {{"b", 1, "", 2}, {"a", 1, "", 3}}), "not strictly ascending");
   ExpectRefused(DoneFrame(true, {{"a", 1, "", 2}, {"a", 1, "", 3}}), "not strictly ascending");
   ExpectRefused(DoneFrame(true, {{"b", 1, "", 2}, {"a", 1, "", 3}}), "not strictly ascending");
   ExpectRefused(DoneFrame(true, {{"a", 2, "", 2}, {"a", 1, "s", 3}}), "not strictly ascending");
@@ -1000,19 +1020,21 @@ BOOST_AUTO_TEST_CASE(anti_entropy_refuses_bad_buckets_states_and_applied) {
   // A seq that is not a number.
   ExpectRefused(AeFrame(kDone,
                         [](crdt::Encoder* e) {
-                          e->Array(2);
+                          e->Array(3);
                           e->Bool(true);
                           e->Array(1);
                           e->Array(3);
                           crdt::EncodeReplica(crdt::ReplicaId{"a", 1}, e);
                           e->Str("");
                           e->Str("9");
+                          e->Array(0);
                         }),
                 "applied seq");
   ExpectRefused(AeFrame(kDone,
                         [](crdt::Encoder* e) {
-                          e->Array(2);
+                          e->Array(3);
                           e->Uint(1);
+                          e->Array(0);
                           e->Array(0);
                         }),
                 "anti-entropy in sync");

@@ -61,6 +61,7 @@ bool Contains(const std::vector<std::string>& lines, const std::string& part) {
 struct KvView : ViewSource {
   std::map<std::string, std::string>* kv = nullptr;
   Applied* applied = nullptr;
+  Applied floor;  // the collection floor its Views report
   void ReadView(const std::string& scope, View* out) override {
     BOOST_REQUIRE(scope.empty());
     out->sums = storage::BucketSums();
@@ -68,6 +69,7 @@ struct KvView : ViewSource {
       out->sums.Replace(storage::BucketOf(key), storage::Digest(), storage::KeyDigest(key, value));
     }
     out->applied = *applied;
+    out->floor = floor;
   }
 };
 
@@ -239,6 +241,7 @@ class Net {
     m.ae.part = 0;
     m.ae.last = true;
     m.ae.applied = r.applied;
+    m.ae.floor = r.floor;
     for (const auto& [key, value] : n.kv) {
       if (buckets.count(storage::BucketOf(key)) != 0) m.ae.states.push_back(AeState{key, value});
     }
@@ -1970,6 +1973,60 @@ BOOST_AUTO_TEST_CASE(a_bootstrapping_node_applies_no_deltas) {
   net.Run(1000);
   BOOST_TEST(b.Held(a.self()) == 4u);
   BOOST_TEST(b.applied_order[a.self()] == std::vector<uint64_t>{4});
+}
+
+// A repair whose sender collected tombstones of deletes this node has not
+// applied is refused (its states lack them and its advance would vouch for
+// what they removed); refused for long enough, the node rejoins. A node
+// that has not bootstrapped holds nothing and takes it.
+BOOST_AUTO_TEST_CASE(a_repair_from_beyond_this_nodes_floor_is_refused) {
+  Net net = AeNet({{"a", "r1"}, {"b", "r2"}});
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  net.Run(600);
+  // a's deltas do not reach b: only a repair could bring them.
+  net.drop = [](const std::string& from, const std::string&, const Message& m) {
+    return from == "a" && m.type == MsgType::kDeltas;
+  };
+  net.Append(a, 3);
+  a.view.floor = {{{a.self(), ""}, 2}};  // a collected deletes up to its seq 2
+  net.Run(3000);
+  BOOST_TEST(b.p->counters().repairs_below_floor >= 1u);
+  BOOST_TEST(b.Held(a.self()) == 0u);
+  BOOST_TEST(b.kv.empty());
+  BOOST_TEST(Contains(b.logs, "refused a repair from a"));
+  BOOST_TEST(!b.rejoin);
+  net.Run(4000);  // past 5 anti-entropy intervals
+  BOOST_TEST(b.rejoin);
+  BOOST_TEST(b.p->Gate().code == "rejoining");
+  BOOST_TEST(b.p->Gate().message.find("tombstones") != std::string::npos);
+
+  // With the floor applied here first (by deltas), the repair is taken.
+  Net ok = AeNet({{"a", "r1"}, {"b", "r2"}});
+  ok.Run(600);
+  ok.Append(ok["a"], 2);
+  ok.Run(1000);
+  BOOST_REQUIRE(ok["b"].Held(ok["a"].self()) == 2u);
+  ok.drop = [](const std::string& from, const std::string&, const Message& m) {
+    return from == "a" && m.type == MsgType::kDeltas;
+  };
+  ok.Append(ok["a"], 3);
+  ok["a"].view.floor = {{{ok["a"].self(), ""}, 2}};
+  ok.Run(8000);
+  BOOST_TEST(ok["b"].p->counters().repairs_below_floor == 0u);
+  BOOST_TEST(ok["b"].Held(ok["a"].self()) == 5u);
+  BOOST_TEST(!ok["b"].rejoin);
+
+  // A node that has not bootstrapped takes it.
+  Net fresh = AeNet({{"a", "r1"}, {"b", "r2"}}, [](ProtocolOptions* o) {
+    o->anti_entropy.must_bootstrap = o->self.node == "b";
+  });
+  fresh.Append(fresh["a"], 3);
+  fresh["a"].view.floor = {{{fresh["a"].self(), ""}, 3}};
+  fresh.Run(3000);
+  BOOST_TEST(fresh["b"].p->bootstrapped());
+  BOOST_TEST(fresh["b"].Held(fresh["a"].self()) == 3u);
+  BOOST_TEST(fresh["b"].p->counters().repairs_below_floor == 0u);
 }
 
 // Anti-entropy messages pass the header checks like any other: one whose

@@ -850,6 +850,53 @@ BOOST_AUTO_TEST_CASE(collect_goes_through_the_candidates_in_steps) {
   BOOST_TEST(a.States().empty());
 }
 
+// A repair raises the floor to its sender's: the states it brought may
+// lack tombstones the sender collected, so a state older than those (from
+// a round a third node started long before) is refused here too, after a
+// restart as well.
+BOOST_AUTO_TEST_CASE(a_repair_raises_the_floor_to_its_senders) {
+  TempDir tmp;
+  Node a(tmp.sub("a"), "a", 1);
+  Node b(tmp.sub("b"), "b", 2);
+  Node c(tmp.sub("c"), "c", 3);
+  CommitLocal(a.c(), {Put("r", "old")});
+  CommitRemote(c.c(), {From(a, a.Log())});
+  // c's view now: a:1, holding "old".
+  StateRepair stale;
+  stale.states.emplace_back("r", c.State("r"));
+  stale.has_view = true;
+  stale.view = c.c()->applied();
+  // a deletes and collects; b (empty, as a fresh incarnation) takes a's
+  // states and floor.
+  CommitLocal(a.c(), {Delete("r")});
+  CollectResult res;
+  a.c()->Collect(StableAt({{a.meta.replica, 2}, {c.meta.replica, 0}}), 100, &res);
+  BOOST_REQUIRE(res.collected == 1u);
+  StateRepair boot;
+  boot.has_view = true;
+  boot.view = a.c()->applied();
+  boot.has_advance = true;
+  boot.advance = a.c()->applied();
+  boot.peer_floor = a.c()->collect_floor();
+  RepairResult rr;
+  b.c()->Repair(boot, &rr);
+  BOOST_REQUIRE_MESSAGE(rr.status.ok(), rr.status.ToString());
+  BOOST_TEST((b.c()->collect_floor() == a.c()->collect_floor()));
+  b.Reopen();
+  BOOST_TEST((b.c()->collect_floor() == a.c()->collect_floor()));
+  b.c()->Repair(stale, &rr);
+  BOOST_TEST(rr.status.code() == Status::Code::kFailedPrecondition, rr.status.ToString());
+  BOOST_TEST(b.State("r").empty());
+  // A floor below the one held changes nothing (and writes nothing).
+  StateRepair lower;
+  lower.has_view = true;
+  lower.view = b.c()->applied();
+  lower.peer_floor = StableAt({{a.meta.replica, 1}});
+  b.c()->Repair(lower, &rr);
+  BOOST_TEST(rr.status.ok());
+  BOOST_TEST((b.c()->collect_floor() == a.c()->collect_floor()));
+}
+
 // A repair whose states are as of a view older than what Collect used is
 // refused: it could bring back a value the collected tombstone hid.
 BOOST_AUTO_TEST_CASE(a_repair_older_than_a_collection_is_refused) {

@@ -113,6 +113,7 @@ struct SimNode {
 void SimView::ReadView(const std::string& scope, gossip::View* out) {
   *out = gossip::View();
   out->applied = node->committer->applied();
+  out->floor = node->committer->collect_floor();
   if (scope == gossip::kDefaultScope) out->sums = node->committer->digest_sums();
   // One thread: the store holds exactly the committer's last commit.
   if (!node->store->TakeSnapshot(&out->snapshot).ok()) out->snapshot.reset();
@@ -461,7 +462,10 @@ void Simulation::ServeAeRead(SimNode& n, const gossip::Now& now,
                        states.begin() + static_cast<long>(std::min(states.size(), at + per)));
     at = std::min(states.size(), at + per);
     m.ae.last = at == states.size();
-    if (m.ae.last) m.ae.applied = read.applied;
+    if (m.ae.last) {
+      m.ae.applied = read.applied;
+      m.ae.floor = read.floor;
+    }
     Send(n, read.peer, m);
     ++m.ae.part;
     if (stop_) return;
@@ -659,6 +663,7 @@ void Simulation::AddCounters(const SimNode& n) {
   stats_.refused_other += c.refused_other;
   stats_.resends += c.resends;
   stats_.deltas_duplicate += c.deltas_duplicate;
+  stats_.repairs_below_floor += c.repairs_below_floor;
   stats_.beyond_log += c.beyond_log;
   const gossip::AeCounters ae = n.protocol->ae_counters();
   stats_.ae_rounds_completed += ae.rounds_completed;
@@ -957,6 +962,7 @@ void Simulation::CommitRepairs(SimNode& n) {
     sr.advance = rep.advance;
     sr.has_view = true;
     sr.view = rep.view;
+    sr.peer_floor = rep.peer_floor;
     node::RepairResult result;
     n.committer->Repair(sr, &result);
     gossip::Now now = NowOf(n);

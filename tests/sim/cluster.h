@@ -85,6 +85,7 @@ struct SimStats {
   uint64_t refused_other = 0;
   uint64_t resends = 0;
   uint64_t deltas_duplicate = 0;
+  uint64_t repairs_below_floor = 0;  // repairs refused: the sender's floor not applied
   // Anti-entropy, summed likewise.
   uint64_t ae_rounds_completed = 0;
   uint64_t ae_rounds_abandoned = 0;

@@ -151,6 +151,7 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
     total.refused_other += r.stats.refused_other;
     total.resends += r.stats.resends;
     total.deltas_duplicate += r.stats.deltas_duplicate;
+    total.repairs_below_floor += r.stats.repairs_below_floor;
     total.ae_rounds_completed += r.stats.ae_rounds_completed;
     total.ae_rounds_abandoned += r.stats.ae_rounds_abandoned;
     total.ae_states_received += r.stats.ae_states_received;
@@ -200,7 +201,8 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
             << total.deltas_duplicate << " duplicate deltas; anti-entropy: "
             << total.ae_rounds_completed << " rounds completed, " << total.ae_rounds_abandoned
             << " abandoned, " << total.ae_states_received << " states received, "
-            << total.ae_repairs << " repairs committed; log: " << total.log_truncated
+            << total.ae_repairs << " repairs committed, " << total.repairs_below_floor
+            << " refused below the sender's collection floor; log: " << total.log_truncated
             << " entries collected, " << total.beyond_log
             << " times a peer lacked collected entries, " << total.tombstones_collected
             << " tombstones collected; horizon: " << total.retirements
