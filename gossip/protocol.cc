@@ -1292,7 +1292,8 @@ struct Protocol::Impl {
   // Whether this node has applied every entry of `floor`.
   bool CoversFloor(const Applied& floor) const {
     for (const auto& [key, seq] : floor) {
-      const uint64_t have = key.first == opt.self ? OwnLast(key.second) : AppliedOf(key.first, key.second);
+      const uint64_t have =
+          key.first == opt.self ? OwnLast(key.second) : AppliedOf(key.first, key.second);
       if (have < seq) return false;
     }
     return true;
