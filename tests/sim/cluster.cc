@@ -235,6 +235,11 @@ class Simulation {
   // A peer retired its incarnation: its data goes aside, and it comes back
   // as a new incarnation (as meridiand does).
   void Rejoin(SimNode& n);
+  // Marks the committed writes no node but `n` holds as lost (maybe in,
+  // maybe not), and takes them out of the sessions' tokens and views.
+  // orphans_only: only writes of incarnations no node runs any more.
+  // Returns the number of keys concerned.
+  size_t ForgetWritesHeldOnlyBy(SimNode& n, bool orphans_only);
   // Drops the data dir and schedules a fresh start `downtime_ms` later.
   void LoseData(SimNode& n, uint64_t downtime_ms);
   void StoreContact(SimNode& n);
@@ -760,6 +765,14 @@ bool Simulation::WipeReady(SimNode& n, std::string* why) {
 void Simulation::Wipe(SimNode& n, uint64_t downtime_ms) {
   Trace(n.id + " WIPE: its data dir is lost; back in " + std::to_string(downtime_ms) + " ms");
   ++stats_.wipes;
+  // WipeReady waits until the peers hold this node's own writes, and every
+  // live origin keeps its own; but a retired incarnation's writes that
+  // only this node held are gone with it.
+  const size_t lost = ForgetWritesHeldOnlyBy(n, /*orphans_only=*/true);
+  if (lost > 0) {
+    Trace(n.id + " WIPE: " + std::to_string(lost) +
+          " keys had writes of a retired incarnation no other node holds");
+  }
   LoseData(n, downtime_ms);
 }
 
@@ -767,9 +780,25 @@ void Simulation::Rejoin(SimNode& n) {
   // What only this incarnation held goes with its data: every committed
   // write no other node's durable applied vector covers may be lost (or
   // still arrive somewhere by a delta in flight).
+  const size_t lost = ForgetWritesHeldOnlyBy(n, /*orphans_only=*/false);
+  ++stats_.rejoins;
+  Trace(n.id + " REJOIN: a peer retired " + n.replica.ToString() + "; " + std::to_string(lost) +
+        " keys had writes no other node holds");
+  LoseData(n, Between(rng_, 0, 300));
+}
+
+size_t Simulation::ForgetWritesHeldOnlyBy(SimNode& n, bool orphans_only) {
+  // An orphan: a write of an incarnation no node runs any more (retired:
+  // its own copy went with its data dir).
+  auto orphan = [this](const crdt::ReplicaId& writer) {
+    auto it = index_of_.find(writer.node);
+    if (it == index_of_.end()) return true;
+    const SimNode& m = *nodes_[static_cast<size_t>(it->second)];
+    return m.replica != writer || m.expect_fresh;  // (a new one is on its way)
+  };
   std::set<std::string> lost_keys;
   for (WriteRecord& w : history_.writes) {
-    if (!w.committed()) continue;
+    if (!w.committed() || (orphans_only && !orphan(w.writer))) continue;
     bool held = false;
     for (const auto& other : nodes_) {
       if (other.get() == &n) continue;
@@ -782,23 +811,21 @@ void Simulation::Rejoin(SimNode& n) {
     ++stats_.writes_retired;
   }
   // Sessions lose what they saw of those writes: their tokens go back to
-  // what the other nodes hold of each origin, and their views of the keys
-  // involved are forgotten.
+  // what the other nodes hold of each origin concerned, and their views of
+  // the keys involved are forgotten.
   storage::AppliedVector held_elsewhere;
   for (const auto& other : nodes_) {
     if (other.get() != &n) MaxInto(other->durable, &held_elsewhere);
   }
   for (Session& s : history_.sessions) {
     for (auto& [origin, seq] : s.token) {
+      if (orphans_only && !orphan(origin.first)) continue;
       auto it = held_elsewhere.find(origin);
       seq = std::min(seq, it == held_elsewhere.end() ? 0 : it->second);
     }
     for (const std::string& key : lost_keys) s.observed.erase(key);
   }
-  ++stats_.rejoins;
-  Trace(n.id + " REJOIN: a peer retired " + n.replica.ToString() + "; " +
-        std::to_string(lost_keys.size()) + " keys had writes no other node holds");
-  LoseData(n, Between(rng_, 0, 300));
+  return lost_keys.size();
 }
 
 void Simulation::LoseData(SimNode& n, uint64_t downtime_ms) {
