@@ -1433,6 +1433,7 @@ void Protocol::OnTick(const Now& now, Effects* out) {
   Impl& m = *impl_;
   m.UpdateStates(now, out);
   if (now.mono_ms >= m.next_heartbeat_ms) {
+    const std::vector<crdt::ReplicaId> retired = m.RetiredList();
     for (Impl::Peer& p : m.peers) {
       Message ping;
       ping.type = MsgType::kPing;
@@ -1441,7 +1442,7 @@ void Protocol::OnTick(const Now& now, Effects* out) {
       for (const auto& [key, seq] : m.applied) {
         if (key.second == kDefaultScope) ping.vector[key] = seq;
       }
-      ping.retired = m.RetiredList();
+      ping.retired = retired;
       m.Send(now, p.node, std::move(ping), out);
       p.pings.emplace_back(now.wall_ms, now.mono_ms);
       while (p.pings.size() > kMaxPingsInFlight) p.pings.pop_front();

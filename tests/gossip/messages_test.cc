@@ -509,55 +509,36 @@ BOOST_AUTO_TEST_CASE(refuses_wrong_shapes) {
                       }),
                 "fields");
   ExpectRefused(Frame(kWireVersion, hdr, 6, ping), "fields");
+  // A ping of four good fields but field `bad`, written by `write_bad`.
+  using Field = std::function<void(crdt::Encoder*)>;
+  auto ping_with = [&](int bad, const Field& write_bad) {
+    const Field good[4] = {[](crdt::Encoder* e) { e->Uint(1); },
+                           [](crdt::Encoder* e) { e->Uint(2); },
+                           [](crdt::Encoder* e) { e->Array(0); },
+                           [](crdt::Encoder* e) { e->Array(0); }};
+    return Frame(kWireVersion, hdr, 6, [&](crdt::Encoder* e) {
+      e->Array(4);
+      for (int i = 0; i < 4; ++i) (i == bad ? write_bad : good[i])(e);
+    });
+  };
   // A string where a number belongs.
-  ExpectRefused(Frame(kWireVersion, hdr, 6,
-                      [](crdt::Encoder* e) {
-                        e->Array(4);
-                        e->Str("1");
-                        e->Uint(2);
-                        e->Array(0);
-                        e->Array(0);
-                      }),
-                "ping wall clock");
-  ExpectRefused(Frame(kWireVersion, hdr, 6,
-                      [](crdt::Encoder* e) {
-                        e->Array(4);
-                        e->Uint(1);
-                        e->Str("2");
-                        e->Array(0);
-                        e->Array(0);
-                      }),
-                "ping log end");
-  ExpectRefused(Frame(kWireVersion, hdr, 6,
-                      [](crdt::Encoder* e) {
-                        e->Array(4);
-                        e->Uint(1);
-                        e->Uint(2);
-                        e->Uint(3);
-                        e->Array(0);
-                      }),
-                "applied vector");
-  ExpectRefused(Frame(kWireVersion, hdr, 6,
-                      [](crdt::Encoder* e) {
-                        e->Array(4);
-                        e->Uint(1);
-                        e->Uint(2);
-                        e->Array(0);
-                        e->Uint(3);
-                      }),
-                "retired incarnations");
+  ExpectRefused(ping_with(0, [](crdt::Encoder* e) { e->Str("1"); }), "ping wall clock");
+  ExpectRefused(ping_with(1, [](crdt::Encoder* e) { e->Str("2"); }), "ping log end");
+  ExpectRefused(ping_with(2, [](crdt::Encoder* e) { e->Uint(3); }), "applied vector");
+  ExpectRefused(ping_with(3, [](crdt::Encoder* e) { e->Uint(3); }), "retired incarnations");
   // Retired incarnations out of order (one per node, ascending).
-  ExpectRefused(Frame(kWireVersion, hdr, 6,
-                      [](crdt::Encoder* e) {
-                        e->Array(4);
-                        e->Uint(1);
-                        e->Uint(2);
-                        e->Array(0);
-                        e->Array(2);
-                        crdt::EncodeReplica(crdt::ReplicaId{"b", 2}, e);
-                        crdt::EncodeReplica(crdt::ReplicaId{"b", 3}, e);
-                      }),
+  ExpectRefused(ping_with(3,
+                          [](crdt::Encoder* e) {
+                            e->Array(2);
+                            crdt::EncodeReplica(crdt::ReplicaId{"b", 2}, e);
+                            crdt::EncodeReplica(crdt::ReplicaId{"b", 3}, e);
+                          }),
                 "ascending");
+  {
+    Message good;  // the four good fields decode: each refusal above is its field's
+    Status st = Decode(ping_with(-1, nullptr), &good);
+    BOOST_TEST(st.ok(), st.ToString());
+  }
   // A header with four fields.
   ExpectRefused(Frame(
                     kWireVersion,
