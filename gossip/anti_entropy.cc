@@ -110,7 +110,8 @@ bool AeBody::operator==(const AeBody& o) const {
   }
   switch (kind) {
     case AeKind::kBegin:
-      return level == o.level && nodes == o.nodes && applied == o.applied && floor == o.floor;
+      return level == o.level && nodes == o.nodes && applied == o.applied &&
+             floor == o.floor && source == o.source;
     case AeKind::kHashes:
       return level == o.level && nodes == o.nodes;
     case AeKind::kWant:
@@ -175,6 +176,7 @@ struct AntiEntropy::Impl {
   uint64_t last_mono_ms = 0;
   size_t next_peer = 0;  // round-robin cursor into `peers`
   bool completed_any = false;
+  bool bootstrapped_alone = false;  // BootstrapAlone
   AeCounters counters;
   AeEffects pending;  // effects of calls that have no AeEffects (sent with the next call)
 
@@ -598,6 +600,25 @@ void AntiEntropy::OnMessage(uint64_t mono_ms, const std::string& peer, const AeB
   }
 }
 
+void AntiEntropy::Decline(const std::string& peer, const AeBody& begin, AeEffects* out) {
+  Impl& m = *impl_;
+  m.Flush(out);
+  if (begin.kind != AeKind::kBegin || !begin.from_initiator || !m.Known(peer)) return;
+  const Impl::RoundKey key{peer, false};
+  auto it = m.rounds.find(key);
+  if (it != m.rounds.end() && it->second.id < begin.round) {
+    m.Abandon(key, "the initiator started round " + std::to_string(begin.round), false, out);
+  }
+  AeBody done;
+  done.kind = AeKind::kDone;
+  done.round = begin.round;
+  done.from_initiator = false;
+  done.scope = begin.scope;
+  done.in_sync = false;
+  out->sends.push_back(AeSend{peer, std::move(done)});
+  ++m.counters.rounds_declined;
+}
+
 void AntiEntropy::OnRepaired(uint64_t mono_ms, const std::string& peer, uint64_t round,
                              bool initiator, bool advanced, AeEffects* out) {
   Impl& m = *impl_;
@@ -642,9 +663,11 @@ uint64_t AntiEntropy::NextTickMs() const {
   return next;
 }
 
+void AntiEntropy::BootstrapAlone() { impl_->bootstrapped_alone = true; }
+
 bool AntiEntropy::bootstrapped() const {
   const Impl& m = *impl_;
-  return !m.opt.must_bootstrap || m.completed_any || m.peers.empty();
+  return !m.opt.must_bootstrap || m.completed_any || m.bootstrapped_alone || m.peers.empty();
 }
 
 const AeCounters& AntiEntropy::counters() const { return impl_->counters; }

@@ -143,6 +143,8 @@ struct AeBody {
   AeApplied floor;               // the sender's View collection floor: with `applied`
   bool in_sync = false;          // kDone: the Views were equal; false: the sender
                                  // gave the round up (the receiver abandons it too)
+  bool source = true;            // kBegin: the initiator may be bootstrapped from
+                                 // (set by the Protocol: IsSource)
   bool operator==(const AeBody& o) const;
 };
 
@@ -210,6 +212,7 @@ struct AeCounters {
   uint64_t rounds_completed = 0;      // as either side
   uint64_t rounds_in_sync = 0;        // completed with nothing to repair
   uint64_t rounds_abandoned = 0;
+  uint64_t rounds_declined = 0;       // AeBegins answered with a give-up (Decline)
   uint64_t buckets_repaired = 0;      // differing buckets found, both sides counted
   uint64_t states_sent = 0;           // reported by the driver (NoteStatesSent)
   uint64_t states_received = 0;
@@ -237,6 +240,12 @@ class AntiEntropy {
   void PeerUp(uint64_t mono_ms, const std::string& peer, AeEffects* out);
   // A peer went down: abandon its rounds.
   void PeerDown(const std::string& peer);
+  // Instead of OnMessage for an AeBegin `begin` from `peer` that the
+  // Protocol declines (neither side may be bootstrapped from): answers
+  // AeDone{in_sync = false} (the initiator abandons the round) and opens
+  // nothing; a round this node had open as the peer's responder is
+  // dropped.
+  void Decline(const std::string& peer, const AeBody& begin, AeEffects* out);
   // An AE message from `peer` (already admitted by the Protocol's header
   // checks).
   void OnMessage(uint64_t mono_ms, const std::string& peer, const AeBody& body, AeEffects* out);
@@ -256,6 +265,9 @@ class AntiEntropy {
   // True unless must_bootstrap and no round has completed yet (a node with
   // no peers never waits, DESIGN.md §3).
   bool bootstrapped() const;
+  // Counts this node as bootstrapped without a round: the Protocol found
+  // that no node of the cluster holds data (Protocol, "Anti-entropy").
+  void BootstrapAlone();
   const AeCounters& counters() const;
 
  private:

@@ -200,11 +200,12 @@ Status DecodeAePayload(const crdt::Cursor& c, AeBody* b) {
   std::vector<crdt::Cursor> f;
   switch (b->kind) {
     case AeKind::kBegin:
-      MERIDIAN_RETURN_IF_ERROR(c.Array(&f, "anti-entropy begin", 4));
+      MERIDIAN_RETURN_IF_ERROR(c.Array(&f, "anti-entropy begin", 5));
       MERIDIAN_RETURN_IF_ERROR(DecodeLevel(f[0], &b->level));
       MERIDIAN_RETURN_IF_ERROR(DecodeNodes(f[1], b->level, &b->nodes));
       MERIDIAN_RETURN_IF_ERROR(DecodeApplied(f[2], &b->applied));
-      return DecodeApplied(f[3], &b->floor);
+      MERIDIAN_RETURN_IF_ERROR(DecodeApplied(f[3], &b->floor));
+      return f[4].Bool(&b->source, "anti-entropy begin source");
     case AeKind::kHashes:
       MERIDIAN_RETURN_IF_ERROR(c.Array(&f, "anti-entropy hashes", 2));
       MERIDIAN_RETURN_IF_ERROR(DecodeLevel(f[0], &b->level));
@@ -321,11 +322,12 @@ void EncodeAe(const AeBody& b, crdt::Encoder* e) {
   e->Str(b.scope);
   switch (b.kind) {
     case AeKind::kBegin:
-      e->Array(4);
+      e->Array(5);
       e->Uint(static_cast<uint64_t>(b.level));
       EncodeNodes(b.nodes, e);
       EncodeApplied(b.applied, e);
       EncodeApplied(b.floor, e);
+      e->Bool(b.source);
       return;
     case AeKind::kHashes:
       e->Array(2);

@@ -44,8 +44,10 @@
 //     kAntiEntropy [uint kind, uint round, bool from_initiator, str scope,
 //                   payload]          an AeBody (gossip/anti_entropy.h);
 //                                     payload by kind:
-//       kBegin   [uint level, nodes, applied, floor]
-//                                     level 1..3 (the state machine wants 1)
+//       kBegin   [uint level, nodes, applied, floor, bool source]
+//                                     level 1..3 (the state machine wants 1);
+//                                     source: the sender is one a fresh
+//                                     incarnation may bootstrap from
 //       kHashes  [uint level, nodes]  level 1..3 (it wants 2 or 3)
 //       kWant    [[uint bucket...]]   strictly ascending, < storage::kBuckets,
 //                                     at least one
@@ -90,9 +92,10 @@ constexpr uint8_t kWireVersion = 1;
 // name their addressee's replica. 3: kPing carries the sender's applied
 // vector. 4: kRefuse names its addressee's replica; reason kExpired. 5:
 // kPing carries the retired incarnations. 6: kBegin, kStates and kDone
-// carry the sender's collection floor.
+// carry the sender's collection floor. 7: kBegin says whether its sender
+// may be bootstrapped from.
 // Nodes of different protocol versions refuse each other.
-constexpr uint64_t kProtocolVersion = 6;
+constexpr uint64_t kProtocolVersion = 7;
 
 // Limits on decoded frames (ZMQ_MAXMSGSIZE is set to kMaxFrameBytes).
 constexpr size_t kMaxFrameBytes = size_t{64} << 20;

@@ -156,6 +156,13 @@ struct Protocol::Impl {
     crdt::ReplicaId log_end_replica;
     uint64_t log_end = 0;
     uint64_t behind_since_ms = kNever;
+    // Its last Ping said it holds nothing (log end 0, an applied vector of
+    // zeros), and when (mono) it came; whether the last Begin of
+    // begin_from said it may be bootstrapped from (AeBody::source).
+    bool ping_holds_nothing = false;
+    uint64_t ping_ms = 0;
+    crdt::ReplicaId begin_from;
+    bool begin_source = true;
     // It came up (from down or unknown): a round starts with it as soon as
     // it is ready for one (AeReady).
     bool ae_up_pending = false;
@@ -824,6 +831,11 @@ struct Protocol::Impl {
       p.behind_since_ms = kNever;
     }
     p.log_end = msg.seq;
+    p.ping_holds_nothing = msg.seq == 0;
+    for (const auto& entry : msg.vector) {
+      p.ping_holds_nothing = p.ping_holds_nothing && entry.second == 0;
+    }
+    p.ping_ms = now.mono_ms;
     UpdateBehind(now, p);
     for (const crdt::ReplicaId& r : msg.retired) AdoptRetirement(now, p, r, out);
     Message m;
@@ -1001,7 +1013,9 @@ struct Protocol::Impl {
                    SatSub(now.mono_ms, std::max(p.any_heard_ms, start.mono_ms)) >
                        opt.retention_horizon_ms;
     }
-    if (!MajorityNow(now)) return;
+    // A node that has not bootstrapped collects nothing, and the peer it
+    // does not hear may be the one that holds the data it waits for.
+    if (!MajorityNow(now) || (ae && !ae->bootstrapped())) return;
     for (Peer& p : peers) {
       const uint64_t since = p.heard ? p.last_heard_ms : start.mono_ms;
       if (SatSub(now.mono_ms, since) <= opt.retention_horizon_ms) continue;
@@ -1270,6 +1284,7 @@ struct Protocol::Impl {
       Message m;
       m.type = MsgType::kAntiEntropy;
       m.ae = std::move(s.body);
+      if (m.ae.kind == AeKind::kBegin) m.ae.source = IsSource();
       Send(now, s.peer, std::move(m), out);
     }
     for (AeReadStates& r : fx.reads) out->ae_reads.push_back(std::move(r));
@@ -1323,6 +1338,63 @@ struct Protocol::Impl {
                    "by deltas or from another peer",
                out);
     return false;
+  }
+
+  // A node that has not bootstrapped, while every peer is up, its latest
+  // Ping (within the last heartbeats) says it holds nothing and its latest
+  // Begin says it is no source either, knows that no node of the cluster
+  // holds data and none can be bootstrapped from: say the first node lost
+  // its disk before any other bootstrapped from it, or every node
+  // rejoined. As no round can ever bootstrap it, it bootstraps on its own,
+  // as with --bootstrap (several may; each holds the cluster's state:
+  // nothing). With any peer a source, a round with it does instead.
+  void MaybeBootstrapAlone(const Now& now, Effects* out) {
+    if (!ae || ae->bootstrapped() || OwnLast(kDefaultScope) != 0) return;
+    const uint64_t fresh_ms = opt.heartbeat_interval_ms * opt.down_after_missed;
+    for (const Peer& p : peers) {
+      if (p.state != PeerState::kUp || !p.ping_holds_nothing ||
+          p.log_end_replica != p.replica || SatSub(now.mono_ms, p.ping_ms) > fresh_ms ||
+          p.begin_from != p.replica || p.begin_source) {
+        return;
+      }
+    }
+    for (const auto& entry : applied) {
+      if (entry.second != 0) return;
+    }
+    ae->BootstrapAlone();
+    out->logs.push_back(
+        "gossip: no node of the cluster holds data (every peer is up, has neither a log nor "
+        "applied anything, and has not bootstrapped either): this node bootstraps on its own, "
+        "as the first node of a new cluster does with --bootstrap");
+  }
+
+  // Whether a fresh incarnation may bootstrap from this node (its Begins
+  // say so in `source`). One that has not bootstrapped holds nothing yet,
+  // and one that knows it lacks deletes a peer collected (refused for its
+  // floor) may hold values they removed: a fresh incarnation that
+  // completed its first round with either would count as bootstrapped on
+  // that (and, from the second, fall below the floor in turn). So a round
+  // that neither side may be bootstrapped from is declined by its
+  // responder (the initiator abandons it), and a fresh incarnation
+  // bootstraps only from a node that holds the cluster's data.
+  bool IsSource() const { return ae->bootstrapped() && below_floor_since_ms == kNever; }
+
+  void LogDeclined(const Now& now, const std::string& peer, Effects* out) {
+    if (!ae->bootstrapped()) {
+      LogLimited(now, peer, "declined",
+                 "gossip: declined an anti-entropy round from " + peer +
+                     ": this incarnation has not bootstrapped, so it has no data to give (it "
+                     "bootstraps from a node that has; the first node of a new cluster, or of "
+                     "one where no node has bootstrapped, starts with --bootstrap, as "
+                     "`meridianctl up` does)",
+                 out);
+    } else {
+      LogLimited(now, peer, "declined",
+                 "gossip: declined an anti-entropy round from " + peer +
+                     ": this node lacks deletes whose tombstones a peer collected, so no new "
+                     "incarnation may bootstrap from it",
+                 out);
+    }
   }
 
   uint64_t BelowFloorLimitMs() const {
@@ -1449,6 +1521,7 @@ void Protocol::OnTick(const Now& now, Effects* out) {
     }
     m.next_heartbeat_ms = SatAdd(now.mono_ms, m.opt.heartbeat_interval_ms);
     m.UpdateMajority(now, out);
+    m.MaybeBootstrapAlone(now, out);
     m.MaybeExpire(now, out);
     m.UpdateHorizon(now, out);
     m.MaybeLeaveBelowFloor(now, out);
@@ -1521,10 +1594,19 @@ void Protocol::OnMessage(const Now& now, const Message& msg, Effects* out) {
       break;
     case MsgType::kAntiEntropy:
       if (m.ae && !m.Withholding()) {
-        AeEffects fx;
-        m.ae->OnMessage(now.mono_ms, p->node, msg.ae, &fx);
-        m.TakeAe(now, fx, out);
         const AeBody& b = msg.ae;
+        AeEffects fx;
+        if (b.kind == AeKind::kBegin && b.from_initiator) {
+          p->begin_from = msg.header.from;
+          p->begin_source = b.source;
+        }
+        if (b.kind == AeKind::kBegin && b.from_initiator && !b.source && !m.IsSource()) {
+          m.ae->Decline(p->node, b, &fx);
+          m.LogDeclined(now, p->node, out);
+        } else {
+          m.ae->OnMessage(now.mono_ms, p->node, b, &fx);
+        }
+        m.TakeAe(now, fx, out);
         if ((b.kind == AeKind::kBegin && b.from_initiator) || (b.kind == AeKind::kStates && b.last) ||
             (b.kind == AeKind::kDone && b.in_sync)) {
           m.LearnAck(now, *p, msg.header.from, b.scope, b.applied, out);

@@ -94,9 +94,22 @@
 //     ae_all_up_interval_ms. A node that must bootstrap
 //     (anti_entropy.must_bootstrap) starts rounds with any up peer, and
 //     Gate() refuses writes with code "bootstrapping" until a round has
-//     completed. When a repair advanced the applied vector the driver
-//     reports the new vector (OnAeRepaired): entries held back behind a gap
-//     that it closed are applied, and origins are acknowledged. A node that
+//     completed. A node that has not bootstrapped, or that knows it is
+//     below a peer's collection floor (below), is no source: its Begins
+//     say so (AeBody::source), and it declines a round begun by a peer
+//     that is none either (AntiEntropy::Decline: the initiator abandons
+//     the round; counted in rounds_declined). A fresh incarnation thus
+//     bootstraps only from a node that holds the cluster's data, never
+//     from another fresh one or from one that lacks collected deletes;
+//     except that when every peer is up, its latest Ping says it holds
+//     nothing (no log, an applied vector of zeros) and its latest Begin
+//     says it is no source, no node holds data or can be bootstrapped
+//     from, and a node that has not bootstrapped bootstraps on its own, as
+//     with --bootstrap (say the first node lost its disk before any other
+//     bootstrapped from it, or every node rejoined). When a repair
+//     advanced the applied vector the driver reports the new vector
+//     (OnAeRepaired): entries held back behind a gap that it closed are
+//     applied, and origins are acknowledged. A node that
 //     has not bootstrapped applies no deltas (its state comes whole from
 //     its first repair). Each repair carries the sender's collection floor
 //     (View::floor): the sender may have dropped the tombstones of deletes
@@ -139,7 +152,9 @@
 //     peer not heard for longer than the horizon, while this node is in
 //     two-way contact with a majority of the cluster (itself counted: so a
 //     node cut off with a minority retires no one, and of two sides of a
-//     split only the larger retires the other), has its incarnation
+//     split only the larger retires the other) and has bootstrapped (one
+//     that has not collects nothing, and the peer may be the only one
+//     holding the data it waits for), has its incarnation
 //     retired: the highest incarnation of it this node knows (heard, or
 //     named in the applied vector or a peer's report; none known: not
 //     retired) goes out in Effects::expirations to be stored, its reports

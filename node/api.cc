@@ -874,6 +874,7 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                     {"rounds_completed", snap.ae.rounds_completed},
                     {"rounds_in_sync", snap.ae.rounds_in_sync},
                     {"rounds_abandoned", snap.ae.rounds_abandoned},
+                    {"rounds_declined", snap.ae.rounds_declined},
                     {"buckets_repaired", snap.ae.buckets_repaired},
                     {"states_sent", snap.ae.states_sent},
                     {"states_received", snap.ae.states_received},
@@ -980,6 +981,10 @@ void Api::MetricsText(const std::shared_ptr<Call>& call) {
          snap.ae.rounds_completed);
   family("meridian_ae_rounds_abandoned_total", "counter", "Anti-entropy rounds given up.",
          snap.ae.rounds_abandoned);
+  family("meridian_ae_rounds_declined_total", "counter",
+         "Anti-entropy rounds peers began that this node declined (not bootstrapped, or below a "
+         "peer's collection floor).",
+         snap.ae.rounds_declined);
   family("meridian_ae_buckets_repaired_total", "counter",
          "Differing buckets found by anti-entropy rounds.", snap.ae.buckets_repaired);
   family("meridian_ae_states_sent_total", "counter", "States sent by anti-entropy.",

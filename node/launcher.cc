@@ -21,6 +21,8 @@
 
 #include "node/http_client.h"
 #include "node/topology.h"
+#include "storage/leveldb_store.h"
+#include "storage/node_meta.h"
 
 namespace meridian::node {
 
@@ -131,6 +133,20 @@ bool HasEntries(const std::string& dir) {
   }
   closedir(d);
   return any;
+}
+
+// Whether node `n`'s data dir holds data: anything but nothing or an
+// incarnation that has not bootstrapped (it took no writes and applied
+// nothing; meridiand --bootstrap clears its mark). A store that cannot be
+// read (a running node holds its lock) counts as holding data.
+bool HoldsData(const NodeConfig& n) {
+  if (!HasEntries(n.data_dir)) return false;
+  std::unique_ptr<storage::Store> store;
+  if (!storage::Store::Open(n.data_dir, storage::StoreOptions(), &store).ok()) return true;
+  storage::NodeMeta meta;
+  bool fresh = false;
+  if (!storage::LoadNodeMeta(*store, n.id, &meta, &fresh).ok()) return true;
+  return !fresh && !meta.bootstrap_pending;
 }
 
 // Forks and execs meridiand for `n`; the child gets its own session, stdin
@@ -247,10 +263,12 @@ Status ClusterUp(const LaunchOptions& o, std::ostream& out) {
     return why;
   };
 
-  // A brand-new cluster (no node has data yet): its first node starts with
-  // --bootstrap, the others bootstrap from it (DESIGN.md §3).
+  // A brand-new cluster (no node has data yet, or none has bootstrapped:
+  // say the first node lost its disk before any other bootstrapped from
+  // it): its first node starts with --bootstrap, the others bootstrap from
+  // it (DESIGN.md §3).
   bool new_cluster = true;
-  for (const NodeConfig* n : nodes) new_cluster = new_cluster && !HasEntries(n->data_dir);
+  for (const NodeConfig* n : nodes) new_cluster = new_cluster && !HoldsData(*n);
   if (new_cluster && !nodes.empty()) {
     out << "new cluster: " << nodes.front()->id << " starts with --bootstrap" << std::endl;
   }

@@ -296,6 +296,18 @@ class Cluster {
     }
     Handle(w.to, fx);
   }
+  // Delivers message `at`, an AeBegin, as a Protocol that does not serve
+  // rounds would: AntiEntropy::Decline instead of OnMessage.
+  void Decline(size_t at) {
+    Wire w = wire.at(at);
+    wire.erase(wire.begin() + static_cast<long>(at));
+    Message m;
+    BOOST_REQUIRE(Decode(w.bytes, &m).ok());
+    BOOST_REQUIRE((m.ae.kind == AeKind::kBegin && m.ae.from_initiator));
+    AeEffects fx;
+    ae(w.to).Decline(node(w.from).name, m.ae, &fx);
+    Handle(w.to, fx);
+  }
   bool DeliverOne() {
     if (wire.empty()) return false;
     Deliver(reorder ? Pick(rng_, wire.size()) : 0);
@@ -1116,6 +1128,47 @@ BOOST_AUTO_TEST_CASE(bootstrapped_only_after_a_completed_round) {
     AntiEntropy alone(o, {}, &r);
     BOOST_TEST(alone.bootstrapped());
   }
+}
+
+// A round the responder declines (it has no data to give, says the
+// Protocol) is abandoned by its initiator and bootstraps no one; a round
+// the responder had open with that peer is dropped with it.
+BOOST_AUTO_TEST_CASE(a_declined_round_is_abandoned_and_bootstraps_no_one) {
+  Cluster c(2, Options(1000, 5000), 1, {true, true});
+  c.WriteAt(1, "k");
+  // Node 1 answers node 0's first Begin as usual and keeps the round open.
+  c.PeerUp(0, 1);
+  BOOST_REQUIRE(c.wire.size() == 1u);
+  c.Deliver(0);
+  c.wire.clear();
+  // Node 0 begins again (its first round timed out); node 1 declines.
+  c.now += 6000;
+  c.Tick(0);
+  BOOST_REQUIRE(c.counters(0).rounds_abandoned == 1u);
+  if (c.counters(0).rounds_started < 2) {
+    c.now += 1000;
+    c.Tick(0);
+  }
+  BOOST_REQUIRE(c.counters(0).rounds_started == 2u);
+  BOOST_REQUIRE(!c.wire.empty());
+  c.Decline(c.wire.size() - 1);  // the new Begin
+  BOOST_TEST(c.counters(1).rounds_declined == 1u);
+  BOOST_TEST(c.counters(1).rounds_abandoned == 1u);  // its open responder round
+  c.RunQuiet();
+  BOOST_TEST(c.counters(0).rounds_abandoned == 2u);
+  BOOST_TEST(c.counters(0).rounds_completed == 0u);
+  BOOST_TEST(c.counters(1).rounds_completed == 0u);
+  BOOST_TEST(!c.ae(0).bootstrapped());
+  BOOST_TEST(c.node(0).rep.data.empty());
+  BOOST_TEST(c.Logged(0, "abandoned as initiator"));
+  // A message that is not a Begin from an initiator is not declined.
+  AeBody done;
+  done.kind = AeKind::kDone;
+  done.round = 1;
+  AeEffects none;
+  c.ae(1).Decline(c.node(0).name, done, &none);
+  BOOST_TEST(none.sends.empty());
+  BOOST_TEST(c.counters(1).rounds_declined == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(failed_reads_and_repairs_abandon_the_round) {

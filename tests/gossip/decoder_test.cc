@@ -113,7 +113,10 @@ AeBody RandomAe(Rng& rng) {
     case AeKind::kHashes:
       b.level = static_cast<int>(1 + Pick(rng, kLeafLevel));
       b.nodes = RandomNodes(rng, b.level);
-      if (b.kind == AeKind::kBegin) b.applied = RandomApplied(rng);
+      if (b.kind == AeKind::kBegin) {
+        b.applied = RandomApplied(rng);
+        b.source = Pick(rng, 2) == 0;
+      }
       break;
     case AeKind::kWant: {
       uint32_t bucket = static_cast<uint32_t>(Pick(rng, 8));

@@ -63,6 +63,7 @@ std::vector<Message> AeOfEach() {
   for (uint32_t i = 0; i < kFanout; ++i) b.ae.nodes.push_back(AeNode{i, D(i, ~0ull - i)});
   b.ae.applied = SomeApplied();
   b.ae.floor = {{{crdt::ReplicaId{"n1", 1}, ""}, 2}};
+  b.ae.source = false;
   all.push_back(b);
 
   Message h = m;
@@ -350,7 +351,7 @@ BOOST_AUTO_TEST_CASE(wire_numbers_are_fixed) {
   BOOST_TEST(static_cast<int>(MsgType::kHello) == 1);
   BOOST_TEST(static_cast<int>(MsgType::kPong) == 7);
   BOOST_TEST(static_cast<int>(MsgType::kAntiEntropy) == 8);
-  BOOST_TEST(kProtocolVersion == 6u);
+  BOOST_TEST(kProtocolVersion == 7u);
   BOOST_TEST(static_cast<int>(AeKind::kBegin) == 1);
   BOOST_TEST(static_cast<int>(AeKind::kHashes) == 2);
   BOOST_TEST(static_cast<int>(AeKind::kWant) == 3);
@@ -627,7 +628,7 @@ BOOST_AUTO_TEST_CASE(anti_entropy_equality_by_kind) {
        {[](AeBody* b) { b->level = 2; }, [](AeBody* b) { b->nodes.pop_back(); },
         [](AeBody* b) { b->nodes[3].hash.lo++; }, [](AeBody* b) { b->nodes[3].index = 99; },
         [](AeBody* b) { b->applied.begin()->second++; }, [](AeBody* b) { b->applied.clear(); },
-        [](AeBody* b) { b->floor.clear(); }}},
+        [](AeBody* b) { b->floor.clear(); }, [](AeBody* b) { b->source = !b->source; }}},
       {AeKind::kHashes,
        {[](AeBody* b) { b->level = 2; }, [](AeBody* b) { b->nodes[1].hash.hi++; },
         [](AeBody* b) { b->nodes[1].index++; }, [](AeBody* b) { b->nodes.pop_back(); }}},
@@ -659,6 +660,7 @@ BOOST_AUTO_TEST_CASE(anti_entropy_equality_by_kind) {
       [](AeBody* b) {
         b->applied[{crdt::ReplicaId{"zz", 1}, ""}] = 5;
       },
+      [](AeBody* b) { b->source = !b->source; },
   };
   for (const Message& m : AeOfEach()) {
     const AeKind kind = m.ae.kind;
@@ -679,7 +681,8 @@ BOOST_AUTO_TEST_CASE(anti_entropy_equality_by_kind) {
           (i == 2 && kind == AeKind::kWant) || (i == 3 && kind == AeKind::kStates) ||
           (i == 4 && kind == AeKind::kStates) || (i == 5 && kind == AeKind::kStates) ||
           (i == 6 && kind == AeKind::kDone) ||
-          (i == 7 && (kind == AeKind::kBegin || kind == AeKind::kStates || kind == AeKind::kDone));
+          (i == 7 && (kind == AeKind::kBegin || kind == AeKind::kStates || kind == AeKind::kDone)) ||
+          (i == 8 && kind == AeKind::kBegin);
       if (is_own) continue;
       BOOST_TEST_CONTEXT("kind " << static_cast<int>(kind) << " foreign change " << i) {
         Message noisy = m;
@@ -936,14 +939,21 @@ BOOST_AUTO_TEST_CASE(anti_entropy_refuses_bad_kinds_levels_and_nodes) {
                           e->Str(std::string(16, 'h'));
                         }),
                 "anti-entropy node hash");
-  // A begin has a level, nodes, an applied vector and a floor.
-  ExpectDecodes(AeFrame(kBegin, [](crdt::Encoder* e) {
-    e->Array(4);
-    e->Uint(1);
-    Nodes(e, Range(0, 16));
-    Applied(e, {{"a", 1, "", 4}});
-    Applied(e, {{"a", 1, "", 2}});
-  }));
+  // A begin has a level, nodes, an applied vector, a floor and a bool
+  // (`source`, written by `last`; none: the four fields of protocol 6).
+  auto begin = [](const std::function<void(crdt::Encoder*)>& last) {
+    return AeFrame(kBegin, [&](crdt::Encoder* e) {
+      e->Array(last ? 5 : 4);
+      e->Uint(1);
+      Nodes(e, Range(0, 16));
+      Applied(e, {{"a", 1, "", 4}});
+      Applied(e, {{"a", 1, "", 2}});
+      if (last) last(e);
+    });
+  };
+  ExpectDecodes(begin([](crdt::Encoder* e) { e->Bool(false); }));
+  ExpectRefused(begin(nullptr), "anti-entropy begin");
+  ExpectRefused(begin([](crdt::Encoder* e) { e->Uint(1); }), "begin source");
   ExpectRefused(AeFrame(kBegin,
                         [](crdt::Encoder* e) {
                           e->Array(3);

@@ -1943,6 +1943,81 @@ BOOST_AUTO_TEST_CASE(bootstrapping_gate) {
   BOOST_TEST(alone["x"].p->Gate().ok);
 }
 
+// A fresh incarnation bootstraps only from a node that holds the data:
+// two fresh ones cut off from the only bootstrapped node decline each
+// other's rounds and keep refusing writes until it is back.
+BOOST_AUTO_TEST_CASE(fresh_nodes_do_not_bootstrap_from_each_other) {
+  Net net = AeNet({{"a", "r1"}, {"b", "r2"}, {"c", "r3"}}, [](ProtocolOptions* o) {
+    o->anti_entropy.must_bootstrap = o->self.node != "a";
+  });
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  TestNode& c = net["c"];
+  net.Append(a, 2);
+  net.cut = {{"a", "b"}, {"b", "a"}, {"a", "c"}, {"c", "a"}};
+  net.Run(8000);
+  for (TestNode* n : {&b, &c}) {
+    BOOST_TEST(!n->p->bootstrapped(), n->id);
+    BOOST_TEST(n->p->Gate().code == "bootstrapping", n->id);
+    BOOST_TEST(n->p->ae_counters().rounds_declined >= 1u, n->id);
+    BOOST_TEST(n->p->ae_counters().rounds_completed == 0u, n->id);
+    BOOST_TEST(Contains(n->logs, "has not bootstrapped, so it has no data to give"), n->id);
+  }
+  net.cut.clear();
+  net.Run(4000);
+  for (TestNode* n : {&b, &c}) {
+    BOOST_TEST(n->p->bootstrapped(), n->id);
+    BOOST_TEST(n->Held(a.self()) == 2u, n->id);
+    BOOST_TEST(n->kv.size() == 2u, n->id);
+  }
+  BOOST_TEST(a.p->ae_counters().rounds_declined == 0u);
+}
+
+// When no node holds data (every node a fresh incarnation: the first
+// node lost its disk before any other bootstrapped from it), nothing can
+// come from a round: once every peer is up and says it holds nothing,
+// each bootstraps on its own and takes writes.
+BOOST_AUTO_TEST_CASE(a_cluster_where_no_node_holds_data_bootstraps_on_its_own) {
+  Net net = AeNet({{"a", "r1"}, {"b", "r2"}, {"c", "r3"}},
+                  [](ProtocolOptions* o) { o->anti_entropy.must_bootstrap = true; });
+  // While c is cut off, a and b cannot know it holds nothing.
+  net.cut = {{"a", "c"}, {"c", "a"}, {"b", "c"}, {"c", "b"}};
+  net.Run(8000);
+  for (const char* id : {"a", "b", "c"}) {
+    BOOST_TEST(!net[id].p->bootstrapped(), id);
+    BOOST_TEST(!Contains(net[id].logs, "bootstraps on its own"), id);
+  }
+  net.cut.clear();
+  net.Run(2000);
+  for (const char* id : {"a", "b", "c"}) {
+    BOOST_TEST(net[id].p->bootstrapped(), id);
+    BOOST_TEST(net[id].p->Gate().ok, id);
+    BOOST_TEST(Contains(net[id].logs, "no node of the cluster holds data"), id);
+  }
+  net.Append(net["b"], 2);
+  net.Run(2000);
+  BOOST_TEST(net["a"].Held(net["b"].self()) == 2u);
+  BOOST_TEST(net["c"].Held(net["b"].self()) == 2u);
+
+  // With a peer that has bootstrapped, though it holds nothing either, a
+  // fresh node waits for a round with it (its Begins say it is a source;
+  // while none arrives, it is not known to be none).
+  Net one = AeNet({{"a", "r1"}, {"b", "r2"}}, [](ProtocolOptions* o) {
+    o->anti_entropy.must_bootstrap = o->self.node == "b";
+  });
+  one.drop = [](const std::string&, const std::string&, const Message& m) {
+    return m.type == MsgType::kAntiEntropy;
+  };
+  one.Run(6000);
+  BOOST_TEST(!one["b"].p->bootstrapped());
+  BOOST_TEST(one["b"].p->Gate().code == "bootstrapping");
+  one.drop = nullptr;
+  one.Run(12000);  // the rounds cut off time out first
+  BOOST_TEST(one["b"].p->bootstrapped());
+  BOOST_TEST(one["b"].p->ae_counters().rounds_completed >= 1u);
+  BOOST_TEST(!Contains(one["b"].logs, "bootstraps on its own"));
+}
+
 // A fresh incarnation applies no deltas before its first round: its state
 // comes whole from the repair, whose advance makes the early entries
 // duplicates when they come again; entries after it are applied as usual.
@@ -1956,9 +2031,8 @@ BOOST_AUTO_TEST_CASE(a_bootstrapping_node_applies_no_deltas) {
   net.drop = [&](const std::string&, const std::string&, const Message& m) {
     return block_ae && m.type == MsgType::kAntiEntropy;
   };
-  net.Run(600);
-  net.Append(a, 3);
-  net.Run(2000);
+  net.Append(a, 3);  // (a holds data: b cannot bootstrap on its own)
+  net.Run(2600);
   BOOST_TEST(!b.p->bootstrapped());
   BOOST_TEST(b.Held(a.self()) == 0u);
   BOOST_TEST(b.applied_order[a.self()].empty());
@@ -2027,6 +2101,38 @@ BOOST_AUTO_TEST_CASE(a_repair_from_beyond_this_nodes_floor_is_refused) {
   BOOST_TEST(fresh["b"].p->bootstrapped());
   BOOST_TEST(fresh["b"].Held(fresh["a"].self()) == 3u);
   BOOST_TEST(fresh["b"].p->counters().repairs_below_floor == 0u);
+}
+
+// A node that refused a repair for its floor lacks deletes a peer
+// collected: it declines the rounds a fresh incarnation begins, which
+// bootstraps from the node that holds them instead.
+BOOST_AUTO_TEST_CASE(a_node_below_a_floor_is_no_source_for_a_bootstrap) {
+  Net net = AeNet({{"a", "r1"}, {"b", "r2"}, {"c", "r3"}}, [](ProtocolOptions* o) {
+    o->anti_entropy.must_bootstrap = o->self.node == "c";
+  });
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  TestNode& c = net["c"];
+  net.drop = [&](const std::string& from, const std::string& to, const Message& m) {
+    return from == "a" && to == "b" && m.type == MsgType::kDeltas;
+  };
+  // c hears no one until b is below a's floor.
+  net.cut = {{"a", "c"}, {"c", "a"}, {"b", "c"}, {"c", "b"}};
+  net.Run(600);
+  net.Append(a, 3);
+  a.view.floor = {{{a.self(), ""}, 2}};
+  for (int i = 0; i < 20 && b.p->counters().repairs_below_floor == 0; ++i) net.Run(250);
+  BOOST_REQUIRE(b.p->counters().repairs_below_floor >= 1u);
+  BOOST_REQUIRE(!b.rejoin);
+  net.cut = {{"a", "c"}, {"c", "a"}};
+  net.Run(1500);
+  BOOST_TEST(!c.p->bootstrapped());
+  BOOST_TEST(b.p->ae_counters().rounds_declined >= 1u);
+  BOOST_TEST(Contains(b.logs, "lacks deletes whose tombstones a peer collected"));
+  net.cut.clear();
+  net.Run(4000);
+  BOOST_TEST(c.p->bootstrapped());
+  BOOST_TEST(c.Held(a.self()) == 3u);
 }
 
 // Anti-entropy messages pass the header checks like any other: one whose
@@ -2426,6 +2532,35 @@ BOOST_AUTO_TEST_CASE(the_successor_of_a_retired_incarnation_is_taken) {
   net.Append(a, 1);
   net.Run(2000);
   BOOST_TEST(StableOf(a, a.self()) == 4u);
+}
+
+// Nodes that have not bootstrapped retire no one, even together a
+// majority: the peer they do not hear may be the only one with the data.
+BOOST_AUTO_TEST_CASE(nodes_that_have_not_bootstrapped_retire_no_one) {
+  Net net = AeNet({{"a", "r1"}, {"b", "r2"}, {"c", "r3"}}, [](ProtocolOptions* o) {
+    WithHorizon(o);
+    o->anti_entropy.must_bootstrap = o->self.node != "a";
+  });
+  TestNode& a = net["a"];
+  // b and c meet a, but a is cut off before any round completes.
+  net.drop = [](const std::string&, const std::string&, const Message& m) {
+    return m.type == MsgType::kAntiEntropy;
+  };
+  net.Append(a, 1);
+  net.Run(600);
+  BOOST_REQUIRE(!net["b"].p->bootstrapped());
+  net.drop = nullptr;
+  net.cut = {{"a", "b"}, {"b", "a"}, {"a", "c"}, {"c", "a"}};
+  net.Run(2 * kHorizon);
+  BOOST_TEST(net["b"].expirations.empty());
+  BOOST_TEST(net["c"].expirations.empty());
+  BOOST_TEST(a.expirations.empty());  // a alone is no majority
+  net.cut.clear();
+  net.Run(4000);
+  BOOST_TEST(net["b"].p->bootstrapped());
+  BOOST_TEST(net["c"].Held(a.self()) == 1u);
+  BOOST_TEST(!a.rejoin);
+  BOOST_TEST(a.p->Gate().ok);
 }
 
 // A node cut off from every peer retires no one (it cannot tell whether

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -200,6 +201,8 @@ bool ClusterProcess::Spawn(int i) {
   n.stderr_offset = Stderr(i).size();
   std::vector<std::string> args = {MERIDIAN_MERIDIAND, "--config", topology_path_, "--node", n.id};
   args.insert(args.end(), n.args.begin(), n.args.end());
+  if (bootstrap_node_ < 0) bootstrap_node_ = i;
+  if (i == bootstrap_node_ && !bootstrap_node_up_) args.push_back("--bootstrap");
   ChildOptions child;
   child.stdout_path = child.stderr_path = n.stderr_path;
   child.append = true;
@@ -254,7 +257,12 @@ ClusterProcess::StartResult ClusterProcess::AwaitHealthy(const std::vector<int>&
     }
     if (!waiting.empty() && why.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  if (why.empty()) return StartResult::kOk;
+  if (why.empty()) {
+    if (std::find(which.begin(), which.end(), bootstrap_node_) != which.end()) {
+      bootstrap_node_up_ = true;
+    }
+    return StartResult::kOk;
+  }
   for (int i : which) {
     if (running(i)) KillNode(i);
   }

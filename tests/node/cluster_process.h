@@ -13,6 +13,9 @@
 // the running Boost test case has failed, the destructor prints every
 // node's stderr (the tail of long ones); PrintStderr does it on demand.
 //
+// As `./dev up` does for a new cluster, the first node started gets
+// --bootstrap (until it has come up once), and the others bootstrap from it.
+//
 // Every process started is reaped: StopNode, KillNode and the destructor
 // wait for it, and each child asks the kernel to SIGKILL it should the test
 // binary die first. The destructor removes the temporary directory (kept
@@ -90,6 +93,10 @@ class ClusterProcess {
   bool RestartNode(int i);
   // Replaces node i's extra arguments (used from its next start on).
   void SetNodeArgs(int i, std::vector<std::string> args);
+  // The node started with --bootstrap (-1 before any start): as `./dev
+  // up` does for a new cluster, the first node started is given it until
+  // it has come up once; every other node bootstraps from its peers.
+  int bootstrap_node() const { return bootstrap_node_; }
 
   int size() const { return static_cast<int>(nodes_.size()); }
   int regions() const { return options_.regions; }
@@ -144,6 +151,8 @@ class ClusterProcess {
   ClusterOptions options_;
   TempDir dir_;
   std::string topology_path_;
+  int bootstrap_node_ = -1;
+  bool bootstrap_node_up_ = false;
   std::vector<Node> nodes_;
 };
 

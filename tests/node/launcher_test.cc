@@ -14,7 +14,9 @@
 // DATA_DIR.pid names the meridiand itself: /proc/PID/exe, its command
 // line, and the pid /v1/health reports; every node writable); a PUT at any
 // node is read back with the same value at the other two within 1 s; up
-// again is a no-op naming the running pids; down stops every process and
+// again is a no-op naming the running pids; a cluster whose nodes hold only
+// incarnations that never bootstrapped is a new cluster again (its first
+// node gets --bootstrap); down stops every process and
 // removes the pid files, and down again says "not running"; POST
 // /v1/admin/faults answers 200 with --enable-fault-injection and 404
 // without; up then down then up again keeps the data; a missing or
@@ -53,6 +55,8 @@
 #include <vector>
 
 #include "node/http_client.h"
+#include "storage/leveldb_store.h"
+#include "storage/node_meta.h"
 #include "tests/node/cluster_process.h"
 #include "tests/support/child_process.h"
 #include "tests/support/current_test.h"
@@ -65,6 +69,9 @@
 #error "MERIDIAN_MERIDIAND must name the meridiand binary (set by tests/CMakeLists.txt)"
 #endif
 
+namespace crdt = meridian::crdt;
+namespace storage = meridian::storage;
+using meridian::Status;
 using meridian::node::ClientResponse;
 using meridian::node::HttpClient;
 using meridian::testing::BindLoopback;
@@ -538,6 +545,48 @@ BOOST_AUTO_TEST_CASE(up_without_fault_injection_and_restart_keeps_data) {
   BOOST_TEST((res.status == 200 && b.is_object() && b.value("value", json()) == json(41)),
              res.status << " " << res.body);
 
+  CheckDown(cluster, RunCtl(cluster.dir(), {"down", "--config", kConfig, "--wait", "10"}), pids2);
+}
+
+// The first node lost its disk before the others bootstrapped from it:
+// they hold only incarnations waiting to bootstrap (no data), so up treats
+// the cluster as new and starts the first node with --bootstrap; without
+// it no node could ever take writes.
+BOOST_AUTO_TEST_CASE(a_cluster_where_no_node_bootstrapped_starts_anew) {
+  ClusterProcess cluster(Options());
+  LaunchGuard guard(cluster);
+  for (int i = 1; i < cluster.size(); ++i) {
+    std::unique_ptr<storage::Store> store;
+    Status st = storage::Store::Open(cluster.data_dir(i), storage::StoreOptions(), &store);
+    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
+    storage::WriteBatch batch;
+    storage::InitIdentity(crdt::ReplicaId{cluster.node_id(i), 7}, &batch);
+    storage::PutBootstrapPending(true, &batch);
+    st = store->Write(&batch);
+    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
+  }
+  CtlResult up = RunCtl(cluster.dir(), {"up", "--config", kConfig, "--wait", kUpWait,
+                                        "--meridiand", MERIDIAN_MERIDIAND});
+  guard.Remember();
+  BOOST_TEST(HasLine(up.out, "new cluster: " + cluster.node_id(0) + " starts with --bootstrap"),
+             up.Describe());
+  std::vector<pid_t> pids = CheckUp(cluster, up, /*fault_injection=*/false);
+  bool flag = false;
+  for (const std::string& a : Cmdline(pids[0])) flag = flag || a == "--bootstrap";
+  BOOST_TEST(flag, "node 0 runs with --bootstrap");
+
+  ClientResponse res;
+  std::string why;
+  BOOST_TEST_REQUIRE(Call(cluster.url(2), "PUT", "/v1/kv/anew", "5", &res, &why), why);
+  BOOST_TEST(res.status == 200, res.status << " " << res.body);
+  CheckDown(cluster, RunCtl(cluster.dir(), {"down", "--config", kConfig, "--wait", "10"}), pids);
+
+  // Now every node has bootstrapped: up again is no new cluster.
+  CtlResult up2 = RunCtl(cluster.dir(), {"up", "--config", kConfig, "--wait", kUpWait,
+                                         "--meridiand", MERIDIAN_MERIDIAND});
+  guard.Remember();
+  BOOST_TEST(up2.out.find("new cluster") == std::string::npos, up2.Describe());
+  std::vector<pid_t> pids2 = CheckUp(cluster, up2, /*fault_injection=*/false);
   CheckDown(cluster, RunCtl(cluster.dir(), {"down", "--config", kConfig, "--wait", "10"}), pids2);
 }
 

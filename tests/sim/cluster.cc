@@ -673,6 +673,7 @@ void Simulation::AddCounters(const SimNode& n) {
   const gossip::AeCounters ae = n.protocol->ae_counters();
   stats_.ae_rounds_completed += ae.rounds_completed;
   stats_.ae_rounds_abandoned += ae.rounds_abandoned;
+  stats_.ae_rounds_declined += ae.rounds_declined;
   stats_.ae_states_received += ae.states_received;
 }
 

@@ -89,6 +89,7 @@ struct SimStats {
   // Anti-entropy, summed likewise.
   uint64_t ae_rounds_completed = 0;
   uint64_t ae_rounds_abandoned = 0;
+  uint64_t ae_rounds_declined = 0;
   uint64_t ae_states_received = 0;
   uint64_t ae_repairs = 0;  // repairs committed (with states or an advance)
   uint64_t log_truncated = 0;  // log entries collected

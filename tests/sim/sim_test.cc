@@ -154,6 +154,7 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
     total.repairs_below_floor += r.stats.repairs_below_floor;
     total.ae_rounds_completed += r.stats.ae_rounds_completed;
     total.ae_rounds_abandoned += r.stats.ae_rounds_abandoned;
+    total.ae_rounds_declined += r.stats.ae_rounds_declined;
     total.ae_states_received += r.stats.ae_states_received;
     total.ae_repairs += r.stats.ae_repairs;
     total.log_truncated += r.stats.log_truncated;
@@ -200,7 +201,8 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
             << total.refused_other << " other refusals, " << total.resends << " resends, "
             << total.deltas_duplicate << " duplicate deltas; anti-entropy: "
             << total.ae_rounds_completed << " rounds completed, " << total.ae_rounds_abandoned
-            << " abandoned, " << total.ae_states_received << " states received, "
+            << " abandoned, " << total.ae_rounds_declined << " declined, "
+            << total.ae_states_received << " states received, "
             << total.ae_repairs << " repairs committed, " << total.repairs_below_floor
             << " refused below the sender's collection floor; log: " << total.log_truncated
             << " entries collected, " << total.beyond_log
@@ -228,6 +230,7 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
 }
 
 BOOST_AUTO_TEST_CASE(a_seed_replays_exactly) {
+  uint64_t acknowledged = 0;
   for (uint64_t seed : {1u, 2u, 3u, 4u, 5u}) {
     SeedReport a = RunOne(seed, SimOptions());
     SeedReport b = RunOne(seed, SimOptions());
@@ -235,8 +238,12 @@ BOOST_AUTO_TEST_CASE(a_seed_replays_exactly) {
     BOOST_TEST(a.failures == b.failures, "seed " << seed);
     BOOST_TEST(a.stats.events == b.stats.events, "seed " << seed);
     BOOST_TEST(a.stats.events > 200u, "seed " << seed << " ran " << a.stats.events << " events");
-    BOOST_TEST(a.stats.writes_acknowledged >= 5u, "seed " << seed);
+    // Each seed writes something; how much depends on how soon its
+    // faults let the fresh nodes bootstrap from the --bootstrap one.
+    BOOST_TEST(a.stats.writes_acknowledged >= 1u, "seed " << seed);
+    acknowledged += a.stats.writes_acknowledged;
   }
+  BOOST_TEST(acknowledged >= 25u, "five seeds acknowledged only " << acknowledged << " writes");
 }
 
 // The checker must be able to fail: each deliberately broken driver is
