@@ -1596,19 +1596,19 @@ void Protocol::OnMessage(const Now& now, const Message& msg, Effects* out) {
       if (m.ae && !m.Withholding()) {
         const AeBody& b = msg.ae;
         AeEffects fx;
-        if (b.kind == AeKind::kBegin && b.from_initiator) {
+        const bool begin = b.kind == AeKind::kBegin && b.from_initiator;
+        if (begin) {
           p->begin_from = msg.header.from;
           p->begin_source = b.source;
         }
-        if (b.kind == AeKind::kBegin && b.from_initiator && !b.source && !m.IsSource()) {
+        if (begin && !b.source && !m.IsSource()) {
           m.ae->Decline(p->node, b, &fx);
           m.LogDeclined(now, p->node, out);
         } else {
           m.ae->OnMessage(now.mono_ms, p->node, b, &fx);
         }
         m.TakeAe(now, fx, out);
-        if ((b.kind == AeKind::kBegin && b.from_initiator) || (b.kind == AeKind::kStates && b.last) ||
-            (b.kind == AeKind::kDone && b.in_sync)) {
+        if (begin || (b.kind == AeKind::kStates && b.last) || (b.kind == AeKind::kDone && b.in_sync)) {
           m.LearnAck(now, *p, msg.header.from, b.scope, b.applied, out);
         }
       }

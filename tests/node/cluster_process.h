@@ -93,10 +93,6 @@ class ClusterProcess {
   bool RestartNode(int i);
   // Replaces node i's extra arguments (used from its next start on).
   void SetNodeArgs(int i, std::vector<std::string> args);
-  // The node started with --bootstrap (-1 before any start): as `./dev
-  // up` does for a new cluster, the first node started is given it until
-  // it has come up once; every other node bootstraps from its peers.
-  int bootstrap_node() const { return bootstrap_node_; }
 
   int size() const { return static_cast<int>(nodes_.size()); }
   int regions() const { return options_.regions; }
@@ -151,8 +147,8 @@ class ClusterProcess {
   ClusterOptions options_;
   TempDir dir_;
   std::string topology_path_;
-  int bootstrap_node_ = -1;
-  bool bootstrap_node_up_ = false;
+  int bootstrap_node_ = -1;         // the first node started (-1: none yet)
+  bool bootstrap_node_up_ = false;  // it came up once: no --bootstrap after
   std::vector<Node> nodes_;
 };
 
