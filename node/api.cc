@@ -740,7 +740,7 @@ void Api::Batch(const std::shared_ptr<Call>& call) {
     ReplyWhenHeld(call, top_seq, ww.w, ww.deadline, token, send_ok);
   };
   // The reply (one entry per operation) is built on a reader thread: the
-  // applier thread only applies writes.
+  // applier's acknowledger thread only answers writes.
   auto shared_finish = std::make_shared<decltype(finish)>(std::move(finish));
   ctx_.applier->SubmitMany(std::move(parsed),
                            [this, shared_finish](std::vector<WriteResult> done) {
@@ -929,12 +929,15 @@ void Api::MetricsText(const std::shared_ptr<Call>& call) {
          a.stats().groups);
   family("meridian_group_commit_failures_total", "counter", "Group commits that failed.",
          a.stats().failed_groups);
+  family("meridian_sync_failures_total", "counter",
+         "Syncs of LevelDB's log that failed (their writes were refused).", a.stats().failed_syncs);
   family("meridian_group_size_last", "gauge", "Requests in the last group commit.",
          a.stats().last_group_size);
   family("meridian_group_size_max", "gauge", "Most requests in one group commit.",
          a.stats().max_group_size);
-  family("meridian_fsyncs_total", "counter", "LevelDB writes with fsync.",
-         ctx_.store->sync() ? ctx_.store->writes() : 0);
+  family("meridian_fsyncs_total", "counter",
+         "Syncs of LevelDB's log (writes with fsync, and syncs after deferred writes).",
+         ctx_.store->syncs());
   family("meridian_applier_queue_depth", "gauge", "Writes waiting for the applier.",
          a.queue_depth());
   family("meridian_keys", "gauge", "Keys with a stored state.", a.key_count());

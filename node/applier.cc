@@ -1,6 +1,7 @@
 #include "node/applier.h"
 
 #include <algorithm>
+#include <iterator>
 #include <memory>
 #include <utility>
 
@@ -13,6 +14,7 @@ const std::string kScope;  // one placement scope until [[placement]] exists
 Applier::Applier(storage::Store* store, crdt::HybridClock* clock, storage::NodeMeta meta,
                  size_t max_group)
     : committer_(store, clock, std::move(meta)), store_(store), clock_(clock), max_group_(max_group) {
+  committer_.set_defer_sync(true);
   current_hlc_ = clock_->last();
   last_seq_ = committer_.last_seq();
   key_count_ = committer_.key_count();
@@ -27,7 +29,10 @@ Applier::Applier(storage::Store* store, crdt::HybridClock* clock, storage::NodeM
 
 Applier::~Applier() { Stop(); }
 
-void Applier::Start() { thread_ = std::thread([this] { Run(); }); }
+void Applier::Start() {
+  acker_ = std::thread([this] { RunAcks(); });
+  thread_ = std::thread([this] { Run(); });
+}
 
 void Applier::Stop() {
   {
@@ -36,6 +41,12 @@ void Applier::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard<std::mutex> lock(ack_mu_);
+    acks_stopping_ = true;
+  }
+  ack_cv_.notify_all();
+  if (acker_.joinable()) acker_.join();
 }
 
 void Applier::Submit(Operation op, Done done) {
@@ -70,7 +81,7 @@ void Applier::SubmitMany(std::vector<Operation> ops,
     Pending p;
     p.op = std::move(ops[i]);
     p.done = [g, i](WriteResult r) {
-      // Runs on the applier thread only: no lock needed.
+      // Runs on the acknowledger thread only: no lock needed.
       g->results[i] = std::move(r);
       if (--g->remaining == 0) g->done(std::move(g->results));
     };
@@ -189,56 +200,66 @@ void Applier::Run() {
   }
 }
 
-void Applier::Published() {
+void Applier::PublishVisible() {
+  current_hlc_ = clock_->last();
   last_seq_ = committer_.last_seq();
   key_count_ = committer_.key_count();
   type_conflicts_ = committer_.type_conflicts();
-  // Only this thread writes states, so a snapshot taken now holds exactly
-  // the states of the commit just made.
-  storage::SnapshotRef snapshot;
-  if (!store_->TakeSnapshot(&snapshot).ok()) snapshot.reset();
-  {
-    std::lock_guard<std::mutex> lock(digest_mu_);
-    for (const DigestChange& c : committer_.last_digest_changes()) {
-      digest_sums_.Replace(c.bucket, c.before, c.after);
-      state_digest_ -= c.before;
-      state_digest_ += c.after;
-    }
-    view_applied_ = committer_.applied();
-    view_floor_ = committer_.collect_floor();
-    view_snapshot_ = std::move(snapshot);
-  }
   std::lock_guard<std::mutex> lock(token_mu_);
   applied_ = committer_.applied();
   token_ = committer_.SessionToken();
 }
 
+void Applier::CaptureView(Settle* s) {
+  s->view = true;
+  s->digest_changes = committer_.last_digest_changes();
+  s->view_applied = committer_.applied();
+  s->view_floor = committer_.collect_floor();
+  // Only this thread writes states, so a snapshot taken now holds exactly
+  // the states of the commit just made.
+  if (!store_->TakeSnapshot(&s->snapshot).ok()) s->snapshot.reset();
+}
+
+void Applier::Enqueue(Settle s) {
+  {
+    std::lock_guard<std::mutex> lock(ack_mu_);
+    acks_.push_back(std::move(s));
+  }
+  ack_cv_.notify_one();
+}
+
 void Applier::ApplyRepair(Pending* p) {
-  RepairResult result;
-  committer_.Repair(p->repair, &result);
+  Settle s;
+  committer_.Repair(p->repair, &s.repair_result);
   stats_.repairs++;
-  if (result.status.ok()) {
-    Published();
+  if (s.repair_result.status.ok()) {
+    PublishVisible();
+    CaptureView(&s);
+    s.needs_sync = true;
     if (commit_listener_) commit_listener_();
   } else {
     stats_.failed_repairs++;
   }
-  p->repair_done(std::move(result));
+  s.items.push_back(std::move(*p));
+  Enqueue(std::move(s));
 }
 
 void Applier::ApplyCollect(Pending* p) {
-  CollectResult result;
-  committer_.Collect(p->stable, p->collect_limit, &result);
-  if (!result.status.ok()) {
+  Settle s;
+  committer_.Collect(p->stable, p->collect_limit, &s.collect_result);
+  if (!s.collect_result.status.ok()) {
     stats_.failed_collections++;
-  } else if (result.collected > 0) {
-    stats_.tombstones_collected += result.collected;
-    Published();
+  } else if (s.collect_result.collected > 0) {
+    stats_.tombstones_collected += s.collect_result.collected;
+    PublishVisible();
+    CaptureView(&s);
+    s.needs_sync = true;
   } else {
-    std::lock_guard<std::mutex> lock(digest_mu_);
-    view_floor_ = committer_.collect_floor();
+    s.floor_only = true;
+    s.view_floor = committer_.collect_floor();
   }
-  p->collect_done(std::move(result));
+  s.items.push_back(std::move(*p));
+  Enqueue(std::move(s));
 }
 
 void Applier::ApplyGroup(std::vector<Pending>* group) {
@@ -246,45 +267,120 @@ void Applier::ApplyGroup(std::vector<Pending>* group) {
   crdt::Hlc observed = observed_hlc_.exchange(0);
   if (observed != 0) committer_.ObserveHlc(observed);
 
+  Settle s;
   std::vector<const Operation*> ops;
-  std::vector<size_t> op_index;  // group position of each op
   std::vector<const RemoteApply*> remotes;
-  std::vector<size_t> remote_index;
   for (size_t i = 0; i < group->size(); ++i) {
     const Pending& p = (*group)[i];
     if (p.remote_done) {
       remotes.push_back(&p.remote);
-      remote_index.push_back(i);
+      s.remote_index.push_back(i);
     } else {
       ops.push_back(&p.op);
-      op_index.push_back(i);
+      s.op_index.push_back(i);
     }
   }
-  std::vector<WriteResult> results;
-  std::vector<RemoteResult> remote_results;
   const uint64_t seq_before = committer_.last_seq();
-  committer_.Commit(ops, &results, remotes, &remote_results);
+  committer_.Commit(ops, &s.results, remotes, &s.remote_results);
   const bool ok = committer_.last_status().ok();
 
   current_hlc_ = clock_->last();
-  if (ok) Published();
   stats_.groups++;
   stats_.last_group_size = group->size();
   if (group->size() > stats_.max_group_size) stats_.max_group_size = group->size();
   if (!ok) {
     stats_.failed_groups++;
   } else {
-    for (const WriteResult& r : results) {
+    PublishVisible();
+    CaptureView(&s);
+    s.needs_sync = true;
+    for (const WriteResult& r : s.results) {
       if (r.ok) stats_.writes++;
     }
-    if (append_listener_ && committer_.last_seq() > seq_before) {
-      append_listener_(kScope, committer_.last_seq(), committer_.last_log_bytes());
+    if (committer_.last_seq() > seq_before) {
+      s.appended = true;
+      s.last_seq = committer_.last_seq();
+      s.log_bytes = committer_.last_log_bytes();
     }
     if (commit_listener_) commit_listener_();
   }
-  for (size_t k = 0; k < ops.size(); ++k) (*group)[op_index[k]].done(std::move(results[k]));
-  for (size_t k = 0; k < remotes.size(); ++k) {
-    (*group)[remote_index[k]].remote_done(std::move(remote_results[k]));
+  s.items = std::move(*group);
+  group->clear();
+  Enqueue(std::move(s));
+}
+
+void Applier::RunAcks() {
+  std::vector<Settle> batch;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(ack_mu_);
+      ack_cv_.wait(lock, [this] { return acks_stopping_ || !acks_.empty(); });
+      if (acks_.empty()) return;  // stopping, and everything answered
+      batch.assign(std::make_move_iterator(acks_.begin()), std::make_move_iterator(acks_.end()));
+      acks_.clear();
+    }
+    // One sync covers every commit taken: each was written before it was
+    // queued here.
+    Status synced;
+    if (std::any_of(batch.begin(), batch.end(), [](const Settle& s) { return s.needs_sync; })) {
+      synced = store_->Sync();
+      if (!synced.ok()) stats_.failed_syncs++;
+    }
+    for (Settle& s : batch) Answer(&s, synced);
+    batch.clear();
+  }
+}
+
+void Applier::Answer(Settle* s, const Status& synced) {
+  if (s->view || s->floor_only) {
+    // Even after a failed sync: the changes are in the store, and the
+    // mirrored sums must follow every change the store holds.
+    std::lock_guard<std::mutex> lock(digest_mu_);
+    for (const DigestChange& c : s->digest_changes) {
+      digest_sums_.Replace(c.bucket, c.before, c.after);
+      state_digest_ -= c.before;
+      state_digest_ += c.after;
+    }
+    view_floor_ = s->view_floor;
+    if (s->view) {
+      view_applied_ = std::move(s->view_applied);
+      view_snapshot_ = std::move(s->snapshot);
+    }
+  }
+  const bool lost = s->needs_sync && !synced.ok();
+  if (lost) {
+    // Visible, but not known to be durable: nobody is told it succeeded.
+    const ApiError err = storage::Store::IsNoSpace(synced)
+                             ? ApiError{507, "insufficient_storage",
+                                        "the node's disk is full; reads are still served"}
+                             : ApiError{500, "storage", synced.ToString()};
+    for (WriteResult& r : s->results) {
+      if (r.ok) {
+        r = WriteResult();
+        r.error = err;
+      }
+    }
+    for (RemoteResult& r : s->remote_results) {
+      r.status = synced;
+      r.last_durable = 0;
+    }
+    if (s->repair_result.status.ok()) s->repair_result = RepairResult{synced, 0, {}};
+    if (s->collect_result.status.ok()) s->collect_result.status = synced;
+  } else if (s->appended && append_listener_) {
+    append_listener_(kScope, s->last_seq, s->log_bytes);
+  }
+  std::vector<Pending>& items = s->items;
+  if (items.size() == 1 && items[0].repair_done) {
+    items[0].repair_done(std::move(s->repair_result));
+  } else if (items.size() == 1 && items[0].collect_done) {
+    items[0].collect_done(std::move(s->collect_result));
+  } else {
+    for (size_t k = 0; k < s->op_index.size(); ++k) {
+      items[s->op_index[k]].done(std::move(s->results[k]));
+    }
+    for (size_t k = 0; k < s->remote_index.size(); ++k) {
+      items[s->remote_index[k]].remote_done(std::move(s->remote_results[k]));
+    }
   }
 }
 

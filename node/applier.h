@@ -6,10 +6,26 @@
 // each local operation in order to the latest state of its key, joins the
 // remote deltas, and commits the whole group as one LevelDB WriteBatch —
 // states, delta-log entries, the applied vector and, when the clock has
-// passed it, a new HLC bound — with one fsync (group commit). Only then
-// does it answer the group's requests, so an acknowledged write is durable
-// (when the store syncs). If the batch fails, every request of the group
-// fails and nothing of it is visible.
+// passed it, a new HLC bound. If the batch fails, every request of the
+// group fails and nothing of it is visible.
+//
+// Visible first, answered once durable. The batch is written without
+// waiting for fsync (WriteBatch::DeferSync): when the Write returns the
+// group is visible — to reads, watches and session-token waiters — and
+// the applier goes on to the next group at once. The group then queues
+// for the acknowledger thread, which makes everything queued durable with
+// ONE Store::Sync (which fsyncs LevelDB's log without blocking writers)
+// and only then answers the requests, acknowledges the remote deltas to
+// gossip, tells gossip of the new local log entries (so that no peer ever
+// holds a local write this node could lose) and advances the
+// anti-entropy View and digest sums. So an acknowledged write is durable
+// (when the store syncs), as before, while a remote delta becomes visible
+// without waiting behind the fsync of the group before it (the tail of
+// the replication lag, bench/README.md). A read may see a write before
+// its writer is answered; should the sync fail, the group's requests fail
+// (507 for a full disk, 500 otherwise) though they may stay visible, as
+// with any write whose outcome is unknown. Answers come in commit order,
+// all on the acknowledger thread.
 //
 // Anti-entropy repairs (SubmitRepair) queue with the writes, in the same
 // order, but each runs alone, between groups, as its own batch
@@ -54,6 +70,7 @@ struct ApplierStats {
   std::atomic<uint64_t> failed_repairs{0};  // of them, refused or whose batch failed
   std::atomic<uint64_t> tombstones_collected{0};  // Committer::Collect
   std::atomic<uint64_t> failed_collections{0};
+  std::atomic<uint64_t> failed_syncs{0};  // Store::Sync failures (their requests failed)
 };
 
 class Applier {
@@ -64,29 +81,29 @@ class Applier {
           size_t max_group = 2048);
   ~Applier();
 
-  // Set the listeners before Start(); they run on the applier thread and
-  // must not block.
+  // Set the listeners before Start(); they run on the applier or the
+  // acknowledger thread (each says which) and must not block.
   void Start();
-  // Finishes every queued request, then stops the thread.
+  // Finishes (and answers) every queued request, then stops the threads.
   void Stop();
 
   using Done = std::function<void(WriteResult)>;
-  // Thread-safe; never blocks on disk. `done` runs on the applier thread.
+  // Thread-safe; never blocks on disk. `done` runs on the acknowledger
+  // thread once the result is final (durable when ok), as do the other
+  // Submit calls' callbacks, all in commit order.
   void Submit(Operation op, Done done);
   // Several operations answered together, in order (POST /v1/batch).
   void SubmitMany(std::vector<Operation> ops, std::function<void(std::vector<WriteResult>)> done);
   // Remote deltas (gossip), committed in the same groups as local writes.
-  // Thread-safe; `done` runs on the applier thread once the result is
-  // final (durable when ok).
+  // Thread-safe; `done` gets the result once final (durable when ok).
   void SubmitRemote(RemoteApply apply, std::function<void(RemoteResult)> done);
   // Anti-entropy states (node/committer.h, Committer::Repair), ordered with
   // the writes queued before and after it, committed as a batch of its own
-  // between groups. Thread-safe; `done` runs on the applier thread once the
-  // result is final (durable when ok).
+  // between groups. Thread-safe; `done` gets the result once final
+  // (durable when ok; RepairResult::applied is the vector it left).
   void SubmitRepair(StateRepair repair, std::function<void(RepairResult)> done);
   // Collection (Committer::Collect with `stable` and `limit`), run alone
-  // between groups like a repair. Thread-safe; `done` runs on the applier
-  // thread.
+  // between groups like a repair. Thread-safe.
   void SubmitCollect(storage::AppliedVector stable, size_t limit,
                      std::function<void(CollectResult)> done);
 
@@ -98,16 +115,17 @@ class Applier {
   crdt::Hlc CurrentHlc() const { return current_hlc_.load(); }
 
   // Called after every committed change (key, new encoded envelope), by a
-  // group or a repair.
+  // group or a repair, once visible (on the applier thread).
   void SetChangeListener(ChangeListener listener) { committer_.SetChangeListener(std::move(listener)); }
-  // Called after each successful commit that appended local delta-log
-  // entries: the scope, its last seq and the bytes appended
-  // (gossip's NotifyLocalAppend).
+  // Called once each successful commit that appended local delta-log
+  // entries is durable: the scope, its last seq and the bytes appended
+  // (gossip's NotifyLocalAppend). On the acknowledger thread.
   using AppendListener =
       std::function<void(const std::string& scope, uint64_t last_seq, uint64_t bytes)>;
   void SetAppendListener(AppendListener listener) { append_listener_ = std::move(listener); }
-  // Called after every successful commit, local, remote or repair
-  // (session-token waiters re-check Applied()).
+  // Called after every successful commit, local, remote or repair, once
+  // visible (session-token waiters re-check Applied()). On the applier
+  // thread.
   void SetCommitListener(std::function<void()> listener) { commit_listener_ = std::move(listener); }
 
   const crdt::ReplicaId& replica() const { return committer_.replica(); }
@@ -123,15 +141,16 @@ class Applier {
   uint64_t type_conflicts() const { return type_conflicts_.load(); }
   size_t queue_depth() const;
   const ApplierStats& stats() const { return stats_; }
-  // The default scope's digest bucket sums as of the last committed group
-  // or repair (a 64 KiB copy). Thread-safe.
+  // The default scope's digest bucket sums as of the last group or repair
+  // the acknowledger has finished with (a 64 KiB copy). Thread-safe.
   storage::BucketSums DigestSums() const;
   // Their total: equal on replicas holding equal states. Thread-safe and
   // cheap (kept up to date, not summed per call).
   storage::Digest StateDigest() const;
   // Anti-entropy's View: the digest sums, the applied vector and a store
   // snapshot, all three as of the same commit (the applier takes a
-  // snapshot after each commit). *snapshot is null when none could be
+  // snapshot after each commit; it becomes the View once that commit is
+  // durable, so no peer is sent a local write this node could lose). *snapshot is null when none could be
   // taken (the store is closed). Thread-safe.
   // *floor: the committer's collect floor as of that commit or later.
   void View(storage::BucketSums* sums, storage::AppliedVector* applied,
@@ -154,12 +173,42 @@ class Applier {
     // Runs alone, not in a group.
     bool solo() const { return repair_done || collect_done; }
   };
+  // A group or solo item the applier has committed (or failed to),
+  // waiting for the acknowledger.
+  struct Settle {
+    std::vector<Pending> items;  // the group, or the one solo item
+    std::vector<WriteResult> results;  // per op, in op order
+    std::vector<size_t> op_index;      // items position of each op
+    std::vector<RemoteResult> remote_results;
+    std::vector<size_t> remote_index;
+    RepairResult repair_result;
+    CollectResult collect_result;
+    bool needs_sync = false;  // it wrote: answered only after a Store::Sync
+    // The View it leaves (view), or just the collect floor (floor_only).
+    bool view = false;
+    bool floor_only = false;
+    std::vector<DigestChange> digest_changes;
+    storage::AppliedVector view_applied;
+    storage::AppliedVector view_floor;
+    storage::SnapshotRef snapshot;
+    // Local log entries appended (for the append listener).
+    bool appended = false;
+    uint64_t last_seq = 0;
+    uint64_t log_bytes = 0;
+  };
   void Run();
   void ApplyGroup(std::vector<Pending>* group);
   void ApplyRepair(Pending* p);
   void ApplyCollect(Pending* p);
-  // After a successful commit or repair: mirrors the committer's state.
-  void Published();
+  // After a successful commit, repair or collection: mirrors the
+  // committer's applied vector, token, counters and clock.
+  void PublishVisible();
+  // Records in *s the View the commit just made leaves.
+  void CaptureView(Settle* s);
+  void Enqueue(Settle s);
+  // The acknowledger thread.
+  void RunAcks();
+  void Answer(Settle* s, const Status& synced);
 
   Committer committer_;
   storage::Store* store_;
@@ -175,6 +224,12 @@ class Applier {
   bool stopping_ = false;
   std::thread thread_;
 
+  std::mutex ack_mu_;
+  std::condition_variable ack_cv_;
+  std::deque<Settle> acks_;     // guarded by ack_mu_
+  bool acks_stopping_ = false;  // guarded by ack_mu_
+  std::thread acker_;
+
   std::atomic<crdt::Hlc> observed_hlc_{0};  // the greatest not yet absorbed
   std::atomic<crdt::Hlc> current_hlc_{0};
   std::atomic<uint64_t> last_seq_{0};
@@ -183,9 +238,8 @@ class Applier {
   mutable std::mutex token_mu_;
   std::string token_;
   storage::AppliedVector applied_;  // guarded by token_mu_
-  // The committer's digest sums, mirrored after each successful group or
-  // repair from
-  // its last_digest_changes() (never copied whole).
+  // The committer's digest sums, mirrored by the acknowledger from each
+  // commit's last_digest_changes() (never copied whole).
   mutable std::mutex digest_mu_;
   storage::BucketSums digest_sums_;  // guarded by digest_mu_
   storage::Digest state_digest_;     // guarded by digest_mu_: digest_sums_.Total()

@@ -338,6 +338,7 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
                        const std::vector<const RemoteApply*>& remotes,
                        std::vector<RemoteResult>* remote_results) {
   storage::WriteBatch batch;
+  if (defer_sync_) batch.DeferSync();
   if (results != nullptr) {
     results->clear();
     results->resize(ops.size());
@@ -581,6 +582,7 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
   }
 
   storage::WriteBatch batch;
+  if (defer_sync_) batch.DeferSync();
   group.PutJoined(&batch);
   std::vector<DigestChange> digest_changes = group.PutDigests(&batch);
   if (group.PutGcCandidates(advanced ? applied : meta_.applied, &batch) > 0) {
@@ -598,6 +600,7 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
   if (group.joined.empty() && !advanced && !floor_raised) {
     last_status_ = Status::OK();
     type_conflicts_ += conflicts;
+    out.applied = meta_.applied;
     return;  // nothing to write
   }
   if (floor_raised) batch.PutMeta(storage::kMetaCollectFloor, storage::EncodeApplied(floor));
@@ -618,6 +621,7 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
   last_digest_changes_ = std::move(digest_changes);
   type_conflicts_ += conflicts;
   out.changed = group.joined.size();
+  out.applied = meta_.applied;
   if (listener_) {
     for (const GroupStates::Entry* e : group.joined) listener_(e->first, e->second.joined_bytes);
   }
@@ -647,6 +651,7 @@ void Committer::Collect(const storage::AppliedVector& stable, size_t limit,
   const std::string next_cursor = out.wrapped ? std::string() : candidates.back().key;
 
   storage::WriteBatch batch;
+  if (defer_sync_) batch.DeferSync();
   std::vector<DigestChange> changes;
   for (const storage::GcCandidate& c : candidates) {
     if (AppliedOf(stable, c.writer, kScope) < c.seq) continue;  // not stable yet

@@ -143,6 +143,7 @@ struct StateRepair {
 struct RepairResult {
   Status status;       // ok, or why nothing was written
   size_t changed = 0;  // keys whose state changed (and were written)
+  storage::AppliedVector applied;  // when ok: the applied vector the repair left
 };
 
 struct CollectResult {
@@ -190,6 +191,14 @@ class Committer {
 
   void SetChangeListener(ChangeListener listener) { listener_ = std::move(listener); }
 
+  // With `defer`, every batch is written with WriteBatch::DeferSync: a
+  // Commit, Repair or Collect that succeeds has made its changes visible
+  // (and safe from a process crash), and they are durable only once a
+  // Store::Sync() begun after it returns OK. "Durable if ok" below then
+  // means that. The Applier defers, so that a group never waits for the
+  // fsync of the one before it; the simulator does not.
+  void set_defer_sync(bool defer) { defer_sync_ = defer; }
+
   const crdt::ReplicaId& replica() const { return meta_.replica; }
   const storage::AppliedVector& applied() const { return meta_.applied; }
   // Entry by entry the max of every stable vector Collect has dropped
@@ -222,6 +231,7 @@ class Committer {
   ChangeListener listener_;
   uint64_t last_log_bytes_ = 0;
   uint64_t type_conflicts_ = 0;
+  bool defer_sync_ = false;
   Status last_status_;
   std::vector<DigestChange> last_digest_changes_;
   std::string gc_cursor_;  // Collect resumes after this candidate key ("": from the start)

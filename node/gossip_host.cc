@@ -149,11 +149,8 @@ void GossipHost::Repair(const gossip::AeRepair& repair,
   r.has_view = true;
   r.view = repair.view;
   r.peer_floor = repair.peer_floor;
-  Applier* applier = applier_;
-  // `done` runs on the applier thread right after the repair's batch, so
-  // the applied vector read there is the one it left.
-  applier_->SubmitRepair(std::move(r), [applier, done = std::move(done)](RepairResult result) {
-    done(std::move(result.status), result.status.ok() ? applier->Applied() : gossip::Applied());
+  applier_->SubmitRepair(std::move(r), [done = std::move(done)](RepairResult result) {
+    done(std::move(result.status), std::move(result.applied));
   });
 }
 

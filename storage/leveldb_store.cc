@@ -14,6 +14,7 @@
 #include <leveldb/options.h>
 #include <leveldb/status.h>
 #include <leveldb/write_batch.h>
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -21,7 +22,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -220,9 +223,31 @@ class FaultEnv : public leveldb::EnvWrapper {
     return Wrap(f, target()->NewAppendableFile(f, r), r);
   }
 
+  // The write-ahead log files ("NNNNNN.log") LevelDB has opened for
+  // writing that may hold records not yet synced by Store::Sync, oldest
+  // first; the last is the one LevelDB appends to now.
+  std::vector<std::string> Logs() const {
+    std::lock_guard<std::mutex> lock(logs_mu_);
+    return logs_;
+  }
+  // Drops `names` from Logs(): synced after LevelDB closed them (it never
+  // appends to a closed log), or gone (LevelDB deletes a log only once its
+  // records are in a synced table).
+  void ForgetLogs(const std::vector<std::string>& names) {
+    std::lock_guard<std::mutex> lock(logs_mu_);
+    for (const std::string& n : names) logs_.erase(std::remove(logs_.begin(), logs_.end(), n), logs_.end());
+  }
+
  private:
   leveldb::Status Wrap(const std::string& f, leveldb::Status s, leveldb::WritableFile** r) {
-    if (s.ok()) *r = new FaultFile(*r, f, &full_);
+    if (!s.ok()) return s;
+    *r = new FaultFile(*r, f, &full_);
+    constexpr std::string_view kLogSuffix = ".log";
+    if (f.size() > kLogSuffix.size() &&
+        std::string_view(f).substr(f.size() - kLogSuffix.size()) == kLogSuffix) {
+      std::lock_guard<std::mutex> lock(logs_mu_);
+      logs_.push_back(f);
+    }
     return s;
   }
 
@@ -237,6 +262,8 @@ class FaultEnv : public leveldb::EnvWrapper {
   }
 
   std::atomic<bool> full_{false};
+  mutable std::mutex logs_mu_;
+  std::vector<std::string> logs_;  // guarded by logs_mu_
 };
 
 }  // namespace
@@ -248,15 +275,17 @@ struct WriteBatch::Impl {
   leveldb::WriteBatch batch;
   int count = 0;
   Status poison;  // set by a record that cannot be laid out
-  // Written without waiting for fsync even on a syncing store: only for
-  // batches whose loss in a crash is harmless (log truncation, which is
-  // redone after a restart). The next synced write makes it durable too,
-  // since LevelDB's log is sequential.
+  // Written without waiting for fsync even on a syncing store
+  // (WriteBatch::DeferSync, and log truncation, whose loss in a crash is
+  // harmless: it is redone after a restart). The next synced write or
+  // Store::Sync makes it durable too, since LevelDB's log is sequential.
   bool no_sync = false;
 };
 
 WriteBatch::WriteBatch() : impl_(std::make_unique<Impl>()) {}
 WriteBatch::~WriteBatch() = default;
+
+void WriteBatch::DeferSync() { impl_->no_sync = true; }
 
 void WriteBatch::PutState(std::string_view key, std::string_view envelope) {
   impl_->batch.Put(PrefixedKey(kStatePrefix, key), ToSlice(envelope));
@@ -453,7 +482,11 @@ struct Store::Impl {
   }
 
   std::atomic<uint64_t> writes{0};
+  std::atomic<uint64_t> syncs{0};
   std::atomic<uint64_t> reopens{0};
+  // Set by a failed Sync: the next Write reopens the database first, as
+  // after a failed write (LevelDB does not know its log failed to sync).
+  std::atomic<bool> sync_failed{false};
 
   // Closes and reopens the database. REQUIRES: write_mu held.
   Status Reopen();
@@ -663,6 +696,7 @@ Status Store::Write(WriteBatch* batch) {
     return NoSpace("writing to the store in " + impl.dir +
                    " (simulated by TEST_FailWritesWithNoSpace)");
   }
+  if (impl.sync_failed.exchange(false)) impl.needs_reopen = true;
   if (impl.needs_reopen || !impl.db) {
     const uint64_t need = kReopenReserveBytes + batch->ApproximateSize();
     uint64_t available = 0;
@@ -677,6 +711,7 @@ Status Store::Write(WriteBatch* batch) {
   leveldb::WriteOptions wo;
   wo.sync = impl.options.sync && !batch->impl_->no_sync;
   impl.writes.fetch_add(1);
+  if (wo.sync) impl.syncs.fetch_add(1);
   leveldb::Status s = impl.db->Write(wo, &batch->impl_->batch);
   if (!s.ok()) {
     // LevelDB may now refuse every write (a failed fsync is sticky) or
@@ -684,6 +719,37 @@ Status Store::Write(WriteBatch* batch) {
     impl.needs_reopen = true;
     return FromLevelDb(s, "writing to the store in " + impl.dir);
   }
+  return Status::OK();
+}
+
+Status Store::Sync() {
+  Impl& impl = *impl_;
+  if (!impl.options.sync) return Status::OK();
+  impl.syncs.fetch_add(1);
+  auto fail = [&](const std::string& name, int err) {
+    impl.sync_failed.store(true);
+    const std::string text =
+        "syncing " + name + " in the store in " + impl.dir + ": " + std::strerror(err);
+    return err == ENOSPC ? NoSpace(text) : Status::IOError(text);
+  };
+  const std::vector<std::string> logs = impl.env.Logs();
+  std::vector<std::string> done;  // closed logs now synced, or gone
+  for (size_t i = 0; i < logs.size(); ++i) {
+    // A descriptor of our own: LevelDB's is busy with appends, and fsync
+    // applies to the file, whichever descriptor asks.
+    const int fd = ::open(logs[i].c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno != ENOENT) return fail(logs[i], errno);
+      done.push_back(logs[i]);  // deleted: its records are in a synced table
+      continue;
+    }
+    int rc = impl.env.full() ? -1 : ::fdatasync(fd);
+    const int err = impl.env.full() ? ENOSPC : errno;
+    ::close(fd);
+    if (rc != 0) return fail(logs[i], err);
+    if (i + 1 < logs.size()) done.push_back(logs[i]);
+  }
+  impl.env.ForgetLogs(done);
   return Status::OK();
 }
 
@@ -921,6 +987,8 @@ uint64_t Store::ApproximateStateBytes() const {
 }
 
 uint64_t Store::writes() const { return impl_->writes.load(); }
+
+uint64_t Store::syncs() const { return impl_->syncs.load(); }
 
 uint64_t Store::reopens() const { return impl_->reopens.load(); }
 

@@ -17,7 +17,9 @@
 //                                  tombstone to drop once causally stable
 // Every write the node makes is one WriteBatch: atomic, and durable when
 // Write() returns if StoreOptions::sync (group commit batches many
-// requests into one Write).
+// requests into one Write), unless the batch defers its sync
+// (WriteBatch::DeferSync): then it is visible when Write() returns and
+// durable once a later Store::Sync() returns OK.
 //
 // Thread-safety: Store is safe for concurrent use; Write calls are
 // serialised internally. A WriteBatch is used by one thread.
@@ -99,6 +101,12 @@ class WriteBatch {
                  const Digest& digest);
   void DeleteDigest(std::string_view scope, uint32_t bucket, std::string_view key);
 
+  // Write() returns once the batch is in the OS page cache (visible to
+  // reads, safe from a process crash), without waiting for fsync even on
+  // a syncing store; a Store::Sync() begun after that makes it durable.
+  // Kept by Clear().
+  void DeferSync();
+
   void Clear();
   size_t ApproximateSize() const;
   int Count() const;  // records put or deleted
@@ -167,6 +175,16 @@ class Store {
   // InvalidArgument. An empty batch succeeds without reaching LevelDB. The
   // batch is left unchanged either way; Clear() it to reuse it.
   Status Write(WriteBatch* batch);
+  // Makes every batch whose Write() returned before this call durable,
+  // those that deferred their sync included (a no-op unless
+  // StoreOptions::sync). It fsyncs LevelDB's write-ahead log files
+  // through descriptors of its own and takes no lock a Write holds, so
+  // writes go on meanwhile: one thread can sync what another has just
+  // made visible. A failure (IOError; "no space" for ENOSPC, see
+  // IsNoSpace) leaves those batches visible but of unknown durability,
+  // and the next Write reopens the database first, as after a failed
+  // write.
+  Status Sync();
   static bool IsNoSpace(const Status& s);
   static constexpr uint64_t kReopenReserveBytes = uint64_t{5} << 20;
 
@@ -228,9 +246,10 @@ class Store {
 
   // Rough figures for /metrics and /v1/status.
   uint64_t ApproximateStateBytes() const;
-  // Number of Write() calls that reached LevelDB and of fsyncs (== writes
-  // when sync).
+  // Number of Write() calls that reached LevelDB, and of fsyncs: syncing
+  // Write() calls plus Sync() calls (0 unless sync).
   uint64_t writes() const;
+  uint64_t syncs() const;
   // Number of times the database was closed and reopened after a write
   // error.
   uint64_t reopens() const;

@@ -937,6 +937,86 @@ BOOST_AUTO_TEST_CASE(real_fsync_failure_recovers_through_reopen) {
   BOOST_CHECK_EQUAL(StateOrMissing(*store, "later"), "4");
 }
 
+// A batch that defers its sync is visible when Write returns, without an
+// fsync; Sync then syncs LevelDB's log, also across memtable switches and
+// after a compaction has deleted the logs it switched from.
+BOOST_AUTO_TEST_CASE(deferred_writes_are_visible_at_once_and_sync_covers_every_log) {
+  TempDir tmp;
+  auto store = OpenStore(tmp.path());  // sync = true
+  const uint64_t syncs_before = store->syncs();
+  WriteBatch batch;
+  batch.DeferSync();
+  batch.PutState("a", "1");
+  MustWrite(store.get(), &batch);
+  BOOST_CHECK_EQUAL(StateOrMissing(*store, "a"), "1");
+  BOOST_CHECK_EQUAL(store->syncs(), syncs_before);
+  Status s = store->Sync();
+  BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+  BOOST_CHECK_EQUAL(store->syncs(), syncs_before + 1);
+
+  // 12 MiB through a 4 MiB memtable: LevelDB switches to a new log file
+  // at least twice.
+  const std::string big(128 << 10, 'x');
+  for (int i = 0; i < 96; ++i) {
+    WriteBatch b;
+    b.DeferSync();
+    b.PutState("big/" + std::to_string(i), big);
+    MustWrite(store.get(), &b);
+  }
+  s = store->Sync();
+  BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+  BOOST_REQUIRE(store->CompactAll().ok());  // the old logs go
+  WriteBatch last;
+  last.DeferSync();
+  last.PutState("z", "2");
+  MustWrite(store.get(), &last);
+  s = store->Sync();
+  BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+  BOOST_CHECK_EQUAL(store->syncs(), syncs_before + 3);
+
+  store.reset();
+  store = OpenStore(tmp.path());
+  BOOST_CHECK_EQUAL(StateOrMissing(*store, "a"), "1");
+  BOOST_CHECK_EQUAL(StateOrMissing(*store, "big/95").size(), big.size());
+  BOOST_CHECK_EQUAL(StateOrMissing(*store, "z"), "2");
+}
+
+// A failed Sync says so ("no space" for ENOSPC), and the next Write
+// reopens the database, as after a failed write.
+BOOST_AUTO_TEST_CASE(a_failed_sync_is_reported_and_the_next_write_reopens) {
+  TempDir tmp;
+  auto store = OpenStore(tmp.path());
+  store->TEST_SetDiskFull(true);
+  WriteBatch batch;
+  batch.DeferSync();
+  batch.PutState("during", "1");
+  MustWrite(store.get(), &batch);  // no fsync: the page cache takes it
+  Status s = store->Sync();
+  BOOST_CHECK_MESSAGE(Store::IsNoSpace(s), s.ToString());
+  BOOST_CHECK_MESSAGE(s.message().find(tmp.path()) != std::string::npos, s.message());
+
+  store->TEST_SetDiskFull(false);
+  BOOST_CHECK_EQUAL(store->reopens(), 0u);
+  PutStates(store.get(), {{"after", "2"}});
+  BOOST_CHECK_EQUAL(store->reopens(), 1u);
+  BOOST_CHECK_EQUAL(StateOrMissing(*store, "after"), "2");
+  s = store->Sync();
+  BOOST_CHECK_MESSAGE(s.ok(), s.ToString());
+}
+
+// A store that does not sync never fsyncs, Sync included.
+BOOST_AUTO_TEST_CASE(sync_is_a_no_op_on_a_store_that_does_not_sync) {
+  TempDir tmp;
+  StoreOptions options;
+  options.sync = false;
+  auto store = OpenStore(tmp.path(), options);
+  store->TEST_SetDiskFull(true);  // would fail any fsync
+  PutStates(store.get(), {{"a", "1"}});
+  Status s = store->Sync();
+  BOOST_CHECK_MESSAGE(s.ok(), s.ToString());
+  BOOST_CHECK_EQUAL(store->syncs(), 0u);
+}
+
 // ---------------------------------------------------------------------------
 // Open
 
