@@ -232,6 +232,9 @@ struct Protocol::Impl {
   std::map<std::pair<std::string, std::string>, LogLimit> log_limits;
   std::unique_ptr<AntiEntropy> ae;  // null: no anti-entropy
   uint64_t next_all_up_round_ms = 0;  // see ProtocolOptions::ae_all_up_interval_ms
+  // Since when a scheduled round has been due while every peer is up
+  // (kNever: none is); see ProtocolOptions::ae_all_up_max_wait_ms.
+  uint64_t all_up_due_since_ms = kNever;
   // Retention horizon, this node's side: when it last had two-way contact
   // with a majority of the cluster (mono; before any since the start, the
   // start less how long it had been absent then), and its wall clock then.
@@ -1540,19 +1543,32 @@ void Protocol::OnTick(const Now& now, Effects* out) {
   if (m.ae) {
     std::vector<std::string> ready;
     bool all_up = true;
+    bool quiet = true;  // no delta in flight to or from any peer
     for (const Impl::Peer& p : m.peers) {
       if (m.AeReady(now, p)) ready.push_back(p.node);
       all_up = all_up && p.state == PeerState::kUp && !m.BeyondLog(p);
+      quiet = quiet && p.acked >= m.OwnLast(kDefaultScope) && p.behind_since_ms == kNever;
     }
     const bool gated = all_up && m.ae->bootstrapped() && m.opt.ae_all_up_interval_ms > 0;
     // Delta shipping reaches everyone: a scheduled round now and then (the
-    // wait starts over only once one did start).
-    if (gated && now.mono_ms < m.next_all_up_round_ms) ready.clear();
+    // wait starts over only once one did start), at a quiet moment while
+    // one may still come.
+    if (!gated) {
+      m.all_up_due_since_ms = kNever;
+    } else if (now.mono_ms < m.next_all_up_round_ms) {
+      ready.clear();
+    } else {
+      if (m.all_up_due_since_ms == kNever) m.all_up_due_since_ms = now.mono_ms;
+      if (!quiet && now.mono_ms < SatAdd(m.all_up_due_since_ms, m.opt.ae_all_up_max_wait_ms)) {
+        ready.clear();
+      }
+    }
     const uint64_t started_before = m.ae->counters().rounds_started;
     AeEffects fx;
     m.ae->OnTick(now.mono_ms, ready, &fx);
     if (gated && m.ae->counters().rounds_started > started_before) {
       m.next_all_up_round_ms = SatAdd(now.mono_ms, m.opt.ae_all_up_interval_ms);
+      m.all_up_due_since_ms = kNever;
     }
     m.TakeAe(now, fx, out);
     m.StartPendingRounds(now, out);

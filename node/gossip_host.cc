@@ -26,6 +26,7 @@ gossip::ProtocolOptions ProtocolOptionsFor(const Topology& topo, const NodeConfi
   o.anti_entropy.round_timeout_ms = std::max<uint64_t>(10000, 10 * topo.anti_entropy_interval_ms);
   o.ae_max_ship_lag_ms = topo.anti_entropy_interval_ms;
   o.ae_all_up_interval_ms = 10 * topo.anti_entropy_interval_ms;
+  o.ae_all_up_max_wait_ms = 5 * o.ae_all_up_interval_ms;
   o.log_retention_ms = topo.log_retention_ms;
   o.log_retention_bytes = topo.log_retention_bytes;
   o.retention_horizon_ms = topo.retention_horizon_ms;

@@ -2182,6 +2182,48 @@ BOOST_AUTO_TEST_CASE(rounds_are_rare_while_every_peer_is_up) {
   BOOST_TEST(begins_from_a - cut_at >= 4u);
 }
 
+// While every peer is up, a due round waits for a moment when no delta is
+// in flight to or from any peer (a round would send the deltas in flight
+// again as states), but no longer than ae_all_up_max_wait_ms.
+BOOST_AUTO_TEST_CASE(rounds_while_every_peer_is_up_wait_for_a_quiet_moment) {
+  Net net = AeNet({{"a", "r1"}, {"b", "r2"}, {"c", "r3"}}, [](ProtocolOptions* o) {
+    o->ae_all_up_interval_ms = 5000;
+    o->ae_all_up_max_wait_ms = 8000;
+  });
+  uint64_t begins_from_a = 0;
+  net.drop = [&](const std::string& from, const std::string&, const Message& m) {
+    if (from == "a" && m.type == MsgType::kAntiEntropy && m.ae.kind == AeKind::kBegin) {
+      ++begins_from_a;
+    }
+    return false;
+  };
+  TestNode& a = net["a"];
+  // Every step a appends right before the ticks: its deltas are in flight
+  // to both peers whenever it looks.
+  auto busy = [&](uint64_t ms) {
+    for (uint64_t t = 0; t < ms; t += 50) {
+      net.mono += 50;
+      net.Append(a, 1);
+      net.TickAll();
+      net.Deliver();
+    }
+  };
+  net.Run(1000);  // the first rounds: the next is due within 5 s
+  BOOST_REQUIRE(begins_from_a >= 1u);
+  uint64_t before = begins_from_a;
+  busy(7000);  // due within it, but never quiet, and less than 8 s late
+  BOOST_TEST(begins_from_a == before);
+  before = begins_from_a;
+  net.Run(1500);  // quiet: the late round starts
+  BOOST_TEST(begins_from_a > before);
+  before = begins_from_a;
+  busy(16000);  // due within 5 s, and never quiet: it starts 8 s late
+  BOOST_TEST(begins_from_a > before);
+  BOOST_TEST(begins_from_a - before <= 2u);
+  net.Run(1000);
+  BOOST_TEST(net["b"].Held(a.self()) == a.log.size());
+}
+
 // --- Log collection -------------------------------------------------------------
 
 // The own log goes once every peer acknowledged it; a peer cut off pins

@@ -126,6 +126,7 @@ Scenario MakeScenario(uint64_t seed, uint64_t quiesce_limit_ms) {
   s.protocol.anti_entropy.round_timeout_ms = PickOf<uint64_t>(rng, {1500, 10000});
   s.protocol.ae_max_ship_lag_ms = PickOf<uint64_t>(rng, {100, 1000, 5000});
   s.protocol.ae_all_up_interval_ms = PickOf<uint64_t>(rng, {0, 5 * s.protocol.anti_entropy.interval_ms});
+  s.protocol.ae_all_up_max_wait_ms = 2 * s.protocol.ae_all_up_interval_ms;  // no draw: seeds keep their scenarios
   // Now and then a retention horizon short enough for a long absence to
   // pass it: peers retire the absent incarnation, which rejoins as a new
   // one. When the fault phase is long enough, either one node surely stays
