@@ -235,6 +235,8 @@ struct Protocol::Impl {
   // Since when a scheduled round has been due while every peer is up
   // (kNever: none is); see ProtocolOptions::ae_all_up_max_wait_ms.
   uint64_t all_up_due_since_ms = kNever;
+  // When this node last appended to its log or received deltas.
+  uint64_t last_delta_activity_ms = 0;
   // Retention horizon, this node's side: when it last had two-way contact
   // with a majority of the cluster (mono; before any since the start, the
   // start less how long it had been absent then), and its wall clock then.
@@ -1543,7 +1545,12 @@ void Protocol::OnTick(const Now& now, Effects* out) {
   if (m.ae) {
     std::vector<std::string> ready;
     bool all_up = true;
-    bool quiet = true;  // no delta in flight to or from any peer
+    // No delta in flight to or from any peer, and none appended or
+    // received for a heartbeat interval: an instant with nothing in flight
+    // comes often under steady writes (while this node's fsync is slow, so
+    // are the deltas it tells of), and a round then finds the many writes
+    // about to move.
+    bool quiet = SatSub(now.mono_ms, m.last_delta_activity_ms) >= m.opt.heartbeat_interval_ms;
     for (const Impl::Peer& p : m.peers) {
       if (m.AeReady(now, p)) ready.push_back(p.node);
       all_up = all_up && p.state == PeerState::kUp && !m.BeyondLog(p);
@@ -1597,6 +1604,7 @@ void Protocol::OnMessage(const Now& now, const Message& msg, Effects* out) {
       m.OnRefuse(now, *p, msg, out);
       break;
     case MsgType::kDeltas:
+      m.last_delta_activity_ms = now.mono_ms;
       m.OnDeltas(now, *p, msg, out);
       break;
     case MsgType::kAck:
@@ -1640,6 +1648,7 @@ void Protocol::OnLocalAppend(const Now& now, const std::string& scope, uint64_t 
   uint64_t& own = m.applied[{m.opt.self, scope}];
   if (last_seq <= own) return;
   own = last_seq;
+  m.last_delta_activity_ms = now.mono_ms;
   if (scope != kDefaultScope) {
     m.LogLimited(now, "", "scope",
                  "gossip: scope '" + scope +

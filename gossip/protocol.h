@@ -91,11 +91,11 @@
 //     ae_max_ship_lag_ms ago. Scheduled rounds run every interval only
 //     while some peer is not up (its writes may reach this node only
 //     through others, as in a partial partition); while all are up, every
-//     ae_all_up_interval_ms, at a moment when no delta is in flight to or
-//     from any peer (waiting up to ae_all_up_max_wait_ms for one: a round
-//     finds the deltas in flight as differing buckets and sends every
-//     state of those buckets, which under steady writes costs more than
-//     the deltas). A node that must bootstrap
+//     ae_all_up_interval_ms, at a quiet moment, when no delta has moved
+//     for a heartbeat interval (waiting up to ae_all_up_max_wait_ms for
+//     one: a round finds the deltas in flight as differing buckets and
+//     sends every state of those buckets, which under steady writes costs
+//     more than the deltas). A node that must bootstrap
 //     (anti_entropy.must_bootstrap) starts rounds with any up peer, and
 //     Gate() refuses writes with code "bootstrapping" until a round has
 //     completed. A node that has not bootstrapped, or that knows it is
@@ -240,12 +240,13 @@ struct ProtocolOptions {
   // then, and a round under steady writes finds the deltas in flight as
   // differing buckets and sends their whole states again.
   uint64_t ae_all_up_interval_ms = 0;
-  // While every peer is up, a due scheduled round waits for a moment when
-  // no delta is in flight between this node and any peer (each has
+  // While every peer is up, a due scheduled round waits for a quiet moment
+  // (no delta in flight between this node and any peer: each has
   // acknowledged all of this node's log, and this node has applied all of
-  // each one's log that its last Ping announced), for at most this long
-  // past due (0: it does not wait). Under steady writes that moment may
-  // not come, and the round runs late rather than never.
+  // each one's log that its last Ping announced; and none appended or
+  // received for a heartbeat interval), for at most this long past due
+  // (0: it does not wait). Under steady writes that moment may not come,
+  // and the round runs late rather than never.
   uint64_t ae_all_up_max_wait_ms = 0;
   // Log collection (see "Log collection" above).
   uint64_t log_retention_ms = uint64_t{24} * 3600 * 1000;

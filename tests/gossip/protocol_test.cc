@@ -2182,9 +2182,10 @@ BOOST_AUTO_TEST_CASE(rounds_are_rare_while_every_peer_is_up) {
   BOOST_TEST(begins_from_a - cut_at >= 4u);
 }
 
-// While every peer is up, a due round waits for a moment when no delta is
-// in flight to or from any peer (a round would send the deltas in flight
-// again as states), but no longer than ae_all_up_max_wait_ms.
+// While every peer is up, a due round waits for a quiet moment (no delta
+// in flight to or from any peer, none moved for a heartbeat: a round would
+// send the deltas in flight again as states), but no longer than
+// ae_all_up_max_wait_ms.
 BOOST_AUTO_TEST_CASE(rounds_while_every_peer_is_up_wait_for_a_quiet_moment) {
   Net net = AeNet({{"a", "r1"}, {"b", "r2"}, {"c", "r3"}}, [](ProtocolOptions* o) {
     o->ae_all_up_interval_ms = 5000;
@@ -2198,12 +2199,15 @@ BOOST_AUTO_TEST_CASE(rounds_while_every_peer_is_up_wait_for_a_quiet_moment) {
     return false;
   };
   TestNode& a = net["a"];
-  // Every step a appends right before the ticks: its deltas are in flight
-  // to both peers whenever it looks.
-  auto busy = [&](uint64_t ms) {
+  // Every step a appends right before the ticks, so its deltas are in
+  // flight to both peers whenever it looks; with `settled`, after they
+  // are delivered and acknowledged: nothing is in flight when it looks,
+  // but deltas moved a moment ago.
+  auto busy = [&](uint64_t ms, bool settled = false) {
     for (uint64_t t = 0; t < ms; t += 50) {
       net.mono += 50;
       net.Append(a, 1);
+      if (settled) net.Deliver();
       net.TickAll();
       net.Deliver();
     }
@@ -2211,7 +2215,8 @@ BOOST_AUTO_TEST_CASE(rounds_while_every_peer_is_up_wait_for_a_quiet_moment) {
   net.Run(1000);  // the first rounds: the next is due within 5 s
   BOOST_REQUIRE(begins_from_a >= 1u);
   uint64_t before = begins_from_a;
-  busy(7000);  // due within it, but never quiet, and less than 8 s late
+  busy(3500);  // due within the first 5 s, but never quiet
+  busy(3500, true);  // and less than 8 s late
   BOOST_TEST(begins_from_a == before);
   before = begins_from_a;
   net.Run(1500);  // quiet: the late round starts
