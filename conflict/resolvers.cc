@@ -167,12 +167,17 @@ Outcome ResolveBuiltIn(const ResolverSpec& spec, const std::vector<Sibling>& sib
 }
 
 Outcome ResolveChain(const std::vector<ResolverSpec>& chain, const std::vector<Sibling>& siblings,
-                     std::string* by) {
+                     const LuaRunner& lua, std::string* by) {
   std::string reasons;
   for (const ResolverSpec& spec : chain) {
-    Outcome o = spec.kind == ResolverSpec::Kind::kLua
-                    ? Undecided("Lua resolvers are not available in this build")
-                    : ResolveBuiltIn(spec, siblings);
+    Outcome o;
+    if (spec.kind != ResolverSpec::Kind::kLua) {
+      o = ResolveBuiltIn(spec, siblings);
+    } else if (lua) {
+      o = lua(spec, siblings);
+    } else {
+      o = Undecided("no Lua script is loaded for it");
+    }
     if (o.decided) {
       *by = spec.name;
       return o;

@@ -18,11 +18,13 @@
 //                  value with the greatest
 //   prefer_region  the values of the first region in `regions` that holds
 //                  any sibling, when they are all equal
-// Lua resolvers ("lua:PATH") are not built in: ResolveBuiltIn refuses them.
+// Lua resolvers ("lua:PATH") are not built in (lua_resolver.h):
+// ResolveBuiltIn refuses them.
 #ifndef MERIDIAN_CONFLICT_RESOLVERS_H_
 #define MERIDIAN_CONFLICT_RESOLVERS_H_
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -47,12 +49,16 @@ struct Outcome {
 // Runs one built-in resolver. REQUIRES: spec.kind != kLua.
 Outcome ResolveBuiltIn(const ResolverSpec& spec, const std::vector<Sibling>& siblings);
 
-// The first resolver of `chain` that decides (built-ins only; a Lua link
-// answers "cannot decide" until Lua resolvers exist). *by gets its name;
-// when none decides, the outcome's reason joins every link's reason as
-// "NAME: reason; NAME: reason".
+// Runs a "lua:PATH" link (lua_resolver.h: the caller keeps the loaded
+// scripts).
+using LuaRunner = std::function<Outcome(const ResolverSpec&, const std::vector<Sibling>&)>;
+
+// The first resolver of `chain` that decides; a Lua link runs through
+// `lua` (null: it cannot decide). *by gets its name; when none decides,
+// the outcome's reason joins every link's reason as "NAME: reason; NAME:
+// reason".
 Outcome ResolveChain(const std::vector<ResolverSpec>& chain, const std::vector<Sibling>& siblings,
-                     std::string* by);
+                     const LuaRunner& lua, std::string* by);
 
 }  // namespace meridian::conflict
 

@@ -153,17 +153,17 @@ BOOST_AUTO_TEST_CASE(a_chain_takes_the_first_that_decides_and_gathers_the_reason
   const std::vector<ResolverSpec> chain = {j, R(ResolverSpec::Kind::kMax, "max"),
                                            R(ResolverSpec::Kind::kLongest, "longest")};
   std::string by;
-  Outcome o = ResolveChain(chain, Sibs({4, 9}), &by);
+  Outcome o = ResolveChain(chain, Sibs({4, 9}), nullptr, &by);
   BOOST_TEST(o.decided);
   BOOST_TEST(by == "max");
   BOOST_TEST(o.value == json(9));
-  o = ResolveChain(chain, Sibs({"ab", true}), &by);
+  o = ResolveChain(chain, Sibs({"ab", true}), nullptr, &by);
   BOOST_TEST(!o.decided);
   BOOST_TEST(by.empty());
   BOOST_TEST(o.reason ==
              "json_max: sibling 1 (from r0) is not an object with a number in \"v\"; "
              "max: sibling 1 (from r0) is not a number; longest: sibling 2 (from r1) is not a "
              "string");
-  o = ResolveChain({}, Sibs({1, 2}), &by);
+  o = ResolveChain({}, Sibs({1, 2}), nullptr, &by);
   BOOST_TEST(o.reason == "no resolver is configured");
 }
