@@ -4,7 +4,9 @@
 // failure is "cannot decide" with the reason.
 #include <boost/test/unit_test.hpp>
 #include <chrono>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -177,4 +179,55 @@ BOOST_AUTO_TEST_CASE(a_memory_bomb_is_stopped_by_the_cap) {
   // The next call starts afresh.
   o = Run("function resolve(s) return #s end", Sibs({1, 2, 3}));
   BOOST_TEST(o.value == 3);
+}
+
+// --- The example scripts in regions/resolvers/ ------------------------------------
+
+namespace {
+
+std::string Shipped(const std::string& name) {
+  const std::string path = std::string(MERIDIAN_RESOLVERS_DIR) + "/" + name;
+  std::ifstream f(path, std::ios::binary);
+  BOOST_REQUIRE_MESSAGE(f.good(), "cannot read " << path);
+  std::stringstream text;
+  text << f.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(the_shipped_cart_script_merges_carts) {
+  const LuaResolver cart("lua:resolvers/cart.lua", Shipped("cart.lua"));
+  Outcome o = cart.Resolve(Sibs({json::parse(R"({"items": {"tea": 1, "milk": 2}})"),
+                                 json::parse(R"({"items": {"tea": 3, "jam": 1, "milk": 0}})")}));
+  BOOST_REQUIRE_MESSAGE(o.decided, o.reason);
+  BOOST_TEST(o.value == json::parse(R"({"items": {"jam": 1, "milk": 2, "tea": 3}})"));
+  o = cart.Resolve(Sibs({json::parse(R"({"items": {"tea": 0}})"),
+                         json::parse(R"({"items": {}})")}));
+  BOOST_REQUIRE_MESSAGE(o.decided, o.reason);
+  BOOST_TEST(o.value.dump() == R"({"items":{}})");  // still an object
+  o = cart.Resolve(Sibs({json::parse(R"({"items": {"tea": 1}})"), json("not a cart")}));
+  BOOST_TEST(!o.decided);
+  BOOST_TEST(o.reason == "version 2 (from eu-west) is not a cart with items");
+  o = cart.Resolve(Sibs({json::parse(R"({"items": {"tea": 1.5}})"), json::parse(R"({"items": {}})")}));
+  BOOST_TEST(!o.decided);
+  BOOST_TEST(Has(o.reason, "bad quantity for tea"));
+}
+
+BOOST_AUTO_TEST_CASE(the_shipped_order_status_script_takes_the_furthest_status) {
+  const LuaResolver status("lua:resolvers/order_status.lua", Shipped("order_status.lua"));
+  Outcome o = status.Resolve(Sibs({json::parse(R"({"status": "shipped", "by": "a"})"),
+                                   json::parse(R"({"status": "paid", "by": "b"})")}));
+  BOOST_REQUIRE_MESSAGE(o.decided, o.reason);
+  BOOST_TEST(o.value["by"] == "a");
+  // Equal status: the later HLC wins (Sibs gives later HLCs to later values).
+  o = status.Resolve(Sibs({json::parse(R"({"status": "paid", "by": "a"})"),
+                           json::parse(R"({"status": "paid", "by": "b"})")}));
+  BOOST_TEST(o.value["by"] == "b");
+  o = status.Resolve(Sibs({json::parse(R"({"status": "delivered"})"),
+                           json::parse(R"({"status": "cancelled"})")}));
+  BOOST_TEST(o.value["status"] == "cancelled");
+  o = status.Resolve(Sibs({json::parse(R"({"status": "lost"})"), json::parse(R"({"status": "paid"})")}));
+  BOOST_TEST(!o.decided);
+  BOOST_TEST(o.reason == "version 1 (from us-east) has no known status");
 }
