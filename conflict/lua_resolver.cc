@@ -154,7 +154,8 @@ int SafeToString(lua_State* L) {
   return 1;
 }
 
-void OpenSandbox(lua_State* L) {
+// Run under lua_pcall: opening libraries allocates.
+int OpenSandbox(lua_State* L) {
   static const luaL_Reg kLibs[] = {{LUA_GNAME, luaopen_base},
                                    {LUA_STRLIBNAME, luaopen_string},
                                    {LUA_TABLIBNAME, luaopen_table},
@@ -193,6 +194,7 @@ void OpenSandbox(lua_State* L) {
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, kNullKey);
   lua_setglobal(L, "null");
+  return 0;
 }
 
 // --- JSON <-> Lua ------------------------------------------------------------------
@@ -435,21 +437,22 @@ Outcome LuaResolver::Resolve(const std::vector<Sibling>& siblings) const {
     ~Closer() { lua_close(L); }
   } closer{L};
 
+  // A budget or the cap may also have been hit inside a pcall of the
+  // script's and caught there: the error that ends the call decides.
   auto failure = [&](const char* what) {
     std::string msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "an error";
-    if (budget.out_of_memory) return Undecided("the script ran past its memory cap");
-    if (!budget.stopped.empty()) return Undecided("the script " + budget.stopped);
+    if (!budget.stopped.empty() && msg.find(budget.stopped) != std::string::npos) {
+      return Undecided("the script " + budget.stopped);
+    }
+    if (budget.out_of_memory && msg.find("not enough memory") != std::string::npos) {
+      return Undecided("the script ran past its memory cap");
+    }
     return Undecided(std::string(what) + ": " + msg);
   };
 
   // Libraries before the hook: opening them is not the script's budget.
-  if (lua_pushcfunction(L, [](lua_State* S) -> int {
-        OpenSandbox(S);
-        return 0;
-      }),
-      lua_pcall(L, 0, 0, 0) != LUA_OK) {
-    return failure("the sandbox could not start");
-  }
+  lua_pushcfunction(L, OpenSandbox);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) return failure("the sandbox could not start");
   lua_sethook(L, Hook, LUA_MASKCOUNT, kHookEvery);
   // "t": text only, never a precompiled chunk.
   if (luaL_loadbufferx(L, source_.data(), source_.size(), ("=" + name_).c_str(), "t") != LUA_OK) {
