@@ -743,8 +743,9 @@ Status Store::Sync() {
       done.push_back(logs[i]);  // deleted: its records are in a synced table
       continue;
     }
-    int rc = impl.env.full() ? -1 : ::fdatasync(fd);
-    const int err = impl.env.full() ? ENOSPC : errno;
+    const bool full = impl.env.full();  // TEST_SetDiskFull
+    const int rc = full ? -1 : ::fdatasync(fd);
+    const int err = full ? ENOSPC : errno;
     ::close(fd);
     if (rc != 0) return fail(logs[i], err);
     if (i + 1 < logs.size()) done.push_back(logs[i]);
