@@ -167,19 +167,19 @@ Fixture<MvRegister> BuildMvRegister(int siblings) {
   Fixture<MvRegister> f;
   MvRegister shared;
   MvRegister d;
-  Must(shared.Write(Replica(0), RandomToken(rng, 64), nullptr, &d));
+  Must(shared.Write(Replica(0), crdt::MakeHlc(1, 0), RandomToken(rng, 64), nullptr, &d));
   shared.Merge(d);
   f.a = shared;
   f.b = shared;
   for (int i = 0; i < siblings; ++i) {
-    Must(shared.Write(Replica(i + 1), RandomToken(rng, 64), nullptr, &d));
+    Must(shared.Write(Replica(i + 1), crdt::MakeHlc(1, 0), RandomToken(rng, 64), nullptr, &d));
     (i % 2 == 0 ? f.a : f.b).Merge(d);
   }
   JoinSides(&f);
   f.items = static_cast<int64_t>(f.merged.siblings().size());
   if (f.items != siblings) Die("mvregister: wrong sibling count");
   // A client that read every sibling writes back: the common resolution.
-  Must(f.merged.Write(Replica(0), RandomToken(rng, 64), &f.merged.context(), &f.delta));
+  Must(f.merged.Write(Replica(0), crdt::MakeHlc(2, 0), RandomToken(rng, 64), &f.merged.context(), &f.delta));
   return f;
 }
 

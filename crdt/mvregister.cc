@@ -1,13 +1,16 @@
 #include "crdt/mvregister.h"
 
+#include <tuple>
+
 namespace meridian::crdt {
 
 void MvRegisterStore::Encode(Encoder* e) const {
   e->Array(static_cast<uint32_t>(siblings.size()));
-  for (const auto& [dot, value] : siblings) {
-    e->Array(2);
+  for (const auto& [dot, tv] : siblings) {
+    e->Array(3);
     EncodeDot(dot, e);
-    e->Bin(value);
+    e->Uint(tv.hlc);
+    e->Bin(tv.value);
   }
 }
 
@@ -17,15 +20,16 @@ Status MvRegisterStore::Decode(const Cursor& c, MvRegisterStore* out) {
   MERIDIAN_RETURN_IF_ERROR(c.Array(&items, "mvregister siblings"));
   std::vector<Cursor> pair;
   for (const Cursor& item : items) {
-    MERIDIAN_RETURN_IF_ERROR(item.Array(&pair, "mvregister sibling", 2));
+    MERIDIAN_RETURN_IF_ERROR(item.Array(&pair, "mvregister sibling", 3));
     Dot dot;
     MERIDIAN_RETURN_IF_ERROR(DecodeDot(pair[0], &dot));
     if (!out->siblings.empty() && !(out->siblings.rbegin()->first < dot)) {
       return Status::Corruption("mvregister siblings are not in strictly ascending order");
     }
-    std::string value;
-    MERIDIAN_RETURN_IF_ERROR(pair[1].Bin(&value, "mvregister value"));
-    out->siblings.emplace_hint(out->siblings.end(), std::move(dot), std::move(value));
+    TimedValue tv;
+    MERIDIAN_RETURN_IF_ERROR(pair[1].Uint(&tv.hlc, "mvregister sibling hlc"));
+    MERIDIAN_RETURN_IF_ERROR(pair[2].Bin(&tv.value, "mvregister value"));
+    out->siblings.emplace_hint(out->siblings.end(), std::move(dot), std::move(tv));
   }
   return Status::OK();
 }
@@ -33,8 +37,20 @@ Status MvRegisterStore::Decode(const Cursor& c, MvRegisterStore* out) {
 std::vector<std::string> MvRegister::Values() const {
   std::vector<std::string> out;
   out.reserve(store_.siblings.size());
-  for (const auto& entry : store_.siblings) out.push_back(entry.second);
+  for (const auto& entry : store_.siblings) out.push_back(entry.second.value);
   return out;
+}
+
+const std::pair<const Dot, TimedValue>* MvRegister::LwwWinner() const {
+  const std::pair<const Dot, TimedValue>* best = nullptr;
+  for (const auto& entry : store_.siblings) {
+    if (best == nullptr ||
+        std::tie(best->second.hlc, best->first.replica, best->first.counter) <
+            std::tie(entry.second.hlc, entry.first.replica, entry.first.counter)) {
+      best = &entry;
+    }
+  }
+  return best;
 }
 
 CausalContext MvRegister::Superseded(const CausalContext* context) const {
@@ -47,7 +63,7 @@ CausalContext MvRegister::Superseded(const CausalContext* context) const {
   return out;
 }
 
-Status MvRegister::Write(const ReplicaId& replica, std::string value,
+Status MvRegister::Write(const ReplicaId& replica, Hlc hlc, std::string value,
                          const CausalContext* context, MvRegister* delta) const {
   if (value.size() > kMaxRegisterValueBytes) {
     return Status::InvalidArgument("value of " + std::to_string(value.size()) +
@@ -58,7 +74,7 @@ Status MvRegister::Write(const ReplicaId& replica, std::string value,
   CausalContext dc = Superseded(context);
   dc.Add(dot);
   MvRegisterStore ds;
-  ds.siblings.emplace(dot, std::move(value));
+  ds.siblings.emplace(dot, TimedValue{hlc, std::move(value)});
   *delta = MvRegister();
   Assign(delta, std::move(ds), std::move(dc));
   return Status::OK();

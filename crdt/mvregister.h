@@ -6,6 +6,10 @@
 // supersedes exactly the siblings that context covers; the context is first
 // clamped to what this replica has seen, so naming unseen dots has no
 // effect. A write without one supersedes every sibling this replica holds.
+//
+// Each sibling keeps its write's HLC beside its value: resolvers see it
+// (conflict/), and a register under `audit` (DESIGN.md §5) is an
+// mvregister read by last-writer-wins on (HLC, replica).
 #ifndef MERIDIAN_CRDT_MVREGISTER_H_
 #define MERIDIAN_CRDT_MVREGISTER_H_
 
@@ -15,13 +19,14 @@
 #include <vector>
 
 #include "crdt/causal.h"
+#include "crdt/register.h"
 
 namespace meridian::crdt {
 
 constexpr size_t kMaxRegisterValueBytes = 16 << 20;
 
 struct MvRegisterStore {
-  std::map<Dot, std::string> siblings;  // dot of the write -> value bytes
+  std::map<Dot, TimedValue> siblings;  // dot of the write -> (HLC, value bytes)
 
   static MvRegisterStore Join(const MvRegisterStore& a, const CausalContext& ca,
                               const MvRegisterStore& b, const CausalContext& cb) {
@@ -31,7 +36,9 @@ struct MvRegisterStore {
   bool HasValue() const { return !siblings.empty(); }
   void CollectDots(DotSet* out) const { crdt::CollectDots(siblings, out); }
   MvRegisterStore RemoveDelta() const { return MvRegisterStore(); }
-  // Encoding: [[dot, bin value]...] ascending by dot.
+  // Encoding: [[dot, hlc, bin value]...] ascending by dot. (Before issue
+  // 6 a sibling was [dot, bin value]; no release wrote that form, and it
+  // is refused.)
   void Encode(Encoder* e) const;
   static Status Decode(const Cursor& c, MvRegisterStore* out);
   bool operator==(const MvRegisterStore& o) const { return siblings == o.siblings; }
@@ -44,11 +51,15 @@ class MvRegister : public Causal<MvRegisterStore> {
 
   // Sibling values in ascending dot order.
   std::vector<std::string> Values() const;
-  const std::map<Dot, std::string>& siblings() const { return store_.siblings; }
+  const std::map<Dot, TimedValue>& siblings() const { return store_.siblings; }
+  // The sibling with the greatest (HLC, replica, counter): what a read by
+  // last-writer-wins sees. nullptr when there is none.
+  const std::pair<const Dot, TimedValue>* LwwWinner() const;
 
   // Mutators return a delta and leave this state unchanged.
-  // `context` == nullptr: supersede everything this replica holds.
-  Status Write(const ReplicaId& replica, std::string value, const CausalContext* context,
+  // `context` == nullptr: supersede everything this replica holds. `hlc`
+  // is the write's timestamp (the caller's HybridClock).
+  Status Write(const ReplicaId& replica, Hlc hlc, std::string value, const CausalContext* context,
                MvRegister* delta) const;
   // Removes the siblings `context` covers (all, when nullptr).
   MvRegister Delete(const CausalContext* context) const;

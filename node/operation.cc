@@ -82,7 +82,7 @@ bool Mutate(const Operation& op, uint8_t tag, const TypedState* ts, const crdt::
       });
     case crdt::MvRegister::kTag:
       return run(crdt::MvRegister(), [&](const crdt::MvRegister& s, crdt::MvRegister* d) {
-        if (!del) return s.Write(me, op.value, ctx, d);
+        if (!del) return s.Write(me, now, op.value, ctx, d);
         *d = s.Delete(ctx);
         return Status::OK();
       });
@@ -470,14 +470,15 @@ bool RenderRead(const std::string& key, const Envelope& env, json* out, int* htt
       if (!Load(w, &s, err)) return false;
       *context = EncodeContextHeader(s.context());
       if (s.siblings().size() == 1) {
-        r["value"] = ValueOrNull(s.siblings().begin()->second);
+        r["value"] = ValueOrNull(s.siblings().begin()->second.value);
       } else {
         *http = 300;
         json sibs = json::array();
-        for (const auto& [dot, value] : s.siblings()) {
-          sibs.push_back({{"value", ValueOrNull(value)},
+        for (const auto& [dot, tv] : s.siblings()) {
+          sibs.push_back({{"value", ValueOrNull(tv.value)},
                           {"replica", ReplicaName(dot.replica)},
-                          {"dot", dot.counter}});
+                          {"dot", dot.counter},
+                          {"hlc", tv.hlc}});
         }
         r["siblings"] = sibs;
       }

@@ -127,9 +127,9 @@ std::vector<std::string> RegisterSamples() {
 
 MvRegister TwoSiblings() {
   MvRegister a, b, d;
-  Ok(a.Write(kA, "left", nullptr, &d));
+  Ok(a.Write(kA, MakeHlc(1000, 1), "left", nullptr, &d));
   a.Merge(d);
-  Ok(b.Write(kB, "right", nullptr, &d));
+  Ok(b.Write(kB, MakeHlc(1000, 2), "right", nullptr, &d));
   b.Merge(d);
   a.Merge(b);
   BOOST_REQUIRE_EQUAL(a.siblings().size(), 2u);
@@ -140,7 +140,7 @@ std::vector<std::string> MvRegisterSamples() {
   MvRegister m = TwoSiblings();
   std::vector<std::string> out{m.Encode()};
   MvRegister d;
-  Ok(m.Write(kA, "resolved", nullptr, &d));  // supersedes both
+  Ok(m.Write(kA, MakeHlc(1001, 0), "resolved", nullptr, &d));  // supersedes both
   m.Merge(d);
   out.push_back(m.Encode());
   return out;

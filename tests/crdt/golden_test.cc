@@ -110,9 +110,9 @@ std::vector<Vector> RegisterVectors() {
 
 MvRegister TwoSiblings() {
   MvRegister east, west, d;
-  Ok(east.Write(kEast, "red", nullptr, &d));
+  Ok(east.Write(kEast, kT0 + 5, "red", nullptr, &d));
   east.Merge(d);
-  Ok(west.Write(kWest, "blue", nullptr, &d));
+  Ok(west.Write(kWest, kT0 + 3, "blue", nullptr, &d));
   west.Merge(d);
   east.Merge(west);
   BOOST_REQUIRE_EQUAL(east.siblings().size(), 2u);

@@ -131,6 +131,7 @@ struct MvRegisterModel {
   static constexpr const char* kName = "mvregister";
   struct Op {
     bool del = false;
+    Hlc hlc = 0;
     std::string value;
     // An explicit causal context read earlier at the same replica, and what
     // the replica had seen when it was read.
@@ -140,10 +141,11 @@ struct MvRegisterModel {
   // Contexts read so far, per replica.
   std::map<int, std::vector<std::pair<CausalContext, std::vector<char>>>> reads;
 
-  Op Random(Rng& rng, int replica, const State& s, int /*seq*/, const std::vector<char>& seen) {
+  Op Random(Rng& rng, int replica, const State& s, int seq, const std::vector<char>& seen) {
     if (Chance(rng, 0.3)) reads[replica].push_back({s.context(), seen});
     Op op;
     op.del = Chance(rng, 0.15);
+    op.hlc = RandomHlc(rng, seq);
     op.value = "v" + std::to_string(Uniform(rng, 0, 1 << 20));
     auto& mine = reads[replica];
     if (!mine.empty() && Chance(rng, 0.5)) {
@@ -159,7 +161,7 @@ struct MvRegisterModel {
       *delta = s.Delete(c);
       return Status::OK();
     }
-    return s.Write(r, op.value, c, delta);
+    return s.Write(r, op.hlc, op.value, c, delta);
   }
   static std::string Check(const State& s, const std::vector<Record<Op>>& ops) {
     // A write survives unless a later write or delete covered it: with an
@@ -176,9 +178,10 @@ struct MvRegisterModel {
       }
       if (!killed) live.push_back(a);
     }
-    std::multiset<std::string> want, got;
-    for (size_t a : live) want.insert(ops[a].op.value);
-    for (const auto& v : s.Values()) got.insert(v);
+    // Each sibling keeps its write's HLC beside its value.
+    std::multiset<std::pair<Hlc, std::string>> want, got;
+    for (size_t a : live) want.insert({ops[a].op.hlc, ops[a].op.value});
+    for (const auto& entry : s.siblings()) got.insert({entry.second.hlc, entry.second.value});
     if (want != got) {
       return "mvregister: " + std::to_string(got.size()) + " siblings, expected " +
              std::to_string(want.size());

@@ -116,7 +116,7 @@ Register DeleteAt(Register* at, Hlc hlc, const ReplicaId& r) {
 MvRegister WriteAt(MvRegister* at, const ReplicaId& r, std::string value,
                    const CausalContext* context = nullptr) {
   MvRegister d;
-  REQUIRE_OK(at->Write(r, std::move(value), context, &d));
+  REQUIRE_OK(at->Write(r, MakeHlc(1000, 0), std::move(value), context, &d));
   at->Merge(d);
   return d;
 }
@@ -401,6 +401,37 @@ BOOST_AUTO_TEST_CASE(concurrent_writes_become_siblings) {
   BOOST_TEST((at_a == at_b));
 }
 
+BOOST_AUTO_TEST_CASE(siblings_keep_their_write_hlc_and_lww_picks_the_greatest) {
+  // b writes earlier by HLC than a: the LWW winner is a's sibling whatever
+  // the dot order, and an equal HLC falls to the greater replica.
+  MvRegister at_a, at_b, d;
+  REQUIRE_OK(at_a.Write(a, MakeHlc(2000, 0), "late", nullptr, &d));
+  at_a.Merge(d);
+  REQUIRE_OK(at_b.Write(b, MakeHlc(1000, 7), "early", nullptr, &d));
+  at_b.Merge(d);
+  at_a.Merge(at_b);
+  BOOST_REQUIRE_EQUAL(at_a.siblings().size(), 2u);
+  BOOST_TEST(at_a.siblings().begin()->second.hlc == MakeHlc(2000, 0));
+  BOOST_TEST(at_a.siblings().rbegin()->second.hlc == MakeHlc(1000, 7));
+  BOOST_REQUIRE(at_a.LwwWinner() != nullptr);
+  BOOST_TEST(at_a.LwwWinner()->second.value == "late");
+
+  MvRegister tie_a, tie_b;
+  REQUIRE_OK(tie_a.Write(a, MakeHlc(5, 0), "from-a", nullptr, &d));
+  tie_a.Merge(d);
+  REQUIRE_OK(tie_b.Write(b, MakeHlc(5, 0), "from-b", nullptr, &d));
+  tie_b.Merge(d);
+  tie_a.Merge(tie_b);
+  BOOST_TEST(tie_a.LwwWinner()->second.value == "from-b");
+  BOOST_TEST(MvRegister().LwwWinner() == nullptr);
+
+  // The HLC survives the encoding.
+  MvRegister back;
+  REQUIRE_OK(MvRegister::Decode(at_a.Encode(), &back));
+  BOOST_TEST((back == at_a));
+  BOOST_TEST(back.LwwWinner()->second.hlc == MakeHlc(2000, 0));
+}
+
 BOOST_AUTO_TEST_CASE(write_without_context_supersedes_every_held_sibling) {
   MvRegister at_a, at_b, at_c;
   MvRegister dx = WriteAt(&at_a, a, "x");
@@ -528,7 +559,7 @@ BOOST_AUTO_TEST_CASE(next_dot_is_one_past_this_replicas_highest_dot) {
   partial.Merge(d3);
   BOOST_REQUIRE(partial.context().vv().count(a) == 0);
   MvRegister next;
-  REQUIRE_OK(partial.Write(a, "next", nullptr, &next));
+  REQUIRE_OK(partial.Write(a, MakeHlc(1000, 0), "next", nullptr, &next));
   BOOST_TEST(LiveDots(next) == "a#1:4");
 }
 
