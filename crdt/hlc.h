@@ -88,6 +88,9 @@ class HybridClock {
 
   // The greatest timestamp issued or absorbed so far (0 before any).
   Hlc last() const { return last_; }
+  // The wall clock it reads, unchanged (for dating records; never a
+  // timestamp).
+  uint64_t WallMs() const { return physical_->NowMs(); }
   uint64_t max_offset_ms() const { return max_offset_ms_; }
 
   // --- Persisting an upper bound -----------------------------------------

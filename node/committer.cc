@@ -1,5 +1,7 @@
 #include "node/committer.h"
 
+#include "conflict/conflict_index.h"
+
 #include <algorithm>
 #include <unordered_map>
 #include <utility>
@@ -144,6 +146,7 @@ struct GroupStates {
     crdt::Envelope state;   // the key's latest state in this group
     storage::Digest before;  // digest of its stored bytes (zero when it had none)
     bool had_state = false;  // it had a stored state before this group
+    bool conflict_before = false;  // its stored state held a conflict (conflict_index.h)
     bool counted = false;    // counted in added_keys
     // The bytes of the batch's last put of its state (owned by the caller
     // or by joined_bytes, kept in place until the batch is written); null
@@ -175,6 +178,7 @@ struct GroupStates {
       if (st.ok()) {
         ks.had_state = true;
         ks.before = storage::KeyDigest(key, bytes);
+        ks.conflict_before = conflict::HoldsConflict(ks.state);
       }
       it = keys.emplace(key, std::move(ks)).first;
     }
@@ -199,6 +203,7 @@ struct GroupStates {
         if (!crdt::Envelope::DecodeStored(bytes[i], &ks.state).ok()) continue;
         ks.had_state = true;
         ks.before = storage::KeyDigest(wanted[i], bytes[i]);
+        ks.conflict_before = conflict::HoldsConflict(ks.state);
       }
       keys.emplace(std::string(wanted[i]), std::move(ks));
     }
@@ -274,6 +279,30 @@ struct GroupStates {
       if (change.before != change.after) changes.push_back(change);
     }
     return changes;
+  }
+
+  // The conflict index of every written key (conflict/conflict_index.h):
+  // an entry put when its final state holds a conflict its stored one did
+  // not (detected at `now_ms`), deleted when it no longer does; audit
+  // records of the LWW losers of each conflicted key `audited` names.
+  void PutConflicts(uint64_t now_ms, const std::function<bool(const std::string&)>& audited,
+                    storage::WriteBatch* batch, ConflictCounts* counts) const {
+    for (const Entry* e : written) {
+      const bool now = conflict::HoldsConflict(e->second.state);
+      if (now && !e->second.conflict_before) {
+        batch->PutConflict(e->first, conflict::EncodeConflictEntry({now_ms}));
+        ++counts->opened;
+      } else if (!now && e->second.conflict_before) {
+        batch->DeleteConflict(e->first);
+        ++counts->closed;
+      }
+      if (now && audited && audited(e->first)) {
+        for (const auto& [id, record] : conflict::AuditRecordsOf(e->second.state, now_ms)) {
+          batch->PutAudit(e->first, id, conflict::EncodeAuditRecord(record));
+          ++counts->audited;
+        }
+      }
+    }
   }
 
   // A collection candidate for every written key whose final state is a
@@ -452,6 +481,8 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
   // --- Digest records ------------------------------------------------------
   std::vector<DigestChange> digest_changes = group.PutDigests(&batch);
   if (group.PutGcCandidates(applied, &batch) > 0) gc_candidates_maybe_ = true;
+  ConflictCounts conflict_counts;
+  group.PutConflicts(clock_->WallMs(), audited_, &batch, &conflict_counts);
 
   // --- Commit --------------------------------------------------------------
   crdt::Hlc bound = 0;
@@ -497,6 +528,7 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
   }
   last_log_bytes_ = log_bytes;
   type_conflicts_ += conflicts;
+  conflict_counts_.Add(conflict_counts);
   const std::string token = SessionToken();
   for (auto& res : res_all) {
     if (res.ok) res.session_token = token;
@@ -588,6 +620,8 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
   if (group.PutGcCandidates(advanced ? applied : meta_.applied, &batch) > 0) {
     gc_candidates_maybe_ = true;
   }
+  ConflictCounts conflict_counts;
+  group.PutConflicts(clock_->WallMs(), audited_, &batch, &conflict_counts);
   storage::AppliedVector floor = collect_floor_;
   bool floor_raised = false;
   for (const auto& [origin, seq] : repair.peer_floor) {
@@ -620,6 +654,7 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
   }
   last_digest_changes_ = std::move(digest_changes);
   type_conflicts_ += conflicts;
+  conflict_counts_.Add(conflict_counts);
   out.changed = group.joined.size();
   out.applied = meta_.applied;
   if (listener_) {

@@ -25,7 +25,15 @@
 // decode ends that RemoteApply there: the entries before it still commit
 // and RemoteResult says how far it got and why it stopped. Types that lose
 // a concurrent first write (crdt::Envelope::Merge's `lost`) are counted in
-// type_conflicts() and kept in the envelope (the conflict index is issue 6).
+// type_conflicts() and kept in the envelope.
+//
+// Conflict index (conflict/conflict_index.h): every Commit and Repair puts,
+// in its batch, a conflict entry for each key whose new state holds a
+// conflict its stored state did not, and deletes the entry of each key
+// whose new state no longer holds one; for a conflicted key the audit
+// predicate (SetAuditPredicate) names, it also puts an audit record per
+// sibling that loses under last-writer-wins. conflict_counts() counts
+// them once the batch is written.
 //
 // Repair (Merkle anti-entropy's storage side, gossip/anti_entropy.h
 // AeRepair): whole states from a peer, joined into the store as ONE
@@ -115,6 +123,17 @@ struct RemoteApply {
   std::vector<gossip::DeltaEntry> entries;
 };
 
+struct ConflictCounts {
+  uint64_t opened = 0;   // conflict entries put
+  uint64_t closed = 0;   // conflict entries deleted
+  uint64_t audited = 0;  // audit records put
+  void Add(const ConflictCounts& o) {
+    opened += o.opened;
+    closed += o.closed;
+    audited += o.audited;
+  }
+};
+
 struct RemoteResult {
   Status status;              // ok, or why it stopped early (or the batch failed)
   uint64_t last_durable = 0;  // the origin's applied seq after the commit
@@ -190,6 +209,11 @@ class Committer {
   void ObserveHlc(crdt::Hlc hlc);
 
   void SetChangeListener(ChangeListener listener) { listener_ = std::move(listener); }
+  // Keys whose losing concurrent writes are audited (a register policy
+  // with `audit = true`); null: none. Called on the committing thread.
+  void SetAuditPredicate(std::function<bool(const std::string& key)> audited) {
+    audited_ = std::move(audited);
+  }
 
   // With `defer`, every batch is written with WriteBatch::DeferSync: a
   // Commit, Repair or Collect that succeeds has made its changes visible
@@ -210,6 +234,7 @@ class Committer {
   // Bytes of delta-log entries the last successful Commit appended.
   uint64_t last_log_bytes() const { return last_log_bytes_; }
   uint64_t type_conflicts() const { return type_conflicts_; }
+  const ConflictCounts& conflict_counts() const { return conflict_counts_; }
   // OK unless the last Commit's or Repair's batch failed; then the store's
   // error (the Applier counts failed groups and tells listeners only of
   // successes). A Repair refused before its batch (a bad state) leaves it
@@ -229,6 +254,8 @@ class Committer {
   crdt::HybridClock* clock_;
   storage::NodeMeta meta_;
   ChangeListener listener_;
+  std::function<bool(const std::string&)> audited_;
+  ConflictCounts conflict_counts_;
   uint64_t last_log_bytes_ = 0;
   uint64_t type_conflicts_ = 0;
   bool defer_sync_ = false;

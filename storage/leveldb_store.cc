@@ -45,6 +45,7 @@ constexpr char kMetaPrefix = 'm';
 constexpr char kConflictPrefix = 'c';
 constexpr char kDigestPrefix = 'd';
 constexpr char kGcPrefix = 'g';
+constexpr char kAuditPrefix = 'a';
 
 // Collection candidate value: version byte, then [replica writer, uint seq].
 constexpr uint8_t kGcValueVersion = 1;
@@ -66,6 +67,18 @@ std::string PrefixedKey(char prefix, std::string_view key) {
   std::string out;
   out.reserve(1 + key.size());
   out.push_back(prefix);
+  out.append(key);
+  return out;
+}
+
+// 'a' + u32 BE length + key: every audit record of the key, and only
+// those, starts with it.
+std::string AuditKeyPrefix(std::string_view key) {
+  std::string out;
+  out.reserve(5 + key.size());
+  out.push_back(kAuditPrefix);
+  const uint32_t n = static_cast<uint32_t>(key.size());
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((n >> shift) & 0xff));
   out.append(key);
   return out;
 }
@@ -341,6 +354,13 @@ void WriteBatch::PutConflict(std::string_view key, std::string_view entry) {
 
 void WriteBatch::DeleteConflict(std::string_view key) {
   impl_->batch.Delete(PrefixedKey(kConflictPrefix, key));
+  ++impl_->count;
+}
+
+void WriteBatch::PutAudit(std::string_view key, std::string_view id, std::string_view record) {
+  std::string k = AuditKeyPrefix(key);
+  k.append(id);
+  impl_->batch.Put(k, ToSlice(record));
   ++impl_->count;
 }
 
@@ -682,6 +702,44 @@ Status Store::GetConflict(std::string_view key, std::string* entry) const {
       impl_->db->Get(leveldb::ReadOptions(), PrefixedKey(kConflictPrefix, key), entry);
   if (s.IsNotFound()) return Status::NotFound("no conflict entry for the key");
   return FromLevelDb(s, "reading the conflict index in " + impl_->dir);
+}
+
+Status Store::ScanConflicts(std::string_view prefix, std::string_view after, size_t limit,
+                            std::vector<KeyValue>* out) const {
+  out->clear();
+  if (limit == 0) return Status::OK();
+  const std::string lower = PrefixedKey(kConflictPrefix, prefix);
+  std::string target = lower;
+  std::string after_key;
+  if (!after.empty()) {
+    after_key = PrefixedKey(kConflictPrefix, after);
+    if (after_key > target) target = after_key;
+  }
+  std::shared_lock<std::shared_mutex> lock;
+  MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions()));
+  for (it->Seek(target); it->Valid() && out->size() < limit; it->Next()) {
+    std::string_view key = ToView(it->key());
+    if (key.substr(0, lower.size()) != lower) break;
+    if (!after_key.empty() && key == after_key) continue;
+    out->push_back(KeyValue{std::string(key.substr(1)), std::string(ToView(it->value()))});
+  }
+  return FromLevelDb(it->status(), "scanning the conflict index in " + impl_->dir);
+}
+
+Status Store::ScanAudit(std::string_view key, size_t limit, std::vector<KeyValue>* out) const {
+  out->clear();
+  if (limit == 0) return Status::OK();
+  const std::string prefix = AuditKeyPrefix(key);
+  std::shared_lock<std::shared_mutex> lock;
+  MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions()));
+  for (it->Seek(prefix); it->Valid() && out->size() < limit; it->Next()) {
+    std::string_view k = ToView(it->key());
+    if (k.substr(0, prefix.size()) != prefix) break;
+    out->push_back(KeyValue{std::string(k.substr(prefix.size())), std::string(ToView(it->value()))});
+  }
+  return FromLevelDb(it->status(), "reading audit records in " + impl_->dir);
 }
 
 Status Store::Write(WriteBatch* batch) {

@@ -7,7 +7,13 @@
 //   'l' + scope + 0x00 + u64 BE -> outgoing delta log entry (LogEntry
 //                                  encoding) for sequence number seq
 //   'm' + name                  -> metadata (see node_meta.h)
-//   'c' + user key              -> conflict index entry (issue 6)
+//   'c' + user key              -> conflict index entry: the key holds
+//                                  concurrent values (conflict/
+//                                  conflict_index.h encodes the entry)
+//   'a' + u32 BE key length + user key + record id
+//                               -> an audit record: a concurrent write
+//                                  that lost under last-writer-wins
+//                                  (conflict/conflict_index.h)
 //   'd' + scope + 0x00 + u16 BE bucket + user key
 //                               -> the key's 16-byte state digest
 //                                  (storage/digests.h), written in the
@@ -95,6 +101,8 @@ class WriteBatch {
   void DeleteGcCandidate(std::string_view key);
   void PutConflict(std::string_view key, std::string_view entry);
   void DeleteConflict(std::string_view key);
+  // Audit records of `key`, by `id` (overwritten when put again).
+  void PutAudit(std::string_view key, std::string_view id, std::string_view record);
   // The digest record of `key` in `scope` (storage/digests.h). A scope with
   // a 0x00 byte or a bucket >= kBuckets poisons the batch as AppendLog does.
   void PutDigest(std::string_view scope, uint32_t bucket, std::string_view key,
@@ -156,6 +164,19 @@ class Store {
   Status TakeSnapshot(SnapshotRef* out) const;
   Status GetMeta(std::string_view name, std::string* value) const;
   Status GetConflict(std::string_view key, std::string* entry) const;
+
+  struct KeyValue {
+    std::string key;
+    std::string value;
+  };
+  // Conflict index entries of keys starting with `prefix`, strictly
+  // greater than `after` (when non-empty), at most `limit`, in key order.
+  // *out is replaced.
+  Status ScanConflicts(std::string_view prefix, std::string_view after, size_t limit,
+                       std::vector<KeyValue>* out) const;
+  // The audit records of `key` (KeyValue::key is the record id), by id,
+  // at most `limit`. *out is replaced.
+  Status ScanAudit(std::string_view key, size_t limit, std::vector<KeyValue>* out) const;
 
   // Applies the batch atomically (and durably when sync). A full disk gives
   // Status::IOError whose message says "no space"; see IsNoSpace(). After

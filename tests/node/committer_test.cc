@@ -27,6 +27,7 @@
 #include "crdt/hlc.h"
 #include "crdt/map.h"
 #include "crdt/mvregister.h"
+#include "conflict/conflict_index.h"
 #include "crdt/register.h"
 #include "crdt/set.h"
 #include "gossip/messages.h"
@@ -531,6 +532,106 @@ BOOST_AUTO_TEST_CASE(type_conflicts_are_counted_and_kept) {
   BOOST_TEST(b.Env("k").entries().size() == 2u);
   BOOST_TEST(a.State("k") == b.State("k"));
   BOOST_TEST(b.Env("k").winner()->tag == crdt::Register::kTag);  // the earlier first write
+}
+
+BOOST_AUTO_TEST_CASE(conflict_index_follows_siblings_and_type_conflicts) {
+  TempDir tmp;
+  Node a(tmp.sub("a"), "a", 11);
+  Node b(tmp.sub("b"), "b", 22);
+  auto entry = [](Node& n, const std::string& key, conflict::ConflictEntry* e) {
+    std::string bytes;
+    Status st = n.store->GetConflict(key, &bytes);
+    if (!st.ok()) return false;
+    BOOST_REQUIRE(conflict::DecodeConflictEntry(bytes, e).ok());
+    return true;
+  };
+  // Concurrent writes to one mvregister: each node finds the conflict when
+  // the other's delta arrives, and dates it by its own clock.
+  CommitLocal(a.c(), {MvPut("doc", "from a")});
+  CommitLocal(b.c(), {MvPut("doc", "from b"), Put("plain", 1)});
+  a.wall.Advance(100);
+  conflict::ConflictEntry e;
+  BOOST_TEST(!entry(a, "doc", &e));
+  CommitRemote(a.c(), {From(b, b.Log())});
+  BOOST_REQUIRE(entry(a, "doc", &e));
+  BOOST_TEST(e.detected_ms >= kStartMs + 100);
+  BOOST_TEST(!entry(a, "plain", &e));
+  BOOST_TEST(a.c()->conflict_counts().opened == 1u);
+  CommitRemote(b.c(), {From(a, a.Log())});
+  BOOST_TEST(entry(b, "doc", &e));
+
+  // A later conflicting delta keeps the first detection time.
+  conflict::ConflictEntry first;
+  BOOST_REQUIRE(entry(a, "doc", &first));
+  a.wall.Advance(100);
+  Node c(tmp.sub("c"), "c", 33);
+  CommitLocal(c.c(), {MvPut("doc", "from c")});
+  CommitRemote(a.c(), {From(c, c.Log())});
+  BOOST_REQUIRE(entry(a, "doc", &e));
+  BOOST_TEST(e.detected_ms == first.detected_ms);
+  BOOST_TEST(a.c()->conflict_counts().opened == 1u);
+
+  // A write that has seen every sibling settles it: the entry goes, here
+  // and where the write arrives.
+  CommitLocal(a.c(), {MvPut("doc", "merged")});
+  BOOST_TEST(!entry(a, "doc", &e));
+  BOOST_TEST(a.c()->conflict_counts().closed == 1u);
+  CommitRemote(b.c(), {From(a, a.Log())});
+  BOOST_TEST(!entry(b, "doc", &e));
+
+  // A type conflict is one too, and it stays (both types are kept).
+  CommitLocal(a.c(), {Put("t", "text")});
+  b.wall.Advance(10);
+  CommitLocal(b.c(), {Add("t", 3)});
+  CommitRemote(b.c(), {From(a, a.Log())});
+  BOOST_TEST(entry(b, "t", &e));
+  BOOST_TEST(!entry(b, "doc", &e));
+}
+
+BOOST_AUTO_TEST_CASE(audited_keys_record_each_concurrent_loser_once_and_late_writes_never) {
+  TempDir tmp;
+  Node a(tmp.sub("a"), "a", 11);
+  Node b(tmp.sub("b"), "b", 22);
+  auto audited = [](const std::string& key) { return key.rfind("profile/", 0) == 0; };
+  a.c()->SetAuditPredicate(audited);
+  b.c()->SetAuditPredicate(audited);
+  auto records = [](Node& n, const std::string& key) {
+    std::vector<storage::Store::KeyValue> out;
+    BOOST_REQUIRE(n.store->ScanAudit(key, 100, &out).ok());
+    std::vector<conflict::AuditRecord> recs;
+    for (const auto& kv : out) {
+      conflict::AuditRecord r;
+      BOOST_REQUIRE(conflict::DecodeAuditRecord(kv.value, &r).ok());
+      recs.push_back(r);
+    }
+    return recs;
+  };
+  // Truly concurrent: b writes later by HLC and wins; a's write is the loser.
+  CommitLocal(a.c(), {MvPut("profile/1", "old")});
+  b.wall.Advance(50);
+  CommitLocal(b.c(), {MvPut("profile/1", "new"), MvPut("other/1", "x")});
+  CommitRemote(a.c(), {From(b, b.Log())});
+  auto recs = records(a, "profile/1");
+  BOOST_REQUIRE_EQUAL(recs.size(), 1u);
+  BOOST_TEST(recs[0].writer.node == "a");
+  BOOST_TEST(recs[0].winner.node == "b");
+  BOOST_TEST(recs[0].hlc < recs[0].winner_hlc);
+  BOOST_TEST(a.c()->conflict_counts().audited == 1u);
+
+  // Merely late: b writes after having seen a's write; when b's write
+  // reaches a third node after a's, no sibling forms and nothing is
+  // recorded.
+  Node c(tmp.sub("c"), "c", 33);
+  c.c()->SetAuditPredicate(audited);
+  CommitLocal(a.c(), {MvPut("profile/2", "first")});
+  std::vector<gossip::DeltaEntry> alog = a.Log();
+  CommitRemote(b.c(), {From(a, alog)});
+  CommitLocal(b.c(), {MvPut("profile/2", "second")});
+  CommitRemote(c.c(), {From(a, alog)});
+  CommitRemote(c.c(), {From(b, b.Log())});
+  BOOST_TEST(records(c, "profile/2").empty());
+  BOOST_TEST(records(c, "profile/1").size() == 1u);  // the concurrent one, still
+  BOOST_TEST(records(c, "other/1").empty());         // not audited
 }
 
 BOOST_AUTO_TEST_CASE(observed_hlc_orders_the_next_write) {

@@ -197,6 +197,44 @@ BOOST_AUTO_TEST_CASE(batch_is_invisible_until_written_then_all_visible) {
   BOOST_CHECK_EQUAL(store->writes(), writes_mid);
 }
 
+BOOST_AUTO_TEST_CASE(conflict_index_scans_by_prefix_and_audit_records_stay_per_key) {
+  TempDir tmp;
+  auto store = OpenStore(tmp.path());
+  WriteBatch batch;
+  for (const char* k : {"doc/a", "doc/b", "doc/c", "stock/x", "do"}) batch.PutConflict(k, k);
+  batch.PutState("doc/z", "a state, not a conflict");
+  // Audit keys are length-prefixed: "k" and "k\0x" never share records.
+  batch.PutAudit("k", "2", "second");
+  batch.PutAudit("k", "1", "first");
+  batch.PutAudit(std::string("k\0x", 3), "1", "other key");
+  batch.PutAudit("kk", "1", "longer key");
+  MustWrite(store.get(), &batch);
+
+  std::vector<Store::KeyValue> out;
+  BOOST_REQUIRE(store->ScanConflicts("doc/", "", 10, &out).ok());
+  BOOST_REQUIRE_EQUAL(out.size(), 3u);
+  BOOST_CHECK_EQUAL(out[0].key, "doc/a");
+  BOOST_CHECK_EQUAL(out[2].value, "doc/c");
+  BOOST_REQUIRE(store->ScanConflicts("doc/", "doc/a", 1, &out).ok());
+  BOOST_REQUIRE_EQUAL(out.size(), 1u);
+  BOOST_CHECK_EQUAL(out[0].key, "doc/b");
+  BOOST_REQUIRE(store->ScanConflicts("", "", 10, &out).ok());
+  BOOST_CHECK_EQUAL(out.size(), 5u);
+  BOOST_REQUIRE(store->ScanConflicts("", "stock/x", 10, &out).ok());
+  BOOST_CHECK(out.empty());
+
+  BOOST_REQUIRE(store->ScanAudit("k", 10, &out).ok());
+  BOOST_REQUIRE_EQUAL(out.size(), 2u);
+  BOOST_CHECK_EQUAL(out[0].key, "1");
+  BOOST_CHECK_EQUAL(out[0].value, "first");
+  BOOST_CHECK_EQUAL(out[1].value, "second");
+  BOOST_REQUIRE(store->ScanAudit("kk", 10, &out).ok());
+  BOOST_REQUIRE_EQUAL(out.size(), 1u);
+  BOOST_CHECK_EQUAL(out[0].value, "longer key");
+  BOOST_REQUIRE(store->ScanAudit("none", 10, &out).ok());
+  BOOST_CHECK(out.empty());
+}
+
 BOOST_AUTO_TEST_CASE(failed_batch_applies_nothing) {
   TempDir tmp;
   auto store = OpenStore(tmp.path());
