@@ -19,7 +19,6 @@ namespace {
 size_t BodyFields(MsgType t) {
   switch (t) {
     case MsgType::kHello:
-      return 1;
     case MsgType::kWelcome:
     case MsgType::kDeltas:
     case MsgType::kPong:
@@ -28,7 +27,6 @@ size_t BodyFields(MsgType t) {
     case MsgType::kAck:
       return 3;
     case MsgType::kPing:
-      return 4;
     case MsgType::kAntiEntropy:
       return 5;
   }
@@ -374,7 +372,8 @@ Status DecodeBody(const crdt::Cursor& c, uint64_t protocol, Message* m) {
   }
   switch (m->type) {
     case MsgType::kHello:
-      return BoundedStr(f[0], &m->region, "region name", 0, kMaxRegionBytes);
+      MERIDIAN_RETURN_IF_ERROR(BoundedStr(f[0], &m->region, "region name", 0, kMaxRegionBytes));
+      return BoundedStr(f[1], &m->policy_hash, "policy hash", 0, kMaxPolicyHashBytes);
     case MsgType::kWelcome:
       MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&m->applied, "welcome applied seq"));
       return crdt::DecodeReplica(f[1], &m->to);
@@ -397,7 +396,8 @@ Status DecodeBody(const crdt::Cursor& c, uint64_t protocol, Message* m) {
       MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&m->sent_wall_ms, "ping wall clock"));
       MERIDIAN_RETURN_IF_ERROR(f[1].Uint(&m->seq, "ping log end"));
       MERIDIAN_RETURN_IF_ERROR(DecodeApplied(f[2], &m->vector));
-      return DecodeRetired(f[3], &m->retired);
+      MERIDIAN_RETURN_IF_ERROR(DecodeRetired(f[3], &m->retired));
+      return BoundedStr(f[4], &m->policy_hash, "policy hash", 0, kMaxPolicyHashBytes);
     case MsgType::kPong:
       MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&m->echo_wall_ms, "pong echo"));
       return f[1].Uint(&m->pong_wall_ms, "pong wall clock");
@@ -417,7 +417,7 @@ bool Message::operator==(const Message& o) const {
   }
   switch (type) {
     case MsgType::kHello:
-      return region == o.region;
+      return region == o.region && policy_hash == o.policy_hash;
     case MsgType::kWelcome:
       return applied == o.applied && to == o.to;
     case MsgType::kRefuse:
@@ -428,7 +428,7 @@ bool Message::operator==(const Message& o) const {
       return scope == o.scope && seq == o.seq && to == o.to;
     case MsgType::kPing:
       return sent_wall_ms == o.sent_wall_ms && seq == o.seq && vector == o.vector &&
-             retired == o.retired;
+             retired == o.retired && policy_hash == o.policy_hash;
     case MsgType::kPong:
       return echo_wall_ms == o.echo_wall_ms && pong_wall_ms == o.pong_wall_ms;
     case MsgType::kAntiEntropy:
@@ -451,6 +451,7 @@ std::string Encode(const Message& m) {
   switch (m.type) {
     case MsgType::kHello:
       e.Str(m.region);
+      e.Str(std::string_view(m.policy_hash).substr(0, kMaxPolicyHashBytes));
       break;
     case MsgType::kWelcome:
       e.Uint(m.applied);
@@ -482,6 +483,7 @@ std::string Encode(const Message& m) {
       EncodeApplied(m.vector, &e);
       e.Array(static_cast<uint32_t>(m.retired.size()));
       for (const crdt::ReplicaId& r : m.retired) crdt::EncodeReplica(r, &e);
+      e.Str(std::string_view(m.policy_hash).substr(0, kMaxPolicyHashBytes));
       break;
     case MsgType::kPong:
       e.Uint(m.echo_wall_ms);

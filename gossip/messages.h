@@ -14,7 +14,10 @@
 //                uint wall_ms]
 //   replica  := [str node, uint incarnation]           (crdt EncodeReplica)
 //   body by type:
-//     kHello   [str region]
+//     kHello   [str region, str policy_hash]
+//                                     policy_hash: the sender's policy-set
+//                                     hash (DESIGN.md §5), opaque bytes, at
+//                                     most kMaxPolicyHashBytes
 //     kWelcome [uint applied, replica to]
 //                                     receiver's applied seq of the
 //                                     sender's origin (the one scope); `to`:
@@ -30,7 +33,8 @@
 //                                     that origin (a Welcome or Ack for an
 //                                     earlier incarnation of the addressee
 //                                     is ignored by the later one)
-//     kPing    [uint sent_wall_ms, uint log_end, applied, [replica...]]
+//     kPing    [uint sent_wall_ms, uint log_end, applied, [replica...],
+//               str policy_hash]
 //                                     log_end: the sender's last logged seq
 //                                     of its own origin (the one scope);
 //                                     applied: the sender's durable applied
@@ -39,7 +43,10 @@
 //                                     retired, per node the highest (and
 //                                     every earlier one), strictly
 //                                     ascending by node, at most
-//                                     kMaxRetiredEntries
+//                                     kMaxRetiredEntries; then the sender's
+//                                     policy-set hash as in kHello (so a
+//                                     reload reaches peers within a
+//                                     heartbeat)
 //     kPong    [uint echo_wall_ms, uint wall_ms]
 //     kAntiEntropy [uint kind, uint round, bool from_initiator, str scope,
 //                   payload]          an AeBody (gossip/anti_entropy.h);
@@ -93,9 +100,10 @@ constexpr uint8_t kWireVersion = 1;
 // vector. 4: kRefuse names its addressee's replica; reason kExpired. 5:
 // kPing carries the retired incarnations. 6: kBegin, kStates and kDone
 // carry the sender's collection floor. 7: kBegin says whether its sender
-// may be bootstrapped from.
+// may be bootstrapped from. 8: kHello and kPing carry the sender's
+// policy-set hash.
 // Nodes of different protocol versions refuse each other.
-constexpr uint64_t kProtocolVersion = 7;
+constexpr uint64_t kProtocolVersion = 8;
 
 // Limits on decoded frames (ZMQ_MAXMSGSIZE is set to kMaxFrameBytes).
 constexpr size_t kMaxFrameBytes = size_t{64} << 20;
@@ -108,6 +116,9 @@ constexpr size_t kMaxTextBytes = 1024;  // kRefuse text; Encode cuts longer text
 constexpr size_t kMaxAeStatesPerMessage = 100000;
 constexpr size_t kMaxAeAppliedEntries = 65536;
 constexpr size_t kMaxRetiredEntries = 65536;
+// kHello and kPing policy_hash (opaque; the node sends 16 hex digits);
+// Encode cuts a longer hash.
+constexpr size_t kMaxPolicyHashBytes = 64;
 
 enum class MsgType : uint8_t {
   kHello = 1,
@@ -163,6 +174,7 @@ struct Message {
   uint64_t sent_wall_ms = 0;         // kPing
   AeApplied vector;                  // kPing: the sender's applied vector
   std::vector<crdt::ReplicaId> retired;  // kPing: incarnations the sender retired
+  std::string policy_hash;               // kHello, kPing: the sender's policy-set hash
   uint64_t echo_wall_ms = 0;         // kPong: the Ping's sent_wall_ms
   uint64_t pong_wall_ms = 0;         // kPong: the responder's clock
   AeBody ae;                         // kAntiEntropy
@@ -174,11 +186,15 @@ std::string Encode(const Message& m);
 // Untrusted bytes: never throws; Corruption/InvalidArgument with a
 // sentence on anything that is not a well-formed frame within the limits
 // above (unknown type or reason, deltas not strictly ascending or seq 0,
-// over-long strings, trailing bytes, anti-entropy bodies outside the
-// grammar's bounds). A header whose protocol is newer
-// than kProtocolVersion may carry extra fields at the end of its body;
-// they are skipped, so that the Protocol can refuse it (kWrongProtocol)
-// with a reason instead of the frame being dropped as undecodable.
+// over-long strings such as a policy hash beyond kMaxPolicyHashBytes,
+// trailing bytes, anti-entropy bodies outside the grammar's bounds). A
+// header whose protocol is newer than kProtocolVersion may carry extra
+// fields at the end of its body; they are skipped, so that the Protocol
+// can refuse it (kWrongProtocol) with a reason instead of the frame being
+// dropped as undecodable. A body from an older protocol that lacks a
+// field of this one is malformed and dropped; the older node still
+// decodes this node's messages and refuses them (kWrongProtocol), and that
+// refusal, refused in turn for its protocol, is logged here.
 Status Decode(std::string_view bytes, Message* out);
 
 const char* TypeName(MsgType t);

@@ -69,6 +69,13 @@ uint64_t Gap(int64_t a, int64_t b) {
 
 std::string SignedMs(int64_t v) { return (v >= 0 ? "+" : "") + std::to_string(v) + " ms"; }
 
+// The hash as it travels (Encode cuts it there too), so that what peers
+// compare with is what this node compares with.
+std::string PolicyHashOf(std::string hash) {
+  if (hash.size() > kMaxPolicyHashBytes) hash.resize(kMaxPolicyHashBytes);
+  return hash;
+}
+
 }  // namespace
 
 const char* PeerStateName(PeerState s) {
@@ -195,6 +202,13 @@ struct Protocol::Impl {
     // up either).
     uint64_t any_heard_ms = 0;
     bool excluded = false;
+
+    // Policy set: its hash as its last accepted Hello or Ping said
+    // (policy_known: one came since the start), and whether it differed
+    // from this node's when last logged.
+    bool policy_known = false;
+    std::string policy_hash;
+    bool policy_mismatch_logged = false;
   };
 
   struct Origin {
@@ -254,6 +268,7 @@ struct Protocol::Impl {
 
   Impl(ProtocolOptions o, Applied a, Now s, ViewSource* views)
       : opt(std::move(o)), start(s), applied(std::move(a)) {
+    opt.policy_hash = PolicyHashOf(std::move(opt.policy_hash));
     if (opt.heartbeat_interval_ms == 0) opt.heartbeat_interval_ms = 1;
     if (opt.max_deltas_per_message == 0) opt.max_deltas_per_message = 1;
     if (opt.max_deltas_per_message > kMaxDeltasPerMessage) {
@@ -399,6 +414,7 @@ struct Protocol::Impl {
     Message m;
     m.type = MsgType::kHello;
     m.region = opt.region;
+    m.policy_hash = opt.policy_hash;
     Send(now, p.node, std::move(m), out);
     p.next_hello_ms = SatAdd(now.mono_ms, opt.heartbeat_interval_ms);
   }
@@ -618,9 +634,33 @@ struct Protocol::Impl {
     if (p.state != PeerState::kUp) SetState(now, p, PeerState::kUp, "heard from it", out);
   }
 
+  bool PolicyMismatch(const Peer& p) const {
+    return p.policy_known && p.policy_hash != opt.policy_hash;
+  }
+
+  // A Hello or Ping accepted from `p` says its policy-set hash; whether it
+  // differs from this node's is logged when that changes.
+  void TakePolicyHash(Peer& p, const std::string& hash, Effects* out) {
+    p.policy_known = true;
+    p.policy_hash = hash;
+    const bool mismatch = PolicyMismatch(p);
+    if (mismatch == p.policy_mismatch_logged) return;
+    p.policy_mismatch_logged = mismatch;
+    if (mismatch) {
+      out->logs.push_back("gossip: peer " + p.node + " (" + p.region + ") has policy set hash '" +
+                          Printable(hash) + "', this node '" + Printable(opt.policy_hash) +
+                          "': their conflict policies differ");
+    } else {
+      out->logs.push_back("gossip: peer " + p.node + " (" + p.region +
+                          ") now has this node's policy set hash '" + Printable(opt.policy_hash) +
+                          "'");
+    }
+  }
+
   // `was_down`: the peer's state before this message marked it up.
   void OnHello(const Now& now, Peer& p, const Message& msg, bool was_down, Effects* out) {
     const crdt::ReplicaId& from = msg.header.from;
+    TakePolicyHash(p, msg.policy_hash, out);
     const bool changed = (!p.inbound.node.empty() && p.inbound != from) ||
                          (!p.welcomed_by.node.empty() && p.welcomed_by != from);
     if (msg.region != p.region) {
@@ -819,6 +859,7 @@ struct Protocol::Impl {
   }
 
   void OnPing(const Now& now, Peer& p, const Message& msg, Effects* out) {
+    TakePolicyHash(p, msg.policy_hash, out);
     if (p.reported_by != msg.header.from) {
       // Another incarnation: what the earlier one reported no longer
       // counts (it is retired by its successor's reports).
@@ -1520,6 +1561,7 @@ void Protocol::OnTick(const Now& now, Effects* out) {
         if (key.second == kDefaultScope) ping.vector[key] = seq;
       }
       ping.retired = retired;
+      ping.policy_hash = m.opt.policy_hash;
       m.Send(now, p.node, std::move(ping), out);
       p.pings.emplace_back(now.wall_ms, now.mono_ms);
       while (p.pings.size() > kMaxPingsInFlight) p.pings.pop_front();
@@ -1891,6 +1933,8 @@ std::vector<PeerStatus> Protocol::Peers(const Now& now) const {
     s.beyond_log = m.BeyondLog(p);
     s.expired_through = p.expired_through;
     s.retired = m.Retired(p);
+    s.policy_hash = p.policy_hash;
+    s.policy_mismatch = m.PolicyMismatch(p);
     out.push_back(std::move(s));
   }
   return out;
@@ -1936,6 +1980,10 @@ void Protocol::OnExpirationFailed(const crdt::ReplicaId& expired) {
   if (p == nullptr || p->expired_through != expired.incarnation) return;
   p->expired_through = p->expired_before;
   p->excluded = false;
+}
+
+void Protocol::SetPolicyHash(std::string hash) {
+  impl_->opt.policy_hash = PolicyHashOf(std::move(hash));
 }
 
 HorizonStatus Protocol::Horizon(const Now& now) const {

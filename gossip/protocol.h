@@ -189,6 +189,15 @@
 //     expirations_adopted), so a fresh incarnation never takes back what a
 //     retired one sends; a Ping naming this very incarnation means
 //     Effects::rejoin.
+//   Policy set (DESIGN.md §5). Every Hello and Ping carries this node's
+//     policy-set hash (ProtocolOptions::policy_hash; SetPolicyHash replaces
+//     it after a reload, and the next Ping, within a heartbeat, tells the
+//     peers). A peer's hash is the one in the last Hello or Ping accepted
+//     from it (kept while it is down); PeerStatus::policy_mismatch says it
+//     differs from this node's, and each change of that is logged when the
+//     peer's next Hello or Ping arrives. Hashes are opaque: they are only
+//     compared, and a mismatch changes nothing else (replication goes on;
+//     the node reports it, in status and metrics).
 #ifndef MERIDIAN_GOSSIP_PROTOCOL_H_
 #define MERIDIAN_GOSSIP_PROTOCOL_H_
 
@@ -261,6 +270,9 @@ struct ProtocolOptions {
   // When this node last had two-way contact with a peer, by its wall
   // clock, as stored (0: unknown, as in a new data dir: counts as now).
   uint64_t last_contact_wall_ms = 0;
+  // This node's policy-set hash, sent in every Hello and Ping (see "Policy
+  // set" above): opaque bytes, cut to kMaxPolicyHashBytes.
+  std::string policy_hash;
 };
 
 // Time as the driver sees it. mono_ms drives timers (never goes back);
@@ -353,6 +365,8 @@ struct PeerStatus {
   bool beyond_log = false;            // it lacks truncated entries: anti-entropy repairs it
   uint64_t expired_through = 0;       // its incarnations up to this one are retired (0: none)
   bool retired = false;               // its current incarnation is retired
+  std::string policy_hash;            // as its last Hello or Ping said (empty until one came)
+  bool policy_mismatch = false;       // that hash is known and differs from this node's
 };
 
 // This node's side of the retention horizon.
@@ -433,6 +447,11 @@ class Protocol {
   // An Effects::expirations entry could not be stored: it is undone (and
   // tried again at a later heartbeat).
   void OnExpirationFailed(const crdt::ReplicaId& expired);
+  // This node's policy set changed (a reload): later Hellos and Pings
+  // carry `hash` (cut to kMaxPolicyHashBytes), and every peer's
+  // policy_mismatch compares against it from now on. options().policy_hash
+  // is the current one.
+  void SetPolicyHash(std::string hash);
 
   // The header for a message this node sends now.
   Header MakeHeader(const Now& now) const;

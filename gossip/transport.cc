@@ -10,8 +10,8 @@
 // see (gate, peers, counters) it copies into `published` under pub_mu
 // after each step that can change it.
 //
-// Locks: Mailbox::mu, pub_mu and faults_mu are leaves; none is held while
-// calling the Host or the Protocol.
+// Locks: Mailbox::mu, pub_mu, faults_mu and policy_mu are leaves; none is
+// held while calling the Host or the Protocol.
 #include "gossip/transport.h"
 
 #include <algorithm>
@@ -232,6 +232,13 @@ struct Transport::Impl {
   Faults faults;
   std::atomic<uint64_t> faults_version{0};
 
+  // --- Policy-set hash (guarded by policy_mu): the latest SetPolicyHash,
+  // taken by the gossip thread when policy_version moved past policy_seen.
+  std::mutex policy_mu;
+  std::string policy_hash;
+  std::atomic<uint64_t> policy_version{0};
+  uint64_t policy_seen = 0;  // the gossip thread's
+
   // --- Published snapshot (guarded by pub_mu) ---
   mutable std::mutex pub_mu;
   TransportSnapshot published;
@@ -270,6 +277,7 @@ struct Transport::Impl {
   void Run();
   void Turn();
   void RefreshFaults();
+  void RefreshPolicyHash();
   void DrainInbox();
   void ReceiveFrames();
   void HandleFrame(std::string_view payload);
@@ -454,6 +462,7 @@ void Transport::Impl::Turn() {
   if (stop_requested.load()) return;
 
   RefreshFaults();
+  RefreshPolicyHash();
   if (items[0].revents & ZMQ_POLLIN) {
     zmq::message_t m;
     while (wake_rx.recv(m, zmq::recv_flags::dontwait)) {
@@ -576,6 +585,18 @@ void Transport::Impl::RefreshFaults() {
   std::lock_guard<std::mutex> lock(faults_mu);
   faults_local = faults;
   faults_seen = faults_version.load();
+}
+
+void Transport::Impl::RefreshPolicyHash() {
+  const uint64_t version = policy_version.load();
+  if (version == policy_seen) return;
+  std::string hash;
+  {
+    std::lock_guard<std::mutex> lock(policy_mu);
+    hash = policy_hash;
+    policy_seen = policy_version.load();
+  }
+  protocol.SetPolicyHash(std::move(hash));
 }
 
 void Transport::Impl::DrainInbox() {
@@ -1039,6 +1060,8 @@ void Transport::Impl::Publish() {
   snap.frames_out = frames_out;
   snap.bad_frames = bad_frames;
   snap.dropped_by_faults = dropped_by_faults;
+  snap.policy_hash = protocol.options().policy_hash;
+  for (const PeerStatus& p : snap.peers) snap.policy_mismatches += p.policy_mismatch ? 1 : 0;
   std::map<std::string, uint64_t> own_last;
   for (const auto& [key, seq] : protocol.applied()) {
     if (key.first == options.protocol.self) own_last[key.second] = seq;
@@ -1076,6 +1099,15 @@ void Transport::SetFaults(const Faults& faults) {
     impl_->faults_version.fetch_add(1);
   }
   impl_->mailbox->Post(Command{});  // apply at once
+}
+
+void Transport::SetPolicyHash(std::string hash) {
+  {
+    std::lock_guard<std::mutex> lock(impl_->policy_mu);
+    impl_->policy_hash = std::move(hash);
+    impl_->policy_version.fetch_add(1);
+  }
+  impl_->mailbox->Post(Command{});  // take it at once
 }
 
 Faults Transport::faults() const {

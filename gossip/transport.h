@@ -104,7 +104,7 @@ class Host {
 struct TransportOptions {
   std::string bind;                            // "tcp://HOST:PORT"
   std::map<std::string, std::string> peers;    // node id -> "tcp://HOST:PORT"
-  ProtocolOptions protocol;
+  ProtocolOptions protocol;                    // its policy_hash: at start (then SetPolicyHash)
   size_t max_frame_bytes = size_t{4} << 20;    // Deltas and AE states are split below this
   bool anti_entropy = true;  // run Merkle anti-entropy rounds
 };
@@ -127,6 +127,11 @@ struct TransportSnapshot {
   uint64_t bytes_in = 0, bytes_out = 0;  // gossip payload bytes received and sent
   uint64_t log_start = 0;  // the lowest own log seq not yet truncated
   HorizonStatus horizon;
+  // This node's policy-set hash as the gossip thread last took it (what
+  // the peers' policy_mismatch compare with), and how many peers have
+  // policy_mismatch set.
+  std::string policy_hash;
+  uint64_t policy_mismatches = 0;
 };
 
 class Transport {
@@ -149,6 +154,11 @@ class Transport {
   // Replaces the fields given (see node's POST /v1/admin/faults).
   void SetFaults(const Faults& faults);
   Faults faults() const;
+  // This node's policy set changed (a reload): the gossip thread hands
+  // `hash` to Protocol::SetPolicyHash at its next turn (a call before
+  // Start(), at its first), so the next Ping carries it. The latest call
+  // wins; Snapshot().policy_hash shows it once taken.
+  void SetPolicyHash(std::string hash);
 
   // Thread-safe reads of what the gossip thread last published.
   WriteGate Gate() const;

@@ -155,6 +155,7 @@ Message RandomMessage(Rng& rng) {
   switch (m.type) {
     case MsgType::kHello:
       m.region = Text(rng, 10);
+      m.policy_hash = Bytes(rng, kMaxPolicyHashBytes);
       break;
     case MsgType::kWelcome:
       m.applied = Number(rng);
@@ -184,6 +185,7 @@ Message RandomMessage(Rng& rng) {
       m.sent_wall_ms = Number(rng);
       m.seq = Number(rng);
       m.vector = RandomApplied(rng);
+      m.policy_hash = Bytes(rng, kMaxPolicyHashBytes);
       break;
     case MsgType::kPong:
       m.echo_wall_ms = Number(rng);
@@ -296,6 +298,7 @@ void CheckInvariants(const Message& m) {
   switch (m.type) {
     case MsgType::kHello:
       BOOST_TEST(m.region.size() <= kMaxRegionBytes);
+      BOOST_TEST(m.policy_hash.size() <= kMaxPolicyHashBytes);
       break;
     case MsgType::kRefuse: {
       const int reason = static_cast<int>(m.reason);
@@ -320,6 +323,7 @@ void CheckInvariants(const Message& m) {
       break;
     case MsgType::kPing:
       CheckApplied(m.vector);
+      BOOST_TEST(m.policy_hash.size() <= kMaxPolicyHashBytes);
       break;
     case MsgType::kAntiEntropy:
       CheckAeInvariants(m.ae);

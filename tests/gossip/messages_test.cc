@@ -107,6 +107,7 @@ std::vector<Message> OneOfEach() {
 
   m.type = MsgType::kHello;
   m.region = "eu-west";
+  m.policy_hash = "0123456789abcdef";
   all.push_back(m);
 
   m = Message();
@@ -148,6 +149,7 @@ std::vector<Message> OneOfEach() {
   m.seq = 4242;
   m.vector = SomeApplied();
   m.retired = {crdt::ReplicaId{"n2", 3}, crdt::ReplicaId{"n7", 1}};
+  m.policy_hash = std::string("\x00\xffopaque", 8);  // any bytes
   all.push_back(m);
 
   m = Message();
@@ -210,6 +212,12 @@ void ExpectRefused(const std::string& bytes, const std::string& why_part) {
   }
 }
 
+void ExpectDecodes(const std::string& bytes) {
+  Message m;
+  Status s = Decode(bytes, &m);
+  BOOST_TEST(s.ok(), s.ToString());
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(every_type_round_trips) {
@@ -237,7 +245,8 @@ BOOST_AUTO_TEST_CASE(equality_sees_every_field_of_the_type) {
       [](Message* m) { m->type = m->type == MsgType::kPing ? MsgType::kWelcome : MsgType::kPing; },
   };
   std::map<MsgType, std::vector<Change>> body_changes = {
-      {MsgType::kHello, {[](Message* m) { m->region += "x"; }}},
+      {MsgType::kHello,
+       {[](Message* m) { m->region += "x"; }, [](Message* m) { m->policy_hash += "x"; }}},
       {MsgType::kWelcome,
        {[](Message* m) { m->applied++; }, [](Message* m) { m->to.node += "x"; }}},
       {MsgType::kRefuse,
@@ -253,7 +262,10 @@ BOOST_AUTO_TEST_CASE(equality_sees_every_field_of_the_type) {
       {MsgType::kPing,
        {[](Message* m) { m->sent_wall_ms++; }, [](Message* m) { m->seq++; },
         [](Message* m) { m->vector.begin()->second++; },
-        [](Message* m) { m->retired.push_back(crdt::ReplicaId{"zz", 1}); }}},
+        [](Message* m) {
+          m->retired.push_back(crdt::ReplicaId{"zz", 1});
+        },
+        [](Message* m) { m->policy_hash.back()++; }}},
       {MsgType::kPong,
        {[](Message* m) { m->echo_wall_ms++; }, [](Message* m) { m->pong_wall_ms++; }}},
       // The fields every kind has; those of each kind: anti_entropy_equality_by_kind.
@@ -295,6 +307,14 @@ BOOST_AUTO_TEST_CASE(fields_of_other_types_are_not_encoded) {
   BOOST_TEST(back.region.empty());
   BOOST_TEST(back.deltas.empty());
   BOOST_TEST((back == noisy));  // only the Ping's fields are compared
+  // The policy hash travels only in a Hello or a Ping.
+  Message pong;
+  pong.header = TestHeader();
+  pong.type = MsgType::kPong;
+  Message noisy_pong = pong;
+  noisy_pong.policy_hash = "0123456789abcdef";
+  BOOST_TEST(Encode(noisy_pong) == Encode(pong));
+  BOOST_TEST((noisy_pong == pong));
 }
 
 // The exact bytes of one small message, written out by hand from the
@@ -312,14 +332,25 @@ BOOST_AUTO_TEST_CASE(golden_shape_of_a_ping_and_an_ack) {
   // clang-format off
   std::string bytes = Encode(m);
   BOOST_TEST(static_cast<uint8_t>(bytes[0]) == kWireVersion);
-  // version, [ [ "c", 1, ["a", 2], 3, 4 ], 6, [5, 7, [], []] ]
-  BOOST_TEST(crdt::ToHex(bytes) == "01" "93" "95" "a163" "01" "92a16102" "03" "04" "06" "940507" "90" "90");
+  // version, [ [ "c", 1, ["a", 2], 3, 4 ], 6, [5, 7, [], [], ""] ]
+  BOOST_TEST(crdt::ToHex(bytes) == "01" "93" "95" "a163" "01" "92a16102" "03" "04" "06" "950507" "90" "90" "a0");
   m.vector[{crdt::ReplicaId{"b", 9}, ""}] = 8;
   m.retired = {crdt::ReplicaId{"d", 3}};
-  // ..., 6, [5, 7, [[["b", 9], "", 8]], [["d", 3]]]
+  m.policy_hash = "h";
+  // ..., 6, [5, 7, [[["b", 9], "", 8]], [["d", 3]], "h"]
   BOOST_TEST(crdt::ToHex(Encode(m)) ==
-             "01" "93" "95" "a163" "01" "92a16102" "03" "04" "06" "940507" "91" "93" "92a16209" "a0" "08"
-             "91" "92a16403");
+             "01" "93" "95" "a163" "01" "92a16102" "03" "04" "06" "950507" "91" "93" "92a16209" "a0" "08"
+             "91" "92a16403" "a168");
+
+  Message hello;
+  hello.header = m.header;
+  hello.type = MsgType::kHello;
+  hello.region = "r";
+  hello.policy_hash = "0123456789abcdef";
+  // ..., 1, ["r", "0123456789abcdef"]
+  BOOST_TEST(crdt::ToHex(Encode(hello)) ==
+             "01" "93" "95" "a163" "01" "92a16102" "03" "04" "01" "92" "a172"
+             "b0" "30313233343536373839616263646566");
 
   m.type = MsgType::kAck;
   m.scope = "s";
@@ -351,7 +382,8 @@ BOOST_AUTO_TEST_CASE(wire_numbers_are_fixed) {
   BOOST_TEST(static_cast<int>(MsgType::kHello) == 1);
   BOOST_TEST(static_cast<int>(MsgType::kPong) == 7);
   BOOST_TEST(static_cast<int>(MsgType::kAntiEntropy) == 8);
-  BOOST_TEST(kProtocolVersion == 7u);
+  BOOST_TEST(kProtocolVersion == 8u);
+  BOOST_TEST(kMaxPolicyHashBytes == 64u);  // older decoders refuse longer
   BOOST_TEST(static_cast<int>(AeKind::kBegin) == 1);
   BOOST_TEST(static_cast<int>(AeKind::kHashes) == 2);
   BOOST_TEST(static_cast<int>(AeKind::kWant) == 3);
@@ -382,12 +414,13 @@ BOOST_AUTO_TEST_CASE(refuses_unknown_type_and_reason) {
   ExpectRefused(Frame(kWireVersion, hdr, 0, body), "unknown message type 0");
   ExpectRefused(Frame(kWireVersion, hdr, 9, body), "unknown message type 9");
   ExpectRefused(Frame(kWireVersion, hdr, 1u << 20, body), "unknown message type");
-  // A body of that shape under a known type decodes (a Hello).
+  // A body of the right shape under a known type decodes (a Hello).
   Message m;
   BOOST_TEST(Decode(Frame(kWireVersion, hdr, 1,
                           [](crdt::Encoder* e) {
-                            e->Array(1);
+                            e->Array(2);
                             e->Str("r");
+                            e->Str("h");
                           }),
                     &m)
                  .ok());
@@ -491,6 +524,58 @@ BOOST_AUTO_TEST_CASE(refusal_text_is_cut_to_the_limit_and_long_text_refused) {
   ExpectRefused(long_text, "refusal text");
 }
 
+// Hello and Ping carry the sender's policy-set hash: opaque bytes up to
+// kMaxPolicyHashBytes. Encode cuts a longer one, and Decode refuses a
+// frame that carries one (a sender that does not cut).
+BOOST_AUTO_TEST_CASE(hello_and_ping_carry_a_bounded_policy_hash) {
+  for (MsgType type : {MsgType::kHello, MsgType::kPing}) {
+    BOOST_TEST_CONTEXT(TypeName(type)) {
+      Message m;
+      m.header = TestHeader();
+      m.type = type;
+      for (const std::string& hash :
+           {std::string(), std::string("0000000000000000"), std::string("\x00\x80\xff", 3),
+            std::string(kMaxPolicyHashBytes, 'h')}) {
+        m.policy_hash = hash;
+        Message back;
+        Status s = Decode(Encode(m), &back);
+        BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+        BOOST_TEST(back.policy_hash == hash);
+        BOOST_TEST((back == m));
+      }
+      m.policy_hash = std::string(kMaxPolicyHashBytes + 10, 'h');
+      Message back;
+      BOOST_REQUIRE(Decode(Encode(m), &back).ok());
+      BOOST_TEST(back.policy_hash == std::string(kMaxPolicyHashBytes, 'h'));
+    }
+  }
+  auto hdr = [](crdt::Encoder* e) { GoodHeader(e); };
+  auto hello = [](size_t hash_bytes) {
+    return [hash_bytes](crdt::Encoder* e) {
+      e->Array(2);
+      e->Str("r");
+      e->Str(std::string(hash_bytes, 'h'));
+    };
+  };
+  auto ping = [](size_t hash_bytes) {
+    return [hash_bytes](crdt::Encoder* e) {
+      e->Array(5);
+      e->Uint(1);
+      e->Uint(2);
+      e->Array(0);
+      e->Array(0);
+      e->Str(std::string(hash_bytes, 'h'));
+    };
+  };
+  ExpectDecodes(Frame(kWireVersion, hdr, 1, hello(kMaxPolicyHashBytes)));
+  ExpectDecodes(Frame(kWireVersion, hdr, 6, ping(kMaxPolicyHashBytes)));
+  ExpectRefused(Frame(kWireVersion, hdr, 1, hello(kMaxPolicyHashBytes + 1)),
+                "policy hash is 65 bytes");
+  ExpectRefused(Frame(kWireVersion, hdr, 6, ping(kMaxPolicyHashBytes + 1)),
+                "policy hash is 65 bytes");
+  ExpectRefused(Frame(kWireVersion, hdr, 6, ping(1000)), "policy hash");
+}
+
 BOOST_AUTO_TEST_CASE(refuses_wrong_shapes) {
   auto hdr = [](crdt::Encoder* e) { GoodHeader(e); };
   auto ping = [](crdt::Encoder* e) {
@@ -501,25 +586,26 @@ BOOST_AUTO_TEST_CASE(refuses_wrong_shapes) {
   ExpectRefused(Frame(kWireVersion, hdr, 7, ping), "fields");
   ExpectRefused(Frame(kWireVersion, hdr, 6,
                       [](crdt::Encoder* e) {
-                        e->Array(5);
+                        e->Array(6);
                         e->Uint(1);
                         e->Uint(2);
                         e->Array(0);
                         e->Array(0);
+                        e->Str("h");
                         e->Uint(3);
                       }),
                 "fields");
   ExpectRefused(Frame(kWireVersion, hdr, 6, ping), "fields");
-  // A ping of four good fields but field `bad`, written by `write_bad`.
+  // A ping of five good fields but field `bad`, written by `write_bad`.
   using Field = std::function<void(crdt::Encoder*)>;
   auto ping_with = [&](int bad, const Field& write_bad) {
-    const Field good[4] = {[](crdt::Encoder* e) { e->Uint(1); },
-                           [](crdt::Encoder* e) { e->Uint(2); },
-                           [](crdt::Encoder* e) { e->Array(0); },
-                           [](crdt::Encoder* e) { e->Array(0); }};
+    const Field good[5] = {
+        [](crdt::Encoder* e) { e->Uint(1); }, [](crdt::Encoder* e) { e->Uint(2); },
+        [](crdt::Encoder* e) { e->Array(0); }, [](crdt::Encoder* e) { e->Array(0); },
+        [](crdt::Encoder* e) { e->Str("0123456789abcdef"); }};
     return Frame(kWireVersion, hdr, 6, [&](crdt::Encoder* e) {
-      e->Array(4);
-      for (int i = 0; i < 4; ++i) (i == bad ? write_bad : good[i])(e);
+      e->Array(5);
+      for (int i = 0; i < 5; ++i) (i == bad ? write_bad : good[i])(e);
     });
   };
   // A string where a number belongs.
@@ -527,6 +613,8 @@ BOOST_AUTO_TEST_CASE(refuses_wrong_shapes) {
   ExpectRefused(ping_with(1, [](crdt::Encoder* e) { e->Str("2"); }), "ping log end");
   ExpectRefused(ping_with(2, [](crdt::Encoder* e) { e->Uint(3); }), "applied vector");
   ExpectRefused(ping_with(3, [](crdt::Encoder* e) { e->Uint(3); }), "retired incarnations");
+  ExpectRefused(ping_with(4, [](crdt::Encoder* e) { e->Uint(4); }), "policy hash");
+  ExpectRefused(ping_with(4, [](crdt::Encoder* e) { e->Bin("h"); }), "policy hash");
   // Retired incarnations out of order (one per node, ascending).
   ExpectRefused(ping_with(3,
                           [](crdt::Encoder* e) {
@@ -536,7 +624,7 @@ BOOST_AUTO_TEST_CASE(refuses_wrong_shapes) {
                           }),
                 "ascending");
   {
-    Message good;  // the four good fields decode: each refusal above is its field's
+    Message good;  // the five good fields decode: each refusal above is its field's
     Status st = Decode(ping_with(-1, nullptr), &good);
     BOOST_TEST(st.ok(), st.ToString());
   }
@@ -594,8 +682,9 @@ BOOST_AUTO_TEST_CASE(refuses_too_many_deltas_and_too_large_frames) {
 // under the current protocol is malformed.
 BOOST_AUTO_TEST_CASE(newer_protocol_may_append_body_fields) {
   auto body = [](crdt::Encoder* e) {
-    e->Array(2);
+    e->Array(3);
     e->Str("us-east");
+    e->Str("0123456789abcdef");
     e->Str("a field from the future");
   };
   Message m;
@@ -606,8 +695,17 @@ BOOST_AUTO_TEST_CASE(newer_protocol_may_append_body_fields) {
   BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
   BOOST_TEST(m.header.protocol == kProtocolVersion + 1);
   BOOST_TEST(m.region == "us-east");
+  BOOST_TEST(m.policy_hash == "0123456789abcdef");
   ExpectRefused(Frame(
                     kWireVersion, [](crdt::Encoder* e) { GoodHeader(e); }, 1, body),
+                "fields");
+  // A protocol 7 Hello (no policy hash) is malformed here: see Decode.
+  ExpectRefused(Frame(
+                    kWireVersion, [](crdt::Encoder* e) { GoodHeader(e, 7); }, 1,
+                    [](crdt::Encoder* e) {
+                      e->Array(1);
+                      e->Str("us-east");
+                    }),
                 "fields");
   // Fewer fields than this version knows are malformed whatever the version.
   ExpectRefused(Frame(
@@ -869,12 +967,6 @@ std::string DoneFrame(bool in_sync, const std::vector<RawApplied>& applied,
     Applied(e, applied);
     Applied(e, floor);
   });
-}
-
-void ExpectDecodes(const std::string& bytes) {
-  Message m;
-  Status s = Decode(bytes, &m);
-  BOOST_TEST(s.ok(), s.ToString());
 }
 
 }  // namespace

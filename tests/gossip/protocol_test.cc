@@ -1076,6 +1076,116 @@ BOOST_AUTO_TEST_CASE(heartbeats_go_every_interval) {
   BOOST_TEST(next <= net.mono + kHb);
 }
 
+// --- Policy set ---------------------------------------------------------------------
+
+namespace {
+
+const std::string kHashA = "aaaaaaaaaaaaaaaa";
+const std::string kHashB = "bbbbbbbbbbbbbbbb";
+
+// a with kHashA, b with kHashB.
+Net PolicyPair() {
+  return Pair([](ProtocolOptions* o) { o->policy_hash = o->self.node == "a" ? kHashA : kHashB; });
+}
+
+}  // namespace
+
+// Each side learns the other's hash from its Hello alone, and reports the
+// difference; after b takes a's policy set, a sees it with b's next Ping.
+BOOST_AUTO_TEST_CASE(peers_report_each_others_policy_hash_and_a_mismatch) {
+  Net net = PolicyPair();
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  PeerStatus s = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(s.policy_hash.empty());
+  BOOST_TEST(!s.policy_mismatch);  // not known yet
+
+  // Only Hellos (and Welcomes) get through at first.
+  net.drop = [](const std::string&, const std::string&, const Message& m) {
+    return m.type == MsgType::kPing;
+  };
+  net.TickAll();
+  net.Deliver();
+  s = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(s.policy_hash == kHashB);
+  BOOST_TEST(s.policy_mismatch);
+  s = b.Peer(net.NowOf(b), "a");
+  BOOST_TEST(s.policy_hash == kHashA);
+  BOOST_TEST(s.policy_mismatch);
+  BOOST_TEST(Contains(a.logs, "peer b (r2) has policy set hash '" + kHashB + "', this node '" +
+                                  kHashA + "': their conflict policies differ"));
+  net.drop = nullptr;
+  net.Run(2 * kHb);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").policy_mismatch);
+
+  // A reload on b: b compares with its new hash at once, a once b's next
+  // Ping arrives (within a heartbeat).
+  b.p->SetPolicyHash(kHashA);
+  BOOST_TEST(b.p->options().policy_hash == kHashA);
+  BOOST_TEST(!b.Peer(net.NowOf(b), "a").policy_mismatch);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").policy_mismatch);
+  a.logs.clear();
+  net.Run(kHb);
+  s = a.Peer(net.NowOf(a), "b");
+  BOOST_TEST(s.policy_hash == kHashA);
+  BOOST_TEST(!s.policy_mismatch);
+  BOOST_TEST(Contains(a.logs, "peer b (r2) now has this node's policy set hash '" + kHashA + "'"));
+  BOOST_TEST(!b.Peer(net.NowOf(b), "a").policy_mismatch);
+
+  // Only accepted messages count: a Ping refused for its cluster says nothing.
+  Message ping = From(b.self(), net.mono, MsgType::kPing, "another-cluster");
+  ping.policy_hash = kHashB;
+  net.Inject(a, ping);
+  BOOST_TEST(a.Peer(net.NowOf(a), "b").policy_hash == kHashA);
+  BOOST_TEST(!a.Peer(net.NowOf(a), "b").policy_mismatch);
+}
+
+// Every Hello and Ping carries the current hash, cut to the wire's limit;
+// nodes given no hash (both empty) see no mismatch.
+BOOST_AUTO_TEST_CASE(hellos_and_pings_carry_the_current_policy_hash) {
+  Net net = PolicyPair();
+  TestNode& a = net["a"];
+  TestNode& b = net["b"];
+  // a is never welcomed: it keeps saying Hello.
+  net.cut.insert({"b", "a"});
+  std::vector<std::pair<MsgType, std::string>> sent;  // by a
+  net.drop = [&sent](const std::string& from, const std::string&, const Message& m) {
+    if (from == "a" && (m.type == MsgType::kHello || m.type == MsgType::kPing)) {
+      sent.emplace_back(m.type, m.policy_hash);
+    }
+    return false;
+  };
+  net.Tick(a);
+  BOOST_REQUIRE(sent.size() == 2u);  // a Hello and a Ping
+  for (const auto& [type, hash] : sent) BOOST_TEST(hash == kHashA);
+
+  const std::string long_hash(kMaxPolicyHashBytes + 1, 'x');
+  a.p->SetPolicyHash(long_hash);
+  BOOST_TEST(a.p->options().policy_hash == long_hash.substr(0, kMaxPolicyHashBytes));
+  sent.clear();
+  net.mono += kHb;
+  net.Tick(a);
+  BOOST_REQUIRE(sent.size() == 2u);
+  for (const auto& [type, hash] : sent) {
+    BOOST_TEST(hash == long_hash.substr(0, kMaxPolicyHashBytes), TypeName(type));
+  }
+  net.Deliver();
+  // b holds what a sent, which is what a compares with.
+  b.p->SetPolicyHash(long_hash);
+  BOOST_TEST(b.Peer(net.NowOf(b), "a").policy_hash == a.p->options().policy_hash);
+  BOOST_TEST(!b.Peer(net.NowOf(b), "a").policy_mismatch);
+
+  Net plain = Pair();
+  plain.Run(2 * kHb);
+  for (const char* id : {"a", "b"}) {
+    TestNode& n = plain[id];
+    for (const PeerStatus& p : n.p->Peers(plain.NowOf(n))) {
+      BOOST_TEST(p.policy_hash.empty());
+      BOOST_TEST(!p.policy_mismatch);
+    }
+  }
+}
+
 // --- Clock safety -------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(message_too_far_ahead_is_refused_but_marks_the_peer_up) {

@@ -27,7 +27,8 @@
 // Covers handshake and delivery both ways, shipping split below
 // max_frame_bytes, a peer restarted on the same port (every seq applied
 // exactly once), drop and delay faults, garbage frames, a taken port,
-// RegionsHolding and peer states; and anti-entropy itself: a partial
+// RegionsHolding and peer states, the policy-set hash (options and
+// SetPolicyHash); and anti-entropy itself: a partial
 // partition repaired through the third node (the cut-off node holds the
 // states and covers the applied vector with no delta shipped, and after
 // healing the origin finds its log acknowledged without reshipping), a
@@ -1180,6 +1181,38 @@ BOOST_AUTO_TEST_CASE(peer_states_and_gate_follow_heartbeats) {
   BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").state == PeerState::kDown; }));
   // All peers down: not held.
   BOOST_TEST(a.transport().Gate().ok);
+}
+
+// The policy-set hash of TransportOptions reaches the peer, the snapshot
+// counts the mismatch, and SetPolicyHash (from another thread) reaches the
+// peer with the next Ping.
+BOOST_AUTO_TEST_CASE(policy_hash_travels_and_set_policy_hash_reaches_the_peer) {
+  TempDir dir;
+  auto specs = Specs(2);
+  TestNode a(specs[0], specs, dir.sub("a"));
+  TestNode b(specs[1], specs, dir.sub("b"));
+  const std::string hash_a = "00000000000000aa", hash_b = "00000000000000bb";
+  TransportOptions oa = a.Options();
+  oa.protocol.policy_hash = hash_a;
+  TransportOptions ob = b.Options();
+  ob.protocol.policy_hash = hash_b;
+  a.StartWith(oa);
+  b.StartWith(ob);
+  BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").policy_hash == hash_b; }));
+  BOOST_REQUIRE(WaitFor([&] { return b.Peer("a").policy_hash == hash_a; }));
+  TransportSnapshot sa = a.transport().Snapshot();
+  BOOST_TEST(sa.policy_hash == hash_a);
+  BOOST_TEST(sa.policy_mismatches == 1u);
+  BOOST_REQUIRE(sa.peers.size() == 1u);
+  BOOST_TEST(sa.peers[0].policy_mismatch);
+  BOOST_TEST(b.Peer("a").policy_mismatch);
+
+  b.transport().SetPolicyHash(hash_a);
+  BOOST_REQUIRE(WaitFor([&] { return b.transport().Snapshot().policy_hash == hash_a; }));
+  BOOST_TEST(b.transport().Snapshot().policy_mismatches == 0u);
+  BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").policy_hash == hash_a; }));
+  BOOST_TEST(!a.Peer("b").policy_mismatch);
+  BOOST_REQUIRE(WaitFor([&] { return a.transport().Snapshot().policy_mismatches == 0; }));
 }
 
 BOOST_AUTO_TEST_CASE(stop_is_idempotent_and_late_apply_callbacks_are_harmless) {
