@@ -441,13 +441,16 @@ Outcome LuaResolver::Resolve(const std::vector<Sibling>& siblings) const {
   // script's and caught there: the error that ends the call decides.
   auto failure = [&](const char* what) {
     std::string msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "an error";
+    Outcome o;
     if (!budget.stopped.empty() && msg.find(budget.stopped) != std::string::npos) {
-      return Undecided("the script " + budget.stopped);
+      o = Undecided("the script " + budget.stopped);
+    } else if (budget.out_of_memory && msg.find("not enough memory") != std::string::npos) {
+      o = Undecided("the script ran past its memory cap");
+    } else {
+      o = Undecided(std::string(what) + ": " + msg);
     }
-    if (budget.out_of_memory && msg.find("not enough memory") != std::string::npos) {
-      return Undecided("the script ran past its memory cap");
-    }
-    return Undecided(std::string(what) + ": " + msg);
+    o.error = true;
+    return o;
   };
 
   // Libraries before the hook: opening them is not the script's budget.

@@ -215,28 +215,30 @@ const Policy* PolicySet::Match(std::string_view key) const {
 }
 
 std::string PolicySet::Hash() const {
-  uint64_t h = 0;
-  if (!policies_.empty()) {
-    std::string text;
-    for (const Policy& p : policies_) {  // sorted by prefix: order-free
-      Put(&text, p.prefix);
-      Put(&text, p.type);
-      Put(&text, p.on_unresolved == OnUnresolved::kLww ? "lww" : "review");
-      Put(&text, p.audit ? "audit" : "");
-      Put(&text, std::to_string(p.resolve.size()));
-      for (const ResolverSpec& r : p.resolve) {
-        Put(&text, r.name);
-        Put(&text, r.field);
-        Put(&text, r.script_digest);
-        Put(&text, std::to_string(r.regions.size()));
-        for (const std::string& region : r.regions) Put(&text, region);
-      }
+  if (policies_.empty()) return std::string(16, '0');
+  std::string text;
+  for (const Policy& p : policies_) {  // sorted by prefix: order-free
+    Put(&text, p.prefix);
+    Put(&text, p.type);
+    Put(&text, p.on_unresolved == OnUnresolved::kLww ? "lww" : "review");
+    Put(&text, p.audit ? "audit" : "");
+    Put(&text, std::to_string(p.resolve.size()));
+    for (const ResolverSpec& r : p.resolve) {
+      Put(&text, r.name);
+      Put(&text, r.field);
+      Put(&text, r.script_digest);
+      Put(&text, std::to_string(r.regions.size()));
+      for (const std::string& region : r.regions) Put(&text, region);
     }
-    h = 14695981039346656037ull;  // FNV-1a 64
-    for (unsigned char c : text) {
-      h ^= c;
-      h *= 1099511628211ull;
-    }
+  }
+  return Fnv1a64Hex(text);
+}
+
+std::string Fnv1a64Hex(std::string_view text) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ull;
   }
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));

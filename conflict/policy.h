@@ -109,6 +109,9 @@ class PolicySet {
   std::vector<Policy> policies_;  // sorted by prefix
 };
 
+// FNV-1a 64 of `text` as 16 hex digits (script digests, the policy hash).
+std::string Fnv1a64Hex(std::string_view text);
+
 }  // namespace meridian::conflict
 
 #endif  // MERIDIAN_CONFLICT_POLICY_H_

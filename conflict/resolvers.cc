@@ -167,7 +167,7 @@ Outcome ResolveBuiltIn(const ResolverSpec& spec, const std::vector<Sibling>& sib
 }
 
 Outcome ResolveChain(const std::vector<ResolverSpec>& chain, const std::vector<Sibling>& siblings,
-                     const LuaRunner& lua, std::string* by) {
+                     const LuaRunner& lua, std::string* by, const LinkObserver& observe) {
   std::string reasons;
   for (const ResolverSpec& spec : chain) {
     Outcome o;
@@ -178,6 +178,7 @@ Outcome ResolveChain(const std::vector<ResolverSpec>& chain, const std::vector<S
     } else {
       o = Undecided("no Lua script is loaded for it");
     }
+    if (observe) observe(spec, o);
     if (o.decided) {
       *by = spec.name;
       return o;

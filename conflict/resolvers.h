@@ -44,6 +44,9 @@ struct Outcome {
   bool decided = false;
   nlohmann::json value;  // when decided
   std::string reason;    // when not: a sentence naming the sibling at fault
+  // When not decided: the resolver failed (a script error, a budget or
+  // the memory cap) rather than declined.
+  bool error = false;
 };
 
 // Runs one built-in resolver. REQUIRES: spec.kind != kLua.
@@ -57,8 +60,10 @@ using LuaRunner = std::function<Outcome(const ResolverSpec&, const std::vector<S
 // `lua` (null: it cannot decide). *by gets its name; when none decides,
 // the outcome's reason joins every link's reason as "NAME: reason; NAME:
 // reason".
+// `observe` (may be null) sees each link's outcome as it is tried.
+using LinkObserver = std::function<void(const ResolverSpec&, const Outcome&)>;
 Outcome ResolveChain(const std::vector<ResolverSpec>& chain, const std::vector<Sibling>& siblings,
-                     const LuaRunner& lua, std::string* by);
+                     const LuaRunner& lua, std::string* by, const LinkObserver& observe = nullptr);
 
 }  // namespace meridian::conflict
 

@@ -1,5 +1,7 @@
 #include "node/api.h"
 
+#include "node/review_queue.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +11,7 @@
 #include "crdt/codec.h"
 #include "crdt/counter.h"
 #include "crdt/map.h"
+#include "conflict/conflict_index.h"
 #include "crdt/mvregister.h"
 #include "crdt/register.h"
 #include "crdt/set.h"
@@ -61,6 +64,24 @@ namespace {
 
 constexpr int kMaxJsonDepth = 32;  // the codec's msgpack depth limit too
 constexpr size_t kDefaultScanLimit = 100;
+constexpr uint64_t kMaxConflictsLimit = 1000;
+constexpr size_t kConflictScanChunk = 256;
+constexpr size_t kMaxQueueDepthCounted = 10000;
+constexpr size_t kMaxAuditRecords = 1000;
+
+// A Prometheus label value: backslash, quote and newline escaped.
+std::string MetricLabel(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
 constexpr size_t kMaxScanLimit = 1000;
 constexpr uint64_t kDefaultWriteTimeoutMs = 5000;  // ?w=N waits this long by default
 constexpr uint64_t kDefaultReadTimeoutMs = 1000;   // a session-token read likewise
@@ -474,6 +495,34 @@ void Api::Route(const std::shared_ptr<Call>& call) {
       {"/v1/status", "status", "GET", &Api::NodeStatus},
       {"/metrics", "metrics", "GET", &Api::MetricsText},
   };
+  if (path == "/v1/conflicts") {
+    call->route = "conflicts";
+    if (method != "GET") return method_not_allowed("GET");
+    return Conflicts(call);
+  }
+  if (path.rfind("/v1/conflicts/", 0) == 0) {
+    call->route = "conflict";
+    std::string key;
+    if (!PercentDecode(std::string_view(path).substr(14), false, &key)) {
+      return call->Fail(Err(400, "bad_key", "malformed percent-escape in the key"));
+    }
+    ApiError err;
+    if (!ValidKey(key, &err)) return call->Fail(err);
+    if (method == "GET") return ConflictOf(call, key);
+    if (method == "POST") return ResolveConflict(call, key);
+    return method_not_allowed("GET, POST");
+  }
+  if (path.rfind("/v1/audit/", 0) == 0) {
+    call->route = "audit";
+    std::string key;
+    if (!PercentDecode(std::string_view(path).substr(10), false, &key)) {
+      return call->Fail(Err(400, "bad_key", "malformed percent-escape in the key"));
+    }
+    ApiError err;
+    if (!ValidKey(key, &err)) return call->Fail(err);
+    if (method != "GET") return method_not_allowed("GET");
+    return Audit(call, key);
+  }
   if (path == "/v1/admin/faults") {
     call->route = "admin_faults";
     if (!ctx_.fault_injection) {
@@ -504,9 +553,12 @@ void Api::Read(const std::shared_ptr<Call>& call, const std::string& key, uint8_
     if (!st.ok()) return call->Fail(Err(500, "corrupt_state", st.ToString()));
     json out;
     int http = 200;
-    std::string context;
+    std::string context, resolved_by;
     ApiError err;
-    if (!RenderRead(key, env, &out, &http, &context, &err)) return call->Fail(err);
+    std::shared_ptr<const conflict::Settler> settler = Policies();
+    if (!RenderRead(key, env, &out, &http, &context, &err, settler.get(), &resolved_by)) {
+      return call->Fail(err);
+    }
     if (const crdt::TypedState* w = env.winner()) {
       bool kv = route_tag == crdt::Register::kTag;
       bool fits = kv ? (w->tag == crdt::Register::kTag || w->tag == crdt::MvRegister::kTag)
@@ -523,8 +575,158 @@ void Api::Read(const std::shared_ptr<Call>& call, const std::string& key, uint8_
     std::vector<std::pair<std::string, std::string>> headers = {
         {"X-Session-Token", ctx_.applier->SessionToken()}};
     if (!context.empty()) headers.emplace_back("X-Causal-Context", context);
+    if (!resolved_by.empty()) headers.emplace_back("X-Resolved-By", resolved_by);
     call->Send(http, out, std::move(headers));
   }); });
+}
+
+void Api::Conflicts(const std::shared_ptr<Call>& call) {
+  const std::string prefix = call->Query("prefix");
+  const std::string after = call->Query("after");
+  uint64_t limit = 0;
+  ApiError err;
+  if (!call->UintParam("limit", 1, kMaxConflictsLimit, kDefaultScanLimit, &limit, &err)) {
+    return call->Fail(err);
+  }
+  readers_.Post([this, call, prefix, after, limit] {
+    std::shared_ptr<const conflict::Settler> settler = Policies();
+    json list = json::array();
+    std::string cursor = after;
+    bool more = true;
+    // Index entries the policies settle are skipped; read on in chunks
+    // until `limit` entries are found or the index ends.
+    while (more && list.size() < limit) {
+      std::vector<storage::Store::KeyValue> chunk;
+      Status st = ctx_.store->ScanConflicts(prefix, cursor, kConflictScanChunk, &chunk);
+      if (!st.ok()) return call->Fail(Err(500, "storage", st.ToString()));
+      more = chunk.size() == kConflictScanChunk;
+      for (const auto& kv : chunk) {
+        cursor = kv.key;
+        json entry;
+        if (ConflictEntryAt(kv.key, kv.value, settler.get(), &entry, nullptr)) {
+          list.push_back(std::move(entry));
+          if (list.size() == limit) break;
+        }
+      }
+    }
+    json out = {{"conflicts", std::move(list)}};
+    if (out["conflicts"].size() == limit) out["next"] = cursor;
+    call->Send(200, out);
+  });
+}
+
+bool Api::ConflictEntryAt(const std::string& key, const std::string& index_entry,
+                          const conflict::Settler* settler, json* out,
+                          crdt::CausalContext* context) const {
+  conflict::ConflictEntry ce;
+  if (!conflict::DecodeConflictEntry(index_entry, &ce).ok()) return false;
+  std::string bytes;
+  crdt::Envelope env;
+  if (!ctx_.store->GetState(key, &bytes).ok() || !crdt::Envelope::DecodeStored(bytes, &env).ok()) {
+    return false;
+  }
+  return ReviewEntry(key, env, ce.detected_ms, settler, out, context);
+}
+
+void Api::ConflictOf(const std::shared_ptr<Call>& call, const std::string& key) {
+  readers_.Post([this, call, key] {
+    std::string index_entry;
+    Status st = ctx_.store->GetConflict(key, &index_entry);
+    json entry;
+    crdt::CausalContext context;
+    if (!st.ok() || !ConflictEntryAt(key, index_entry, Policies().get(), &entry, &context)) {
+      if (!st.ok() && !st.IsNotFound()) return call->Fail(Err(500, "storage", st.ToString()));
+      return call->Fail(Err(404, "not_found", "key '" + key + "' has no conflict to review"));
+    }
+    if (!context.empty()) entry["context"] = EncodeContextHeader(context);
+    call->Send(200, entry);
+  });
+}
+
+void Api::ResolveConflict(const std::shared_ptr<Call>& call, const std::string& key) {
+  json body;
+  ApiError err;
+  if (!call->Body(&body, &err)) return call->Fail(err);
+  const bool has_value = body.is_object() && body.contains("value");
+  const bool has_pick = body.is_object() && body.contains("pick");
+  if (!body.is_object() || !body.contains("context") || !body["context"].is_string() ||
+      has_value == has_pick || (has_pick && !body["pick"].is_number_unsigned())) {
+    return call->Fail(Err(400, "bad_request",
+                          "a resolution is {\"context\": ..., \"value\": V} or {\"context\": "
+                          "..., \"pick\": N} (N a sibling's index from GET /v1/conflicts/KEY)"));
+  }
+  crdt::CausalContext sent;
+  if (!DecodeContextHeader(body["context"].get<std::string>(), &sent)) {
+    return call->Fail(Err(400, "bad_context", "context is not a valid causal context"));
+  }
+  readers_.Post([this, call, key, body = std::move(body), sent, has_pick] {
+    std::string index_entry;
+    Status st = ctx_.store->GetConflict(key, &index_entry);
+    json entry;
+    crdt::CausalContext held;
+    if (!st.ok() || !ConflictEntryAt(key, index_entry, Policies().get(), &entry, &held)) {
+      return call->Fail(Err(409, "stale",
+                            "key '" + key + "' has no conflict to resolve any more; read it again"));
+    }
+    if (held.empty()) {
+      return call->Fail(Err(409, "type_conflict",
+                            "key '" + key + "' holds a type conflict, which a write cannot "
+                            "resolve; the losing values are listed for review"));
+    }
+    if (held != sent) {
+      return call->Fail(Err(409, "stale",
+                            "the siblings of key '" + key + "' changed since the context was "
+                            "read; read GET /v1/conflicts/" + key + " again"));
+    }
+    Operation op;
+    op.key = key;
+    op.kind = Operation::Kind::kPut;
+    op.type = crdt::MvRegister::kTag;
+    op.context = held;
+    if (has_pick) {
+      const uint64_t pick = body["pick"].get<uint64_t>();
+      if (pick >= entry["siblings"].size()) {
+        return call->Fail(Err(400, "bad_request",
+                              "pick " + std::to_string(pick) + " is not a sibling (there are " +
+                                  std::to_string(entry["siblings"].size()) + ")"));
+      }
+      op.value = ValueToBytes(entry["siblings"][pick]["value"]);
+    } else {
+      op.value = ValueToBytes(body["value"]);
+    }
+    Write(call, std::move(op));
+  });
+}
+
+void Api::Audit(const std::shared_ptr<Call>& call, const std::string& key) {
+  readers_.Post([this, call, key] {
+    std::vector<storage::Store::KeyValue> stored;
+    Status st = ctx_.store->ScanAudit(key, kMaxAuditRecords, &stored);
+    if (!st.ok()) return call->Fail(Err(500, "storage", st.ToString()));
+    std::shared_ptr<const conflict::Settler> settler = Policies();
+    auto region_of = [&](const crdt::ReplicaId& r) {
+      if (!settler) return std::string();
+      auto it = settler->regions().find(r.node);
+      return it == settler->regions().end() ? std::string() : it->second;
+    };
+    json records = json::array();
+    for (const auto& kv : stored) {
+      conflict::AuditRecord rec;
+      if (!conflict::DecodeAuditRecord(kv.value, &rec).ok()) continue;
+      json value;
+      if (!BytesToValue(rec.value, &value)) value = nullptr;
+      records.push_back({{"value", value},
+                         {"region", region_of(rec.writer)},
+                         {"replica", rec.writer.ToString()},
+                         {"hlc", rec.hlc},
+                         {"winner",
+                          {{"region", region_of(rec.winner)},
+                           {"replica", rec.winner.ToString()},
+                           {"hlc", rec.winner_hlc}}},
+                         {"recorded_ms", rec.recorded_ms}});
+    }
+    call->Send(200, json{{"key", key}, {"records", std::move(records)}});
+  });
 }
 
 bool Api::Writable(ApiError* err) const {
@@ -535,8 +737,18 @@ bool Api::Writable(ApiError* err) const {
   return false;
 }
 
+std::shared_ptr<const conflict::Settler> Api::Policies() const {
+  return ctx_.policies != nullptr ? ctx_.policies->Get() : nullptr;
+}
+
+bool Api::TakePolicyType(Operation* op, ApiError* err) const {
+  std::shared_ptr<const conflict::Settler> policies = Policies();
+  return ApplyPolicyType(policies ? policies->Match(op->key) : nullptr, op, err);
+}
+
 void Api::Write(const std::shared_ptr<Call>& call, Operation op) {
   ApiError err;
+  if (!TakePolicyType(&op, &err)) return call->Fail(err);
   WriteWait ww;
   if (!call->WriteWaitOf(*ctx_.topology, &ww, &err)) return call->Fail(err);
   if (!Writable(&err)) return call->Fail(err);
@@ -680,6 +892,7 @@ void Api::Batch(const std::shared_ptr<Call>& call) {
                 "unknown operation '" + name + "' (put, del, incr, sadd, srem, map)");
       }
     }
+    if (ok) ok = TakePolicyType(&op, &e);
     if (!ok) {
       results[i] = json{{"status", e.http}, {"error", e.code}, {"message", e.message}};
       continue;
@@ -847,7 +1060,9 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                      {"pins_log", p.pins_log},
                      {"beyond_log", p.beyond_log},
                      {"retired_through", or_null(p.expired_through > 0, p.expired_through)},
-                     {"retired", p.retired}});
+                     {"retired", p.retired},
+                     {"policy_hash", p.policy_hash.empty() ? json(nullptr) : json(p.policy_hash)},
+                     {"policy_mismatch", p.policy_mismatch}});
   }
   ApiError why;
   bool writable = Writable(&why);
@@ -908,12 +1123,57 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                        {"watchers", ctx_.watch->subscribers()},
                        {"uptime_ms", uptime},
                        {"type_conflicts", a.type_conflicts()},
+                       {"conflicts", ConflictStatus(snap)},
                        {"state_digest", a.StateDigest().Hex()},
                        {"peers", peers},
                        {"clock", clock},
                        {"gossip", gossip_json},
                        {"anti_entropy", anti_entropy},
                        {"retention", horizon}});
+}
+
+size_t Api::ReviewQueueDepth(bool* capped) const {
+  std::shared_ptr<const conflict::Settler> settler = Policies();
+  size_t depth = 0, seen = 0;
+  std::string cursor;
+  *capped = false;
+  for (;;) {
+    std::vector<storage::Store::KeyValue> chunk;
+    if (!ctx_.store->ScanConflicts("", cursor, kConflictScanChunk, &chunk).ok()) break;
+    for (const auto& kv : chunk) {
+      json entry;
+      if (ConflictEntryAt(kv.key, kv.value, settler.get(), &entry, nullptr)) ++depth;
+      cursor = kv.key;
+      if (++seen == kMaxQueueDepthCounted) {
+        *capped = true;
+        return depth;
+      }
+    }
+    if (chunk.size() < kConflictScanChunk) break;
+  }
+  return depth;
+}
+
+json Api::ConflictStatus(const gossip::TransportSnapshot& snap) const {
+  const Applier& a = *ctx_.applier;
+  std::shared_ptr<const conflict::Settler> settler = Policies();
+  json resolvers = json::object();
+  if (settler) {
+    for (const auto& [name, c] : settler->Counts()) {
+      resolvers[name] = {{"decided", c.decided}, {"undecided", c.undecided}, {"errors", c.errors}};
+    }
+  }
+  bool capped = false;
+  const size_t depth = ReviewQueueDepth(&capped);
+  return {{"policies", settler ? settler->policies().policies().size() : 0},
+          {"policy_hash", settler ? settler->hash() : ctx_.topology->policies.Hash()},
+          {"policy_mismatches", snap.policy_mismatches},
+          {"review_queue", depth},
+          {"review_queue_capped", capped},
+          {"opened", a.conflicts_opened()},
+          {"closed", a.conflicts_closed()},
+          {"audit_records", a.audit_records()},
+          {"resolvers", resolvers}};
 }
 
 void Api::MetricsText(const std::shared_ptr<Call>& call) {
@@ -968,6 +1228,29 @@ void Api::MetricsText(const std::shared_ptr<Call>& call) {
   family("meridian_beyond_horizon", "gauge",
          "1 while this node has had no contact with a peer for longer than the retention horizon.",
          snap.horizon.beyond ? 1 : 0);
+  {
+    json c = ConflictStatus(snap);
+    family("meridian_policy_mismatches", "gauge",
+           "Peers whose conflict-policy hash differs from this node's.", snap.policy_mismatches);
+    family("meridian_review_queue_depth", "gauge",
+           "Conflicts waiting for a person (counted over at most 10,000 conflicted keys).",
+           c["review_queue"].get<uint64_t>());
+    family("meridian_conflicts_opened_total", "counter",
+           "Keys this node found holding concurrent values.", a.conflicts_opened());
+    family("meridian_conflicts_closed_total", "counter",
+           "Conflicted keys whose concurrent values a write superseded.", a.conflicts_closed());
+    family("meridian_audit_records_total", "counter",
+           "Concurrent writes recorded as lost under last-writer-wins (audit = true).",
+           a.audit_records());
+    out += "# HELP meridian_resolver_calls_total Resolver calls by resolver and outcome.\n"
+           "# TYPE meridian_resolver_calls_total counter\n";
+    for (const auto& [name, counts] : c["resolvers"].items()) {
+      for (const char* outcome : {"decided", "undecided", "errors"}) {
+        out += "meridian_resolver_calls_total{resolver=\"" + MetricLabel(name) + "\",outcome=\"" +
+               outcome + "\"} " + std::to_string(counts[outcome].get<uint64_t>()) + "\n";
+      }
+    }
+  }
   family("meridian_log_truncated_total", "counter",
          "Own delta log entries collected (every peer held them, or is past retention).",
          snap.counters.log_truncated);

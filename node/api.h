@@ -43,6 +43,7 @@
 #include "node/applier.h"
 #include "node/http_server.h"
 #include "node/metrics.h"
+#include "node/policy_holder.h"
 #include "node/topology.h"
 #include "node/waiters.h"
 #include "node/watch_hub.h"
@@ -76,6 +77,7 @@ struct ApiContext {
   bool fault_injection = false;  // --enable-fault-injection: POST /v1/admin/faults
   gossip::Transport* transport = nullptr;  // null: no peers, no gossip
   Waiters* waiters = nullptr;              // required
+  PolicyHolder* policies = nullptr;        // null: no conflict policies
 };
 
 class Api {
@@ -102,6 +104,28 @@ class Api {
   void NodeStatus(const std::shared_ptr<Call>& call);
   void MetricsText(const std::shared_ptr<Call>& call);
   void Faults(const std::shared_ptr<Call>& call);
+
+  // The conflict policies in force (null when the node has none).
+  std::shared_ptr<const conflict::Settler> Policies() const;
+  // ApplyPolicyType with the policy of op->key.
+  bool TakePolicyType(Operation* op, ApiError* err) const;
+  // The review queue (DESIGN.md §5): GET /v1/conflicts, GET and POST
+  // /v1/conflicts/{key}.
+  void Conflicts(const std::shared_ptr<Call>& call);
+  void ConflictOf(const std::shared_ptr<Call>& call, const std::string& key);
+  void ResolveConflict(const std::shared_ptr<Call>& call, const std::string& key);
+  // GET /v1/audit/{key}: the audit log of a register under audit = true.
+  void Audit(const std::shared_ptr<Call>& call, const std::string& key);
+  // Review entries over the conflict index (at most 10,000 keys looked
+  // at; *capped says whether it stopped there).
+  size_t ReviewQueueDepth(bool* capped) const;
+  // /v1/status "conflicts".
+  nlohmann::json ConflictStatus(const gossip::TransportSnapshot& snap) const;
+  // The review entry of `key` from its conflict index entry; false when
+  // it is not in the queue (or cannot be read).
+  bool ConflictEntryAt(const std::string& key, const std::string& index_entry,
+                       const conflict::Settler* settler, nlohmann::json* out,
+                       crdt::CausalContext* context) const;
 
   // False (and the 503 clock_skew error) while gossip's write gate is shut.
   bool Writable(ApiError* err) const;

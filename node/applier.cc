@@ -205,6 +205,9 @@ void Applier::PublishVisible() {
   last_seq_ = committer_.last_seq();
   key_count_ = committer_.key_count();
   type_conflicts_ = committer_.type_conflicts();
+  conflicts_opened_ = committer_.conflict_counts().opened;
+  conflicts_closed_ = committer_.conflict_counts().closed;
+  audit_records_ = committer_.conflict_counts().audited;
   std::lock_guard<std::mutex> lock(token_mu_);
   applied_ = committer_.applied();
   token_ = committer_.SessionToken();

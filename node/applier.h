@@ -117,6 +117,10 @@ class Applier {
   // Called after every committed change (key, new encoded envelope), by a
   // group or a repair, once visible (on the applier thread).
   void SetChangeListener(ChangeListener listener) { committer_.SetChangeListener(std::move(listener)); }
+  // Committer::SetAuditPredicate (called on the applier thread).
+  void SetAuditPredicate(std::function<bool(const std::string&)> audited) {
+    committer_.SetAuditPredicate(std::move(audited));
+  }
   // Called once each successful commit that appended local delta-log
   // entries is durable: the scope, its last seq and the bytes appended
   // (gossip's NotifyLocalAppend). On the acknowledger thread.
@@ -139,6 +143,10 @@ class Applier {
   uint64_t key_count() const { return key_count_.load(); }
   // Losing concurrent first writes of another type seen so far. Thread-safe.
   uint64_t type_conflicts() const { return type_conflicts_.load(); }
+  // Committer::conflict_counts(), as of the last visible change.
+  uint64_t conflicts_opened() const { return conflicts_opened_.load(); }
+  uint64_t conflicts_closed() const { return conflicts_closed_.load(); }
+  uint64_t audit_records() const { return audit_records_.load(); }
   size_t queue_depth() const;
   const ApplierStats& stats() const { return stats_; }
   // The default scope's digest bucket sums as of the last group or repair
@@ -235,6 +243,7 @@ class Applier {
   std::atomic<uint64_t> last_seq_{0};
   std::atomic<uint64_t> key_count_{0};
   std::atomic<uint64_t> type_conflicts_{0};
+  std::atomic<uint64_t> conflicts_opened_{0}, conflicts_closed_{0}, audit_records_{0};
   mutable std::mutex token_mu_;
   std::string token_;
   storage::AppliedVector applied_;  // guarded by token_mu_

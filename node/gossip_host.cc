@@ -30,6 +30,7 @@ gossip::ProtocolOptions ProtocolOptionsFor(const Topology& topo, const NodeConfi
   o.log_retention_ms = topo.log_retention_ms;
   o.log_retention_bytes = topo.log_retention_bytes;
   o.retention_horizon_ms = topo.retention_horizon_ms;
+  o.policy_hash = topo.policies.Hash();
   return o;
 }
 

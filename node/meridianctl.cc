@@ -14,14 +14,18 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <ctime>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -50,6 +54,7 @@ struct Options {
   bool fault_injection = false;
   std::string type, context, prefix, after, limit;
   std::string config, wait, meridiand;  // up, down
+  std::string pick, value, file;        // conflicts resolve
   std::set<std::string> given;  // every option named, to refuse those a command ignores
 };
 
@@ -477,6 +482,253 @@ bool LaunchArgs(const Ctl& ctl, meridian::node::LaunchOptions* lo) {
   return true;
 }
 
+// --- conflicts ----------------------------------------------------------------
+
+// An HLC (or wall milliseconds) as a UTC time, "2026-11-27 08:30:01.123Z".
+std::string ReadableTime(uint64_t hlc_or_ms, bool is_hlc) {
+  const uint64_t ms = is_hlc ? hlc_or_ms >> 16 : hlc_or_ms;
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof out, "%s.%03uZ", buf, static_cast<unsigned>(ms % 1000));
+  return out;
+}
+
+std::string Age(uint64_t since_ms) {
+  const uint64_t now = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                 std::chrono::system_clock::now().time_since_epoch())
+                                                 .count());
+  uint64_t s = now > since_ms ? (now - since_ms) / 1000 : 0;
+  if (s < 120) return std::to_string(s) + "s";
+  if (s < 7200) return std::to_string(s / 60) + "m";
+  if (s < 172800) return std::to_string(s / 3600) + "h";
+  return std::to_string(s / 86400) + "d";
+}
+
+std::vector<std::string> SplitLines(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string::npos) nl = text.size();
+    out.push_back(text.substr(start, nl - start));
+    start = nl + 1;
+  }
+  return out;
+}
+
+// A line diff from `a` to `b` (longest common subsequence): "  " kept,
+// "- " only in a, "+ " only in b.
+std::vector<std::string> LineDiff(const std::vector<std::string>& a,
+                                  const std::vector<std::string>& b) {
+  std::vector<std::vector<size_t>> lcs(a.size() + 1, std::vector<size_t>(b.size() + 1, 0));
+  for (size_t i = a.size(); i-- > 0;) {
+    for (size_t j = b.size(); j-- > 0;) {
+      lcs[i][j] = a[i] == b[j] ? lcs[i + 1][j + 1] + 1 : std::max(lcs[i + 1][j], lcs[i][j + 1]);
+    }
+  }
+  std::vector<std::string> out;
+  size_t i = 0, j = 0;
+  while (i < a.size() || j < b.size()) {
+    if (i < a.size() && j < b.size() && a[i] == b[j]) {
+      out.push_back("  " + a[i++]);
+      ++j;
+    } else if (j < b.size() && (i == a.size() || lcs[i][j + 1] >= lcs[i + 1][j])) {
+      out.push_back("+ " + b[j++]);
+    } else {
+      out.push_back("- " + a[i++]);
+    }
+  }
+  return out;
+}
+
+// The review entry of KEY, or false (after saying why).
+bool ConflictEntry(Ctl& ctl, const std::string& key, Reply* r) {
+  return ctl.Exchange("GET", "/v1/conflicts/" + EncodeKeyForPath(key), "", "", r);
+}
+
+int ConflictsList(Ctl& ctl) {
+  std::string target = "/v1/conflicts?limit=1000";
+  if (!ctl.opts().prefix.empty()) target += "&prefix=" + EncodeQueryValue(ctl.opts().prefix);
+  Reply r;
+  if (!ctl.Exchange("GET", target, "", "", &r)) return kExitError;
+  if (ctl.opts().json) {
+    ctl.PrintJson(r.body);
+    return 0;
+  }
+  if (r.body["conflicts"].empty()) {
+    std::cout << "no conflicts to review\n";
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows = {{"KEY", "SIBLINGS", "REGIONS", "AGE", "REASON"}};
+  for (const json& e : r.body["conflicts"]) {
+    std::string regions;
+    for (const json& reg : e["regions"]) regions += (regions.empty() ? "" : ",") + reg.get<std::string>();
+    std::string reason = Field(e, "reason");
+    if (reason.size() > 60) reason = reason.substr(0, 57) + "...";
+    rows.push_back({Field(e, "key"), std::to_string(e["siblings"].size()), regions,
+                    Age(e["detected_ms"].get<uint64_t>()), reason});
+  }
+  PrintTable(rows);
+  if (r.body.contains("next")) std::cout << "(more: list with --prefix to narrow)\n";
+  return 0;
+}
+
+int ConflictsShow(Ctl& ctl, const std::string& key) {
+  Reply r;
+  if (!ConflictEntry(ctl, key, &r)) return kExitError;
+  if (ctl.opts().json) {
+    ctl.PrintJson(r.body);
+    return 0;
+  }
+  const json& e = r.body;
+  std::cout << Field(e, "key") << ": " << e["siblings"].size() << " siblings, "
+            << Field(e, "reason") << "\n"
+            << "policy: " << (e["policy"].is_string() ? e["policy"].get<std::string>() : "(none)")
+            << ", detected " << ReadableTime(e["detected_ms"].get<uint64_t>(), false) << "\n";
+  std::vector<std::vector<std::string>> texts;
+  size_t i = 0;
+  for (const json& s : e["siblings"]) {
+    std::cout << "\n[" << i++ << "] " << Field(s, "region") << " " << Field(s, "replica") << " "
+              << ReadableTime(s["hlc"].get<uint64_t>(), true)
+              << (s.contains("type") ? " (" + Field(s, "type") + ")" : std::string()) << "\n";
+    const std::string pretty = s["value"].dump(2, ' ', false, json::error_handler_t::replace);
+    for (const std::string& line : SplitLines(pretty)) std::cout << "    " << line << "\n";
+    texts.push_back(SplitLines(pretty));
+  }
+  for (size_t k = 1; k < texts.size(); ++k) {
+    std::cout << "\ndiff [0] -> [" << k << "]:\n";
+    for (const std::string& line : LineDiff(texts[0], texts[k])) std::cout << "  " << line << "\n";
+  }
+  if (e.contains("context")) {
+    std::cout << "\nresolve with: meridianctl conflicts resolve " << Field(e, "key")
+              << " --pick N | --value JSON | --file F\n";
+  }
+  return 0;
+}
+
+int ConflictsResolve(Ctl& ctl, const std::string& key) {
+  const Options& o = ctl.opts();
+  const int given = !o.pick.empty() + !o.value.empty() + !o.file.empty();
+  if (given != 1) return Usage("resolve takes exactly one of --pick N, --value JSON, --file F");
+  json body;
+  if (!o.pick.empty()) {
+    int64_t n = 0;
+    if (!Int64Arg(o.pick, &n) || n < 0) return Usage("--pick takes a sibling's number (0, 1, ...)");
+    body["pick"] = n;
+  } else {
+    std::string text = o.value;
+    if (!o.file.empty()) {
+      std::ifstream f(o.file, std::ios::binary);
+      if (!f) return Fail("cannot read " + o.file);
+      text.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+    }
+    body["value"] = json::parse(text, nullptr, false);
+    if (body["value"].is_discarded()) {
+      return Fail((o.file.empty() ? std::string("--value") : o.file) + " is not JSON");
+    }
+  }
+  Reply entry;
+  if (!ConflictEntry(ctl, key, &entry)) return kExitError;
+  if (!entry.body.contains("context")) {
+    return Fail("key '" + key + "' holds a " + Field(entry.body, "reason") +
+                ", which a write cannot resolve");
+  }
+  if (body.contains("pick") && body["pick"].get<size_t>() >= entry.body["siblings"].size()) {
+    return Fail("there is no sibling " + o.pick + " (key '" + key + "' has " +
+                std::to_string(entry.body["siblings"].size()) + ")");
+  }
+  body["context"] = entry.body["context"];
+  Reply r;
+  if (!ctl.SendJson("POST", "/v1/conflicts/" + EncodeKeyForPath(key), body, &r)) return kExitError;
+  if (ctl.opts().json) {
+    ctl.PrintJson(r.body);
+  } else {
+    std::cout << "resolved " << key << " (seq " << Show(r.body["seq"])
+              << "); it replicates to every region\n";
+  }
+  return 0;
+}
+
+// Polls the queue and prints each entry as it opens and closes.
+int ConflictsWatch(Ctl& ctl) {
+  std::map<std::string, json> open;
+  bool first = true;
+  for (;;) {
+    std::string target = "/v1/conflicts?limit=1000";
+    if (!ctl.opts().prefix.empty()) target += "&prefix=" + EncodeQueryValue(ctl.opts().prefix);
+    Reply r;
+    if (!ctl.Exchange("GET", target, "", "", &r)) return kExitError;
+    std::map<std::string, json> now;
+    for (const json& e : r.body["conflicts"]) now[Field(e, "key")] = e;
+    auto print = [&](const char* what, const json& e) {
+      if (ctl.opts().json) {
+        ctl.PrintJson(json{{"event", what}, {"entry", e}});
+      } else {
+        std::cout << what << " " << Field(e, "key") << " (" << e["siblings"].size()
+                  << " siblings, " << Field(e, "reason") << ")\n";
+      }
+    };
+    for (const auto& [key, e] : now) {
+      if (!open.count(key) || open[key]["siblings"] != e["siblings"]) print(first ? "open" : "opened", e);
+    }
+    for (const auto& [key, e] : open) {
+      if (!now.count(key)) print("closed", e);
+    }
+    std::cout.flush();
+    open = std::move(now);
+    first = false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
+int ConflictsAudit(Ctl& ctl, const std::string& key) {
+  Reply r;
+  if (!ctl.Exchange("GET", "/v1/audit/" + EncodeKeyForPath(key), "", "", &r)) return kExitError;
+  if (ctl.opts().json) {
+    ctl.PrintJson(r.body);
+    return 0;
+  }
+  if (r.body["records"].empty()) {
+    std::cout << "no concurrent write to " << key << " has lost\n";
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"LOST VALUE", "REGION", "WRITTEN", "WINNER REGION", "WINNER WRITTEN"}};
+  for (const json& rec : r.body["records"]) {
+    rows.push_back({Show(rec["value"]), Field(rec, "region"),
+                    ReadableTime(rec["hlc"].get<uint64_t>(), true), Field(rec["winner"], "region"),
+                    ReadableTime(rec["winner"]["hlc"].get<uint64_t>(), true)});
+  }
+  PrintTable(rows);
+  return 0;
+}
+
+int Conflicts(Ctl& ctl, const Args& a) {
+  const std::string& sub = a[0];
+  const bool needs_key = sub == "show" || sub == "resolve" || sub == "audit";
+  if (sub != "list" && sub != "watch" && !needs_key) {
+    return Usage("unknown conflicts command '" + sub + "' (list, show, resolve, watch, audit)");
+  }
+  if (needs_key != (a.size() == 2)) {
+    return Usage(needs_key ? "conflicts " + sub + " needs a KEY" : "conflicts " + sub + " takes no KEY");
+  }
+  const bool resolve_opts =
+      !ctl.opts().pick.empty() || !ctl.opts().value.empty() || !ctl.opts().file.empty();
+  if (resolve_opts && sub != "resolve") return Usage("--pick, --value and --file are for resolve");
+  if (!ctl.opts().prefix.empty() && sub != "list" && sub != "watch") {
+    return Usage("--prefix is for list and watch");
+  }
+  if (sub == "list") return ConflictsList(ctl);
+  if (sub == "watch") return ConflictsWatch(ctl);
+  if (sub == "show") return ConflictsShow(ctl, a[1]);
+  if (sub == "resolve") return ConflictsResolve(ctl, a[1]);
+  return ConflictsAudit(ctl, a[1]);
+}
+
 int Up(Ctl& ctl, const Args&) {
   meridian::node::LaunchOptions lo;
   if (!LaunchArgs(ctl, &lo)) return kExitUsage;
@@ -529,6 +781,12 @@ const std::vector<Command>& Commands() {
        "send the operations on stdin (JSON lines, or a msgpack stream) as one request", 0, 0,
        {"msgpack"}, Batch},
       {"status", "", "the node's identity, counters and peers", 0, 0, {}, StatusCmd},
+      {"conflicts", "list|show KEY|resolve KEY|watch|audit KEY [--prefix P] [--pick N | "
+       "--value JSON | --file F]",
+       "the review queue: list entries (--prefix), show one with its siblings and a diff, "
+       "resolve it (--pick a sibling, or --value / --file a new value), watch entries open "
+       "and close, or list the writes an audited register lost",
+       1, 2, {"prefix", "pick", "value", "file"}, Conflicts},
       {"health", "", "whether the node is up", 0, 0, {}, Health},
       {"up", "--config FILE [--enable-fault-injection] [--wait S] [--meridiand PATH]",
        "start every node of a topology on this machine (pid in DATA_DIR.pid, log in "
@@ -584,7 +842,8 @@ bool ParseArgs(int argc, char** argv, Options* o, Args* positional, bool* help, 
   static const std::map<std::string, std::string Options::*> kValued = {
       {"url", &Options::url},       {"type", &Options::type},   {"context", &Options::context},
       {"prefix", &Options::prefix}, {"after", &Options::after}, {"limit", &Options::limit},
-      {"config", &Options::config}, {"wait", &Options::wait},     {"meridiand", &Options::meridiand}};
+      {"config", &Options::config}, {"wait", &Options::wait},     {"meridiand", &Options::meridiand},
+      {"pick", &Options::pick},     {"value", &Options::value}, {"file", &Options::file}};
   bool options_done = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];

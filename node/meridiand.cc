@@ -41,6 +41,7 @@
 #include "node/gossip_host.h"
 #include "node/http_server.h"
 #include "node/metrics.h"
+#include "node/policy_holder.h"
 #include "node/topology.h"
 #include "node/waiters.h"
 #include "node/watch_hub.h"
@@ -120,6 +121,24 @@ Status MoveAside(const std::string& dir, const crdt::ReplicaId& old, std::string
   return Status::OK();
 }
 
+// SIGHUP: reads the topology file again and puts its conflict policies in
+// force (and tells the peers their new hash). A file that does not load
+// is refused and the policies in force stay. Other changes to the file
+// (regions, nodes, settings) need a restart and are ignored here.
+void ReloadPolicies(const std::string& file, PolicyHolder* policies, gossip::Transport* transport) {
+  Topology fresh;
+  Status st = LoadTopology(file, &fresh);
+  if (!st.ok()) {
+    Log("SIGHUP: the topology file does not load; the policies in force stay:\n" + st.message());
+    return;
+  }
+  policies->Set(SettlerFor(fresh));
+  const std::string hash = fresh.policies.Hash();
+  if (transport != nullptr) transport->SetPolicyHash(hash);
+  Log("SIGHUP: reloaded " + std::to_string(fresh.policies.policies().size()) +
+      " conflict policies (hash " + hash + ")");
+}
+
 // Runs the node until a stop signal (returns the exit status) or until a
 // peer retired its incarnation (*rejoin: the data dir is closed, and the
 // caller runs it again, which moves the data aside). `rejoined`: this run
@@ -185,6 +204,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGUSR2);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
@@ -327,6 +347,12 @@ int RunNode(const Topology& topo, const NodeConfig* me, const Flags& flags, bool
   Metrics metrics;
   WatchHub watch;
   Applier applier(store.get(), &clock, meta);
+  PolicyHolder policies(SettlerFor(topo));
+  applier.SetAuditPredicate([&policies](const std::string& key) { return policies.Audited(key); });
+  if (!topo.policies.empty()) {
+    Log("conflict policies: " + std::to_string(topo.policies.policies().size()) + " (hash " +
+        topo.policies.Hash() + ")");
+  }
   Waiters waiters;
   GossipHost gossip(topo, *me, store.get(), &applier, &wall, &waiters, Log);
   gossip.set_must_bootstrap(meta.bootstrap_pending);
@@ -352,6 +378,7 @@ int RunNode(const Topology& topo, const NodeConfig* me, const Flags& flags, bool
   ctx.fault_injection = fault_injection;
   ctx.waiters = &waiters;
   ctx.transport = gossip.transport();
+  ctx.policies = &policies;
   Api api(ctx);
   applier.SetChangeListener(
       [&api](const std::string& key, const std::string& env) { api.PublishChange(key, env); });
@@ -380,6 +407,10 @@ int RunNode(const Topology& topo, const NodeConfig* me, const Flags& flags, bool
   int sig = 0;
   for (;;) {
     sigwait(&signals, &sig);
+    if (sig == SIGHUP) {
+      ReloadPolicies(topo.file, &policies, gossip.transport());
+      continue;
+    }
     // SIGUSR2 from anyone but the rejoin hook is ignored.
     if (sig != SIGUSR2 || g_rejoin.exchange(false)) break;
   }

@@ -446,8 +446,39 @@ bool ApplyOperation(const Operation& op, const Envelope& current, const crdt::Re
   return true;
 }
 
+json RenderSiblings(const conflict::Settled& settled) {
+  json sibs = json::array();
+  for (size_t i = 0; i < settled.siblings.size(); ++i) {
+    const conflict::Sibling& s = settled.siblings[i];
+    sibs.push_back({{"value", s.value},
+                    {"region", s.region},
+                    {"replica", s.replica},
+                    {"hlc", s.hlc},
+                    {"dot", settled.dots[i].counter}});
+  }
+  return sibs;
+}
+
+bool ApplyPolicyType(const conflict::Policy* policy, Operation* op, ApiError* err) {
+  if (policy == nullptr || (op->kind == Operation::Kind::kDelete && op->type == 0)) return true;
+  const bool reg = policy->type == crdt::Register::kName || policy->type == crdt::MvRegister::kName;
+  const crdt::TypeOps* ops = crdt::FindTypeByName(policy->type);
+  const uint8_t tag = policy->audit || !ops ? crdt::MvRegister::kTag : ops->tag;
+  if (op->kv ? reg : op->type == tag) {
+    op->type = tag;
+    op->kv = false;  // the policy's type, not whichever register the key holds
+    return true;
+  }
+  *err = Error(409, "type_mismatch",
+               "key '" + op->key + "' is under the policy for prefix '" + policy->prefix +
+                   "', of type " + policy->type + "; write it at /v1/" +
+                   (reg ? std::string("kv") : policy->type) + "/");
+  return false;
+}
+
 bool RenderRead(const std::string& key, const Envelope& env, json* out, int* http,
-                std::string* context, ApiError* err) {
+                std::string* context, ApiError* err, const conflict::Settler* settler,
+                std::string* resolved_by) {
   const TypedState* w = env.winner();
   context->clear();
   if (!HasValue(w)) {
@@ -468,19 +499,33 @@ bool RenderRead(const std::string& key, const Envelope& env, json* out, int* htt
     case crdt::MvRegister::kTag: {
       crdt::MvRegister s;
       if (!Load(w, &s, err)) return false;
+      static const conflict::Settler kNoPolicies(conflict::PolicySet(), {}, {});
+      const conflict::Settler& settle = settler != nullptr ? *settler : kNoPolicies;
+      const conflict::Policy* policy = settle.Match(key);
+      if (policy != nullptr && policy->audit) {
+        // An audited register: its last writer wins.
+        const auto* lww = s.LwwWinner();
+        r["type"] = std::string(crdt::Register::kName);
+        r["value"] = ValueOrNull(lww->second.value);
+        r["hlc"] = lww->second.hlc;
+        r["writer"] = ReplicaName(lww->first.replica);
+        if (s.siblings().size() > 1 && resolved_by != nullptr) *resolved_by = "lww";
+        break;
+      }
       *context = EncodeContextHeader(s.context());
       if (s.siblings().size() == 1) {
         r["value"] = ValueOrNull(s.siblings().begin()->second.value);
-      } else {
+        break;
+      }
+      conflict::Settled settled = settle.Settle(key, s);
+      if (settled.kind == conflict::Settled::Kind::kUnresolved) {
         *http = 300;
-        json sibs = json::array();
-        for (const auto& [dot, tv] : s.siblings()) {
-          sibs.push_back({{"value", ValueOrNull(tv.value)},
-                          {"replica", ReplicaName(dot.replica)},
-                          {"dot", dot.counter},
-                          {"hlc", tv.hlc}});
-        }
-        r["siblings"] = sibs;
+        r["siblings"] = RenderSiblings(settled);
+        r["reason"] = settled.reason;
+      } else {
+        r["value"] = settled.value;
+        r["resolved_by"] = settled.by;
+        if (resolved_by != nullptr) *resolved_by = settled.by;
       }
       break;
     }

@@ -16,6 +16,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "conflict/settle.h"
 #include "crdt/causal_context.h"
 #include "crdt/envelope.h"
 #include "crdt/hlc.h"
@@ -71,8 +72,25 @@ bool ApplyOperation(const Operation& op, const crdt::Envelope& current, const cr
 // "value", ...}. *http is 200, 300 (unresolved mvregister) or 404 (no
 // value). *context is set for mvregisters (the X-Causal-Context to send
 // back).
+//
+// An mvregister is shown as its key's policy settles it (`settler`, null
+// for none; conflict/settle.h): one sibling, a resolver's or LWW's value
+// (200, "resolved_by" and *resolved_by set), or every sibling with
+// "reason" (300). Under a register policy with audit it reads as a
+// register (its LWW sibling; no context). Each shown sibling is {"value",
+// "region", "replica", "hlc", "dot"}.
 bool RenderRead(const std::string& key, const crdt::Envelope& env, nlohmann::json* out, int* http,
-                std::string* context, ApiError* err);
+                std::string* context, ApiError* err, const conflict::Settler* settler = nullptr,
+                std::string* resolved_by = nullptr);
+
+// The sibling list of a settled mvregister, as RenderRead shows it.
+nlohmann::json RenderSiblings(const conflict::Settled& settled);
+
+// Points a write at the type its key's policy gives (`policy` may be
+// null: no change): a /v1/kv write takes the policy's register type (an
+// audited register is stored as an mvregister); any other route must name
+// the policy's type. False with 409 type_mismatch otherwise.
+bool ApplyPolicyType(const conflict::Policy* policy, Operation* op, ApiError* err);
 
 // RenderRead's JSON as compact text: byte for byte what RenderRead's *out
 // gives with dump(-1, ' ', false, json::error_handler_t::replace). Fails as

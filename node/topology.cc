@@ -287,7 +287,8 @@ class Parser {
   Parser(Problems* problems, Topology* topo) : problems_(problems), topo_(topo) {}
 
   void Root(const toml::table& root) {
-    CheckKeys(root, {"cluster", "region"}, "at the top level", problems_);
+    CheckKeys(root, {"cluster", "region", "policy"}, "at the top level", problems_);
+    if (const toml::node* policies = root.get("policy")) Policies(*policies);
     const toml::node* cluster = root.get("cluster");
     if (cluster == nullptr) {
       problems_->Add(1, "missing [cluster] table; it must give at least the cluster's name");
@@ -320,6 +321,80 @@ class Parser {
   }
 
  private:
+  // [[policy]] tables become PolicySpecs; the set is checked as a whole
+  // (conflict::PolicySet::Build) once the rest of the file is sound.
+  void Policies(const toml::node& node) {
+    const toml::array* list = node.as_array();
+    if (list == nullptr) {
+      problems_->Add(node, "policy must be an array of tables ([[policy]]), not " + Describe(node));
+      return;
+    }
+    for (const toml::node& n : *list) {
+      const toml::table* t = n.as_table();
+      if (t == nullptr) {
+        problems_->Add(n, "each policy must be a table ([[policy]]), not " + Describe(n));
+        continue;
+      }
+      CheckKeys(*t, {"prefix", "type", "resolve", "on_unresolved", "audit", "json_max", "prefer_region"},
+                "in [[policy]]", problems_);
+      conflict::PolicySpec spec;
+      spec.line = LineOf(t->source());
+      if (const auto* prefix = RequireString(*t, "prefix", "[[policy]]", problems_)) {
+        spec.prefix = prefix->get();
+      } else {
+        continue;
+      }
+      if (const auto* type = RequireString(*t, "type", "[[policy]]", problems_)) {
+        spec.type = type->get();
+      } else {
+        continue;
+      }
+      bool ok = StringList(*t, "resolve", &spec.resolve) &&
+                StringList(*t, "prefer_region", &spec.prefer_region) &&
+                OptionalString(*t, "on_unresolved", &spec.on_unresolved) &&
+                OptionalString(*t, "json_max", &spec.json_max);
+      spec.has_prefer_region = t->contains("prefer_region");
+      spec.has_on_unresolved = t->contains("on_unresolved");
+      spec.has_json_max = t->contains("json_max");
+      ReadBool(*t, "audit", &spec.audit, problems_);
+      if (ok) topo_->policy_specs.push_back(std::move(spec));
+    }
+  }
+
+  // An optional array of strings; false (after reporting) when it is
+  // something else.
+  bool StringList(const toml::table& t, std::string_view key, std::vector<std::string>* out) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return true;
+    const toml::array* a = n->as_array();
+    bool ok = a != nullptr;
+    if (ok) {
+      for (const toml::node& item : *a) {
+        if (const auto* s = item.as_string()) {
+          out->push_back(s->get());
+        } else {
+          ok = false;
+        }
+      }
+    }
+    if (!ok) {
+      problems_->Add(*n, std::string(key) + " must be an array of strings, like [\"max\"], not " +
+                             Describe(*n));
+    }
+    return ok;
+  }
+
+  bool OptionalString(const toml::table& t, std::string_view key, std::string* out) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return true;
+    if (const auto* s = n->as_string()) {
+      *out = s->get();
+      return true;
+    }
+    problems_->Add(*n, std::string(key) + " must be a string, not " + Describe(*n));
+    return false;
+  }
+
   struct EndpointUse {
     std::string kind;  // "http" or "gossip"
     std::string node;  // its id, or "" when the node has none
@@ -513,6 +588,54 @@ std::vector<const NodeConfig*> Topology::AllNodes() const {
   return all;
 }
 
+namespace {
+
+// A Lua script named by a policy, relative to the topology file's
+// directory unless absolute.
+std::string ScriptPath(const std::string& topology_file, const std::string& script) {
+  if (!script.empty() && script[0] == '/') return script;
+  size_t slash = topology_file.rfind('/');
+  return slash == std::string::npos ? script : topology_file.substr(0, slash + 1) + script;
+}
+
+constexpr size_t kMaxScriptBytes = size_t{1} << 20;
+
+// Checks the [[policy]] tables as a set, reading each Lua script once.
+Status BuildPolicies(Topology* topo) {
+  std::vector<std::string> regions;
+  for (const RegionConfig& r : topo->regions) regions.push_back(r.name);
+  std::map<std::string, std::string> scripts;
+  auto check = [&](const std::string& script, std::string* digest) {
+    const std::string path = ScriptPath(topo->file, script);
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (f == nullptr) return Status::NotFound("cannot open '" + path + "': " + ErrnoText(errno));
+    std::string text;
+    char buf[8192];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0 && text.size() <= kMaxScriptBytes) {
+      text.append(buf, n);
+    }
+    bool failed = std::ferror(f) != 0;
+    std::fclose(f);
+    if (failed) return Status::IOError("cannot read '" + path + "'");
+    if (text.size() > kMaxScriptBytes) {
+      return Status::InvalidArgument("'" + path + "' is larger than 1 MiB");
+    }
+    if (!text.empty() && text[0] == '\x1b') {
+      return Status::InvalidArgument("'" + path + "' is precompiled Lua; give the source");
+    }
+    *digest = conflict::Fnv1a64Hex(text);
+    scripts[script] = std::move(text);
+    return Status::OK();
+  };
+  MERIDIAN_RETURN_IF_ERROR(
+      conflict::PolicySet::Build(topo->policy_specs, regions, topo->file, check, &topo->policies));
+  topo->scripts = std::move(scripts);
+  return Status::OK();
+}
+
+}  // namespace
+
 Status ParseTopology(const std::string& text, const std::string& name, Topology* out) {
   toml::table root;
   try {
@@ -526,6 +649,7 @@ Status ParseTopology(const std::string& text, const std::string& name, Topology*
   topo.file = name;
   Parser(&problems, &topo).Root(root);
   if (!problems.empty()) return problems.ToStatus();
+  MERIDIAN_RETURN_IF_ERROR(BuildPolicies(&topo));
   *out = std::move(topo);
   return Status::OK();
 }

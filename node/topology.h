@@ -22,16 +22,26 @@
 //                    non-empty), sync (bool, default [cluster] sync)
 // HOST is an IPv4 address, "localhost" or a bracketed IPv6 address; PORT is
 // 1..65535. No two endpoints (http or gossip, of any nodes) may be equal.
-// Later issues add top-level [[policy]] and [[placement]] tables; until
-// their parsers exist here they are unknown keys, so a file written for a
-// newer Meridian is refused instead of silently half-applied.
+//   [[policy]]       prefix, type (required strings), resolve (array of
+//                    strings), on_unresolved, json_max (strings),
+//                    prefer_region (array of strings), audit (bool): the
+//                    conflict policies of DESIGN.md §5, checked as a set by
+//                    conflict::PolicySet::Build (conflict/policy.h). A
+//                    "lua:PATH" resolver's PATH is relative to the topology
+//                    file's directory (or absolute); the script is read
+//                    here (at most 1 MiB of Lua source).
+// A later issue adds top-level [[placement]] tables; until its parser
+// exists here they are unknown keys, so a file written for a newer
+// Meridian is refused instead of silently half-applied.
 #ifndef MERIDIAN_NODE_TOPOLOGY_H_
 #define MERIDIAN_NODE_TOPOLOGY_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "conflict/policy.h"
 #include "crdt/status.h"
 
 namespace meridian::node {
@@ -74,6 +84,11 @@ struct Topology {
   // §4 "Garbage"; gossip/protocol.h "Retention horizon"). Default 7 days.
   uint64_t retention_horizon_ms = uint64_t{7} * 24 * 3600 * 1000;
   std::vector<RegionConfig> regions;  // in file order, each region's nodes in file order
+  // [[policy]] tables as read, and the checked set.
+  std::vector<conflict::PolicySpec> policy_specs;
+  conflict::PolicySet policies;
+  // The text of every Lua script the policies name, by PATH as written.
+  std::map<std::string, std::string> scripts;
 
   // nullptr when no node has that id.
   const NodeConfig* FindNode(const std::string& id) const;

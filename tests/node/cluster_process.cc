@@ -144,6 +144,7 @@ void ClusterProcess::WriteTopology() {
       << "  gossip   = \"tcp://127.0.0.1:" << n.gossip_port << "\"\n"
       << "  data_dir = \"" << n.data_dir << "\"\n";
   }
+  f << options_.extra_toml;
 }
 
 std::vector<int> ClusterProcess::NodesOfRegion(int r) const {

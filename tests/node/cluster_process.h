@@ -59,6 +59,8 @@ struct ClusterOptions {
   // example {"--clock-offset-ms", "1500"}).
   std::vector<std::string> args_for_all;
   std::map<int, std::vector<std::string>> args;
+  // Appended to the topology file as is (e.g. [[policy]] tables).
+  std::string extra_toml;
   // Per start of one node (or of all of them together).
   std::chrono::milliseconds start_timeout{15000};
 };

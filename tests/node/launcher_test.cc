@@ -58,6 +58,7 @@
 #include "storage/leveldb_store.h"
 #include "storage/node_meta.h"
 #include "tests/node/cluster_process.h"
+#include "tests/node/node_process.h"
 #include "tests/support/child_process.h"
 #include "tests/support/current_test.h"
 #include "tests/support/loopback.h"
@@ -126,52 +127,13 @@ bool HasLine(const std::string& text, const std::string& line) {
   return false;
 }
 
-// What one meridianctl run did.
-struct CtlResult {
-  bool finished = false;  // exited within the bound
-  int exit_code = -1;     // -1 when killed by a signal (or not finished)
-  std::string out, err;
-  std::string command;
-  std::string Describe() const {
-    return "`" + command + "` " +
-           (finished ? "exited " + std::to_string(exit_code) : std::string("did not finish")) +
-           "\n--- stdout ---\n" + out + "--- stderr ---\n" + err + "--- end ---";
-  }
-};
+using meridian::testing::CtlResult;
 
-// Runs meridianctl with `args` in directory `cwd`, its stdout and stderr in
-// files there; kills it after `timeout`.
+// Runs meridianctl with `args` in directory `cwd`; kills it after
+// `timeout`.
 CtlResult RunCtl(const std::string& cwd, const std::vector<std::string>& args,
                  milliseconds timeout = kCtlTimeout) {
-  static int runs = 0;
-  ++runs;
-  CtlResult res;
-  std::vector<std::string> argv = {MERIDIAN_MERIDIANCTL};
-  argv.insert(argv.end(), args.begin(), args.end());
-  for (const std::string& a : argv) res.command += (res.command.empty() ? "" : " ") + a;
-  const std::string base = cwd + "/ctl-" + std::to_string(runs) + "-" + args.at(0);
-  ChildOptions child;
-  child.cwd = cwd;
-  child.stdout_path = base + ".stdout";
-  child.stderr_path = base + ".stderr";
-  child.stdin_null = true;
-  pid_t pid = SpawnChild(argv, child, &res.err);
-  if (pid < 0) return res;
-  int status = 0;
-  switch (WaitChild(pid, timeout, &status)) {
-    case WaitResult::kReaped:
-      res.finished = true;
-      break;
-    case WaitResult::kTimedOut:
-      KillChild(pid);
-      break;
-    case WaitResult::kNotAChild:
-      break;
-  }
-  if (res.finished && WIFEXITED(status)) res.exit_code = WEXITSTATUS(status);
-  res.out = ReadFile(child.stdout_path);
-  res.err += ReadFile(child.stderr_path);
-  return res;
+  return meridian::testing::RunProgram(MERIDIAN_MERIDIANCTL, cwd, args, timeout);
 }
 
 // --- /proc ---------------------------------------------------------------

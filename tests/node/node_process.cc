@@ -282,4 +282,50 @@ bool DecodeReply(const node::ClientResponse& res, nlohmann::json* out, std::stri
   return false;
 }
 
+std::string CtlResult::Describe() const {
+  return "`" + command + "` " +
+         (finished ? "exited " + std::to_string(exit_code) : std::string("did not finish")) +
+         "\n--- stdout ---\n" + out + "--- stderr ---\n" + err + "--- end ---";
+}
+
+CtlResult RunProgram(const std::string& program, const std::string& cwd,
+                     const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+  static int runs = 0;
+  ++runs;
+  CtlResult res;
+  std::vector<std::string> argv = {program};
+  argv.insert(argv.end(), args.begin(), args.end());
+  for (const std::string& a : argv) res.command += (res.command.empty() ? "" : " ") + a;
+  const std::string base =
+      cwd + "/run-" + std::to_string(runs) + "-" + (args.empty() ? "none" : args[0]);
+  ChildOptions child;
+  child.cwd = cwd;
+  child.stdout_path = base + ".stdout";
+  child.stderr_path = base + ".stderr";
+  child.stdin_null = true;
+  pid_t pid = SpawnChild(argv, child, &res.err);
+  if (pid < 0) return res;
+  int status = 0;
+  switch (WaitChild(pid, timeout, &status)) {
+    case WaitResult::kReaped:
+      res.finished = true;
+      break;
+    case WaitResult::kTimedOut:
+      KillChild(pid);
+      break;
+    case WaitResult::kNotAChild:
+      break;
+  }
+  if (res.finished && WIFEXITED(status)) res.exit_code = WEXITSTATUS(status);
+  auto read = [](const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  };
+  res.out = read(child.stdout_path);
+  res.err += read(child.stderr_path);
+  return res;
+}
+
 }  // namespace meridian::testing

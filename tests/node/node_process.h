@@ -112,6 +112,22 @@ RawResult RawExchange(uint16_t port, const std::string& request, std::chrono::mi
 
 // Request and reply bodies in the API's two encodings.
 enum class Encoding { kJson, kMsgpack };
+// What one run of a command-line program (meridianctl) did.
+struct CtlResult {
+  bool finished = false;  // exited within the bound
+  int exit_code = -1;     // -1 when killed by a signal (or not finished)
+  std::string out, err;
+  std::string command;
+  // The command, how it ended, and its stdout and stderr.
+  std::string Describe() const;
+};
+
+// Runs `program` with `args` in directory `cwd` (its stdout and stderr in
+// files there, named after the run and args[0]); kills it after
+// `timeout`.
+CtlResult RunProgram(const std::string& program, const std::string& cwd,
+                     const std::vector<std::string>& args, std::chrono::milliseconds timeout);
+
 const char* MediaType(Encoding e);  // "application/json" / "application/msgpack"
 const char* Name(Encoding e);       // "json" / "msgpack"
 std::string EncodeBody(Encoding e, const nlohmann::json& body);

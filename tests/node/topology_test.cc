@@ -312,12 +312,88 @@ BOOST_AUTO_TEST_CASE(unknown_keys_everywhere) {
       "http = \"127.0.0.1:1\"\n"          // 10
       "gossip = \"tcp://127.0.0.1:2\"\n"  // 11
       "data_dir = \"d\"\n"                // 12
-      "[[policy]]\n"                      // 13
+      "[[placement]]\n"                   // 13
       "name = \"p\"\n",
       {"t.toml:3: unknown key 'colour' in [cluster]",
        "t.toml:6: unknown key 'zone' in [[region]]",  // not "node": too far
        "t.toml:9: unknown key 'htp' in [[region.node]] (did you mean 'http'?)",
-       "t.toml:13: unknown key 'policy' at the top level"});
+       "t.toml:13: unknown key 'placement' at the top level"});
+}
+
+BOOST_AUTO_TEST_CASE(policies_are_read_and_checked_as_a_set) {
+  const std::string base = std::string(kCluster) + "[[region]]\nname = \"eu\"\n" +
+                           NodeToml("n", 1, 2);  // lines 1-9
+  Topology t;
+  Status s = Parse(base +
+                       "[[policy]]\n"                       // 10
+                       "prefix = \"stock/\"\n"
+                       "type = \"mvregister\"\n"
+                       "resolve = [\"max\", \"prefer_region\"]\n"
+                       "prefer_region = [\"eu\"]\n"
+                       "on_unresolved = \"lww\"\n"
+                       "[[policy]]\n"                       // 16
+                       "prefix = \"profile/\"\n"
+                       "type = \"register\"\n"
+                       "audit = true\n",
+                   &t);
+  BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+  BOOST_REQUIRE_EQUAL(t.policies.policies().size(), 2u);
+  const meridian::conflict::Policy* p = t.policies.Match("stock/widget");
+  BOOST_REQUIRE(p != nullptr);
+  BOOST_TEST(p->resolve.size() == 2u);
+  BOOST_TEST(p->resolve[1].regions == std::vector<std::string>{"eu"});
+  BOOST_TEST((p->on_unresolved == meridian::conflict::OnUnresolved::kLww));
+  BOOST_TEST(t.policies.Match("profile/1")->audit);
+  BOOST_TEST(t.policies.Match("other") == nullptr);
+
+  // Problems name the file and the policy's line.
+  ExpectProblems(base +
+                     "[[policy]]\n"  // 10
+                     "prefix = \"a/\"\n"
+                     "type = \"mvregister\"\n"
+                     "resolve = [\"maximum\"]\n"
+                     "[[policy]]\n"  // 14
+                     "prefix = \"a/\"\n"
+                     "type = \"mvregister\"\n"
+                     "[[policy]]\n"  // 17
+                     "prefix = \"b/\"\n"
+                     "type = \"mvregister\"\n"
+                     "resolve = [\"lua:no/such.lua\"]\n",
+                 {"t.toml:10: unknown resolver \"maximum\" (known: json_max, longest, max, min, "
+                  "prefer_region, union, lua:PATH)",
+                  "t.toml:14: prefix \"a/\" already has a policy (line 10)",
+                  "t.toml:17: resolver \"lua:no/such.lua\": cannot open 'no/such.lua': No such "
+                  "file or directory"});
+  // Shapes are checked before the set.
+  ExpectProblems(base + "[[policy]]\nprefix = \"a/\"\ntype = \"mvregister\"\nresolve = \"max\"\n"
+                        "colour = 1\n",
+                 {"t.toml:13: resolve must be an array of strings, like [\"max\"], not the string "
+                  "\"max\"",
+                  "t.toml:14: unknown key 'colour' in [[policy]]"});
+  ExpectProblem(base + "[[policy]]\ntype = \"set\"\n",
+                "t.toml:10: missing required key 'prefix' in [[policy]]");
+}
+
+BOOST_AUTO_TEST_CASE(a_lua_script_is_read_relative_to_the_topology_file) {
+  char tmpl[] = "/tmp/meridian-topo-XXXXXX";
+  BOOST_REQUIRE(mkdtemp(tmpl) != nullptr);
+  const std::string dir = tmpl;
+  BOOST_REQUIRE(mkdir((dir + "/resolvers").c_str(), 0755) == 0);
+  std::ofstream(dir + "/resolvers/pick.lua") << "function resolve(s) return s[1].value end\n";
+  std::ofstream(dir + "/t.toml") << kCluster << "[[region]]\nname = \"eu\"\n"
+                                 << NodeToml("n", 1, 2)
+                                 << "[[policy]]\nprefix = \"cart/\"\ntype = \"mvregister\"\n"
+                                    "resolve = [\"lua:resolvers/pick.lua\"]\n";
+  Topology t;
+  Status s = LoadTopology(dir + "/t.toml", &t);
+  BOOST_TEST(s.ok(), s.ToString());
+  BOOST_TEST(t.scripts.count("resolvers/pick.lua") == 1u);
+  BOOST_TEST(t.scripts["resolvers/pick.lua"].find("function resolve") == 0u);
+  BOOST_TEST(t.policies.Match("cart/1")->resolve[0].script_digest.size() == 16u);
+  std::remove((dir + "/resolvers/pick.lua").c_str());
+  std::remove((dir + "/t.toml").c_str());
+  rmdir((dir + "/resolvers").c_str());
+  rmdir(dir.c_str());
 }
 
 BOOST_AUTO_TEST_CASE(unknown_key_suggests_near_miss) {
