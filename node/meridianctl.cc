@@ -536,7 +536,7 @@ std::vector<std::string> LineDiff(const std::vector<std::string>& a,
     if (i < a.size() && j < b.size() && a[i] == b[j]) {
       out.push_back("  " + a[i++]);
       ++j;
-    } else if (j < b.size() && (i == a.size() || lcs[i][j + 1] >= lcs[i + 1][j])) {
+    } else if (j < b.size() && (i == a.size() || lcs[i][j + 1] > lcs[i + 1][j])) {
       out.push_back("+ " + b[j++]);
     } else {
       out.push_back("- " + a[i++]);
@@ -597,7 +597,9 @@ int ConflictsShow(Ctl& ctl, const std::string& key) {
               << (s.contains("type") ? " (" + Field(s, "type") + ")" : std::string()) << "\n";
     const std::string pretty = s["value"].dump(2, ' ', false, json::error_handler_t::replace);
     for (const std::string& line : SplitLines(pretty)) std::cout << "    " << line << "\n";
-    texts.push_back(SplitLines(pretty));
+    // Strings are compared by their own lines (a document's), other
+    // values by their pretty-printed JSON.
+    texts.push_back(SplitLines(s["value"].is_string() ? s["value"].get<std::string>() : pretty));
   }
   for (size_t k = 1; k < texts.size(); ++k) {
     std::cout << "\ndiff [0] -> [" << k << "]:\n";

@@ -380,7 +380,8 @@ BOOST_AUTO_TEST_CASE(a_resolution_clears_the_entry_everywhere_and_a_racing_write
   BOOST_REQUIRE_MESSAGE(show.exit_code == 0, show.Describe());
   BOOST_TEST(show.out.find("[2] ") != std::string::npos, show.Describe());
   BOOST_TEST(show.out.find("diff [0] -> [1]") != std::string::npos, show.Describe());
-  BOOST_TEST(show.out.find("- \"plan ") != std::string::npos, show.Describe());
+  BOOST_TEST(show.out.find("\n  - plan ") != std::string::npos, show.Describe());
+  BOOST_TEST(show.out.find("\n  + plan ") != std::string::npos, show.Describe());
   auto missing = r.Ctl(2, {"conflicts", "show", "doc/none"});
   BOOST_TEST(missing.exit_code == 1, missing.Describe());
   BOOST_TEST(missing.err.find("has no conflict to review") != std::string::npos,
