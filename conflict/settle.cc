@@ -32,6 +32,27 @@ Settler::Settler(PolicySet policies, std::map<std::string, std::string> scripts,
 }
 
 Settled Settler::Settle(std::string_view key, const crdt::MvRegister& reg) const {
+  const Policy* p = policies_.Match(key);
+  const bool scripted =
+      p != nullptr && reg.siblings().size() > 1 &&
+      std::any_of(p->resolve.begin(), p->resolve.end(),
+                  [](const ResolverSpec& r) { return r.kind == ResolverSpec::Kind::kLua; });
+  if (!scripted) return Compute(reg, p);
+  const std::string digest = Fnv1a64Hex(reg.Encode());
+  const std::string k(key);
+  {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    auto it = cache_.find(k);
+    if (it != cache_.end() && it->second.digest == digest) return it->second.settled;
+  }
+  Settled out = Compute(reg, p);
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  if (cache_.size() >= kCacheKeys && !cache_.count(k)) cache_.erase(cache_.begin());
+  cache_[k] = Cached{digest, out};
+  return out;
+}
+
+Settled Settler::Compute(const crdt::MvRegister& reg, const Policy* p) const {
   Settled out;
   // Canonical order: by HLC, then replica, then dot.
   std::vector<const std::pair<const crdt::Dot, crdt::TimedValue>*> order;
@@ -60,7 +81,6 @@ Settled Settler::Settle(std::string_view key, const crdt::MvRegister& reg) const
     out.value = out.siblings.back().value;  // the greatest (HLC, replica)
     out.by = "lww";
   };
-  const Policy* p = policies_.Match(key);
   if (p == nullptr) {
     out.reason = "no policy covers the key";
     return out;

@@ -14,6 +14,12 @@
 // Siblings are given to resolvers in canonical order: by HLC, then
 // replica (then dot).
 //
+// What a chain with a Lua link settles is cached in memory per key and
+// state (a 64-bit digest of the state's encoding), at most kCacheKeys
+// keys: a hot conflicted key does not rerun its script on every read.
+// (Built-ins cost less than the digest.) A reload builds a new Settler,
+// so the cache never outlives the policies it was computed under.
+//
 // Thread-safe: Settle is const and every Lua call runs in a state of its
 // own; the counters are atomics.
 #ifndef MERIDIAN_CONFLICT_SETTLE_H_
@@ -23,7 +29,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <string_view>
 #include <vector>
 
@@ -68,10 +76,20 @@ class Settler {
   // REQUIRES: `reg` holds at least one sibling.
   Settled Settle(std::string_view key, const crdt::MvRegister& reg) const;
 
-  // A snapshot of the per-resolver counts, by name.
+  // A snapshot of the per-resolver counts, by name (cached answers are
+  // not calls).
   std::map<std::string, ResolverCounts> Counts() const;
 
+  static constexpr size_t kCacheKeys = 4096;
+
  private:
+  Settled Compute(const crdt::MvRegister& reg, const Policy* p) const;
+  struct Cached {
+    std::string digest;
+    Settled settled;
+  };
+  mutable std::mutex cache_mu_;
+  mutable std::unordered_map<std::string, Cached> cache_;  // by key
   struct Counter {
     std::atomic<uint64_t> decided{0}, undecided{0}, errors{0};
   };

@@ -124,10 +124,17 @@ BOOST_AUTO_TEST_CASE(lua_links_run_their_script_and_count_failures_as_errors) {
   BOOST_TEST((bad.kind == Settled::Kind::kResolved));  // min decides after the script fails
   BOOST_TEST(bad.value == 3);
   BOOST_TEST(bad.by == "min");
+  // A second read of the same state is answered from the cache; a new
+  // state runs the script again.
+  BOOST_TEST(s.Settle("first/k", v).value == 7);
+  BOOST_TEST(s.Counts()["lua:first.lua"].decided == 1u);
+  MvRegister more = v;
+  more.Merge(Siblings({{kC, 5, 11}}));
+  BOOST_TEST(s.Settle("first/k", more).value == 11);
+  BOOST_TEST(s.Counts()["lua:first.lua"].decided == 2u);
   auto counts = s.Counts();
   BOOST_TEST(counts["lua:bad.lua"].undecided == 1u);
   BOOST_TEST(counts["lua:bad.lua"].errors == 1u);
-  BOOST_TEST(counts["lua:first.lua"].decided == 1u);
   BOOST_TEST(s.hash().size() == 16u);
 }
 
