@@ -2,6 +2,7 @@
 
 #include "crdt/codec.h"
 #include "crdt/mvregister.h"
+#include "crdt/registry.h"
 
 namespace meridian::conflict {
 
@@ -11,9 +12,16 @@ constexpr uint8_t kAuditVersion = 1;
 }  // namespace
 
 bool HoldsConflict(const crdt::Envelope& env) {
-  if (env.entries().size() > 1) return true;
   const crdt::TypedState* w = env.winner();
-  if (w == nullptr || w->tag != crdt::MvRegister::kTag) return false;
+  if (w == nullptr) return false;
+  for (const auto& [tag, ts] : env.entries()) {
+    if (tag == w->tag) continue;
+    // A losing type counts while it holds a value.
+    const crdt::TypeOps* ops = crdt::FindTypeByTag(tag);
+    bool has = false;
+    if (ops != nullptr && ops->has_value(ts.state, &has).ok() && has) return true;
+  }
+  if (w->tag != crdt::MvRegister::kTag) return false;
   crdt::MvRegister reg;
   return crdt::MvRegister::Decode(w->state, &reg).ok() && reg.siblings().size() > 1;
 }

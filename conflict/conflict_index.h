@@ -7,7 +7,8 @@
 //
 // A key is conflicted when its state holds
 //   - an mvregister (the winning type) with two or more siblings, or
-//   - a type conflict: more than one type (crdt::Envelope losers).
+//   - a type conflict: a type that lost a concurrent first write
+//     (crdt::Envelope losers) and still holds a value.
 //
 // Entry ('c' + key): version byte, then [uint detected_ms]: the wall time
 // (the HLC's physical part) of the batch that first found the key

@@ -586,6 +586,16 @@ BOOST_AUTO_TEST_CASE(conflict_index_follows_siblings_and_type_conflicts) {
   CommitRemote(b.c(), {From(a, a.Log())});
   BOOST_TEST(entry(b, "t", &e));
   BOOST_TEST(!entry(b, "doc", &e));
+
+  // A losing type that holds no value (deleted before the first writes
+  // met) is no conflict.
+  CommitLocal(a.c(), {Put("t2", "text")});
+  b.wall.Advance(1000);  // past a's clock: the register's first write is the earlier
+  CommitLocal(b.c(), {Add("t2", 3), Delete("t2")});
+  CommitRemote(b.c(), {From(a, a.Log())});
+  BOOST_TEST(b.Env("t2").entries().size() == 2u);
+  BOOST_TEST(b.Env("t2").winner()->tag == crdt::Register::kTag);
+  BOOST_TEST(!entry(b, "t2", &e));
 }
 
 BOOST_AUTO_TEST_CASE(audited_keys_record_each_concurrent_loser_once_and_late_writes_never) {
