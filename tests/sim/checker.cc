@@ -5,11 +5,15 @@
 #include <sstream>
 #include <tuple>
 
+#include "conflict/conflict_index.h"
+#include "conflict/policy.h"
 #include "crdt/counter.h"
 #include "crdt/envelope.h"
+#include "crdt/mvregister.h"
 #include "crdt/register.h"
 #include "crdt/set.h"
 #include "node/operation.h"
+#include "node/review_queue.h"
 
 namespace meridian::sim {
 
@@ -269,6 +273,163 @@ void CheckRegister(const std::string& key, const std::string& envelope,
   }
 }
 
+bool IsMvWrite(const WriteRecord& w) {
+  return w.kind == WriteKind::kMvPut || w.kind == WriteKind::kMvResolve;
+}
+
+// An mvregister holds exactly the dots of its writes that no other
+// write's delta has in its context (a later write whose node held them,
+// or a resolution that named them): each such committed write is a
+// sibling, and nothing else is. Writes of a retired incarnation (maybe())
+// may or may not have arrived, so may or may not show, and may or may not
+// have superseded what their context holds.
+void CheckMvRegister(const std::string& key, const std::string& envelope,
+                     const std::vector<const WriteRecord*>& writes, std::vector<std::string>* out) {
+  crdt::MvRegister reg;
+  std::string why;
+  if (!DecodeAs(envelope, &reg, &why)) {
+    out->push_back("mvregister " + key + ": " + why);
+    return;
+  }
+  std::vector<const WriteRecord*> ops;  // committed or maybe
+  for (const WriteRecord* w : writes) {
+    if (IsMvWrite(*w) && (w->committed() || w->maybe())) ops.push_back(w);
+  }
+  // The writes whose contexts hold `d` (other than its own).
+  auto superseders = [&](const crdt::Dot& d, const WriteRecord* self, bool surely) {
+    std::vector<const WriteRecord*> by;
+    for (const WriteRecord* o : ops) {
+      if (o != self && o->context.Contains(d) && (!surely || !o->maybe())) by.push_back(o);
+    }
+    return by;
+  };
+  for (const auto& [dot, tv] : reg.siblings()) {
+    const WriteRecord* made = nullptr;
+    for (const WriteRecord* o : ops) {
+      if (o->dot == dot) made = o;
+    }
+    if (made == nullptr) {
+      std::string who = "no attempted write";
+      for (const WriteRecord* w : writes) {
+        if (IsMvWrite(*w) && w->value == FromBytes(tv.value)) {
+          who = WriteLabel(*w) + " (" + OutcomeName(w->outcome) + ")";
+        }
+      }
+      out->push_back("mvregister " + key + " holds " + FromBytes(tv.value) + " with dot " +
+                     dot.ToString() + ", which is " + who + " as committed");
+      continue;
+    }
+    if (FromBytes(tv.value) != made->value) {
+      out->push_back("mvregister " + key + ": the sibling with dot " + dot.ToString() + " holds " +
+                     FromBytes(tv.value) + ", but " + WriteLabel(*made) + " wrote " + made->value);
+    }
+    std::vector<const WriteRecord*> by = superseders(dot, made, /*surely=*/true);
+    if (!by.empty()) {
+      out->push_back("mvregister " + key + " still holds " + made->value + " (" +
+                     WriteLabel(*made) + ", dot " + dot.ToString() + "), but the committed " +
+                     WriteLabel(*by.front()) + " (" + WriteKindName(by.front()->kind) +
+                     ") superseded it: its context " + by.front()->context.ToString() +
+                     " holds that dot");
+    }
+  }
+  for (const WriteRecord* w : ops) {
+    if (w->maybe() || reg.siblings().count(w->dot)) continue;
+    if (superseders(w->dot, w, /*surely=*/false).empty()) {
+      out->push_back("mvregister " + key + ": " + WriteLabel(*w) + " (" + OutcomeName(w->outcome) +
+                     ", " + w->value + ", dot " + w->dot.ToString() +
+                     ") is not a sibling, but no write or resolution superseded it: a write "
+                     "was lost");
+    }
+  }
+  // What an acknowledged resolution cleared stays cleared everywhere (the
+  // final states are identical by now). (Its delta's context need not name
+  // them: another write of its group may have superseded them first.)
+  for (const WriteRecord* w : writes) {
+    if (w->kind != WriteKind::kMvResolve || !w->acknowledged()) continue;
+    for (const crdt::Dot& d : w->covered) {
+      if (reg.siblings().count(d)) {
+        out->push_back("mvregister " + key + ": the acknowledged resolution " + WriteLabel(*w) +
+                       " resolved sibling " + d.ToString() + " (" +
+                       FromBytes(reg.siblings().at(d).value) +
+                       "), which is still a sibling: the resolution did not clear it");
+      }
+    }
+  }
+}
+
+// The conflict index and review queue of one node against its own states
+// (conflict/conflict_index.h, node/review_queue.h). *queue gets the keys of
+// its review queue.
+void CheckConflictIndex(const FinalNode& n, const conflict::Settler& review,
+                        std::set<std::string>* queue, std::set<std::string>* keys,
+                        std::vector<std::string>* out) {
+  std::map<std::string, crdt::Envelope> states;
+  std::set<std::string> conflicted;
+  for (const auto& ks : n.states) {
+    crdt::Envelope env;
+    if (!crdt::Envelope::Decode(ks.envelope, &env).ok()) continue;  // convergence checks say why
+    if (conflict::HoldsConflict(env)) conflicted.insert(ks.key);
+    states[ks.key] = std::move(env);
+  }
+  std::set<std::string> indexed;
+  for (const auto& kv : n.conflicts) {
+    if (!indexed.insert(kv.key).second) {
+      keys->insert(kv.key);
+      out->push_back(n.id + ": the conflict index lists " + kv.key + " twice");
+      continue;
+    }
+    conflict::ConflictEntry ce;
+    Status st = conflict::DecodeConflictEntry(kv.value, &ce);
+    if (!st.ok()) {
+      keys->insert(kv.key);
+      out->push_back(n.id + ": the conflict index entry of " + kv.key +
+                     " does not decode: " + st.ToString());
+      continue;
+    }
+    auto it = states.find(kv.key);
+    if (it == states.end() || !conflicted.count(kv.key)) {
+      keys->insert(kv.key);
+      out->push_back(
+          n.id + ": the conflict index has an entry for " + kv.key + ", but its state (" +
+          (it == states.end() ? std::string("none") : RenderEnvelope(it->second.Encode())) +
+          ") holds no conflict: a resolved conflict stays in the review queue");
+      continue;
+    }
+    nlohmann::json entry;
+    crdt::CausalContext context;
+    if (!node::ReviewEntry(kv.key, it->second, ce.detected_ms, &review, &entry, &context)) {
+      // Only mvregister keys are under the review policy; anything else
+      // conflicted is a type conflict, which ReviewEntry always shows.
+      keys->insert(kv.key);
+      out->push_back(n.id + ": " + kv.key + " is conflicted (" +
+                     RenderEnvelope(it->second.Encode()) +
+                     ") but not in the review queue under the review policy");
+      continue;
+    }
+    queue->insert(kv.key);
+    crdt::MvRegister reg;
+    std::string why;
+    if (it->second.entries().size() == 1 && DecodeAs(it->second.Encode(), &reg, &why)) {
+      crdt::CausalContext all;
+      for (const auto& [dot, tv] : reg.siblings()) all.Add(dot);
+      if (context != all || entry["siblings"].size() != reg.siblings().size()) {
+        keys->insert(kv.key);
+        out->push_back(n.id + ": the review queue entry of " + kv.key + " shows " +
+                       std::to_string(entry["siblings"].size()) + " siblings with context " +
+                       context.ToString() + ", but the state holds " +
+                       std::to_string(reg.siblings().size()) + " with dots " + all.ToString());
+      }
+    }
+  }
+  for (const std::string& key : conflicted) {
+    if (indexed.count(key)) continue;
+    keys->insert(key);
+    out->push_back(n.id + ": " + key + " holds a conflict (" +
+                   RenderEnvelope(states[key].Encode()) +
+                   ") but has no conflict index entry: it is missing from the review queue");
+  }
+}
+
 }  // namespace
 
 const std::vector<std::string>& CounterKeys() {
@@ -283,11 +444,58 @@ const std::vector<std::string>& RegisterKeys() {
   static const std::vector<std::string> k = {"r/0", "r/1", "r/2"};
   return k;
 }
+const std::vector<std::string>& MvRegisterKeys() {
+  static const std::vector<std::string> k = {"mv/0", "mv/1", "mv/2", "mv/3"};
+  return k;
+}
+
+std::unique_ptr<conflict::Settler> MakeReviewSettler(
+    const std::map<std::string, std::string>& region_of) {
+  conflict::PolicySpec spec;
+  spec.line = 1;
+  spec.prefix = "mv/";
+  spec.type = std::string(crdt::MvRegister::kName);
+  spec.has_on_unresolved = true;
+  spec.on_unresolved = "review";
+  std::set<std::string> regions;
+  for (const auto& [node, region] : region_of) regions.insert(region);
+  conflict::PolicySet policies;
+  Status st = conflict::PolicySet::Build({spec}, {regions.begin(), regions.end()}, "sim.toml",
+                                         nullptr, &policies);
+  if (!st.ok()) return nullptr;  // the caller reports it
+  return std::make_unique<conflict::Settler>(std::move(policies),
+                                             std::map<std::string, std::string>(), region_of);
+}
 
 std::vector<std::string> CheckFinal(const History& history, const std::vector<FinalNode>& nodes,
-                                    std::set<std::string>* keys) {
+                                    const conflict::Settler& review, std::set<std::string>* keys) {
   std::vector<std::string> out;
   if (nodes.empty()) return out;
+  // Each node's conflict index against its own states, and every region's
+  // review queue naming the same keys.
+  std::vector<std::string> index_out;
+  std::set<std::string> first_queue;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    std::set<std::string> queue;
+    CheckConflictIndex(nodes[i], review, &queue, keys, &index_out);
+    if (i == 0) {
+      first_queue = queue;
+    } else if (queue != first_queue) {
+      std::set<std::string> diff;
+      for (const std::string& k : queue) {
+        if (!first_queue.count(k)) diff.insert(k);
+      }
+      for (const std::string& k : first_queue) {
+        if (!queue.count(k)) diff.insert(k);
+      }
+      std::string list;
+      for (const std::string& k : diff) list += (list.empty() ? "" : ", ") + k;
+      keys->insert(diff.begin(), diff.end());
+      index_out.push_back("review queues differ: " + nodes[0].id + " holds " +
+                          std::to_string(first_queue.size()) + " keys, " + nodes[i].id + " " +
+                          std::to_string(queue.size()) + "; in one only: " + list);
+    }
+  }
   // Identical digests: byte-identical states and applied vectors.
   const FinalNode& first = nodes[0];
   for (size_t i = 1; i < nodes.size(); ++i) {
@@ -317,6 +525,7 @@ std::vector<std::string> CheckFinal(const History& history, const std::vector<Fi
                     std::to_string(n.states.size()) + " (first extra: " + extra.key + ")");
     }
   }
+  out.insert(out.end(), index_out.begin(), index_out.end());
   if (!out.empty()) return out;
 
   std::map<std::string, std::string> state;
@@ -339,6 +548,7 @@ std::vector<std::string> CheckFinal(const History& history, const std::vector<Fi
   check(CounterKeys(), CheckCounter);
   check(SetKeys(), CheckSet);
   check(RegisterKeys(), CheckRegister);
+  check(MvRegisterKeys(), CheckMvRegister);
   for (const auto& [key, env] : state) {
     if (env.empty()) continue;
     out.push_back("key " + key + " exists, but the workload never wrote it");
@@ -406,6 +616,16 @@ std::string RenderEnvelope(const std::string& envelope) {
       o << " @" << crdt::HlcToString(r.hlc()) << " by " << r.writer().ToString();
       break;
     }
+    case crdt::MvRegister::kTag: {
+      crdt::MvRegister r;
+      if (!DecodeAs(envelope, &r, &why)) return why;
+      o << "mvregister {";
+      for (const auto& [d, tv] : r.siblings()) {
+        o << " " << FromBytes(tv.value) << "@" << d.ToString();
+      }
+      o << " } ctx " << r.context().ToString();
+      break;
+    }
     default:
       o << "type " << int{w->tag};
   }
@@ -425,6 +645,10 @@ const char* WriteKindName(WriteKind k) {
       return "put";
     case WriteKind::kDelete:
       return "del";
+    case WriteKind::kMvPut:
+      return "mvput";
+    case WriteKind::kMvResolve:
+      return "resolve";
   }
   return "?";
 }
@@ -464,7 +688,12 @@ std::string WriteRecord::ToString() const {
       o << " " << element;
       break;
     case WriteKind::kPut:
+    case WriteKind::kMvPut:
       o << " " << value;
+      break;
+    case WriteKind::kMvResolve:
+      o << " " << value << " covering";
+      for (const crdt::Dot& d : covered) o << " " << d.ToString();
       break;
     case WriteKind::kDelete:
       break;
@@ -474,8 +703,10 @@ std::string WriteRecord::ToString() const {
   if (committed()) {
     o << " seq " << seq << " by " << writer.ToString();
     if (hlc != 0) o << " hlc " << crdt::HlcToString(hlc);
-    if (kind == WriteKind::kSetAdd) o << " dot " << dot.ToString();
-    if (kind == WriteKind::kSetAdd || kind == WriteKind::kSetRemove) {
+    if (kind == WriteKind::kSetAdd || kind == WriteKind::kMvPut || kind == WriteKind::kMvResolve) {
+      o << " dot " << dot.ToString();
+    }
+    if (kind != WriteKind::kIncrement && kind != WriteKind::kPut && kind != WriteKind::kDelete) {
       o << " delta ctx " << context.ToString();
     }
   }

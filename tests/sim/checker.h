@@ -14,37 +14,61 @@
 //     in (HLC, replica) order, and is a write that was attempted and
 //     committed: exactly the greatest committed one;
 //   - writes refused for clock skew were never acknowledged and never
-//     became visible.
+//     became visible;
+//   - mvregisters: the siblings are exactly the committed writes whose dot
+//     no other committed write's delta context holds (a later write whose
+//     node had seen them, or a resolution that named them), so every
+//     acknowledged write nothing superseded is a sibling, and nothing
+//     refused, failed or lost in a crash ever shows; no dot an
+//     acknowledged resolution named is still a sibling;
+//   - the conflict index and review queue (DESIGN.md §5): on every node a
+//     key has an index entry exactly when its state holds a conflict
+//     (conflict::HoldsConflict), every entry of an mvregister key is in
+//     the review queue under the `review` policy with the state's
+//     siblings, and every node's queue names the same keys.
 // Session reads (monotonic, read-your-writes) are checked as they happen
 // with Dominates().
 #ifndef MERIDIAN_TESTS_SIM_CHECKER_H_
 #define MERIDIAN_TESTS_SIM_CHECKER_H_
 
+#include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "conflict/settle.h"
 #include "storage/leveldb_store.h"
 #include "storage/node_meta.h"
 #include "tests/sim/history.h"
 
 namespace meridian::sim {
 
-// The keys of the workload: counters, sets, registers.
+// The keys of the workload: counters, sets, registers, mvregisters.
 const std::vector<std::string>& CounterKeys();
 const std::vector<std::string>& SetKeys();
 const std::vector<std::string>& RegisterKeys();
+const std::vector<std::string>& MvRegisterKeys();
+
+// The policies the simulated cluster runs with: MvRegisterKeys()' prefix is
+// an mvregister under on_unresolved = "review" with no resolver, so every
+// conflicted mvregister key is in the review queue. `region_of`: node id
+// -> region.
+std::unique_ptr<conflict::Settler> MakeReviewSettler(
+    const std::map<std::string, std::string>& region_of);
 
 struct FinalNode {
   std::string id;
   storage::AppliedVector applied;
   std::vector<storage::Store::KeyState> states;  // every state, key order
+  std::vector<storage::Store::KeyValue> conflicts;  // the conflict index, key order
 };
 
 // Empty when every property holds; otherwise one sentence per violation.
 // *keys gets the keys the violations concern (for the printed history).
+// `review` settles mvregisters as the nodes do (MakeReviewSettler).
 std::vector<std::string> CheckFinal(const History& history, const std::vector<FinalNode>& nodes,
-                                    std::set<std::string>* keys);
+                                    const conflict::Settler& review, std::set<std::string>* keys);
 
 // True when the encoded envelope `later` is at least `earlier` in the
 // join order (merging `earlier` into it changes nothing). An empty string

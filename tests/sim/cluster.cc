@@ -11,15 +11,19 @@
 #include <set>
 #include <sstream>
 
+#include "conflict/conflict_index.h"
+#include "conflict/settle.h"
 #include "crdt/counter.h"
 #include "crdt/envelope.h"
 #include "crdt/hlc.h"
+#include "crdt/mvregister.h"
 #include "crdt/register.h"
 #include "crdt/set.h"
 #include "gossip/messages.h"
 #include "gossip/protocol.h"
 #include "node/committer.h"
 #include "node/operation.h"
+#include "node/review_queue.h"
 #include "storage/digests.h"
 #include "storage/leveldb_store.h"
 #include "storage/node_meta.h"
@@ -49,6 +53,10 @@ const char* SabotageName(Sabotage s) {
       return "skip-gate";
     case Sabotage::kRepairWithoutStates:
       return "repair-without-states";
+    case Sabotage::kResolveMissingDot:
+      return "resolve-missing-dot";
+    case Sabotage::kDropConflictEntries:
+      return "drop-conflict-entries";
   }
   return "?";
 }
@@ -222,6 +230,14 @@ class Simulation {
   void CommitWrites(SimNode& n);
   void CommitRepairs(SimNode& n);
   void ClientOp(int session);
+  // An mvregister session's write: with the scenario's resolve_chance, a
+  // resolution of what `n`'s review queue shows for w->key (as POST
+  // /v1/conflicts/{key} makes one); otherwise a write without a context.
+  void DrawMvWrite(SimNode& n, WriteRecord* w);
+  // After a local mvregister write committed: its dot, HLC and delta
+  // context from the logged delta, and what its reply must show. Empty,
+  // or why it is wrong.
+  std::string RecordMvWrite(SimNode& n, const node::WriteResult& r, WriteRecord* w);
   void NextOp(int session);
   void Fault(const FaultEvent& f);
   void Heal();
@@ -269,6 +285,7 @@ class Simulation {
   bool quiesced_ = false;
   bool stop_ = false;
   History history_;
+  std::unique_ptr<conflict::Settler> review_;  // the nodes' policies (MakeReviewSettler)
   std::vector<PendingRead> reads_;
   std::deque<std::string> trace_;
   std::vector<std::string> violations_;
@@ -675,6 +692,8 @@ void Simulation::AddCounters(const SimNode& n) {
   stats_.ae_rounds_abandoned += ae.rounds_abandoned;
   stats_.ae_rounds_declined += ae.rounds_declined;
   stats_.ae_states_received += ae.states_received;
+  stats_.conflicts_opened += n.committer->conflict_counts().opened;
+  stats_.conflicts_closed += n.committer->conflict_counts().closed;
 }
 
 // Tracks since when each node's clock has been more than the limit away
@@ -1050,6 +1069,19 @@ void Simulation::CommitWrites(SimNode& n) {
         op.type = crdt::Register::kTag;
         op.kv = true;
         break;
+      case WriteKind::kMvPut:
+      case WriteKind::kMvResolve:
+        op.kind = node::Operation::Kind::kPut;
+        op.type = crdt::MvRegister::kTag;
+        op.value = node::ValueToBytes(nlohmann::json(w.value));
+        if (w.kind == WriteKind::kMvResolve) {
+          crdt::CausalContext ctx;
+          size_t named = w.covered.size();
+          if (options_.sabotage == Sabotage::kResolveMissingDot) --named;
+          for (size_t k = 0; k < named; ++k) ctx.Add(w.covered[k]);
+          op.context = ctx;
+        }
+        break;
     }
   }
   std::vector<node::RemoteApply> remotes(applies.size());
@@ -1077,6 +1109,14 @@ void Simulation::CommitWrites(SimNode& n) {
     return;
   }
   n.durable = n.committer->applied();
+  if (options_.sabotage == Sabotage::kDropConflictEntries) {
+    std::vector<storage::Store::KeyValue> entries;
+    storage::WriteBatch drop;
+    if (n.store->ScanConflicts("", "", std::numeric_limits<size_t>::max(), &entries).ok()) {
+      for (const auto& kv : entries) drop.DeleteConflict(kv.key);
+    }
+    if (!entries.empty() && !n.store->Write(&drop).ok()) Trace(n.id + ": sabotage batch failed");
+  }
 
   // Local writes.
   bool appended = false;
@@ -1111,6 +1151,8 @@ void Simulation::CommitWrites(SimNode& n) {
     std::string why;
     if (win == nullptr) {
       why = "its reply holds no state";
+    } else if (w.kind == WriteKind::kMvPut || w.kind == WriteKind::kMvResolve) {
+      why = RecordMvWrite(n, r, &w);
     } else if (w.kind == WriteKind::kPut || w.kind == WriteKind::kDelete) {
       crdt::Register reg;
       st = crdt::Register::Decode(win->state, &reg);
@@ -1309,13 +1351,19 @@ void Simulation::NextOp(int session_id) {
 
 void Simulation::ClientOp(int session_id) {
   Session& s = history_.sessions[static_cast<size_t>(session_id)];
-  int node_index = Chance(rng_, 0.6) ? s.home : static_cast<int>(Between(rng_, 0, scenario_.n - 1));
+  // Sessions past scenario_.sessions work on the mvregister keys alone,
+  // and hop between nodes more (their writes then race one another).
+  const bool mv = session_id >= scenario_.sessions;
+  int node_index =
+      Chance(rng_, mv ? 0.3 : 0.6) ? s.home : static_cast<int>(Between(rng_, 0, scenario_.n - 1));
   SimNode& n = *nodes_[static_cast<size_t>(node_index)];
 
   if (Chance(rng_, 0.35)) {  // a session read
-    std::vector<std::string> keys = CounterKeys();
-    keys.insert(keys.end(), SetKeys().begin(), SetKeys().end());
-    keys.insert(keys.end(), RegisterKeys().begin(), RegisterKeys().end());
+    std::vector<std::string> keys = mv ? MvRegisterKeys() : CounterKeys();
+    if (!mv) {
+      keys.insert(keys.end(), SetKeys().begin(), SetKeys().end());
+      keys.insert(keys.end(), RegisterKeys().begin(), RegisterKeys().end());
+    }
     ++s.reads;
     if (!n.up) {
       NextOp(session_id);
@@ -1343,8 +1391,14 @@ void Simulation::ClientOp(int session_id) {
   w.session = session_id;
   w.node = node_index;
   w.submitted_ms = now_;
-  int type = static_cast<int>(Between(rng_, 0, 2));
-  if (type == 0) {
+  int type = mv ? 3 : static_cast<int>(Between(rng_, 0, 2));
+  if (type == 3) {
+    w.kind = WriteKind::kMvPut;
+    w.key = Pick(rng_, MvRegisterKeys());
+    w.value = "v" + std::to_string(w.id) + "-s" + std::to_string(session_id);
+    if (n.up) DrawMvWrite(n, &w);
+    if (stop_) return;
+  } else if (type == 0) {
     w.kind = WriteKind::kIncrement;
     w.key = Pick(rng_, CounterKeys());
     w.amount = static_cast<int64_t>(Between(rng_, 1, 5));
@@ -1386,6 +1440,127 @@ void Simulation::ClientOp(int session_id) {
   }
   n.pending_writes.push_back(static_cast<int>(history_.writes.size() - 1));
   ScheduleCommit(n);
+}
+
+void Simulation::DrawMvWrite(SimNode& n, WriteRecord* w) {
+  // What the node's review queue shows for the key, read as the API reads
+  // it (GET /v1/conflicts/{key}): the index entry, then the state. Both
+  // come from one batch, so they agree at every moment.
+  std::string index_entry, bytes;
+  Status ist = n.store->GetConflict(w->key, &index_entry);
+  Status sst = n.store->GetState(w->key, &bytes);
+  if ((!ist.ok() && !ist.IsNotFound()) || (!sst.ok() && !sst.IsNotFound())) {
+    Violation(n.id + ": reading " + w->key + "'s conflict entry and state failed: " +
+              (ist.ok() || ist.IsNotFound() ? sst : ist).ToString());
+    return;
+  }
+  crdt::Envelope env;
+  if (sst.ok()) {
+    Status ds = crdt::Envelope::DecodeStored(bytes, &env);
+    if (!ds.ok()) {
+      Violation(n.id + ": the state of " + w->key + " does not decode: " + ds.ToString());
+      return;
+    }
+  }
+  const bool conflicted = sst.ok() && conflict::HoldsConflict(env);
+  if (conflicted != ist.ok()) {
+    Violation(n.id + ": " + w->key + " is " + RenderEnvelope(bytes) +
+              (conflicted ? ", a conflict, but has no conflict index entry"
+                          : ", no conflict, but has a conflict index entry"));
+    return;
+  }
+  if (!Chance(rng_, scenario_.resolve_chance) || !conflicted) return;  // a plain write
+  conflict::ConflictEntry ce;
+  nlohmann::json entry;
+  crdt::CausalContext shown;
+  Status es = conflict::DecodeConflictEntry(index_entry, &ce);
+  if (!es.ok() || !node::ReviewEntry(w->key, env, ce.detected_ms, review_.get(), &entry, &shown)) {
+    Violation(n.id + ": " + w->key + " is conflicted (" + RenderEnvelope(bytes) +
+              ") but not in the review queue" + (es.ok() ? "" : ": " + es.ToString()));
+    return;
+  }
+  crdt::MvRegister reg;
+  Status rs = env.winner()->tag == crdt::MvRegister::kTag
+                  ? crdt::MvRegister::Decode(env.winner()->state, &reg)
+                  : Status::Corruption("not an mvregister");
+  crdt::CausalContext all;
+  std::vector<crdt::Dot> dots;
+  for (const auto& [dot, tv] : reg.siblings()) {
+    all.Add(dot);
+    dots.push_back(dot);
+  }
+  if (!rs.ok() || shown != all) {
+    Violation(n.id + ": the review queue shows " + w->key + " with context " + shown.ToString() +
+              ", but its siblings are " + RenderEnvelope(bytes));
+    return;
+  }
+  w->kind = WriteKind::kMvResolve;
+  w->covered = std::move(dots);
+}
+
+std::string Simulation::RecordMvWrite(SimNode& n, const node::WriteResult& r, WriteRecord* w) {
+  crdt::Envelope env;
+  crdt::MvRegister reply;
+  Status st = crdt::Envelope::Decode(r.envelope, &env);
+  if (st.ok() && (env.winner() == nullptr || env.winner()->tag != crdt::MvRegister::kTag)) {
+    st = Status::Corruption("no mvregister");
+  }
+  if (st.ok()) st = crdt::MvRegister::Decode(env.winner()->state, &reply);
+  if (!st.ok()) return "its reply: " + st.ToString();
+  // Its dot and what it supersedes are in its delta: read it back.
+  std::vector<storage::LogEntry> logged;
+  crdt::Envelope delta_env;
+  crdt::MvRegister delta;
+  st = n.store->ReadLog(kScope, r.seq, 1, &logged);
+  if (st.ok() && (logged.size() != 1 || logged[0].seq != r.seq || logged[0].key != w->key)) {
+    st = Status::Corruption("no log entry for it");
+  }
+  if (st.ok()) st = crdt::Envelope::Decode(logged[0].delta, &delta_env);
+  if (st.ok() &&
+      (delta_env.winner() == nullptr || delta_env.winner()->tag != crdt::MvRegister::kTag)) {
+    st = Status::Corruption("its logged delta holds no mvregister");
+  }
+  if (st.ok()) st = crdt::MvRegister::Decode(delta_env.winner()->state, &delta);
+  if (!st.ok()) return "its delta-log entry " + std::to_string(r.seq) + ": " + st.ToString();
+  if (delta.siblings().size() != 1) {
+    return "its logged delta holds " + std::to_string(delta.siblings().size()) +
+           " siblings, not its own one";
+  }
+  const auto& [dot, tv] = *delta.siblings().begin();
+  w->dot = dot;
+  w->hlc = tv.hlc;
+  w->context = delta.context();
+  const std::string bytes = node::ValueToBytes(nlohmann::json(w->value));
+  if (dot.replica != n.replica || tv.value != bytes || !w->context.Contains(dot)) {
+    return "its logged delta " + RenderEnvelope(logged[0].delta) +
+           " is not its value with a dot of " + n.replica.ToString();
+  }
+  auto mine = reply.siblings().find(dot);
+  if (mine == reply.siblings().end() || mine->second.value != bytes) {
+    return "its reply " + RenderEnvelope(r.envelope) + " lacks its own sibling " + dot.ToString();
+  }
+  if (w->kind == WriteKind::kMvPut && reply.siblings().size() != 1) {
+    return "its reply " + RenderEnvelope(r.envelope) +
+           " holds other siblings: a write without a context supersedes all its node holds";
+  }
+  if (w->kind == WriteKind::kMvResolve) {
+    // A resolution supersedes what it named and nothing else: a write
+    // concurrent with it stays a sibling (DESIGN.md §5).
+    crdt::CausalContext allowed;
+    for (const crdt::Dot& d : w->covered) allowed.Add(d);
+    allowed.Add(dot);
+    if (!allowed.Covers(w->context)) {
+      return "the resolution's delta supersedes " + w->context.ToString() +
+             ", more than the siblings it named and its own dot " + allowed.ToString();
+    }
+  }
+  for (const crdt::Dot& d : w->covered) {
+    if (reply.siblings().count(d)) {
+      return "the resolution's reply " + RenderEnvelope(r.envelope) + " still holds sibling " +
+             d.ToString() + " it named";
+    }
+  }
+  return "";
 }
 
 void Simulation::AnswerReads(SimNode& n) {
@@ -1599,7 +1774,13 @@ SeedReport Simulation::Run() {
   for (auto& n : nodes_) Start(*n);
   UpdateFences();
   net_.SetQuality(scenario_.faulty);
-  for (int s = 0; s < scenario_.sessions; ++s) {
+  std::map<std::string, std::string> region_of;
+  for (int i = 0; i < scenario_.n; ++i) {
+    region_of[scenario_.ids[static_cast<size_t>(i)]] = scenario_.regions[static_cast<size_t>(i)];
+  }
+  review_ = MakeReviewSettler(region_of);
+  if (review_ == nullptr) Violation("the review policy does not build");
+  for (int s = 0; s < scenario_.sessions + scenario_.mv_sessions; ++s) {
     Session session;
     session.id = s;
     session.home = static_cast<int>(Between(rng_, 0, scenario_.n - 1));
@@ -1757,6 +1938,8 @@ SeedReport Simulation::Run() {
       }
       Status st = n->store->Scan("", "", std::numeric_limits<size_t>::max(), &f.states);
       if (!st.ok()) Violation(n->id + ": scan failed: " + st.ToString());
+      st = n->store->ScanConflicts("", "", std::numeric_limits<size_t>::max(), &f.conflicts);
+      if (!st.ok()) Violation(n->id + ": conflict index scan failed: " + st.ToString());
       // The digest sums kept on every commit and repair are those of the
       // stored digest records, and equal states give equal digests.
       storage::BucketSums stored;
@@ -1770,15 +1953,18 @@ SeedReport Simulation::Run() {
         Violation(n->id + ": state digest " + n->committer->digest_sums().Total().Hex() +
                   " differs from " + nodes_[0]->id + "'s " + first_digest.Hex());
       }
+      if (finals.empty()) stats_.review_queue_final = f.conflicts.size();
       finals.push_back(std::move(f));
     }
     if (!stop_) {
-      for (std::string& v : CheckFinal(history_, finals, &keys)) violations_.push_back(v);
+      for (std::string& v : CheckFinal(history_, finals, *review_, &keys)) violations_.push_back(v);
     }
   }
   for (const WriteRecord& w : history_.writes) {
     if (w.outcome == Outcome::kAcknowledged) {
       ++stats_.writes_acknowledged;
+      if (w.kind == WriteKind::kMvPut) ++stats_.mv_writes_acknowledged;
+      if (w.kind == WriteKind::kMvResolve) ++stats_.resolutions_acknowledged;
     } else if (w.outcome == Outcome::kRefusedSkew) {
       ++stats_.writes_refused_skew;
     } else {

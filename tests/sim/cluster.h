@@ -7,12 +7,13 @@
 // random choice comes from the seed, so a seed replays exactly.
 //
 // One run: a fault phase (client writes and session reads on a small key
-// space while partitions, loss, duplication, reordering, delays, crashes
-// with restart from storage, clock skew within and beyond the limit, and
-// full disks come and go), then everything heals and the cluster runs
-// until it is quiescent (every node has applied the same vector, every
-// peer has acknowledged every log, every node takes writes again) or a
-// virtual-time bound passes. The checker (checker.h) then judges the
+// space, mvregister writes and resolutions of the review queue among them,
+// while partitions, loss, duplication, reordering, delays, crashes with
+// restart from storage, clock skew within and beyond the limit, and full
+// disks come and go), then everything heals and the cluster runs until it
+// is quiescent (every node has applied the same vector, every peer has
+// acknowledged every log, every node takes writes again) or a virtual-time
+// bound passes. The checker (checker.h) then judges the
 // final states against the history (history.h).
 #ifndef MERIDIAN_TESTS_SIM_CLUSTER_H_
 #define MERIDIAN_TESTS_SIM_CLUSTER_H_
@@ -27,13 +28,15 @@ namespace meridian::sim {
 // (sim_test.cc runs a few seeds with each and expects failures).
 enum class Sabotage {
   kNone,
-  kDropApplies,         // ApplyRequests are dropped, never answered
-  kAckWithoutApply,     // OnApplied is reported without committing
-  kIgnoreGate,          // writes the Gate refuses are committed anyway
-  kReadWithoutWaiting,  // session reads answer without waiting for the token
-  kAckBeforeCommit,     // clients are acknowledged when the write is queued
-  kSkipGate,            // writes never ask the Gate (caught by strict_gate)
-  kRepairWithoutStates, // anti-entropy repairs advance the applied vector but drop their states
+  kDropApplies,          // ApplyRequests are dropped, never answered
+  kAckWithoutApply,      // OnApplied is reported without committing
+  kIgnoreGate,           // writes the Gate refuses are committed anyway
+  kReadWithoutWaiting,   // session reads answer without waiting for the token
+  kAckBeforeCommit,      // clients are acknowledged when the write is queued
+  kSkipGate,             // writes never ask the Gate (caught by strict_gate)
+  kRepairWithoutStates,  // anti-entropy repairs advance the applied vector but drop their states
+  kResolveMissingDot,    // a resolution's context leaves out one of the siblings it names
+  kDropConflictEntries,  // the conflict index is emptied after every group commit
 };
 const char* SabotageName(Sabotage s);
 
@@ -101,6 +104,14 @@ struct SimStats {
   uint64_t retirements = 0;
   uint64_t rejoins = 0;
   uint64_t writes_retired = 0;
+  // The mvregister workload: acknowledged writes and resolutions, conflict
+  // index entries put and deleted (summed over every node and life), and
+  // the review queue's length at the end (one node's; all are equal).
+  uint64_t mv_writes_acknowledged = 0;
+  uint64_t resolutions_acknowledged = 0;
+  uint64_t conflicts_opened = 0;
+  uint64_t conflicts_closed = 0;
+  uint64_t review_queue_final = 0;
   uint64_t quiesce_ms = 0;  // virtual time from heal to quiescence
   uint64_t end_ms = 0;      // virtual time at the end
 };

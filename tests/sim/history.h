@@ -15,7 +15,11 @@
 
 namespace meridian::sim {
 
-enum class WriteKind { kIncrement, kSetAdd, kSetRemove, kPut, kDelete };
+// kMvPut: an mvregister write without a context (supersedes every sibling
+// its node holds); kMvResolve: a person's resolution of a conflicted
+// mvregister (node/api.cc ResolveConflict), a write whose context is
+// exactly the siblings its node's review queue showed (`covered`).
+enum class WriteKind { kIncrement, kSetAdd, kSetRemove, kPut, kDelete, kMvPut, kMvResolve };
 const char* WriteKindName(WriteKind k);
 
 enum class Outcome {
@@ -45,7 +49,8 @@ struct WriteRecord {
   std::string key;
   int64_t amount = 0;   // kIncrement
   std::string element;  // kSetAdd / kSetRemove (the JSON string, not its bytes)
-  std::string value;    // kPut (the JSON string)
+  std::string value;    // kPut, kMvPut, kMvResolve (the JSON string)
+  std::vector<crdt::Dot> covered;  // kMvResolve: the sibling dots its context names
   Outcome outcome = Outcome::kPending;
   std::string error;  // kFailed: the API error code
 
@@ -54,8 +59,9 @@ struct WriteRecord {
   crdt::ReplicaId writer;
   std::string envelope;         // the key's state the reply carried
   crdt::Hlc hlc = 0;            // registers: the write's timestamp
-  crdt::Dot dot;                // set adds: the element's fresh dot
-  crdt::CausalContext context;  // set writes: their delta's context (the dots they replace)
+  crdt::Dot dot;                // set adds, mvregister writes: the fresh dot
+  crdt::CausalContext context;  // set and mvregister writes: their delta's context (the dots
+                                // they replace, and their own)
 
   bool committed() const {
     return outcome == Outcome::kReplyLost || outcome == Outcome::kAcknowledged;

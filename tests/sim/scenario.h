@@ -39,6 +39,13 @@ struct Scenario {
   double reply_loss = 0;
   double ship_failure = 0;  // a log read fails (OnShipFailed)
   int sessions = 3;
+  // Extra sessions that write the mvregister keys (MvRegisterKeys()) on
+  // top of `sessions`, so the other types keep their share of the writes;
+  // each of their writes is, with `resolve_chance`, a resolution of what
+  // its node's review queue shows for the key. They move between nodes
+  // more than the others, which makes concurrent writes (siblings).
+  int mv_sessions = 1;
+  double resolve_chance = 0.3;
   uint64_t think_min_ms = 10, think_max_ms = 200;
   uint64_t read_timeout_ms = 2000;
   std::vector<int64_t> skew, healed_skew;

@@ -2,7 +2,8 @@
 // seeded runs of a small cluster under partitions, loss, duplication,
 // reordering, delays, crashes with restart from storage and clock skew,
 // each judged by the checker after it heals and goes quiet (cluster.h,
-// checker.h).
+// checker.h), with mvregister writes and resolutions of the review queue
+// among the client operations.
 //
 // MERIDIAN_SIM_SEEDS=n   seeds per run (default 2,000), from a fresh base
 //                        seed printed at the start;
@@ -163,6 +164,11 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
     total.retirements += r.stats.retirements;
     total.rejoins += r.stats.rejoins;
     total.writes_retired += r.stats.writes_retired;
+    total.mv_writes_acknowledged += r.stats.mv_writes_acknowledged;
+    total.resolutions_acknowledged += r.stats.resolutions_acknowledged;
+    total.conflicts_opened += r.stats.conflicts_opened;
+    total.conflicts_closed += r.stats.conflicts_closed;
+    total.review_queue_final += r.stats.review_queue_final;
     if (r.stats.quiesce_ms > total.quiesce_ms) {
       total.quiesce_ms = r.stats.quiesce_ms;
       slowest = seed;
@@ -209,7 +215,12 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
             << " times a peer lacked collected entries, " << total.tombstones_collected
             << " tombstones collected; horizon: " << total.retirements
             << " incarnations retired, " << total.rejoins << " rejoins, " << total.writes_retired
-            << " committed writes held nowhere else at a rejoin; slowest quiescence "
+            << " committed writes held nowhere else at a rejoin; mvregisters: "
+            << total.mv_writes_acknowledged << " writes and " << total.resolutions_acknowledged
+            << " resolutions acknowledged, " << total.conflicts_opened
+            << " conflict entries put and " << total.conflicts_closed << " deleted, "
+            << total.review_queue_final << " left in the review queues at the end; "
+            << "slowest quiescence "
             << total.quiesce_ms
             << " ms (seed " << slowest << ")" << std::endl;
   // Anti-entropy must have done real work over this many seeds (a broken
@@ -220,6 +231,13 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
     BOOST_TEST(total.log_truncated > 0u);
     BOOST_TEST(total.beyond_log > 0u);
     BOOST_TEST(total.tombstones_collected > 0u);
+  }
+  // The mvregister workload must make conflicts, resolve some and leave
+  // some for review (else the review queue checks judge nothing).
+  if (seeds >= 100 && failures == 0) {
+    BOOST_TEST(total.resolutions_acknowledged > 0u);
+    BOOST_TEST(total.conflicts_closed > 0u);
+    BOOST_TEST(total.review_queue_final > 0u);
   }
   // Retirements need a long fault phase and a horizon (about one seed in
   // ten): only a longer run can count on some.
@@ -252,7 +270,8 @@ BOOST_AUTO_TEST_CASE(the_checker_catches_a_broken_driver) {
   const Sabotage kinds[] = {Sabotage::kDropApplies,     Sabotage::kAckWithoutApply,
                             Sabotage::kIgnoreGate,      Sabotage::kReadWithoutWaiting,
                             Sabotage::kAckBeforeCommit, Sabotage::kSkipGate,
-                            Sabotage::kRepairWithoutStates};
+                            Sabotage::kRepairWithoutStates, Sabotage::kResolveMissingDot,
+                            Sabotage::kDropConflictEntries};
   for (Sabotage kind : kinds) {
     SimOptions options;
     options.sabotage = kind;
