@@ -436,6 +436,29 @@ BOOST_AUTO_TEST_CASE(a_resolution_clears_the_entry_everywhere_and_a_racing_write
                 std::set<std::string>{"\"merged\"", "\"racing\""}),
                queue["doc/plan"].dump());
   }
+
+  // meridianctl: --prefix narrows the list; a value that is not JSON is
+  // refused before anything is sent; a value from a file settles it.
+  auto other = r.Ctl(1, {"conflicts", "list", "--prefix", "stock/"});
+  BOOST_TEST(other.exit_code == 0, other.Describe());
+  BOOST_TEST(other.out == "no conflicts to review\n", other.Describe());
+  auto not_json = r.Ctl(1, {"conflicts", "resolve", "doc/plan", "--value", "{oops"});
+  BOOST_TEST(not_json.exit_code == 1, not_json.Describe());
+  BOOST_TEST(not_json.err.find("--value is not JSON") != std::string::npos, not_json.Describe());
+  std::ofstream(r.cluster().dir() + "/final.json") << R"({"title": "final"})";
+  auto from_file = r.Ctl(1, {"conflicts", "resolve", "doc/plan", "--file", "final.json"});
+  BOOST_REQUIRE_MESSAGE(from_file.exit_code == 0, from_file.Describe());
+  r.WaitConverged();
+  for (int i = 0; i < r.size(); ++i) {
+    Reply read = r.Read(i, "doc/plan");
+    BOOST_TEST(read.status == 200, read.raw);
+    BOOST_TEST(read.body["value"]["title"] == "final");
+    BOOST_TEST(r.Queue(i).empty());
+  }
+  // Resolving what is already resolved says so.
+  auto again = r.Ctl(2, {"conflicts", "resolve", "doc/plan", "--pick", "0"});
+  BOOST_TEST(again.exit_code == 1, again.Describe());
+  BOOST_TEST(again.err.find("has no conflict to review") != std::string::npos, again.Describe());
 }
 
 BOOST_AUTO_TEST_CASE(audited_registers_read_by_lww_and_log_only_truly_concurrent_losers) {
