@@ -704,27 +704,40 @@ Status Store::GetConflict(std::string_view key, std::string* entry) const {
   return FromLevelDb(s, "reading the conflict index in " + impl_->dir);
 }
 
-Status Store::ScanConflicts(std::string_view prefix, std::string_view after, size_t limit,
-                            std::vector<KeyValue>* out) const {
-  out->clear();
+Status Store::ScanKind(char kind, std::string_view prefix, std::string_view after, size_t limit,
+                       const std::function<void(std::string_view, std::string_view)>& add,
+                       const std::string& what) const {
   if (limit == 0) return Status::OK();
-  const std::string lower = PrefixedKey(kConflictPrefix, prefix);
+  const std::string lower = PrefixedKey(kind, prefix);
   std::string target = lower;
   std::string after_key;
   if (!after.empty()) {
-    after_key = PrefixedKey(kConflictPrefix, after);
+    after_key = PrefixedKey(kind, after);
     if (after_key > target) target = after_key;
   }
   std::shared_lock<std::shared_mutex> lock;
   MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
   std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions()));
-  for (it->Seek(target); it->Valid() && out->size() < limit; it->Next()) {
+  size_t n = 0;
+  for (it->Seek(target); it->Valid() && n < limit; it->Next()) {
     std::string_view key = ToView(it->key());
     if (key.substr(0, lower.size()) != lower) break;
     if (!after_key.empty() && key == after_key) continue;
-    out->push_back(KeyValue{std::string(key.substr(1)), std::string(ToView(it->value()))});
+    add(key.substr(1), ToView(it->value()));
+    ++n;
   }
-  return FromLevelDb(it->status(), "scanning the conflict index in " + impl_->dir);
+  return FromLevelDb(it->status(), "scanning " + what + " in " + impl_->dir);
+}
+
+Status Store::ScanConflicts(std::string_view prefix, std::string_view after, size_t limit,
+                            std::vector<KeyValue>* out) const {
+  out->clear();
+  return ScanKind(
+      kConflictPrefix, prefix, after, limit,
+      [out](std::string_view k, std::string_view v) {
+        out->push_back(KeyValue{std::string(k), std::string(v)});
+      },
+      "the conflict index");
 }
 
 Status Store::ScanAudit(std::string_view key, size_t limit, std::vector<KeyValue>* out) const {
@@ -819,26 +832,12 @@ bool Store::IsNoSpace(const Status& s) {
 Status Store::Scan(std::string_view prefix, std::string_view after, size_t limit,
                    std::vector<KeyState>* out) const {
   out->clear();
-  if (limit == 0) return Status::OK();
-  const std::string lower = PrefixedKey(kStatePrefix, prefix);
-  std::string target = lower;
-  std::string after_key;
-  if (!after.empty()) {
-    after_key = PrefixedKey(kStatePrefix, after);
-    if (after_key > target) target = after_key;
-  }
-
-  std::shared_lock<std::shared_mutex> lock;
-  MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
-  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions()));
-  for (it->Seek(target); it->Valid() && out->size() < limit; it->Next()) {
-    std::string_view key = ToView(it->key());
-    if (key.substr(0, lower.size()) != lower) break;
-    if (!after_key.empty() && key == after_key) continue;
-    std::string_view value = ToView(it->value());
-    out->push_back(KeyState{std::string(key.substr(1)), std::string(value)});
-  }
-  return FromLevelDb(it->status(), "scanning states in " + impl_->dir);
+  return ScanKind(
+      kStatePrefix, prefix, after, limit,
+      [out](std::string_view k, std::string_view v) {
+        out->push_back(KeyState{std::string(k), std::string(v)});
+      },
+      "states");
 }
 
 Status Store::ReadLog(std::string_view scope, uint64_t from_seq, size_t limit,

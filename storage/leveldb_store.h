@@ -33,6 +33,7 @@
 #define MERIDIAN_STORAGE_LEVELDB_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -285,6 +286,14 @@ class Store {
   void TEST_SetDiskFull(bool full);
 
  private:
+  // Records of one kind (`kind` prefix byte) whose key (less the kind)
+  // starts with `prefix` and is strictly greater than `after` (when
+  // non-empty), at most `limit`, each passed to `add` (key without the
+  // kind, value). `what` names them in errors.
+  Status ScanKind(char kind, std::string_view prefix, std::string_view after, size_t limit,
+                  const std::function<void(std::string_view, std::string_view)>& add,
+                  const std::string& what) const;
+
   Store();
   struct Impl;
   std::unique_ptr<Impl> impl_;
