@@ -17,9 +17,7 @@ bool HoldsConflict(const crdt::Envelope& env) {
   for (const auto& [tag, ts] : env.entries()) {
     if (tag == w->tag) continue;
     // A losing type counts while it holds a value.
-    const crdt::TypeOps* ops = crdt::FindTypeByTag(tag);
-    bool has = false;
-    if (ops != nullptr && ops->has_value(ts.state, &has).ok() && has) return true;
+    if (crdt::StateHasValue(tag, ts.state)) return true;
   }
   if (w->tag != crdt::MvRegister::kTag) return false;
   crdt::MvRegister reg;

@@ -80,4 +80,10 @@ const TypeOps* FindTypeByName(std::string_view name) {
 
 const std::vector<const TypeOps*>& AllTypes() { return Table(); }
 
+bool StateHasValue(uint8_t tag, std::string_view state) {
+  const TypeOps* ops = FindTypeByTag(tag);
+  bool has = false;
+  return ops != nullptr && ops->has_value(state, &has).ok() && has;
+}
+
 }  // namespace meridian::crdt

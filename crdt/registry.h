@@ -35,6 +35,9 @@ struct TypeOps {
 // nullptr for an unknown tag or name.
 const TypeOps* FindTypeByTag(uint8_t tag);
 const TypeOps* FindTypeByName(std::string_view name);
+// True when a state of type `tag` shows a reader a value; false for an
+// unknown tag or bytes that do not decode.
+bool StateHasValue(uint8_t tag, std::string_view state);
 // Every registered type, ascending by tag.
 const std::vector<const TypeOps*>& AllTypes();
 

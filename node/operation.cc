@@ -111,10 +111,7 @@ bool Mutate(const Operation& op, uint8_t tag, const TypedState* ts, const crdt::
 }
 
 bool HasValue(const TypedState* ts) {
-  if (ts == nullptr) return false;
-  const crdt::TypeOps* ops = crdt::FindTypeByTag(ts->tag);
-  bool has = false;
-  return ops != nullptr && ops->has_value(ts->state, &has).ok() && has;
+  return ts != nullptr && crdt::StateHasValue(ts->tag, ts->state);
 }
 
 const char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

@@ -25,11 +25,6 @@ json ValueOfState(const std::string& key, const crdt::TypedState& ts) {
   return r.contains("siblings") ? r["siblings"] : json();
 }
 
-bool HasValue(const crdt::TypedState& ts) {
-  const crdt::TypeOps* ops = crdt::FindTypeByTag(ts.tag);
-  bool has = false;
-  return ops != nullptr && ops->has_value(ts.state, &has).ok() && has;
-}
 
 }  // namespace
 
@@ -53,7 +48,7 @@ bool ReviewEntry(const std::string& key, const crdt::Envelope& env, uint64_t det
 
   std::vector<crdt::TypedState> losers;
   for (const crdt::TypedState& l : env.losers()) {
-    if (HasValue(l)) losers.push_back(l);
+    if (crdt::StateHasValue(l.tag, l.state)) losers.push_back(l);
   }
   if (!losers.empty()) {
     json sibs = json::array();
