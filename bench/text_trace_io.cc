@@ -89,116 +89,300 @@ Status Gzip(std::string_view data, std::string* out) {
 }
 
 // ---- JSON -> Trace ----------------------------------------------------------
+//
+// A SAX parser straight into the Trace: a DOM of automerge-paper's 16 MB
+// takes over a second to build and as long again to walk. Top-level keys
+// may come in any order ("kind" after "txns"), so what depends on the kind
+// (parents, agent, numAgents) is recorded for every txn and checked at the
+// end; keys the format does not name are skipped.
 
 namespace {
 
-bool AsCount(const json& v, uint64_t* out) {
-  if (v.is_number_unsigned()) {
-    *out = v.get<uint64_t>();
-    return true;
-  }
-  if (v.is_number_integer() && v.get<int64_t>() >= 0) {
-    *out = static_cast<uint64_t>(v.get<int64_t>());
-    return true;
-  }
-  return false;
-}
-
-Status Shape(const std::string& where, const std::string& what) {
-  return Status::InvalidArgument("wrong trace shape: " + where + ": " + what);
-}
-
 std::string TxnName(size_t i) { return "txns[" + std::to_string(i) + "]"; }
 
-Status ParsePatches(const json& patches, const std::string& where, std::vector<TracePatch>* out) {
-  if (!patches.is_array()) return Shape(where + ".patches", "must be an array");
-  out->reserve(patches.size());
-  for (size_t j = 0; j < patches.size(); ++j) {
-    const json& p = patches[j];
-    std::string pw = where + ".patches[" + std::to_string(j) + "]";
-    if (!p.is_array() || p.size() != 3) {
-      return Shape(pw, "must be [pos, numDeleted, insertedText]");
+class TraceSax {
+ public:
+  explicit TraceSax(Trace* out) : out_(out) {}
+
+  // The result once sax_parse has returned `parsed`.
+  Status Finish(bool parsed) {
+    if (!error_.ok()) return error_;
+    if (!parsed) return Status::InvalidArgument("not JSON");  // parse_error sets error_
+    if (!has_top_) return Shape("top level", "must be an object");
+    if (!has_end_) return Shape("endContent", "missing or not a string");
+    if (!has_txns_) return Shape("txns", "missing or not an array");
+    if (has_kind_) {
+      if (kind_ == "concurrent") {
+        out_->concurrent = true;
+      } else if (kind_ != "sequential") {
+        return Shape("kind", "unknown kind \"" + kind_ + "\" (sequential or concurrent)");
+      }
     }
-    TracePatch tp;
-    if (!AsCount(p[0], &tp.pos)) return Shape(pw, "pos must be a non-negative integer");
-    if (!AsCount(p[1], &tp.del)) return Shape(pw, "numDeleted must be a non-negative integer");
-    if (!p[2].is_string()) return Shape(pw, "insertedText must be a string");
-    tp.insert = p[2].get<std::string>();
-    out->push_back(std::move(tp));
+    if (out_->concurrent) {
+      if (!agents_ok_ || agents_ == 0 || agents_ > 1u << 20) {
+        return Shape("numAgents", "missing or not an integer in 1..2^20");
+      }
+      out_->num_agents = static_cast<uint32_t>(agents_);
+    }
+    for (size_t i = 0; i < out_->txns.size(); ++i) {
+      const TxnFlags& f = flags_[i];
+      TraceTxn& t = out_->txns[i];
+      if (!f.patches) return Shape(TxnName(i), "has no patches");
+      if (!out_->concurrent) {
+        t.parents.clear();
+        t.agent = 0;
+        continue;
+      }
+      if (!f.parents) return Shape(TxnName(i) + ".parents", "missing or not an array");
+      bool bad = f.bad_parent;
+      for (size_t p : t.parents) bad = bad || p >= i;
+      if (bad) {
+        return Shape(TxnName(i) + ".parents", "each parent must be the index of an earlier txn");
+      }
+      if (!f.agent || agent_[i] >= out_->num_agents) {
+        return Shape(TxnName(i) + ".agent", "missing or not in 0..numAgents-1");
+      }
+      t.agent = static_cast<uint32_t>(agent_[i]);
+    }
+    return Status::OK();
   }
-  return Status::OK();
-}
+
+  // nlohmann::json_sax interface.
+  bool null() { return Scalar(kNull, 0, nullptr); }
+  bool boolean(bool) { return Scalar(kBool, 0, nullptr); }
+  bool number_integer(int64_t v) {
+    return v >= 0 ? Scalar(kCount, static_cast<uint64_t>(v), nullptr) : Scalar(kOtherNumber, 0, nullptr);
+  }
+  bool number_unsigned(uint64_t v) { return Scalar(kCount, v, nullptr); }
+  bool number_float(double, const std::string&) { return Scalar(kOtherNumber, 0, nullptr); }
+  bool string(std::string& v) { return Scalar(kString, 0, &v); }
+  bool binary(json::binary_t&) { return Scalar(kNull, 0, nullptr); }
+  bool start_object(std::size_t) { return Start(true); }
+  bool start_array(std::size_t) { return Start(false); }
+  bool end_object() { return End(); }
+  bool end_array() { return End(); }
+  bool key(std::string& k) {
+    if (skip_ > 0) return true;
+    Frame& f = stack_.back();
+    if (f.kind == kTop) {
+      f.key = k == "txns"           ? kKeyTxns
+              : k == "endContent"   ? kKeyEnd
+              : k == "startContent" ? kKeyStart
+              : k == "kind"         ? kKeyKind
+              : k == "numAgents"    ? kKeyAgents
+                                    : kKeyOther;
+    } else {  // kTxn
+      f.key = k == "patches"   ? kKeyPatches
+              : k == "parents" ? kKeyParents
+              : k == "agent"   ? kKeyAgent
+                               : kKeyOther;
+    }
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
+    if (error_.ok()) error_ = Status::InvalidArgument(std::string("not JSON: ") + e.what());
+    return false;
+  }
+
+ private:
+  enum FrameKind { kTop, kTxns, kTxn, kPatches, kPatch, kParents };
+  enum Key { kKeyNone, kKeyOther, kKeyTxns, kKeyEnd, kKeyStart, kKeyKind, kKeyAgents,
+             kKeyPatches, kKeyParents, kKeyAgent };
+  enum ValueKind { kNull, kBool, kCount, kOtherNumber, kString, kObject, kArray };
+  struct Frame {
+    FrameKind kind;
+    Key key = kKeyNone;
+    size_t index = 0;  // arrays: elements so far
+  };
+  struct TxnFlags {
+    bool patches = false;
+    bool parents = false;
+    bool bad_parent = false;
+    bool agent = false;
+  };
+
+  static Status Shape(const std::string& where, const std::string& what) {
+    return Status::InvalidArgument("wrong trace shape: " + where + ": " + what);
+  }
+  bool Fail(const std::string& where, const std::string& what) {
+    if (error_.ok()) error_ = Shape(where, what);
+    return false;
+  }
+  size_t Txn() const { return out_->txns.size() - 1; }
+  std::string PatchName() const {
+    return TxnName(Txn()) + ".patches[" + std::to_string(out_->txns.back().patches.size() - 1) + "]";
+  }
+
+  // A value (scalar or the start of a container) in the current frame.
+  // Returns false on a shape error; *push gets the frame a container opens
+  // (or stays unset: the container is skipped).
+  bool Place(ValueKind v, uint64_t n, std::string* s, bool* push, FrameKind* into) {
+    *push = false;
+    if (stack_.empty()) {
+      if (v != kObject) return Fail("top level", "must be an object");
+      has_top_ = true;
+      *push = true;
+      *into = kTop;
+      return true;
+    }
+    Frame& f = stack_.back();
+    switch (f.kind) {
+      case kTop: {
+        const Key k = f.key;
+        f.key = kKeyNone;
+        switch (k) {
+          case kKeyTxns:
+            if (v != kArray) return Fail("txns", "missing or not an array");
+            has_txns_ = true;
+            *push = true;
+            *into = kTxns;
+            return true;
+          case kKeyEnd:
+            if (v != kString) return Fail("endContent", "missing or not a string");
+            out_->end_content = std::move(*s);
+            has_end_ = true;
+            return true;
+          case kKeyStart:
+            if (v != kString) return Fail("startContent", "must be a string");
+            out_->start_content = std::move(*s);
+            return true;
+          case kKeyKind:
+            if (v != kString) return Fail("kind", "must be a string");
+            kind_ = std::move(*s);
+            has_kind_ = true;
+            return true;
+          case kKeyAgents:
+            agents_ok_ = v == kCount;
+            agents_ = n;
+            return true;
+          default:
+            return true;  // skipped
+        }
+      }
+      case kTxns:
+        if (v != kObject) return Fail(TxnName(f.index), "must be an object");
+        ++f.index;
+        out_->txns.emplace_back();
+        flags_.emplace_back();
+        agent_.push_back(0);
+        *push = true;
+        *into = kTxn;
+        return true;
+      case kTxn: {
+        const Key k = f.key;
+        f.key = kKeyNone;
+        TxnFlags& fl = flags_.back();
+        if (k == kKeyPatches) {
+          if (v != kArray) return Fail(TxnName(Txn()) + ".patches", "must be an array");
+          fl.patches = true;
+          *push = true;
+          *into = kPatches;
+        } else if (k == kKeyParents) {
+          fl.parents = v == kArray;
+          fl.bad_parent = false;
+          if (v == kArray) {
+            out_->txns.back().parents.clear();
+            *push = true;
+            *into = kParents;
+          }
+        } else if (k == kKeyAgent) {
+          fl.agent = v == kCount;
+          agent_.back() = n;
+        }
+        return true;
+      }
+      case kPatches:
+        ++f.index;
+        out_->txns.back().patches.emplace_back();
+        if (v != kArray) return Fail(PatchName(), "must be [pos, numDeleted, insertedText]");
+        *push = true;
+        *into = kPatch;
+        return true;
+      case kPatch: {
+        TracePatch& p = out_->txns.back().patches.back();
+        const size_t i = f.index++;
+        if (i == 0) {
+          if (v != kCount) return Fail(PatchName(), "pos must be a non-negative integer");
+          p.pos = n;
+        } else if (i == 1) {
+          if (v != kCount) return Fail(PatchName(), "numDeleted must be a non-negative integer");
+          p.del = n;
+        } else if (i == 2) {
+          if (v != kString) return Fail(PatchName(), "insertedText must be a string");
+          p.insert = std::move(*s);
+        } else {
+          return Fail(PatchName(), "must be [pos, numDeleted, insertedText]");
+        }
+        return true;
+      }
+      case kParents:
+        if (v != kCount) {
+          flags_.back().bad_parent = true;
+        } else {
+          out_->txns.back().parents.push_back(static_cast<size_t>(n));
+        }
+        return true;
+    }
+    return true;
+  }
+
+  bool Scalar(ValueKind v, uint64_t n, std::string* s) {
+    if (skip_ > 0) return true;
+    bool push = false;
+    FrameKind into = kTop;
+    return Place(v, n, s, &push, &into);
+  }
+
+  bool Start(bool object) {
+    if (skip_ > 0) {
+      ++skip_;
+      return true;
+    }
+    bool push = false;
+    FrameKind into = kTop;
+    if (!Place(object ? kObject : kArray, 0, nullptr, &push, &into)) return false;
+    if (push) {
+      stack_.push_back(Frame{into});
+    } else {
+      skip_ = 1;
+    }
+    return true;
+  }
+
+  bool End() {
+    if (skip_ > 0) {
+      --skip_;
+      return true;
+    }
+    const Frame f = stack_.back();
+    stack_.pop_back();
+    if (f.kind == kPatch && f.index != 3) {
+      return Fail(PatchName(), "must be [pos, numDeleted, insertedText]");
+    }
+    return true;
+  }
+
+  Trace* out_;
+  Status error_;
+  std::vector<Frame> stack_;
+  int skip_ = 0;  // depth inside a skipped container
+  bool has_top_ = false, has_end_ = false, has_txns_ = false, has_kind_ = false;
+  std::string kind_;
+  bool agents_ok_ = false;
+  uint64_t agents_ = 0;
+  std::vector<TxnFlags> flags_;
+  std::vector<uint64_t> agent_;
+};
 
 }  // namespace
 
 Status ParseTrace(std::string_view text, Trace* out) {
   *out = Trace();
-  json doc;
-  try {
-    doc = json::parse(text.begin(), text.end());
-  } catch (const json::exception& e) {
-    return Status::InvalidArgument(std::string("not JSON: ") + e.what());
-  }
-  if (!doc.is_object()) return Shape("top level", "must be an object");
-  auto kind = doc.find("kind");
-  if (kind != doc.end()) {
-    if (!kind->is_string()) return Shape("kind", "must be a string");
-    const std::string k = kind->get<std::string>();
-    if (k == "concurrent") {
-      out->concurrent = true;
-    } else if (k != "sequential") {
-      return Shape("kind", "unknown kind \"" + k + "\" (sequential or concurrent)");
-    }
-  }
-  auto end = doc.find("endContent");
-  if (end == doc.end() || !end->is_string()) return Shape("endContent", "missing or not a string");
-  out->end_content = end->get<std::string>();
-  auto start = doc.find("startContent");
-  if (start != doc.end()) {
-    if (!start->is_string()) return Shape("startContent", "must be a string");
-    out->start_content = start->get<std::string>();
-  }
-  if (out->concurrent) {
-    auto agents = doc.find("numAgents");
-    uint64_t n = 0;
-    if (agents == doc.end() || !AsCount(*agents, &n) || n == 0 || n > 1u << 20) {
-      return Shape("numAgents", "missing or not an integer in 1..2^20");
-    }
-    out->num_agents = static_cast<uint32_t>(n);
-  }
-  auto txns = doc.find("txns");
-  if (txns == doc.end() || !txns->is_array()) return Shape("txns", "missing or not an array");
-  out->txns.reserve(txns->size());
-  for (size_t i = 0; i < txns->size(); ++i) {
-    const json& t = (*txns)[i];
-    const std::string where = TxnName(i);
-    if (!t.is_object()) return Shape(where, "must be an object");
-    TraceTxn txn;
-    auto patches = t.find("patches");
-    if (patches == t.end()) return Shape(where, "has no patches");
-    MERIDIAN_RETURN_IF_ERROR(ParsePatches(*patches, where, &txn.patches));
-    if (out->concurrent) {
-      auto parents = t.find("parents");
-      if (parents == t.end() || !parents->is_array()) {
-        return Shape(where + ".parents", "missing or not an array");
-      }
-      for (const json& p : *parents) {
-        uint64_t idx = 0;
-        if (!AsCount(p, &idx) || idx >= i) {
-          return Shape(where + ".parents", "each parent must be the index of an earlier txn");
-        }
-        txn.parents.push_back(static_cast<size_t>(idx));
-      }
-      auto agent = t.find("agent");
-      uint64_t a = 0;
-      if (agent == t.end() || !AsCount(*agent, &a) || a >= out->num_agents) {
-        return Shape(where + ".agent", "missing or not in 0..numAgents-1");
-      }
-      txn.agent = static_cast<uint32_t>(a);
-    }
-    out->txns.push_back(std::move(txn));
-  }
-  return Status::OK();
+  TraceSax sax(out);
+  bool parsed = json::sax_parse(text.begin(), text.end(), &sax);
+  Status s = sax.Finish(parsed);
+  if (!s.ok()) *out = Trace();
+  return s;
 }
 
 Status LoadTrace(const std::string& path, Trace* out) {

@@ -125,6 +125,31 @@ BOOST_AUTO_TEST_CASE(loads_sequential_and_concurrent_traces) {
   BOOST_TEST(t.txns[1].agent == 1u);
 }
 
+// Keys in any order ("kind" last), and keys the format does not name, nested
+// or not, are skipped.
+BOOST_AUTO_TEST_CASE(key_order_and_unknown_keys_do_not_matter) {
+  TempDir dir;
+  Trace t;
+  Status s = LoadJson(dir,
+                      R"({"meta":{"a":[1,{"b":[]}],"c":null},"txns":[
+                          {"x":[[1]],"patches":[[0,0,"ab"]],"time":"t","agent":1,"parents":[]},
+                          {"parents":[0],"patches":[[2,0,"c"]],"agent":0,"extra":{"patches":3}}],
+                          "endContent":"abc","numAgents":2,"kind":"concurrent","more":true})",
+                      &t);
+  BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+  BOOST_TEST(t.concurrent);
+  BOOST_TEST(t.num_agents == 2u);
+  BOOST_REQUIRE(t.txns.size() == 2u);
+  BOOST_TEST(t.txns[0].agent == 1u);
+  BOOST_TEST(t.txns[1].parents == std::vector<size_t>{0});
+  BOOST_TEST(t.txns[1].patches[0].insert == "c");
+  BOOST_TEST(t.end_content == "abc");
+  // A sequential trace ignores parents and agents.
+  s = LoadJson(dir, R"({"txns":[{"patches":[],"parents":[5],"agent":9}],"endContent":""})", &t);
+  BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+  BOOST_TEST(t.txns[0].parents.empty());
+}
+
 BOOST_AUTO_TEST_CASE(written_traces_load_back) {
   TempDir dir;
   Trace t = TypingTrace(7, 300);
@@ -190,6 +215,18 @@ BOOST_AUTO_TEST_CASE(json_of_the_wrong_shape_is_refused_with_where) {
       {R"({"kind":"concurrent","numAgents":1,"endContent":"","txns":[
            {"parents":[],"agent":1,"patches":[]}]})",
        "txns[0].agent"},
+      {R"({"kind":"concurrent","numAgents":1,"endContent":"","txns":[
+           {"parents":[],"agent":0,"patches":[]}, {"parents":["0"],"agent":0,"patches":[]}]})",
+       "txns[1].parents: each parent"},
+      {R"({"kind":"concurrent","numAgents":1,"endContent":"","txns":[
+           {"parents":{},"agent":0,"patches":[]}]})",
+       "txns[0].parents: missing or not an array"},
+      {R"({"endContent":"","txns":[{"patches":[[0,0,"a",1]]}]})", "txns[0].patches[0]: must be"},
+      {R"({"endContent":"","txns":[{"patches":[[0,0,"a"],{}]}]})", "txns[0].patches[1]: must be"},
+      {R"({"endContent":"","txns":[3]})", "txns[0]: must be an object"},
+      {R"({"endContent":"a\xff"})", "not JSON"},
+      {"{\"endContent\":\"\xff\",\"txns\":[]}", "not JSON"},
+      {R"({"endContent":"","txns":[]} x)", "not JSON"},
   };
   for (const Case& c : cases) {
     Status s = LoadJson(dir, c.json, &t);
