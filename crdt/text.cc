@@ -760,6 +760,52 @@ struct Text::Impl {
     tree.Insert(at, std::move(run));
   }
 
+  // One character at p, at either end of its live run (of two or more),
+  // deleted by (me, d) and moved into the tombstone run beside it when
+  // they join: backspacing and forward-deleting through typed text cost
+  // no split. False when they would not join. Afterwards p still names the
+  // character (now in its new run) only by id.
+  bool MoveToTombstone(RunTree::Pos p, uint32_t me, uint32_t d) {
+    RunTree::Leaf* l = p.leaf;
+    TextRun& run = l->run[p.idx];
+    if (run.len < 2) return false;
+    if (p.off + 1 == run.len && p.idx + 1 < l->n) {
+      TextRun& next = l->run[p.idx + 1];
+      if (!next.deleted() || next.replica != run.replica || next.counter != run.counter + run.len ||
+          next.left != run.IdAt(run.len - 1) || next.right != run.right || next.del_replica != me ||
+          next.del_counter + 1 != d || (next.len > 1 && next.del_dir != -1)) {
+        return false;
+      }
+      const CharId moved = run.IdAt(p.off);
+      run.len -= 1;
+      run.text.resize(Utf8Offset(run.text, run.len));
+      next.counter = moved.counter;
+      next.len += 1;
+      next.left = run.len > 0 ? run.IdAt(run.len - 1) : run.left;
+      next.del_counter = d;
+      next.del_dir = -1;
+      tree.AdjustVisible(l, -1);
+      return true;
+    }
+    if (p.off == 0 && p.idx > 0) {
+      TextRun& prev = l->run[p.idx - 1];
+      if (!prev.deleted() || prev.replica != run.replica || prev.counter + prev.len != run.counter ||
+          run.left != prev.IdAt(prev.len - 1) || run.right != prev.right || prev.del_replica != me ||
+          prev.DelAt(prev.len - 1) + 1 != d || (prev.len > 1 && prev.del_dir != 1)) {
+        return false;
+      }
+      prev.len += 1;
+      prev.del_dir = 1;
+      run.left = run.IdAt(0);
+      run.counter += 1;
+      run.len -= 1;
+      run.text.erase(0, Utf8Offset(run.text, 1));
+      tree.AdjustVisible(l, -1);
+      return true;
+    }
+    return false;
+  }
+
   // Local delete of visible [pos, pos + len) at the current version.
   void DeleteNow(uint32_t me, uint64_t pos, uint64_t len, Text::Impl* delta) {
     uint32_t d = Next(me);
@@ -768,6 +814,16 @@ struct Text::Impl {
       RunTree::Pos p = tree.FindVisible(pos);
       const uint32_t take =
           static_cast<uint32_t>(std::min<uint64_t>(len, tree.RunAt(p).len - p.off));
+      const CharId first = tree.RunAt(p).IdAt(p.off);
+      if (take == 1 && MoveToTombstone(p, me, d)) {
+        if (delta != nullptr) {
+          const CharId id = first;
+          delta->AddLocalDelete(replicas[id.replica], id.counter, 1, replicas[me], d, *this);
+        }
+        ++d;
+        --len;
+        continue;
+      }
       p = tree.Split(p);
       if (take < tree.RunAt(p).len) {
         const RunTree::Pos tail = tree.Split(RunTree::Pos{p.leaf, p.idx, take});

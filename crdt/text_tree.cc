@@ -168,6 +168,8 @@ void RunTree::AdjustUp(Node* n, int64_t dvis, int64_t dall) {
   }
 }
 
+void RunTree::AdjustVisible(Leaf* l, int64_t dvis) { AdjustUp(l, dvis, 0); }
+
 void RunTree::SetRange(uint32_t replica, uint32_t lo, uint32_t hi, Leaf* leaf) {
   if (replica >= index_.size()) index_.resize(replica + 1);
   auto& m = index_[replica];

@@ -110,6 +110,9 @@ class RunTree {
   void Extend(Pos p, std::string_view text, uint32_t chars);
   // Marks the whole run at p deleted (it must be live).
   void MarkDeleted(Pos p, uint32_t del_replica, uint32_t del_counter, int32_t dir);
+  // `dvis` more visible characters in leaf `l` (a run there changed state
+  // in place; the caller keeps its runs consistent).
+  void AdjustVisible(Leaf* l, int64_t dvis);
   // Joins run p.idx + 1 of p's leaf into run p.idx (the caller checked
   // that they join).
   void JoinNext(Pos p);
