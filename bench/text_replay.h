@@ -43,6 +43,7 @@ struct ReplayStats {
   // held more than the txn's parents).
   uint64_t txns_at_older_version = 0;
   double load_ms = 0;         // best Decode + Content() of the encoding
+  double load_trusted_ms = 0; // the same with DecodeTrusted (a node's own store)
   int load_runs = 0;
   uint64_t encoded_bytes = 0;
   uint64_t doc_bytes_in_memory = 0;
@@ -61,8 +62,9 @@ ReplayStats ReplayConcurrent(const Trace& trace, const ReplayOptions& options,
                              crdt::Text* final = nullptr);
 
 // One JSON object: mode, txns, ops, agents, apply_ms, final_merge_ms and
-// txns_at_older_version (concurrent), load_ms, load_runs, encoded_bytes,
-// doc_bytes_in_memory, runs, chars, ok, and error when not ok.
+// txns_at_older_version (concurrent), load_ms, load_trusted_ms, load_runs,
+// encoded_bytes, doc_bytes_in_memory, runs, chars, ok, and error when not
+// ok.
 std::string StatsToJson(const ReplayStats& stats);
 // The same, one "name: value" line each.
 std::string StatsToText(const ReplayStats& stats);

@@ -11,7 +11,8 @@
 // of their closure (apply_ms), then every delta into every replica in a
 // shuffled order (final_merge_ms, --seed). Both check the text against
 // endContent, encode the document (replica 0), and time Decode + Content()
-// of those bytes (load_ms, the best of 5 runs). make-concurrent writes a
+// of those bytes (load_ms, the best of 5 runs; load_trusted_ms with
+// DecodeTrusted). make-concurrent writes a
 // concurrent trace of --agents agents (default 3) made from the first
 // --txns txns (default all) of a sequential one (bench/text_trace_gen.h).
 //
