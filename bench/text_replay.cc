@@ -154,7 +154,10 @@ ReplayStats ReplayConcurrent(const Trace& trace, const ReplayOptions& options, T
   }
   const TextVersion base = start.version();
 
-  std::vector<Text> deltas(n);
+  // deltas[t]: txn t's delta, appended as txns are applied (an empty Text
+  // is not free: no slots are made ahead).
+  std::vector<Text> deltas;
+  deltas.reserve(n);
   // closure[t]: the version of t's causal closure (t included).
   std::vector<TextVersion> closure(n);
   // held[a][t]: replica a holds txn t; always closed under parents.
@@ -218,7 +221,7 @@ ReplayStats ReplayConcurrent(const Trace& trace, const ReplayOptions& options, T
     const uint64_t after = r.version().Next(ids[a]);
     if (after > before) at.Add(ids[a], before, after);
     closure[t] = std::move(at);
-    deltas[t] = std::move(delta);
+    deltas.push_back(std::move(delta));
     held[a][t] = 1;
     st.ops += txn.patches.size();
   }
