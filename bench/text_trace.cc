@@ -1,4 +1,4 @@
-// text_trace: replays editing traces (../shared/data/traces/README.md)
+// text_trace: replays editing traces (tests/data/traces/README.md)
 // through crdt::Text and prints what it cost.
 //
 //   text_trace replay [--json] FILE.json.gz

@@ -1,5 +1,5 @@
 // Editing traces (the josephg/editing-traces format, see
-// ../shared/data/traces/README.md): loading a .json.gz into a Trace,
+// tests/data/traces/README.md): loading a .json.gz into a Trace,
 // writing one back, and a plain-string replay that says what a trace's
 // text must be without any CRDT.
 //

@@ -1,7 +1,7 @@
 // Traces for the text_trace tests: the automerge-paper trace from
-// ../shared/data/traces (MERIDIAN_TRACES_DIR overrides the directory the
-// build names), loaded once per test binary, and seeded synthetic typing
-// sessions that need no file at all.
+// tests/data/traces (MERIDIAN_TRACES_DIR overrides the directory the build
+// names), loaded once per test binary, and seeded synthetic typing sessions
+// that need no file at all.
 #ifndef MERIDIAN_TESTS_BENCH_TRACE_FIXTURES_H_
 #define MERIDIAN_TESTS_BENCH_TRACE_FIXTURES_H_
 
