@@ -21,8 +21,12 @@
 namespace meridian::bench {
 
 struct ReplayOptions {
-  // load_ms is the best of this many Decode + Content() runs.
+  // load_ms and load_trusted_ms are the median of this many Decode (or
+  // DecodeTrusted) + Content() runs.
   int load_runs = 5;
+  // Sequential: apply_ms is the median of this many replays, each into a
+  // fresh document (the first run also pays for warming the allocator).
+  int apply_runs = 1;
   // Concurrent: seeds the order of the final merges.
   uint64_t seed = 1;
   // Concurrent: before each txn, the chance that its replica first merges
@@ -42,8 +46,9 @@ struct ReplayStats {
   // Concurrent: txns applied at a version older than their replica's (it
   // held more than the txn's parents).
   uint64_t txns_at_older_version = 0;
-  double load_ms = 0;         // best Decode + Content() of the encoding
-  double load_trusted_ms = 0; // the same with DecodeTrusted (a node's own store)
+  int apply_runs = 1;          // replays apply_ms is the median of
+  double load_ms = 0;          // median Decode + Content() of the encoding
+  double load_trusted_ms = 0;  // the same with DecodeTrusted (a node's own store)
   int load_runs = 0;
   uint64_t encoded_bytes = 0;
   uint64_t doc_bytes_in_memory = 0;

@@ -1,17 +1,18 @@
 // text_trace: replays editing traces (tests/data/traces/README.md)
 // through crdt::Text and prints what it cost.
 //
-//   text_trace replay [--json] FILE.json.gz
+//   text_trace replay [--json] [--runs N] FILE.json.gz
 //   text_trace replay-concurrent [--json] [--seed N] FILE.json.gz
 //   text_trace make-concurrent [--seed N] [--agents N] [--txns N] IN.json.gz OUT.json.gz
 //
 // replay: one replica applies every patch (Delete then Insert); apply_ms
-// times that loop alone. replay-concurrent: one replica per agent, each
+// times that loop alone (the median of --runs replays, default 1, each
+// into a fresh document). replay-concurrent: one replica per agent, each
 // txn applied at its parents' version after merging what its replica lacks
 // of their closure (apply_ms), then every delta into every replica in a
 // shuffled order (final_merge_ms, --seed). Both check the text against
 // endContent, encode the document (replica 0), and time Decode + Content()
-// of those bytes (load_ms, the best of 5 runs; load_trusted_ms with
+// of those bytes (load_ms, the median of 5 runs; load_trusted_ms with
 // DecodeTrusted). make-concurrent writes a
 // concurrent trace of --agents agents (default 3) made from the first
 // --txns txns (default all) of a sequential one (bench/text_trace_gen.h).
@@ -40,7 +41,7 @@ using namespace meridian::bench;
 
 int Usage() {
   std::fprintf(stderr,
-               "usage: text_trace replay [--json] FILE.json.gz\n"
+               "usage: text_trace replay [--json] [--runs N] FILE.json.gz\n"
                "       text_trace replay-concurrent [--json] [--seed N] FILE.json.gz\n"
                "       text_trace make-concurrent [--seed N] [--agents N] [--txns N] "
                "IN.json.gz OUT.json.gz\n");
@@ -68,7 +69,7 @@ int main(int argc, char** argv) {
   if (argc < 2) return Usage();
   const std::string cmd = argv[1];
   bool as_json = false;
-  uint64_t seed = 1, agents = 3, txns = 0;
+  uint64_t seed = 1, agents = 3, txns = 0, runs = 1;
   std::vector<std::string> files;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
@@ -77,6 +78,8 @@ int main(int argc, char** argv) {
       as_json = true;
     } else if (a == "--seed") {
       value = &seed;
+    } else if (a == "--runs" && cmd == "replay") {
+      value = &runs;
     } else if (a == "--agents" && cmd == "make-concurrent") {
       value = &agents;
     } else if (a == "--txns" && cmd == "make-concurrent") {
@@ -122,6 +125,7 @@ int main(int argc, char** argv) {
   }
   ReplayOptions options;
   options.seed = seed;
+  options.apply_runs = static_cast<int>(std::min<uint64_t>(std::max<uint64_t>(runs, 1), 100));
   ReplayStats stats =
       concurrent ? ReplayConcurrent(trace, options) : ReplaySequential(trace, options);
   if (as_json) {
