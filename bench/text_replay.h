@@ -21,8 +21,8 @@
 namespace meridian::bench {
 
 struct ReplayOptions {
-  // load_ms and load_trusted_ms are the median of this many Decode (or
-  // DecodeTrusted) + Content() runs.
+  // load_ms and load_verified_ms are the median of this many
+  // DecodeTrusted (or Decode) + Content() runs.
   int load_runs = 5;
   // Sequential: apply_ms is the median of this many replays, each into a
   // fresh document (the first run also pays for warming the allocator).
@@ -47,8 +47,11 @@ struct ReplayStats {
   // held more than the txn's parents).
   uint64_t txns_at_older_version = 0;
   int apply_runs = 1;          // replays apply_ms is the median of
-  double load_ms = 0;          // median Decode + Content() of the encoding
-  double load_trusted_ms = 0;  // the same with DecodeTrusted (a node's own store)
+  // Decode and read: the median DecodeTrusted + Content() of the encoding
+  // (how a node reads a document it stored), and the same with Decode (how
+  // it takes bytes from elsewhere: the order re-derived and checked).
+  double load_ms = 0;
+  double load_verified_ms = 0;
   int load_runs = 0;
   uint64_t encoded_bytes = 0;
   uint64_t doc_bytes_in_memory = 0;
@@ -67,7 +70,7 @@ ReplayStats ReplayConcurrent(const Trace& trace, const ReplayOptions& options,
                              crdt::Text* final = nullptr);
 
 // One JSON object: mode, txns, ops, agents, apply_ms, final_merge_ms and
-// txns_at_older_version (concurrent), load_ms, load_trusted_ms, load_runs,
+// txns_at_older_version (concurrent), load_ms, load_verified_ms, load_runs,
 // encoded_bytes, doc_bytes_in_memory, runs, chars, ok, and error when not
 // ok.
 std::string StatsToJson(const ReplayStats& stats);

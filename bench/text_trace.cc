@@ -11,9 +11,10 @@
 // txn applied at its parents' version after merging what its replica lacks
 // of their closure (apply_ms), then every delta into every replica in a
 // shuffled order (final_merge_ms, --seed). Both check the text against
-// endContent, encode the document (replica 0), and time Decode + Content()
-// of those bytes (load_ms, the median of 5 runs; load_trusted_ms with
-// DecodeTrusted). make-concurrent writes a
+// endContent, encode the document (replica 0), and time DecodeTrusted +
+// Content() of those bytes (load_ms, the median of 5 runs: how a node reads
+// a document it stored) and Decode + Content() (load_verified_ms: bytes
+// from elsewhere, the order re-derived from the origins and checked). make-concurrent writes a
 // concurrent trace of --agents agents (default 3) made from the first
 // --txns txns (default all) of a sequential one (bench/text_trace_gen.h).
 //

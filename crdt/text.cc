@@ -488,22 +488,40 @@ struct Text::Impl {
 
   // -------------------------------------------------------- integration
 
+  // Integrate(*run) when both its origins are in the tree (moving from
+  // *run); false, leaving *run as it was, when one is not.
+  bool TryIntegrate(TextRun* run) {
+    RunTree::Pos lp, rp;
+    if (!run->left.none() && !tree.Find(run->left, &lp)) return false;
+    if (!run->right.none() && !tree.Find(run->right, &rp)) return false;
+    Integrate(std::move(*run), &lp, &rp);
+    return true;
+  }
+
   // Puts `run` (whose origins are in the tree, whose ids are not) into the
   // document by FugueMax, then applies its own delete if it has one.
-  void Integrate(TextRun run) {
+  // `lp` and `rp`, when given, are where its origins are.
+  void Integrate(TextRun run, const RunTree::Pos* lp_known = nullptr,
+                 const RunTree::Pos* rp_known = nullptr) {
     const int64_t total = static_cast<int64_t>(tree.total());
     int64_t left_idx = -1;
     RunTree::Pos cur;
     if (!run.left.none()) {
       RunTree::Pos lp;
-      tree.Find(run.left, &lp);
+      if (lp_known != nullptr) {
+        lp = *lp_known;
+      } else {
+        tree.Find(run.left, &lp);
+      }
       left_idx = static_cast<int64_t>(tree.IndexOf(lp));
       const TextRun& lr = tree.RunAt(lp);
       cur = lp.off + 1 < lr.len ? RunTree::Pos{lp.leaf, lp.idx, lp.off + 1} : tree.NextRun(lp);
     } else {
       cur = tree.Begin();
     }
-    const int64_t right_idx = run.right.none() ? total : IndexOfId(run.right);
+    const int64_t right_idx = run.right.none()     ? total
+                              : rp_known != nullptr ? static_cast<int64_t>(tree.IndexOf(*rp_known))
+                                                    : IndexOfId(run.right);
     int64_t i = left_idx + 1;
     RunTree::Pos dest = cur;
     bool scanning = false;
@@ -579,10 +597,6 @@ struct Text::Impl {
     };
     std::vector<uint8_t> state(cands.size(), 0);  // 0 new, 1 on the stack, 2 done
     std::vector<uint32_t> stack;
-    auto in_tree = [&](CharId id) {
-      RunTree::Pos p;
-      return id.none() || tree.Find(id, &p);
-    };
     for (uint32_t start = 0; start < cands.size(); ++start) {
       if (state[start] != 0) continue;
       stack.push_back(start);
@@ -590,8 +604,10 @@ struct Text::Impl {
       while (!stack.empty()) {
         const uint32_t k = stack.back();
         bool pushed = false;
+        // An origin in a candidate not yet placed goes first (candidates'
+        // ids are not in the tree, so no look-up is needed to know).
         for (CharId dep : {cands[k].left, cands[k].right}) {
-          if (in_tree(dep)) continue;
+          if (dep.none()) continue;
           const int64_t h = holder(dep);
           if (h >= 0 && state[h] == 0) {
             state[h] = 1;
@@ -603,11 +619,7 @@ struct Text::Impl {
         if (pushed) continue;
         stack.pop_back();
         state[k] = 2;
-        if (in_tree(cands[k].left) && in_tree(cands[k].right)) {
-          Integrate(std::move(cands[k]));
-        } else {
-          pending.push_back(std::move(cands[k]));
-        }
+        if (!TryIntegrate(&cands[k])) pending.push_back(std::move(cands[k]));
       }
     }
   }
@@ -1652,12 +1664,12 @@ Status Text::DecodeImpl(std::string_view bytes, bool trusted, Text* out) {
   }
   auto check_replica = [&](uint64_t r) { return r < nrep; };
   // Every dot the state names: no two alike, all in the version.
-  std::vector<std::array<uint32_t, 3>> dots;  // replica, lo, hi
+  std::vector<std::pair<uint64_t, uint32_t>> dots;  // (replica << 32 | lo, hi)
   auto add_dots = [&](uint32_t r, uint32_t lo, uint32_t hi) -> bool {
     if (lo < 1 || hi <= lo || hi > kMaxTextCounter + 1) return false;
     ForEachMissing(&s.seen[r], lo, hi, [&](uint32_t, uint32_t) { lo = 0; });
     if (lo == 0) return false;
-    dots.push_back({r, lo, hi});
+    dots.emplace_back(uint64_t{r} << 32 | lo, hi);
     return true;
   };
   auto run_dots = [&](const TextRun& r) -> bool {
@@ -1860,7 +1872,8 @@ Status Text::DecodeImpl(std::string_view bytes, bool trusted, Text* out) {
   }
   std::sort(dots.begin(), dots.end());
   for (size_t i = 1; i < dots.size(); ++i) {
-    if (dots[i][0] == dots[i - 1][0] && dots[i][1] < dots[i - 1][2]) {
+    if ((dots[i].first >> 32) == (dots[i - 1].first >> 32) &&
+        static_cast<uint32_t>(dots[i].first) < dots[i - 1].second) {
       return Bad("two events share a dot");
     }
   }

@@ -402,6 +402,14 @@ void RunTree::Load(std::vector<TextRun> runs) {
   constexpr int kFill = kLeafRuns * 3 / 4;
   std::vector<Node*> level;
   Leaf* leaf = first_;
+  // The index, built at the end from the runs' ranges in id order.
+  struct Entry {
+    uint64_t key;  // replica << 32 | lo
+    Leaf* leaf;
+    bool operator<(const Entry& o) const { return key < o.key; }
+  };
+  std::vector<Entry> entries;
+  entries.reserve(runs.size());
   for (TextRun& r : runs) {
     if (leaf->n == kFill) {
       auto* fresh = new Leaf();
@@ -413,9 +421,18 @@ void RunTree::Load(std::vector<TextRun> runs) {
     }
     leaf->vis += r.visible();
     leaf->all += r.len;
-    const uint32_t replica = r.replica, lo = r.counter, hi = r.counter + r.len;
+    entries.push_back(Entry{uint64_t{r.replica} << 32 | r.counter, leaf});
     leaf->run[leaf->n++] = std::move(r);
-    SetRange(replica, lo, hi, leaf);
+  }
+  std::sort(entries.begin(), entries.end());
+  for (const Entry& e : entries) {
+    const uint32_t replica = static_cast<uint32_t>(e.key >> 32);
+    if (replica >= index_.size()) index_.resize(replica + 1);
+    auto& m = index_[replica];
+    // Counters between runs are no run's: the previous leaf may keep them.
+    if (m.empty() || m.rbegin()->second != e.leaf) {
+      m.emplace_hint(m.end(), static_cast<uint32_t>(e.key), e.leaf);
+    }
   }
   level.push_back(leaf);
   last_ = leaf;

@@ -90,7 +90,7 @@ int RunTool(const TempDir& dir, const std::vector<std::string>& args, std::strin
 
 void CheckJsonKeys(const nlohmann::json& j) {
   for (const char* key : {"ops", "apply_ms", "doc_bytes_in_memory", "encoded_bytes", "load_ms",
-                          "ok", "runs", "chars", "txns", "load_runs", "load_trusted_ms"}) {
+                          "ok", "runs", "chars", "txns", "load_runs", "load_verified_ms"}) {
     BOOST_TEST(j.contains(key), "--json output lacks " << key << ": " << j.dump());
   }
 }
