@@ -44,6 +44,7 @@
 #include <array>
 #include <cassert>
 #include <cstring>
+#include <limits>
 #include <set>
 #include <tuple>
 #include <utility>
@@ -1831,6 +1832,7 @@ Status Text::DecodeImpl(std::string_view bytes, bool trusted, Text* out) {
     bool second;  // from the second-delete column
   };
   std::vector<Parsed> dels;
+  uint64_t waiting_chars = 0;
   std::string dcol, xcol;
   MERIDIAN_RETURN_IF_ERROR(part[6].Bin(&dcol, "pending deletes"));
   MERIDIAN_RETURN_IF_ERROR(part[7].Bin(&xcol, "second deletes"));
@@ -1851,6 +1853,13 @@ Status Text::DecodeImpl(std::string_view bytes, bool trusted, Text* out) {
       if (!add_dots(rec.del_replica, std::min(rec.del_counter, last),
                     std::max(rec.del_counter, last) + 1)) {
         return Bad("pending delete names dots outside the version");
+      }
+      // Waiting deletes are kept (and re-encoded) a character at a time:
+      // bytes from elsewhere may not make that cost unbounded.
+      waiting_chars += rec.len;
+      if (!trusted && waiting_chars > kMaxWaitingDeleteChars) {
+        return Bad("waiting deletes of more than " + std::to_string(kMaxWaitingDeleteChars) +
+                   " characters");
       }
       dels.push_back(Parsed{rec, false});
     }
@@ -1900,11 +1909,32 @@ Status Text::DecodeImpl(std::string_view bytes, bool trusted, Text* out) {
       return Bad("a waiting run whose origins are here");
     }
   }
+  // The placed characters' id ranges, sorted, for the waiting deletes.
+  std::vector<std::pair<uint64_t, uint32_t>> placed;  // (replica << 32 | lo, hi)
+  if (waiting_chars > 0) {
+    s.tree.ForEach([&](const TextRun& r) {
+      placed.emplace_back(uint64_t{r.replica} << 32 | r.counter, r.counter + r.len);
+    });
+    std::sort(placed.begin(), placed.end());
+  }
+  auto any_placed = [&](CharId t, uint32_t len) {
+    const uint64_t lo = uint64_t{t.replica} << 32 | t.counter;
+    auto it = std::upper_bound(placed.begin(), placed.end(),
+                               std::make_pair(lo, std::numeric_limits<uint32_t>::max()));
+    if (it != placed.begin() && (std::prev(it)->first >> 32) == t.replica &&
+        std::prev(it)->second > t.counter) {
+      return true;  // a run starting at or before t reaches it
+    }
+    return it != placed.end() && (it->first >> 32) == t.replica &&
+           static_cast<uint32_t>(it->first) < t.counter + len;
+  };
   for (const Parsed& rec : dels) {
     RunTree::Pos q;
     const bool here = s.tree.Find(rec.rec.target, &q);
     if (!rec.second) {
-      if (here) return Bad("a waiting delete whose character is here");
+      if (any_placed(rec.rec.target, rec.rec.len)) {
+        return Bad("a waiting delete of a character that is here");
+      }
       s.pending_deletes.push_back(rec.rec);
       continue;
     }

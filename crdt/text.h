@@ -47,6 +47,9 @@ namespace meridian::crdt {
 // Limits on one document (beyond them an edit or a decode is refused).
 constexpr uint64_t kMaxTextCounter = 0xfffffff0u;  // per replica: counters fit 32 bits
 constexpr size_t kMaxTextInsertBytes = 16 << 20;   // one insert's UTF-8
+// Deletes waiting for their characters are kept a character at a time;
+// Decode refuses bytes holding more (DecodeTrusted does not).
+constexpr uint64_t kMaxWaitingDeleteChars = 1 << 20;
 
 // A set of dots of one text: per replica, counter ranges [lo, hi).
 class TextVersion {
