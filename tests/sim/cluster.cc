@@ -1413,7 +1413,11 @@ void Simulation::CheckRegionsHolding(SimNode& n) {
 // time after the previous one finished (answered, refused, failed or cut
 // off by a crash), and none starts after the fault phase.
 void Simulation::NextOp(int session_id) {
-  uint64_t t = now_ + Between(rng_, scenario_.think_min_ms, scenario_.think_max_ms);
+  uint64_t think = Between(rng_, scenario_.think_min_ms, scenario_.think_max_ms);
+  // Text sessions think twice as long: they add about what an mvregister
+  // session adds to a run's commits, and so to its time.
+  if (session_id >= scenario_.sessions + scenario_.mv_sessions) think *= 2;
+  uint64_t t = now_ + think;
   if (t >= scenario_.fault_ms) return;
   Event next;
   next.kind = EventKind::kClient;
@@ -1425,11 +1429,12 @@ void Simulation::ClientOp(int session_id) {
   Session& s = history_.sessions[static_cast<size_t>(session_id)];
   // Sessions past scenario_.sessions work on the mvregister keys alone,
   // and hop between nodes more (their writes then race one another); the
-  // text sessions come last.
+  // text sessions come last, and hop as much.
   const bool text = session_id >= scenario_.sessions + scenario_.mv_sessions;
   const bool mv = !text && session_id >= scenario_.sessions;
   int node_index =
-      Chance(rng_, mv ? 0.3 : 0.6) ? s.home : static_cast<int>(Between(rng_, 0, scenario_.n - 1));
+      Chance(rng_, mv || text ? 0.3 : 0.6) ? s.home
+                                           : static_cast<int>(Between(rng_, 0, scenario_.n - 1));
   SimNode& n = *nodes_[static_cast<size_t>(node_index)];
 
   if (Chance(rng_, 0.35)) {  // a session read
