@@ -8,6 +8,7 @@
 #include "crdt/mvregister.h"
 #include "crdt/register.h"
 #include "crdt/set.h"
+#include "crdt/text.h"
 
 namespace meridian::crdt {
 
@@ -55,6 +56,7 @@ const std::vector<const TypeOps*>& Table() {
         &OpsFor<Set>::kOps,
         &OpsFor<Map>::kOps,
         &OpsFor<Flag>::kOps,
+        &OpsFor<Text>::kOps,
     };
     std::sort(t.begin(), t.end(), [](const TypeOps* a, const TypeOps* b) { return a->tag < b->tag; });
     return t;

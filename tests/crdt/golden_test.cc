@@ -39,6 +39,7 @@
 #include "crdt/register.h"
 #include "crdt/registry.h"
 #include "crdt/set.h"
+#include "crdt/text.h"
 #include "crdt/status.h"
 #include "tests/crdt/fixtures.h"
 
@@ -201,6 +202,17 @@ Envelope TypeConflict() {
   return east;
 }
 
+std::vector<Vector> TextVectors() {
+  namespace t = meridian::crdt::testing;
+  Text concurrent, waiting, twice, page;
+  Ok(t::TextConcurrent(kEast, kWest, &concurrent));
+  Ok(t::TextWaiting(kEast, kWest, &waiting));
+  Ok(t::TextDeletedTwice(kEast, kWest, &twice));
+  Ok(t::TextPage(kEast, kWest, &page));
+  return {Of("concurrent", concurrent), Of("waiting", waiting), Of("deleted_twice", twice),
+          Of("packed_page", page), Of("empty", Text())};
+}
+
 std::vector<Vector> EnvelopeVectors() { return {Of("type_conflict", TypeConflict())}; }
 
 // Replica east has 1..3; west has 1..2 and 5 (4 not yet seen).
@@ -323,6 +335,8 @@ BOOST_AUTO_TEST_CASE(set_vectors) { CheckGolden("set.hex", Set::kName, SetVector
 BOOST_AUTO_TEST_CASE(flag_vectors) { CheckGolden("flag.hex", Flag::kName, FlagVectors()); }
 
 BOOST_AUTO_TEST_CASE(map_vectors) { CheckGolden("map.hex", Map::kName, MapVectors()); }
+
+BOOST_AUTO_TEST_CASE(text_vectors) { CheckGolden("text.hex", Text::kName, TextVectors()); }
 
 BOOST_AUTO_TEST_CASE(envelope_vectors) {
   CheckGolden("envelope.hex", "envelope", EnvelopeVectors());

@@ -21,6 +21,7 @@
 #include "crdt/register.h"
 #include "crdt/registry.h"
 #include "crdt/set.h"
+#include "crdt/text.h"
 #include "crdt/status.h"
 
 using meridian::Status;
@@ -1055,7 +1056,7 @@ BOOST_AUTO_TEST_CASE(winner_is_decided_by_origin_not_by_tag_or_arrival) {
 BOOST_AUTO_TEST_CASE(of_refuses_an_unknown_tag) {
   Counter counter;
   IncrementAt(&counter, a, 1);
-  for (uint8_t tag : {0, 6, 8, 255}) {
+  for (uint8_t tag : {0, 8, 9, 255}) {
     Envelope e;
     Status st = Envelope::Of(tag, MakeHlc(1, 0), a, counter.Encode(), &e);
     BOOST_TEST(st.IsInvalidArgument(), "tag " << int{tag} << ": " << st.ToString());
@@ -1073,7 +1074,8 @@ BOOST_FIXTURE_TEST_SUITE(registry, Replicas)
 
 BOOST_AUTO_TEST_CASE(every_type_is_found_by_tag_and_by_name) {
   const std::vector<std::pair<int, std::string>> expected = {
-      {1, "register"}, {2, "mvregister"}, {3, "counter"}, {4, "set"}, {5, "map"}, {7, "flag"},
+      {1, "register"}, {2, "mvregister"}, {3, "counter"}, {4, "set"},
+      {5, "map"},      {6, "text"},       {7, "flag"},
   };
   const auto& all = AllTypes();
   BOOST_REQUIRE(all.size() == expected.size());
@@ -1093,10 +1095,11 @@ BOOST_AUTO_TEST_CASE(every_type_is_found_by_tag_and_by_name) {
   BOOST_TEST(int{Counter::kTag} == 3);
   BOOST_TEST(int{Set::kTag} == 4);
   BOOST_TEST(int{Map::kTag} == 5);
+  BOOST_TEST(int{Text::kTag} == 6);
   BOOST_TEST(int{Flag::kTag} == 7);
   BOOST_TEST((FindTypeByTag(0) == nullptr));
-  BOOST_TEST((FindTypeByTag(6) == nullptr));
-  BOOST_TEST((FindTypeByName("text") == nullptr));
+  BOOST_TEST((FindTypeByTag(8) == nullptr));
+  BOOST_TEST((FindTypeByName("string") == nullptr));
   BOOST_TEST((FindTypeByName("") == nullptr));
 }
 
