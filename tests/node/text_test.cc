@@ -6,8 +6,9 @@
 // meridianctl; then three regions typing into one document at once, cut
 // apart and healed, converging to the same text with every character
 // present, runs typed concurrently at one place not interleaved, a version
-// from another region refused until it has replicated, w=N and session
-// tokens.
+// from another region refused until it has replicated, w=N, session
+// tokens, and a text and a counter first-written apart listed as a type
+// conflict.
 //
 // Every wait is a poll with a deadline.
 #define BOOST_TEST_MODULE text
@@ -497,6 +498,27 @@ BOOST_AUTO_TEST_CASE(scans_batches_and_meridianctl_show_text) {
   // The status counts the key; /v1/keys does not exist, scan is the list.
   ClientResponse st = Call("GET", "/v1/status");
   BOOST_TEST(Body(st)["keys"].get<uint64_t>() >= 2u);
+
+  // meridianctl shows the text as typed, then its version.
+  auto ctl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--url", node.url()});
+    return meridian::testing::RunProgram(MERIDIAN_MERIDIANCTL, node.dir(), args,
+                                         std::chrono::milliseconds(20000));
+  };
+  const json a = Read("list/a");
+  meridian::testing::CtlResult c = ctl({"get", "list/a", "--type", "text"});
+  BOOST_TEST(c.exit_code == 0, c.Describe());
+  BOOST_TEST(c.out == "first line\nsecond\nversion: " + a["version"].get<std::string>() + "\n",
+             c.Describe());
+  c = ctl({"--json", "get", "list/a", "--type", "text"});
+  BOOST_TEST(c.exit_code == 0, c.Describe());
+  BOOST_TEST(json::parse(c.out, nullptr, false) == a, c.Describe());
+  c = ctl({"get", "list/a"});  // the kv route: a text is elsewhere
+  BOOST_TEST(c.exit_code == 1, c.Describe());
+  BOOST_TEST(c.err.find("/v1/text/") != std::string::npos, c.Describe());
+  c = ctl({"del", "list/a", "--type", "text"});
+  BOOST_TEST(c.exit_code == 0, c.Describe());
+  BOOST_TEST(Read("list/a")["value"] == "");
 }
 
 BOOST_AUTO_TEST_CASE(the_watch_feed_shows_every_change_of_a_text) {
@@ -796,4 +818,41 @@ BOOST_AUTO_TEST_CASE(a_partition_heals_runs_stay_whole_and_foreign_versions_wait
   Reply del = h.Call(1, "DELETE", "/v1/text/" + EncodeKeyForPath(key) + "?w=3");
   BOOST_TEST(del.status == 200, del.Describe());
   BOOST_TEST(h.ExpectConverged(key) == "");
+}
+
+BOOST_AUTO_TEST_CASE(a_text_and_a_counter_first_written_apart_are_a_type_conflict) {
+  Regions h;
+  const std::string key = "clash/k";
+  h.Isolate(2);
+  Reply t = h.Edit(0, key, json::array({Insert(0, "draft")}), std::nullopt);
+  BOOST_REQUIRE_MESSAGE(t.status == 200, t.Describe());
+  Reply c = h.Call(2, "POST", "/v1/counter/" + key, json{{"add", 3}});
+  BOOST_REQUIRE_MESSAGE(c.status == 200, c.Describe());
+  h.Heal(2);
+  // Every region lists it for review with both values, the text's as its
+  // string, and reads it as the winner's type.
+  for (int i = 0; i < h.size(); ++i) {
+    json entry;
+    bool listed = WaitFor(
+        [&] {
+          Reply r = h.Call(i, "GET", "/v1/conflicts/" + key);
+          entry = r.body;
+          return r.status == 200 && r.body.is_object() && r.body["siblings"].size() == 2;
+        },
+        kConverge, milliseconds(50));
+    BOOST_REQUIRE_MESSAGE(listed, h.id(i) << ": no type conflict listed; last " << entry.dump());
+    BOOST_TEST(entry["reason"] == "type_conflict");
+    std::map<std::string, json> by_type;
+    for (const json& s : entry["siblings"]) by_type[s["type"].get<std::string>()] = s;
+    BOOST_TEST(by_type["text"]["value"] == "draft", entry.dump());
+    BOOST_TEST(by_type["counter"]["value"] == 3, entry.dump());
+    const bool text_won = by_type["text"]["winner"] == true;
+    Reply as_text = h.Read(i, key);
+    Reply as_counter = h.Call(i, "GET", "/v1/counter/" + key);
+    BOOST_TEST((text_won ? as_text.status == 200 && as_text.body["value"] == "draft"
+                         : as_text.status == 409 && as_text.Error() == "type_mismatch"),
+               as_text.Describe());
+    BOOST_TEST((text_won ? as_counter.status == 409 : as_counter.status == 200),
+               as_counter.Describe());
+  }
 }
