@@ -376,7 +376,34 @@ void CheckText(const std::string& key, const std::string& envelope,
     out->push_back("text " + key + ": " + why);
     return;
   }
-  if (t.PendingCount() != 0) {
+  // A write of a retired incarnation may be lost (maybe()); an edit whose
+  // version held its characters may have put characters next to them,
+  // which then wait for them for ever, and so on: those edits are tainted.
+  // (An insert's neighbours are characters of the version it names.)
+  std::set<const WriteRecord*> tainted;
+  for (const WriteRecord* w : writes) {
+    if (IsTextWrite(*w) && w->maybe()) tainted.insert(w);
+  }
+  for (bool grew = !tainted.empty(); grew;) {
+    grew = false;
+    for (const WriteRecord* w : writes) {
+      if (w->kind != WriteKind::kTextEdit || !w->committed() || tainted.count(w)) continue;
+      crdt::TextVersion v;
+      if (!crdt::TextVersion::Decode(w->text_at, &v).ok()) continue;
+      for (const WriteRecord* t : std::set<const WriteRecord*>(tainted)) {
+        bool depends = false;
+        for (uint64_t c = t->text_lo; c < t->text_hi && !depends; ++c) {
+          depends = v.Contains(t->writer, c);
+        }
+        if (depends) {
+          tainted.insert(w);
+          grew = true;
+          break;
+        }
+      }
+    }
+  }
+  if (t.PendingCount() != 0 && tainted.empty()) {
     out->push_back("text " + key + " still holds " + std::to_string(t.PendingCount()) +
                    " characters or deletes waiting for what they refer to, after quiescence");
   }
@@ -420,7 +447,7 @@ void CheckText(const std::string& key, const std::string& envelope,
     }
   }
   for (const auto& [c, w] : typed_by) {
-    if (!w->committed() || at.count(c)) continue;
+    if (!w->committed() || at.count(c) || tainted.count(w)) continue;
     if (removed_by[c].empty()) {
       out->push_back("text " + key + " lacks " + CharLabel(c) + ", typed by " + WriteLabel(*w) +
                      " (" + OutcomeName(w->outcome) +

@@ -26,7 +26,10 @@
 //     are left; every character shown was typed by a committed write
 //     (never by a refused, failed or lost one), at most once, and no
 //     committed delete removed it; every character a committed write typed
-//     is shown unless some committed delete removed it (an edit's deletes
+//     is shown unless some committed delete removed it, or the write named
+//     a version holding characters of a retired incarnation's lost write
+//     (then its characters may wait for those for ever, and may leave
+//     pending ones; likewise for a write naming its characters; an edit's deletes
 //     remove the characters at their positions in the version it named; a
 //     delete of the whole text removes every character its node showed);
 //     and any two characters shown stand in the order they stood in every

@@ -1801,6 +1801,8 @@ std::string Simulation::RecordTextWrite(SimNode& n, const node::WriteResult& r,
     return "its reply's version " + reply_version.ToString() + " has no new dot of " +
            n.replica.ToString() + " beyond " + prior_version.ToString();
   }
+  w->text_lo = lo;
+  w->text_hi = hi;
   if (w->kind == WriteKind::kTextEdit) {
     crdt::TextVersion v;
     st = crdt::TextVersion::Decode(w->text_at, &v);

@@ -74,6 +74,7 @@ struct WriteRecord {
                                       // node showed when it committed)
   std::vector<uint32_t> expected;     // kTextEdit: the text at text_at with its edits applied
   std::vector<uint32_t> reply_text;   // committed: the text its reply showed
+  uint64_t text_lo = 0, text_hi = 0;  // committed: its dots, `writer`'s counters [lo, hi)
   Outcome outcome = Outcome::kPending;
   std::string error;  // kFailed: the API error code
 
