@@ -13,7 +13,8 @@ namespace {
 constexpr size_t kMaxPrefixBytes = 1024;  // a key's limit (DESIGN.md §2)
 
 const std::set<std::string>& KnownTypes() {
-  static const std::set<std::string> types = {"register", "mvregister", "counter", "set", "map"};
+  static const std::set<std::string> types = {"register", "mvregister", "counter",
+                                              "set",      "map",        "text"};
   return types;
 }
 
@@ -89,7 +90,7 @@ Status PolicySet::Build(const std::vector<PolicySpec>& specs,
     }
     if (KnownTypes().count(spec.type) == 0) {
       bad("unknown type " + Quoted(spec.type) +
-          " (a policy's type is register, mvregister, counter, set or map)");
+          " (a policy's type is register, mvregister, counter, set, map or text)");
     }
 
     std::set<std::string> seen;

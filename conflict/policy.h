@@ -8,7 +8,7 @@
 //
 // A policy:
 //   prefix        the keys it covers (non-empty; unique in the set)
-//   type          "register", "mvregister", "counter", "set" or "map"
+//   type          "register", "mvregister", "counter", "set", "map" or "text"
 //   resolve       the resolver chain, tried in order (resolvers.h):
 //                 "max", "min", "union", "longest", "json_max",
 //                 "prefer_region", "lua:PATH"; each at most once; only for

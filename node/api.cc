@@ -15,6 +15,7 @@
 #include "crdt/mvregister.h"
 #include "crdt/register.h"
 #include "crdt/set.h"
+#include "crdt/text.h"
 #include "node/committer.h"
 
 namespace meridian::node {
@@ -242,6 +243,82 @@ bool SetOpsOf(const json& body, Operation* op, ApiError* err) {
   return true;
 }
 
+// A text position or length: a JSON integer >= 0.
+bool CountOf(const json& v, uint64_t* out) {
+  if (!v.is_number_unsigned()) return false;
+  *out = v.get<uint64_t>();
+  return true;
+}
+
+// Builds the text edit of a POST /v1/text body (or batch "text" op):
+// {"version": v, "ops": [{"insert": {"pos": p, "text": s}}, {"delete":
+// {"pos": p, "len": n}}, ...]}; "version" absent or null: the node's
+// current one.
+bool TextOpsOf(const json& body, Operation* op, ApiError* err) {
+  static const char kShape[] =
+      "a text update is {\"version\": v, \"ops\": [{\"insert\": {\"pos\": p, \"text\": s}}, "
+      "{\"delete\": {\"pos\": p, \"len\": n}}, ...]}";
+  auto bad = [&](const std::string& why) {
+    *err = Err(400, "bad_request", why);
+    return false;
+  };
+  if (!body.is_object() || !body.contains("ops")) return bad(kShape);
+  op->kind = Operation::Kind::kTextEdit;
+  op->text_at.reset();
+  op->text_edits.clear();
+  if (body.contains("version") && !body["version"].is_null()) {
+    crdt::TextVersion v;
+    if (!body["version"].is_string() ||
+        !DecodeTextVersion(body["version"].get<std::string>(), &v)) {
+      *err = Err(400, "bad_version",
+                 "\"version\" must be a text version as a read or a write reply gave it");
+      return false;
+    }
+    op->text_at = std::move(v);
+  }
+  const json& ops = body["ops"];
+  if (!ops.is_array() || ops.empty()) {
+    return bad(std::string("\"ops\" must be a non-empty array; ") + kShape);
+  }
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const json& o = ops[i];
+    const std::string at = "ops[" + std::to_string(i) + "]: ";
+    if (!o.is_object() || o.size() != 1 || (!o.contains("insert") && !o.contains("delete"))) {
+      return bad(at + "each op is {\"insert\": {\"pos\": p, \"text\": s}} or {\"delete\": "
+                      "{\"pos\": p, \"len\": n}}");
+    }
+    crdt::TextEdit e;
+    e.insert = o.contains("insert");
+    const json& a = e.insert ? o["insert"] : o["delete"];
+    const char* second = e.insert ? "text" : "len";
+    if (!a.is_object() || a.size() != 2 || !a.contains("pos") || !a.contains(second)) {
+      return bad(at + (e.insert ? "an insert is {\"pos\": p, \"text\": s}"
+                                : "a delete is {\"pos\": p, \"len\": n}"));
+    }
+    if (!CountOf(a["pos"], &e.pos)) {
+      return bad(at + "\"pos\" must be an integer >= 0 (a position in code points)");
+    }
+    if (e.insert) {
+      if (!a["text"].is_string() || a["text"].get_ref<const std::string&>().empty()) {
+        return bad(at + "\"text\" must be a non-empty string");
+      }
+      e.text = a["text"].get<std::string>();
+      if (!ValidUtf8(e.text)) {
+        *err = Err(400, "bad_text", at + "\"text\" is not valid UTF-8");
+        return false;
+      }
+      if (e.text.size() > crdt::kMaxTextInsertBytes) {
+        return bad(at + "one insert holds at most " + std::to_string(crdt::kMaxTextInsertBytes) +
+                   " bytes");
+      }
+    } else if (!CountOf(a["len"], &e.len) || e.len == 0) {
+      return bad(at + "\"len\" must be an integer >= 1 (code points)");
+    }
+    op->text_edits.push_back(std::move(e));
+  }
+  return true;
+}
+
 }  // namespace
 
 struct Api::Call {
@@ -410,6 +487,7 @@ void Api::Route(const std::shared_ptr<Call>& call) {
       {"/v1/counter/", "counter", crdt::Counter::kTag},
       {"/v1/set/", "set", crdt::Set::kTag},
       {"/v1/map/", "map", crdt::Map::kTag},
+      {"/v1/text/", "text", crdt::Text::kTag},
   };
   for (const TypedRoute& r : kTyped) {
     std::string_view prefix(r.prefix);
@@ -472,6 +550,8 @@ void Api::Route(const std::shared_ptr<Call>& call) {
     } else if (r.tag == crdt::Set::kTag) {
       op.kind = Operation::Kind::kSetUpdate;
       if (!SetOpsOf(body, &op, &err)) return call->Fail(err);
+    } else if (r.tag == crdt::Text::kTag) {
+      if (!TextOpsOf(body, &op, &err)) return call->Fail(err);
     } else {
       op.kind = Operation::Kind::kMapUpdate;
       if (!body.is_object() || !MapOpsOf(body, &op, &err)) {
@@ -546,11 +626,22 @@ void Api::Read(const std::shared_ptr<Call>& call, const std::string& key, uint8_
   WhenCaughtUp(call, [this, call, key, route_tag] { readers_.Post([this, call, key, route_tag] {
     std::string bytes;
     Status st = ctx_.store->GetState(key, &bytes);
-    if (st.IsNotFound()) return call->Fail(Err(404, "not_found", "key '" + key + "' not found"));
-    if (!st.ok()) return call->Fail(Err(500, "storage", st.ToString()));
+    const bool text = route_tag == crdt::Text::kTag;
+    if (st.IsNotFound() && !text) {
+      return call->Fail(Err(404, "not_found", "key '" + key + "' not found"));
+    }
+    if (!st.ok() && !st.IsNotFound()) return call->Fail(Err(500, "storage", st.ToString()));
     crdt::Envelope env;
-    st = crdt::Envelope::DecodeStored(bytes, &env);
-    if (!st.ok()) return call->Fail(Err(500, "corrupt_state", st.ToString()));
+    if (st.ok()) st = crdt::Envelope::DecodeStored(bytes, &env);
+    if (!st.ok() && !st.IsNotFound()) return call->Fail(Err(500, "corrupt_state", st.ToString()));
+    if (text && (env.winner() == nullptr || env.winner()->tag == crdt::Text::kTag)) {
+      // A text always reads, empty or never written (its version is what
+      // an editor starts from); another type goes the common way below.
+      json out;
+      ApiError err;
+      if (!RenderText(key, env.winner(), &out, &err)) return call->Fail(err);
+      return call->Send(200, out, {{"X-Session-Token", ctx_.applier->SessionToken()}});
+    }
     json out;
     int http = 200;
     std::string context, resolved_by;
@@ -752,12 +843,33 @@ void Api::Write(const std::shared_ptr<Call>& call, Operation op) {
   WriteWait ww;
   if (!call->WriteWaitOf(*ctx_.topology, &ww, &err)) return call->Fail(err);
   if (!Writable(&err)) return call->Fail(err);
-  ctx_.applier->Submit(std::move(op), [this, call, ww](WriteResult r) {
+  const bool text = op.type == crdt::Text::kTag;
+  ctx_.applier->Submit(std::move(op), [this, call, ww, text](WriteResult r) {
     if (!r.ok) return call->Fail(r.error);
     uint64_t seq = r.seq;
     std::string token = r.session_token;
-    ReplyWhenHeld(call, seq, ww.w, ww.deadline, token, [call, seq, token] {
-      call->Send(200, json{{"ok", true}, {"seq", seq}}, {{"X-Session-Token", token}});
+    if (!text) {
+      return ReplyWhenHeld(call, seq, ww.w, ww.deadline, token, [call, seq, token] {
+        call->Send(200, json{{"ok", true}, {"seq", seq}}, {{"X-Session-Token", token}});
+      });
+    }
+    // A text write also answers the text's new version and length, read
+    // from the state it left; decoding a document is no work for the
+    // acknowledger thread, so a reader does it.
+    auto state = std::make_shared<std::string>(std::move(r.envelope));
+    readers_.Post([this, call, ww, seq, token, state] {
+      auto body = std::make_shared<json>(json{{"ok", true}, {"seq", seq}});
+      crdt::Envelope env;
+      crdt::Text t;
+      if (crdt::Envelope::DecodeStored(*state, &env).ok() && env.winner() != nullptr &&
+          env.winner()->tag == crdt::Text::kTag &&
+          crdt::Text::DecodeTrusted(env.winner()->state, &t).ok()) {
+        (*body)["version"] = EncodeTextVersion(t.version());
+        (*body)["length"] = t.Length();
+      }
+      ReplyWhenHeld(call, seq, ww.w, ww.deadline, token, [call, body, token] {
+        call->Send(200, *body, {{"X-Session-Token", token}});
+      });
     });
   });
 }
@@ -886,10 +998,13 @@ void Api::Batch(const std::shared_ptr<Call>& call) {
         op.kind = Operation::Kind::kMapUpdate;
         op.type = crdt::Map::kTag;
         ok = MapOpsOf(o, &op, &e);
+      } else if (ok && name == "text") {
+        op.type = crdt::Text::kTag;
+        ok = TextOpsOf(o, &op, &e);
       } else if (ok) {
         ok = false;
         e = Err(400, "unknown_operation",
-                "unknown operation '" + name + "' (put, del, incr, sadd, srem, map)");
+                "unknown operation '" + name + "' (put, del, incr, sadd, srem, map, text)");
       }
     }
     if (ok) ok = TakePolicyType(&op, &e);
@@ -1014,8 +1129,14 @@ void Api::PublishChange(const std::string& key, const std::string& envelope) {
   crdt::Envelope env;
   std::string text;
   ApiError err;
-  if (!crdt::Envelope::DecodeStored(envelope, &env).ok() ||
-      !RenderReadText(key, env, &text, &err)) {
+  const bool decoded = crdt::Envelope::DecodeStored(envelope, &env).ok();
+  json t;
+  if (decoded && env.winner() != nullptr && env.winner()->tag == crdt::Text::kTag &&
+      RenderText(key, env.winner(), &t, &err)) {
+    // A text shows even when empty: its version is what an editor goes on
+    // from.
+    text = t.dump(-1, ' ', false, json::error_handler_t::replace);
+  } else if (!decoded || !RenderReadText(key, env, &text, &err)) {
     text = json{{"key", key}, {"deleted", true}}.dump(-1, ' ', false,
                                                       json::error_handler_t::replace);
   }

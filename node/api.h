@@ -4,7 +4,7 @@
 // on the disk.
 //
 // Replication (issue 4), when the node has peers (ctx.transport set):
-// - Writes (PUT/POST/DELETE on /v1/kv|counter|set|map, POST /v1/batch)
+// - Writes (PUT/POST/DELETE on /v1/kv|counter|set|map|text, POST /v1/batch)
 //   are refused with 503 clock_skew while gossip's write gate is closed
 //   (DESIGN.md §3); nothing is applied. GET /v1/health says "writable" and,
 //   when not, "reason".

@@ -183,6 +183,11 @@ void PrintRead(const json& item, const std::string& context) {
     } else {
       PrintTable(rows);
     }
+  } else if (type == "text") {
+    // The text itself, as typed (not a JSON string), then its version.
+    std::string text = Field(item, "value");
+    std::cout << text << (text.empty() || text.back() != '\n' ? "\n" : "");
+    std::cout << "version: " << Field(item, "version") << "\n";
   } else {
     std::cout << Show(item["value"]) << "\n";
   }
@@ -223,6 +228,7 @@ std::string RouteFor(const std::string& type) {
   if (type == "counter") return "/v1/counter/";
   if (type == "set") return "/v1/set/";
   if (type == "map") return "/v1/map/";
+  if (type == "text") return "/v1/text/";
   return "";
 }
 
@@ -232,7 +238,7 @@ int Usage(const std::string& why);
 
 int Get(Ctl& ctl, const Args& a) {
   std::string route = RouteFor(ctl.opts().type);
-  if (route.empty()) return Usage("--type takes kv, counter, set or map");
+  if (route.empty()) return Usage("--type takes kv, counter, set, map or text");
   Reply r;
   if (!ctl.Exchange("GET", route + EncodeKeyForPath(a[0]), "", "", &r, true)) return kExitError;
   // The context travels in a header; --json keeps it, since a script
@@ -263,7 +269,7 @@ int Put(Ctl& ctl, const Args& a) {
 
 int Del(Ctl& ctl, const Args& a) {
   std::string route = RouteFor(ctl.opts().type);
-  if (route.empty()) return Usage("--type takes kv, counter, set or map");
+  if (route.empty()) return Usage("--type takes kv, counter, set, map or text");
   Reply r;
   if (!ctl.Exchange("DELETE", route + EncodeKeyForPath(a[0]), "", "", &r)) return kExitError;
   return PrintWrite(ctl, r);
@@ -763,14 +769,14 @@ constexpr size_t kMany = SIZE_MAX;
 const std::vector<Command>& Commands() {
   // clang-format off
   static const std::vector<Command> kCommands = {
-      {"get", "KEY [--type kv|counter|set|map]",
+      {"get", "KEY [--type kv|counter|set|map|text]",
        "read a key; an unresolved mvregister shows every sibling and the context", 1, 1,
        {"type"}, Get},
       {"put", "KEY VALUE [--type register|mvregister] [--context CTX]",
        "set a register (VALUE is JSON if it parses, else a string); --context replaces the "
        "siblings it names",
        2, 2, {"type", "context"}, Put},
-      {"del", "KEY [--type kv|counter|set|map] [--context CTX]", "delete a key", 1, 1,
+      {"del", "KEY [--type kv|counter|set|map|text] [--context CTX]", "delete a key", 1, 1,
        {"type", "context"}, Del},
       {"incr", "KEY [N]", "add N (default 1, may be negative) to a counter", 1, 2, {}, Incr},
       {"sadd", "KEY ELEM...", "add elements to a set (JSON if they parse, else strings)", 2,

@@ -12,6 +12,7 @@
 #include "crdt/register.h"
 #include "crdt/registry.h"
 #include "crdt/set.h"
+#include "crdt/text.h"
 
 namespace meridian::node {
 
@@ -47,6 +48,20 @@ bool Load(const TypedState* ts, T* out, ApiError* err) {
   return true;
 }
 
+// A stored text is this node's own encoding: its order is loaded as it
+// is, not derived again (crdt/text.h, DecodeTrusted).
+template <>
+bool Load(const TypedState* ts, crdt::Text* out, ApiError* err) {
+  *out = crdt::Text();
+  if (ts == nullptr) return true;
+  Status st = crdt::Text::DecodeTrusted(ts->state, out);
+  if (!st.ok()) {
+    *err = FromStatus(st);
+    return false;
+  }
+  return true;
+}
+
 // Decodes the held state of type T, runs `mutator(state, &delta)`, and
 // returns the encoded delta and the encoded joined state: each state is
 // decoded once and encoded once per write.
@@ -62,6 +77,41 @@ bool MutateAs(const TypedState* ts, F&& mutator, std::string* delta_bytes,
   }
   *delta_bytes = d.Encode();
   s.Merge(d);
+  *next_bytes = s.Encode();
+  return true;
+}
+
+// A text edit or delete. Text's edits change the state they are called on
+// and give the delta besides, so the state is not joined with the delta
+// again.
+bool MutateText(const Operation& op, const TypedState* ts, const crdt::ReplicaId& me,
+                std::string* delta_bytes, std::string* next_bytes, ApiError* err) {
+  crdt::Text s, d;
+  if (!Load(ts, &s, err)) return false;
+  Status st;
+  if (op.kind == Operation::Kind::kDelete) {
+    st = s.DeleteAll(me, &d);
+  } else if (op.kind == Operation::Kind::kTextEdit) {
+    st = s.Apply(me, op.text_at ? &*op.text_at : nullptr, op.text_edits, &d);
+  } else {
+    st = Status::InvalidArgument("a text takes inserts and deletes (POST /v1/text/KEY)");
+  }
+  if (!st.ok()) {
+    switch (st.code()) {
+      case Status::Code::kInvalidArgument:
+        *err = Error(400, op.kind == Operation::Kind::kTextEdit ? "bad_position" : "bad_request",
+                     st.message());
+        break;
+      case Status::Code::kFailedPrecondition:
+        *err = Error(409, "unknown_version",
+                     "the version names edits this node has not got yet (" + st.message() +
+                         "); read the text again, or retry once they have replicated");
+        break;
+      default: *err = FromStatus(st);
+    }
+    return false;
+  }
+  *delta_bytes = d.Encode();
   *next_bytes = s.Encode();
   return true;
 }
@@ -104,6 +154,8 @@ bool Mutate(const Operation& op, uint8_t tag, const TypedState* ts, const crdt::
         *d = s.Delete();
         return Status::OK();
       });
+    case crdt::Text::kTag:
+      return MutateText(op, ts, me, delta_bytes, next_bytes, err);
     default:
       *err = Error(400, "unknown_type", "unknown type tag " + std::to_string(tag));
       return false;
@@ -153,7 +205,7 @@ bool UnBase64Url(const std::string& in, std::string* out) {
   return bits < 6 && (acc & ((1u << bits) - 1)) == 0;
 }
 
-bool ValidUtf8(const std::string& s) {
+bool Utf8Valid(std::string_view s) {
   size_t i = 0;
   const size_t n = s.size();
   while (i < n) {
@@ -249,7 +301,7 @@ bool AppendJsonString(std::string_view s, std::string* out) {
   }
   out->append(s.data() + run, s.size() - run);
   out->push_back('"');
-  return ascii || ValidUtf8(std::string(s));
+  return ascii || Utf8Valid(s);
 }
 
 // Appends the JSON text of a stored value (ValueToBytes' msgpack) that is a
@@ -363,12 +415,14 @@ std::string TypeName(uint8_t tag) {
   return ops ? std::string(ops->name) : "unknown";
 }
 
+bool ValidUtf8(std::string_view s) { return Utf8Valid(s); }
+
 bool ValidKey(const std::string& key, ApiError* err) {
   if (key.empty() || key.size() > kMaxKeyBytes) {
     *err = Error(400, "bad_key", "a key is 1 to " + std::to_string(kMaxKeyBytes) + " bytes");
     return false;
   }
-  if (!ValidUtf8(key)) {
+  if (!Utf8Valid(key)) {
     *err = Error(400, "bad_key", "a key must be valid UTF-8");
     return false;
   }
@@ -401,6 +455,25 @@ bool DecodeContextHeader(const std::string& text, crdt::CausalContext* out) {
   crdt::Decoder d;
   if (!d.Parse(bytes, 1).ok()) return false;
   return crdt::CausalContext::Decode(d.root(), out).ok();
+}
+
+std::string EncodeTextVersion(const crdt::TextVersion& v) { return Base64Url(v.Encode()); }
+
+bool DecodeTextVersion(const std::string& text, crdt::TextVersion* out) {
+  std::string bytes;
+  if (!UnBase64Url(text, &bytes)) return false;
+  return crdt::TextVersion::Decode(bytes, out).ok();
+}
+
+bool RenderText(const std::string& key, const TypedState* state, json* out, ApiError* err) {
+  crdt::Text s;
+  if (!Load(state, &s, err)) return false;
+  *out = json{{"key", key},
+              {"type", std::string(crdt::Text::kName)},
+              {"value", s.Content()},
+              {"version", EncodeTextVersion(s.version())},
+              {"length", s.Length()}};
+  return true;
 }
 
 bool ApplyOperation(const Operation& op, const Envelope& current, const crdt::ReplicaId& me,
@@ -565,6 +638,12 @@ bool RenderRead(const std::string& key, const Envelope& env, json* out, int* htt
         it = end;
       }
       r["value"] = obj;
+      break;
+    }
+    case crdt::Text::kTag: {
+      json t;
+      if (!RenderText(key, w, &t, err)) return false;
+      r = std::move(t);
       break;
     }
     default:

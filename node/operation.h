@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -22,6 +23,7 @@
 #include "crdt/hlc.h"
 #include "crdt/map.h"
 #include "crdt/status.h"
+#include "crdt/text.h"
 
 namespace meridian::node {
 
@@ -41,6 +43,7 @@ struct Operation {
     kCounterAdd,  // counter
     kSetUpdate,   // set adds / removes
     kMapUpdate,   // map field ops / removes
+    kTextEdit,    // text inserts / deletes, at a version
   };
   Kind kind = Kind::kPut;
   std::string key;
@@ -55,22 +58,34 @@ struct Operation {
   std::vector<std::string> adds, removes;      // kSetUpdate: msgpack elements
   std::vector<crdt::FieldOp> field_ops;        // kMapUpdate
   std::vector<std::string> field_removes;      // kMapUpdate
+  // kTextEdit: the edits, in order, each seeing the ones before it, with
+  // positions that refer to `text_at` (unset: the key's current version).
+  std::optional<crdt::TextVersion> text_at;
+  std::vector<crdt::TextEdit> text_edits;
 };
 
 // Checks a key: 1..kMaxKeyBytes bytes of valid UTF-8.
 bool ValidKey(const std::string& key, ApiError* err);
 
+// True when `s` is valid UTF-8 (no overlong forms, surrogates or code
+// points past U+10FFFF).
+bool ValidUtf8(std::string_view s);
+
 // Applies `op` to `current` (empty when the key has no state) as replica
 // `me` at time `now`. On success sets *delta (the envelope to log and
 // ship) and *next (current joined with delta). Errors: 409 type_mismatch,
 // 404 not_found (delete of a missing key), 400 for invalid values, 422
-// out_of_range (counter overflow).
+// out_of_range (counter overflow); for text edits 400 bad_position (a
+// position or range past the end of the text at the edit's version) and
+// 409 unknown_version (a version naming edits this node has not got).
 bool ApplyOperation(const Operation& op, const crdt::Envelope& current, const crdt::ReplicaId& me,
                     crdt::Hlc now, crdt::Envelope* next, crdt::Envelope* delta, ApiError* err);
 
 // The read shape of DESIGN.md §7 for a stored envelope: {"key", "type",
 // "value", ...}. *http is 200, 300 (unresolved mvregister) or 404 (no
-// value). *context is set for mvregisters (the X-Causal-Context to send
+// value). A text reads as {"key", "type": "text", "value": its content,
+// "version": its version token (EncodeTextVersion), "length": code
+// points}. *context is set for mvregisters (the X-Causal-Context to send
 // back).
 //
 // An mvregister is shown as its key's policy settles it (`settler`, null
@@ -107,6 +122,19 @@ bool BytesToValue(const std::string& bytes, nlohmann::json* out);
 // X-Causal-Context: base64url (no padding) of the context's encoding.
 std::string EncodeContextHeader(const crdt::CausalContext& ctx);
 bool DecodeContextHeader(const std::string& text, crdt::CausalContext* out);
+
+// A text version as clients see it ("version" in text reads, write replies
+// and requests): base64url (no padding) of TextVersion::Encode(), like
+// X-Causal-Context.
+std::string EncodeTextVersion(const crdt::TextVersion& v);
+bool DecodeTextVersion(const std::string& text, crdt::TextVersion* out);
+
+// The read shape of a text state ({"key", "type", "value", "version",
+// "length"}), also for a text with no visible character; `state` null is a
+// never-written key (empty text, empty version). False (and a 500
+// corrupt_state) when the state does not decode.
+bool RenderText(const std::string& key, const crdt::TypedState* state, nlohmann::json* out,
+                ApiError* err);
 
 std::string TypeName(uint8_t tag);
 

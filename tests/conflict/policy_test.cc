@@ -77,7 +77,9 @@ BOOST_AUTO_TEST_CASE(defaults_and_resolver_parameters) {
   cart.prefer_region = {"eu-west", "us-east"};
   cart.has_on_unresolved = true;
   cart.on_unresolved = "lww";
-  PolicySet set = MustBuild({doc, profile, cart});
+  PolicySpec notes = Spec(12, "notes/", "text");
+  PolicySet set = MustBuild({doc, profile, cart, notes});
+  BOOST_TEST(set.Match("notes/1")->type == "text");
   const Policy* d = set.Match("doc/1");
   BOOST_TEST((d->on_unresolved == OnUnresolved::kReview));
   BOOST_TEST(d->resolve.empty());
@@ -120,7 +122,7 @@ BOOST_AUTO_TEST_CASE(every_problem_is_named_with_its_line_in_line_order) {
       Spec(60, "", "register"),
       Spec(65, "i/", "mvregister", {"max", "max"}),
       Spec(70, "j/", "mvregister", {"lua:"}),
-      Spec(75, "k/", "text"),
+      Spec(75, "k/", "document"),
   });
   BOOST_TEST_MESSAGE(m);
   BOOST_TEST(Has(m, "t.toml:20: prefix \"a/\" already has a policy (line 10)"));
@@ -136,7 +138,7 @@ BOOST_AUTO_TEST_CASE(every_problem_is_named_with_its_line_in_line_order) {
   BOOST_TEST(Has(m, "t.toml:60: a policy's prefix must not be empty"));
   BOOST_TEST(Has(m, "t.toml:65: resolver \"max\" is listed twice"));
   BOOST_TEST(Has(m, "t.toml:70: resolver \"lua:\" names no script"));
-  BOOST_TEST(Has(m, "t.toml:75: unknown type \"text\""));
+  BOOST_TEST(Has(m, "t.toml:75: unknown type \"document\""));
   // Line order, whatever the order of the specs.
   BOOST_TEST(m.find("t.toml:20:") < m.find("t.toml:25:"));
   BOOST_TEST(m.find("t.toml:70:") < m.find("t.toml:75:"));

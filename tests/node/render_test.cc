@@ -3,13 +3,15 @@
 // RenderRead's JSON dumped the way the watch feed dumped it, for registers
 // holding every kind of value (strings with control characters, non-ASCII
 // and invalid UTF-8, integers at every msgpack width, floats, containers,
-// malformed bytes), other types and deleted keys; and EventStream
+// malformed bytes), other types and deleted keys; text edits apply and
+// render (operation.h: ApplyOperation, RenderRead, RenderText); and EventStream
 // (node/http_server.h) must deliver every pushed chunk in order while
 // waking its session only when its queue turns non-empty.
 #define BOOST_TEST_MODULE render
 #include <boost/test/unit_test.hpp>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -18,6 +20,7 @@
 #include "crdt/envelope.h"
 #include "crdt/mvregister.h"
 #include "crdt/register.h"
+#include "crdt/text.h"
 #include "node/http_server.h"
 #include "node/operation.h"
 
@@ -147,6 +150,119 @@ BOOST_AUTO_TEST_CASE(other_types_and_deleted_keys_take_the_general_path) {
   BOOST_CHECK_EQUAL(parsed["type"], "register");
   BOOST_CHECK_EQUAL(parsed["writer"], kMe.ToString());
   BOOST_CHECK_EQUAL(parsed["hlc"].get<uint64_t>(), 5u << 20);
+}
+
+Operation TextEdit(const std::string& key, std::vector<crdt::TextEdit> edits,
+                   std::optional<crdt::TextVersion> at = std::nullopt) {
+  Operation op;
+  op.kind = Operation::Kind::kTextEdit;
+  op.key = key;
+  op.type = crdt::Text::kTag;
+  op.text_edits = std::move(edits);
+  op.text_at = std::move(at);
+  return op;
+}
+
+crdt::TextEdit Ins(uint64_t pos, std::string text) {
+  crdt::TextEdit e;
+  e.insert = true;
+  e.pos = pos;
+  e.text = std::move(text);
+  return e;
+}
+
+crdt::TextEdit Del(uint64_t pos, uint64_t len) {
+  crdt::TextEdit e;
+  e.insert = false;
+  e.pos = pos;
+  e.len = len;
+  return e;
+}
+
+BOOST_AUTO_TEST_CASE(text_edits_apply_and_render) {
+  // A never-written key renders as the empty text at the empty version.
+  json r;
+  ApiError err;
+  BOOST_REQUIRE(RenderText("t", nullptr, &r, &err));
+  BOOST_CHECK_EQUAL(r["value"], "");
+  BOOST_CHECK_EQUAL(r["length"], 0);
+  BOOST_CHECK_EQUAL(r["version"], EncodeTextVersion(crdt::TextVersion()));
+  crdt::TextVersion empty;
+  BOOST_REQUIRE(DecodeTextVersion(r["version"].get<std::string>(), &empty));
+  BOOST_CHECK(empty.empty());
+  BOOST_CHECK(!DecodeTextVersion("", &empty));
+  BOOST_CHECK(!DecodeTextVersion("@@", &empty));
+
+  crdt::Envelope env, next, delta;
+  BOOST_REQUIRE_MESSAGE(ApplyOperation(TextEdit("t", {Ins(0, "h\xc3\xa9llo"), Ins(5, "!")}), env,
+                                       kMe, 1 << 20, &next, &delta, &err),
+                        err.message);
+  env = next;
+  int http = 0;
+  std::string context;
+  BOOST_REQUIRE(RenderRead("t", env, &r, &http, &context, &err));
+  BOOST_CHECK_EQUAL(http, 200);
+  BOOST_CHECK_EQUAL(r["type"], "text");
+  BOOST_CHECK_EQUAL(r["value"], "h\xc3\xa9llo!");
+  BOOST_CHECK_EQUAL(r["length"], 6);
+  const std::string v1 = r["version"];
+  // The delta alone holds the edit.
+  json d;
+  BOOST_REQUIRE(RenderRead("t", delta, &d, &http, &context, &err));
+  BOOST_CHECK_EQUAL(d["value"], "h\xc3\xa9llo!");
+  ExpectSame("t", env);
+
+  // At v1, after a later edit: positions count what v1 showed.
+  BOOST_REQUIRE(ApplyOperation(TextEdit("t", {Ins(0, ">")}), env, kMe, 2 << 20, &next, &delta,
+                               &err));
+  env = next;
+  crdt::TextVersion at;
+  BOOST_REQUIRE(DecodeTextVersion(v1, &at));
+  BOOST_REQUIRE(ApplyOperation(TextEdit("t", {Del(1, 4), Ins(2, "?")}, at), env, kMe, 3 << 20,
+                               &next, &delta, &err));
+  env = next;
+  BOOST_REQUIRE(RenderRead("t", env, &r, &http, &context, &err));
+  BOOST_CHECK_EQUAL(r["value"], ">h!?");
+
+  // Positions past the end: 400 bad_position; a version with dots the
+  // state lacks: 409 unknown_version; nothing changes either way.
+  BOOST_CHECK(
+      !ApplyOperation(TextEdit("t", {Ins(5, "x")}), env, kMe, 4 << 20, &next, &delta, &err));
+  BOOST_CHECK_EQUAL(err.http, 400);
+  BOOST_CHECK_EQUAL(err.code, "bad_position");
+  BOOST_CHECK(!ApplyOperation(TextEdit("t", {Ins(0, "x"), Del(0, 9)}), env, kMe, 4 << 20, &next,
+                              &delta, &err));
+  BOOST_CHECK_EQUAL(err.code, "bad_position");
+  crdt::TextVersion future;
+  future.Add(crdt::ReplicaId{"eu-west-1", 3}, 1, 2);
+  BOOST_CHECK(!ApplyOperation(TextEdit("t", {Ins(0, "x")}, future), env, kMe, 4 << 20, &next,
+                              &delta, &err));
+  BOOST_CHECK_EQUAL(err.http, 409);
+  BOOST_CHECK_EQUAL(err.code, "unknown_version");
+
+  // Another type's route: 409; a text's delete empties it, and an empty
+  // text has no value for the common read.
+  Operation put;
+  put.kind = Operation::Kind::kPut;
+  put.key = "t";
+  put.kv = true;
+  put.type = crdt::Register::kTag;
+  put.value = Msgpack(json(1));
+  BOOST_CHECK(!ApplyOperation(put, env, kMe, 5 << 20, &next, &delta, &err));
+  BOOST_CHECK_EQUAL(err.code, "type_mismatch");
+  Operation del;
+  del.kind = Operation::Kind::kDelete;
+  del.key = "t";
+  del.type = crdt::Text::kTag;
+  BOOST_REQUIRE(ApplyOperation(del, env, kMe, 5 << 20, &next, &delta, &err));
+  BOOST_CHECK(!RenderRead("t", next, &r, &http, &context, &err));
+  BOOST_CHECK_EQUAL(err.http, 404);
+  BOOST_REQUIRE(RenderText("t", next.winner(), &r, &err));
+  BOOST_CHECK_EQUAL(r["value"], "");
+  BOOST_CHECK(r["version"] != v1);
+  // A delete of whatever the key holds (batch "del") takes the text's.
+  del.type = 0;
+  BOOST_REQUIRE(ApplyOperation(del, env, kMe, 5 << 20, &next, &delta, &err));
 }
 
 BOOST_AUTO_TEST_CASE(event_stream_wakes_once_per_empty_to_non_empty) {

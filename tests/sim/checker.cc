@@ -12,6 +12,7 @@
 #include "crdt/mvregister.h"
 #include "crdt/register.h"
 #include "crdt/set.h"
+#include "crdt/text.h"
 #include "node/operation.h"
 #include "node/review_queue.h"
 
@@ -357,6 +358,123 @@ void CheckMvRegister(const std::string& key, const std::string& envelope,
   }
 }
 
+bool IsTextWrite(const WriteRecord& w) {
+  return w.kind == WriteKind::kTextEdit || w.kind == WriteKind::kTextDelete;
+}
+
+std::string CharLabel(uint32_t c) {
+  const int64_t i = TextCharIndex(c);
+  return i < 0 ? "U+" + std::to_string(c) : "#c" + std::to_string(i);
+}
+
+// A text against the edits of its key (see checker.h).
+void CheckText(const std::string& key, const std::string& envelope,
+               const std::vector<const WriteRecord*>& writes, std::vector<std::string>* out) {
+  crdt::Text t;
+  std::string why;
+  if (!DecodeAs(envelope, &t, &why)) {
+    out->push_back("text " + key + ": " + why);
+    return;
+  }
+  // A write of a retired incarnation may be lost (maybe()); an edit whose
+  // version held its characters may have put characters next to them,
+  // which then wait for them for ever, and so on: those edits are tainted.
+  // (An insert's neighbours are characters of the version it names.)
+  std::set<const WriteRecord*> tainted;
+  for (const WriteRecord* w : writes) {
+    if (IsTextWrite(*w) && w->maybe()) tainted.insert(w);
+  }
+  for (bool grew = !tainted.empty(); grew;) {
+    grew = false;
+    for (const WriteRecord* w : writes) {
+      if (w->kind != WriteKind::kTextEdit || !w->committed() || tainted.count(w)) continue;
+      crdt::TextVersion v;
+      if (!crdt::TextVersion::Decode(w->text_at, &v).ok()) continue;
+      for (const WriteRecord* t : std::set<const WriteRecord*>(tainted)) {
+        bool depends = false;
+        for (uint64_t c = t->text_lo; c < t->text_hi && !depends; ++c) {
+          depends = v.Contains(t->writer, c);
+        }
+        if (depends) {
+          tainted.insert(w);
+          grew = true;
+          break;
+        }
+      }
+    }
+  }
+  if (t.PendingCount() != 0 && tainted.empty()) {
+    out->push_back("text " + key + " still holds " + std::to_string(t.PendingCount()) +
+                   " characters or deletes waiting for what they refer to, after quiescence");
+  }
+  const std::vector<uint32_t> chars = TextChars(t.Content());
+  if (chars.size() != t.Length()) {
+    out->push_back("text " + key + ": Length() is " + std::to_string(t.Length()) + ", but its " +
+                   "content has " + std::to_string(chars.size()) + " code points");
+  }
+  std::map<uint32_t, const WriteRecord*> typed_by;
+  std::map<uint32_t, std::vector<const WriteRecord*>> removed_by;
+  for (const WriteRecord* w : writes) {
+    if (!IsTextWrite(*w)) continue;
+    for (uint32_t c : w->typed) typed_by[c] = w;
+    if (w->committed() || w->maybe()) {
+      for (uint32_t c : w->removed) removed_by[c].push_back(w);
+    }
+  }
+  std::map<uint32_t, size_t> at;  // character -> position in the final text
+  for (size_t i = 0; i < chars.size(); ++i) {
+    const uint32_t c = chars[i];
+    if (!at.emplace(c, i).second) {
+      out->push_back("text " + key + " shows " + CharLabel(c) + " twice");
+      continue;
+    }
+    auto it = typed_by.find(c);
+    if (it == typed_by.end()) {
+      out->push_back("text " + key + " shows " + CharLabel(c) + ", which no client typed");
+      continue;
+    }
+    const WriteRecord* w = it->second;
+    if (!w->committed() && !w->maybe()) {
+      out->push_back("text " + key + " shows " + CharLabel(c) + ", typed by " + WriteLabel(*w) +
+                     " (" + OutcomeName(w->outcome) + "), which never committed");
+    }
+    for (const WriteRecord* d : removed_by[c]) {
+      if (d->maybe()) continue;
+      out->push_back("text " + key + " shows " + CharLabel(c) + " (typed by " + WriteLabel(*w) +
+                     "), which the committed " + WriteLabel(*d) + " (" + WriteKindName(d->kind) +
+                     ") deleted");
+      break;
+    }
+  }
+  for (const auto& [c, w] : typed_by) {
+    if (!w->committed() || at.count(c) || tainted.count(w)) continue;
+    if (removed_by[c].empty()) {
+      out->push_back("text " + key + " lacks " + CharLabel(c) + ", typed by " + WriteLabel(*w) +
+                     " (" + OutcomeName(w->outcome) +
+                     "), and no delete removed it: a write was lost");
+    }
+  }
+  // Order: a sequence never reorders what it holds.
+  for (const WriteRecord* w : writes) {
+    if (!IsTextWrite(*w) || !w->committed()) continue;
+    size_t last = 0;
+    uint32_t last_c = 0;
+    bool first = true;
+    for (uint32_t c : w->reply_text) {
+      auto it = at.find(c);
+      if (it == at.end()) continue;
+      if (!first && it->second < last) {
+        out->push_back("text " + key + " shows " + CharLabel(c) + " before " + CharLabel(last_c) +
+                       ", but the reply of " + WriteLabel(*w) + " showed them the other way round");
+        break;
+      }
+      first = false;
+      last = it->second;
+      last_c = c;
+    }
+  }
+}
+
 // The conflict index and review queue of one node against its own states
 // (conflict/conflict_index.h, node/review_queue.h). *queue gets the keys of
 // its review queue.
@@ -447,6 +565,77 @@ const std::vector<std::string>& RegisterKeys() {
 const std::vector<std::string>& MvRegisterKeys() {
   static const std::vector<std::string> k = {"mv/0", "mv/1", "mv/2", "mv/3"};
   return k;
+}
+
+const std::vector<std::string>& TextKeys() {
+  static const std::vector<std::string> k = {"t/0", "t/1"};
+  return k;
+}
+
+uint32_t TextCharOf(uint64_t n) {
+  const uint32_t k = static_cast<uint32_t>(n / 3);
+  switch (n % 3) {
+    case 0: return 0x10000 + k;                          // 4 bytes (k < 0x40000 in any run)
+    case 1: return k < 0x5200 ? 0x4E00 + k : 0x60000 + k;  // 3 bytes, then 4
+    default: return k < 0x700 ? 0x100 + k : 0x70000 + k;   // 2 bytes, then 4
+  }
+}
+
+int64_t TextCharIndex(uint32_t cp) {
+  auto at = [](uint32_t k, int r) { return int64_t{3} * k + r; };
+  if (cp >= 0x100 && cp < 0x800) return at(cp - 0x100, 2);
+  if (cp >= 0x4E00 && cp < 0xA000) return at(cp - 0x4E00, 1);
+  if (cp >= 0x10000 && cp < 0x50000) return at(cp - 0x10000, 0);
+  if (cp >= 0x60000 + 0x5200 && cp < 0x70000) return at(cp - 0x60000, 1);
+  if (cp >= 0x70000 + 0x700 && cp < 0x80000) return at(cp - 0x70000, 2);
+  return -1;
+}
+
+std::vector<uint32_t> TextChars(const std::string& s) {
+  std::vector<uint32_t> out;
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const size_t extra = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : 3;
+    uint32_t cp = extra == 0 ? c : extra == 1 ? (c & 0x1f) : extra == 2 ? (c & 0x0f) : (c & 0x07);
+    for (size_t k = 1; k <= extra && i + k < s.size(); ++k) {
+      cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3f);
+    }
+    out.push_back(cp);
+    i += extra + 1;
+  }
+  return out;
+}
+
+std::string TextUtf8(const std::vector<uint32_t>& chars) {
+  std::string out;
+  for (uint32_t cp : chars) {
+    if (cp < 0x80) {
+      out.push_back(static_cast<char>(cp));
+    } else if (cp < 0x800) {
+      out.push_back(static_cast<char>(0xc0 | (cp >> 6)));
+      out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+    } else if (cp < 0x10000) {
+      out.push_back(static_cast<char>(0xe0 | (cp >> 12)));
+      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
+      out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+    } else {
+      out.push_back(static_cast<char>(0xf0 | (cp >> 18)));
+      out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
+      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
+      out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+    }
+  }
+  return out;
+}
+
+std::string RenderChars(const std::vector<uint32_t>& chars) {
+  std::string out = "[";
+  for (size_t i = 0; i < chars.size(); ++i) {
+    if (i > 0) out += ' ';
+    const int64_t n = TextCharIndex(chars[i]);
+    out += n < 0 ? "U+" + std::to_string(chars[i]) : std::to_string(n);
+  }
+  return out + "]";
 }
 
 std::unique_ptr<conflict::Settler> MakeReviewSettler(
@@ -549,6 +738,7 @@ std::vector<std::string> CheckFinal(const History& history, const std::vector<Fi
   check(SetKeys(), CheckSet);
   check(RegisterKeys(), CheckRegister);
   check(MvRegisterKeys(), CheckMvRegister);
+  check(TextKeys(), CheckText);
   for (const auto& [key, env] : state) {
     if (env.empty()) continue;
     out.push_back("key " + key + " exists, but the workload never wrote it");
@@ -626,6 +816,14 @@ std::string RenderEnvelope(const std::string& envelope) {
       o << " } ctx " << r.context().ToString();
       break;
     }
+    case crdt::Text::kTag: {
+      crdt::Text t;
+      if (!DecodeAs(envelope, &t, &why)) return why;
+      o << "text " << RenderChars(TextChars(t.Content())) << " version "
+        << t.version().ToString();
+      if (t.PendingCount() > 0) o << " (" << t.PendingCount() << " pending)";
+      break;
+    }
     default:
       o << "type " << int{w->tag};
   }
@@ -649,6 +847,10 @@ const char* WriteKindName(WriteKind k) {
       return "mvput";
     case WriteKind::kMvResolve:
       return "resolve";
+    case WriteKind::kTextEdit:
+      return "tedit";
+    case WriteKind::kTextDelete:
+      return "tdel";
   }
   return "?";
 }
@@ -696,7 +898,20 @@ std::string WriteRecord::ToString() const {
       for (const crdt::Dot& d : covered) o << " " << d.ToString();
       break;
     case WriteKind::kDelete:
+    case WriteKind::kTextDelete:
       break;
+    case WriteKind::kTextEdit: {
+      crdt::TextVersion v;
+      o << " at " << (crdt::TextVersion::Decode(text_at, &v).ok() ? v.ToString() : "?") << ":";
+      for (const crdt::TextEdit& e : text_ops) {
+        if (e.insert) {
+          o << " ins@" << e.pos << RenderChars(TextChars(e.text));
+        } else {
+          o << " del@" << e.pos << "+" << e.len;
+        }
+      }
+      break;
+    }
   }
   o << " -> " << OutcomeName(outcome);
   if (!error.empty()) o << " (" << error << ")";
@@ -706,7 +921,11 @@ std::string WriteRecord::ToString() const {
     if (kind == WriteKind::kSetAdd || kind == WriteKind::kMvPut || kind == WriteKind::kMvResolve) {
       o << " dot " << dot.ToString();
     }
-    if (kind != WriteKind::kIncrement && kind != WriteKind::kPut && kind != WriteKind::kDelete) {
+    if (kind == WriteKind::kTextEdit || kind == WriteKind::kTextDelete) {
+      if (!removed.empty()) o << " removing " << RenderChars(removed);
+      o << " reply " << RenderChars(reply_text);
+    } else if (kind != WriteKind::kIncrement && kind != WriteKind::kPut &&
+               kind != WriteKind::kDelete) {
       o << " delta ctx " << context.ToString();
     }
   }

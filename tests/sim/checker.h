@@ -21,6 +21,19 @@
 //     acknowledged write nothing superseded is a sibling, and nothing
 //     refused, failed or lost in a crash ever shows; no dot an
 //     acknowledged resolution named is still a sibling;
+//   - texts (every character a session types is unique, so a character
+//     names the write that typed it): no pending characters or deletes
+//     are left; every character shown was typed by a committed write
+//     (never by a refused, failed or lost one), at most once, and no
+//     committed delete removed it; every character a committed write typed
+//     is shown unless some committed delete removed it, or the write named
+//     a version holding characters of a retired incarnation's lost write
+//     (then its characters may wait for those for ever, and may leave
+//     pending ones; likewise for a write naming its characters; an edit's deletes
+//     remove the characters at their positions in the version it named; a
+//     delete of the whole text removes every character its node showed);
+//     and any two characters shown stand in the order they stood in every
+//     committed write's reply that showed both (a sequence never reorders);
 //   - the conflict index and review queue (DESIGN.md §5): on every node a
 //     key has an index entry exactly when its state holds a conflict
 //     (conflict::HoldsConflict), every entry of an mvregister key is in
@@ -49,6 +62,19 @@ const std::vector<std::string>& CounterKeys();
 const std::vector<std::string>& SetKeys();
 const std::vector<std::string>& RegisterKeys();
 const std::vector<std::string>& MvRegisterKeys();
+// The text keys (text sessions write only these, and only as text).
+const std::vector<std::string>& TextKeys();
+
+// Text sessions type unique characters: the n-th of a run is
+// TextCharOf(n), one code point of 2, 3 or 4 UTF-8 bytes by turns.
+// TextCharIndex is its inverse (-1 for a code point no session types).
+uint32_t TextCharOf(uint64_t n);
+int64_t TextCharIndex(uint32_t cp);
+// UTF-8 <-> code points (the input is valid UTF-8).
+std::vector<uint32_t> TextChars(const std::string& utf8);
+std::string TextUtf8(const std::vector<uint32_t>& chars);
+// Characters as their indexes, for messages: "[3 4 7]".
+std::string RenderChars(const std::vector<uint32_t>& chars);
 
 // The policies the simulated cluster runs with: MvRegisterKeys()' prefix is
 // an mvregister under on_unresolved = "review" with no resolver, so every

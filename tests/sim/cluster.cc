@@ -19,6 +19,7 @@
 #include "crdt/mvregister.h"
 #include "crdt/register.h"
 #include "crdt/set.h"
+#include "crdt/text.h"
 #include "gossip/messages.h"
 #include "gossip/protocol.h"
 #include "node/committer.h"
@@ -57,6 +58,8 @@ const char* SabotageName(Sabotage s) {
       return "resolve-missing-dot";
     case Sabotage::kDropConflictEntries:
       return "drop-conflict-entries";
+    case Sabotage::kTextIgnoreVersion:
+      return "text-ignore-version";
   }
   return "?";
 }
@@ -238,6 +241,19 @@ class Simulation {
   // context from the logged delta, and what its reply must show. Empty,
   // or why it is wrong.
   std::string RecordMvWrite(SimNode& n, const node::WriteResult& r, WriteRecord* w);
+  // A text session's write at `n`: an edit (inserts of fresh characters,
+  // deletes of ranges) at a version the session saw (an older one with
+  // the scenario's text_old_chance, else what `n` shows now), or now and
+  // then a delete of the whole text.
+  void DrawTextWrite(SimNode& n, Session& s, WriteRecord* w);
+  // After a local text write committed (`before`: the key's state just
+  // before it): what it deleted, what its reply shows of it, and (for an
+  // acknowledged edit) the version its session now sees. Empty, or why it
+  // is wrong.
+  std::string RecordTextWrite(SimNode& n, const node::WriteResult& r, const std::string& before,
+                              WriteRecord* w, TextView* next);
+  // Remembers a version of a text key the session saw (read or wrote).
+  void SeeText(Session& s, const std::string& key, TextView view);
   void NextOp(int session);
   void Fault(const FaultEvent& f);
   void Heal();
@@ -287,6 +303,7 @@ class Simulation {
   History history_;
   std::unique_ptr<conflict::Settler> review_;  // the nodes' policies (MakeReviewSettler)
   std::vector<PendingRead> reads_;
+  uint64_t next_char_ = 0;  // TextCharOf(next_char_) is the next character typed
   std::deque<std::string> trace_;
   std::vector<std::string> violations_;
   uint64_t fingerprint_ = 0;
@@ -843,7 +860,10 @@ size_t Simulation::ForgetWritesHeldOnlyBy(SimNode& n, bool orphans_only) {
       auto it = held_elsewhere.find(origin);
       seq = std::min(seq, it == held_elsewhere.end() ? 0 : it->second);
     }
-    for (const std::string& key : lost_keys) s.observed.erase(key);
+    for (const std::string& key : lost_keys) {
+      s.observed.erase(key);
+      s.text_views.erase(key);
+    }
   }
   return lost_keys.size();
 }
@@ -1082,7 +1102,40 @@ void Simulation::CommitWrites(SimNode& n) {
           op.context = ctx;
         }
         break;
+      case WriteKind::kTextEdit: {
+        op.kind = node::Operation::Kind::kTextEdit;
+        op.type = crdt::Text::kTag;
+        op.text_edits = w.text_ops;
+        crdt::TextVersion at;
+        Status vs = crdt::TextVersion::Decode(w.text_at, &at);
+        if (!vs.ok()) {
+          Violation("write #" + std::to_string(w.id) + ": its version does not decode: " +
+                    vs.ToString());
+          return;
+        }
+        if (options_.sabotage != Sabotage::kTextIgnoreVersion) op.text_at = std::move(at);
+        break;
+      }
+      case WriteKind::kTextDelete:
+        op.kind = node::Operation::Kind::kDelete;
+        op.type = crdt::Text::kTag;
+        break;
     }
+  }
+  // The states of the text keys written, as they are before the group: a
+  // delete of a whole text removes what its node showed just before it.
+  std::map<std::string, std::string> text_state;
+  for (int id : write_ids) {
+    const WriteRecord& w = history_.writes[static_cast<size_t>(id)];
+    if (w.kind != WriteKind::kTextEdit && w.kind != WriteKind::kTextDelete) continue;
+    if (text_state.count(w.key)) continue;
+    std::string bytes;
+    Status gs = n.store->GetState(w.key, &bytes);
+    if (!gs.ok() && !gs.IsNotFound()) {
+      Violation(n.id + ": reading " + w.key + " failed: " + gs.ToString());
+      return;
+    }
+    text_state[w.key] = gs.ok() ? bytes : std::string();
   }
   std::vector<node::RemoteApply> remotes(applies.size());
   for (size_t i = 0; i < applies.size(); ++i) {
@@ -1127,11 +1180,25 @@ void Simulation::CommitWrites(SimNode& n) {
     const bool pre_acked = w.outcome == Outcome::kAcknowledged;       // kAckBeforeCommit only
     w.done_ms = now_;
     if (!refused_by_gate) NextOp(w.session);
+    const bool text = w.kind == WriteKind::kTextEdit || w.kind == WriteKind::kTextDelete;
+    std::string text_before;
+    if (text) {
+      text_before = text_state[w.key];
+      if (r.ok) text_state[w.key] = r.envelope;
+    }
     if (!r.ok) {
       if (r.error.http == 507) ++stats_.disk_full_failures;
       if (!refused_by_gate && !pre_acked) w.outcome = Outcome::kFailed;
       w.error = std::to_string(r.error.http) + " " + r.error.code;
       Trace(n.id + ": write " + w.ToString());
+      if (w.kind == WriteKind::kTextEdit && r.error.code != "unknown_version" &&
+          r.error.http < 500) {
+        // Its positions count what was visible at its version, which its
+        // node holds: only a version the node lacks may refuse it.
+        Violation(n.id + ": write #" + std::to_string(w.id) + " (" + w.ToString() +
+                  ") was refused: " + r.error.message);
+        return;
+      }
       continue;
     }
     appended = true;
@@ -1149,8 +1216,11 @@ void Simulation::CommitWrites(SimNode& n) {
     Status st = crdt::Envelope::Decode(r.envelope, &env);
     const crdt::TypedState* win = st.ok() ? env.winner() : nullptr;
     std::string why;
+    TextView text_next;
     if (win == nullptr) {
       why = "its reply holds no state";
+    } else if (text) {
+      why = RecordTextWrite(n, r, text_before, &w, &text_next);
     } else if (w.kind == WriteKind::kMvPut || w.kind == WriteKind::kMvResolve) {
       why = RecordMvWrite(n, r, &w);
     } else if (w.kind == WriteKind::kPut || w.kind == WriteKind::kDelete) {
@@ -1264,6 +1334,8 @@ void Simulation::CommitWrites(SimNode& n) {
         return;
       }
       MaxInto(token, &s.token);
+      // An editor goes on from the text it now shows.
+      if (!text_next.version.empty()) SeeText(s, w.key, std::move(text_next));
       // A write does not wait for the session's token (no writes-follow-
       // reads), so its reply need not include what the session saw: the
       // session has now seen the join of both, and later reads must cover it.
@@ -1341,7 +1413,11 @@ void Simulation::CheckRegionsHolding(SimNode& n) {
 // time after the previous one finished (answered, refused, failed or cut
 // off by a crash), and none starts after the fault phase.
 void Simulation::NextOp(int session_id) {
-  uint64_t t = now_ + Between(rng_, scenario_.think_min_ms, scenario_.think_max_ms);
+  uint64_t think = Between(rng_, scenario_.think_min_ms, scenario_.think_max_ms);
+  // Text sessions think twice as long: they add about what an mvregister
+  // session adds to a run's commits, and so to its time.
+  if (session_id >= scenario_.sessions + scenario_.mv_sessions) think *= 2;
+  uint64_t t = now_ + think;
   if (t >= scenario_.fault_ms) return;
   Event next;
   next.kind = EventKind::kClient;
@@ -1352,15 +1428,18 @@ void Simulation::NextOp(int session_id) {
 void Simulation::ClientOp(int session_id) {
   Session& s = history_.sessions[static_cast<size_t>(session_id)];
   // Sessions past scenario_.sessions work on the mvregister keys alone,
-  // and hop between nodes more (their writes then race one another).
-  const bool mv = session_id >= scenario_.sessions;
+  // and hop between nodes more (their writes then race one another); the
+  // text sessions come last, and hop as much.
+  const bool text = session_id >= scenario_.sessions + scenario_.mv_sessions;
+  const bool mv = !text && session_id >= scenario_.sessions;
   int node_index =
-      Chance(rng_, mv ? 0.3 : 0.6) ? s.home : static_cast<int>(Between(rng_, 0, scenario_.n - 1));
+      Chance(rng_, mv || text ? 0.3 : 0.6) ? s.home
+                                           : static_cast<int>(Between(rng_, 0, scenario_.n - 1));
   SimNode& n = *nodes_[static_cast<size_t>(node_index)];
 
   if (Chance(rng_, 0.35)) {  // a session read
-    std::vector<std::string> keys = mv ? MvRegisterKeys() : CounterKeys();
-    if (!mv) {
+    std::vector<std::string> keys = text ? TextKeys() : mv ? MvRegisterKeys() : CounterKeys();
+    if (!mv && !text) {
       keys.insert(keys.end(), SetKeys().begin(), SetKeys().end());
       keys.insert(keys.end(), RegisterKeys().begin(), RegisterKeys().end());
     }
@@ -1391,8 +1470,13 @@ void Simulation::ClientOp(int session_id) {
   w.session = session_id;
   w.node = node_index;
   w.submitted_ms = now_;
-  int type = mv ? 3 : static_cast<int>(Between(rng_, 0, 2));
-  if (type == 3) {
+  int type = text ? 4 : mv ? 3 : static_cast<int>(Between(rng_, 0, 2));
+  if (type == 4) {
+    w.kind = WriteKind::kTextEdit;
+    w.key = Pick(rng_, TextKeys());
+    if (n.up) DrawTextWrite(n, s, &w);
+    if (stop_) return;
+  } else if (type == 3) {
     w.kind = WriteKind::kMvPut;
     w.key = Pick(rng_, MvRegisterKeys());
     w.value = "v" + std::to_string(w.id) + "-s" + std::to_string(session_id);
@@ -1563,6 +1647,173 @@ std::string Simulation::RecordMvWrite(SimNode& n, const node::WriteResult& r, Wr
   return "";
 }
 
+void Simulation::SeeText(Session& s, const std::string& key, TextView view) {
+  std::vector<TextView>& views = s.text_views[key];
+  if (!views.empty() && views.back().version == view.version) return;
+  views.push_back(std::move(view));
+  if (views.size() > 4) views.erase(views.begin());
+}
+
+void Simulation::DrawTextWrite(SimNode& n, Session& s, WriteRecord* w) {
+  if (Chance(rng_, 0.03)) {
+    w->kind = WriteKind::kTextDelete;
+    return;
+  }
+  // The version to edit at: an older one the session saw, or the text as
+  // the node shows it now (as GET /v1/text/{key} would).
+  TextView view;
+  const std::vector<TextView>& seen = s.text_views[w->key];
+  if (!seen.empty() && Chance(rng_, scenario_.text_old_chance)) {
+    view = seen[Between(rng_, 0, seen.size() - 1)];
+  } else {
+    std::string bytes;
+    Status st = n.store->GetState(w->key, &bytes);
+    crdt::Text t;
+    if (st.ok()) {
+      crdt::Envelope env;
+      st = crdt::Envelope::DecodeStored(bytes, &env);
+      const crdt::TypedState* win = st.ok() ? env.winner() : nullptr;
+      if (st.ok() && win != nullptr) {
+        st = win->tag == crdt::Text::kTag ? crdt::Text::Decode(win->state, &t)
+                                          : Status::Corruption("not a text");
+      }
+    } else if (st.IsNotFound()) {
+      st = Status::OK();
+    }
+    if (!st.ok()) {
+      Violation(n.id + ": reading text " + w->key + " failed: " + st.ToString());
+      return;
+    }
+    view.version = t.version().Encode();
+    view.chars = TextChars(t.Content());
+    SeeText(s, w->key, view);
+  }
+  w->text_at = view.version;
+  std::vector<uint32_t> cur = view.chars;
+  const int ops = static_cast<int>(Between(rng_, 1, 3));
+  for (int k = 0; k < ops; ++k) {
+    crdt::TextEdit e;
+    if (cur.empty() || Chance(rng_, 0.65)) {
+      e.insert = true;
+      e.pos = Between(rng_, 0, cur.size());
+      std::vector<uint32_t> typed;
+      const uint64_t count = Between(rng_, 1, 4);
+      for (uint64_t j = 0; j < count; ++j) typed.push_back(TextCharOf(next_char_++));
+      e.text = TextUtf8(typed);
+      cur.insert(cur.begin() + static_cast<long>(e.pos), typed.begin(), typed.end());
+      w->typed.insert(w->typed.end(), typed.begin(), typed.end());
+    } else {
+      e.insert = false;
+      e.pos = Between(rng_, 0, cur.size() - 1);
+      e.len = Between(rng_, 1, std::min<uint64_t>(3, cur.size() - e.pos));
+      const auto from = cur.begin() + static_cast<long>(e.pos);
+      w->removed.insert(w->removed.end(), from, from + static_cast<long>(e.len));
+      cur.erase(from, from + static_cast<long>(e.len));
+    }
+    w->text_ops.push_back(std::move(e));
+  }
+  w->expected = std::move(cur);
+}
+
+std::string Simulation::RecordTextWrite(SimNode& n, const node::WriteResult& r,
+                                        const std::string& before, WriteRecord* w,
+                                        TextView* next) {
+  auto decode = [](const std::string& envelope, crdt::Text* out) {
+    *out = crdt::Text();
+    if (envelope.empty()) return Status::OK();
+    crdt::Envelope env;
+    Status st = crdt::Envelope::Decode(envelope, &env);
+    if (st.ok() && (env.winner() == nullptr || env.winner()->tag != crdt::Text::kTag)) {
+      st = Status::Corruption("no text");
+    }
+    if (st.ok()) st = crdt::Text::Decode(env.winner()->state, out);
+    return st;
+  };
+  crdt::Text reply, prior;
+  Status st = decode(r.envelope, &reply);
+  if (!st.ok()) return "its reply: " + st.ToString();
+  st = decode(before, &prior);
+  if (!st.ok()) return "the state before it: " + st.ToString();
+  w->reply_text = TextChars(reply.Content());
+  std::set<uint32_t> shown(w->reply_text.begin(), w->reply_text.end());
+  if (w->kind == WriteKind::kTextDelete) {
+    w->removed = TextChars(prior.Content());
+    if (!shown.empty()) {
+      return "its reply still shows " + RenderChars(w->reply_text) +
+             " after a delete of the whole text";
+    }
+  } else {
+    for (uint32_t c : w->typed) {
+      if (!shown.count(c) &&
+          std::find(w->removed.begin(), w->removed.end(), c) == w->removed.end()) {
+        return "its reply " + RenderChars(w->reply_text) + " lacks " +
+               RenderChars({c}) + ", which it typed";
+      }
+    }
+    for (uint32_t c : w->removed) {
+      if (shown.count(c)) {
+        return "its reply " + RenderChars(w->reply_text) + " still shows " + RenderChars({c}) +
+               ", which it deleted";
+      }
+    }
+    // What its writer expects to see, in the reply's order: the reply may
+    // hold more (edits its version did not have) and less (characters such
+    // edits deleted), never another order.
+    std::map<uint32_t, size_t> at;
+    for (size_t i = 0; i < w->reply_text.size(); ++i) at[w->reply_text[i]] = i;
+    size_t last = 0;
+    bool first = true;
+    for (uint32_t c : w->expected) {
+      auto it = at.find(c);
+      if (it == at.end()) continue;
+      if (!first && it->second < last) {
+        return "its reply " + RenderChars(w->reply_text) + " is not what its edits at its " +
+               "version give, " + RenderChars(w->expected) + ", in order (" + RenderChars({c}) +
+               " moved)";
+      }
+      first = false;
+      last = it->second;
+    }
+  }
+  // Its delta (logged, and shipped to peers) decodes, and holds only this
+  // node's dots.
+  std::vector<storage::LogEntry> logged;
+  crdt::Text delta;
+  st = n.store->ReadLog(kScope, r.seq, 1, &logged);
+  if (st.ok() && (logged.size() != 1 || logged[0].seq != r.seq || logged[0].key != w->key)) {
+    st = Status::Corruption("no log entry for it");
+  }
+  if (st.ok()) st = decode(logged[0].delta, &delta);
+  if (!st.ok()) return "its delta-log entry " + std::to_string(r.seq) + ": " + st.ToString();
+  const crdt::TextVersion delta_version = delta.version();
+  for (const auto& [replica, ranges] : delta_version.ranges()) {
+    if (replica != n.replica) {
+      return "its delta's version " + delta_version.ToString() + " names " +
+             replica.ToString() + ", not only this node's " + n.replica.ToString();
+    }
+  }
+  // Its dots: this node's next ones when it ran (a node's own dots come
+  // one after another, and the group's remote deltas come after its local
+  // writes). Its writer goes on at the version it wrote at with them.
+  const crdt::TextVersion prior_version = prior.version(), reply_version = reply.version();
+  const uint64_t lo = prior_version.Next(n.replica), hi = reply_version.Next(n.replica);
+  if (hi <= lo) {
+    return "its reply's version " + reply_version.ToString() + " has no new dot of " +
+           n.replica.ToString() + " beyond " + prior_version.ToString();
+  }
+  w->text_lo = lo;
+  w->text_hi = hi;
+  if (w->kind == WriteKind::kTextEdit) {
+    crdt::TextVersion v;
+    st = crdt::TextVersion::Decode(w->text_at, &v);
+    if (!st.ok()) return "its version: " + st.ToString();
+    v.Add(n.replica, lo, hi);
+    next->version = v.Encode();
+    next->chars = w->expected;
+  }
+  return "";
+}
+
 void Simulation::AnswerReads(SimNode& n) {
   if (!n.up || n.waiting_reads.empty()) return;
   std::vector<int> still;
@@ -1604,6 +1855,15 @@ void Simulation::FinishRead(PendingRead& r, SimNode& n) {
     return;
   }
   seen = env;
+  if (std::find(TextKeys().begin(), TextKeys().end(), r.key) != TextKeys().end()) {
+    // A text read is a version to edit at, too.
+    crdt::Envelope e;
+    crdt::Text t;
+    if (!env.empty() && crdt::Envelope::Decode(env, &e).ok() && e.winner() != nullptr &&
+        e.winner()->tag == crdt::Text::kTag && crdt::Text::Decode(e.winner()->state, &t).ok()) {
+      SeeText(s, r.key, TextView{t.version().Encode(), TextChars(t.Content())});
+    }
+  }
   MaxInto(n.committer->applied(), &s.token);
 }
 
@@ -1780,7 +2040,7 @@ SeedReport Simulation::Run() {
   }
   review_ = MakeReviewSettler(region_of);
   if (review_ == nullptr) Violation("the review policy does not build");
-  for (int s = 0; s < scenario_.sessions + scenario_.mv_sessions; ++s) {
+  for (int s = 0; s < scenario_.sessions + scenario_.mv_sessions + scenario_.text_sessions; ++s) {
     Session session;
     session.id = s;
     session.home = static_cast<int>(Between(rng_, 0, scenario_.n - 1));
@@ -1965,10 +2225,14 @@ SeedReport Simulation::Run() {
       ++stats_.writes_acknowledged;
       if (w.kind == WriteKind::kMvPut) ++stats_.mv_writes_acknowledged;
       if (w.kind == WriteKind::kMvResolve) ++stats_.resolutions_acknowledged;
+      if (w.kind == WriteKind::kTextEdit || w.kind == WriteKind::kTextDelete) {
+        ++stats_.text_writes_acknowledged;
+      }
     } else if (w.outcome == Outcome::kRefusedSkew) {
       ++stats_.writes_refused_skew;
     } else {
       ++stats_.writes_other;
+      if (w.error.find("unknown_version") != std::string::npos) ++stats_.text_unknown_version;
     }
   }
   for (auto& n : nodes_) {

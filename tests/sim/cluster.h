@@ -7,7 +7,8 @@
 // random choice comes from the seed, so a seed replays exactly.
 //
 // One run: a fault phase (client writes and session reads on a small key
-// space, mvregister writes and resolutions of the review queue among them,
+// space, mvregister writes and resolutions of the review queue and text
+// edits at current and older versions among them,
 // while partitions, loss, duplication, reordering, delays, crashes with
 // restart from storage, clock skew within and beyond the limit, and full
 // disks come and go), then everything heals and the cluster runs until it
@@ -37,6 +38,7 @@ enum class Sabotage {
   kRepairWithoutStates,  // anti-entropy repairs advance the applied vector but drop their states
   kResolveMissingDot,    // a resolution's context leaves out one of the siblings it names
   kDropConflictEntries,  // the conflict index is emptied after every group commit
+  kTextIgnoreVersion,    // text edits are applied at their node's current version, not theirs
 };
 const char* SabotageName(Sabotage s);
 
@@ -112,6 +114,10 @@ struct SimStats {
   uint64_t conflicts_opened = 0;
   uint64_t conflicts_closed = 0;
   uint64_t review_queue_final = 0;
+  // The text workload: edits and whole-text deletes acknowledged, edits
+  // refused because their node lacked their version (409 unknown_version).
+  uint64_t text_writes_acknowledged = 0;
+  uint64_t text_unknown_version = 0;
   uint64_t quiesce_ms = 0;  // virtual time from heal to quiescence
   uint64_t end_ms = 0;      // virtual time at the end
 };

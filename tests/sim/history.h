@@ -11,6 +11,7 @@
 
 #include "crdt/causal_context.h"
 #include "crdt/hlc.h"
+#include "crdt/text.h"
 #include "storage/node_meta.h"
 
 namespace meridian::sim {
@@ -19,7 +20,20 @@ namespace meridian::sim {
 // its node holds); kMvResolve: a person's resolution of a conflicted
 // mvregister (node/api.cc ResolveConflict), a write whose context is
 // exactly the siblings its node's review queue showed (`covered`).
-enum class WriteKind { kIncrement, kSetAdd, kSetRemove, kPut, kDelete, kMvPut, kMvResolve };
+// kTextEdit: inserts and deletes into a text at a version its session
+// saw (POST /v1/text/{key}); kTextDelete: a delete of the whole text
+// (DELETE /v1/text/{key}).
+enum class WriteKind {
+  kIncrement,
+  kSetAdd,
+  kSetRemove,
+  kPut,
+  kDelete,
+  kMvPut,
+  kMvResolve,
+  kTextEdit,
+  kTextDelete
+};
 const char* WriteKindName(WriteKind k);
 
 enum class Outcome {
@@ -51,6 +65,16 @@ struct WriteRecord {
   std::string element;  // kSetAdd / kSetRemove (the JSON string, not its bytes)
   std::string value;    // kPut, kMvPut, kMvResolve (the JSON string)
   std::vector<crdt::Dot> covered;  // kMvResolve: the sibling dots its context names
+  // Text writes. Every character a text session types is unique in the run
+  // (one code point each), so characters name themselves.
+  std::string text_at;                // kTextEdit: TextVersion::Encode() of the version it names
+  std::vector<crdt::TextEdit> text_ops;  // kTextEdit: positions at text_at
+  std::vector<uint32_t> typed;        // kTextEdit: the characters its inserts add
+  std::vector<uint32_t> removed;      // the characters it deletes (kTextDelete: every one its
+                                      // node showed when it committed)
+  std::vector<uint32_t> expected;     // kTextEdit: the text at text_at with its edits applied
+  std::vector<uint32_t> reply_text;   // committed: the text its reply showed
+  uint64_t text_lo = 0, text_hi = 0;  // committed: its dots, `writer`'s counters [lo, hi)
   Outcome outcome = Outcome::kPending;
   std::string error;  // kFailed: the API error code
 
@@ -71,11 +95,20 @@ struct WriteRecord {
   std::string ToString() const;
 };
 
+// A text as a session saw it: a version and the characters visible at it.
+struct TextView {
+  std::string version;  // TextVersion::Encode()
+  std::vector<uint32_t> chars;
+};
+
 struct Session {
   int id = 0;
   int home = 0;                                 // preferred node
   storage::AppliedVector token;                 // max of every token it was given
   std::map<std::string, std::string> observed;  // key -> greatest state seen (encoded envelope)
+  // Text keys: the last few versions it read or wrote (newest last), to
+  // edit at.
+  std::map<std::string, std::vector<TextView>> text_views;
   uint64_t reads = 0, reads_answered = 0, reads_timed_out = 0;
 };
 

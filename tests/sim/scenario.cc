@@ -164,6 +164,11 @@ Scenario MakeScenario(uint64_t seed, uint64_t quiesce_limit_ms) {
   // which is what a run's time follows.
   s.mv_sessions = 1;
   s.resolve_chance = PickOf<double>(rng, {0.3, 0.6, 0.9});
+  // One text session, typing more slowly than the others (so that it adds
+  // about what an mvregister session does), at an older version it saw
+  // with `text_old_chance`.
+  s.text_sessions = 1;
+  s.text_old_chance = PickOf<double>(rng, {0.1, 0.3, 0.6});
   std::stable_sort(s.faults.begin(), s.faults.end(),
                    [](const FaultEvent& a, const FaultEvent& b) { return a.t < b.t; });
   return s;
@@ -188,7 +193,8 @@ std::string Scenario::Describe() const {
     << "; fault phase " << fault_ms << " ms; tick cap " << tick_cap_ms << " ms; commit delay 0.."
     << commit_delay_max_ms << " ms; reply loss " << reply_loss << "; ship failures " << ship_failure
     << "; " << sessions << " sessions, " << mv_sessions << " mvregister sessions (resolve "
-    << resolve_chance << ")\n  skews:";
+    << resolve_chance << "), " << text_sessions << " text sessions (older versions "
+    << text_old_chance << ")\n  skews:";
   for (int i = 0; i < n; ++i) o << " " << ids[i] << "=" << skew[i];
   o << "\n  faults:";
   for (const FaultEvent& f : faults) {

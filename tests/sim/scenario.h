@@ -46,6 +46,12 @@ struct Scenario {
   // more than the others, which makes concurrent writes (siblings).
   int mv_sessions = 1;
   double resolve_chance = 0.3;
+  // Extra sessions after those that edit the text keys (TextKeys()): each
+  // write inserts unique characters and deletes ranges at a version the
+  // session read or wrote, an older one with `text_old_chance`, and now
+  // and then deletes the whole text.
+  int text_sessions = 1;
+  double text_old_chance = 0.3;
   uint64_t think_min_ms = 10, think_max_ms = 200;
   uint64_t read_timeout_ms = 2000;
   std::vector<int64_t> skew, healed_skew;

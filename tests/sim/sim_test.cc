@@ -2,8 +2,9 @@
 // seeded runs of a small cluster under partitions, loss, duplication,
 // reordering, delays, crashes with restart from storage and clock skew,
 // each judged by the checker after it heals and goes quiet (cluster.h,
-// checker.h), with mvregister writes and resolutions of the review queue
-// among the client operations.
+// checker.h), with mvregister writes and resolutions of the review queue,
+// and text edits at current and older versions, among the client
+// operations.
 //
 // MERIDIAN_SIM_SEEDS=n   seeds per run (default 2,000), from a fresh base
 //                        seed printed at the start;
@@ -169,6 +170,8 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
     total.conflicts_opened += r.stats.conflicts_opened;
     total.conflicts_closed += r.stats.conflicts_closed;
     total.review_queue_final += r.stats.review_queue_final;
+    total.text_writes_acknowledged += r.stats.text_writes_acknowledged;
+    total.text_unknown_version += r.stats.text_unknown_version;
     if (r.stats.quiesce_ms > total.quiesce_ms) {
       total.quiesce_ms = r.stats.quiesce_ms;
       slowest = seed;
@@ -219,7 +222,9 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
             << total.mv_writes_acknowledged << " writes and " << total.resolutions_acknowledged
             << " resolutions acknowledged, " << total.conflicts_opened
             << " conflict entries put and " << total.conflicts_closed << " deleted, "
-            << total.review_queue_final << " left in the review queues at the end; "
+            << total.review_queue_final << " left in the review queues at the end; text: "
+            << total.text_writes_acknowledged << " writes acknowledged, "
+            << total.text_unknown_version << " refused for a version their node lacked; "
             << "slowest quiescence "
             << total.quiesce_ms
             << " ms (seed " << slowest << ")" << std::endl;
@@ -238,6 +243,7 @@ BOOST_AUTO_TEST_CASE(every_seed_converges_and_keeps_acknowledged_writes) {
     BOOST_TEST(total.resolutions_acknowledged > 0u);
     BOOST_TEST(total.conflicts_closed > 0u);
     BOOST_TEST(total.review_queue_final > 0u);
+    BOOST_TEST(total.text_writes_acknowledged > 0u);
   }
   // Retirements need a long fault phase and a horizon (about one seed in
   // ten): only a longer run can count on some.
@@ -271,7 +277,7 @@ BOOST_AUTO_TEST_CASE(the_checker_catches_a_broken_driver) {
                             Sabotage::kIgnoreGate,      Sabotage::kReadWithoutWaiting,
                             Sabotage::kAckBeforeCommit, Sabotage::kSkipGate,
                             Sabotage::kRepairWithoutStates, Sabotage::kResolveMissingDot,
-                            Sabotage::kDropConflictEntries};
+                            Sabotage::kDropConflictEntries, Sabotage::kTextIgnoreVersion};
   for (Sabotage kind : kinds) {
     SimOptions options;
     options.sabotage = kind;
