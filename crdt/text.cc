@@ -791,7 +791,12 @@ struct Text::Impl {
       }
       const CharId moved = run.IdAt(p.off);
       run.len -= 1;
-      run.text.resize(Utf8Offset(run.text, run.len));
+      // Drop the last code point: its continuation bytes, then its lead.
+      size_t cut = run.text.size();
+      do {
+        --cut;
+      } while (cut > 0 && (static_cast<unsigned char>(run.text[cut]) & 0xC0) == 0x80);
+      run.text.resize(cut);
       next.counter = moved.counter;
       next.len += 1;
       next.left = run.len > 0 ? run.IdAt(run.len - 1) : run.left;
@@ -1192,8 +1197,8 @@ Text Text::DeltaSince(const TextVersion& v) const {
                        RangesAdd(&o.seen[p.del_replica], std::min(p.del_counter, run.DelAt(off + p.len - 1)),
                                  std::max(p.del_counter, run.DelAt(off + p.len - 1)) + 1);
                      } else {
-                       const size_t a = Utf8Offset(run.text, off);
-                       const size_t b = a + Utf8Offset(std::string_view(run.text).substr(a), p.len);
+                       const size_t a = text_internal::RunOffset(run, off);
+                       const size_t b = text_internal::RunOffset(run, off + p.len);
                        p.text = run.text.substr(a, b - a);
                      }
                      RangesAdd(&o.seen[p.replica], lo, hi);
@@ -1267,8 +1272,8 @@ void Text::Merge(const Text& other) {
         p.del_counter = run.DelAt(off);
         p.del_dir = run.del_dir;
       } else {
-        const size_t a = Utf8Offset(run.text, off);
-        const size_t b = a + Utf8Offset(std::string_view(run.text).substr(a), p.len);
+        const size_t a = text_internal::RunOffset(run, off);
+        const size_t b = text_internal::RunOffset(run, off + p.len);
         p.text = run.text.substr(a, b - a);
       }
       cands.push_back(std::move(p));

@@ -18,6 +18,11 @@ size_t Utf8Offset(std::string_view s, uint32_t n) {
   return i;
 }
 
+size_t RunOffset(const TextRun& r, uint32_t n) {
+  // One byte per code point is ASCII throughout: no scan needed.
+  return r.text.size() == r.len ? n : Utf8Offset(r.text, n);
+}
+
 RunTree::RunTree() { Clear(); }
 
 RunTree::~RunTree() { FreeAll(); }
@@ -315,7 +320,7 @@ RunTree::Pos RunTree::Split(Pos p) {
     tail.del_counter = r.DelAt(p.off);
     tail.del_dir = r.del_dir;
   } else {
-    const size_t cut = Utf8Offset(r.text, p.off);
+    const size_t cut = RunOffset(r, p.off);
     tail.text = r.text.substr(cut);
     r.text.resize(cut);
   }

@@ -57,6 +57,8 @@ struct TextRun {
 
 // Byte offset of code point `n` in UTF-8 `s` (s.size() when n is past it).
 size_t Utf8Offset(std::string_view s, uint32_t n);
+// The same in a live run's text (O(1) when the text is ASCII).
+size_t RunOffset(const TextRun& r, uint32_t n);
 
 class RunTree {
  public:
