@@ -103,7 +103,9 @@ class Text {
   // The visible text (UTF-8) and its length in code points.
   std::string Content() const;
   uint64_t Length() const;
-  // Every dot this state has seen (characters and deletes).
+  // The dots of the characters and deletes applied here: what positions
+  // can be counted against. (A character or delete still waiting for its
+  // neighbours is not in it; a delta's characters wait until merged.)
   TextVersion version() const;
 
   // Local edits at the current version, applied to this state. `delta`
