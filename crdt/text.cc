@@ -743,6 +743,19 @@ struct Text::Impl {
 
   // -------------------------------------------------------------- edits
 
+  // The run of a new insert: `chars` code points of `text` from (me, c).
+  static TextRun NewRun(uint32_t me, uint32_t c, uint32_t chars, CharId left, CharId right,
+                        std::string_view text) {
+    TextRun run;
+    run.replica = me;
+    run.counter = c;
+    run.len = chars;
+    run.left = left;
+    run.right = right;
+    run.text.assign(text.data(), text.size());
+    return run;
+  }
+
   // Local insert at the current version; `text` is valid UTF-8 of
   // `chars` >= 1 code points and pos <= visible.
   void InsertNow(uint32_t me, uint64_t pos, std::string_view text, uint32_t chars, Text::Impl* delta) {
@@ -763,14 +776,7 @@ struct Text::Impl {
       }
     }
     at = tree.Split(at);
-    TextRun run;
-    run.replica = me;
-    run.counter = c;
-    run.len = chars;
-    run.left = left;
-    run.right = right;
-    run.text.assign(text.data(), text.size());
-    tree.Insert(at, std::move(run));
+    tree.Insert(at, NewRun(me, c, chars, left, right, text));
   }
 
   // One character at p, at either end of its live run (of two or more),
@@ -925,14 +931,7 @@ struct Text::Impl {
     const uint32_t c = Next(me);
     RangesAdd(&seen[me], c, c + chars);
     if (delta != nullptr) delta->AddLocalInsert(replicas[me], c, chars, left, right, *this, text);
-    TextRun run;
-    run.replica = me;
-    run.counter = c;
-    run.len = chars;
-    run.left = left;
-    run.right = right;
-    run.text.assign(text.data(), text.size());
-    Integrate(std::move(run));
+    Integrate(NewRun(me, c, chars, left, right, text));
   }
 
   // Delete of [pos, pos + len) of the document as of `at`.
