@@ -58,6 +58,7 @@ void RunTree::Clear() {
   leaves_ = 1;
   inners_ = 0;
   index_.clear();
+  index_end_.clear();
 }
 
 uint64_t RunTree::visible() const { return root_->vis; }
@@ -176,8 +177,15 @@ void RunTree::AdjustUp(Node* n, int64_t dvis, int64_t dall) {
 void RunTree::AdjustVisible(Leaf* l, int64_t dvis) { AdjustUp(l, dvis, 0); }
 
 void RunTree::SetRange(uint32_t replica, uint32_t lo, uint32_t hi, Leaf* leaf) {
-  if (replica >= index_.size()) index_.resize(replica + 1);
+  if (replica >= index_.size()) {
+    index_.resize(replica + 1);
+    index_end_.resize(replica + 1, 0);
+  }
   auto& m = index_[replica];
+  // Counters from `hi` on name characters only if some range reached
+  // past `hi` before; otherwise nothing needs the leaf in effect there.
+  const bool later = index_end_[replica] > hi;
+  index_end_[replica] = std::max(index_end_[replica], hi);
   if (!m.empty() && lo >= m.rbegin()->first) {
     // Past the last key (new counters, usually): one entry at most.
     auto last = std::prev(m.end());
@@ -189,7 +197,7 @@ void RunTree::SetRange(uint32_t replica, uint32_t lo, uint32_t hi, Leaf* leaf) {
     } else {
       m.emplace_hint(m.end(), lo, leaf);
     }
-    m.emplace_hint(m.end(), hi, after);
+    if (later) m.emplace_hint(m.end(), hi, after);
     return;
   }
   // The leaf in effect at `hi` keeps the counters from `hi` on.
@@ -373,6 +381,8 @@ void RunTree::Extend(Pos p, std::string_view text, uint32_t chars) {
   auto& m = index_[r.replica];
   if (m.empty() || m.rbegin()->first > lo || m.rbegin()->second != p.leaf) {
     SetRange(r.replica, lo, r.counter + r.len, p.leaf);
+  } else {
+    index_end_[r.replica] = std::max(index_end_[r.replica], r.counter + r.len);
   }
   AdjustUp(p.leaf, chars, chars);
 }
@@ -410,6 +420,7 @@ void RunTree::Load(std::vector<TextRun> runs) {
   // The index, built at the end from the runs' ranges in id order.
   struct Entry {
     uint64_t key;  // replica << 32 | lo
+    uint32_t end;  // hi
     Leaf* leaf;
     bool operator<(const Entry& o) const { return key < o.key; }
   };
@@ -426,13 +437,17 @@ void RunTree::Load(std::vector<TextRun> runs) {
     }
     leaf->vis += r.visible();
     leaf->all += r.len;
-    entries.push_back(Entry{uint64_t{r.replica} << 32 | r.counter, leaf});
+    entries.push_back(Entry{uint64_t{r.replica} << 32 | r.counter, r.counter + r.len, leaf});
     leaf->run[leaf->n++] = std::move(r);
   }
   std::sort(entries.begin(), entries.end());
   for (const Entry& e : entries) {
     const uint32_t replica = static_cast<uint32_t>(e.key >> 32);
-    if (replica >= index_.size()) index_.resize(replica + 1);
+    if (replica >= index_.size()) {
+      index_.resize(replica + 1);
+      index_end_.resize(replica + 1, 0);
+    }
+    index_end_[replica] = std::max(index_end_[replica], e.end);
     auto& m = index_[replica];
     // Counters between runs are no run's: the previous leaf may keep them.
     if (m.empty() || m.rbegin()->second != e.leaf) {

@@ -149,6 +149,9 @@ class RunTree {
   // Per replica: counter -> the leaf holding that counter and those after
   // it up to the next key (interval map).
   std::vector<std::map<uint32_t, Leaf*>> index_;
+  // Per replica: one past the highest counter any range of the index has
+  // covered.
+  std::vector<uint32_t> index_end_;
   // The leaf FindVisible found last and the visible characters before it,
   // so that edits near the last one skip the descent. Reset when counts
   // change outside that leaf.
