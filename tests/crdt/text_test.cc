@@ -45,6 +45,7 @@
 #include "crdt/text.h"
 #include "tests/crdt/fixtures.h"
 #include "tests/crdt/history.h"
+#include "tests/support/utf8.h"
 
 namespace meridian::crdt {
 // For BOOST_TEST's messages.
@@ -54,6 +55,7 @@ std::ostream& operator<<(std::ostream& os, const TextVersion& v) { return os << 
 using meridian::Status;
 using namespace meridian::crdt;
 using namespace meridian::crdt::testing;
+using meridian::testing::Utf8;
 
 // ------------------------------------------------- allocation watermark
 //
@@ -98,32 +100,6 @@ const ReplicaId kC{"c-node", 1};
 const ReplicaId kD{"d-node", 1};
 
 // ------------------------------------------------------------- helpers
-
-std::string Utf8(uint32_t cp) {
-  std::string s;
-  if (cp < 0x80) {
-    s += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    s += static_cast<char>(0xC0 | (cp >> 6));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    s += static_cast<char>(0xE0 | (cp >> 12));
-    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    s += static_cast<char>(0xF0 | (cp >> 18));
-    s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  return s;
-}
-
-std::string Utf8(const std::vector<uint32_t>& cps) {
-  std::string s;
-  for (uint32_t c : cps) s += Utf8(c);
-  return s;
-}
 
 // Code points of well-formed UTF-8 (what Content() returns).
 std::vector<uint32_t> CodePoints(std::string_view s) {

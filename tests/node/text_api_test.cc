@@ -34,6 +34,7 @@
 #include "node/operation.h"
 #include "tests/node/cluster_process.h"
 #include "tests/node/node_process.h"
+#include "tests/support/utf8.h"
 
 using meridian::node::ClientResponse;
 using meridian::node::EncodeKeyForPath;
@@ -45,6 +46,7 @@ using meridian::testing::EncodeBody;
 using meridian::testing::Encoding;
 using meridian::testing::MediaType;
 using meridian::testing::Name;
+using meridian::testing::Utf8;
 using meridian::testing::NodeProcess;
 using nlohmann::json;
 using Headers = std::vector<std::pair<std::string, std::string>>;
@@ -85,27 +87,6 @@ std::vector<uint32_t> CodePoints(const std::string& s) {
   return out;
 }
 
-std::string Utf8(const std::vector<uint32_t>& cps) {
-  std::string out;
-  for (uint32_t cp : cps) {
-    if (cp < 0x80) {
-      out.push_back(static_cast<char>(cp));
-    } else if (cp < 0x800) {
-      out.push_back(static_cast<char>(0xc0 | (cp >> 6)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-    } else if (cp < 0x10000) {
-      out.push_back(static_cast<char>(0xe0 | (cp >> 12)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-    } else {
-      out.push_back(static_cast<char>(0xf0 | (cp >> 18)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-    }
-  }
-  return out;
-}
 
 // What a sequence of edits does to a text, for the cases with one writer.
 std::string Edited(const std::string& text, const json& ops) {

@@ -15,6 +15,7 @@
 #include "crdt/text.h"
 #include "node/operation.h"
 #include "node/review_queue.h"
+#include "tests/support/utf8.h"
 
 namespace meridian::sim {
 
@@ -606,27 +607,7 @@ std::vector<uint32_t> TextChars(const std::string& s) {
   return out;
 }
 
-std::string TextUtf8(const std::vector<uint32_t>& chars) {
-  std::string out;
-  for (uint32_t cp : chars) {
-    if (cp < 0x80) {
-      out.push_back(static_cast<char>(cp));
-    } else if (cp < 0x800) {
-      out.push_back(static_cast<char>(0xc0 | (cp >> 6)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-    } else if (cp < 0x10000) {
-      out.push_back(static_cast<char>(0xe0 | (cp >> 12)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-    } else {
-      out.push_back(static_cast<char>(0xf0 | (cp >> 18)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-    }
-  }
-  return out;
-}
+std::string TextUtf8(const std::vector<uint32_t>& chars) { return meridian::testing::Utf8(chars); }
 
 std::string RenderChars(const std::vector<uint32_t>& chars) {
   std::string out = "[";
