@@ -331,7 +331,7 @@ Status ClusterUp(const LaunchOptions& o, std::ostream& out) {
 
   for (const RegionConfig& r : topo.regions) {
     for (const NodeConfig& n : r.nodes) {
-      out << r.name << "  " << n.id << "  " << Url(n) << "\n";
+      out << r.name << "  " << n.id << "  " << Url(n) << "  editor " << Url(n) << "/demo/\n";
     }
   }
   return Status::OK();

@@ -38,7 +38,9 @@ struct LaunchOptions {
   int wait_seconds = 30;                // for up: writable; for down: exit before SIGKILL
 };
 
-// Progress and the URLs go to `out`, one line each.
+// Progress and the URLs go to `out`, one line each; up ends with one line
+// per node: "REGION  ID  http://HOST:PORT  editor http://HOST:PORT/demo/"
+// (the collaborative editor demo each node serves).
 Status ClusterUp(const LaunchOptions& options, std::ostream& out);
 Status ClusterDown(const LaunchOptions& options, std::ostream& out);
 

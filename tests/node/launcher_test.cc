@@ -10,7 +10,7 @@
 // runs meridianctl in that directory with the relative path
 // "topology.toml", as ./dev does with regions/local.toml.
 //
-// Covered: up starts every node (exit 0, every region listed with its URL,
+// Covered: up starts every node (exit 0, every region listed with its URL and editor URL,
 // DATA_DIR.pid names the meridiand itself: /proc/PID/exe, its command
 // line, and the pid /v1/health reports; every node writable); a PUT at any
 // node is read back with the same value at the other two within 1 s; up
@@ -319,8 +319,10 @@ std::vector<pid_t> CheckUp(const ClusterProcess& c, const CtlResult& up, bool fa
   for (int i = 0; i < c.size(); ++i) {
     const std::string& id = c.node_id(i);
     BOOST_TEST_CONTEXT("node " << id << "; " << up.Describe()) {
-      BOOST_TEST(HasLine(up.out, c.region(i) + "  " + id + "  " + c.url(i)),
-                 "stdout lists region " << c.region(i) << ", " << id << " and " << c.url(i));
+      BOOST_TEST(HasLine(up.out, c.region(i) + "  " + id + "  " + c.url(i) + "  editor " +
+                                     c.url(i) + "/demo/"),
+                 "stdout lists region " << c.region(i) << ", " << id << ", " << c.url(i)
+                                        << " and its editor");
       pid_t pid = ReadPidFile(c, i);
       BOOST_TEST_REQUIRE(pid > 0, PidPath(c, i) << " holds a pid: '" << ReadFile(PidPath(c, i))
                                                 << "'");
