@@ -1024,6 +1024,15 @@ uint64_t Text::Length() const { return impl_->tree.visible(); }
 
 TextVersion Text::version() const { return impl_->Version(); }
 
+TextVersion Text::Dots() const {
+  const Impl& s = *impl_;
+  TextVersion v;
+  for (size_t r = 0; r < s.seen.size(); ++r) {
+    for (const auto& [lo, hi] : s.seen[r]) v.Add(s.replicas[r], lo, hi);
+  }
+  return v;
+}
+
 Status Text::Insert(const ReplicaId& me, uint64_t pos, std::string_view utf8, Text* delta) {
   uint64_t chars;
   if (me.node.empty()) return Status::InvalidArgument("text: empty replica id");

@@ -107,6 +107,9 @@ class Text {
   // can be counted against. (A character or delete still waiting for its
   // neighbours is not in it; a delta's characters wait until merged.)
   TextVersion version() const;
+  // Every dot held here, waiting ones included: what DeltaSince(Dots())
+  // leaves out (a live stream tracks what its client holds this way).
+  TextVersion Dots() const;
 
   // Local edits at the current version, applied to this state. `delta`
   // (may be null) receives the edit as a delta. Positions past the end

@@ -1,6 +1,7 @@
 #include "node/api.h"
 
 #include "node/review_queue.h"
+#include "node/text_stream.h"
 
 #include <unistd.h>
 
@@ -575,6 +576,31 @@ void Api::Route(const std::shared_ptr<Call>& call) {
       {"/v1/status", "status", "GET", &Api::NodeStatus},
       {"/metrics", "metrics", "GET", &Api::MetricsText},
   };
+  if (path.rfind("/v1/stream/text/", 0) == 0) {
+    call->route = "stream_text";
+    std::string key;
+    if (!PercentDecode(std::string_view(path).substr(16), false, &key)) {
+      return call->Fail(Err(400, "bad_key", "malformed percent-escape in the key"));
+    }
+    ApiError err;
+    if (!ValidKey(key, &err)) return call->Fail(err);
+    if (method != "GET") return method_not_allowed("GET");
+    if (text_streams_ == nullptr) return call->Fail(Err(404, "not_found", "no live text here"));
+    if (!call->req.websocket_upgrade) {
+      return call->Fail(Err(426, "upgrade_required",
+                            "GET /v1/stream/text/{key} is a WebSocket (Upgrade: websocket)"),
+                        {{"Upgrade", "websocket"}});
+    }
+    HttpResponse r;
+    r.status = 101;
+    r.websocket = text_streams_->Open(key);
+    return call->Finish(std::move(r));
+  }
+  if (path == "/demo" || path.rfind("/demo/", 0) == 0) {
+    call->route = "demo";
+    if (method != "GET") return method_not_allowed("GET");
+    return readers_.Post([this, call] { call->Finish(ServeDemoFile(ctx_.demo, call->path)); });
+  }
   if (path == "/v1/conflicts") {
     call->route = "conflicts";
     if (method != "GET") return method_not_allowed("GET");
@@ -1125,6 +1151,7 @@ void Api::Watch(const std::shared_ptr<Call>& call) {
 }
 
 void Api::PublishChange(const std::string& key, const std::string& envelope) {
+  if (text_streams_ != nullptr) text_streams_->OnChange(key, envelope);
   if (!ctx_.watch->HasSubscriberFor(key)) return;
   crdt::Envelope env;
   std::string text;
@@ -1242,6 +1269,10 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                        {"group_commits", a.stats().groups.load()},
                        {"writes", a.stats().writes.load()},
                        {"watchers", ctx_.watch->subscribers()},
+                       {"text_streams",
+                        {{"open", text_streams_ ? text_streams_->sessions() : 0},
+                         {"opened", text_streams_ ? text_streams_->opened() : 0},
+                         {"dropped_slow", text_streams_ ? text_streams_->dropped() : 0}}},
                        {"uptime_ms", uptime},
                        {"type_conflicts", a.type_conflicts()},
                        {"conflicts", ConflictStatus(snap)},
@@ -1325,6 +1356,11 @@ void Api::MetricsText(const std::shared_ptr<Call>& call) {
   family("meridian_state_bytes", "gauge", "Approximate bytes of stored states.",
          ctx_.store->ApproximateStateBytes());
   family("meridian_watchers", "gauge", "Open watch streams.", ctx_.watch->subscribers());
+  family("meridian_text_streams", "gauge", "Open live text streams (WebSockets).",
+         text_streams_ ? text_streams_->sessions() : 0);
+  family("meridian_text_stream_drops_total", "counter",
+         "Live text streams dropped because their client fell too far behind.",
+         text_streams_ ? text_streams_->dropped() : 0);
   family("meridian_last_seq", "gauge", "This node's last delta-log sequence.", a.last_seq());
   gossip::TransportSnapshot snap;
   if (ctx_.transport) snap = ctx_.transport->Snapshot();

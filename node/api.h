@@ -41,6 +41,7 @@
 
 #include "gossip/transport.h"
 #include "node/applier.h"
+#include "node/demo_files.h"
 #include "node/http_server.h"
 #include "node/metrics.h"
 #include "node/policy_holder.h"
@@ -78,7 +79,10 @@ struct ApiContext {
   gossip::Transport* transport = nullptr;  // null: no peers, no gossip
   Waiters* waiters = nullptr;              // required
   PolicyHolder* policies = nullptr;        // null: no conflict policies
+  DemoFiles demo;                          // GET /demo/ (the editor's files)
 };
+
+class TextStreamHub;
 
 class Api {
  public:
@@ -87,8 +91,17 @@ class Api {
   // The HttpHandler.
   void Handle(HttpRequest&& req, Reply reply);
 
-  // For the applier's change listener: publishes a change to watchers.
+  // For the applier's change listener: publishes a change to watchers and
+  // to live text streams.
   void PublishChange(const std::string& key, const std::string& envelope);
+
+  // GET /v1/stream/text/{key} (node/text_stream.h); null: 404. Set before
+  // the server starts.
+  void set_text_streams(TextStreamHub* hub) { text_streams_ = hub; }
+  // What a text stream checks before it writes: the key's policy type
+  // (409 type_mismatch) and the write gate (503 while writes are refused).
+  bool PolicyTypeOf(Operation* op, ApiError* err) const { return TakePolicyType(op, err); }
+  bool WritableNow(ApiError* err) const { return Writable(err); }
 
  private:
   struct Call;  // one request in flight
@@ -139,6 +152,7 @@ class Api {
   void WhenCaughtUp(const std::shared_ptr<Call>& call, std::function<void()> read);
 
   ApiContext ctx_;
+  TextStreamHub* text_streams_ = nullptr;
   WorkerPool readers_;
 };
 

@@ -7,6 +7,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -84,6 +85,82 @@ bool EventStream::TakeAll(std::string* out) {
   return !(closed_ && out->empty());
 }
 
+// --- WebSocketChannel -------------------------------------------------------
+
+bool WebSocketChannel::Send(std::string message) {
+  std::function<void()> wake;
+  bool open = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return false;
+    if (queued_bytes_ + message.size() > max_queued_) {
+      closed_ = true;  // too slow: drop the client
+      dropped_ = true;
+      open = false;
+      queued_.clear();
+    } else {
+      queued_bytes_ += message.size();
+      queued_.push_back(std::move(message));
+    }
+    wake = wake_;
+  }
+  if (wake) wake();
+  return open;
+}
+
+void WebSocketChannel::Close() {
+  std::function<void()> wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return;
+    closed_ = true;
+    wake = wake_;
+  }
+  if (wake) wake();
+}
+
+bool WebSocketChannel::closed() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return closed_;
+}
+
+bool WebSocketChannel::dropped() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return dropped_;
+}
+
+void WebSocketChannel::SetWaker(std::function<void()> wake) {
+  std::lock_guard<std::mutex> lock(mu_);
+  wake_ = std::move(wake);
+}
+
+bool WebSocketChannel::TakeNext(std::string* out, bool* open) {
+  std::lock_guard<std::mutex> lock(mu_);
+  out->clear();
+  queued_bytes_ -= in_flight_;
+  in_flight_ = 0;
+  *open = !closed_;
+  // A dropped client gets nothing more, not even what was queued.
+  if (dropped_ || queued_.empty()) return false;
+  *out = std::move(queued_.front());
+  queued_.pop_front();
+  in_flight_ = out->size();
+  return true;
+}
+
+void WebSocketChannel::Finish() {
+  std::function<void()> done;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    if (finished_) return;
+    finished_ = true;
+    done = on_close;
+    wake_ = nullptr;
+  }
+  if (done) done();
+}
+
 // --- Server -----------------------------------------------------------------
 
 namespace {
@@ -92,7 +169,12 @@ const char* Reason(int status) {
   return http::obsolete_reason(static_cast<http::status>(status)).data();
 }
 
-class Session;
+// A connection the server closes at Stop: an HTTP session or a WebSocket.
+class Conn {
+ public:
+  virtual ~Conn() = default;
+  virtual void Close() = 0;
+};
 
 }  // namespace
 
@@ -111,26 +193,137 @@ struct HttpServer::Impl {
   std::atomic<bool> stopping{false};
   uint16_t port = 0;
   std::mutex sessions_mu;
-  std::set<std::weak_ptr<Session>, std::owner_less<std::weak_ptr<Session>>> sessions;
+  std::set<std::weak_ptr<Conn>, std::owner_less<std::weak_ptr<Conn>>> sessions;
 
   explicit Impl(HttpServerOptions o, HttpHandler h)
       : options(std::move(o)), handler(std::move(h)), ioc(options.threads) {}
   void Accept();
+  void Track(const std::shared_ptr<Conn>& c) {
+    std::lock_guard<std::mutex> lock(sessions_mu);
+    for (auto it = sessions.begin(); it != sessions.end();) {
+      it = it->expired() ? sessions.erase(it) : std::next(it);
+    }
+    sessions.insert(c);
+  }
 };
 
 namespace {
 
-class Session : public std::enable_shared_from_this<Session> {
+namespace websocket = beast::websocket;
+
+// A WebSocket after the upgrade: one read always pending (it keeps the
+// session alive and notices a client that leaves), one write at a time
+// from the channel's queue.
+class WsSession : public Conn, public std::enable_shared_from_this<WsSession> {
+ public:
+  WsSession(beast::tcp_stream stream, std::shared_ptr<WebSocketChannel> channel,
+            HttpServer::Impl* server)
+      : ws_(std::move(stream)), channel_(std::move(channel)), server_(server) {}
+
+  void Start(http::request<http::string_body> req) {
+    beast::get_lowest_layer(ws_).expires_never();
+    websocket::stream_base::timeout t{};
+    t.handshake_timeout = std::chrono::seconds(10);
+    t.idle_timeout = std::chrono::seconds(60);  // pinged when idle; gone after two silent halves
+    t.keep_alive_pings = true;
+    ws_.set_option(t);
+    ws_.read_message_max(server_->options.body_limit);
+    ws_.set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& res) { res.set(http::field::server, "meridiand"); }));
+    auto req_ptr = std::make_shared<http::request<http::string_body>>(std::move(req));
+    ws_.async_accept(*req_ptr, [self = shared_from_this(), req_ptr](beast::error_code ec) {
+      if (ec) return self->Finish();
+      std::weak_ptr<WsSession> weak = self;
+      self->channel_->SetWaker([weak] {
+        if (auto s = weak.lock()) {
+          // A dropped client is cut off at once, even with a write stuck
+          // on its full socket.
+          net::post(s->ws_.get_executor(), [s] {
+            if (s->channel_->dropped()) return s->Finish();
+            s->Pump();
+          });
+        }
+      });
+      self->DoRead();
+      self->Pump();
+    });
+  }
+
+  void Close() override {
+    net::post(ws_.get_executor(), [self = shared_from_this()] {
+      self->channel_->Close();
+      self->Finish();
+    });
+  }
+
+ private:
+  void DoRead() {
+    ws_.async_read(buffer_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return self->Finish();
+      std::string message = beast::buffers_to_string(self->buffer_.data());
+      self->buffer_.consume(self->buffer_.size());
+      if (self->channel_->on_message && !self->channel_->closed()) {
+        self->channel_->on_message(std::move(message));
+      }
+      self->DoRead();
+    });
+  }
+
+  void Pump() {
+    if (writing_ || finished_) return;
+    bool open = true;
+    if (!channel_->TakeNext(&out_, &open)) {
+      if (!open || server_->stopping) {
+        if (channel_->dropped()) return Finish();  // too slow: no goodbye
+        writing_ = true;
+        ws_.async_close(websocket::close_code::normal,
+                        [self = shared_from_this()](beast::error_code) { self->Finish(); });
+      }
+      return;
+    }
+    writing_ = true;
+    ws_.text(true);
+    ws_.async_write(net::buffer(out_),
+                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                      self->writing_ = false;
+                      if (ec) return self->Finish();
+                      self->Pump();
+                    });
+  }
+
+  void Finish() {
+    if (finished_) return;
+    finished_ = true;
+    channel_->Close();
+    beast::error_code ec;
+    auto& sock = beast::get_lowest_layer(ws_).socket();
+    sock.shutdown(tcp::socket::shutdown_both, ec);
+    sock.close(ec);
+    channel_->Finish();
+  }
+
+  websocket::stream<beast::tcp_stream> ws_;
+  std::shared_ptr<WebSocketChannel> channel_;
+  HttpServer::Impl* server_;
+  beast::flat_buffer buffer_;
+  std::string out_;  // the message being written
+  bool writing_ = false;
+  bool finished_ = false;
+};
+
+class Session : public Conn, public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, HttpServer::Impl* server)
-      : stream_(std::move(socket)), server_(server) {}
+      : stream_(std::move(socket)), exec_(stream_.get_executor()), server_(server) {}
 
   void Start() {
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->DoRead(); });
   }
 
-  void Close() {
-    net::post(stream_.get_executor(), [self = shared_from_this()] {
+  void Close() override {
+    // exec_, not stream_'s: a WebSocket may have taken the stream.
+    net::post(exec_, [self = shared_from_this()] {
+      if (self->closed_) return;
       if (self->events_) self->events_->Close();
       beast::error_code ec;
       self->stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -187,6 +380,8 @@ class Session : public std::enable_shared_from_this<Session> {
       return Write(std::move(r));
     }
     HttpRequest out;
+    out.websocket_upgrade = websocket::is_upgrade(req);
+    if (out.websocket_upgrade) upgrade_ = req;  // the handshake answers it
     out.method = std::string(req.method_string());
     out.target = std::string(req.target());
     out.body = std::move(req.body());
@@ -201,7 +396,7 @@ class Session : public std::enable_shared_from_this<Session> {
     server_->in_flight++;
     auto self = shared_from_this();
     server_->handler(std::move(out), [self](HttpResponse r) {
-      net::post(self->stream_.get_executor(), [self, r = std::move(r)]() mutable {
+      net::post(self->exec_, [self, r = std::move(r)]() mutable {
         self->server_->in_flight--;
         self->Write(std::move(r));
       });
@@ -210,6 +405,24 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Write(HttpResponse r) {
     if (r.stream) return StartStream(std::move(r));
+    if (r.websocket) {
+      if (!upgrade_) {
+        r.websocket->Finish();
+        r.status = 426;
+        r.content_type = "application/json";
+        r.headers.emplace_back("Upgrade", "websocket");
+        r.body = R"({"error":"upgrade_required","message":"this route is a WebSocket"})";
+        keep_alive_ = false;
+      } else {
+        closed_ = true;  // the WebSocket owns the socket now
+        auto ws = std::make_shared<WsSession>(std::move(stream_), std::move(r.websocket), server_);
+        server_->Track(ws);
+        ws->Start(std::move(*upgrade_));
+        upgrade_.reset();
+        return;
+      }
+    }
+    upgrade_.reset();
     auto res = std::make_shared<http::response<http::string_body>>();
     res->version(11);
     res->result(static_cast<unsigned>(r.status));
@@ -304,8 +517,10 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   beast::tcp_stream stream_;
+  net::any_io_executor exec_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<http::request<http::string_body>> upgrade_;  // a WebSocket upgrade in the handler
   HttpServer::Impl* server_;
   bool keep_alive_ = true;
   bool first_request_ = true;
@@ -328,13 +543,7 @@ void HttpServer::Impl::Accept() {
       accepted++;
       socket.set_option(tcp::no_delay(true), ec);
       auto s = std::make_shared<Session>(std::move(socket), this);
-      {
-        std::lock_guard<std::mutex> lock(sessions_mu);
-        for (auto it = sessions.begin(); it != sessions.end();) {
-          it = it->expired() ? sessions.erase(it) : std::next(it);
-        }
-        sessions.insert(s);
-      }
+      Track(s);
       s->Start();
     }
     if (!stopping) Accept();

@@ -32,6 +32,8 @@ struct HttpRequest {
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-case
   // The value of a header (name in lower case); empty when absent.
   std::string Header(std::string_view lower_name) const;
+  // True for a WebSocket upgrade request (GET with Upgrade: websocket).
+  bool websocket_upgrade = false;
 };
 
 // A server-sent event stream (text/event-stream). The handler keeps it and
@@ -59,6 +61,50 @@ class EventStream {
   std::function<void()> wake_;
 };
 
+// A WebSocket (RFC 6455) a handler accepts: it answers an upgrade request
+// with a response holding the channel, and from then on the server delivers
+// each message the client sends to on_message (in order, on an I/O thread,
+// never two at once) and writes what is sent, in order, as text messages.
+class WebSocketChannel {
+ public:
+  explicit WebSocketChannel(size_t max_queued_bytes = 4 << 20) : max_queued_(max_queued_bytes) {}
+
+  // Set by the handler before it replies; not changed afterwards. Both may
+  // be left empty.
+  std::function<void(std::string)> on_message;
+  std::function<void()> on_close;  // once, when the socket is gone (or never opened)
+
+  // Queues a text message. Returns false once the channel is closed, or
+  // when the client is too slow: more than max_queued bytes waiting closes
+  // it (dropped() says so), so a client that stops reading never grows
+  // server memory without bound; it reconnects and resyncs.
+  bool Send(std::string message);
+  // Closes the socket once what is queued is written.
+  void Close();
+  bool closed() const;
+  bool dropped() const;
+
+  // Server side.
+  void SetWaker(std::function<void()> wake);
+  // Moves the next message to *out (its bytes count as queued until the
+  // next call: the write in flight is part of what waits); false when
+  // there is none (*out empty). *open is false once the channel is closed.
+  bool TakeNext(std::string* out, bool* open);
+  // The socket is gone (or never opened): calls on_close the first time.
+  void Finish();
+
+ private:
+  mutable std::mutex mu_;
+  std::deque<std::string> queued_;
+  size_t queued_bytes_ = 0;  // queued_ and the message being written
+  size_t in_flight_ = 0;
+  size_t max_queued_;
+  bool closed_ = false;
+  bool dropped_ = false;
+  bool finished_ = false;
+  std::function<void()> wake_;
+};
+
 struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
@@ -67,6 +113,10 @@ struct HttpResponse {
   // When set, the response is a server-sent event stream: headers, then
   // whatever is pushed, until either side closes.
   std::shared_ptr<EventStream> stream;
+  // When set (in answer to a WebSocket upgrade request), the connection
+  // becomes this WebSocket; status and body are not sent. A request that
+  // is not an upgrade gets 426 upgrade_required instead.
+  std::shared_ptr<WebSocketChannel> websocket;
 };
 
 using Reply = std::function<void(HttpResponse)>;

@@ -42,6 +42,7 @@
 #include "node/http_server.h"
 #include "node/metrics.h"
 #include "node/policy_holder.h"
+#include "node/text_stream.h"
 #include "node/topology.h"
 #include "node/waiters.h"
 #include "node/watch_hub.h"
@@ -60,12 +61,15 @@ int Usage(const char* why) {
   if (why) std::cerr << "meridiand: " << why << "\n";
   std::cerr << "usage: meridiand --config FILE.toml --node ID [--bootstrap]\n"
                "                 [--enable-fault-injection] [--clock-offset-ms N]\n"
+               "                 [--demo-dir DIR]\n"
                "  --bootstrap               take writes at once on an empty data dir (the first\n"
                "                            node of a new cluster); otherwise a new incarnation\n"
                "                            waits for an anti-entropy round with a peer\n"
                "  --enable-fault-injection  serve POST /v1/admin/faults (tests only)\n"
                "  --clock-offset-ms N       shift this node's wall clock by N ms, N a signed\n"
-               "                            integer (tests only)\n";
+               "                            integer (tests only)\n"
+               "  --demo-dir DIR            serve the editor (GET /demo/) from DIR (default: the\n"
+               "                            source tree's demo/; '' serves none)\n";
   return 2;
 }
 
@@ -98,6 +102,7 @@ struct Flags {
   bool fault_injection = false;
   bool bootstrap = false;
   int64_t clock_offset_ms = 0;
+  std::string demo_dir = MERIDIAN_DEMO_DIR;
 };
 
 // Set by the gossip thread when a peer retired this incarnation; SIGUSR2
@@ -153,12 +158,16 @@ int main(int argc, char** argv) {
   bool fault_injection = false;
   bool bootstrap = false;
   int64_t clock_offset_ms = 0;
+  std::string demo_dir = MERIDIAN_DEMO_DIR;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if ((a == "--config" || a == "--node") && i + 1 < argc) {
       (a == "--config" ? config : node_id) = argv[++i];
     } else if (a == "--enable-fault-injection") {
       fault_injection = true;
+    } else if (a == "--demo-dir") {
+      if (i + 1 >= argc) return Usage("--demo-dir needs a directory");
+      demo_dir = argv[++i];
     } else if (a == "--bootstrap") {
       bootstrap = true;
     } else if (a == "--clock-offset-ms") {
@@ -179,6 +188,7 @@ int main(int argc, char** argv) {
   flags.fault_injection = fault_injection;
   flags.bootstrap = bootstrap;
   flags.clock_offset_ms = clock_offset_ms;
+  flags.demo_dir = demo_dir;
 
   Topology topo;
   Status st = LoadTopology(config, &topo);
@@ -379,7 +389,19 @@ int RunNode(const Topology& topo, const NodeConfig* me, const Flags& flags, bool
   ctx.waiters = &waiters;
   ctx.transport = gossip.transport();
   ctx.policies = &policies;
+  ctx.demo.dir = flags.demo_dir;
+  ctx.demo.pako = MERIDIAN_PAKO_PATH;
   Api api(ctx);
+  TextStreamContext streams_ctx;
+  streams_ctx.topology = &topo;
+  streams_ctx.node = me;
+  streams_ctx.store = store.get();
+  streams_ctx.applier = &applier;
+  streams_ctx.fault_injection = fault_injection;
+  streams_ctx.policy_type = [&api](Operation* op, ApiError* err) { return api.PolicyTypeOf(op, err); };
+  streams_ctx.writable = [&api](ApiError* err) { return api.WritableNow(err); };
+  TextStreamHub text_streams(streams_ctx);
+  api.set_text_streams(&text_streams);
   applier.SetChangeListener(
       [&api](const std::string& key, const std::string& env) { api.PublishChange(key, env); });
   applier.Start();

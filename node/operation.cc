@@ -93,6 +93,13 @@ bool MutateText(const Operation& op, const TypedState* ts, const crdt::ReplicaId
     st = s.DeleteAll(me, &d);
   } else if (op.kind == Operation::Kind::kTextEdit) {
     st = s.Apply(me, op.text_at ? &*op.text_at : nullptr, op.text_edits, &d);
+  } else if (op.kind == Operation::Kind::kTextMerge) {
+    st = crdt::Text::Decode(op.text_state, &d);
+    if (!st.ok()) {
+      *err = Error(400, "bad_request", "not a text in its wire form: " + st.message());
+      return false;
+    }
+    s.Merge(d);
   } else {
     st = Status::InvalidArgument("a text takes inserts and deletes (POST /v1/text/KEY)");
   }
@@ -168,6 +175,8 @@ bool HasValue(const TypedState* ts) {
 
 const char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
+}  // namespace
+
 std::string Base64Url(const std::string& in) {
   std::string out;
   size_t i = 0;
@@ -204,6 +213,8 @@ bool UnBase64Url(const std::string& in, std::string* out) {
   }
   return bits < 6 && (acc & ((1u << bits) - 1)) == 0;
 }
+
+namespace {
 
 bool Utf8Valid(std::string_view s) {
   size_t i = 0;

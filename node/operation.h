@@ -44,6 +44,7 @@ struct Operation {
     kSetUpdate,   // set adds / removes
     kMapUpdate,   // map field ops / removes
     kTextEdit,    // text inserts / deletes, at a version
+    kTextMerge,   // a text delta made elsewhere (a live editor's own edits), joined
   };
   Kind kind = Kind::kPut;
   std::string key;
@@ -62,6 +63,9 @@ struct Operation {
   // positions that refer to `text_at` (unset: the key's current version).
   std::optional<crdt::TextVersion> text_at;
   std::vector<crdt::TextEdit> text_edits;
+  // kTextMerge: a Text's encoding (Text::Encode), decoded as untrusted
+  // bytes and joined into the key's text; it is also the delta shipped.
+  std::string text_state;
 };
 
 // Checks a key: 1..kMaxKeyBytes bytes of valid UTF-8.
@@ -122,6 +126,12 @@ bool BytesToValue(const std::string& bytes, nlohmann::json* out);
 // X-Causal-Context: base64url (no padding) of the context's encoding.
 std::string EncodeContextHeader(const crdt::CausalContext& ctx);
 bool DecodeContextHeader(const std::string& text, crdt::CausalContext* out);
+
+// base64url without padding (RFC 4648 §5), as the headers and tokens
+// above use it. UnBase64Url is false on any other character or on
+// non-zero trailing bits.
+std::string Base64Url(const std::string& in);
+bool UnBase64Url(const std::string& in, std::string* out);
 
 // A text version as clients see it ("version" in text reads, write replies
 // and requests): base64url (no padding) of TextVersion::Encode(), like

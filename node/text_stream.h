@@ -1,0 +1,125 @@
+// Live text: GET /v1/stream/text/{key}, a WebSocket per editor (issue 8;
+// the demo editor under demo/ speaks it).
+//
+// Every frame is a JSON text message. Text bytes travel as base64url
+// without padding of the text's wire form (crdt/text.h Text::Encode); a
+// delta is itself a Text, encoded the same way.
+//
+// server -> client
+//   {"type":"hello", "key", "region", "node",
+//    "agent": {"node": "<node id>~<12 hex>", "incarnation": "<decimal>"},
+//    "state": B64, "faults": bool, "others": [node ids of other regions],
+//    "sessions": [...]}
+//     On connect: the session's agent id (the replica its edits are made
+//     under; the incarnation is a decimal string, as a uint64 does not fit
+//     a JSON number in JavaScript) and the whole text as this node holds it.
+//     "faults": the node runs with --enable-fault-injection (the editor
+//     shows its toggle, which POSTs /v1/admin/faults {"drop": others}).
+//   {"type":"ops", "state": B64}
+//     What the client lacks, as a delta, after anything merged here: other
+//     local editors, HTTP writes, other regions' writes.
+//   {"type":"ack", "seq": n}
+//     The client's message n is committed here (durable when the store
+//     syncs) and replicates like any write of this node.
+//   {"type":"error", "seq": n|null, "code", "message"}
+//     A refused message (nothing of it applied); the socket stays open.
+//   {"type":"sessions", "sessions": [{"agent", "region", "node"}...]}
+//     The editors of this key on this node, when one comes or goes.
+//
+// client -> server
+//   {"type":"ops", "seq": n, "state": B64}
+//     A Text delta with the client's edits, joined here as a write of this
+//     node (Operation::kTextMerge). After a reconnect a client sends its
+//     DeltaSince(hello state's version): whatever the node lacks.
+//
+// Each session remembers the dots its client holds (what it was sent and
+// what it sent), so an editor is never sent its own edits back and a
+// change is sent as DeltaSince of that. A client that stops reading is
+// dropped once more than max_queued_bytes wait for it (a new connection
+// resyncs from a new hello), so it cannot grow this node's memory.
+//
+// One thread (the hub's) does all the work: loading texts, decoding
+// client deltas, computing deltas; the I/O threads and the applier only
+// queue for it.
+#ifndef MERIDIAN_NODE_TEXT_STREAM_H_
+#define MERIDIAN_NODE_TEXT_STREAM_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "node/applier.h"
+#include "node/http_server.h"
+#include "node/operation.h"
+#include "node/topology.h"
+#include "storage/leveldb_store.h"
+
+namespace meridian::node {
+
+struct TextStreamContext {
+  const Topology* topology = nullptr;
+  const NodeConfig* node = nullptr;
+  storage::Store* store = nullptr;
+  Applier* applier = nullptr;
+  bool fault_injection = false;
+  // The key's policy type for a text write (Api::TakePolicyType): false
+  // with 409 type_mismatch when the key's policy is of another type.
+  std::function<bool(Operation*, ApiError*)> policy_type;
+  // The write gate (Api::Writable): false with the error while writes are
+  // refused (clock skew, beyond the horizon).
+  std::function<bool(ApiError*)> writable;
+  // Bytes that may wait for one client before it is dropped.
+  size_t max_queued_bytes = 4 << 20;
+};
+
+class TextStreamHub {
+ public:
+  explicit TextStreamHub(TextStreamContext ctx);
+  ~TextStreamHub();  // closes every session
+
+  // A new session on `key` (a valid key): the channel to answer the
+  // upgrade with. The hello follows from the hub's thread.
+  std::shared_ptr<WebSocketChannel> Open(const std::string& key);
+  // The applier's change listener: cheap when nobody streams `key`.
+  void OnChange(const std::string& key, const std::string& envelope);
+
+  size_t sessions() const { return open_.load(); }
+  uint64_t opened() const { return opened_.load(); }
+  uint64_t dropped() const { return dropped_.load(); }  // too slow
+
+ private:
+  struct Session;
+  struct Queue;
+  void Run();
+  void Post(std::function<void()> task);
+  void Join(const std::shared_ptr<Session>& s);
+  void Leave(uint64_t id);
+  void Receive(uint64_t id, const std::string& message);
+  void Fanout(const std::string& key, const std::string& envelope);
+  void SendSessions(const std::string& key);
+  std::string NewAgent();
+
+  TextStreamContext ctx_;
+  std::shared_ptr<Queue> queue_;
+  std::thread thread_;
+  std::atomic<uint64_t> next_id_{1};
+  std::atomic<size_t> open_{0};
+  std::atomic<uint64_t> opened_{0};
+  std::atomic<uint64_t> dropped_{0};
+  // Keys with sessions (any thread reads it; the hub's thread writes it).
+  mutable std::mutex keys_mu_;
+  std::map<std::string, size_t> keys_;
+  // Sessions by id (the hub's thread only).
+  std::map<uint64_t, std::shared_ptr<Session>> sessions_;
+};
+
+}  // namespace meridian::node
+
+#endif  // MERIDIAN_NODE_TEXT_STREAM_H_
