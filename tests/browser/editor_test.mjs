@@ -2,7 +2,10 @@
 // The editor demo (demo/) in a real browser against real meridiand processes.
 //
 //   node tests/browser/editor_test.mjs --meridiand build/node/meridiand \
-//        [--out DIR] [--chromium /usr/bin/chromium] [--keep]
+//        [--out DIR] [--chromium /usr/bin/chromium] [--demo-dir DIR] [--keep]
+//
+// --demo-dir: the page's files (default: this checkout's demo/), passed to
+// meridiand; --keep: keep the temporary directory (topology, data, logs).
 //
 // ctest runs it as editor_browser_test (label browser; tests/CMakeLists.txt).
 // It needs playwright-core in tests/browser/node_modules (`./dev deps` runs
@@ -40,11 +43,17 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 // ------------------------------------------------------------------ options
 
 function parseArgs(argv) {
-  const o = { meridiand: null, out: path.resolve('test-output/browser'), chromium: '/usr/bin/chromium', keep: false };
+  const o = {
+    meridiand: null,
+    out: path.resolve('test-output/browser'),
+    chromium: '/usr/bin/chromium',
+    'demo-dir': path.resolve(here, '../../demo'),
+    keep: false,
+  };
   for (let i = 0; i < argv.length; ++i) {
     const a = argv[i];
     if (a === '--keep') o.keep = true;
-    else if ((a === '--meridiand' || a === '--out' || a === '--chromium') && i + 1 < argv.length) {
+    else if (['--meridiand', '--out', '--chromium', '--demo-dir'].includes(a) && i + 1 < argv.length) {
       o[a.slice(2)] = path.resolve(argv[++i]);
     } else {
       console.error(`editor_test: unknown or incomplete option '${a}'`);
@@ -52,7 +61,7 @@ function parseArgs(argv) {
     }
   }
   if (!o.meridiand) {
-    console.error('usage: editor_test.mjs --meridiand PATH [--out DIR] [--chromium PATH] [--keep]');
+    console.error('usage: editor_test.mjs --meridiand PATH [--out DIR] [--chromium PATH] [--demo-dir DIR] [--keep]');
     process.exit(2);
   }
   return o;
@@ -154,7 +163,8 @@ class Cluster {
 
   spawnNode(n, extra = []) {
     const out = fs.openSync(n.log, 'a');
-    const args = ['--config', this.topology, '--node', n.id, '--enable-fault-injection', ...extra];
+    const args = ['--config', this.topology, '--node', n.id, '--enable-fault-injection',
+                  '--demo-dir', opts['demo-dir'], ...extra];
     const child = spawn(opts.meridiand, args, { cwd: this.dir, stdio: ['ignore', out, out] });
     fs.closeSync(out);
     n.proc = child;
@@ -461,6 +471,9 @@ async function main() {
   }
   check(fs.existsSync(opts.meridiand), `no meridiand at ${opts.meridiand}`);
   check(fs.existsSync(opts.chromium), `no browser at ${opts.chromium} (Debian package chromium)`);
+  for (const f of ['index.html', 'editor.js', 'text.js']) {
+    check(fs.existsSync(path.join(opts['demo-dir'], f)), `no ${f} in ${opts['demo-dir']}`);
+  }
 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meridian-browser-'));
   cluster = new Cluster(dir);
@@ -559,10 +572,10 @@ async function main() {
   log('diverged while cut off, as expected');
 
   // 3. Heal with the toggle.
+  const healStart = Date.now();
   await a.page.click('#fault-toggle');
   await waitFor('the toggle to reconnect us-east', 5_000, async () => !(await a.hook(() => window.meridianEditor.cut())));
   check(await a.page.textContent('#fault-toggle') === 'Cut this region off', 'the toggle offers to cut off again');
-  const healStart = Date.now();
   text = await converge(editors, HEAL_MS, `both pages to converge within ${HEAL_MS / 1000} s of healing`);
   log(`healed and converged in ${Date.now() - healStart} ms`);
   checkRuns(text, editors);
