@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "crdt/envelope.h"
+#include "crdt/register.h"
 #include "crdt/text.h"
 
 namespace meridian::node {
@@ -31,6 +32,19 @@ struct TextStreamHub::Queue {
 };
 
 namespace {
+
+constexpr int64_t kPresenceRefreshMs = 10000;
+constexpr int64_t kPresenceTtlMs = 30000;
+
+int64_t WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool IsPresenceKey(const std::string& key) {
+  return key.compare(0, sizeof(kPresencePrefix) - 1, kPresencePrefix) == 0;
+}
 
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
@@ -88,12 +102,14 @@ void TextStreamHub::Post(std::function<void()> task) {
 }
 
 void TextStreamHub::Run() {
+  LoadPresence();
   for (;;) {
     std::deque<std::function<void()>> tasks;
     std::map<std::string, std::string> changed;
     {
       std::unique_lock<std::mutex> lock(queue_->mu);
-      queue_->cv.wait(lock, [&] {
+      // Woken by work, or each second for presence (refresh, expiry).
+      queue_->cv.wait_for(lock, std::chrono::seconds(1), [&] {
         return queue_->stopping || !queue_->tasks.empty() || !queue_->changed.empty();
       });
       if (queue_->stopping) return;
@@ -103,8 +119,94 @@ void TextStreamHub::Run() {
     // Tasks first: a session that joins loads the text after these changes
     // committed, and fan-out covers whatever it missed.
     for (auto& t : tasks) t();
-    for (const auto& [key, envelope] : changed) Fanout(key, envelope);
+    for (const auto& [key, envelope] : changed) {
+      if (IsPresenceKey(key)) {
+        TakePresence(key.substr(sizeof(kPresencePrefix) - 1), envelope);
+      } else {
+        Fanout(key, envelope);
+      }
+    }
+    PresenceTick();
   }
+}
+
+void TextStreamHub::LoadPresence() {
+  std::vector<storage::Store::KeyState> rows;
+  if (!ctx_.store->Scan(kPresencePrefix, "", 1000, &rows).ok()) return;
+  for (const auto& row : rows) {
+    TakePresence(row.key.substr(sizeof(kPresencePrefix) - 1), row.envelope);
+  }
+}
+
+void TextStreamHub::TakePresence(const std::string& node, const std::string& envelope) {
+  if (node == ctx_.node->id) return;
+  crdt::Envelope env;
+  if (!crdt::Envelope::DecodeStored(envelope, &env).ok()) return;
+  const crdt::TypedState* w = env.winner();
+  crdt::Register reg;
+  json value;
+  if (w == nullptr || w->tag != crdt::Register::kTag || !crdt::Register::Decode(w->state, &reg).ok() ||
+      !reg.HasValue() || !BytesToValue(reg.value(), &value) || !value.is_object() ||
+      !value.contains("at") || !value["at"].is_number_integer() || !value.contains("docs") ||
+      !value["docs"].is_object()) {
+    return;
+  }
+  Remote& r = remote_[node];
+  json before = r.expired ? json::object() : r.docs;
+  r.at_ms = value["at"].get<int64_t>();
+  r.expired = WallMs() - r.at_ms > kPresenceTtlMs;
+  r.docs = value["docs"];
+  SendSessionsForDocs(before);
+  if (!r.expired) SendSessionsForDocs(r.docs);
+}
+
+void TextStreamHub::SendSessionsForDocs(const json& docs) {
+  if (!docs.is_object()) return;
+  for (const auto& item : docs.items()) {
+    bool here;
+    {
+      std::lock_guard<std::mutex> lock(keys_mu_);
+      here = keys_.count(item.key()) > 0;
+    }
+    if (here) SendSessions(item.key());
+  }
+}
+
+void TextStreamHub::PresenceTick() {
+  const int64_t now = WallMs();
+  for (auto& [node, r] : remote_) {
+    if (!r.expired && now - r.at_ms > kPresenceTtlMs) {
+      r.expired = true;
+      SendSessionsForDocs(r.docs);
+    }
+  }
+  const bool any = !sessions_.empty();
+  const bool due = any && now - presence_written_ms_ >= kPresenceRefreshMs;
+  if (!presence_dirty_ && !due && !(presence_published_any_ && !any)) return;
+  json docs = json::object();
+  for (const auto& [id, s] : sessions_) {
+    docs[s->key].push_back(
+        {{"agent", s->agent.node}, {"region", ctx_.node->region}, {"node", ctx_.node->id}});
+  }
+  Operation op;
+  op.kind = Operation::Kind::kPut;
+  op.type = crdt::Register::kTag;
+  op.kv = true;
+  op.key = std::string(kPresencePrefix) + ctx_.node->id;
+  op.value = ValueToBytes(json{{"node", ctx_.node->id},
+                               {"region", ctx_.node->region},
+                               {"at", now},
+                               {"docs", docs}});
+  ApiError err;
+  presence_dirty_ = false;
+  presence_written_ms_ = now;
+  presence_published_any_ = any;
+  // Best effort: a refused write (the write gate, a policy of another
+  // type under the prefix) is tried again at the next refresh.
+  if ((ctx_.writable && !ctx_.writable(&err)) || (ctx_.policy_type && !ctx_.policy_type(&op, &err))) {
+    return;
+  }
+  ctx_.applier->Submit(std::move(op), [](WriteResult) {});
 }
 
 std::string TextStreamHub::NewAgent() {
@@ -140,7 +242,7 @@ std::shared_ptr<WebSocketChannel> TextStreamHub::Open(const std::string& key) {
 }
 
 void TextStreamHub::OnChange(const std::string& key, const std::string& envelope) {
-  {
+  if (!IsPresenceKey(key)) {
     std::lock_guard<std::mutex> lock(keys_mu_);
     if (keys_.find(key) == keys_.end()) return;
   }
@@ -203,6 +305,7 @@ void TextStreamHub::Join(const std::shared_ptr<Session>& s) {
                              {"faults", ctx_.fault_injection},
                              {"others", others},
                              {"sessions", json::array()}}));
+  presence_dirty_ = true;
   SendSessions(s->key);
 }
 
@@ -218,6 +321,7 @@ void TextStreamHub::Leave(uint64_t id) {
     auto k = keys_.find(s->key);
     if (k != keys_.end() && --k->second == 0) keys_.erase(k);
   }
+  presence_dirty_ = true;
   SendSessions(s->key);
 }
 
@@ -226,6 +330,16 @@ void TextStreamHub::SendSessions(const std::string& key) {
   for (const auto& [id, s] : sessions_) {
     if (s->key != key) continue;
     list.push_back({{"agent", s->agent.node}, {"region", ctx_.node->region}, {"node", ctx_.node->id}});
+  }
+  for (const auto& [node, r] : remote_) {
+    if (r.expired || !r.docs.contains(key) || !r.docs[key].is_array()) continue;
+    for (const json& a : r.docs[key]) {
+      if (a.is_object() && a.contains("agent") && a["agent"].is_string()) {
+        list.push_back({{"agent", a["agent"]},
+                        {"region", a.value("region", std::string())},
+                        {"node", node}});
+      }
+    }
   }
   const std::string message = Dump(json{{"type", "sessions"}, {"sessions", list}});
   for (const auto& [id, s] : sessions_) {

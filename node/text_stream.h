@@ -24,7 +24,8 @@
 //   {"type":"error", "seq": n|null, "code", "message"}
 //     A refused message (nothing of it applied); the socket stays open.
 //   {"type":"sessions", "sessions": [{"agent", "region", "node"}...]}
-//     The editors of this key on this node, when one comes or goes.
+//     Who is editing this key, here and in other regions, whenever that
+//     changes.
 //
 // client -> server
 //   {"type":"ops", "seq": n, "state": B64}
@@ -37,6 +38,13 @@
 // change is sent as DeltaSince of that. A client that stops reading is
 // dropped once more than max_queued_bytes wait for it (a new connection
 // resyncs from a new hello), so it cannot grow this node's memory.
+//
+// Presence across regions goes through the store itself: each node keeps
+// a register at "_meridian/presence/<node id>" holding its editors per
+// key and a wall-clock time ({"node", "region", "at", "docs": {key:
+// [agent...]}}), written when an editor comes or goes and every 10 s
+// while any is connected; it replicates like any key. An entry not
+// refreshed for 30 s (a node gone, or cut off) no longer counts.
 //
 // One thread (the hub's) does all the work: loading texts, decoding
 // client deltas, computing deltas; the I/O threads and the applier only
@@ -55,6 +63,8 @@
 #include <string>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "node/applier.h"
 #include "node/http_server.h"
 #include "node/operation.h"
@@ -62,6 +72,9 @@
 #include "storage/leveldb_store.h"
 
 namespace meridian::node {
+
+// Keys under this prefix hold the editors' presence (see above).
+inline constexpr char kPresencePrefix[] = "_meridian/presence/";
 
 struct TextStreamContext {
   const Topology* topology = nullptr;
@@ -105,6 +118,17 @@ class TextStreamHub {
   void Fanout(const std::string& key, const std::string& envelope);
   void SendSessions(const std::string& key);
   std::string NewAgent();
+  // Presence: this node's register (written when changed or due), the
+  // other nodes' registers as they arrive, and their expiry.
+  struct Remote {
+    int64_t at_ms = 0;
+    bool expired = false;
+    nlohmann::json docs;  // key -> [{"agent", "region", "node"}...]
+  };
+  void LoadPresence();
+  void TakePresence(const std::string& node, const std::string& envelope);
+  void PresenceTick();
+  void SendSessionsForDocs(const nlohmann::json& docs);
 
   TextStreamContext ctx_;
   std::shared_ptr<Queue> queue_;
@@ -116,8 +140,12 @@ class TextStreamHub {
   // Keys with sessions (any thread reads it; the hub's thread writes it).
   mutable std::mutex keys_mu_;
   std::map<std::string, size_t> keys_;
-  // Sessions by id (the hub's thread only).
+  // Sessions by id (the hub's thread only), and presence.
   std::map<uint64_t, std::shared_ptr<Session>> sessions_;
+  std::map<std::string, Remote> remote_;  // by node id
+  bool presence_dirty_ = false;
+  bool presence_published_any_ = false;  // the last register written named editors
+  int64_t presence_written_ms_ = 0;
 };
 
 }  // namespace meridian::node

@@ -243,6 +243,20 @@ BOOST_FIXTURE_TEST_CASE(editors_in_two_regions, Cluster) {
   BOOST_TEST(sessions["sessions"].size() == 2u);
   Editor c(cluster.http_port(1), key);
   BOOST_REQUIRE(c.ReadUntil("hello"));
+  // Presence crosses regions (through the replicated presence registers).
+  auto lists = [](const json& sessions, const std::string& agent, const std::string& region) {
+    for (const json& e : sessions) {
+      if (e["agent"] == agent && e["region"] == region) return true;
+    }
+    return false;
+  };
+  BOOST_REQUIRE_MESSAGE(WaitFor([&] {
+    a.Drain(milliseconds(50));
+    c.Drain(milliseconds(50));
+    return lists(a.sessions, c.agent.node, cluster.region(1)) &&
+           lists(c.sessions, a.agent.node, cluster.region(0)) &&
+           lists(c.sessions, b.agent.node, cluster.region(0)) && a.sessions.size() == 3u;
+  }, milliseconds(15000)), "presence: a sees " << a.sessions.dump() << ", c sees " << c.sessions.dump());
 
   // A types: acknowledged, and B and C (the other region) get it.
   a.Type(0, "héllo 👋", 1);
