@@ -18,24 +18,39 @@
 // (tests/demo/text_cross_test.mjs checks that against the C++ code).
 //
 // What it leaves out. Text::Apply (edits at an older version) and
-// DeleteAll; TextVersion::Decode's counterpart for tokens is here but the
-// text tokens are not. decode() is DecodeTrusted's counterpart, not
-// Decode's: it checks structure, bounds, UTF-8 and dots, but believes the
-// document order the bytes give (the bytes come from the C++ node) and
-// does not check that they are canonical. In memory a character is one
-// object in chunked arrays (the demo's documents are small), not a run in
-// a B+ tree; so pendingCount() counts this replica's own waiting records,
-// which are zero exactly when the C++ PendingCount() is, but may be
-// another number otherwise.
+// DeleteAll: the page edits at its current version (a C++ Apply's delta
+// merges here like any other). decode() is DecodeTrusted's counterpart,
+// not Decode's: it checks structure, bounds, UTF-8, dots and that every
+// origin is on its side of its character, but takes the document order as
+// the bytes give it (they come from the C++ node) and does not check that
+// they are canonical. In memory a character is one object in chunked
+// arrays (the demo's documents are small), not a run in a B+ tree; so
+// pendingCount() counts this replica's own waiting records, which are zero
+// exactly when the C++ PendingCount() is, but may be another number
+// otherwise. A decoded state may hold at most 2^22 characters (tombstones
+// included).
 //
-// Replica ids are {node: string, incarnation: BigInt}. Positions and
-// lengths count Unicode code points (a surrogate pair is one), as the C++
-// API does; utf16ToCodePoints / codePointsToUtf16 convert a textarea's
-// UTF-16 indices. Compression is passed in: zlib = {deflate(Uint8Array),
+// Exports: Text, TextVersion, utf16ToCodePoints, codePointsToUtf16,
+// bytesToBase64url, base64urlToBytes.
+//
+// Replica ids are {node: string, incarnation: BigInt} (a decimal string
+// or a safe integer is taken too; the node is at most 256 bytes of UTF-8,
+// as the C++ decoder allows). Positions and lengths count Unicode code
+// points (a surrogate pair is one), as the C++ API does;
+// utf16ToCodePoints / codePointsToUtf16 convert a textarea's UTF-16
+// indices. Compression is passed in: zlib = {deflate(Uint8Array),
 // inflate(Uint8Array)} in zlib format (pako works: pako's deflate at level
-// 6 is byte-identical to zlib's compress2(..., 6)); when it has pako's
-// streaming `Inflate` class that is used, so that a deflate bomb is cut
-// off at the size the body claims.
+// 6 is byte-identical to zlib's compress2(..., 6), node's built-in zlib is
+// not); when it has pako's streaming `Inflate` class that is used, so that
+// a deflate bomb is cut off at the size the body claims. Errors are thrown
+// (Error, or TypeError / RangeError for bad arguments); a refused edit
+// changes nothing.
+//
+//   import * as pako from './pako.esm.mjs';
+//   const doc = Text.decode(base64urlToBytes(hello.state), pako);
+//   const delta = doc.insert(agent, pos, 'x');   // agent: {node, incarnation}
+//   send({type: 'ops', seq, state: bytesToBase64url(delta.encode(pako))});
+//   doc.merge(Text.decode(base64urlToBytes(ops.state), pako));
 //
 // No imports: it runs as an ES module in a browser page and in node.
 

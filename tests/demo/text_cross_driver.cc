@@ -22,8 +22,12 @@
 //   sd   {"f","r","v","m"}  message m := f.DeltaSince(version v, or r's
 //                           version() when v < 0); r merges it
 //   st   {"f","r"}          r merges Text::Decode(f.Encode())
+//   apl  {"r","v","e","m"}  r's Text::Apply of edits e ([{"i": true, "p",
+//                           "s"} | {"i": false, "p", "n"}]) at version v;
+//                           the delta is message m (the JS side merges
+//                           the bytes the op carries in "x")
 //   cp   {}                 every replica's bytes, content, version
-// Records: {"d": delta hex} for ins/del/sd, then for the replica the op
+// Records: {"d": delta hex} for ins/del/sd/apl, then for the replica the op
 // changed {"h": FNV-1a of its Encode()} (or {"e": hex} when "full") and
 // {"n": length}; snap gives {"v": hex of TextVersion::Encode()}; cp gives
 // {"cp": [{"e", "c", "v", "p"}...]}; a refused step gives {"err": "..."}
@@ -103,6 +107,32 @@ json ReplayHistory(const json& hist) {
       }
       if (!s.ok()) {
         rec["err"] = s.ToString();
+      } else {
+        rec["d"] = ToHex(delta.Encode());
+        msgs[op.at("m").get<int64_t>()] = std::move(delta);
+        state(&rec, r);
+      }
+    } else if (t == "apl") {
+      // Edits at an older version (Text::Apply), which text.js does not
+      // make: the JS side merges the delta this gives.
+      const size_t r = op.at("r").get<size_t>();
+      auto vit = versions.find(op.at("v").get<int64_t>());
+      std::vector<meridian::crdt::TextEdit> edits;
+      for (const json& e : op.at("e")) {
+        meridian::crdt::TextEdit te;
+        te.insert = e.at("i").get<bool>();
+        te.pos = e.at("p").get<uint64_t>();
+        if (te.insert) {
+          te.text = e.at("s").get<std::string>();
+        } else {
+          te.len = e.at("n").get<uint64_t>();
+        }
+        edits.push_back(std::move(te));
+      }
+      Text delta;
+      const Status s = reps[r].Apply(ids[r], vit == versions.end() ? nullptr : &vit->second, edits, &delta);
+      if (!s.ok()) {
+        rec["err"] = s.message();
       } else {
         rec["d"] = ToHex(delta.Encode());
         msgs[op.at("m").get<int64_t>()] = std::move(delta);

@@ -15,7 +15,9 @@
 //    that characters and deletes wait (pending) and deletes meet deleted
 //    characters (second deletes); syncs as DeltaSince(the receiver's
 //    version, or an older one) and as whole encoded states; a heal at the
-//    end after which every replica must hold the same bytes. Each history
+//    end after which every replica must hold the same bytes; deltas of
+//    C++ Text::Apply (edits at an older version, which make a replica
+//    concurrent with itself) merged into the JS replicas. Each history
 //    is replayed by JS and by the C++ driver: every delta's bytes, every
 //    changed replica's bytes (a hash; whole bytes at checkpoints), its
 //    length, versions and contents must be identical. Every encoding the
@@ -70,6 +72,9 @@ function fnv(b) {
   }
   return h.toString(16).padStart(8, '0');
 }
+
+const knownIssues = new Map(); // C++ Decode message -> states both sides refuse
+const stats = { applies: 0, histories: 0, ops: 0, packed: 0, pendingSeen: 0, waitingDeletes: 0, secondDeletes: 0, jsToCpp: 0, cppToJs: 0, maxBody: 0 };
 
 function check(cond, what) {
   if (!cond) throw new Error(what);
@@ -148,6 +153,15 @@ function replayJS(h) {
       case 'del': {
         const p = Math.min(op.p, x.length);
         const d = x.delete(h.replicas[op.r], p, Math.min(op.n, x.length - p));
+        delta(rec, d);
+        msgs.set(op.m, d);
+        state(rec, op.r);
+        break;
+      }
+      case 'apl': {
+        // The C++ Apply's delta (the op carries it), merged here.
+        const d = Text.decode(unhex(op.x), zlib);
+        x.merge(d);
         delta(rec, d);
         msgs.set(op.m, d);
         state(rec, op.r);
@@ -434,14 +448,14 @@ function randomHistory(seed) {
           edit({ t: 'del', r, p: Math.min(p, live[r].length - 1), n: 1 });
         }
       }
-    } else if (k < 80) {
+    } else if (k < 77) {
       // A delivery, in any order.
       if (queues[r].length === 0) continue;
       const i = g.int(queues[r].length);
       const m = queues[r].splice(i, 1)[0];
       ops.push({ t: 'dlv', r, m });
       x.merge(msgs.get(m));
-    } else if (k < 87) {
+    } else if (k < 84) {
       let f = g.int(n);
       if (f === r) f = (f + 1) % n;
       const old = versions.length > 0 && g.chance(0.25) ? g.pick(versions) : null;
@@ -451,7 +465,7 @@ function randomHistory(seed) {
       x.merge(d);
       msgs.set(m, d);
       sent.push(m);
-    } else if (k < 91) {
+    } else if (k < 88) {
       let f = g.int(n);
       if (f === r) f = (f + 1) % n;
       ops.push({ t: 'st', f, r });
@@ -460,11 +474,40 @@ function randomHistory(seed) {
       } catch (e) {
         // Replayed (and compared with C++) below.
       }
-    } else if (k < 94) {
+    } else if (k < 92) {
       const id = nextVersion++;
       ops.push({ t: 'snap', r, v: id });
-      versions.push({ id, v: x.version() });
-    } else if (k < 97) {
+      versions.push({ id, r, len: x.length, v: x.version() });
+    } else if (k < 95) {
+      // Edits at one of r's older versions (C++ Apply; the driver makes
+      // the delta, which JS merges).
+      const mine = versions.filter((v) => v.r === r);
+      if (mine.length === 0) continue;
+      const at = g.pick(mine);
+      let len = at.len;
+      const e = [];
+      for (let i = 1 + g.int(3); i > 0; i--) {
+        if (len > 0 && g.chance(0.4)) {
+          const p = g.int(len);
+          const n = 1 + g.int(Math.min(10, len - p));
+          e.push({ i: false, p, n });
+          len -= n;
+        } else {
+          const s = randomText(g, big);
+          e.push({ i: true, p: g.int(len + 1), s });
+          len += Array.from(s).length;
+        }
+      }
+      const op = { t: 'apl', r, v: at.id, e, m: nextMsg++ };
+      const rec = runDriver([{ replicas, ops: ops.concat([op]) }]).histories[0].out.pop();
+      if (rec.err !== undefined || rec.d === undefined) throw new Error('the C++ Apply refuses ' + JSON.stringify(op) + ': ' + rec.err);
+      op.x = rec.d;
+      ops.push(op);
+      const d = Text.decode(unhex(op.x), zlib);
+      x.merge(d);
+      send(r, op.m, d);
+      stats.applies++;
+    } else if (k < 98) {
       // An old message again, to anyone.
       if (sent.length === 0) continue;
       const m = g.pick(sent);
@@ -500,8 +543,6 @@ function randomHistory(seed) {
 
 // ------------------------------------------------ running histories
 
-const knownIssues = new Map(); // C++ Decode message -> states both sides refuse
-const stats = { histories: 0, ops: 0, packed: 0, pendingSeen: 0, waitingDeletes: 0, secondDeletes: 0, jsToCpp: 0, cppToJs: 0, maxBody: 0 };
 
 function reportFailure(h, what) {
   failed++;
@@ -911,7 +952,7 @@ const secs = ((Date.now() - t0) / 1000).toFixed(1);
 console.log(
   `text_cross_test: ${stats.histories} histories (seeds ${BASE_SEED}..${BASE_SEED + HISTORIES - 1}), ${stats.ops} ops in ${secs} s; ` +
     `${stats.cppToJs} C++ encodings decoded in JS, ${stats.jsToCpp} JS encodings through Text::Decode, ` +
-    `${stats.packed} packed; checkpoint states: ${stats.pendingSeen} with waiting edits, ${stats.waitingDeletes} with waiting deletes, ` +
+    `${stats.packed} packed, ${stats.applies} C++ Apply deltas merged; checkpoint states: ${stats.pendingSeen} with waiting edits, ${stats.waitingDeletes} with waiting deletes, ` +
     `${stats.secondDeletes} with second deletes; largest state ${stats.maxBody} bytes`,
 );
 for (const [msg, n] of knownIssues) {
