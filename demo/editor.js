@@ -20,9 +20,11 @@ import {
   base64urlToBytes,
 } from './text.js';
 
+// Inflate lets text.js inflate in bounded steps (no deflate bombs).
 const zlib = {
   deflate: (bytes) => pako.deflate(bytes, { level: 6 }),
   inflate: (bytes) => pako.inflate(bytes),
+  Inflate: pako.Inflate,
 };
 
 // Ops messages sent and not yet acknowledged; beyond this, local edits

@@ -14,6 +14,7 @@
 // Two regions with one node each (a temporary topology on free loopback
 // ports, fault injection on) serve /demo/. One headless Chromium page per
 // region opens /demo/?doc=<random key>, and then:
+//   0. each page lists both editors (presence crosses regions);
 //   1. both type at once (keyboard typing: accents, emoji, Enter,
 //      Backspace, caret moves) and must converge;
 //   2. the first page cuts its region off with the page's toggle; both
@@ -515,7 +516,21 @@ async function main() {
     check(shown.toggle && shown.label === 'Cut this region off', `${e.name}: fault toggle ${JSON.stringify(shown)}`);
     await e.page.click('#editor');
   }
-  log('both pages connected');
+  // Presence crosses regions: each page lists itself and the other page.
+  await waitFor('each page to list both editors', 15_000, async () => {
+    for (const e of editors) {
+      const other = editors.find((x) => x !== e).node;
+      const list = await e.page.evaluate(() => [...document.querySelectorAll('#sessions li')]
+        .map((li) => ({ me: li.classList.contains('me'), text: li.textContent })));
+      if (list.length !== 2 || list.filter((x) => x.me).length !== 1) return false;
+      if (!list.some((x) => !x.me && x.text.includes(other.region) && x.text.includes(other.id))) return false;
+    }
+    return true;
+  }, async () => {
+    const lists = await Promise.all(editors.map((e) => e.page.textContent('#sessions')));
+    return `: ${JSON.stringify(lists)}`;
+  }, 200);
+  log('both pages connected, each lists both editors');
 
   // 1. Both type at once.
   await Promise.all([
