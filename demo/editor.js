@@ -32,6 +32,12 @@ const zlib = {
 const MAX_IN_FLIGHT = 4;
 const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 8000;
+// A message the node refused for now (it takes no writes yet: clock
+// samples, bootstrapping) is sent again after this, doubling.
+const RETRY_MIN_MS = 500;
+const RETRY_MAX_MS = 8000;
+// Refusals that sending again cannot cure.
+const PERMANENT = new Set(['bad_request', 'type_mismatch']);
 
 const key = new URLSearchParams(location.search).get('doc') || 'welcome';
 
@@ -65,6 +71,10 @@ let outbox = null;       // local edits not sent yet (one merged delta), or null
 let backoff = BACKOFF_MIN_MS;
 let retryAt = 0;
 let retryTimer = null;
+let holdUntil = 0;       // after a refusal: nothing is sent before this
+let holdTimer = null;
+let resendDelay = RETRY_MIN_MS;
+let resending = false;   // the problem line shows a refusal being retried
 let errorCount = 0;
 
 // Fault injection (only when the node runs with --enable-fault-injection).
@@ -100,7 +110,8 @@ function pendingCount() {
 function refreshStatus() {
   if (live) {
     const n = pendingCount();
-    setStatus('live', n ? `live · sending ${n}…` : 'live · saved');
+    const what = Date.now() < holdUntil ? 'waiting to resend' : `sending ${n}…`;
+    setStatus('live', n ? `live · ${what}` : 'live · saved');
   } else if (retryTimer) {
     const s = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
     const n = pendingCount() ? ' · unsent edits are kept' : '';
@@ -230,7 +241,7 @@ function queue(delta) {
 }
 
 function flush() {
-  if (live && outbox && inFlight.size < MAX_IN_FLIGHT) {
+  if (live && outbox && inFlight.size < MAX_IN_FLIGHT && Date.now() >= holdUntil) {
     const delta = outbox;
     outbox = null;
     sendOps(delta);
@@ -260,6 +271,7 @@ function onHello(msg) {
   const missing = replica.deltaSince(state.version());
   inFlight.clear();
   outbox = null;
+  holdUntil = 0;
   agent = { node: msg.agent.node, incarnation: BigInt(msg.agent.incarnation) };
   live = true;
   backoff = BACKOFF_MIN_MS;
@@ -274,6 +286,33 @@ function onHello(msg) {
   showSessions(msg.sessions);
   setupFaults();
   clearProblem();
+  flush();
+}
+
+// A refused message: nothing of it was applied. Edits the node may take
+// later go back to the outbox and are sent again after a pause; the others
+// stay in the replica (and go with the next reconnect's resync).
+function onRefusal(msg) {
+  ++errorCount;
+  const which = msg.seq == null ? '' : ` (message ${msg.seq})`;
+  let text = `the node refused a message${which}: ${msg.code}: ${msg.message}`;
+  const delta = msg.seq == null ? undefined : inFlight.get(msg.seq);
+  if (delta) {
+    inFlight.delete(msg.seq);
+    if (PERMANENT.has(msg.code)) {
+      text += ' (these edits stay here and are offered again after the next reconnect)';
+    } else {
+      if (outbox) outbox.merge(delta);
+      else outbox = delta;
+      holdUntil = Date.now() + resendDelay;
+      clearTimeout(holdTimer);
+      holdTimer = setTimeout(flush, resendDelay);
+      text += ` (sending again in ${(resendDelay / 1000).toFixed(1)} s)`;
+      resendDelay = Math.min(resendDelay * 2, RETRY_MAX_MS);
+      resending = true;
+    }
+  }
+  showProblem(text);
   flush();
 }
 
@@ -314,22 +353,19 @@ function onMessage(event) {
         break;
       case 'ack':
         inFlight.delete(msg.seq);
+        resendDelay = RETRY_MIN_MS;
+        if (resending) {
+          resending = false;
+          clearProblem();
+        }
         flush();
         break;
       case 'sessions':
         showSessions(msg.sessions);
         break;
-      case 'error': {
-        ++errorCount;
-        const which = msg.seq == null ? '' : ` (message ${msg.seq})`;
-        let text = `the node refused a message${which}: ${msg.code}: ${msg.message}`;
-        if (msg.seq != null && inFlight.delete(msg.seq)) {
-          text += ' — these edits stay here and are offered again after the next reconnect';
-        }
-        showProblem(text);
-        flush();
+      case 'error':
+        onRefusal(msg);
         break;
-      }
       default:
         ++errorCount;
         showProblem(`the node sent an unknown message type '${msg.type}'`);
@@ -431,7 +467,8 @@ window.meridianEditor = {
   connected: () => live,
   pending: () => pendingCount(),  // ops messages not yet acknowledged (unsent edits count as one)
   cut: () => cut,
-  errors: () => errorCount,      // refused messages and other problems shown
+  errors: () => errorCount,      // refused messages and other problems, also ones since cured
+  problem: () => (ui.problem.hidden ? '' : ui.problem.textContent),  // the problem shown now
 };
 
 connect();
