@@ -476,6 +476,11 @@ async function main() {
     check(fs.existsSync(path.join(opts['demo-dir'], f)), `no ${f} in ${opts['demo-dir']}`);
   }
 
+  fs.mkdirSync(opts.out, { recursive: true });
+  for (const f of fs.readdirSync(opts.out)) {
+    if (/^(failure|editor)-.*\.png$/.test(f)) fs.rmSync(path.join(opts.out, f));  // an earlier run's
+  }
+
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meridian-browser-'));
   cluster = new Cluster(dir);
   await cluster.start();
