@@ -20,8 +20,8 @@
 //                next run's first character, 2 explicit), bit 6 deleted
 //                with descending delete counters, bit 7 deleted by the
 //                run's own replica
-//                counter: zigzag(counter - previous run's end, same replica)
-//                          or the counter itself (other replica)
+//                counter: zigzag(counter - the end of the last run of
+//                          the same replica written before, 0 if none)
 //                explicit origin: replica, zigzag(origin counter - counter)
 //                del: [replica], zigzag(del counter - previous run's del end)
 //   text:      bin, UTF-8 of the live runs in document order
