@@ -20,8 +20,8 @@
 //                next run's first character, 2 explicit), bit 6 deleted
 //                with descending delete counters, bit 7 deleted by the
 //                run's own replica
-//                counter: zigzag(counter - previous run's end, same replica)
-//                          or the counter itself (other replica)
+//                counter: zigzag(counter - the end of the last run of
+//                          the same replica written before, 0 if none)
 //                explicit origin: replica, zigzag(origin counter - counter)
 //                del: [replica], zigzag(del counter - previous run's del end)
 //   text:      bin, UTF-8 of the live runs in document order
@@ -43,6 +43,8 @@
 #include <algorithm>
 #include <array>
 #include <cassert>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <set>
@@ -999,8 +1001,12 @@ Text& Text::operator=(Text&& o) noexcept = default;
 
 Text::Text(const Text& o) : impl_(std::make_unique<Impl>()) {
   const Status s = DecodeTrusted(o.Encode(), this);
-  assert(s.ok());
-  (void)s;
+  if (!s.ok()) {
+    // A state whose own encoding does not load is a bug; a copy must not
+    // quietly come out empty.
+    std::fprintf(stderr, "text: copying a state failed: %s\n", s.ToString().c_str());
+    std::abort();
+  }
 }
 
 Text& Text::operator=(const Text& o) {
@@ -1540,6 +1546,26 @@ std::string Text::EncodeBody(const Impl& s) {
   }
   std::sort(pd.begin(), pd.end());
   pd.erase(std::unique(pd.begin(), pd.end()), pd.end());
+  // A waiting delete that a waiting character carries as its own is that
+  // character's delete, written once (with the run): the same events
+  // arrived in another order leave no waiting delete.
+  if (!pd.empty()) {
+    std::vector<std::array<uint32_t, 4>> carried;
+    for (const TextRun& p : s.pending) {
+      if (!p.deleted()) continue;
+      for (uint32_t k = 0; k < p.len; ++k) {
+        carried.push_back({rank[p.replica], p.counter + k, rank[p.del_replica], p.DelAt(k)});
+      }
+    }
+    if (!carried.empty()) {
+      std::sort(carried.begin(), carried.end());
+      pd.erase(std::remove_if(pd.begin(), pd.end(),
+                              [&](const std::array<uint32_t, 4>& x) {
+                                return std::binary_search(carried.begin(), carried.end(), x);
+                              }),
+               pd.end());
+    }
+  }
   ColumnWriter dc;
   for (size_t i = 0; i < pd.size();) {
     size_t j = i + 1;

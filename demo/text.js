@@ -1717,8 +1717,16 @@ export class Text {
       for (let k = 0; k < d.len; k++) pd.push([rank[d.tr], d.tc + k, rank[d.dr], recDelAt(d, k)]);
     }
     pd.sort(compareTuples);
+    // A waiting delete that a waiting character carries as its own is
+    // written once, with the run (as crdt/text.cc does): the same events
+    // in another order leave no waiting delete.
+    const carried = new Set();
+    for (const x of pchars) {
+      if (x.dr !== NONE) carried.add(`${rank[x.r]},${x.c},${rank[x.dr]},${x.dc}`);
+    }
     const pdu = [];
     for (const x of pd) {
+      if (carried.has(x.join(','))) continue;
       if (pdu.length === 0 || compareTuples(pdu[pdu.length - 1], x) !== 0) pdu.push(x);
     }
     const dc = new Writer();

@@ -73,7 +73,6 @@ function fnv(b) {
   return h.toString(16).padStart(8, '0');
 }
 
-const knownIssues = new Map(); // C++ Decode message -> states both sides refuse
 const stats = { applies: 0, histories: 0, ops: 0, packed: 0, pendingSeen: 0, waitingDeletes: 0, secondDeletes: 0, jsToCpp: 0, cppToJs: 0, maxBody: 0 };
 
 function check(cond, what) {
@@ -591,16 +590,6 @@ function runBatch(hs) {
     }
   }
   const res = runDriver(hs, decodeList);
-  const cppDecode = new Map(decodeList.map((e, k) => [e, res.decode[k]]));
-  // Bytes both sides encode alike but both decoders refuse alike (the C++
-  // Decode refusing its own encoding is a C++ issue: counted and named
-  // at the end, not a difference between the two).
-  const refusedByBoth = (e, jsError) => {
-    const d = cppDecode.get(e);
-    if (d === undefined || d.ok || d.err !== jsError.message) return false;
-    knownIssues.set(d.err, (knownIssues.get(d.err) ?? 0) + 1);
-    return true;
-  };
   for (let i = 0; i < hs.length; i++) {
     const h = hs[i];
     stats.histories++;
@@ -628,7 +617,6 @@ function runBatch(hs) {
           check(hex(t.encode(zlib)) === s.e, 'a C++ encoding re-encodes differently in JS: ' + s.e);
           if (s.c !== undefined) check(t.content() === s.c, 'a C++ encoding decodes to other content in JS');
         } catch (e) {
-          if (refusedByBoth(s.e, e)) continue;
           reportFailure(h, 'JS decode of C++ bytes: ' + e.message);
           ok = false;
           break;
@@ -662,15 +650,6 @@ function runBatch(hs) {
   for (let k = 0; k < decodeList.length; k++) {
     const d = res.decode[k];
     stats.jsToCpp++;
-    if (!d.ok) {
-      let jsError = null;
-      try {
-        Text.decode(unhex(decodeList[k]), zlib);
-      } catch (e) {
-        jsError = e;
-      }
-      if (jsError !== null && jsError.message === d.err) continue; // counted above
-    }
     if (!d.ok || d.e !== decodeList[k] || d.c !== contentOf.get(decodeList[k])) {
       failed++;
       console.error(`FAIL: the C++ Text::Decode of a JS encoding: ${JSON.stringify(d)} for ${decodeList[k]}`);
@@ -955,11 +934,5 @@ console.log(
     `${stats.packed} packed, ${stats.applies} C++ Apply deltas merged; checkpoint states: ${stats.pendingSeen} with waiting edits, ${stats.waitingDeletes} with waiting deletes, ` +
     `${stats.secondDeletes} with second deletes; largest state ${stats.maxBody} bytes`,
 );
-for (const [msg, n] of knownIssues) {
-  console.log(
-    `NOTE: ${n} encodings (identical in C++ and JS) are refused by the C++ Text::Decode and by text.js alike: "${msg}". ` +
-      'A C++ issue (crdt/text.cc: Encode writes what Decode refuses), not a JS/C++ difference.',
-  );
-}
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed === 0 ? 0 : 1);
