@@ -285,6 +285,7 @@ function onHello(msg) {
   faultsOn = msg.faults === true;
   showSessions(msg.sessions);
   setupFaults();
+  resending = false;
   clearProblem();
   flush();
 }
