@@ -43,6 +43,7 @@
 
 #include "node/http_client.h"
 #include "tests/node/cluster_process.h"
+#include "tests/support/wait_for.h"
 
 using meridian::node::ClientResponse;
 using meridian::node::EncodeKeyForPath;
@@ -50,6 +51,7 @@ using meridian::node::EncodeQueryValue;
 using meridian::node::HttpClient;
 using meridian::testing::ClusterOptions;
 using meridian::testing::ClusterProcess;
+using meridian::testing::WaitFor;
 using nlohmann::json;
 using Headers = std::vector<std::pair<std::string, std::string>>;
 using Clock = std::chrono::steady_clock;
@@ -67,16 +69,6 @@ int64_t MsSince(Clock::time_point t) {
 }
 
 // Polls `pred` every `step` until it holds or `timeout` passed.
-bool WaitFor(const std::function<bool()>& pred, milliseconds timeout,
-             milliseconds step = milliseconds(25)) {
-  const auto deadline = Clock::now() + timeout;
-  for (;;) {
-    if (pred()) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(step);
-  }
-}
-
 std::string Lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;

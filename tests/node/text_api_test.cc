@@ -35,6 +35,7 @@
 #include "tests/node/cluster_process.h"
 #include "tests/node/node_process.h"
 #include "tests/support/utf8.h"
+#include "tests/support/wait_for.h"
 
 using meridian::node::ClientResponse;
 using meridian::node::EncodeKeyForPath;
@@ -48,6 +49,7 @@ using meridian::testing::MediaType;
 using meridian::testing::Name;
 using meridian::testing::Utf8;
 using meridian::testing::NodeProcess;
+using meridian::testing::WaitFor;
 using nlohmann::json;
 using Headers = std::vector<std::pair<std::string, std::string>>;
 using Clock = std::chrono::steady_clock;
@@ -59,16 +61,6 @@ constexpr milliseconds kConverge{20000};
 constexpr milliseconds kWritable{10000};
 constexpr milliseconds kPeerState{8000};
 const Encoding kEncodings[] = {Encoding::kJson, Encoding::kMsgpack};
-
-bool WaitFor(const std::function<bool()>& pred, milliseconds timeout,
-             milliseconds step = milliseconds(25)) {
-  const auto deadline = Clock::now() + timeout;
-  for (;;) {
-    if (pred()) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(step);
-  }
-}
 
 // --- Code points ------------------------------------------------------------
 

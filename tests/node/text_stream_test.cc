@@ -34,6 +34,7 @@
 #include "node/operation.h"
 #include "tests/node/cluster_process.h"
 #include "tests/node/node_process.h"
+#include "tests/support/wait_for.h"
 
 namespace beast = boost::beast;
 namespace websocket = beast::websocket;
@@ -47,6 +48,7 @@ using meridian::node::UnBase64Url;
 using meridian::testing::ClusterOptions;
 using meridian::testing::ClusterProcess;
 using meridian::testing::NodeProcess;
+using meridian::testing::WaitFor;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
@@ -55,16 +57,6 @@ namespace {
 
 constexpr milliseconds kMessage{10000};
 constexpr milliseconds kQuiet{400};
-
-bool WaitFor(const std::function<bool()>& pred, milliseconds timeout,
-             milliseconds step = milliseconds(25)) {
-  const auto deadline = Clock::now() + timeout;
-  for (;;) {
-    if (pred()) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(step);
-  }
-}
 
 // A WebSocket client with a C++ replica of the streamed text.
 class Editor {
