@@ -92,13 +92,13 @@ TextStreamHub::~TextStreamHub() {
   for (auto& [id, s] : sessions_) s->channel->Close();
 }
 
-void TextStreamHub::Post(std::function<void()> task) {
+void TextStreamHub::Post(Queue* q, std::function<void()> task) {
   {
-    std::lock_guard<std::mutex> lock(queue_->mu);
-    if (queue_->stopping) return;
-    queue_->tasks.push_back(std::move(task));
+    std::lock_guard<std::mutex> lock(q->mu);
+    if (q->stopping) return;
+    q->tasks.push_back(std::move(task));
   }
-  queue_->cv.notify_one();
+  q->cv.notify_one();
 }
 
 void TextStreamHub::Run() {
@@ -229,15 +229,16 @@ std::shared_ptr<WebSocketChannel> TextStreamHub::Open(const std::string& key) {
   s->agent.incarnation = ctx_.applier->replica().incarnation;
   std::weak_ptr<Queue> weak = queue_;
   const uint64_t id = s->id;
-  // The callbacks hold the queue weakly: once the hub is gone they do nothing.
+  // The callbacks hold the queue weakly and touch nothing else of the hub:
+  // once it is stopping, what they queue is never run.
   channel->on_message = [this, weak, id](std::string message) {
-    if (auto q = weak.lock()) Post([this, id, m = std::move(message)] { Receive(id, m); });
+    if (auto q = weak.lock()) Post(q.get(), [this, id, m = std::move(message)] { Receive(id, m); });
   };
   channel->on_close = [this, weak, id] {
-    if (auto q = weak.lock()) Post([this, id] { Leave(id); });
+    if (auto q = weak.lock()) Post(q.get(), [this, id] { Leave(id); });
   };
   opened_++;
-  Post([this, s] { Join(s); });
+  Post(queue_.get(), [this, s] { Join(s); });
   return channel;
 }
 

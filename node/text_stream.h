@@ -111,7 +111,7 @@ class TextStreamHub {
   struct Session;
   struct Queue;
   void Run();
-  void Post(std::function<void()> task);
+  static void Post(Queue* q, std::function<void()> task);
   void Join(const std::shared_ptr<Session>& s);
   void Leave(uint64_t id);
   void Receive(uint64_t id, const std::string& message);
