@@ -1500,12 +1500,74 @@ std::string Text::EncodeBody(const Impl& s) {
     prev_replica = r.replica;
   }
 
+  // Pending deletes: one (target, dot) per character, sorted, rejoined.
+  std::vector<std::array<uint32_t, 4>> pd;
+  for (const DelRec& d : s.pending_deletes) {
+    for (uint32_t k = 0; k < d.len; ++k) {
+      pd.push_back({rank[d.target.replica], d.target.counter + k, rank[d.del_replica], d.DelAt(k)});
+    }
+  }
+  std::sort(pd.begin(), pd.end());
+  pd.erase(std::unique(pd.begin(), pd.end()), pd.end());
+  // A waiting character and waiting deletes of it name the same state in
+  // whatever order they came: the character carries the smallest of its
+  // deletes' dots (as its run will once placed), the waiting deletes the
+  // others, and a waiting delete the character carries is written once,
+  // with the run. (Ranks follow replica order, so tuple order is dot order.)
+  std::vector<uint8_t> swapped(s.pending.size(), 0);
+  std::vector<std::vector<std::pair<uint32_t, uint32_t>>> char_dots(s.pending.size());
+  if (!pd.empty()) {
+    std::vector<std::array<uint32_t, 4>> drop, add;
+    for (size_t pi = 0; pi < s.pending.size(); ++pi) {
+      const TextRun& p = s.pending[pi];
+      if (!p.deleted()) continue;
+      for (uint32_t k = 0; k < p.len; ++k) {
+        const uint32_t tr = rank[p.replica], tc = p.counter + k;
+        const std::array<uint32_t, 4> own{tr, tc, rank[p.del_replica], p.DelAt(k)};
+        auto it = std::lower_bound(pd.begin(), pd.end(), std::array<uint32_t, 4>{tr, tc, 0, 0});
+        if (it == pd.end() || (*it)[0] != tr || (*it)[1] != tc) continue;
+        drop.push_back(own);  // written with the run, if at all
+        if (*it < own) {
+          // The smallest waiting delete goes on the run; the run's own waits.
+          drop.push_back(*it);
+          add.push_back(own);
+          if (char_dots[pi].empty()) {
+            for (uint32_t m = 0; m < p.len; ++m) {
+              char_dots[pi].push_back({rank[p.del_replica], p.DelAt(m)});
+            }
+          }
+          char_dots[pi][k] = {(*it)[2], (*it)[3]};
+          swapped[pi] = 1;
+        }
+      }
+    }
+    std::sort(drop.begin(), drop.end());
+    pd.erase(std::remove_if(pd.begin(), pd.end(),
+                            [&](const std::array<uint32_t, 4>& x) {
+                              return std::binary_search(drop.begin(), drop.end(), x);
+                            }),
+             pd.end());
+    pd.insert(pd.end(), add.begin(), add.end());
+    std::sort(pd.begin(), pd.end());
+  }
+
   // Pending runs: ascending by (rank, counter), joined.
   std::vector<std::pair<OutRun, const std::string*>> pend;
-  for (const TextRun& p : s.pending) {
-    pend.push_back({OutRun{rank[p.replica], p.counter, p.len, rid(p.left), rid(p.right),
-                           p.deleted() ? rank[p.del_replica] : kNone, p.del_counter, p.del_dir},
-                    &p.text});
+  for (size_t pi = 0; pi < s.pending.size(); ++pi) {
+    const TextRun& p = s.pending[pi];
+    if (!swapped[pi]) {
+      pend.push_back({OutRun{rank[p.replica], p.counter, p.len, rid(p.left), rid(p.right),
+                             p.deleted() ? rank[p.del_replica] : kNone, p.del_counter, p.del_dir},
+                      &p.text});
+      continue;
+    }
+    // A character at a time (PushJoined joins what can be one run again).
+    for (uint32_t k = 0; k < p.len; ++k) {
+      const CharId left = k == 0 ? rid(p.left) : CharId{rank[p.replica], p.counter + k - 1};
+      pend.push_back({OutRun{rank[p.replica], p.counter + k, 1, left, rid(p.right),
+                             char_dots[pi][k].first, char_dots[pi][k].second, 1},
+                      &p.text});
+    }
   }
   std::sort(pend.begin(), pend.end(), [](const auto& a, const auto& b) {
     return std::tie(a.first.replica, a.first.counter) < std::tie(b.first.replica, b.first.counter);
@@ -1537,35 +1599,6 @@ std::string Text::EncodeBody(const Impl& s) {
     }
   }
 
-  // Pending deletes: one (target, dot) per character, sorted, rejoined.
-  std::vector<std::array<uint32_t, 4>> pd;
-  for (const DelRec& d : s.pending_deletes) {
-    for (uint32_t k = 0; k < d.len; ++k) {
-      pd.push_back({rank[d.target.replica], d.target.counter + k, rank[d.del_replica], d.DelAt(k)});
-    }
-  }
-  std::sort(pd.begin(), pd.end());
-  pd.erase(std::unique(pd.begin(), pd.end()), pd.end());
-  // A waiting delete that a waiting character carries as its own is that
-  // character's delete, written once (with the run): the same events
-  // arrived in another order leave no waiting delete.
-  if (!pd.empty()) {
-    std::vector<std::array<uint32_t, 4>> carried;
-    for (const TextRun& p : s.pending) {
-      if (!p.deleted()) continue;
-      for (uint32_t k = 0; k < p.len; ++k) {
-        carried.push_back({rank[p.replica], p.counter + k, rank[p.del_replica], p.DelAt(k)});
-      }
-    }
-    if (!carried.empty()) {
-      std::sort(carried.begin(), carried.end());
-      pd.erase(std::remove_if(pd.begin(), pd.end(),
-                              [&](const std::array<uint32_t, 4>& x) {
-                                return std::binary_search(carried.begin(), carried.end(), x);
-                              }),
-               pd.end());
-    }
-  }
   ColumnWriter dc;
   for (size_t i = 0; i < pd.size();) {
     size_t j = i + 1;

@@ -1683,6 +1683,47 @@ export class Text {
         });
       }
     }
+    // Pending deletes: one (target, dot) per character, sorted, rejoined.
+    // A waiting character and waiting deletes of it name the same state in
+    // whatever order they came (as crdt/text.cc writes them): the character
+    // carries the smallest of its deletes' dots, the waiting deletes the
+    // others, and a waiting delete the character carries is written once,
+    // with the run. Ranks follow replica order, so tuple order is dot order.
+    let pd = [];
+    for (const d of this._pendingDeletes) {
+      for (let k = 0; k < d.len; k++) pd.push([rank[d.tr], d.tc + k, rank[d.dr], recDelAt(d, k)]);
+    }
+    pd.sort(compareTuples);
+    if (pd.length > 0) {
+      const byTarget = new Map();  // "rank,counter" -> sorted dots [[rank, counter]...]
+      for (const x of pd) {
+        const t = `${x[0]},${x[1]}`;
+        if (!byTarget.has(t)) byTarget.set(t, []);
+        byTarget.get(t).push(x);
+      }
+      const drop = new Set();
+      const add = [];
+      for (const x of pchars) {
+        if (x.dr === NONE) continue;
+        const waiting = byTarget.get(`${rank[x.r]},${x.c}`);
+        if (waiting === undefined) continue;
+        const own = [rank[x.r], x.c, rank[x.dr], x.dc];
+        drop.add(own.join(','));
+        const least = waiting[0];
+        if (compareTuples(least, own) < 0) {
+          drop.add(least.join(','));
+          add.push(own);
+          x.dr = order[least[2]];
+          x.dc = least[3];
+        }
+      }
+      pd = pd.filter((x) => !drop.has(x.join(','))).concat(add);
+      pd.sort(compareTuples);
+    }
+    const pdu = [];
+    for (const x of pd) {
+      if (pdu.length === 0 || compareTuples(pdu[pdu.length - 1], x) !== 0) pdu.push(x);
+    }
     pchars.sort((a, b) => rank[a.r] - rank[b.r] || a.c - b.c);
     const pruns = [];
     for (const x of pchars) pushJoined(pruns, x);
@@ -1711,24 +1752,6 @@ export class Text {
     }
     const ptext = utf8(ptextParts.join(''));
 
-    // Pending deletes: one (target, dot) per character, sorted, rejoined.
-    const pd = [];
-    for (const d of this._pendingDeletes) {
-      for (let k = 0; k < d.len; k++) pd.push([rank[d.tr], d.tc + k, rank[d.dr], recDelAt(d, k)]);
-    }
-    pd.sort(compareTuples);
-    // A waiting delete that a waiting character carries as its own is
-    // written once, with the run (as crdt/text.cc does): the same events
-    // in another order leave no waiting delete.
-    const carried = new Set();
-    for (const x of pchars) {
-      if (x.dr !== NONE) carried.add(`${rank[x.r]},${x.c},${rank[x.dr]},${x.dc}`);
-    }
-    const pdu = [];
-    for (const x of pd) {
-      if (carried.has(x.join(','))) continue;
-      if (pdu.length === 0 || compareTuples(pdu[pdu.length - 1], x) !== 0) pdu.push(x);
-    }
     const dc = new Writer();
     for (let i = 0; i < pdu.length; ) {
       let j = i + 1;

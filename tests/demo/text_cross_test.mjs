@@ -761,6 +761,33 @@ targeted('deltas arriving before their origins wait, then apply', () => {
   });
 });
 
+targeted('concurrent deletes of a waiting character encode alike in any order', () => {
+  // D and E lack x; each gets y's tombstone twice, once carrying B's
+  // delete and once C's, in opposite orders. Both encode one state: the
+  // character carries the smaller dot, the other delete waits beside it.
+  const D = { node: 'd-node', incarnation: 1n };
+  const E = { node: 'e-node', incarnation: 1n };
+  const ops = [
+    { t: 'ins', r: 0, p: 0, s: 'x', m: 0 },
+    { t: 'dlv', r: 2, m: 0 },
+    { t: 'snap', r: 2, v: 1 },
+    { t: 'ins', r: 0, p: 1, s: 'y', m: 1 },
+    { t: 'dlv', r: 1, m: 0 }, { t: 'dlv', r: 1, m: 1 }, { t: 'dlv', r: 2, m: 1 },
+    { t: 'del', r: 1, p: 1, n: 1, m: 10 },
+    { t: 'del', r: 2, p: 1, n: 1, m: 11 },
+    { t: 'sd', f: 1, r: 3, v: 1, m: 20 }, { t: 'sd', f: 2, r: 3, v: 1, m: 21 },
+    { t: 'sd', f: 2, r: 4, v: 1, m: 22 }, { t: 'sd', f: 1, r: 4, v: 1, m: 23 },
+    { t: 'cp' },
+    { t: 'dlv', r: 3, m: 0 }, { t: 'dlv', r: 4, m: 0 },
+    { t: 'cp' },
+  ];
+  crossHistory('two deletes of a waiting character', [A, B, C, D, E], ops, (reps, cc) => {
+    const waiting = cc[13].cp;
+    check(waiting[3].e === waiting[4].e, 'D and E encode differently while y waits');
+    check(reps[3].content() === 'x' && reps[4].content() === 'x', 'both show x at the end');
+  });
+});
+
 targeted('cursors keep their place', () => {
   const a = new Text();
   const b = new Text();
