@@ -1,6 +1,8 @@
 #include "node/body.h"
 
 #include <cctype>
+#include <cmath>
+#include <vector>
 
 #include "crdt/codec.h"
 
@@ -12,6 +14,26 @@ namespace {
 
 ApiError Err(int http, std::string code, std::string message) {
   return ApiError{http, std::move(code), std::move(message)};
+}
+
+// What in a value decoded from msgpack JSON cannot hold: bin and ext
+// (nlohmann's binary values, which dump() writes as an object of bytes)
+// and NaN or an infinity (which dump() writes as null). Empty when there
+// is none.
+std::string NotJson(const json& value) {
+  std::vector<const json*> todo = {&value};
+  while (!todo.empty()) {
+    const json* v = todo.back();
+    todo.pop_back();
+    if (v->is_binary()) return "bin or ext data, which JSON has no form for";
+    if (v->is_number_float() && !std::isfinite(v->get<double>())) {
+      return "a NaN or infinite float, which JSON has no form for";
+    }
+    if (v->is_structured()) {
+      for (const json& child : *v) todo.push_back(&child);
+    }
+  }
+  return "";
 }
 
 }  // namespace
@@ -65,10 +87,17 @@ bool ParseBody(const std::string& type, const std::string& body, json* out, ApiE
         *err = Err(400, "bad_msgpack", "malformed msgpack body: " + st.message());
         return false;
       }
-      *out = json::from_msgpack(body);
-      // Strings must be UTF-8 as in a JSON body, or a value would read
-      // back altered as JSON: dump() throws on anything else.
-      (void)out->dump();
+      json value = json::from_msgpack(body);
+      // A body holds a JSON value in either encoding, or a value would
+      // read back altered as JSON: no bin, ext or non-finite floats, and
+      // strings must be UTF-8 (dump() throws on anything else).
+      std::string not_json = NotJson(value);
+      if (!not_json.empty()) {
+        *err = Err(400, "bad_msgpack", "msgpack body holds " + not_json);
+        return false;
+      }
+      (void)value.dump();
+      *out = std::move(value);
       return true;
     }
   } catch (const json::exception& e) {

@@ -27,8 +27,10 @@ std::string MediaType(const std::string& header);
 // empty or application/json, application/msgpack or
 // application/x-msgpack. False with *err on anything else (415), on JSON
 // nested deeper than kMaxJsonDepth (400 too_deep), on a malformed body
-// (400 bad_json / bad_msgpack) and on a msgpack string that is not UTF-8.
-// Never throws.
+// (400 bad_json / bad_msgpack), and on msgpack that holds what a JSON
+// body cannot: a string that is not UTF-8, bin or ext data, a NaN or
+// infinite float (400 bad_msgpack), so that a value reads back the same
+// in either encoding. Never throws.
 bool ParseBody(const std::string& media_type, const std::string& body, nlohmann::json* out,
                ApiError* err);
 
