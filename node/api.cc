@@ -1,5 +1,6 @@
 #include "node/api.h"
 
+#include "node/body.h"
 #include "node/review_queue.h"
 #include "node/text_stream.h"
 
@@ -64,7 +65,6 @@ void WorkerPool::Post(std::function<void()> task) {
 
 namespace {
 
-constexpr int kMaxJsonDepth = 32;  // the codec's msgpack depth limit too
 constexpr size_t kDefaultScanLimit = 100;
 constexpr uint64_t kMaxConflictsLimit = 1000;
 constexpr size_t kConflictScanChunk = 256;
@@ -98,38 +98,6 @@ struct WriteWait {
 
 ApiError Err(int http, std::string code, std::string message) {
   return ApiError{http, std::move(code), std::move(message)};
-}
-
-// Nesting depth of JSON text, counted without parsing (strings skipped),
-// so that a deeply nested body is refused before any recursion.
-bool JsonDepthWithin(const std::string& text, int max_depth) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > max_depth) return false;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return true;
-}
-
-std::string MediaType(const std::string& header) {
-  std::string t = header.substr(0, header.find(';'));
-  while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.pop_back();
-  while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.erase(t.begin());
-  for (char& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return t;
 }
 
 bool Int64Of(const json& v, int64_t* out) {
@@ -412,42 +380,10 @@ struct Api::Call {
   }
 
   // Parses the request body by Content-Type: JSON (the default) or
-  // msgpack. Refuses other media types (415) and deep nesting (400).
+  // msgpack (node/body.h). Refuses other media types (415) and deep
+  // nesting (400).
   bool Body(json* out, ApiError* err) const {
-    std::string type = MediaType(req.Header("content-type"));
-    try {
-      if (type.empty() || type == "application/json") {
-        if (!JsonDepthWithin(req.body, kMaxJsonDepth)) {
-          *err = Err(400, "too_deep", "JSON nested deeper than " + std::to_string(kMaxJsonDepth));
-          return false;
-        }
-        *out = json::parse(req.body);
-        return true;
-      }
-      if (type == "application/msgpack" || type == "application/x-msgpack") {
-        // The codec checks structure, sizes and depth without recursion
-        // before nlohmann's recursive reader sees the bytes.
-        crdt::Decoder d;
-        Status st = d.ParseRaw(req.body);
-        if (!st.ok()) {
-          *err = Err(400, "bad_msgpack", "malformed msgpack body: " + st.message());
-          return false;
-        }
-        *out = json::from_msgpack(req.body);
-        // Strings must be UTF-8 as in a JSON body, or a value would read
-        // back altered as JSON: dump() throws on anything else.
-        (void)out->dump();
-        return true;
-      }
-    } catch (const json::exception& e) {
-      bool msgpack = type == "application/msgpack" || type == "application/x-msgpack";
-      *err = Err(400, msgpack ? "bad_msgpack" : "bad_json",
-                 std::string("malformed body: ") + e.what());
-      return false;
-    }
-    *err = Err(415, "unsupported_media_type",
-               "Content-Type must be application/json or application/msgpack, not '" + type + "'");
-    return false;
+    return ParseBody(MediaType(req.Header("content-type")), req.body, out, err);
   }
 };
 

@@ -77,6 +77,28 @@ bool TextOf(const std::string& envelope, crdt::Text* out, std::string* other) {
 
 }  // namespace
 
+bool ParseClientMessage(const std::string& message, ClientOps* out, std::string* error) {
+  json m = json::parse(message, nullptr, false);
+  out->seq = nullptr;
+  if (m.is_object() && m.contains("seq") && m["seq"].is_number_unsigned()) out->seq = m["seq"];
+  if (!m.is_object() || !m.contains("type") || m["type"] != "ops" || out->seq.is_null() ||
+      !m.contains("state") || !m["state"].is_string()) {
+    *error = "a client message is {\"type\": \"ops\", \"seq\": n, \"state\": "
+             "base64url of a text delta}";
+    return false;
+  }
+  if (!UnBase64Url(m["state"].get<std::string>(), &out->bytes)) {
+    *error = "'state' is not base64url (no padding)";
+    return false;
+  }
+  Status st = crdt::Text::Decode(out->bytes, &out->delta);
+  if (!st.ok()) {
+    *error = "not a text in its wire form: " + st.ToString();
+    return false;
+  }
+  return true;
+}
+
 TextStreamHub::TextStreamHub(TextStreamContext ctx)
     : ctx_(std::move(ctx)), queue_(std::make_shared<Queue>()) {
   thread_ = std::thread([this] { Run(); });
@@ -352,27 +374,15 @@ void TextStreamHub::Receive(uint64_t id, const std::string& message) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return;
   std::shared_ptr<Session> s = it->second;
-  json m = json::parse(message, nullptr, false);
-  json seq = nullptr;
-  if (m.is_object() && m.contains("seq") && m["seq"].is_number_unsigned()) seq = m["seq"];
-  if (!m.is_object() || !m.contains("type") || m["type"] != "ops" || seq.is_null() ||
-      !m.contains("state") || !m["state"].is_string()) {
-    s->channel->Send(ErrorMessage(seq, "bad_request",
-                                  "a client message is {\"type\": \"ops\", \"seq\": n, \"state\": "
-                                  "base64url of a text delta}"));
+  ClientOps parsed;
+  std::string problem;
+  if (!ParseClientMessage(message, &parsed, &problem)) {
+    s->channel->Send(ErrorMessage(parsed.seq, "bad_request", problem));
     return;
   }
-  std::string bytes;
-  crdt::Text delta;
-  if (!UnBase64Url(m["state"].get<std::string>(), &bytes)) {
-    s->channel->Send(ErrorMessage(seq, "bad_request", "'state' is not base64url (no padding)"));
-    return;
-  }
-  Status st = crdt::Text::Decode(bytes, &delta);
-  if (!st.ok()) {
-    s->channel->Send(ErrorMessage(seq, "bad_request", "not a text in its wire form: " + st.ToString()));
-    return;
-  }
+  json seq = std::move(parsed.seq);
+  std::string bytes = std::move(parsed.bytes);
+  crdt::Text delta = std::move(parsed.delta);
   ApiError err;
   if (ctx_.writable && !ctx_.writable(&err)) {
     s->channel->Send(ErrorMessage(seq, err.code, err.message));

@@ -92,6 +92,21 @@ struct TextStreamContext {
   size_t max_queued_bytes = 4 << 20;
 };
 
+// One client message ({"type":"ops", "seq": n, "state": B64}) parsed and
+// checked, as the hub does before anything is applied. Pure: the
+// WebSocket fuzz target (tests/fuzz/text_message_fuzz.cc) runs it as is.
+struct ClientOps {
+  nlohmann::json seq;  // the message's seq; null when it has no usable one
+  std::string bytes;   // the delta's wire form (base64url decoded)
+  crdt::Text delta;    // those bytes decoded
+};
+// False with the sentence of a bad_request error on a message that is not
+// a JSON object of type "ops" with an unsigned seq and a string state, on
+// a state that is not base64url (no padding), or on bytes that are not a
+// Text in its wire form; out->seq is set even then, when the message has
+// one. Never throws.
+bool ParseClientMessage(const std::string& message, ClientOps* out, std::string* error);
+
 class TextStreamHub {
  public:
   explicit TextStreamHub(TextStreamContext ctx);

@@ -174,6 +174,11 @@ BOOST_AUTO_TEST_CASE(malformed_msgpack_is_400_on_every_route) {
       Bytes({0xcb, 0x00}),                                           // truncated float64
       Bytes({0x01, 0x02}),                                           // trailing bytes
       Bytes({0xa2, 0xc3, 0x28}),                                     // a string that is not UTF-8
+      // JSON has no form for these: the value would read back altered.
+      Bytes({0xc4, 0x02, 'h', 'i'}),                                 // bin8
+      Bytes({0xd6, 0x01, 0x01, 0x02, 0x03, 0x04}),                   // fixext4
+      Bytes({0xcb, 0x7f, 0xf8, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00}), // NaN
+      Bytes({0x81, 0xa3, 'a', 'd', 'd', 0xca, 0x7f, 0x80, 0x00, 0x00}),  // {"add": +inf}
       std::string(100000, static_cast<char>(0x91)) + Bytes({0x01}),  // deep nesting
   };
   for (const auto& [method, target] : kWriteRoutes) {
