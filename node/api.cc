@@ -85,6 +85,10 @@ std::string MetricLabel(const std::string& v) {
   return out;
 }
 constexpr size_t kMaxScanLimit = 1000;
+// A register write's reply names its hlc when the stored state is at most
+// this big (decoding it runs on the acknowledger thread; a bigger value's
+// writer can read the key instead).
+constexpr size_t kRegisterReplyBytes = 64 << 10;
 constexpr uint64_t kDefaultWriteTimeoutMs = 5000;  // ?w=N waits this long by default
 constexpr uint64_t kDefaultReadTimeoutMs = 1000;   // a session-token read likewise
 constexpr uint64_t kMaxTimeoutMs = 60000;
@@ -811,9 +815,22 @@ void Api::Write(const std::shared_ptr<Call>& call, Operation op) {
     uint64_t seq = r.seq;
     std::string token = r.session_token;
     if (!text) {
-      return ReplyWhenHeld(call, seq, ww.w, ww.deadline, token, [call, seq, token] {
-        call->Send(200, json{{"ok", true}, {"seq", seq}}, {{"X-Session-Token", token}});
-      });
+      json body{{"ok", true}, {"seq", seq}};
+      // A register write answers its hlc and writer (what a read shows),
+      // so that a client can order its writes by last-writer-wins.
+      crdt::Envelope env;
+      crdt::Register reg;
+      if (r.envelope.size() <= kRegisterReplyBytes &&
+          crdt::Envelope::DecodeStored(r.envelope, &env).ok() && env.winner() != nullptr &&
+          env.winner()->tag == crdt::Register::kTag &&
+          crdt::Register::Decode(env.winner()->state, &reg).ok()) {
+        body["hlc"] = reg.hlc();
+        body["writer"] = reg.writer().ToString();
+      }
+      return ReplyWhenHeld(call, seq, ww.w, ww.deadline, token,
+                           [call, token, body = std::move(body)] {
+                             call->Send(200, body, {{"X-Session-Token", token}});
+                           });
     }
     // A text write also answers the text's new version and length, read
     // from the state it left; decoding a document is no work for the

@@ -164,11 +164,17 @@ BOOST_AUTO_TEST_CASE(register_set_read_delete_in_both_encodings) {
       BOOST_TEST((hlc >> 16) + 1000 >= before);
       BOOST_TEST((hlc >> 16) <= WallMs() + 1000);
 
-      // A later write wins and carries a larger HLC.
-      ExpectWritten(Send(enc, "PUT", path, json("second")), enc);
+      // A later write wins and carries a larger HLC; its reply names the
+      // hlc and writer a read then shows.
+      ClientResponse w = Send(enc, "PUT", path, json("second"));
+      ExpectWritten(w, enc);
+      json wb = Body(w, enc);
       b = Body(Get(enc, path), enc);
       BOOST_TEST(b["value"] == "second");
       BOOST_TEST(b["hlc"].get<uint64_t>() > hlc);
+      BOOST_TEST(wb["hlc"] == b["hlc"]);
+      BOOST_TEST(wb["writer"] == b["writer"]);
+      BOOST_TEST(wb["writer"] == Replica());
 
       // Scalars of every JSON kind round-trip.
       for (const json& v : {json(true), json(0), json(-1), json(1.25), json(nullptr), json::array(),

@@ -6,7 +6,8 @@
 namespace meridian::testing {
 
 // True when the running test case has failed so far; false when it has
-// not, or when no test case is running (a global fixture, static teardown).
+// not, or when no test case is running (a global fixture, static teardown,
+// a program that is not a Boost.Test one).
 bool CurrentTestFailed();
 
 }  // namespace meridian::testing
