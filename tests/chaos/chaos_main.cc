@@ -25,6 +25,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -208,36 +209,34 @@ Quiet Poll(const testing::ClusterProcess& c) {
   return q;
 }
 
-// GET /v1/scan?prefix=chaos/ in pages.
-bool ScanAll(const testing::ClusterProcess& c, int i, std::map<std::string, json>* items) {
+// GET `path`?prefix=chaos/ page after page (`after` = the reply's
+// "next"), calling `each` on every entry of the reply's array `field`.
+bool ListAll(const testing::ClusterProcess& c, int i, const std::string& path,
+             const char* field, const std::function<void(const json&)>& each) {
   auto http = ClientFor(c, i);
   std::string after;
   for (int page = 0; page < 100000; ++page) {
     json out;
-    std::string target = "/v1/scan?prefix=chaos/&limit=1000";
+    std::string target = path + "?prefix=chaos/&limit=500";
     if (!after.empty()) target += "&after=" + node::EncodeQueryValue(after);
-    if (!GetJson(http.get(), target, &out) || !out["items"].is_array()) return false;
-    for (const json& item : out["items"]) (*items)[item.value("key", "")] = item;
+    if (!GetJson(http.get(), target, &out) || !out[field].is_array()) return false;
+    for (const json& entry : out[field]) each(entry);
     if (!out["next"].is_string()) return true;
     after = out["next"].get<std::string>();
   }
   return false;
 }
 
-// The keys node i's review queue lists under chaos/, in pages.
+// Every chaos/ key as node i's scan shows it.
+bool ScanAll(const testing::ClusterProcess& c, int i, std::map<std::string, json>* items) {
+  return ListAll(c, i, "/v1/scan", "items",
+                 [items](const json& item) { (*items)[item.value("key", "")] = item; });
+}
+
+// The keys node i's review queue lists under chaos/.
 bool ReviewKeys(const testing::ClusterProcess& c, int i, std::vector<std::string>* keys) {
-  auto http = ClientFor(c, i);
-  std::string after;
-  for (int page = 0; page < 100000; ++page) {
-    json out;
-    std::string target = "/v1/conflicts?prefix=chaos/&limit=500";
-    if (!after.empty()) target += "&after=" + node::EncodeQueryValue(after);
-    if (!GetJson(http.get(), target, &out) || !out["conflicts"].is_array()) return false;
-    for (const json& e : out["conflicts"]) keys->push_back(e.value("key", ""));
-    if (!out["next"].is_string()) return true;
-    after = out["next"].get<std::string>();
-  }
-  return false;
+  return ListAll(c, i, "/v1/conflicts", "conflicts",
+                 [keys](const json& e) { keys->push_back(e.value("key", "")); });
 }
 
 std::string Minutes(double m) {

@@ -179,8 +179,14 @@ void Load::Run(Client* c) {
       op.arg = from->back().second;
       from->pop_back();
     };
-    const std::string key_path = node::EncodeKeyForPath(op.key);
+    // An acknowledged add, kept for a later remove.
     Reply r;
+    auto remember = [&](std::vector<std::pair<std::string, std::string>>* to) {
+      if (r.outcome != Outcome::kAcknowledged) return;
+      to->emplace_back(op.key, op.arg);
+      if (to->size() > kRemembered) to->erase(to->begin());
+    };
+    const std::string key_path = node::EncodeKeyForPath(op.key);
     bool sent = true;
     switch (kind) {
       case OpKind::kRegister:
@@ -208,10 +214,7 @@ void Load::Run(Client* c) {
         }
         json body = {{kind == OpKind::kSetAdd ? "add" : "remove", json::array({op.arg})}};
         r = c->Send("POST", "/v1/set/" + node::EncodeKeyForPath(op.key), &body);
-        if (kind == OpKind::kSetAdd && r.outcome == Outcome::kAcknowledged) {
-          c->set_adds.emplace_back(op.key, op.arg);
-          if (c->set_adds.size() > kRemembered) c->set_adds.erase(c->set_adds.begin());
-        }
+        if (kind == OpKind::kSetAdd) remember(&c->set_adds);
         break;
       }
       case OpKind::kMapCounter:
@@ -240,10 +243,7 @@ void Load::Run(Client* c) {
         }
         json body = {{"update", {{name, field}}}};
         r = c->Send("POST", "/v1/map/" + node::EncodeKeyForPath(op.key), &body);
-        if (kind == OpKind::kMapSetAdd && r.outcome == Outcome::kAcknowledged) {
-          c->map_adds.emplace_back(op.key, op.arg);
-          if (c->map_adds.size() > kRemembered) c->map_adds.erase(c->map_adds.begin());
-        }
+        if (kind == OpKind::kMapSetAdd) remember(&c->map_adds);
         break;
       }
       case OpKind::kTextInsert:
