@@ -735,7 +735,9 @@ constexpr size_t kMaxTokenFileBytes = size_t{1} << 20;
 Status LoadTokens(Topology* topo) {
   const std::string path = ScriptPath(topo->file, topo->token_file);
   const std::string at = topo->file + ":" + std::to_string(topo->token_file_line) + ": ";
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO named by mistake is refused below instead of
+  // blocking the start until something writes to it.
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     return Status::InvalidArgument(at + "cannot open token_file '" + path +
                                    "': " + ErrnoText(errno));

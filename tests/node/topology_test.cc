@@ -854,6 +854,14 @@ BOOST_AUTO_TEST_CASE(a_missing_token_file) {
                                  "': No such file or directory");
 }
 
+BOOST_AUTO_TEST_CASE(a_fifo_is_refused_without_waiting_for_a_writer) {
+  TokenSetup s(nullptr);
+  BOOST_REQUIRE(mkfifo(s.tokens.c_str(), 0600) == 0);
+  Status st = s.Load();
+  BOOST_TEST(st.message() ==
+             s.topology + ":3: token_file '" + s.tokens + "' is not a regular file");
+}
+
 BOOST_AUTO_TEST_CASE(a_directory_is_not_a_token_file) {
   TokenSetup s(nullptr);
   BOOST_REQUIRE(mkdir(s.tokens.c_str(), 0700) == 0);
