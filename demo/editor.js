@@ -40,6 +40,12 @@ const RETRY_MAX_MS = 8000;
 const PERMANENT = new Set(['bad_request', 'type_mismatch']);
 
 const key = new URLSearchParams(location.search).get('doc') || 'welcome';
+// A node with API tokens (README "Security") needs one: open the page as
+// /demo/?doc=D#token=T. The fragment is never sent to the server; the
+// token goes on the WebSocket as ?access_token= (browsers cannot set its
+// headers) and on fetches as Authorization: Bearer.
+const token = new URLSearchParams(location.hash.slice(1)).get('token') || '';
+const authHeaders = token ? { Authorization: `Bearer ${token}` } : {};
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -382,7 +388,8 @@ function onMessage(event) {
 function connect() {
   retryTimer = null;
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  const url = `${scheme}//${location.host}/v1/stream/text/${encodeURIComponent(key)}`;
+  const url = `${scheme}//${location.host}/v1/stream/text/${encodeURIComponent(key)}` +
+              (token ? `?access_token=${encodeURIComponent(token)}` : '');
   refreshStatus();
   const ws = new WebSocket(url);
   socket = ws;
@@ -429,7 +436,7 @@ async function setupFaults() {
   if (!faultsOn) return;
   ui.faultToggle.disabled = others.length === 0;
   try {
-    const res = await fetch('/v1/admin/faults', { cache: 'no-store' });
+    const res = await fetch('/v1/admin/faults', { cache: 'no-store', headers: authHeaders });
     if (!res.ok) throw new Error(`GET /v1/admin/faults answered ${res.status}`);
     showCut(faultsFrom(await res.json()));
   } catch (e) {
@@ -443,7 +450,7 @@ ui.faultToggle.addEventListener('click', async () => {
   try {
     const res = await fetch('/v1/admin/faults', {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
+      headers: { 'Content-Type': 'application/json', ...authHeaders },
       body: JSON.stringify({ drop: want ? others : [] }),
     });
     const body = await res.json().catch(() => null);

@@ -391,7 +391,8 @@ struct Api::Call {
   }
 };
 
-Api::Api(ApiContext ctx, int reader_threads) : ctx_(std::move(ctx)), readers_(reader_threads) {}
+Api::Api(ApiContext ctx, int reader_threads)
+    : ctx_(std::move(ctx)), tokens_(ctx_.topology->tokens), readers_(reader_threads) {}
 
 void Api::Handle(HttpRequest&& req, Reply reply) {
   auto call = std::make_shared<Call>();
@@ -407,6 +408,14 @@ void Api::Handle(HttpRequest&& req, Reply reply) {
   call->path = target.substr(0, q);
   if (q != std::string::npos && !ParseQuery(std::string_view(target).substr(q + 1), &call->query)) {
     return call->Fail(Err(400, "bad_query", "malformed percent-escape in the query string"));
+  }
+  // The one token check, before any route sees the request (auth.h).
+  AuthDecision auth = Authorize(tokens_, call->req.method, call->path,
+                                call->req.Header("authorization"), call->Query("access_token"));
+  if (!auth.allowed()) {
+    std::vector<std::pair<std::string, std::string>> headers;
+    if (auth.http == 401) headers.emplace_back("WWW-Authenticate", "Bearer");
+    return call->Fail(Err(auth.http, auth.code, auth.message), std::move(headers));
   }
   Route(call);
 }
@@ -1211,6 +1220,7 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
   call->Send(200, json{{"node", ctx_.node->id},
                        {"region", ctx_.node->region},
                        {"cluster", ctx_.topology->cluster_name},
+                       {"auth", tokens_.open() ? "open" : "tokens"},
                        {"replica", a.replica().ToString()},
                        {"incarnation", a.replica().incarnation},
                        {"bootstrapped", snap.bootstrapped},

@@ -26,6 +26,15 @@
 //   0..60000 or other shapes are 400 bad_request. Both answer the faults
 //   in force.
 // Waiting requests hold no thread: they wait in Waiters (node/waiters.h).
+//
+// Bearer tokens (node/auth.h), when the topology names a token_file: every
+// request is checked once, in Handle, before it is routed, by the class of
+// its method and path (auth.h ClassOf): 401 unauthorized with
+// WWW-Authenticate: Bearer for a missing, malformed or unknown token, 403
+// forbidden for a role too weak; nothing else of the request is looked at
+// (only a query string with a malformed escape, 400 bad_query, comes first:
+// the check reads ?access_token= from it). /v1/status says "auth":
+// "tokens" or "open".
 #ifndef MERIDIAN_NODE_API_H_
 #define MERIDIAN_NODE_API_H_
 
@@ -41,6 +50,7 @@
 
 #include "gossip/transport.h"
 #include "node/applier.h"
+#include "node/auth.h"
 #include "node/demo_files.h"
 #include "node/http_server.h"
 #include "node/metrics.h"
@@ -152,6 +162,7 @@ class Api {
   void WhenCaughtUp(const std::shared_ptr<Call>& call, std::function<void()> read);
 
   ApiContext ctx_;
+  TokenTable tokens_;  // from ctx_.topology->tokens; empty: open
   TextStreamHub* text_streams_ = nullptr;
   WorkerPool readers_;
 };

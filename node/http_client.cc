@@ -101,6 +101,7 @@ Status HttpClient::Request(const std::string& method, const std::string& target,
     req.version(11);
     req.set(http::field::host, host_ + ":" + port_);
     req.keep_alive(true);
+    for (const auto& [k, v] : default_headers_) req.set(k, v);
     for (const auto& [k, v] : headers) req.set(k, v);
     req.body() = body;
     if (!body.empty() || method == "POST" || method == "PUT") req.prepare_payload();
@@ -149,7 +150,10 @@ Status HttpClient::ReadEvents(const std::string& target, size_t max_events,
   data->clear();
   std::optional<beast::tcp_stream> s;
   MERIDIAN_RETURN_IF_ERROR(Connect(impl_->ioc, host_, port_, timeout, &s));
-  std::string req = "GET " + target + " HTTP/1.1\r\nHost: " + host_ + "\r\nAccept: text/event-stream\r\n\r\n";
+  std::string req =
+      "GET " + target + " HTTP/1.1\r\nHost: " + host_ + "\r\nAccept: text/event-stream\r\n";
+  for (const auto& [k, v] : default_headers_) req += k + ": " + v + "\r\n";
+  req += "\r\n";
   beast::error_code ec;
   s->expires_after(timeout);
   net::async_write(*s, net::buffer(req), [&ec](beast::error_code e, size_t) { ec = e; });

@@ -37,6 +37,11 @@ class HttpClient {
                  ClientResponse* out);
 
   void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }
+  // Headers sent with every request (Request and ReadEvents) before the
+  // request's own, e.g. {"Authorization", "Bearer TOKEN"}.
+  void set_default_headers(std::vector<std::pair<std::string, std::string>> headers) {
+    default_headers_ = std::move(headers);
+  }
   const std::string& host() const { return host_; }
   const std::string& port() const { return port_; }
 
@@ -51,6 +56,7 @@ class HttpClient {
   std::unique_ptr<Impl> impl_;
   std::string host_, port_;
   std::chrono::milliseconds timeout_{10000};
+  std::vector<std::pair<std::string, std::string>> default_headers_;
 };
 
 // Percent-encodes a key for use in a path ("/" kept, so keys with slashes

@@ -1,9 +1,11 @@
 // meridianctl: a command-line client for one node's HTTP API (DESIGN.md
 // §7 and §9).
 //
-//   meridianctl [--url URL] [--json] COMMAND [ARGS] [OPTIONS]
+//   meridianctl [--url URL] [--token T] [--json] COMMAND [ARGS] [OPTIONS]
 //
-// The node is --url, else $MERIDIAN_URL, else http://127.0.0.1:7100.
+// The node is --url, else $MERIDIAN_URL, else http://127.0.0.1:7100. A
+// bearer token (README "Security") is --token, else $MERIDIAN_TOKEN; when
+// given it is sent as "Authorization: Bearer TOKEN" with every request.
 // Options may come before or after the command; an argument that starts
 // with a single '-' (a negative number) is an argument, and "--" ends the
 // options. Output is plain text or a table; with --json, the node's JSON
@@ -49,6 +51,7 @@ using Args = std::vector<std::string>;
 
 struct Options {
   std::string url;
+  std::string token;  // --token, else $MERIDIAN_TOKEN; empty: none sent
   bool json = false;
   bool msgpack = false;
   bool fault_injection = false;
@@ -818,7 +821,8 @@ const Command* FindCommand(const std::string& name) {
 const Command* g_command = nullptr;  // for the usage line of a failing command
 
 int Usage(const std::string& why) {
-  std::string usage = "meridianctl [--url URL] [--json] COMMAND ...; see meridianctl --help";
+  std::string usage =
+      "meridianctl [--url URL] [--token T] [--json] COMMAND ...; see meridianctl --help";
   if (g_command) {
     usage = std::string("meridianctl ") + g_command->name + (*g_command->args ? " " : "") +
             g_command->args;
@@ -828,7 +832,7 @@ int Usage(const std::string& why) {
 }
 
 void PrintHelp() {
-  std::cout << "usage: meridianctl [--url URL] [--json] COMMAND [ARGS] [OPTIONS]\n\n"
+  std::cout << "usage: meridianctl [--url URL] [--token T] [--json] COMMAND [ARGS] [OPTIONS]\n\n"
                "Talks to one Meridian node over HTTP.\n\ncommands:\n";
   for (const Command& c : Commands()) {
     std::cout << "  " << c.name << (*c.args ? " " : "") << c.args << "\n      " << c.help << "\n";
@@ -837,6 +841,7 @@ void PrintHelp() {
                "  --url URL   the node (default $MERIDIAN_URL, else "
             << kDefaultUrl
             << ")\n"
+               "  --token T   send 'Authorization: Bearer T' (default $MERIDIAN_TOKEN)\n"
                "  --json      print the node's JSON reply on one line\n"
                "  --help      this text\n"
                "\"--\" ends the options; an argument starting with one '-' (like -5) is an "
@@ -848,10 +853,13 @@ void PrintHelp() {
 // Splits argv into options and positional arguments.
 bool ParseArgs(int argc, char** argv, Options* o, Args* positional, bool* help, std::string* err) {
   static const std::map<std::string, std::string Options::*> kValued = {
-      {"url", &Options::url},       {"type", &Options::type},   {"context", &Options::context},
-      {"prefix", &Options::prefix}, {"after", &Options::after}, {"limit", &Options::limit},
-      {"config", &Options::config}, {"wait", &Options::wait},     {"meridiand", &Options::meridiand},
-      {"pick", &Options::pick},     {"value", &Options::value}, {"file", &Options::file}};
+      {"url", &Options::url},       {"token", &Options::token},
+      {"type", &Options::type},     {"context", &Options::context},
+      {"prefix", &Options::prefix}, {"after", &Options::after},
+      {"limit", &Options::limit},   {"config", &Options::config},
+      {"wait", &Options::wait},     {"meridiand", &Options::meridiand},
+      {"pick", &Options::pick},     {"value", &Options::value},
+      {"file", &Options::file}};
   bool options_done = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -922,7 +930,7 @@ int main(int argc, char** argv) {
   }
   args.erase(args.begin());
   for (const std::string& name : opts.given) {
-    if (name != "url" && name != "json" && !g_command->options.count(name)) {
+    if (name != "url" && name != "json" && name != "token" && !g_command->options.count(name)) {
       return Usage(std::string(g_command->name) + " does not take --" + name);
     }
   }
@@ -933,12 +941,22 @@ int main(int argc, char** argv) {
     const char* env = std::getenv("MERIDIAN_URL");
     opts.url = env && *env ? env : kDefaultUrl;
   }
+  if (!opts.given.count("token")) {
+    const char* env = std::getenv("MERIDIAN_TOKEN");
+    if (env) opts.token = env;
+  } else if (opts.token.empty()) {
+    return Usage("--token needs a non-empty value");
+  }
+  if (opts.token.find_first_of("\r\n") != std::string::npos) {
+    return Usage("a token cannot hold a line break");
+  }
   std::unique_ptr<HttpClient> client;
   Status st = HttpClient::Create(opts.url, &client);
   if (!st.ok()) {
     std::cerr << "meridianctl: bad node URL: " << st.message() << "\n";
     return kExitUsage;
   }
+  if (!opts.token.empty()) client->set_default_headers({{"Authorization", "Bearer " + opts.token}});
   Ctl ctl(std::move(opts), std::move(client));
   try {
     return g_command->run(ctl, args);

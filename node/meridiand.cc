@@ -363,6 +363,15 @@ int RunNode(const Topology& topo, const NodeConfig* me, const Flags& flags, bool
     Log("conflict policies: " + std::to_string(topo.policies.policies().size()) + " (hash " +
         topo.policies.Hash() + ")");
   }
+  if (topo.tokens.empty()) {
+    Log("no token_file: the API is open (development)");
+  } else {
+    std::string names;
+    for (const TokenSpec& t : topo.tokens) {
+      names += (names.empty() ? "" : ", ") + t.name + " (" + RoleName(t.role) + ")";
+    }
+    Log("API tokens from " + topo.token_file + ": " + names);
+  }
   Waiters waiters;
   GossipHost gossip(topo, *me, store.get(), &applier, &wall, &waiters, Log);
   gossip.set_must_bootstrap(meta.bootstrap_pending);

@@ -405,7 +405,7 @@ class Parser {
     CheckKeys(t,
               {"name", "max_clock_offset_ms", "heartbeat_interval_ms", "anti_entropy_interval_ms",
                "sync", "max_body_bytes", "log_retention_ms", "log_retention_bytes",
-               "retention_horizon_ms"},
+               "retention_horizon_ms", "token_file"},
               "in [cluster]", problems_);
     if (const auto* name = RequireString(t, "name", "[cluster]", problems_)) {
       topo_->cluster_name = name->get();
@@ -425,6 +425,12 @@ class Parser {
                              std::to_string(20 * topo_->heartbeat_interval_ms) + " ms)");
     }
     ReadBool(t, "sync", &topo_->sync, problems_);
+    if (t.contains("token_file")) {
+      if (const auto* f = RequireString(t, "token_file", "[cluster]", problems_)) {
+        topo_->token_file = f->get();
+        topo_->token_file_line = LineOf(f->source());
+      }
+    }
   }
 
   void Region(const toml::table& t) {
@@ -634,6 +640,143 @@ Status BuildPolicies(Topology* topo) {
   return Status::OK();
 }
 
+// The [[token]] tables of a token file's text (auth.h's TokenSpec), every
+// problem listed against `name`.
+Status ParseTokens(const std::string& text, const std::string& name, std::vector<TokenSpec>* out) {
+  toml::table root;
+  try {
+    root = toml::parse(std::string_view(text), std::string_view(name));
+  } catch (const toml::parse_error& e) {
+    return Status::InvalidArgument(name + ":" + std::to_string(LineOf(e.source())) + ": " +
+                                   std::string(e.description()));
+  }
+  Problems problems(name);
+  CheckKeys(root, {"token"}, "in the token file (it holds only [[token]] tables)", &problems);
+  std::vector<TokenSpec> tokens;
+  const toml::node* list_node = root.get("token");
+  const toml::array* list = list_node == nullptr ? nullptr : list_node->as_array();
+  if (list_node != nullptr && list == nullptr) {
+    problems.Add(*list_node,
+                 "token must be an array of tables ([[token]]), not " + Describe(*list_node));
+  } else if (list == nullptr || list->empty()) {
+    problems.Add(1,
+                 "the token file has no [[token]]; give at least one, or remove token_file "
+                 "from the topology to leave the API open");
+  }
+  std::map<std::string, int> name_lines;
+  std::map<std::string, std::pair<std::string, int>> secrets;  // secret -> (name, line)
+  static const toml::array kNone;
+  for (const toml::node& n : list == nullptr ? kNone : *list) {
+    const toml::table* t = n.as_table();
+    if (t == nullptr) {
+      problems.Add(n, "each token must be a table ([[token]]), not " + Describe(n));
+      continue;
+    }
+    CheckKeys(*t, {"name", "token", "role"}, "in [[token]]", &problems);
+    TokenSpec spec;
+    spec.line = LineOf(t->source());
+    bool ok = true;
+    if (const auto* s = RequireString(*t, "name", "[[token]]", &problems)) {
+      spec.name = s->get();
+      auto [it, inserted] = name_lines.emplace(spec.name, LineOf(s->source()));
+      if (!inserted) {
+        problems.Add(*s, "token name '" + Quote(spec.name) + "' is already used on line " +
+                             std::to_string(it->second));
+        ok = false;
+      }
+    } else {
+      ok = false;
+    }
+    // The secret is never quoted back: messages name the token instead.
+    if (const auto* s = RequireString(*t, "token", "[[token]]", &problems)) {
+      spec.token = s->get();
+      const std::string who = spec.name.empty() ? "this token" : "token '" + Quote(spec.name) + "'";
+      bool printable = std::all_of(spec.token.begin(), spec.token.end(),
+                                   [](char c) { return c > 0x20 && c < 0x7f; });
+      if (spec.token.size() < kMinTokenBytes) {
+        problems.Add(*s, "the secret of " + who + " is " + std::to_string(spec.token.size()) +
+                             " characters long; it must be at least " +
+                             std::to_string(kMinTokenBytes) + " (e.g. openssl rand -hex 32)");
+        ok = false;
+      } else if (!printable) {
+        problems.Add(*s, "the secret of " + who +
+                             " must be printable ASCII without spaces (e.g. openssl rand -hex 32)");
+        ok = false;
+      } else if (auto [it, inserted] =
+                     secrets.emplace(spec.token, std::make_pair(spec.name, LineOf(s->source())));
+                 !inserted) {
+        problems.Add(*s, "the secret of " + who + " is the same as that of token '" +
+                             Quote(it->second.first) + "' on line " +
+                             std::to_string(it->second.second) + "; give each its own");
+        ok = false;
+      }
+    } else {
+      ok = false;
+    }
+    if (const auto* s = RequireString(*t, "role", "[[token]]", &problems)) {
+      if (!ParseRole(s->get(), &spec.role)) {
+        problems.Add(*s, "role must be \"read\", \"write\" or \"admin\", not " + Describe(*s));
+        ok = false;
+      }
+    } else {
+      ok = false;
+    }
+    if (ok) tokens.push_back(std::move(spec));
+  }
+  if (!problems.empty()) return problems.ToStatus();
+  *out = std::move(tokens);
+  return Status::OK();
+}
+
+constexpr size_t kMaxTokenFileBytes = size_t{1} << 20;
+
+// Reads topo->token_file (relative to the topology's directory). Problems
+// with the file as a whole point at the token_file line of the topology.
+Status LoadTokens(Topology* topo) {
+  const std::string path = ScriptPath(topo->file, topo->token_file);
+  const std::string at = topo->file + ":" + std::to_string(topo->token_file_line) + ": ";
+  // O_NONBLOCK: a FIFO named by mistake is refused below instead of
+  // blocking the start until something writes to it.
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    return Status::InvalidArgument(at + "cannot open token_file '" + path +
+                                   "': " + ErrnoText(errno));
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    return Status::InvalidArgument(at + "cannot stat token_file '" + path + "': " + ErrnoText(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return Status::InvalidArgument(at + "token_file '" + path + "' is not a regular file");
+  }
+  if ((st.st_mode & 077) != 0) {
+    close(fd);
+    char mode[8];
+    std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return Status::InvalidArgument(at + "token_file '" + path +
+                                   "' is open to its group or others (mode " + mode +
+                                   "); it holds secrets: chmod 600 '" + path + "'");
+  }
+  std::string text;
+  char buf[8192];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0 && text.size() <= kMaxTokenFileBytes) {
+    text.append(buf, static_cast<size_t>(n));
+  }
+  int err = errno;
+  close(fd);
+  if (n < 0) {
+    return Status::InvalidArgument(at + "cannot read token_file '" + path + "': " + ErrnoText(err));
+  }
+  if (text.size() > kMaxTokenFileBytes) {
+    return Status::InvalidArgument(at + "token_file '" + path + "' is larger than 1 MiB");
+  }
+  return ParseTokens(text, path, &topo->tokens);
+}
+
 }  // namespace
 
 Status ParseTopology(const std::string& text, const std::string& name, Topology* out) {
@@ -650,6 +793,7 @@ Status ParseTopology(const std::string& text, const std::string& name, Topology*
   Parser(&problems, &topo).Root(root);
   if (!problems.empty()) return problems.ToStatus();
   MERIDIAN_RETURN_IF_ERROR(BuildPolicies(&topo));
+  if (!topo.token_file.empty()) MERIDIAN_RETURN_IF_ERROR(LoadTokens(&topo));
   *out = std::move(topo);
   return Status::OK();
 }

@@ -13,7 +13,8 @@
 //                    log_retention_ms, log_retention_bytes,
 //                    retention_horizon_ms (positive integers; the horizon
 //                    at least 20 heartbeat intervals), sync (bool, default
-//                    true)
+//                    true), token_file (string: the API's bearer tokens,
+//                    below; absent: the API is open)
 //   [[region]]       name (required, unique), node (the nodes below; at
 //                    least one)
 //   [[region.node]]  id (required, unique across the cluster, 1..64 bytes of
@@ -30,6 +31,15 @@
 //                    "lua:PATH" resolver's PATH is relative to the topology
 //                    file's directory (or absolute); the script is read
 //                    here (at most 1 MiB of Lua source).
+// token_file is relative to the topology file's directory (or absolute). It
+// must not be accessible to group or others (mode & 077 == 0). It holds
+//   [[token]]        name (required, unique, for logs), token (required,
+//                    unique, at least 16 printable ASCII characters without
+//                    spaces: the secret), role (required: "read", "write"
+//                    or "admin")
+// and nothing else; at least one [[token]]. Its problems are reported as
+// "TOKEN_FILE:LINE: sentence"; one that cannot be opened or is too open, at
+// the token_file line of the topology.
 // A later issue adds top-level [[placement]] tables; until its parser
 // exists here they are unknown keys, so a file written for a newer
 // Meridian is refused instead of silently half-applied.
@@ -43,6 +53,7 @@
 
 #include "conflict/policy.h"
 #include "crdt/status.h"
+#include "node/auth.h"
 
 namespace meridian::node {
 
@@ -89,6 +100,11 @@ struct Topology {
   conflict::PolicySet policies;
   // The text of every Lua script the policies name, by PATH as written.
   std::map<std::string, std::string> scripts;
+  // [cluster] token_file as written (empty: no tokens, the API is open)
+  // and the tokens it holds, in file order.
+  std::string token_file;
+  int token_file_line = 0;
+  std::vector<TokenSpec> tokens;
 
   // nullptr when no node has that id.
   const NodeConfig* FindNode(const std::string& id) const;
@@ -102,7 +118,8 @@ struct Topology {
 // Problems in the file are InvalidArgument, listed in line order. A file
 // that cannot be read is NotFound (missing) or IOError, "FILE: sentence".
 // *out is written only on success. Does not touch the file system beyond
-// reading the file: data dirs are checked by CheckDataDir.
+// reading the file, the Lua scripts it names and its token_file: data dirs
+// are checked by CheckDataDir.
 Status LoadTopology(const std::string& path, Topology* out);
 // The same from text; `name` stands for the file in messages.
 Status ParseTopology(const std::string& text, const std::string& name, Topology* out);

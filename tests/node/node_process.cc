@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,10 +44,19 @@ NodeProcess::~NodeProcess() {
 }
 
 void NodeProcess::WriteTopology() {
+  for (const NodeOptions::File& file : options_.files) {
+    const std::string path = dir_.sub(file.name);
+    {
+      std::ofstream out(path, std::ios::trunc);
+      out << file.content;
+    }
+    ::chmod(path.c_str(), file.mode);
+  }
   std::ofstream f(config_path_, std::ios::trunc);
   f << "[cluster]\n"
     << "name = \"test\"\n";
   if (options_.max_body_bytes != 0) f << "max_body_bytes = " << options_.max_body_bytes << "\n";
+  for (const std::string& line : options_.cluster_lines) f << line << "\n";
   f << "sync = " << (options_.sync ? "true" : "false") << "\n\n"
     << "[[region]]\n"
     << "name = \"local\"\n"
@@ -104,8 +114,10 @@ bool NodeProcess::StartOnce(bool* port_in_use) {
   child.stdout_path = child.stderr_path = stderr_path_;
   child.append = true;
   std::string spawn_error;
-  pid_t pid = SpawnChild({MERIDIAN_MERIDIAND, "--config", config_path_, "--node", options_.node_id},
-                         child, &spawn_error);
+  std::vector<std::string> argv = {MERIDIAN_MERIDIAND, "--config", config_path_, "--node",
+                                   options_.node_id};
+  argv.insert(argv.end(), options_.args.begin(), options_.args.end());
+  pid_t pid = SpawnChild(argv, child, &spawn_error);
   if (pid < 0) {
     std::cerr << "NodeProcess::Start: " << spawn_error << "\n";
     return false;

@@ -38,6 +38,18 @@ struct NodeOptions {
   // path the caller owns (not removed by the destructor).
   std::string data_dir;
   std::chrono::milliseconds start_timeout{10000};
+  // Lines added to [cluster] as they are (e.g. "token_file = \"tokens.toml\"").
+  std::vector<std::string> cluster_lines;
+  // Files written next to the topology (in dir()) before the node starts,
+  // with their mode.
+  struct File {
+    std::string name;
+    std::string content;
+    mode_t mode = 0600;
+  };
+  std::vector<File> files;
+  // Extra meridiand arguments (e.g. "--enable-fault-injection").
+  std::vector<std::string> args;
 };
 
 class NodeProcess {

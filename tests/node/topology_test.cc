@@ -759,3 +759,173 @@ BOOST_AUTO_TEST_CASE(missing_dir_under_read_only_ancestor,
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// [cluster] token_file (README "Security"): the API's bearer tokens.
+BOOST_AUTO_TEST_SUITE(token_file)
+
+namespace {
+
+// A topology in a fresh directory with token_file = "tokens.toml" on line
+// 3 and, unless `tokens` is null, that file with `mode`.
+struct TokenSetup {
+  TempDir dir;
+  std::string topology, tokens;
+  TokenSetup(const char* text, mode_t mode = 0600) {
+    topology = dir.path() + "/t.toml";
+    tokens = dir.path() + "/tokens.toml";
+    WriteFile(topology, std::string(kCluster) + "token_file = \"tokens.toml\"\n[[region]]\n" +
+                            "name = \"r\"\n" + NodeToml("n", 1, 2));
+    if (text != nullptr) {
+      WriteFile(tokens, text);
+      BOOST_REQUIRE(chmod(tokens.c_str(), mode) == 0);
+    }
+  }
+  Status Load(Topology* t = nullptr) {
+    Topology scratch;
+    return LoadTopology(topology, t != nullptr ? t : &scratch);
+  }
+};
+
+const char kThreeTokens[] =
+    "[[token]]\nname = \"reader\"\ntoken = \"r-0123456789abcdef\"\nrole = \"read\"\n"   // 1-4
+    "[[token]]\nname = \"writer\"\ntoken = \"w-0123456789abcdef\"\nrole = \"write\"\n"  // 5-8
+    "[[token]]\nname = \"admin\"\ntoken = \"a-0123456789abcdef\"\nrole = \"admin\"\n";  // 9-12
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(no_token_file_means_no_tokens) {
+  Topology t;
+  BOOST_REQUIRE(
+      Parse(std::string(kCluster) + "[[region]]\nname = \"r\"\n" + NodeToml("n", 1, 2), &t).ok());
+  BOOST_TEST(t.token_file.empty());
+  BOOST_TEST(t.tokens.empty());
+}
+
+BOOST_AUTO_TEST_CASE(tokens_are_read_relative_to_the_topology_file) {
+  TokenSetup s(kThreeTokens);
+  Topology t;
+  Status st = s.Load(&t);
+  BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
+  BOOST_TEST(t.token_file == "tokens.toml");
+  BOOST_TEST(t.token_file_line == 3);
+  BOOST_REQUIRE(t.tokens.size() == 3u);
+  BOOST_TEST(t.tokens[0].name == "reader");
+  BOOST_TEST(t.tokens[0].token == "r-0123456789abcdef");
+  BOOST_TEST(t.tokens[0].line == 1);
+  BOOST_TEST((t.tokens[0].role == Role::kRead));
+  BOOST_TEST((t.tokens[1].role == Role::kWrite));
+  BOOST_TEST(t.tokens[2].name == "admin");
+  BOOST_TEST((t.tokens[2].role == Role::kAdmin));
+  BOOST_TEST(t.tokens[2].line == 9);
+}
+
+BOOST_AUTO_TEST_CASE(an_absolute_token_file) {
+  TokenSetup s(kThreeTokens);
+  WriteFile(s.topology, std::string(kCluster) + "token_file = \"" + s.tokens +
+                            "\"\n[[region]]\nname = \"r\"\n" + NodeToml("n", 1, 2));
+  Topology t;
+  Status st = LoadTopology(s.topology, &t);
+  BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
+  BOOST_TEST(t.tokens.size() == 3u);
+}
+
+// The mode is checked from the file's bits, so these hold for root too.
+BOOST_AUTO_TEST_CASE(a_token_file_open_to_group_or_others_is_refused) {
+  for (mode_t mode : {0640, 0604, 0660, 0644, 0601}) {
+    TokenSetup s(kThreeTokens, mode);
+    Status st = s.Load();
+    BOOST_TEST_INFO("mode " << std::oct << mode);
+    BOOST_TEST(st.IsInvalidArgument());
+    char m[8];
+    std::snprintf(m, sizeof(m), "%04o", static_cast<unsigned>(mode));
+    BOOST_TEST(st.message() == s.topology + ":3: token_file '" + s.tokens +
+                                   "' is open to its group or others (mode " + m +
+                                   "); it holds secrets: chmod 600 '" + s.tokens + "'");
+  }
+  TokenSetup owner_only(kThreeTokens, 0400);
+  BOOST_TEST(owner_only.Load().ok());
+}
+
+BOOST_AUTO_TEST_CASE(a_missing_token_file) {
+  TokenSetup s(nullptr);
+  Status st = s.Load();
+  BOOST_TEST(st.IsInvalidArgument());
+  BOOST_TEST(st.message() == s.topology + ":3: cannot open token_file '" + s.tokens +
+                                 "': No such file or directory");
+}
+
+BOOST_AUTO_TEST_CASE(a_fifo_is_refused_without_waiting_for_a_writer) {
+  TokenSetup s(nullptr);
+  BOOST_REQUIRE(mkfifo(s.tokens.c_str(), 0600) == 0);
+  Status st = s.Load();
+  BOOST_TEST(st.message() ==
+             s.topology + ":3: token_file '" + s.tokens + "' is not a regular file");
+}
+
+BOOST_AUTO_TEST_CASE(a_directory_is_not_a_token_file) {
+  TokenSetup s(nullptr);
+  BOOST_REQUIRE(mkdir(s.tokens.c_str(), 0700) == 0);
+  Status st = s.Load();
+  BOOST_TEST(st.message() ==
+             s.topology + ":3: token_file '" + s.tokens + "' is not a regular file");
+}
+
+BOOST_AUTO_TEST_CASE(token_file_must_be_a_string) {
+  ExpectProblem(
+      std::string(kCluster) + "token_file = 5\n[[region]]\nname = \"r\"\n" + NodeToml("n", 1, 2),
+      "t.toml:3: token_file must be a string, not 5");
+  ExpectProblem(
+      std::string(kCluster) + "token_file = \"\"\n[[region]]\nname = \"r\"\n" + NodeToml("n", 1, 2),
+      "t.toml:3: token_file in [cluster] must not be empty");
+}
+
+BOOST_AUTO_TEST_CASE(bad_tokens_are_listed_in_line_order) {
+  TokenSetup s(
+      "[[token]]\nname = \"a\"\ntoken = \"short\"\nrole = \"read\"\n"                // 1-4
+      "[[token]]\nname = \"b\"\ntoken = \"b-0123456789abcdef\"\nrole = \"owner\"\n"  // 5-8
+      "[[token]]\nname = \"a\"\ntoken = \"c-0123456789abcdef\"\nrole = \"write\"\n"  // 9-12
+      "[[token]]\nname = \"d\"\ntoken = \"c-0123456789abcdef\"\nrole = \"admin\"\n"  // 13-16
+      "[[token]]\nname = \"e\"\ntoken = \"has a space in it!\"\nrole = \"read\"\n"   // 17-20
+      "[[token]]\nname = \"f\"\ntokn = \"f-0123456789abcdef\"\nrole = \"Read\"\n");  // 21-24
+  Status st = s.Load();
+  BOOST_TEST(st.IsInvalidArgument());
+  const std::string f = s.tokens;
+  std::vector<std::string> expected = {
+      f + ":3: the secret of token 'a' is 5 characters long; it must be at least 16 (e.g. "
+          "openssl rand -hex 32)",
+      f + ":8: role must be \"read\", \"write\" or \"admin\", not the string \"owner\"",
+      f + ":10: token name 'a' is already used on line 2",
+      f + ":15: the secret of token 'd' is the same as that of token 'a' on line 11; give each "
+          "its own",
+      f + ":19: the secret of token 'e' must be printable ASCII without spaces (e.g. openssl "
+          "rand -hex 32)",
+      f + ":21: missing required key 'token' in [[token]]",
+      f + ":23: unknown key 'tokn' in [[token]] (did you mean 'token'?)",
+      f + ":24: role must be \"read\", \"write\" or \"admin\", not the string \"Read\"",
+  };
+  BOOST_TEST(Lines(st.message()) == expected, boost::test_tools::per_element());
+  // The secrets themselves are never repeated in a message.
+  BOOST_TEST(st.message().find("0123456789abcdef") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_token_file_without_tokens) {
+  for (const char* text : {"", "# nothing yet\n"}) {
+    TokenSetup s(text);
+    Status st = s.Load();
+    BOOST_TEST(st.message() == s.tokens +
+                                   ":1: the token file has no [[token]]; give at least one, or "
+                                   "remove token_file from the topology to leave the API open");
+  }
+  TokenSetup other("[cluster]\nname = \"x\"\n");
+  BOOST_TEST(Lines(other.Load().message()) ==
+                 (std::vector<std::string>{
+                     other.tokens + ":1: unknown key 'cluster' in the token file (it holds only "
+                                    "[[token]] tables)",
+                     other.tokens + ":1: the token file has no [[token]]; give at least one, or "
+                                    "remove token_file from the topology to leave the API open"}),
+             boost::test_tools::per_element());
+  TokenSetup broken("[[token]\n");
+  BOOST_TEST(broken.Load().message().rfind(broken.tokens + ":1: ", 0) == 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
