@@ -1,23 +1,25 @@
 #include "node/api.h"
 
+#include "node/body.h"
+#include "node/review_queue.h"
+#include "node/text_stream.h"
+
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+
 #include <nlohmann/json.hpp>
 
-#include "conflict/conflict_index.h"
 #include "crdt/codec.h"
 #include "crdt/counter.h"
 #include "crdt/map.h"
+#include "conflict/conflict_index.h"
 #include "crdt/mvregister.h"
 #include "crdt/register.h"
 #include "crdt/set.h"
 #include "crdt/text.h"
-#include "node/body.h"
 #include "node/committer.h"
-#include "node/review_queue.h"
-#include "node/text_stream.h"
 #include "storage/backup_format.h"
 
 namespace meridian::node {
