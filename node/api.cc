@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include <nlohmann/json.hpp>
 
@@ -19,6 +20,7 @@
 #include "crdt/set.h"
 #include "crdt/text.h"
 #include "node/committer.h"
+#include "storage/backup_format.h"
 
 namespace meridian::node {
 
@@ -391,8 +393,60 @@ struct Api::Call {
   }
 };
 
+// Each backup streams from a thread of its own: it may last minutes and
+// block on a slow client, which a reader thread must not.
+class Api::BackupRunner {
+ public:
+  ~BackupRunner() {
+    std::vector<Job> jobs;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      jobs = std::move(jobs_);
+    }
+    for (Job& j : jobs) j.stream->Close();  // wakes a producer waiting on the client
+    for (Job& j : jobs) j.thread.join();
+  }
+
+  // Runs `work` on a new thread unless kMaxBackups run already.
+  bool Start(std::shared_ptr<EventStream> stream, std::function<void()> work) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = jobs_.begin(); it != jobs_.end();) {
+      if (it->done->load()) {
+        it->thread.join();
+        it = jobs_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (jobs_.size() >= static_cast<size_t>(kMaxBackups)) return false;
+    Job job;
+    job.stream = std::move(stream);
+    job.done = std::make_shared<std::atomic<bool>>(false);
+    job.thread = std::thread([work = std::move(work), done = job.done] {
+      work();
+      done->store(true);
+    });
+    jobs_.push_back(std::move(job));
+    return true;
+  }
+
+ private:
+  struct Job {
+    std::thread thread;
+    std::shared_ptr<EventStream> stream;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::mutex mu_;
+  std::vector<Job> jobs_;
+};
+
 Api::Api(ApiContext ctx, int reader_threads)
-    : ctx_(std::move(ctx)), tokens_(ctx_.topology->tokens), readers_(reader_threads) {}
+    : ctx_(std::move(ctx)),
+      tokens_(ctx_.topology->tokens),
+      readers_(reader_threads),
+      backups_(std::make_unique<BackupRunner>()) {}
+
+Api::~Api() = default;
 
 void Api::Handle(HttpRequest&& req, Reply reply) {
   auto call = std::make_shared<Call>();
@@ -577,6 +631,11 @@ void Api::Route(const std::shared_ptr<Call>& call) {
     if (!ValidKey(key, &err)) return call->Fail(err);
     if (method != "GET") return method_not_allowed("GET");
     return Audit(call, key);
+  }
+  if (path == "/v1/admin/backup") {
+    call->route = "backup";
+    if (method != "GET") return method_not_allowed("GET");
+    return Backup(call);
   }
   if (path == "/v1/admin/faults") {
     call->route = "admin_faults";
@@ -1109,6 +1168,62 @@ void Api::Watch(const std::shared_ptr<Call>& call) {
   r.status = 200;
   r.content_type = "text/event-stream";
   r.stream = stream;
+  call->Finish(std::move(r));
+}
+
+void Api::Backup(const std::shared_ptr<Call>& call) {
+  if (ctx_.transport != nullptr && !ctx_.transport->Snapshot().bootstrapped) {
+    return call->Fail(Err(503, "bootstrapping",
+                          "this incarnation has not completed its first anti-entropy round: "
+                          "its states are partial, so it gives no backup yet"));
+  }
+  storage::SnapshotRef snap;
+  Status st = ctx_.store->TakeSnapshot(&snap);
+  if (!st.ok()) {
+    return call->Fail(Err(503, "unavailable", "cannot take a snapshot: " + st.message()));
+  }
+  storage::BackupHeader header;
+  header.node = ctx_.node->id;
+  header.cluster = ctx_.topology->cluster_name;
+  header.region = ctx_.node->region;
+  header.incarnation = ctx_.applier->replica().incarnation;
+  header.snapshot_ms =
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count());
+  auto stream = std::make_shared<EventStream>(size_t{1} << 20);
+  storage::Store* store = ctx_.store;
+  const bool started = backups_->Start(stream, [store, snap, header, stream] {
+    constexpr size_t kChunk = 256 << 10;
+    std::string buf;
+    storage::BackupEncoder enc(header, &buf);
+    Status s = store->ExportRecords(*snap, [&](std::string_view key, std::string_view value) {
+      enc.Add(key, value, &buf);
+      if (buf.size() >= kChunk) {
+        if (!stream->PushWait(std::move(buf))) return Status::Unavailable("the client left");
+        buf.clear();
+      }
+      return Status::OK();
+    });
+    if (!s.ok()) {
+      stream->Close();  // cut off without the last chunk
+      return;
+    }
+    enc.Finish(&buf);
+    if (stream->PushWait(std::move(buf))) stream->End();
+  });
+  if (!started) {
+    return call->Fail(
+        Err(503, "busy", std::to_string(kMaxBackups) + " backups are running; try again later"));
+  }
+  HttpResponse r;
+  r.status = 200;
+  r.content_type = "application/vnd.meridian.backup";
+  r.stream = stream;
+  r.chunked = true;
+  r.headers = {{"X-Meridian-Node", header.node},
+               {"X-Meridian-Cluster", header.cluster},
+               {"X-Meridian-Snapshot-Ms", std::to_string(header.snapshot_ms)}};
   call->Finish(std::move(r));
 }
 

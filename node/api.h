@@ -25,6 +25,14 @@
 //   field optional and kept when omitted; unknown ids, delays outside
 //   0..60000 or other shapes are 400 bad_request. Both answer the faults
 //   in force.
+// - GET /v1/admin/backup (always served; admin tokens come later in issue
+//   10): a consistent snapshot of the node's LevelDB in the backup format
+//   (storage/backup_format.h), chunked, streamed from a thread of its own
+//   (at most kMaxBackups at once, else 503 busy) with bounded memory: it
+//   waits for the client rather than queue more than 1 MiB. A node that
+//   has not bootstrapped answers 503 bootstrapping (its states are
+//   partial). An error mid-stream cuts the response off without its last
+//   chunk; the file's trailer and checksum catch it too.
 // Waiting requests hold no thread: they wait in Waiters (node/waiters.h).
 //
 // Bearer tokens (node/auth.h), when the topology names a token_file: every
@@ -97,6 +105,10 @@ class TextStreamHub;
 class Api {
  public:
   explicit Api(ApiContext ctx, int reader_threads = 2);
+  // Ends backups in flight (their clients see them cut off) and joins
+  // their threads.
+  ~Api();
+  static constexpr int kMaxBackups = 2;
 
   // The HttpHandler.
   void Handle(HttpRequest&& req, Reply reply);
@@ -127,6 +139,7 @@ class Api {
   void NodeStatus(const std::shared_ptr<Call>& call);
   void MetricsText(const std::shared_ptr<Call>& call);
   void Faults(const std::shared_ptr<Call>& call);
+  void Backup(const std::shared_ptr<Call>& call);
 
   // The conflict policies in force (null when the node has none).
   std::shared_ptr<const conflict::Settler> Policies() const;
@@ -165,6 +178,8 @@ class Api {
   TokenTable tokens_;  // from ctx_.topology->tokens; empty: open
   TextStreamHub* text_streams_ = nullptr;
   WorkerPool readers_;
+  class BackupRunner;                      // the threads of backups in flight
+  std::unique_ptr<BackupRunner> backups_;  // last: goes first
 };
 
 }  // namespace meridian::node

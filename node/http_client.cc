@@ -145,6 +145,62 @@ Status HttpClient::Request(const std::string& method, const std::string& target,
   return Status::IOError(method + " " + target + ": connection closed");
 }
 
+Status HttpClient::Download(const std::string& target,
+                            const std::function<Status(std::string_view piece)>& sink,
+                            std::chrono::milliseconds timeout, ClientResponse* out) {
+  std::optional<beast::tcp_stream> s;
+  MERIDIAN_RETURN_IF_ERROR(Connect(impl_->ioc, host_, port_, timeout, &s));
+  http::request<http::empty_body> req;
+  req.method(http::verb::get);
+  req.target(target);
+  req.version(11);
+  req.set(http::field::host, host_ + ":" + port_);
+  req.keep_alive(false);
+  beast::error_code ec;
+  s->expires_after(timeout);
+  http::async_write(*s, req, [&ec](beast::error_code e, size_t) { ec = e; });
+  RunToCompletion(impl_->ioc);
+  if (ec) return Status::IOError("GET " + target + ": " + ec.message());
+
+  beast::flat_buffer buffer;
+  http::response_parser<http::buffer_body> parser;
+  parser.body_limit(boost::none);
+  s->expires_after(timeout);
+  http::async_read_header(*s, buffer, parser, [&ec](beast::error_code e, size_t) { ec = e; });
+  RunToCompletion(impl_->ioc);
+  if (ec) return Status::IOError("GET " + target + ": reading the reply's head: " + ec.message());
+  out->status = static_cast<int>(parser.get().result_int());
+  out->headers.clear();
+  out->body.clear();
+  for (const auto& f : parser.get()) {
+    std::string name(f.name_string());
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    out->headers.emplace_back(std::move(name), std::string(f.value()));
+  }
+  std::vector<char> piece(64 << 10);
+  while (!parser.is_done()) {
+    parser.get().body().data = piece.data();
+    parser.get().body().size = piece.size();
+    s->expires_after(timeout);
+    http::async_read(*s, buffer, parser, [&ec](beast::error_code e, size_t) { ec = e; });
+    RunToCompletion(impl_->ioc);
+    if (ec == http::error::need_buffer) ec = {};
+    const size_t n = piece.size() - parser.get().body().size;
+    if (n > 0) {
+      if (out->status == 200) {
+        MERIDIAN_RETURN_IF_ERROR(sink(std::string_view(piece.data(), n)));
+      } else if (out->body.size() < (1 << 20)) {
+        out->body.append(piece.data(), n);
+      }
+    }
+    if (ec) {
+      return Status::IOError("GET " + target + ": the reply ended early: " + ec.message());
+    }
+  }
+  return Status::OK();
+}
+
 Status HttpClient::ReadEvents(const std::string& target, size_t max_events,
                               std::chrono::milliseconds timeout, std::vector<std::string>* data) {
   data->clear();

@@ -6,8 +6,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -44,6 +46,17 @@ class HttpClient {
   }
   const std::string& host() const { return host_; }
   const std::string& port() const { return port_; }
+
+  // GET `target` on a connection of its own and hand the body to `sink`
+  // piece by piece as it arrives (a backup: it is never held whole). Only a
+  // 200's body goes to the sink; another status fills out->body (up to
+  // 1 MiB) instead. out->headers is filled either way. `timeout` bounds
+  // each wait for data, not the whole transfer. An error the sink returns
+  // ends the transfer with it; a body that ends early (the connection
+  // closed before a chunked body's last chunk) is IOError.
+  Status Download(const std::string& target,
+                  const std::function<Status(std::string_view piece)>& sink,
+                  std::chrono::milliseconds timeout, ClientResponse* out);
 
   // Reads a server-sent event stream from `target` until `max_events`
   // "data:" lines arrived or `timeout` passed; returns those data lines.

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cctype>
 #include <condition_variable>
+#include <cstdio>
 #include <optional>
 #include <set>
 #include <thread>
@@ -55,6 +56,37 @@ bool EventStream::Push(std::string chunk) {
   return open;
 }
 
+bool EventStream::PushWait(std::string chunk) {
+  std::function<void()> wake;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    drained_.wait(lock, [this] { return closed_ || queued_.size() < max_queued_; });
+    if (closed_) return false;
+    if (queued_.empty()) wake = wake_;
+    queued_ += chunk;
+  }
+  if (wake) wake();
+  return true;
+}
+
+void EventStream::End() {
+  std::function<void()> wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return;
+    closed_ = true;
+    ended_ = true;
+    wake = wake_;
+  }
+  drained_.notify_all();
+  if (wake) wake();
+}
+
+bool EventStream::ended() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ended_;
+}
+
 bool EventStream::closed() const {
   std::lock_guard<std::mutex> lock(mu_);
   return closed_;
@@ -70,6 +102,7 @@ void EventStream::Close() {
     closed_ = true;
     wake = wake_;
   }
+  drained_.notify_all();
   if (wake) wake();
 }
 
@@ -79,10 +112,15 @@ void EventStream::SetWaker(std::function<void()> wake) {
 }
 
 bool EventStream::TakeAll(std::string* out) {
-  std::lock_guard<std::mutex> lock(mu_);
-  out->swap(queued_);
-  queued_.clear();
-  return !(closed_ && out->empty());
+  bool open;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    out->swap(queued_);
+    queued_.clear();
+    open = !(closed_ && out->empty());
+  }
+  drained_.notify_all();
+  return open;
 }
 
 // --- WebSocketChannel -------------------------------------------------------
@@ -446,6 +484,8 @@ class Session : public Conn, public std::enable_shared_from_this<Session> {
     head += "Content-Type: " + (r.content_type.empty() ? std::string("text/event-stream")
                                                         : r.content_type) + "\r\n";
     head += "Cache-Control: no-cache\r\nConnection: close\r\n";
+    chunked_ = r.chunked;
+    if (chunked_) head += "Transfer-Encoding: chunked\r\n";
     for (const auto& [name, value] : r.headers) head += name + ": " + value + "\r\n";
     head += "\r\n";
     std::weak_ptr<Session> weak = shared_from_this();
@@ -481,7 +521,20 @@ class Session : public Conn, public std::enable_shared_from_this<Session> {
   void PumpEvents() {
     if (writing_) return;
     bool open = events_->TakeAll(&taken_);
-    if (pending_.empty()) {
+    if (chunked_) {
+      if (!taken_.empty()) {
+        char size[32];
+        std::snprintf(size, sizeof size, "%zx\r\n", taken_.size());
+        pending_ += size;
+        pending_ += taken_;
+        pending_ += "\r\n";
+      }
+      // A complete stream ends with the last chunk; one cut off does not.
+      if (!open && !last_chunk_sent_ && events_->ended()) {
+        pending_ += "0\r\n\r\n";
+        last_chunk_sent_ = true;
+      }
+    } else if (pending_.empty()) {
       pending_.swap(taken_);
     } else {
       pending_ += taken_;
@@ -525,6 +578,8 @@ class Session : public Conn, public std::enable_shared_from_this<Session> {
   bool keep_alive_ = true;
   bool first_request_ = true;
   std::shared_ptr<EventStream> events_;
+  bool chunked_ = false;          // HttpResponse::chunked
+  bool last_chunk_sent_ = false;  // a chunked stream's "0\r\n\r\n" is queued
   std::string pending_;      // the stream head, then events not yet written
   std::string taken_;        // scratch for EventStream::TakeAll
   std::string writing_buf_;  // what the write in flight sends

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -46,8 +47,19 @@ class EventStream {
   // waiting drops it (it reconnects and resyncs), so a slow client never
   // grows server memory without bound.
   bool Push(std::string chunk);
+  // Queues `chunk` after waiting, on the calling thread, while max_queued
+  // bytes or more wait: for a producer that must not lose data (a backup)
+  // and may block. Returns false once the client is gone or the stream is
+  // closed (nothing queued then).
+  bool PushWait(std::string chunk);
   bool closed() const;
   void Close();
+  // Closes the stream as complete: a chunked response (HttpResponse::
+  // chunked) then ends with its last chunk. A stream closed otherwise
+  // (Close, a client gone) is cut off without it, so the client can tell
+  // an incomplete body from a whole one.
+  void End();
+  bool ended() const;
 
   // Server side.
   void SetWaker(std::function<void()> wake);
@@ -55,9 +67,11 @@ class EventStream {
 
  private:
   mutable std::mutex mu_;
+  std::condition_variable drained_;  // PushWait waits on it
   std::string queued_;
   size_t max_queued_;
   bool closed_ = false;
+  bool ended_ = false;
   std::function<void()> wake_;
 };
 
@@ -113,6 +127,9 @@ struct HttpResponse {
   // When set, the response is a server-sent event stream: headers, then
   // whatever is pushed, until either side closes.
   std::shared_ptr<EventStream> stream;
+  // For a stream: Transfer-Encoding: chunked, each write one chunk, and
+  // the last chunk only once the stream is End()ed.
+  bool chunked = false;
   // When set (in answer to a WebSocket upgrade request), the connection
   // becomes this WebSocket; status and body are not sent. A request that
   // is not an upgrade gets 426 upgrade_required instead.

@@ -13,13 +13,19 @@
 // header as "context"). Exit status: 0 on success, 1 on any error (node
 // unreachable, HTTP error, a failed batch operation), 2 on bad usage,
 // each with one sentence on stderr.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -33,6 +39,9 @@
 
 #include "node/http_client.h"
 #include "node/launcher.h"
+#include "storage/backup.h"
+#include "storage/backup_format.h"
+#include "storage/leveldb_store.h"
 
 using meridian::Status;
 using meridian::node::ClientResponse;
@@ -58,6 +67,8 @@ struct Options {
   std::string type, context, prefix, after, limit;
   std::string config, wait, meridiand;  // up, down
   std::string pick, value, file;        // conflicts resolve
+  std::string out, data_dir;            // backup, restore
+  bool force = false;                   // backup
   std::set<std::string> given;  // every option named, to refuse those a command ignores
 };
 
@@ -135,6 +146,8 @@ class Ctl {
   }
 
   void PrintJson(const json& body) const { std::cout << Show(body) << "\n"; }
+
+  HttpClient& client() { return *client_; }
 
  private:
   Options opts_;
@@ -756,6 +769,171 @@ int Down(Ctl& ctl, const Args&) {
   return 0;
 }
 
+// --- Backup and restore ------------------------------------------------------
+
+// "2026-11-27T16:30:00.123Z"
+std::string IsoTime(uint64_t ms) {
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<unsigned>(ms % 1000));
+  return buf;
+}
+
+std::string HumanBytes(uint64_t n) {
+  char buf[32];
+  if (n < 1024) {
+    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(n));
+  } else if (n < (1 << 20)) {
+    std::snprintf(buf, sizeof buf, "%.1f KiB", n / 1024.0);
+  } else if (n < (uint64_t{1} << 30)) {
+    std::snprintf(buf, sizeof buf, "%.1f MiB", n / 1048576.0);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.2f GiB", n / 1073741824.0);
+  }
+  return buf;
+}
+
+// GET /v1/admin/backup into --out: FILE.partial first, checked as it
+// arrives (storage::BackupDecoder), renamed to FILE only once the trailer's
+// checksum matched. Nothing is left behind on failure.
+int Backup(Ctl& ctl, const Args&) {
+  namespace fs = std::filesystem;
+  const Options& o = ctl.opts();
+  if (o.out.empty()) return Usage("--out FILE is required");
+  std::error_code ec;
+  if (fs::exists(o.out, ec) && !o.force) {
+    return Fail(o.out + " exists; pass --force to replace it");
+  }
+  const std::string partial = o.out + ".partial";
+  std::FILE* f = std::fopen(partial.c_str(), "wb");
+  if (f == nullptr) return Fail("cannot create " + partial + ": " + std::strerror(errno));
+  auto discard = [&](const std::string& why) {
+    if (f != nullptr) std::fclose(f);
+    f = nullptr;
+    std::remove(partial.c_str());
+    if (isatty(2)) std::cerr << "\n";
+    return Fail(why);
+  };
+
+  const bool tty = isatty(2) != 0;
+  uint64_t keys = 0;
+  meridian::storage::BackupDecoder decoder([&keys](std::string_view key, std::string_view) {
+    if (meridian::storage::KindOfRecord(key) == meridian::storage::RecordKind::kState) ++keys;
+    return Status::OK();
+  });
+  const auto start = std::chrono::steady_clock::now();
+  auto last_draw = start - std::chrono::seconds(1);
+  auto draw = [&](bool final) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!tty || (!final && now - last_draw < std::chrono::milliseconds(100))) return;
+    last_draw = now;
+    const double secs = std::chrono::duration<double>(now - start).count();
+    // A spinner-style bar: the total is not known in advance.
+    static const char* kBar[] = {"[=    ]", "[ =   ]", "[  =  ]", "[   = ]", "[    =]"};
+    const int phase = static_cast<int>(secs * 5) % 5;
+    std::cerr << "\r" << (final ? "[=====]" : kBar[phase]) << " " << HumanBytes(decoder.bytes())
+              << ", " << keys << " keys, " << decoder.records() << " records, "
+              << HumanBytes(static_cast<uint64_t>(decoder.bytes() / std::max(secs, 0.001)))
+              << "/s   " << std::flush;
+  };
+  ClientResponse head;
+  Status st = ctl.client().Download(
+      "/v1/admin/backup",
+      [&](std::string_view piece) -> Status {
+        if (std::fwrite(piece.data(), 1, piece.size(), f) != piece.size()) {
+          return Status::IOError("cannot write " + partial + ": " + std::strerror(errno));
+        }
+        MERIDIAN_RETURN_IF_ERROR(decoder.Feed(piece));
+        draw(false);
+        return Status::OK();
+      },
+      std::chrono::seconds(60), &head);
+  if (!st.ok()) {
+    if (st.code() == Status::Code::kUnavailable) {
+      return discard("cannot reach the node at " + o.url + " (" + st.message() + ")");
+    }
+    return discard("the backup from " + o.url + " failed: " + st.message());
+  }
+  if (head.status != 200) {
+    json body = json::parse(head.body, nullptr, false);
+    std::string message = Field(body, "message");
+    std::string code = Field(body, "error");
+    if (message.empty()) message = "the node at " + o.url + " refused the backup";
+    return discard(message + " (HTTP " + std::to_string(head.status) +
+                   (code.empty() ? "" : " " + code) + ")");
+  }
+  st = decoder.Finish();
+  if (!st.ok())
+    return discard("the backup stream from " + o.url + " is not whole: " + st.message());
+  if (std::fflush(f) != 0 || fsync(fileno(f)) != 0) {
+    return discard("cannot write " + partial + ": " + std::strerror(errno));
+  }
+  std::fclose(f);
+  f = nullptr;
+  if (std::rename(partial.c_str(), o.out.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    std::remove(partial.c_str());
+    return Fail("cannot rename " + partial + " to " + o.out + ": " + why);
+  }
+  draw(true);
+  if (tty) std::cerr << "\n";
+  const meridian::storage::BackupHeader& h = decoder.header();
+  if (o.json) {
+    ctl.PrintJson(json{{"file", o.out},
+                       {"node", h.node},
+                       {"region", h.region},
+                       {"cluster", h.cluster},
+                       {"incarnation", h.incarnation},
+                       {"snapshot_ms", h.snapshot_ms},
+                       {"keys", keys},
+                       {"records", decoder.records()},
+                       {"bytes", decoder.bytes()}});
+  } else {
+    std::cout << "backup of node " << h.node << " (region " << h.region << ", cluster " << h.cluster
+              << ") as of " << IsoTime(h.snapshot_ms) << " written to " << o.out << ": " << keys
+              << " keys, " << decoder.records() << " records, " << decoder.bytes()
+              << " bytes, checksum verified\n";
+  }
+  return 0;
+}
+
+int Restore(Ctl& ctl, const Args& a) {
+  const Options& o = ctl.opts();
+  if (o.data_dir.empty()) return Usage("--data-dir DIR is required");
+  meridian::storage::RestoreReport r;
+  Status st = meridian::storage::RestoreBackup(a[0], o.data_dir, &r);
+  if (!st.ok()) return Fail(st.message());
+  const meridian::storage::BackupHeader& h = r.file.header;
+  if (o.json) {
+    ctl.PrintJson(json{{"data_dir", o.data_dir},
+                       {"node", h.node},
+                       {"region", h.region},
+                       {"cluster", h.cluster},
+                       {"incarnation", h.incarnation},
+                       {"snapshot_ms", h.snapshot_ms},
+                       {"keys", r.states},
+                       {"conflicts", r.conflicts},
+                       {"audit_records", r.audit},
+                       {"gc_candidates", r.gc},
+                       {"dropped_records", r.dropped},
+                       {"bytes", r.file.bytes}});
+  } else {
+    std::cout << "restored " << r.states << " keys (" << r.conflicts << " conflict entries, "
+              << r.audit << " audit records, " << r.gc << " collection candidates; " << r.dropped
+              << " records of the old identity, log and digest index dropped) into " << o.data_dir
+              << " from " << a[0] << " (" << r.file.bytes << " bytes): a backup of node " << h.node
+              << " (region " << h.region << ", cluster " << h.cluster << ", incarnation "
+              << h.incarnation << ") as of " << IsoTime(h.snapshot_ms)
+              << ". At its next start the node takes a new incarnation and catches up by "
+                 "anti-entropy.\n";
+  }
+  return 0;
+}
+
 // --- Command table and main ---------------------------------------------------
 
 struct Command {
@@ -799,6 +977,14 @@ const std::vector<Command>& Commands() {
        "and close, or list the writes an audited register lost",
        1, 2, {"prefix", "pick", "value", "file"}, Conflicts},
       {"health", "", "whether the node is up", 0, 0, {}, Health},
+      {"backup", "--out FILE [--force]",
+       "save a consistent snapshot of the node (GET /v1/admin/backup) to FILE, checksum "
+       "verified; a progress bar on a terminal; --force replaces an existing FILE",
+       0, 0, {"out", "force"}, Backup},
+      {"restore", "FILE --data-dir DIR",
+       "check a backup file and load it into an empty (or missing) data dir, without the old "
+       "identity: the node started on it is a new incarnation (no --url needed)",
+       1, 1, {"data-dir"}, Restore},
       {"up", "--config FILE [--enable-fault-injection] [--wait S] [--meridiand PATH]",
        "start every node of a topology on this machine (pid in DATA_DIR.pid, log in "
        "DATA_DIR.log) and wait until each takes writes",
@@ -853,13 +1039,21 @@ void PrintHelp() {
 // Splits argv into options and positional arguments.
 bool ParseArgs(int argc, char** argv, Options* o, Args* positional, bool* help, std::string* err) {
   static const std::map<std::string, std::string Options::*> kValued = {
-      {"url", &Options::url},       {"token", &Options::token},
-      {"type", &Options::type},     {"context", &Options::context},
-      {"prefix", &Options::prefix}, {"after", &Options::after},
-      {"limit", &Options::limit},   {"config", &Options::config},
-      {"wait", &Options::wait},     {"meridiand", &Options::meridiand},
-      {"pick", &Options::pick},     {"value", &Options::value},
-      {"file", &Options::file}};
+      {"url", &Options::url},
+      {"token", &Options::token},
+      {"type", &Options::type},
+      {"context", &Options::context},
+      {"prefix", &Options::prefix},
+      {"after", &Options::after},
+      {"limit", &Options::limit},
+      {"config", &Options::config},
+      {"wait", &Options::wait},
+      {"meridiand", &Options::meridiand},
+      {"pick", &Options::pick},
+      {"value", &Options::value},
+      {"file", &Options::file},
+      {"out", &Options::out},
+      {"data-dir", &Options::data_dir}};
   bool options_done = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -891,7 +1085,8 @@ bool ParseArgs(int argc, char** argv, Options* o, Args* positional, bool* help, 
         value = argv[++i];
       }
       o->*kValued.at(name) = value;
-    } else if (name == "json" || name == "msgpack" || name == "enable-fault-injection") {
+    } else if (name == "json" || name == "msgpack" || name == "enable-fault-injection" ||
+               name == "force") {
       if (has_value) {
         *err = "--" + name + " takes no value";
         return false;
@@ -899,6 +1094,8 @@ bool ParseArgs(int argc, char** argv, Options* o, Args* positional, bool* help, 
       if (name == "enable-fault-injection") {
         o->fault_injection = true;
         name = "fault-injection";
+      } else if (name == "force") {
+        o->force = true;
       } else {
         (name == "json" ? o->json : o->msgpack) = true;
       }

@@ -46,6 +46,7 @@
 #include "node/topology.h"
 #include "node/waiters.h"
 #include "node/watch_hub.h"
+#include "storage/backup.h"
 #include "storage/digests.h"
 #include "storage/leveldb_store.h"
 #include "storage/node_meta.h"
@@ -305,6 +306,25 @@ int RunNode(const Topology& topo, const NodeConfig* me, const Flags& flags, bool
   // that round still waits.
   const bool bootstraps_from_peers = topo.AllNodes().size() > 1;
   if (fresh) {
+    // A data dir `meridianctl restore` filled holds states but no identity
+    // (storage/backup.h): it starts as a new incarnation like a wiped one.
+    storage::BackupHeader from;
+    bool restored = false;
+    st = storage::ReadRestoredMarker(*store, &from, &restored);
+    if (!st.ok()) {
+      Log("cannot read the restored marker: " + st.ToString());
+      return 1;
+    }
+    if (restored && from.cluster != topo.cluster_name) {
+      Log("data dir " + me->data_dir + " was restored from a backup of cluster '" + from.cluster +
+          "', not of this cluster ('" + topo.cluster_name + "'); refusing to start");
+      return 1;
+    }
+    if (restored) {
+      Log("data dir restored from a backup of node " + from.node + " (incarnation " +
+          std::to_string(from.incarnation) + ", snapshot at " + std::to_string(from.snapshot_ms) +
+          " ms): " + std::to_string(meta.key_count) + " keys; its old identity is gone");
+    }
     meta.replica = crdt::ReplicaId{node_id, NewIncarnation()};
     meta.bootstrap_pending = bootstraps_from_peers && !bootstrap;
     storage::WriteBatch batch;
@@ -315,7 +335,8 @@ int RunNode(const Topology& topo, const NodeConfig* me, const Flags& flags, bool
       Log("cannot record the new identity: " + st.ToString());
       return 1;
     }
-    Log("empty data dir: new incarnation " + meta.replica.ToString() +
+    Log(std::string(restored ? "restored" : "empty") + " data dir: new incarnation " +
+        meta.replica.ToString() +
         (meta.bootstrap_pending
              ? "; refusing writes (503 bootstrapping) until an anti-entropy round with a peer "
                "completes"

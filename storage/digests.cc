@@ -92,6 +92,47 @@ void AppendBigEndian64(uint64_t v, std::string* out) {
 }  // namespace
 
 // ---------------------------------------------------------------------------
+// Sha256Stream
+
+Sha256Stream::Sha256Stream() : ctx_(EVP_MD_CTX_new()) {
+  if (ctx_ == nullptr) OpenSslFailed("EVP_MD_CTX_new");
+  if (EVP_DigestInit_ex2(static_cast<EVP_MD_CTX*>(ctx_), Sha256(), nullptr) != 1) {
+    OpenSslFailed("EVP_DigestInit_ex2");
+  }
+}
+
+Sha256Stream::~Sha256Stream() {
+  if (ctx_ != nullptr) EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_));
+}
+
+Sha256Stream::Sha256Stream(Sha256Stream&& o) noexcept : ctx_(o.ctx_) { o.ctx_ = nullptr; }
+
+Sha256Stream& Sha256Stream::operator=(Sha256Stream&& o) noexcept {
+  if (this != &o) {
+    if (ctx_ != nullptr) EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_));
+    ctx_ = o.ctx_;
+    o.ctx_ = nullptr;
+  }
+  return *this;
+}
+
+void Sha256Stream::Add(std::string_view bytes) {
+  if (bytes.empty()) return;
+  if (EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), bytes.data(), bytes.size()) != 1) {
+    OpenSslFailed("EVP_DigestUpdate");
+  }
+}
+
+std::string Sha256Stream::Finish() {
+  unsigned char out[32];
+  unsigned int n = 0;
+  if (EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), out, &n) != 1 || n != 32) {
+    OpenSslFailed("EVP_DigestFinal_ex");
+  }
+  return std::string(reinterpret_cast<const char*>(out), 32);
+}
+
+// ---------------------------------------------------------------------------
 // Digest
 
 Digest& Digest::operator+=(const Digest& o) {

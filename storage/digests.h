@@ -63,6 +63,27 @@ inline constexpr uint32_t kBucketBits = 12;
 inline constexpr uint32_t kBuckets = 1u << kBucketBits;  // 4096
 
 Digest KeyDigest(std::string_view key, std::string_view envelope);
+
+// SHA-256 over bytes fed in pieces (the backup file's checksum,
+// storage/backup_format.h). Kept here so that OpenSSL stays in digests.cc.
+// Not thread-safe; movable, not copyable.
+class Sha256Stream {
+ public:
+  Sha256Stream();
+  ~Sha256Stream();
+  Sha256Stream(Sha256Stream&& o) noexcept;
+  Sha256Stream& operator=(Sha256Stream&& o) noexcept;
+  Sha256Stream(const Sha256Stream&) = delete;
+  Sha256Stream& operator=(const Sha256Stream&) = delete;
+
+  void Add(std::string_view bytes);
+  // The 32-byte digest of everything added. Ends the stream: call nothing
+  // but the destructor afterwards.
+  std::string Finish();
+
+ private:
+  void* ctx_;  // EVP_MD_CTX
+};
 uint32_t BucketOf(std::string_view key);  // in [0, kBuckets)
 
 // The bucket sums of one scope. A value type; not thread-safe.

@@ -401,6 +401,11 @@ size_t WriteBatch::ApproximateSize() const { return impl_->batch.ApproximateSize
 
 int WriteBatch::Count() const { return impl_->count; }
 
+void WriteBatch::PutRawRecord(std::string_view raw_key, std::string_view value) {
+  impl_->batch.Put(ToSlice(raw_key), ToSlice(value));
+  ++impl_->count;
+}
+
 // ---------------------------------------------------------------------------
 // Snapshots. The home is shared by the Store and its snapshots, so that a
 // snapshot may outlive the Store. Before a handle goes (reopen, close) every
@@ -1031,6 +1036,48 @@ Status Store::ScanDigests(std::string_view scope, uint32_t first_bucket, uint32_
     out->push_back(std::move(rec));
   }
   return FromLevelDb(it->status(), "scanning the digest index in " + impl_->dir);
+}
+
+Status Store::ExportRecords(
+    const StoreSnapshot& at,
+    const std::function<Status(std::string_view key, std::string_view value)>& each) const {
+  std::shared_lock<std::shared_mutex> lock;
+  MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
+  leveldb::ReadOptions ro;
+  MERIDIAN_RETURN_IF_ERROR(impl_->ReadOptionsAt(&at, &ro));
+  // A backup reads everything once: keep its blocks out of the cache.
+  ro.fill_cache = false;
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(ro));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    MERIDIAN_RETURN_IF_ERROR(each(ToView(it->key()), ToView(it->value())));
+  }
+  return FromLevelDb(it->status(), "reading every record in " + impl_->dir);
+}
+
+RecordKind KindOfRecord(std::string_view raw_key) {
+  if (raw_key.empty()) return RecordKind::kUnknown;
+  switch (raw_key[0]) {
+    case kStatePrefix:
+      return RecordKind::kState;
+    case kLogPrefix:
+      return RecordKind::kLog;
+    case kMetaPrefix:
+      return RecordKind::kMeta;
+    case kConflictPrefix:
+      return RecordKind::kConflict;
+    case kAuditPrefix:
+      return RecordKind::kAudit;
+    case kDigestPrefix:
+      return RecordKind::kDigest;
+    case kGcPrefix:
+      return RecordKind::kGcCandidate;
+    default:
+      return RecordKind::kUnknown;
+  }
+}
+
+std::string_view RecordName(std::string_view raw_key) {
+  return raw_key.empty() ? raw_key : raw_key.substr(1);
 }
 
 uint64_t Store::ApproximateStateBytes() const {

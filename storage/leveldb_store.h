@@ -116,6 +116,11 @@ class WriteBatch {
   // Kept by Clear().
   void DeferSync();
 
+  // A raw record (a key of the layout above, prefix byte included), as a
+  // backup holds it. For restoring a backup only (storage/backup.h): no
+  // other caller writes records past the typed calls above.
+  void PutRawRecord(std::string_view raw_key, std::string_view value);
+
   void Clear();
   size_t ApproximateSize() const;
   int Count() const;  // records put or deleted
@@ -266,6 +271,17 @@ class Store {
                      const DigestRecord* after, size_t limit, std::vector<DigestRecord>* out,
                      const StoreSnapshot* at = nullptr) const;
 
+  // Every record of the store as of snapshot `at` (the layout above,
+  // prefix byte included), in key order, each passed to `each`; an error
+  // it returns stops the iteration and is returned. For backups
+  // (GET /v1/admin/backup): it reads through one LevelDB iterator, so
+  // memory stays bounded whatever the store's size, and writes go on
+  // meanwhile (they are not seen). Unavailable when the snapshot was lost
+  // to a reopen.
+  Status ExportRecords(
+      const StoreSnapshot& at,
+      const std::function<Status(std::string_view key, std::string_view value)>& each) const;
+
   // Rough figures for /metrics and /v1/status.
   uint64_t ApproximateStateBytes() const;
   // Number of Write() calls that reached LevelDB, and of fsyncs: syncing
@@ -298,6 +314,12 @@ class Store {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// The kind of a raw record by its prefix byte (ExportRecords, backups).
+enum class RecordKind { kState, kLog, kMeta, kConflict, kAudit, kDigest, kGcCandidate, kUnknown };
+RecordKind KindOfRecord(std::string_view raw_key);
+// For a raw meta record: its name (the key less the prefix).
+std::string_view RecordName(std::string_view raw_key);
 
 // Encoding of a log entry value (the key carries scope and seq):
 // version byte, then [str key, bin delta]. Exposed for tests and gossip.

@@ -56,6 +56,10 @@ inline constexpr std::string_view kMetaCollectFloor = "collect_floor";
 inline constexpr std::string_view kMetaExpired = "expired";
 inline constexpr std::string_view kMetaLastContact = "last_contact";
 inline constexpr std::string_view kMetaRetired = "retired";
+// The data dir was filled by `meridianctl restore` (storage/backup.h):
+// which backup it came from. Written by the restore alone, with no
+// identity, so the node takes a new incarnation at its first start.
+inline constexpr std::string_view kMetaRestored = "restored";
 
 // Reads the node's metadata. *fresh is true when the store has no identity
 // yet (an empty data dir): the caller then creates one with a new
