@@ -640,16 +640,22 @@ Status BuildPolicies(Topology* topo) {
   return Status::OK();
 }
 
-// The [[token]] tables of a token file's text (auth.h's TokenSpec), every
-// problem listed against `name`.
-Status ParseTokens(const std::string& text, const std::string& name, std::vector<TokenSpec>* out) {
-  toml::table root;
+// Parses TOML text; a syntax error is "NAME:LINE: description".
+Status ParseToml(const std::string& text, const std::string& name, toml::table* out) {
   try {
-    root = toml::parse(std::string_view(text), std::string_view(name));
+    *out = toml::parse(std::string_view(text), std::string_view(name));
   } catch (const toml::parse_error& e) {
     return Status::InvalidArgument(name + ":" + std::to_string(LineOf(e.source())) + ": " +
                                    std::string(e.description()));
   }
+  return Status::OK();
+}
+
+// The [[token]] tables of a token file's text (auth.h's TokenSpec), every
+// problem listed against `name`.
+Status ParseTokens(const std::string& text, const std::string& name, std::vector<TokenSpec>* out) {
+  toml::table root;
+  MERIDIAN_RETURN_IF_ERROR(ParseToml(text, name, &root));
   Problems problems(name);
   CheckKeys(root, {"token"}, "in the token file (it holds only [[token]] tables)", &problems);
   std::vector<TokenSpec> tokens;
@@ -781,12 +787,7 @@ Status LoadTokens(Topology* topo) {
 
 Status ParseTopology(const std::string& text, const std::string& name, Topology* out) {
   toml::table root;
-  try {
-    root = toml::parse(std::string_view(text), std::string_view(name));
-  } catch (const toml::parse_error& e) {
-    return Status::InvalidArgument(name + ":" + std::to_string(LineOf(e.source())) + ": " +
-                                   std::string(e.description()));
-  }
+  MERIDIAN_RETURN_IF_ERROR(ParseToml(text, name, &root));
   Problems problems(name);
   Topology topo;
   topo.file = name;

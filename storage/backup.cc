@@ -43,12 +43,7 @@ Status ReadThrough(const std::string& path, BackupDecoder* decoder) {
 
 std::string EncodeMarker(const BackupHeader& h) {
   crdt::Encoder e(kMarkerVersion);
-  e.Array(5);
-  e.Str(h.node);
-  e.Str(h.cluster);
-  e.Str(h.region);
-  e.Uint(h.incarnation);
-  e.Uint(h.snapshot_ms);
+  EncodeHeaderFields(h, &e);
   return e.Take();
 }
 
@@ -170,13 +165,7 @@ Status ReadRestoredMarker(const Store& store, BackupHeader* from, bool* found) {
   MERIDIAN_RETURN_IF_ERROR(s);
   crdt::Decoder d;
   MERIDIAN_RETURN_IF_ERROR(d.Parse(value, kMarkerVersion));
-  std::vector<crdt::Cursor> f;
-  MERIDIAN_RETURN_IF_ERROR(d.root().Array(&f, "restored marker", 5));
-  MERIDIAN_RETURN_IF_ERROR(f[0].Str(&from->node, "restored marker node"));
-  MERIDIAN_RETURN_IF_ERROR(f[1].Str(&from->cluster, "restored marker cluster"));
-  MERIDIAN_RETURN_IF_ERROR(f[2].Str(&from->region, "restored marker region"));
-  MERIDIAN_RETURN_IF_ERROR(f[3].Uint(&from->incarnation, "restored marker incarnation"));
-  MERIDIAN_RETURN_IF_ERROR(f[4].Uint(&from->snapshot_ms, "restored marker snapshot time"));
+  MERIDIAN_RETURN_IF_ERROR(DecodeHeaderFields(d.root(), "restored marker", from));
   *found = true;
   return Status::OK();
 }

@@ -33,28 +33,36 @@ uint64_t GetBigEndian(std::string_view bytes) {
 
 std::string EncodeHeader(const BackupHeader& h) {
   crdt::Encoder e;
-  e.Array(5);
-  e.Str(h.node);
-  e.Str(h.cluster);
-  e.Str(h.region);
-  e.Uint(h.incarnation);
-  e.Uint(h.snapshot_ms);
+  EncodeHeaderFields(h, &e);
   return e.Take();
 }
 
 Status DecodeHeader(std::string_view bytes, BackupHeader* h) {
   crdt::Decoder d;
   MERIDIAN_RETURN_IF_ERROR(d.ParseRaw(bytes));
-  std::vector<crdt::Cursor> f;
-  MERIDIAN_RETURN_IF_ERROR(d.root().Array(&f, "backup header", 5));
-  MERIDIAN_RETURN_IF_ERROR(f[0].Str(&h->node, "backup header node id"));
-  MERIDIAN_RETURN_IF_ERROR(f[1].Str(&h->cluster, "backup header cluster name"));
-  MERIDIAN_RETURN_IF_ERROR(f[2].Str(&h->region, "backup header region"));
-  MERIDIAN_RETURN_IF_ERROR(f[3].Uint(&h->incarnation, "backup header incarnation"));
-  return f[4].Uint(&h->snapshot_ms, "backup header snapshot time");
+  return DecodeHeaderFields(d.root(), "backup header", h);
 }
 
 }  // namespace
+
+void EncodeHeaderFields(const BackupHeader& h, crdt::Encoder* e) {
+  e->Array(5);
+  e->Str(h.node);
+  e->Str(h.cluster);
+  e->Str(h.region);
+  e->Uint(h.incarnation);
+  e->Uint(h.snapshot_ms);
+}
+
+Status DecodeHeaderFields(const crdt::Cursor& c, const std::string& what, BackupHeader* h) {
+  std::vector<crdt::Cursor> f;
+  MERIDIAN_RETURN_IF_ERROR(c.Array(&f, what.c_str(), 5));
+  MERIDIAN_RETURN_IF_ERROR(f[0].Str(&h->node, (what + " node id").c_str()));
+  MERIDIAN_RETURN_IF_ERROR(f[1].Str(&h->cluster, (what + " cluster name").c_str()));
+  MERIDIAN_RETURN_IF_ERROR(f[2].Str(&h->region, (what + " region").c_str()));
+  MERIDIAN_RETURN_IF_ERROR(f[3].Uint(&h->incarnation, (what + " incarnation").c_str()));
+  return f[4].Uint(&h->snapshot_ms, (what + " snapshot time").c_str());
+}
 
 BackupEncoder::BackupEncoder(const BackupHeader& header, std::string* out) {
   std::string head(kBackupMagic);

@@ -30,6 +30,7 @@
 #include <string>
 #include <string_view>
 
+#include "crdt/codec.h"
 #include "crdt/status.h"
 #include "storage/digests.h"
 
@@ -49,6 +50,12 @@ struct BackupHeader {
   uint64_t incarnation = 0;
   uint64_t snapshot_ms = 0;
 };
+
+// The header's fields as one msgpack array: the file's header record, and
+// (behind a version byte) the restored marker storage/backup.h leaves.
+// `what` names the value in decoding errors.
+void EncodeHeaderFields(const BackupHeader& h, crdt::Encoder* e);
+Status DecodeHeaderFields(const crdt::Cursor& c, const std::string& what, BackupHeader* h);
 
 // Appends the file's bytes to *out piece by piece. Keys given to Add must
 // ascend strictly (the caller iterates LevelDB in order).
