@@ -21,16 +21,16 @@ ApiError Err(int http, std::string code, std::string message) {
 // and NaN or an infinity (which dump() writes as null). Empty when there
 // is none.
 std::string NotJson(const json& value) {
-  std::vector<const json*> todo = {&value};
-  while (!todo.empty()) {
-    const json* v = todo.back();
-    todo.pop_back();
+  std::vector<const json*> pending = {&value};
+  while (!pending.empty()) {
+    const json* v = pending.back();
+    pending.pop_back();
     if (v->is_binary()) return "bin or ext data, which JSON has no form for";
     if (v->is_number_float() && !std::isfinite(v->get<double>())) {
       return "a NaN or infinite float, which JSON has no form for";
     }
     if (v->is_structured()) {
-      for (const json& child : *v) todo.push_back(&child);
+      for (const json& child : *v) pending.push_back(&child);
     }
   }
   return "";

@@ -80,6 +80,20 @@ struct TokenFixture {
     return Call(method, target, body, Bearer(token));
   }
 
+  // With the write token, one key of each type: kv, counter (`add`), set
+  // (`element`), map and text, named `<prefix>kv`, `c`, `s`, `m`, `t`.
+  void WriteOneOfEach(const std::string& prefix, int add, const std::string& element) {
+    BOOST_REQUIRE(As(kWrite, "PUT", "/v1/kv" + prefix + "kv", "1").status == 200);
+    BOOST_REQUIRE(As(kWrite, "POST", "/v1/counter" + prefix + "c",
+                     json{{"add", add}}.dump()).status == 200);
+    BOOST_REQUIRE(As(kWrite, "POST", "/v1/set" + prefix + "s",
+                     json{{"add", {element}}}.dump()).status == 200);
+    BOOST_REQUIRE(As(kWrite, "POST", "/v1/map" + prefix + "m",
+                     R"({"update": {"f": {"type": "counter", "add": 1}}})").status == 200);
+    BOOST_REQUIRE(As(kWrite, "POST", "/v1/text" + prefix + "t",
+                     R"({"ops": [{"insert": {"pos": 0, "text": "hi"}}]})").status == 200);
+  }
+
   // The error code of a JSON error reply ("" when there is none).
   static std::string ErrorOf(const ClientResponse& r) {
     json j = json::parse(r.body, nullptr, false);
@@ -129,15 +143,7 @@ BOOST_AUTO_TEST_CASE(status_says_tokens_and_the_log_names_them) {
 // (health excepted), every role is enough.
 BOOST_AUTO_TEST_CASE(every_read_route) {
   // Something to read behind each typed route.
-  BOOST_REQUIRE(As(kWrite, "PUT", "/v1/kv/r/kv", "1").status == 200);
-  BOOST_REQUIRE(As(kWrite, "POST", "/v1/counter/r/c", R"({"add": 2})").status == 200);
-  BOOST_REQUIRE(As(kWrite, "POST", "/v1/set/r/s", R"({"add": ["x"]})").status == 200);
-  BOOST_REQUIRE(
-      As(kWrite, "POST", "/v1/map/r/m", R"({"update": {"f": {"type": "counter", "add": 1}}})")
-          .status == 200);
-  BOOST_REQUIRE(
-      As(kWrite, "POST", "/v1/text/r/t", R"({"ops": [{"insert": {"pos": 0, "text": "hi"}}]})")
-          .status == 200);
+  WriteOneOfEach("/r/", 2, "x");
   const std::vector<Route> routes = {
       {"GET", "/v1/health", "", "", 200},
       {"GET", "/v1/status", "", "read", 200},
@@ -182,15 +188,7 @@ BOOST_AUTO_TEST_CASE(every_read_route) {
 // Writes: 401 without or with an unknown token, 403 with read (and nothing
 // is written), the normal answer with write and admin.
 BOOST_AUTO_TEST_CASE(every_write_route) {
-  BOOST_REQUIRE(As(kWrite, "PUT", "/v1/kv/w/del-kv", "1").status == 200);
-  BOOST_REQUIRE(As(kWrite, "POST", "/v1/counter/w/del-c", R"({"add": 1})").status == 200);
-  BOOST_REQUIRE(As(kWrite, "POST", "/v1/set/w/del-s", R"({"add": ["a"]})").status == 200);
-  BOOST_REQUIRE(
-      As(kWrite, "POST", "/v1/map/w/del-m", R"({"update": {"f": {"type": "counter", "add": 1}}})")
-          .status == 200);
-  BOOST_REQUIRE(
-      As(kWrite, "POST", "/v1/text/w/del-t", R"({"ops": [{"insert": {"pos": 0, "text": "hi"}}]})")
-          .status == 200);
+  WriteOneOfEach("/w/del-", 1, "a");
   struct WriteRoute {
     Route route;
     std::string read_back;  // a GET that shows whether the write happened
