@@ -405,7 +405,7 @@ class Parser {
     CheckKeys(t,
               {"name", "max_clock_offset_ms", "heartbeat_interval_ms", "anti_entropy_interval_ms",
                "sync", "max_body_bytes", "log_retention_ms", "log_retention_bytes",
-               "retention_horizon_ms", "token_file"},
+               "retention_horizon_ms", "token_file", "tls_ca"},
               "in [cluster]", problems_);
     if (const auto* name = RequireString(t, "name", "[cluster]", problems_)) {
       topo_->cluster_name = name->get();
@@ -429,6 +429,12 @@ class Parser {
       if (const auto* f = RequireString(t, "token_file", "[cluster]", problems_)) {
         topo_->token_file = f->get();
         topo_->token_file_line = LineOf(f->source());
+      }
+    }
+    if (t.contains("tls_ca")) {
+      if (const auto* f = RequireString(t, "tls_ca", "[cluster]", problems_)) {
+        topo_->tls_ca = f->get();
+        topo_->tls_ca_line = LineOf(f->source());
       }
     }
   }
@@ -468,7 +474,8 @@ class Parser {
 
   NodeConfig Node(const toml::table& t, const std::string& region) {
     constexpr std::string_view kHeader = "[[region.node]]";
-    CheckKeys(t, {"id", "http", "gossip", "data_dir", "sync"}, "in [[region.node]]", problems_);
+    CheckKeys(t, {"id", "http", "gossip", "data_dir", "sync", "tls_cert", "tls_key"},
+              "in [[region.node]]", problems_);
     NodeConfig node;
     node.region = region;
     node.line = LineOf(t.source());
@@ -534,7 +541,37 @@ class Parser {
     }
 
     ReadBool(t, "sync", &node.sync, problems_);
+    Tls(t, &node);
     return node;
+  }
+
+  // tls_cert and tls_key: both (the API speaks only TLS) or neither.
+  void Tls(const toml::table& t, NodeConfig* node) {
+    const toml::node* cert = t.get("tls_cert");
+    const toml::node* key = t.get("tls_key");
+    if ((cert == nullptr) != (key == nullptr)) {
+      const bool has_cert = cert != nullptr;
+      problems_->Add(has_cert ? *cert : *key,
+                     std::string(has_cert ? "tls_cert is given without tls_key"
+                                          : "tls_key is given without tls_cert") +
+                         "; give both for TLS on the API, or neither for plain HTTP");
+      return;
+    }
+    if (cert == nullptr) return;
+    std::string cert_path, key_path;
+    bool ok = OptionalString(t, "tls_cert", &cert_path);
+    ok = OptionalString(t, "tls_key", &key_path) && ok;
+    if (!ok) return;
+    if (cert_path.empty() || key_path.empty()) {
+      problems_->Add(cert_path.empty() ? *cert : *key,
+                     std::string(cert_path.empty() ? "tls_cert" : "tls_key") +
+                         " must name a file, not be empty");
+      return;
+    }
+    node->tls_cert = cert_path;
+    node->tls_key = key_path;
+    node->tls_cert_line = LineOf(cert->source());
+    node->tls_key_line = LineOf(key->source());
   }
 
   // Two nodes listening on one address cannot both start, whichever of
@@ -734,53 +771,92 @@ Status ParseTokens(const std::string& text, const std::string& name, std::vector
   return Status::OK();
 }
 
-constexpr size_t kMaxTokenFileBytes = size_t{1} << 20;
+constexpr size_t kMaxNamedFileBytes = size_t{1} << 20;
 
-// Reads topo->token_file (relative to the topology's directory). Problems
-// with the file as a whole point at the token_file line of the topology.
-Status LoadTokens(Topology* topo) {
-  const std::string path = ScriptPath(topo->file, topo->token_file);
-  const std::string at = topo->file + ":" + std::to_string(topo->token_file_line) + ": ";
+// Reads a file the topology names: `key` is its key (for messages), `path`
+// where it is, `at` the "FILE:LINE: " of that key, where every problem with
+// the file as a whole is reported. At most 1 MiB. A `secret` file (a token
+// file, a TLS key) must not be accessible to group or others.
+Status ReadNamedFile(const std::string& key, const std::string& path, const std::string& at,
+                     bool secret, std::string* out) {
   // O_NONBLOCK: a FIFO named by mistake is refused below instead of
   // blocking the start until something writes to it.
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
-    return Status::InvalidArgument(at + "cannot open token_file '" + path +
+    return Status::InvalidArgument(at + "cannot open " + key + " '" + path +
                                    "': " + ErrnoText(errno));
   }
   struct stat st;
   if (fstat(fd, &st) != 0) {
     int err = errno;
     close(fd);
-    return Status::InvalidArgument(at + "cannot stat token_file '" + path + "': " + ErrnoText(err));
+    return Status::InvalidArgument(at + "cannot stat " + key + " '" + path + "': " + ErrnoText(err));
   }
   if (!S_ISREG(st.st_mode)) {
     close(fd);
-    return Status::InvalidArgument(at + "token_file '" + path + "' is not a regular file");
+    return Status::InvalidArgument(at + key + " '" + path + "' is not a regular file");
   }
-  if ((st.st_mode & 077) != 0) {
+  if (secret && (st.st_mode & 077) != 0) {
     close(fd);
     char mode[8];
     std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return Status::InvalidArgument(at + "token_file '" + path +
+    return Status::InvalidArgument(at + key + " '" + path +
                                    "' is open to its group or others (mode " + mode +
                                    "); it holds secrets: chmod 600 '" + path + "'");
   }
   std::string text;
   char buf[8192];
   ssize_t n;
-  while ((n = read(fd, buf, sizeof(buf))) > 0 && text.size() <= kMaxTokenFileBytes) {
+  while ((n = read(fd, buf, sizeof(buf))) > 0 && text.size() <= kMaxNamedFileBytes) {
     text.append(buf, static_cast<size_t>(n));
   }
   int err = errno;
   close(fd);
   if (n < 0) {
-    return Status::InvalidArgument(at + "cannot read token_file '" + path + "': " + ErrnoText(err));
+    return Status::InvalidArgument(at + "cannot read " + key + " '" + path + "': " + ErrnoText(err));
   }
-  if (text.size() > kMaxTokenFileBytes) {
-    return Status::InvalidArgument(at + "token_file '" + path + "' is larger than 1 MiB");
+  if (text.size() > kMaxNamedFileBytes) {
+    return Status::InvalidArgument(at + key + " '" + path + "' is larger than 1 MiB");
   }
+  *out = std::move(text);
+  return Status::OK();
+}
+
+std::string At(const Topology& topo, int line) {
+  return topo.file + ":" + std::to_string(line) + ": ";
+}
+
+// Reads topo->token_file (relative to the topology's directory).
+Status LoadTokens(Topology* topo) {
+  const std::string path = ScriptPath(topo->file, topo->token_file);
+  std::string text;
+  MERIDIAN_RETURN_IF_ERROR(
+      ReadNamedFile("token_file", path, At(*topo, topo->token_file_line), true, &text));
   return ParseTokens(text, path, &topo->tokens);
+}
+
+// Reads every node's tls_cert and tls_key (the key a secret), and checks
+// that [cluster] tls_ca can be read, so a missing or too open file stops
+// the start before anything runs. Whether the PEM inside is a usable
+// certificate and key is for the HTTP server to say (CheckTlsCredentials
+// in node/http_server.h).
+Status LoadTlsFiles(Topology* topo) {
+  for (RegionConfig& region : topo->regions) {
+    for (NodeConfig& n : region.nodes) {
+      if (n.tls_cert.empty()) continue;
+      MERIDIAN_RETURN_IF_ERROR(ReadNamedFile("tls_cert", ScriptPath(topo->file, n.tls_cert),
+                                             At(*topo, n.tls_cert_line), false, &n.tls_cert_pem));
+      MERIDIAN_RETURN_IF_ERROR(ReadNamedFile("tls_key", ScriptPath(topo->file, n.tls_key),
+                                             At(*topo, n.tls_key_line), true, &n.tls_key_pem));
+    }
+  }
+  if (!topo->tls_ca.empty()) {
+    topo->tls_ca_path = ScriptPath(topo->file, topo->tls_ca);
+    std::string unused;
+    MERIDIAN_RETURN_IF_ERROR(
+        ReadNamedFile("tls_ca", topo->tls_ca_path, At(*topo, topo->tls_ca_line), false, &unused));
+  }
+  return Status::OK();
 }
 
 }  // namespace
@@ -795,6 +871,7 @@ Status ParseTopology(const std::string& text, const std::string& name, Topology*
   if (!problems.empty()) return problems.ToStatus();
   MERIDIAN_RETURN_IF_ERROR(BuildPolicies(&topo));
   if (!topo.token_file.empty()) MERIDIAN_RETURN_IF_ERROR(LoadTokens(&topo));
+  MERIDIAN_RETURN_IF_ERROR(LoadTlsFiles(&topo));
   *out = std::move(topo);
   return Status::OK();
 }
