@@ -149,7 +149,8 @@ Status Connect(net::io_context& ioc, ssl::context* tls, const std::string& host,
     conn->plain.emplace(ioc);
   }
   conn->lowest().expires_after(timeout);
-  conn->lowest().async_connect(results, [&ec](beast::error_code e, const tcp::endpoint&) { ec = e; });
+  conn->lowest().async_connect(results,
+                               [&ec](beast::error_code e, const tcp::endpoint&) { ec = e; });
   RunToCompletion(ioc);
   if (ec) {
     conn->reset();
@@ -183,7 +184,10 @@ Status HttpClient::Request(const std::string& method, const std::string& target,
   for (int attempt = 0; attempt < 2; ++attempt) {
     Conn& conn = impl_->conn;
     bool reused = conn.open();
-    if (!reused) MERIDIAN_RETURN_IF_ERROR(Connect(impl_->ioc, impl_->tls_context(), host_, port_, timeout_, &conn));
+    if (!reused) {
+      MERIDIAN_RETURN_IF_ERROR(
+          Connect(impl_->ioc, impl_->tls_context(), host_, port_, timeout_, &conn));
+    }
     http::request<http::string_body> req;
     req.method_string(method);
     req.target(target);

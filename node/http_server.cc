@@ -244,8 +244,8 @@ Status MakeTlsContext(const TlsCredentials& tls, std::optional<ssl::context>* ou
   ctx.use_certificate_chain(net::buffer(tls.cert_pem), ec);
   if (ec) {
     *bad_key = false;
-    return Status::InvalidArgument("the TLS certificate does not load as a PEM certificate chain (" +
-                                   ec.message() + ")");
+    return Status::InvalidArgument(
+        "the TLS certificate does not load as a PEM certificate chain (" + ec.message() + ")");
   }
   *bad_key = true;
   ctx.use_private_key(net::buffer(tls.key_pem), ssl::context::pem, ec);
@@ -478,7 +478,7 @@ class Session : public Conn, public std::enable_shared_from_this<Session<Stream>
     // The first byte of a keep-alive request may take up to idle_timeout;
     // a stalled half request is cut off after read_timeout.
     lowest().expires_after(first_request_ ? server_->options.read_timeout
-                                       : server_->options.idle_timeout);
+                                          : server_->options.idle_timeout);
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::OnRead, shared_from_this()));
   }

@@ -36,7 +36,8 @@ std::string LogFile(const NodeConfig& n) { return n.data_dir + ".log"; }
 // https:// for a node with tls_cert and tls_key.
 std::string Url(const NodeConfig& n) {
   bool v6 = n.http_host.find(':') != std::string::npos;
-  return (n.api_tls() ? "https://" : "http://") + (v6 ? "[" + n.http_host + "]" : n.http_host) + ":" +
+  const std::string scheme = n.api_tls() ? "https://" : "http://";
+  return scheme + (v6 ? "[" + n.http_host + "]" : n.http_host) + ":" +
          std::to_string(n.http_port);
 }
 

@@ -471,7 +471,8 @@ int RunNode(const Topology& topo, const NodeConfig* me, const Flags& flags, bool
     return 1;
   }
   Log("node " + node_id + " (" + meta.replica.ToString() + ", region " + me->region +
-      ") serving " + (me->api_tls() ? "https://" : "http://") + me->http_host + ":" + std::to_string(server.port()) +
+      ") serving " + (me->api_tls() ? "https://" : "http://") + me->http_host + ":" +
+      std::to_string(server.port()) +
       (gossip.transport() ? ", gossip " + me->gossip : std::string(", no peers")) +
       (me->sync ? "" : " with sync = false"));
 

@@ -790,7 +790,8 @@ Status ReadNamedFile(const std::string& key, const std::string& path, const std:
   if (fstat(fd, &st) != 0) {
     int err = errno;
     close(fd);
-    return Status::InvalidArgument(at + "cannot stat " + key + " '" + path + "': " + ErrnoText(err));
+    return Status::InvalidArgument(at + "cannot stat " + key + " '" + path +
+                                   "': " + ErrnoText(err));
   }
   if (!S_ISREG(st.st_mode)) {
     close(fd);
@@ -813,7 +814,8 @@ Status ReadNamedFile(const std::string& key, const std::string& path, const std:
   int err = errno;
   close(fd);
   if (n < 0) {
-    return Status::InvalidArgument(at + "cannot read " + key + " '" + path + "': " + ErrnoText(err));
+    return Status::InvalidArgument(at + "cannot read " + key + " '" + path +
+                                   "': " + ErrnoText(err));
   }
   if (text.size() > kMaxNamedFileBytes) {
     return Status::InvalidArgument(at + key + " '" + path + "' is larger than 1 MiB");

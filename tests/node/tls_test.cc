@@ -372,6 +372,35 @@ BOOST_AUTO_TEST_CASE(the_text_websocket_works_over_tls) {
   run();
 }
 
+// SIGTERM closes TLS connections as it closes plain ones: one kept alive, an
+// event stream, one in its handshake; the node exits 0 in time.
+BOOST_AUTO_TEST_CASE(stops_cleanly_with_tls_connections_open) {
+  ClientResponse r;
+  BOOST_REQUIRE(client->Request("GET", "/v1/health", "", {}, &r).ok());
+  int silent = OpenPlain(node.port(), "");
+  BOOST_REQUIRE(silent >= 0);
+  std::vector<std::string> events;
+  std::unique_ptr<HttpClient> watcher = node.Client();
+  std::thread t([&] {
+    (void)watcher->ReadEvents("/v1/watch?prefix=", 1000, std::chrono::seconds(20), &events);
+  });
+  struct Joiner {
+    std::thread& t;
+    ~Joiner() {
+      if (t.joinable()) t.join();
+    }
+  } joiner{t};
+  std::this_thread::sleep_for(milliseconds(300));
+  const auto start = Clock::now();
+  BOOST_TEST(node.Stop(std::chrono::seconds(10)));
+  BOOST_TEST(MsSince(start) < 8000);
+  std::string got;
+  BOOST_TEST(ClosedByPeer(silent, std::chrono::seconds(2), &got));
+  close(silent);
+  t.join();
+  BOOST_TEST(MsSince(start) < 10000, "the event stream outlived the node");
+}
+
 BOOST_AUTO_TEST_CASE(meridianctl_uses_cacert) {
   CtlResult ok = Run(MERIDIAN_MERIDIANCTL, node,
                      {"--url", node.url(), "--cacert", Ca(), "--json",
@@ -383,8 +412,8 @@ BOOST_AUTO_TEST_CASE(meridianctl_uses_cacert) {
                        "\"v\""});
   BOOST_TEST(put.exit_code == 0, put.Describe());
   // Without the CA: the system's CAs do not know the development CA.
-  CtlResult no_ca =
-      Run(MERIDIAN_MERIDIANCTL, node, {"--url", node.url(), "status"});
+  ::unsetenv("MERIDIAN_CACERT");
+  CtlResult no_ca = Run(MERIDIAN_MERIDIANCTL, node, {"--url", node.url(), "status"});
   BOOST_TEST(no_ca.exit_code == 1, no_ca.Describe());
   BOOST_TEST(no_ca.err.find("certificate verify failed") != std::string::npos, no_ca.Describe());
   CtlResult bad_ca = Run(MERIDIAN_MERIDIANCTL, node,
@@ -392,6 +421,11 @@ BOOST_AUTO_TEST_CASE(meridianctl_uses_cacert) {
                           node.dir() + "/missing.pem", "status"});
   BOOST_TEST(bad_ca.exit_code == 2, bad_ca.Describe());
   BOOST_TEST(bad_ca.err.find("cannot load the CA file") != std::string::npos, bad_ca.Describe());
+  // $MERIDIAN_CACERT stands in for --cacert.
+  ::setenv("MERIDIAN_CACERT", Ca().c_str(), 1);
+  CtlResult env = Run(MERIDIAN_MERIDIANCTL, node, {"--url", node.url(), "health"});
+  ::unsetenv("MERIDIAN_CACERT");
+  BOOST_TEST(env.exit_code == 0, env.Describe());
 }
 
 BOOST_AUTO_TEST_SUITE_END()
