@@ -464,6 +464,9 @@ class Session : public Conn, public std::enable_shared_from_this<Session<Stream>
                             [self = shared_from_this()](beast::error_code ec) {
                               if (ec) {
                                 self->server_->tls_failures++;
+                                if (self->server_->options.on_tls_failure) {
+                                  self->server_->options.on_tls_failure();
+                                }
                                 return self->DoClose();
                               }
                               self->DoRead();

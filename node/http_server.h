@@ -166,9 +166,11 @@ struct HttpServerOptions {
   // completes a TLS handshake within read_timeout before its first request,
   // and one that does not (a plain HTTP client, a client offering only old
   // versions, a stalled one) is closed and counted
-  // (tls_handshake_failures), without a log line: anyone can cause them.
-  // Empty: plain HTTP.
+  // (tls_handshake_failures, on_tls_failure), without a log line: anyone
+  // can cause them. Empty: plain HTTP.
   TlsCredentials tls;
+  // Called (on an I/O thread) for each such connection; may be empty.
+  std::function<void()> on_tls_failure;
   bool tls_enabled() const { return !tls.cert_pem.empty(); }
 };
 

@@ -458,7 +458,10 @@ int RunNode(const Topology& topo, const NodeConfig* me, const Flags& flags, bool
   http.host = me->http_host;
   http.port = me->http_port;
   http.body_limit = topo.max_body_bytes;
-  if (me->api_tls()) http.tls = {me->tls_cert_pem, me->tls_key_pem};
+  if (me->api_tls()) {
+    http.tls = {me->tls_cert_pem, me->tls_key_pem};
+    http.on_tls_failure = [&metrics] { metrics.CountTlsHandshakeFailure(); };
+  }
   HttpServer server(http, [&api](HttpRequest&& req, Reply reply) {
     api.Handle(std::move(req), std::move(reply));
   });

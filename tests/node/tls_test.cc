@@ -263,6 +263,15 @@ BOOST_AUTO_TEST_CASE(plaintext_clients_are_closed_while_https_is_served) {
   close(idle_request);
   close(silent);
   BOOST_TEST(client->Request("GET", "/v1/health", "", {}, &r).ok());
+  // Each plaintext connection was counted: 5 attempts, the idle request,
+  // the silent one and the http:// client's (it may have tried twice).
+  BOOST_REQUIRE(client->Request("GET", "/metrics", "", {}, &r).ok());
+  const std::string name = "\nmeridian_http_tls_handshake_failures_total ";
+  const size_t at = r.body.find(name);
+  BOOST_REQUIRE_MESSAGE(at != std::string::npos, r.body);
+  const int failures = std::stoi(r.body.substr(at + name.size()));
+  BOOST_TEST(failures >= 8);
+  BOOST_TEST(failures <= 9);
 }
 
 BOOST_AUTO_TEST_CASE(tls_1_1_is_refused_and_1_2_works) {
