@@ -287,8 +287,9 @@ class Parser {
   Parser(Problems* problems, Topology* topo) : problems_(problems), topo_(topo) {}
 
   void Root(const toml::table& root) {
-    CheckKeys(root, {"cluster", "region", "policy"}, "at the top level", problems_);
+    CheckKeys(root, {"cluster", "region", "policy", "placement"}, "at the top level", problems_);
     if (const toml::node* policies = root.get("policy")) Policies(*policies);
+    if (const toml::node* placements = root.get("placement")) Placements(*placements);
     const toml::node* cluster = root.get("cluster");
     if (cluster == nullptr) {
       problems_->Add(1, "missing [cluster] table; it must give at least the cluster's name");
@@ -361,9 +362,40 @@ class Parser {
     }
   }
 
+  // [[placement]] tables become PlacementSpecs; the set is checked as a
+  // whole (gossip::Placement::Build) once the rest of the file is sound.
+  void Placements(const toml::node& node) {
+    const toml::array* list = node.as_array();
+    if (list == nullptr) {
+      problems_->Add(node,
+                     "placement must be an array of tables ([[placement]]), not " + Describe(node));
+      return;
+    }
+    for (const toml::node& n : *list) {
+      const toml::table* t = n.as_table();
+      if (t == nullptr) {
+        problems_->Add(n, "each placement must be a table ([[placement]]), not " + Describe(n));
+        continue;
+      }
+      CheckKeys(*t, {"prefix", "regions"}, "in [[placement]]", problems_);
+      gossip::PlacementSpec spec;
+      spec.line = LineOf(t->source());
+      const auto* prefix = RequireString(*t, "prefix", "[[placement]]", problems_);
+      if (prefix != nullptr) spec.prefix = prefix->get();
+      if (!t->contains("regions")) {
+        problems_->Add(*t, "missing required key 'regions' in [[placement]]");
+        continue;
+      }
+      if (StringList(*t, "regions", &spec.regions, "[\"eu-west\"]") && prefix != nullptr) {
+        topo_->placement_specs.push_back(std::move(spec));
+      }
+    }
+  }
+
   // An optional array of strings; false (after reporting) when it is
   // something else.
-  bool StringList(const toml::table& t, std::string_view key, std::vector<std::string>* out) {
+  bool StringList(const toml::table& t, std::string_view key, std::vector<std::string>* out,
+                  std::string_view example = "[\"max\"]") {
     const toml::node* n = t.get(key);
     if (n == nullptr) return true;
     const toml::array* a = n->as_array();
@@ -378,8 +410,8 @@ class Parser {
       }
     }
     if (!ok) {
-      problems_->Add(*n, std::string(key) + " must be an array of strings, like [\"max\"], not " +
-                             Describe(*n));
+      problems_->Add(*n, std::string(key) + " must be an array of strings, like " +
+                             std::string(example) + ", not " + Describe(*n));
     }
     return ok;
   }
@@ -594,6 +626,12 @@ std::vector<const NodeConfig*> Topology::AllNodes() const {
   return all;
 }
 
+std::vector<std::string> Topology::RegionNames() const {
+  std::vector<std::string> names;
+  for (const RegionConfig& region : regions) names.push_back(region.name);
+  return names;
+}
+
 namespace {
 
 // A Lua script named by a policy, relative to the topology file's
@@ -608,8 +646,7 @@ constexpr size_t kMaxScriptBytes = size_t{1} << 20;
 
 // Checks the [[policy]] tables as a set, reading each Lua script once.
 Status BuildPolicies(Topology* topo) {
-  std::vector<std::string> regions;
-  for (const RegionConfig& r : topo->regions) regions.push_back(r.name);
+  const std::vector<std::string> regions = topo->RegionNames();
   std::map<std::string, std::string> scripts;
   auto check = [&](const std::string& script, std::string* digest) {
     const std::string path = ScriptPath(topo->file, script);
@@ -794,6 +831,8 @@ Status ParseTopology(const std::string& text, const std::string& name, Topology*
   Parser(&problems, &topo).Root(root);
   if (!problems.empty()) return problems.ToStatus();
   MERIDIAN_RETURN_IF_ERROR(BuildPolicies(&topo));
+  MERIDIAN_RETURN_IF_ERROR(gossip::Placement::Build(topo.placement_specs, topo.RegionNames(),
+                                                    topo.file, &topo.placement));
   if (!topo.token_file.empty()) MERIDIAN_RETURN_IF_ERROR(LoadTokens(&topo));
   *out = std::move(topo);
   return Status::OK();

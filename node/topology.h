@@ -40,9 +40,10 @@
 // and nothing else; at least one [[token]]. Its problems are reported as
 // "TOKEN_FILE:LINE: sentence"; one that cannot be opened or is too open, at
 // the token_file line of the topology.
-// A later issue adds top-level [[placement]] tables; until its parser
-// exists here they are unknown keys, so a file written for a newer
-// Meridian is refused instead of silently half-applied.
+//   [[placement]]    prefix (required string), regions (required array of
+//                    region names): keys under the prefix are held only
+//                    by those regions (gossip/placement.h), checked as a
+//                    set by gossip::Placement::Build.
 #ifndef MERIDIAN_NODE_TOPOLOGY_H_
 #define MERIDIAN_NODE_TOPOLOGY_H_
 
@@ -53,6 +54,7 @@
 
 #include "conflict/policy.h"
 #include "crdt/status.h"
+#include "gossip/placement.h"
 #include "node/auth.h"
 
 namespace meridian::node {
@@ -105,11 +107,17 @@ struct Topology {
   std::string token_file;
   int token_file_line = 0;
   std::vector<TokenSpec> tokens;
+  // [[placement]] tables as read, and the checked set (built on every
+  // successful parse, empty when the file has none).
+  std::vector<gossip::PlacementSpec> placement_specs;
+  gossip::Placement placement;
 
   // nullptr when no node has that id.
   const NodeConfig* FindNode(const std::string& id) const;
   // Every node, region by region, in file order.
   std::vector<const NodeConfig*> AllNodes() const;
+  // Every region's name, in file order.
+  std::vector<std::string> RegionNames() const;
 };
 
 // Parses and validates a topology file. The Status message lists the

@@ -312,12 +312,12 @@ BOOST_AUTO_TEST_CASE(unknown_keys_everywhere) {
       "http = \"127.0.0.1:1\"\n"          // 10
       "gossip = \"tcp://127.0.0.1:2\"\n"  // 11
       "data_dir = \"d\"\n"                // 12
-      "[[placement]]\n"                   // 13
+      "[[placment]]\n"                    // 13
       "name = \"p\"\n",
       {"t.toml:3: unknown key 'colour' in [cluster]",
        "t.toml:6: unknown key 'zone' in [[region]]",  // not "node": too far
        "t.toml:9: unknown key 'htp' in [[region.node]] (did you mean 'http'?)",
-       "t.toml:13: unknown key 'placement' at the top level"});
+       "t.toml:13: unknown key 'placment' at the top level (did you mean 'placement'?)"});
 }
 
 BOOST_AUTO_TEST_CASE(policies_are_read_and_checked_as_a_set) {
@@ -406,10 +406,63 @@ BOOST_AUTO_TEST_CASE(unknown_key_suggests_near_miss) {
       "t.toml:2: unknown key 'nmae' in [cluster] (did you mean 'name'?)");
 }
 
-BOOST_AUTO_TEST_CASE(placement_is_unknown_until_implemented) {
-  ExpectProblem(std::string(kCluster) + "[[region]]\nname = \"r\"\n" + NodeToml("n", 1, 2) +
-                    "[[placement]]\nprefix = \"x\"\n",
-                "t.toml:10: unknown key 'placement' at the top level");
+BOOST_AUTO_TEST_CASE(placements_are_read_and_checked_as_a_set) {
+  const std::string base = std::string(kCluster) + "[[region]]\nname = \"eu\"\n" +
+                           NodeToml("n", 1, 2) + "[[region]]\nname = \"us\"\n" +
+                           NodeToml("m", 3, 4);  // lines 1-16
+  Topology t;
+  Status s = Parse(base +
+                       "[[placement]]\n"  // 17
+                       "prefix = \"eu/\"\n"
+                       "regions = [\"eu\"]\n"
+                       "[[placement]]\n"  // 20
+                       "prefix = \"both/\"\n"
+                       "regions = [\"eu\", \"us\"]\n",
+                   &t);
+  BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+  BOOST_TEST(t.placement_specs.size() == 2u);
+  BOOST_TEST(t.placement.specs().size() == 2u);
+  BOOST_TEST(t.placement.Holds("eu/k", "eu"));
+  BOOST_TEST(!t.placement.Holds("eu/k", "us"));
+  BOOST_TEST(t.placement.RegionCount("both/k") == 2u);
+  BOOST_TEST(t.placement.RegionCount("other") == 2u);  // every region
+  BOOST_TEST(t.placement.ScopeOf("eu/k") == "eu/");
+
+  // A file without placements places nothing.
+  Topology none;
+  BOOST_REQUIRE(Parse(base, &none).ok());
+  BOOST_TEST(none.placement.empty());
+  BOOST_TEST(none.placement.Holds("eu/k", "us"));
+
+  // Problems of the tables, then of the set, each at its line.
+  ExpectProblems(base +
+                     "[[placement]]\n"  // 17
+                     "prefix = \"a/\"\n"
+                     "regions = \"eu\"\n"  // 19: not an array
+                     "[[placement]]\n"      // 20: no prefix
+                     "regions = [\"eu\"]\n"
+                     "[[placement]]\n"  // 22: no regions
+                     "prefix = \"c/\"\n"
+                     "[[placement]]\n"  // 24
+                     "prefix = \"d/\"\n"
+                     "regions = [\"eu\"]\n"
+                     "colour = \"red\"\n",  // 27
+                 {"t.toml:19: regions must be an array of strings, like [\"eu-west\"], not the string "
+                  "\"eu\"",
+                  "t.toml:20: missing required key 'prefix' in [[placement]]",
+                  "t.toml:22: missing required key 'regions' in [[placement]]",
+                  "t.toml:27: unknown key 'colour' in [[placement]]"});
+  ExpectProblems(base +
+                     "[[placement]]\n"  // 17
+                     "prefix = \"a/\"\n"
+                     "regions = [\"mars\"]\n"
+                     "[[placement]]\n"  // 20
+                     "prefix = \"a/\"\n"
+                     "regions = []\n",
+                 {"t.toml:17: placement 'a/' names region 'mars', which is not a [[region]] of "
+                  "this topology",
+                  "t.toml:20: prefix 'a/' is placed twice",
+                  "t.toml:20: placement 'a/' lists no regions"});
 }
 
 BOOST_AUTO_TEST_CASE(duplicate_node_id_across_regions) {
