@@ -1302,6 +1302,14 @@ BOOST_AUTO_TEST_CASE(partial_partition_is_repaired_through_the_third_node) {
   BOOST_TEST(b.record.Seqs("a") == Range(1, kN));
   BOOST_TEST(b.record.Repaired("a").empty());
 
+  // The transport's counters follow the host's records: it counts a
+  // repair when it hears the repair is durable, a moment after the host
+  // wrote it (and a sent state after the send).
+  BOOST_TEST(WaitFor([&] {
+    TransportSnapshot s = c.transport().Snapshot();
+    return s.ae.states_received >= kN && s.ae.buckets_repaired > 0u;
+  }));
+  BOOST_TEST(WaitFor([&] { return b.transport().Snapshot().ae.states_sent >= kN; }));
   TransportSnapshot sc = c.transport().Snapshot();
   BOOST_TEST(sc.counters.deltas_received == 0u);
   BOOST_TEST(sc.ae.states_received >= kN);
