@@ -83,8 +83,8 @@ Status ParseSecretKeyFile(std::string_view text, std::string* secret_z85) {
                                    " lines that are not comments; it must hold just the key");
   }
   if (!IsCurveKey(key)) {
-    return Status::InvalidArgument("its key is not 40 Z85 characters (as meridianctl keygen "
-                                   "writes)");
+    return Status::InvalidArgument(
+        "its key is not 40 Z85 characters (as meridianctl keygen writes)");
   }
   secret_z85->assign(key);
   return Status::OK();

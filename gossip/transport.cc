@@ -831,8 +831,7 @@ void Transport::Impl::ServeZap() {
       uint64_t count = 0;
       if (zap_log.Count(MonoMs(), &count)) {
         host->Log("gossip: refused " + std::to_string(count) +
-                  " connection(s) to the gossip port (latest: from " + address + ", " + text +
-                  ")");
+                  " connection(s) to the gossip port (latest: from " + address + ", " + text + ")");
       }
     }
     const std::string request_id = parts.size() > 1 ? PartText(parts[1]) : std::string();

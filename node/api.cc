@@ -1512,8 +1512,7 @@ void Api::MetricsText(const std::shared_ptr<Call>& call) {
   family("meridian_gossip_bad_frames_total", "counter", "Gossip frames that did not decode.",
          snap.bad_frames);
   family("meridian_gossip_zap_refused_total", "counter",
-         "Gossip connections refused by CURVE authentication (an unlisted key).",
-         snap.zap_refused);
+         "Gossip connections refused by CURVE authentication (an unlisted key).", snap.zap_refused);
   family("meridian_gossip_forged_frames_total", "counter",
          "Gossip frames dropped for naming a node other than the one whose key sent them.",
          snap.forged_frames);

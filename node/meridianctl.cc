@@ -913,7 +913,9 @@ Status WriteSecretFile(const std::string& path, const std::string& text, bool fo
   }
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
-    if (errno == EEXIST) return Status::FailedPrecondition(path + " exists; pass --force to replace it");
+    if (errno == EEXIST) {
+      return Status::FailedPrecondition(path + " exists; pass --force to replace it");
+    }
     return Status::IOError("cannot create " + path + ": " + std::strerror(errno));
   }
   bool ok = fchmod(fd, 0600) == 0;  // whatever the umask

@@ -596,8 +596,10 @@ class Parser {
       keyed_nodes_.insert(node->line);  // even a bad key: that is the problem to report
       const auto* s = key->as_string();
       if (s == nullptr || !gossip::IsCurveKey(s->get())) {
-        problems_->Add(*key, "public_key must be a 40-character Z85 CURVE key as meridianctl "
-                             "keygen prints it, not " + Describe(*key));
+        problems_->Add(*key,
+                       "public_key must be a 40-character Z85 CURVE key as meridianctl "
+                       "keygen prints it, not " +
+                           Describe(*key));
       } else {
         node->public_key = s->get();
         auto [it, inserted] = key_lines_.emplace(node->public_key, LineOf(s->source()));
@@ -852,8 +854,8 @@ Status ReadSecretFile(const std::string& path, const std::string& what, const st
   if (fstat(fd, &st) != 0) {
     int err = errno;
     close(fd);
-    return Status::InvalidArgument(at + "cannot stat " + what + " '" + path + "': " +
-                                   ErrnoText(err));
+    return Status::InvalidArgument(at + "cannot stat " + what + " '" + path +
+                                   "': " + ErrnoText(err));
   }
   if (!S_ISREG(st.st_mode)) {
     close(fd);
@@ -876,8 +878,8 @@ Status ReadSecretFile(const std::string& path, const std::string& what, const st
   int err = errno;
   close(fd);
   if (n < 0) {
-    return Status::InvalidArgument(at + "cannot read " + what + " '" + path + "': " +
-                                   ErrnoText(err));
+    return Status::InvalidArgument(at + "cannot read " + what + " '" + path +
+                                   "': " + ErrnoText(err));
   }
   if (text->size() > kMaxSecretFileBytes) {
     return Status::InvalidArgument(at + what + " '" + path + "' is larger than 1 MiB");
@@ -935,8 +937,8 @@ Status LoadSecretKey(const Topology& topo, const NodeConfig& node, std::string* 
   if (public_key != node.public_key) {
     return Status::InvalidArgument(at + "secret_key_file '" + path +
                                    "' holds the secret key of public key " + public_key +
-                                   ", but the public_key listed for node '" + node.id +
-                                   "' is " + node.public_key + ": the pair does not match");
+                                   ", but the public_key listed for node '" + node.id + "' is " +
+                                   node.public_key + ": the pair does not match");
   }
   *secret_z85 = std::move(secret);
   return Status::OK();

@@ -1768,6 +1768,21 @@ zmq::socket_t RawDealer(zmq::context_t& ctx, const std::string& endpoint,
   return s;
 }
 
+// Three nodes a, b, c in a fresh directory, each with a listed pair.
+struct CurveSetup {
+  TempDir dir;
+  std::vector<NodeSpec> specs = Specs(3);
+  std::map<std::string, CurveKeyPair> listed = ListedPairs(specs);
+
+  // Node i, started with `own` as its pair (null: its listed one).
+  std::unique_ptr<TestNode> Start(size_t i, const CurveKeyPair* own = nullptr) {
+    const std::string& id = specs[i].id;
+    auto node = std::make_unique<TestNode>(specs[i], specs, dir.sub(id));
+    node->StartWith(WithCurve(node->Options(), listed, own ? *own : listed.at(id)));
+    return node;
+  }
+};
+
 void SendAll(zmq::socket_t& s, const std::vector<std::string>& frames) {
   for (const std::string& f : frames) {
     BOOST_REQUIRE(s.send(zmq::buffer(f), zmq::send_flags::none));
@@ -1777,14 +1792,9 @@ void SendAll(zmq::socket_t& s, const std::vector<std::string>& frames) {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(curve_nodes_replicate_both_ways) {
-  TempDir dir;
-  auto specs = Specs(3);
-  const auto listed = ListedPairs(specs);
+  CurveSetup setup;
   std::vector<std::unique_ptr<TestNode>> nodes;
-  for (const NodeSpec& n : specs) {
-    nodes.push_back(std::make_unique<TestNode>(n, specs, dir.sub(n.id)));
-    nodes.back()->StartWith(WithCurve(nodes.back()->Options(), listed, listed.at(n.id)));
-  }
+  for (size_t i = 0; i < setup.specs.size(); ++i) nodes.push_back(setup.Start(i));
   for (auto& n : nodes) n->Append(3);
   for (auto& to : nodes) {
     for (auto& from : nodes) {
@@ -1809,21 +1819,19 @@ BOOST_AUTO_TEST_CASE(curve_nodes_replicate_both_ways) {
 // nor a plaintext socket gets a single frame to a's Protocol: their Hello
 // and Deltas (claiming b, a listed node) are never welcomed nor applied.
 BOOST_AUTO_TEST_CASE(curve_an_unlisted_key_cannot_connect_or_inject) {
-  TempDir dir;
-  auto specs = Specs(3);
-  const auto listed = ListedPairs(specs);
-  TestNode a(specs[0], specs, dir.sub("a"));
-  TestNode c(specs[2], specs, dir.sub("c"));
-  a.StartWith(WithCurve(a.Options(), listed, listed.at("a")));
+  CurveSetup setup;
+  std::unique_ptr<TestNode> a_node = setup.Start(0);
   const CurveKeyPair impostor = NewPair();
-  c.StartWith(WithCurve(c.Options(), listed, impostor));
+  std::unique_ptr<TestNode> c_node = setup.Start(2, &impostor);
+  TestNode& a = *a_node;
+  TestNode& c = *c_node;
   c.Append(2);
 
   zmq::context_t ctx;
   const CurveKeyPair unlisted = NewPair();
-  zmq::socket_t curve_raw = RawDealer(ctx, Endpoint(specs[0].port), &unlisted,
-                                      listed.at("a").public_key);
-  zmq::socket_t plain_raw = RawDealer(ctx, Endpoint(specs[0].port));
+  const std::string a_endpoint = Endpoint(setup.specs[0].port);
+  zmq::socket_t curve_raw = RawDealer(ctx, a_endpoint, &unlisted, setup.listed.at("a").public_key);
+  zmq::socket_t plain_raw = RawDealer(ctx, a_endpoint);
   const crdt::ReplicaId b{"b", 1};
   SendAll(curve_raw, HelloAndDeltas(b, "region-2"));
   SendAll(plain_raw, HelloAndDeltas(b, "region-2"));
@@ -1852,18 +1860,16 @@ BOOST_AUTO_TEST_CASE(curve_an_unlisted_key_cannot_connect_or_inject) {
 // take it): its Hello and Deltas are dropped before the Protocol, counted
 // and logged. As c it is heard; and b's own deltas still arrive.
 BOOST_AUTO_TEST_CASE(curve_a_listed_key_cannot_forge_another_origin) {
-  TempDir dir;
-  auto specs = Specs(3);
-  const auto listed = ListedPairs(specs);
-  TestNode a(specs[0], specs, dir.sub("a"));
-  TestNode b(specs[1], specs, dir.sub("b"));
-  a.StartWith(WithCurve(a.Options(), listed, listed.at("a")));
-  b.StartWith(WithCurve(b.Options(), listed, listed.at("b")));
+  CurveSetup setup;
+  std::unique_ptr<TestNode> a_node = setup.Start(0);
+  std::unique_ptr<TestNode> b_node = setup.Start(1);
+  TestNode& a = *a_node;
+  TestNode& b = *b_node;
   BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").welcomed && b.Peer("a").welcomed; }));
 
   zmq::context_t ctx;
-  zmq::socket_t as_c = RawDealer(ctx, Endpoint(specs[0].port), &listed.at("c"),
-                                 listed.at("a").public_key);
+  zmq::socket_t as_c = RawDealer(ctx, Endpoint(setup.specs[0].port), &setup.listed.at("c"),
+                                 setup.listed.at("a").public_key);
   const crdt::ReplicaId fake_b{"b", 7};
   SendAll(as_c, HelloAndDeltas(fake_b, "region-2"));
   BOOST_REQUIRE(WaitFor([&] { return a.transport().Snapshot().forged_frames == 2; }));

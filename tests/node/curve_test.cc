@@ -77,8 +77,7 @@ json StatusOf(HttpClient& client) {
 
 // The lines of a node's entry for `pair`, its secret in `secret_path`.
 std::vector<std::string> KeyLines(const CurveKeyPair& pair, const std::string& secret_path) {
-  return {"public_key = \"" + pair.public_key + "\"",
-          "secret_key_file = \"" + secret_path + "\""};
+  return {"public_key = \"" + pair.public_key + "\"", "secret_key_file = \"" + secret_path + "\""};
 }
 
 // A one-node topology whose node lists `pair` (public_key on line 12,
@@ -117,8 +116,9 @@ BOOST_AUTO_TEST_CASE(a_cluster_with_keys_replicates_and_says_curve) {
 
   auto writer = cluster.Client(0);
   ClientResponse res;
-  BOOST_REQUIRE(writer->Request("PUT", "/v1/kv/secure/greeting", "\"over curve\"",
-                                {{"Content-Type", "application/json"}}, &res)
+  BOOST_REQUIRE(writer
+                    ->Request("PUT", "/v1/kv/secure/greeting", "\"over curve\"",
+                              {{"Content-Type", "application/json"}}, &res)
                     .ok());
   BOOST_REQUIRE_EQUAL(res.status, 200);
   for (int i = 1; i < cluster.size(); ++i) {
@@ -148,8 +148,7 @@ BOOST_AUTO_TEST_CASE(a_node_without_keys_says_plaintext) {
   NodeProcess node;
   BOOST_REQUIRE(node.Start());
   BOOST_TEST(StatusOf(*node.Client())["gossip_security"] == "plaintext");
-  BOOST_TEST(node.Stderr().find("gossip: plaintext (no keys in the topology") !=
-             std::string::npos);
+  BOOST_TEST(node.Stderr().find("gossip: plaintext (no keys in the topology") != std::string::npos);
   BOOST_TEST(node.Stop());
 }
 

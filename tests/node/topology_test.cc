@@ -1017,10 +1017,10 @@ struct KeySetup {
                     const std::string& a_key_name = "a.key") {
     topology = dir.path() + "/t.toml";
     a_key = dir.path() + "/a.key";
-    WriteFile(topology, std::string(kCluster) + "[[region]]\nname = \"r\"\n" +
-                            NodeToml("a", 1, 2, KeyLine(a) + "secret_key_file = \"" + a_key_name +
-                                                    "\"\n") +
-                            NodeToml("b", 3, 4, KeyLine(b)));
+    WriteFile(topology,
+              std::string(kCluster) + "[[region]]\nname = \"r\"\n" +
+                  NodeToml("a", 1, 2, KeyLine(a) + "secret_key_file = \"" + a_key_name + "\"\n") +
+                  NodeToml("b", 3, 4, KeyLine(b)));
     WriteFile(a_key, a_file != nullptr ? *a_file : meridian::gossip::FormatSecretKeyFile(a));
     BOOST_REQUIRE(chmod(a_key.c_str(), mode) == 0);
   }
@@ -1108,8 +1108,8 @@ BOOST_AUTO_TEST_CASE(a_secret_that_is_not_the_nodes_pair_is_refused) {
   Status st = s.Secret("a", &secret, &t);
   BOOST_TEST(st.message() == s.topology + ":11: secret_key_file '" + s.a_key +
                                  "' holds the secret key of public key " + other.public_key +
-                                 ", but the public_key listed for node 'a' is " +
-                                 s.a.public_key + ": the pair does not match");
+                                 ", but the public_key listed for node 'a' is " + s.a.public_key +
+                                 ": the pair does not match");
   // The secret itself never appears in a message.
   BOOST_TEST(st.message().find(other.secret_key) == std::string::npos);
 }
@@ -1120,8 +1120,9 @@ BOOST_AUTO_TEST_CASE(a_file_without_exactly_one_key_is_refused) {
       {"", "it holds no key"},
       {"abc\ndef\n", "it holds 2 lines that are not comments; it must hold just the key"},
       {"not-a-key\n", "its key is not 40 Z85 characters (as meridianctl keygen writes)"},
-      {std::string(40, '"') + "\n", "its key is not 40 Z85 characters (as meridianctl keygen "
-                                    "writes)"},
+      {std::string(40, '"') + "\n",
+       "its key is not 40 Z85 characters (as meridianctl keygen "
+       "writes)"},
   };
   for (const auto& [text, why] : cases) {
     KeySetup s(0600, &text);
@@ -1147,8 +1148,7 @@ BOOST_AUTO_TEST_CASE(keys_on_some_nodes_only_bad_keys_and_duplicates_are_refused
   const auto a = NewPair(), b = NewPair();
   const std::string head = std::string(kCluster) + "[[region]]\nname = \"r\"\n";
   // Mixing: a has a key (line 10), b (line 11) and c (line 16) have none.
-  ExpectProblems(head + NodeToml("a", 1, 2, KeyLine(a)) + NodeToml("b", 3, 4) +
-                     NodeToml("c", 5, 6),
+  ExpectProblems(head + NodeToml("a", 1, 2, KeyLine(a)) + NodeToml("b", 3, 4) + NodeToml("c", 5, 6),
                  {"t.toml:11: node 'b' has no public_key, but other nodes have one; list a key "
                   "for every node (meridianctl keygen) or for none",
                   "t.toml:16: node 'c' has no public_key, but other nodes have one; list a key "
@@ -1158,14 +1158,15 @@ BOOST_AUTO_TEST_CASE(keys_on_some_nodes_only_bad_keys_and_duplicates_are_refused
                 "t.toml:16: public_key is already the key of the node on line 10; each node "
                 "needs its own pair");
   // Not a key: too short, not Z85, not a string.
-  ExpectProblem(head + NodeToml("a", 1, 2, "public_key = \"abc\"\n") +
-                    NodeToml("b", 3, 4, KeyLine(b)),
-                "t.toml:10: public_key must be a 40-character Z85 CURVE key as meridianctl "
-                "keygen prints it, not the string \"abc\"");
+  ExpectProblem(
+      head + NodeToml("a", 1, 2, "public_key = \"abc\"\n") + NodeToml("b", 3, 4, KeyLine(b)),
+      "t.toml:10: public_key must be a 40-character Z85 CURVE key as meridianctl "
+      "keygen prints it, not the string \"abc\"");
   ExpectProblem(head + NodeToml("a", 1, 2, "public_key = \"" + std::string(40, ' ') + "\"\n") +
                     NodeToml("b", 3, 4, KeyLine(b)),
                 "t.toml:10: public_key must be a 40-character Z85 CURVE key as meridianctl "
-                "keygen prints it, not the string \"" + std::string(40, ' ') + "\"");
+                "keygen prints it, not the string \"" +
+                    std::string(40, ' ') + "\"");
   ExpectProblem(head + NodeToml("a", 1, 2, "public_key = 7\n"),
                 "t.toml:10: public_key must be a 40-character Z85 CURVE key as meridianctl "
                 "keygen prints it, not 7");
