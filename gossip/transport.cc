@@ -463,7 +463,9 @@ Status Transport::Impl::SetUpCurve() {
       return Status::InvalidArgument("the public key of node " + node +
                                      " is not 40 Z85 characters");
     }
-    node_of_key[bytes] = node;
+    // This node's own key is never a client here: nobody else should
+    // hold its secret.
+    if (node != options.protocol.self.node) node_of_key[bytes] = node;
   }
   for (const auto& [node, endpoint] : options.peers) {
     if (!c.node_keys.count(node)) {

@@ -128,7 +128,8 @@ struct CurveOptions {
   std::string public_key;  // this node's
   std::string secret_key;  // this node's; empty: plaintext (no keys at all)
   // Node id -> its listed public key, for every node of the topology (this
-  // one may be among them); every peer must have one.
+  // one may be among them, but its own key is not admitted as a client);
+  // every peer must have one.
   std::map<std::string, std::string> node_keys;
   bool enabled() const { return !secret_key.empty(); }
 };

@@ -1858,7 +1858,8 @@ BOOST_AUTO_TEST_CASE(curve_an_unlisted_key_cannot_connect_or_inject) {
 // a and b run with their listed keys; a raw socket with c's listed key
 // claims to be b (a new incarnation of it, so that the Protocol alone would
 // take it): its Hello and Deltas are dropped before the Protocol, counted
-// and logged. As c it is heard; and b's own deltas still arrive.
+// and logged. As c it is heard; b's own deltas still arrive; and a socket
+// with a's own key is refused.
 BOOST_AUTO_TEST_CASE(curve_a_listed_key_cannot_forge_another_origin) {
   CurveSetup setup;
   std::unique_ptr<TestNode> a_node = setup.Start(0);
@@ -1892,4 +1893,40 @@ BOOST_AUTO_TEST_CASE(curve_a_listed_key_cannot_forge_another_origin) {
   a.CheckHolds("b", 3);
   BOOST_TEST(a.AppliedOf(fake_b) == 0u);
   BOOST_TEST(a.transport().Snapshot().forged_frames == 2u);
+
+  // a's own key is listed but never admitted as a client: nobody else
+  // should hold a's secret.
+  zmq::socket_t as_a = RawDealer(ctx, Endpoint(setup.specs[0].port), &setup.listed.at("a"),
+                                 setup.listed.at("a").public_key);
+  SendAll(as_a, {HelloAndDeltas(crdt::ReplicaId{"c", 1}, "region-3")[0]});
+  BOOST_REQUIRE(WaitFor([&] { return a.transport().Snapshot().zap_refused >= 1; }));
+}
+
+// Start refuses keys it cannot use instead of falling back to plaintext.
+BOOST_AUTO_TEST_CASE(curve_start_refuses_a_peer_without_a_key_or_a_bad_key) {
+  CurveSetup setup;
+  TestNode a(setup.specs[0], setup.specs, setup.dir.sub("a"));
+  TransportOptions no_peer_key = WithCurve(a.Options(), setup.listed, setup.listed.at("a"));
+  no_peer_key.curve.node_keys.erase("c");
+  TransportOptions bad_key = WithCurve(a.Options(), setup.listed, setup.listed.at("a"));
+  bad_key.curve.node_keys["b"] = "not a key";
+  const std::vector<std::pair<TransportOptions, std::string>> cases = {
+      {no_peer_key, "peer c has no public key, and gossip uses CURVE"},
+      {bad_key, "the public key of node b is not 40 Z85 characters"}};
+  for (const auto& [options, why] : cases) {
+    BOOST_TEST_CONTEXT(why) {
+      storage::StoreOptions so;
+      so.sync = false;
+      std::unique_ptr<storage::Store> store;
+      TempDir store_dir;
+      BOOST_REQUIRE(storage::Store::Open(store_dir.sub("s"), so, &store).ok());
+      ApplyRecord record;
+      TestHost host(a.replica(), store.get(), &record);
+      crdt::SystemClock wall;
+      Transport t(options, store.get(), &host, &wall, host.applied());
+      Status s = t.Start();
+      BOOST_TEST(s.IsInvalidArgument());
+      BOOST_TEST(s.message() == why);
+    }
+  }
 }
