@@ -1352,6 +1352,8 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                    {"bytes_in", snap.bytes_in},
                    {"bytes_out", snap.bytes_out},
                    {"bad_frames", snap.bad_frames},
+                   {"zap_refused", snap.zap_refused},
+                   {"forged_frames", snap.forged_frames},
                    {"refused_other", snap.counters.refused_other},
                    {"deltas_received", snap.counters.deltas_received},
                    {"deltas_applied", snap.counters.deltas_applied},
@@ -1413,6 +1415,7 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                        {"type_conflicts", a.type_conflicts()},
                        {"conflicts", ConflictStatus(snap)},
                        {"state_digest", a.StateDigest().Hex()},
+                       {"gossip_security", ctx_.topology->curve() ? "curve" : "plaintext"},
                        {"peers", peers},
                        {"clock", clock},
                        {"gossip", gossip_json},
@@ -1508,6 +1511,11 @@ void Api::MetricsText(const std::shared_ptr<Call>& call) {
          "Gossip messages refused for an HLC too far ahead.", snap.counters.refused_clock_offset);
   family("meridian_gossip_bad_frames_total", "counter", "Gossip frames that did not decode.",
          snap.bad_frames);
+  family("meridian_gossip_zap_refused_total", "counter",
+         "Gossip connections refused by CURVE authentication (an unlisted key).", snap.zap_refused);
+  family("meridian_gossip_forged_frames_total", "counter",
+         "Gossip frames dropped for naming a node other than the one whose key sent them.",
+         snap.forged_frames);
   family("meridian_deltas_received_total", "counter", "Remote deltas received (with duplicates).",
          snap.counters.deltas_received);
   family("meridian_deltas_applied_total", "counter", "Remote deltas applied durably.",

@@ -12,9 +12,12 @@
 #include <cstdio>
 #include <initializer_list>
 #include <map>
+#include <set>
 #include <string_view>
 #include <system_error>
 #include <utility>
+
+#include "gossip/curve_keys.h"
 
 namespace meridian::node {
 namespace {
@@ -319,6 +322,7 @@ class Parser {
         problems_->Add(r, "each region must be a table ([[region]]), not " + Describe(r));
       }
     }
+    CurveKeysEverywhereOrNowhere();
   }
 
  private:
@@ -465,6 +469,19 @@ class Parser {
     }
   }
 
+  // Gossip is either all CurveZMQ or all plaintext: a node without a key
+  // could neither reach nor be reached by the others.
+  void CurveKeysEverywhereOrNowhere() {
+    if (keyed_nodes_.empty()) return;
+    for (const NodeConfig* n : topo_->AllNodes()) {
+      if (!keyed_nodes_.count(n->line) && !n->id.empty()) {
+        problems_->Add(n->line, "node '" + n->id +
+                                    "' has no public_key, but other nodes have one; list a key "
+                                    "for every node (meridianctl keygen) or for none");
+      }
+    }
+  }
+
   void Region(const toml::table& t) {
     CheckKeys(t, {"name", "node"}, "in [[region]]", problems_);
     RegionConfig region;
@@ -500,7 +517,8 @@ class Parser {
 
   NodeConfig Node(const toml::table& t, const std::string& region) {
     constexpr std::string_view kHeader = "[[region.node]]";
-    CheckKeys(t, {"id", "http", "gossip", "data_dir", "sync"}, "in [[region.node]]", problems_);
+    CheckKeys(t, {"id", "http", "gossip", "data_dir", "sync", "public_key", "secret_key_file"},
+              "in [[region.node]]", problems_);
     NodeConfig node;
     node.region = region;
     node.line = LineOf(t.source());
@@ -566,7 +584,42 @@ class Parser {
     }
 
     ReadBool(t, "sync", &node.sync, problems_);
+    CurveKeys(t, &node);
     return node;
+  }
+
+  // public_key (checked, unique) and secret_key_file (read only by the
+  // node itself: LoadSecretKey).
+  void CurveKeys(const toml::table& t, NodeConfig* node) {
+    const toml::node* key = t.get("public_key");
+    if (key != nullptr) {
+      keyed_nodes_.insert(node->line);  // even a bad key: that is the problem to report
+      const auto* s = key->as_string();
+      if (s == nullptr || !gossip::IsCurveKey(s->get())) {
+        problems_->Add(*key,
+                       "public_key must be a 40-character Z85 CURVE key as meridianctl "
+                       "keygen prints it, not " +
+                           Describe(*key));
+      } else {
+        node->public_key = s->get();
+        auto [it, inserted] = key_lines_.emplace(node->public_key, LineOf(s->source()));
+        if (!inserted) {
+          problems_->Add(*s, "public_key is already the key of the node on line " +
+                                 std::to_string(it->second) + "; each node needs its own pair");
+        }
+      }
+    }
+    const toml::node* file = t.get("secret_key_file");
+    if (file == nullptr) return;
+    const auto* f = file->as_string();
+    if (f == nullptr || f->get().empty() || f->get().find('\0') != std::string::npos) {
+      problems_->Add(*file, "secret_key_file must be a file name, not " + Describe(*file));
+    } else if (key == nullptr) {
+      problems_->Add(*file, "secret_key_file is given but public_key is not; give both");
+    } else {
+      node->secret_key_file = f->get();
+      node->secret_key_file_line = LineOf(f->source());
+    }
   }
 
   // Two nodes listening on one address cannot both start, whichever of
@@ -585,6 +638,8 @@ class Parser {
   Topology* topo_;
   std::map<std::string, int> region_lines_;
   std::map<std::string, int> id_lines_;
+  std::map<std::string, int> key_lines_;  // public_key -> its line
+  std::set<int> keyed_nodes_;             // [[region.node]] lines with a public_key
   std::map<std::string, EndpointUse> endpoints_;
 };
 
@@ -616,6 +671,15 @@ const NodeConfig* Topology::FindNode(const std::string& id) const {
     }
   }
   return nullptr;
+}
+
+bool Topology::curve() const {
+  for (const RegionConfig& region : regions) {
+    for (const NodeConfig& node : region.nodes) {
+      if (!node.public_key.empty()) return true;
+    }
+  }
+  return false;
 }
 
 std::vector<const NodeConfig*> Topology::AllNodes() const {
@@ -771,52 +835,65 @@ Status ParseTokens(const std::string& text, const std::string& name, std::vector
   return Status::OK();
 }
 
-constexpr size_t kMaxTokenFileBytes = size_t{1} << 20;
+constexpr size_t kMaxSecretFileBytes = size_t{1} << 20;
 
-// Reads topo->token_file (relative to the topology's directory). Problems
-// with the file as a whole point at the token_file line of the topology.
-Status LoadTokens(Topology* topo) {
-  const std::string path = ScriptPath(topo->file, topo->token_file);
-  const std::string at = topo->file + ":" + std::to_string(topo->token_file_line) + ": ";
+// Reads a file of secrets, named by the topology key `what` on the line
+// `at` ("FILE:LINE: ") points to: a regular file of at most 1 MiB that its
+// group and others cannot access (mode & 077 == 0). Every problem is
+// InvalidArgument, prefixed with `at`.
+Status ReadSecretFile(const std::string& path, const std::string& what, const std::string& at,
+                      std::string* text) {
   // O_NONBLOCK: a FIFO named by mistake is refused below instead of
   // blocking the start until something writes to it.
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
-    return Status::InvalidArgument(at + "cannot open token_file '" + path +
+    return Status::InvalidArgument(at + "cannot open " + what + " '" + path +
                                    "': " + ErrnoText(errno));
   }
   struct stat st;
   if (fstat(fd, &st) != 0) {
     int err = errno;
     close(fd);
-    return Status::InvalidArgument(at + "cannot stat token_file '" + path + "': " + ErrnoText(err));
+    return Status::InvalidArgument(at + "cannot stat " + what + " '" + path +
+                                   "': " + ErrnoText(err));
   }
   if (!S_ISREG(st.st_mode)) {
     close(fd);
-    return Status::InvalidArgument(at + "token_file '" + path + "' is not a regular file");
+    return Status::InvalidArgument(at + what + " '" + path + "' is not a regular file");
   }
   if ((st.st_mode & 077) != 0) {
     close(fd);
     char mode[8];
     std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return Status::InvalidArgument(at + "token_file '" + path +
+    return Status::InvalidArgument(at + what + " '" + path +
                                    "' is open to its group or others (mode " + mode +
                                    "); it holds secrets: chmod 600 '" + path + "'");
   }
-  std::string text;
+  text->clear();
   char buf[8192];
   ssize_t n;
-  while ((n = read(fd, buf, sizeof(buf))) > 0 && text.size() <= kMaxTokenFileBytes) {
-    text.append(buf, static_cast<size_t>(n));
+  while ((n = read(fd, buf, sizeof(buf))) > 0 && text->size() <= kMaxSecretFileBytes) {
+    text->append(buf, static_cast<size_t>(n));
   }
   int err = errno;
   close(fd);
   if (n < 0) {
-    return Status::InvalidArgument(at + "cannot read token_file '" + path + "': " + ErrnoText(err));
+    return Status::InvalidArgument(at + "cannot read " + what + " '" + path +
+                                   "': " + ErrnoText(err));
   }
-  if (text.size() > kMaxTokenFileBytes) {
-    return Status::InvalidArgument(at + "token_file '" + path + "' is larger than 1 MiB");
+  if (text->size() > kMaxSecretFileBytes) {
+    return Status::InvalidArgument(at + what + " '" + path + "' is larger than 1 MiB");
   }
+  return Status::OK();
+}
+
+// Reads topo->token_file (relative to the topology's directory). Problems
+// with the file as a whole point at the token_file line of the topology.
+Status LoadTokens(Topology* topo) {
+  const std::string path = ScriptPath(topo->file, topo->token_file);
+  const std::string at = topo->file + ":" + std::to_string(topo->token_file_line) + ": ";
+  std::string text;
+  MERIDIAN_RETURN_IF_ERROR(ReadSecretFile(path, "token_file", at, &text));
   return ParseTokens(text, path, &topo->tokens);
 }
 
@@ -835,6 +912,35 @@ Status ParseTopology(const std::string& text, const std::string& name, Topology*
                                                     topo.file, &topo.placement));
   if (!topo.token_file.empty()) MERIDIAN_RETURN_IF_ERROR(LoadTokens(&topo));
   *out = std::move(topo);
+  return Status::OK();
+}
+
+Status LoadSecretKey(const Topology& topo, const NodeConfig& node, std::string* secret_z85) {
+  secret_z85->clear();
+  if (!topo.curve()) return Status::OK();
+  if (node.secret_key_file.empty()) {
+    return Status::InvalidArgument(
+        topo.file + ":" + std::to_string(node.line) + ": node '" + node.id +
+        "' has no secret_key_file, and the cluster's gossip uses CURVE keys; name the file "
+        "meridianctl keygen --out-secret wrote for it");
+  }
+  const std::string path = ScriptPath(topo.file, node.secret_key_file);
+  const std::string at = topo.file + ":" + std::to_string(node.secret_key_file_line) + ": ";
+  std::string text, secret, public_key;
+  MERIDIAN_RETURN_IF_ERROR(ReadSecretFile(path, "secret_key_file", at, &text));
+  Status s = gossip::ParseSecretKeyFile(text, &secret);
+  if (s.ok()) s = gossip::CurvePublicOf(secret, &public_key);
+  if (!s.ok()) {
+    return Status::InvalidArgument(at + "secret_key_file '" + path +
+                                   "' is not a CURVE secret key file: " + s.message());
+  }
+  if (public_key != node.public_key) {
+    return Status::InvalidArgument(at + "secret_key_file '" + path +
+                                   "' holds the secret key of public key " + public_key +
+                                   ", but the public_key listed for node '" + node.id + "' is " +
+                                   node.public_key + ": the pair does not match");
+  }
+  *secret_z85 = std::move(secret);
   return Status::OK();
 }
 

@@ -20,7 +20,11 @@
 //   [[region.node]]  id (required, unique across the cluster, 1..64 bytes of
 //                    [A-Za-z0-9._-]), http (required, "HOST:PORT"), gossip
 //                    (required, "tcp://HOST:PORT"), data_dir (required,
-//                    non-empty), sync (bool, default [cluster] sync)
+//                    non-empty), sync (bool, default [cluster] sync),
+//                    public_key (string: the node's CURVE public key, 40
+//                    Z85 characters as meridianctl keygen prints it;
+//                    unique), secret_key_file (string: the file holding
+//                    the matching secret key, below; only with public_key)
 // HOST is an IPv4 address, "localhost" or a bracketed IPv6 address; PORT is
 // 1..65535. No two endpoints (http or gossip, of any nodes) may be equal.
 //   [[policy]]       prefix, type (required strings), resolve (array of
@@ -44,6 +48,17 @@
 //                    region names): keys under the prefix are held only
 //                    by those regions (gossip/placement.h), checked as a
 //                    set by gossip::Placement::Build.
+// CurveZMQ for gossip (gossip/transport.h "Security"): either every node
+// has a public_key or none does (then gossip is plaintext: development
+// only). secret_key_file is optional per node because a node reads only
+// its own (LoadSecretKey, at start): a topology shared by several hosts
+// need not name the others' secrets. meridiand refuses to start a node of
+// a cluster with keys when that node has no secret_key_file, when the
+// file is open to group or others (the token_file rule), when it does not
+// hold a key, or when the key's public half is not the node's public_key.
+// The path is relative to the topology file's directory (or absolute);
+// its format is gossip/curve_keys.h's (comment lines starting with '#',
+// then the Z85 secret key on a line of its own).
 #ifndef MERIDIAN_NODE_TOPOLOGY_H_
 #define MERIDIAN_NODE_TOPOLOGY_H_
 
@@ -71,6 +86,12 @@ struct NodeConfig {
   // when the node starts) can be reported as "FILE:LINE: sentence" too.
   int line = 0;           // the node's [[region.node]] header
   int data_dir_line = 0;  // its data_dir value
+  // CurveZMQ: the public key as listed (Z85; empty when gossip is
+  // plaintext) and secret_key_file as written (empty when not given), with
+  // its line.
+  std::string public_key;
+  std::string secret_key_file;
+  int secret_key_file_line = 0;
 };
 
 struct RegionConfig {
@@ -112,6 +133,9 @@ struct Topology {
   std::vector<gossip::PlacementSpec> placement_specs;
   gossip::Placement placement;
 
+  // Whether gossip uses CurveZMQ: the nodes have public keys (all do, or
+  // the file was refused).
+  bool curve() const;
   // nullptr when no node has that id.
   const NodeConfig* FindNode(const std::string& id) const;
   // Every node, region by region, in file order.
@@ -131,6 +155,13 @@ struct Topology {
 Status LoadTopology(const std::string& path, Topology* out);
 // The same from text; `name` stands for the file in messages.
 Status ParseTopology(const std::string& text, const std::string& name, Topology* out);
+
+// This node's CURVE secret key (Z85) from its secret_key_file, checked
+// against its public_key (the rules above); empty, and OK, when the
+// topology has no keys. Problems are InvalidArgument "FILE:LINE: sentence"
+// pointing at the node's secret_key_file line (or its [[region.node]]
+// line when it has none).
+Status LoadSecretKey(const Topology& topo, const NodeConfig& node, std::string* secret_z85);
 
 // Checks that a node's data dir can be used: it exists and is a writable
 // directory, or it does not exist and its nearest existing ancestor is a

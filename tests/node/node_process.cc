@@ -65,6 +65,7 @@ void NodeProcess::WriteTopology() {
     << "  http     = \"127.0.0.1:" << port_ << "\"\n"
     << "  gossip   = \"tcp://127.0.0.1:" << gossip_port_ << "\"\n"
     << "  data_dir = \"" << data_dir_ << "\"\n";
+  for (const std::string& line : options_.node_lines) f << "  " << line << "\n";
 }
 
 std::string NodeProcess::url() const { return "http://127.0.0.1:" + std::to_string(port_); }
