@@ -1,5 +1,6 @@
 // The ZeroMQ driver of the gossip Protocol. Contract: gossip/transport.h.
-// This is the only file of gossip/ that knows ZeroMQ.
+// With gossip/curve_keys.cc (key functions only), this is the only file
+// of gossip/ that knows ZeroMQ.
 //
 // Threads. The gossip thread (Run) owns the Protocol, the ROUTER, the
 // DEALERs, the delay queue and the counters. Everything else reaches it
@@ -29,6 +30,7 @@
 #include <utility>
 #include <zmq.hpp>
 
+#include "gossip/curve_keys.h"
 #include "storage/digests.h"
 #include "storage/node_meta.h"
 
@@ -47,8 +49,13 @@ constexpr int kMaxReceivesPerTurn = 256;
 constexpr int kSendHwm = 1000;
 constexpr int kRecvHwm = 1000;
 constexpr int kReconnectIvlMs = 100;
-// Frames that do not decode are logged at most this often (with a count).
-constexpr uint64_t kBadFrameLogIntervalMs = 10000;
+// Refused input (frames that do not decode, connections the ZAP handler
+// refuses, forged frames) is logged at most this often per kind, with a
+// count.
+constexpr uint64_t kRefusalLogIntervalMs = 10000;
+// ZeroMQ's ZAP endpoint (RFC 27) and the domain the ROUTER asks it about.
+constexpr char kZapEndpoint[] = "inproc://zeromq.zap.01";
+constexpr char kZapDomain[] = "meridian";
 // ZMTP heartbeats on the DEALERs: a connection whose peer vanished without
 // closing it (host gone, cable cut) is dropped and redialled instead of
 // swallowing messages until its queue fills. Liveness for the Protocol
@@ -71,6 +78,38 @@ uint64_t MonoMs() {
 // When a message held for `delay_ms` at `mono_ms` may go: one more
 // millisecond because mono_ms is truncated, so the hold is never shorter.
 uint64_t ReleaseTime(uint64_t mono_ms, uint64_t delay_ms) { return mono_ms + delay_ms + 1; }
+
+// Counts refusals of one kind and says when a log line about them is due:
+// the first at once, then at most one per kRefusalLogIntervalMs.
+class RefusalLog {
+ public:
+  // Counts one; true when a line is due, with *count the refusals since
+  // the last line (this one included).
+  bool Count(uint64_t mono_ms, uint64_t* count) {
+    ++unlogged_;
+    if (logged_ms_ != 0 && mono_ms < logged_ms_ + kRefusalLogIntervalMs) return false;
+    logged_ms_ = mono_ms;
+    *count = unlogged_;
+    unlogged_ = 0;
+    return true;
+  }
+
+ private:
+  uint64_t logged_ms_ = 0, unlogged_ = 0;
+};
+
+// A Z85 key as the 32 bytes ZeroMQ compares (ZAP credentials) or takes as
+// a socket option; empty when it is not a key.
+std::string KeyBytes(const std::string& z85) {
+  if (!IsCurveKey(z85)) return std::string();
+  uint8_t bytes[32];
+  if (zmq_z85_decode(bytes, z85.c_str()) == nullptr) return std::string();
+  return std::string(reinterpret_cast<const char*>(bytes), sizeof(bytes));
+}
+
+std::string PartText(const zmq::message_t& m) {
+  return std::string(static_cast<const char*>(m.data()), m.size());
+}
 
 // A command for the gossip thread.
 struct Command {
@@ -178,6 +217,10 @@ struct Transport::Impl {
   zmq::socket_t router;
   zmq::socket_t wake_rx;
   std::map<std::string, zmq::socket_t> dealers;  // peer node id -> DEALER
+  // CurveZMQ only: the ZAP handler's REP, and the listed keys (32 bytes)
+  // -> node id.
+  zmq::socket_t zap;
+  std::map<std::string, std::string> node_of_key;
   std::shared_ptr<Mailbox> mailbox;
 
   // Anti-entropy's Views, from the Host.
@@ -225,7 +268,9 @@ struct Transport::Impl {
   bool rejoin_told = false;
   bool bootstrapped_told = false;  // Host::Bootstrapped called (or never needed)
   std::set<std::string> warned_no_endpoint;
-  uint64_t bad_frames_logged_ms = 0, bad_frames_unlogged = 0;
+  RefusalLog bad_frames_log;
+  uint64_t zap_refused = 0, forged_frames = 0;
+  RefusalLog zap_log, forged_log;
 
   // --- Faults (guarded by faults_mu) ---
   mutable std::mutex faults_mu;
@@ -271,6 +316,8 @@ struct Transport::Impl {
   }
 
   Status Start();
+  Status SetUpCurve();
+  void SetUpCurveClient(const std::string& peer, zmq::socket_t* dealer);
   void Stop();
   void CloseSockets();
 
@@ -280,8 +327,9 @@ struct Transport::Impl {
   void RefreshPolicyHash();
   void DrainInbox();
   void ReceiveFrames();
-  void HandleFrame(std::string_view payload);
+  void HandleFrame(std::string_view payload, const char* user_id);
   void CountBadFrame(const Status& why);
+  void ServeZap();
   void ReleaseDelayed(uint64_t mono_ms);
   uint64_t PollTimeoutMs();
 
@@ -322,6 +370,15 @@ Status Transport::Impl::Start() {
     router.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(kMaxFrameBytes));
     router.set(zmq::sockopt::rcvhwm, kRecvHwm);
     router.set(zmq::sockopt::sndhwm, kSendHwm);
+    if (options.curve.enabled()) {
+      // The ZAP handler first: with none bound, libzmq would let every
+      // CURVE client in.
+      Status s = SetUpCurve();
+      if (!s.ok()) {
+        CloseSockets();
+        return s;
+      }
+    }
     try {
       router.bind(options.bind);
     } catch (const zmq::error_t& e) {
@@ -352,6 +409,7 @@ Status Transport::Impl::Start() {
       dealer.set(zmq::sockopt::reconnect_ivl, kReconnectIvlMs);
       dealer.set(zmq::sockopt::heartbeat_ivl, kZmtpHeartbeatIvlMs);
       dealer.set(zmq::sockopt::heartbeat_timeout, kZmtpHeartbeatTimeoutMs);
+      if (options.curve.enabled()) SetUpCurveClient(node, &dealer);
       try {
         dealer.connect(endpoint);
       } catch (const zmq::error_t& e) {
@@ -388,6 +446,49 @@ Status Transport::Impl::Start() {
   return Status::OK();
 }
 
+// Checks the keys, binds the ZAP handler and makes the ROUTER a CURVE
+// server. Called from Start (under life_mu) before the ROUTER binds.
+Status Transport::Impl::SetUpCurve() {
+  const CurveOptions& c = options.curve;
+  if (!CurveAvailable()) {
+    return Status::FailedPrecondition(
+        "the topology lists CURVE keys, but this ZeroMQ library was built without CURVE");
+  }
+  if (!IsCurveKey(c.secret_key) || !IsCurveKey(c.public_key)) {
+    return Status::InvalidArgument("this node's CURVE key pair is not two 40-character Z85 keys");
+  }
+  for (const auto& [node, key] : c.node_keys) {
+    std::string bytes = KeyBytes(key);
+    if (bytes.empty()) {
+      return Status::InvalidArgument("the public key of node " + node +
+                                     " is not 40 Z85 characters");
+    }
+    // This node's own key is never a client here: nobody else should
+    // hold its secret.
+    if (node != options.protocol.self.node) node_of_key[bytes] = node;
+  }
+  for (const auto& [node, endpoint] : options.peers) {
+    if (!c.node_keys.count(node)) {
+      return Status::InvalidArgument("peer " + node + " has no public key, and gossip uses CURVE");
+    }
+  }
+  zap = zmq::socket_t(ctx, zmq::socket_type::rep);
+  zap.set(zmq::sockopt::linger, 0);
+  zap.bind(kZapEndpoint);
+  router.set(zmq::sockopt::zap_domain, kZapDomain);
+  router.set(zmq::sockopt::curve_server, true);
+  router.set(zmq::sockopt::curve_secretkey, KeyBytes(c.secret_key));
+  return Status::OK();
+}
+
+// A DEALER that speaks CURVE with this node's pair and accepts only the
+// peer's listed server key. REQUIRES: SetUpCurve succeeded.
+void Transport::Impl::SetUpCurveClient(const std::string& peer, zmq::socket_t* dealer) {
+  dealer->set(zmq::sockopt::curve_serverkey, KeyBytes(options.curve.node_keys.at(peer)));
+  dealer->set(zmq::sockopt::curve_publickey, KeyBytes(options.curve.public_key));
+  dealer->set(zmq::sockopt::curve_secretkey, KeyBytes(options.curve.secret_key));
+}
+
 void Transport::Impl::StopTruncator() {
   {
     std::lock_guard<std::mutex> lock(truncate_mu);
@@ -399,6 +500,7 @@ void Transport::Impl::StopTruncator() {
 
 void Transport::Impl::CloseSockets() {
   router.close();
+  zap.close();
   wake_rx.close();
   for (auto& [node, dealer] : dealers) dealer.close();
   dealers.clear();
@@ -425,8 +527,9 @@ void Transport::Impl::Stop() {
 // --- The gossip thread -------------------------------------------------------
 
 void Transport::Impl::Run() {
-  host->Log("gossip: listening on " + options.bind + ", " + std::to_string(dealers.size()) +
-            " peer(s)");
+  host->Log("gossip: listening on " + options.bind +
+            (options.curve.enabled() ? " (CurveZMQ), " : " (plaintext), ") +
+            std::to_string(dealers.size()) + " peer(s)");
   while (!stop_requested.load()) {
     try {
       Turn();
@@ -457,8 +560,10 @@ void Transport::Impl::Turn() {
   zmq::pollitem_t items[] = {
       {wake_rx.handle(), 0, ZMQ_POLLIN, 0},
       {router.handle(), 0, ZMQ_POLLIN, 0},
+      {zap.handle(), 0, ZMQ_POLLIN, 0},
   };
-  zmq::poll(items, 2, std::chrono::milliseconds(static_cast<long>(PollTimeoutMs())));
+  const size_t polled = zap ? 3 : 2;
+  zmq::poll(items, polled, std::chrono::milliseconds(static_cast<long>(PollTimeoutMs())));
   if (stop_requested.load()) return;
 
   RefreshFaults();
@@ -469,6 +574,7 @@ void Transport::Impl::Turn() {
     }
   }
   DrainInbox();
+  if (polled == 3 && (items[2].revents & ZMQ_POLLIN)) ServeZap();
   if (items[1].revents & ZMQ_POLLIN) ReceiveFrames();
   ReleaseDelayed(MonoMs());
   if (MonoMs() >= protocol.NextTickMs()) {
@@ -670,22 +776,77 @@ void Transport::Impl::ReceiveFrames() {
                                        " frames, not one"));
       continue;
     }
-    HandleFrame(std::string_view(static_cast<const char*>(payload.data()), payload.size()));
+    // With CURVE, the node the ZAP handler bound the sender's key to (null
+    // when there is none: never expected, and then nothing is trusted).
+    const char* user_id = nullptr;
+    if (options.curve.enabled()) user_id = zmq_msg_gets(payload.handle(), "User-Id");
+    HandleFrame(std::string_view(static_cast<const char*>(payload.data()), payload.size()),
+                user_id);
   }
 }
 
 void Transport::Impl::CountBadFrame(const Status& why) {
   ++bad_frames;
-  ++bad_frames_unlogged;
-  const uint64_t mono = MonoMs();
-  if (bad_frames_logged_ms != 0 && mono < bad_frames_logged_ms + kBadFrameLogIntervalMs) return;
-  host->Log("gossip: dropped " + std::to_string(bad_frames_unlogged) +
+  uint64_t count = 0;
+  if (!bad_frames_log.Count(MonoMs(), &count)) return;
+  host->Log("gossip: dropped " + std::to_string(count) +
             " incoming frame(s) that are not gossip messages (latest: " + why.ToString() + ")");
-  bad_frames_logged_ms = mono;
-  bad_frames_unlogged = 0;
 }
 
-void Transport::Impl::HandleFrame(std::string_view payload) {
+// Answers the ZAP requests queued (RFC 27): request := version "1.0",
+// request id, domain, address, routing id, mechanism, credentials...;
+// reply := version, request id, status code, status text, user id,
+// metadata. Accepted: mechanism CURVE in domain "meridian" with a listed
+// client key (the one credential, 32 bytes); the user id is its node.
+void Transport::Impl::ServeZap() {
+  for (int n = 0; n < kMaxReceivesPerTurn; ++n) {
+    std::vector<zmq::message_t> parts;
+    zmq::message_t part;
+    if (!zap.recv(part, zmq::recv_flags::dontwait)) return;
+    bool more = part.more();
+    parts.push_back(std::move(part));
+    while (more) {
+      zmq::message_t next;
+      if (!zap.recv(next, zmq::recv_flags::dontwait)) break;
+      more = next.more();
+      parts.push_back(std::move(next));
+    }
+    std::string status = "400", text, user;
+    std::string address = parts.size() > 3 ? PartText(parts[3]) : "?";
+    if (parts.size() < 6 || PartText(parts[0]) != "1.0") {
+      text = "malformed ZAP request";
+    } else if (PartText(parts[2]) != kZapDomain) {
+      text = "unknown ZAP domain";
+    } else if (PartText(parts[5]) != "CURVE") {
+      text = "mechanism " + PartText(parts[5]).substr(0, 16) + " refused: CURVE only";
+    } else if (parts.size() != 7 || parts[6].size() != 32) {
+      text = "malformed CURVE credentials";
+    } else if (auto it = node_of_key.find(PartText(parts[6])); it == node_of_key.end()) {
+      text = "unlisted CURVE key";
+    } else {
+      status = "200";
+      text = "OK";
+      user = it->second;
+    }
+    if (status != "200") {
+      ++zap_refused;
+      uint64_t count = 0;
+      if (zap_log.Count(MonoMs(), &count)) {
+        host->Log("gossip: refused " + std::to_string(count) +
+                  " connection(s) to the gossip port (latest: from " + address + ", " + text + ")");
+      }
+    }
+    const std::string request_id = parts.size() > 1 ? PartText(parts[1]) : std::string();
+    zap.send(zmq::str_buffer("1.0"), zmq::send_flags::sndmore);
+    zap.send(zmq::buffer(request_id), zmq::send_flags::sndmore);
+    zap.send(zmq::buffer(status), zmq::send_flags::sndmore);
+    zap.send(zmq::buffer(text), zmq::send_flags::sndmore);
+    zap.send(zmq::buffer(user), zmq::send_flags::sndmore);
+    zap.send(zmq::const_buffer("", 0), zmq::send_flags::none);
+  }
+}
+
+void Transport::Impl::HandleFrame(std::string_view payload, const char* user_id) {
   Message msg;
   Status s = Decode(payload, &msg);
   if (!s.ok()) {
@@ -693,6 +854,19 @@ void Transport::Impl::HandleFrame(std::string_view payload) {
     return;
   }
   const std::string& peer = msg.header.from.node;
+  if (options.curve.enabled() && (user_id == nullptr || peer != user_id)) {
+    // A listed key speaking for another node (or no key at all): the
+    // Protocol never sees it.
+    ++forged_frames;
+    uint64_t count = 0;
+    if (forged_log.Count(MonoMs(), &count)) {
+      host->Log("gossip: refused " + std::to_string(count) +
+                " frame(s) whose sender is not the node of their CURVE key (latest: a " +
+                TypeName(msg.type) + " claiming to be from " + msg.header.from.ToString() +
+                ", sent with the key of " + (user_id ? user_id : "no listed node") + ")");
+    }
+    return;
+  }
   if (faults_local.drop.count(peer)) {
     ++dropped_by_faults;
     return;
@@ -1059,6 +1233,9 @@ void Transport::Impl::Publish() {
   snap.frames_in = frames_in;
   snap.frames_out = frames_out;
   snap.bad_frames = bad_frames;
+  snap.curve = options.curve.enabled();
+  snap.zap_refused = zap_refused;
+  snap.forged_frames = forged_frames;
   snap.dropped_by_faults = dropped_by_faults;
   snap.policy_hash = protocol.options().policy_hash;
   for (const PeerStatus& p : snap.peers) snap.policy_mismatches += p.policy_mismatch ? 1 : 0;

@@ -38,6 +38,28 @@
 // ZMQ_RCVHWM bounded, ZMQ_IMMEDIATE on the DEALERs (nothing queues for a
 // peer that is not connected; the Protocol resends instead), reconnect
 // interval 100 ms. A frame that does not decode is dropped and counted.
+//
+// Security (DESIGN.md §4; TransportOptions::curve). Without keys the
+// sockets are plaintext (ZeroMQ's NULL mechanism) and anyone who reaches
+// the gossip port can speak for any node: development only. With keys
+// (CurveZMQ): the ROUTER is a CURVE server with this node's secret key and
+// ZAP domain "meridian"; each DEALER is a CURVE client that knows its
+// peer's listed public key, so it only talks to that peer. A ZAP handler
+// (ZeroMQ RFC 27: a REP socket on inproc://zeromq.zap.01 in this
+// Transport's own context, served by the gossip thread; bound before the
+// ROUTER, since libzmq lets every CURVE client in when no handler is
+// bound) accepts a connection only with mechanism CURVE and a listed
+// client key, and names the key's node as the connection's User-Id.
+// Plaintext clients fail the CURVE handshake and never reach the handler.
+// Every message received on the ROUTER must then come from the node its
+// header names (Header::from.node == User-Id): the sender of a Hello, the
+// origin of Deltas (a node ships only its own log) and of every other
+// message is bound to the key that sent it. A message that claims another
+// node is dropped before the Protocol sees it and counted
+// (TransportSnapshot::forged_frames); a refused connection is counted
+// (zap_refused). Both are logged at most once per 10 s, with a count, so
+// a flood cannot fill the disk. Anti-entropy states may carry any origin's
+// data: they are joins of what the (authenticated) sender holds.
 #ifndef MERIDIAN_GOSSIP_TRANSPORT_H_
 #define MERIDIAN_GOSSIP_TRANSPORT_H_
 
@@ -101,9 +123,21 @@ class Host {
   virtual void Rejoin() {}
 };
 
+// CurveZMQ keys (gossip/curve_keys.h; "Security" above). All Z85.
+struct CurveOptions {
+  std::string public_key;  // this node's
+  std::string secret_key;  // this node's; empty: plaintext (no keys at all)
+  // Node id -> its listed public key, for every node of the topology (this
+  // one may be among them, but its own key is not admitted as a client);
+  // every peer must have one.
+  std::map<std::string, std::string> node_keys;
+  bool enabled() const { return !secret_key.empty(); }
+};
+
 struct TransportOptions {
   std::string bind;                            // "tcp://HOST:PORT"
   std::map<std::string, std::string> peers;    // node id -> "tcp://HOST:PORT"
+  CurveOptions curve;                          // default: plaintext
   ProtocolOptions protocol;                    // its policy_hash: at start (then SetPolicyHash)
   size_t max_frame_bytes = size_t{4} << 20;    // Deltas and AE states are split below this
   bool anti_entropy = true;  // run Merkle anti-entropy rounds
@@ -125,6 +159,12 @@ struct TransportSnapshot {
   AeCounters ae;
   uint64_t frames_in = 0, frames_out = 0, bad_frames = 0, dropped_by_faults = 0;
   uint64_t bytes_in = 0, bytes_out = 0;  // gossip payload bytes received and sent
+  // Security ("Security" above): whether the sockets use CurveZMQ,
+  // connections the ZAP handler refused (an unlisted key, another
+  // mechanism), and frames dropped for naming a node other than the one
+  // whose key sent them.
+  bool curve = false;
+  uint64_t zap_refused = 0, forged_frames = 0;
   uint64_t log_start = 0;  // the lowest own log seq not yet truncated
   HorizonStatus horizon;
   // This node's policy-set hash as the gossip thread last took it (what
@@ -143,7 +183,9 @@ class Transport {
   ~Transport();  // Stop()
 
   // Binds the ROUTER (a taken port fails here with a sentence naming the
-  // endpoint), connects the DEALERs and starts the thread.
+  // endpoint), connects the DEALERs and starts the thread. With curve
+  // keys, a key that is not 40 Z85 characters or a peer without a key
+  // fails here (InvalidArgument), as does a ZeroMQ without CURVE.
   Status Start();
   // Stops the thread and closes every socket; idempotent.
   void Stop();

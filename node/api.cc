@@ -503,6 +503,7 @@ void Api::Route(const std::shared_ptr<Call>& call) {
     }
     ApiError err;
     if (!ValidKey(key, &err)) return call->Fail(err);
+    if (!PlacedHere(key, method != "GET", &err)) return call->Fail(err);
     if (method == "GET") return Read(call, key, r.tag);
     Operation op;
     op.key = key;
@@ -588,6 +589,8 @@ void Api::Route(const std::shared_ptr<Call>& call) {
     ApiError err;
     if (!ValidKey(key, &err)) return call->Fail(err);
     if (method != "GET") return method_not_allowed("GET");
+    // A live stream writes as well as reads: refused where a write is.
+    if (!PlacedHere(key, true, &err)) return call->Fail(err);
     if (text_streams_ == nullptr) return call->Fail(Err(404, "not_found", "no live text here"));
     if (!call->req.websocket_upgrade) {
       return call->Fail(Err(426, "upgrade_required",
@@ -617,6 +620,7 @@ void Api::Route(const std::shared_ptr<Call>& call) {
     }
     ApiError err;
     if (!ValidKey(key, &err)) return call->Fail(err);
+    if (!PlacedHere(key, method != "GET", &err)) return call->Fail(err);
     if (method == "GET") return ConflictOf(call, key);
     if (method == "POST") return ResolveConflict(call, key);
     return method_not_allowed("GET, POST");
@@ -630,6 +634,7 @@ void Api::Route(const std::shared_ptr<Call>& call) {
     ApiError err;
     if (!ValidKey(key, &err)) return call->Fail(err);
     if (method != "GET") return method_not_allowed("GET");
+    if (!PlacedHere(key, false, &err)) return call->Fail(err);
     return Audit(call, key);
   }
   if (path == "/v1/admin/backup") {
@@ -727,6 +732,7 @@ void Api::Conflicts(const std::shared_ptr<Call>& call) {
       more = chunk.size() == kConflictScanChunk;
       for (const auto& kv : chunk) {
         cursor = kv.key;
+        if (!Held(kv.key)) continue;
         json entry;
         if (ConflictEntryAt(kv.key, kv.value, settler.get(), &entry, nullptr)) {
           list.push_back(std::move(entry));
@@ -862,6 +868,46 @@ bool Api::Writable(ApiError* err) const {
   return false;
 }
 
+bool Api::Held(const std::string& key) const {
+  return ctx_.node == nullptr || ctx_.topology->placement.Holds(key, ctx_.node->region);
+}
+
+namespace {
+
+// "region 'eu-west'" or "regions 'eu-west', 'us-east'".
+std::string RegionList(const std::vector<std::string>& regions) {
+  std::string out = regions.size() == 1 ? "region " : "regions ";
+  for (size_t i = 0; i < regions.size(); ++i) {
+    if (i > 0) out += ", ";
+    out += "'" + regions[i] + "'";
+  }
+  return out;
+}
+
+}  // namespace
+
+bool Api::PlacedHere(const std::string& key, bool write, ApiError* err) const {
+  if (Held(key)) return true;
+  const gossip::PlacementSpec* s = ctx_.topology->placement.Find(key);
+  const std::string where = "key '" + key + "' is placed in " + RegionList(s->regions) +
+                            " (prefix '" + s->prefix + "')";
+  if (write) {
+    *err = Err(403, "placement", where + "; write it at a node of " +
+                                     (s->regions.size() == 1 ? "that region" : "those regions"));
+  } else {
+    *err = Err(404, "placement", where + "; region '" + ctx_.node->region + "' does not hold it");
+  }
+  return false;
+}
+
+bool Api::WithinPlacement(const std::string& key, uint64_t w, ApiError* err) const {
+  const gossip::PlacementSpec* s = ctx_.topology->placement.Find(key);
+  if (s == nullptr || w <= s->regions.size()) return true;
+  *err = Err(400, "placement", "w=" + std::to_string(w) + " but key '" + key +
+                                   "' is placed in " + RegionList(s->regions) + " only");
+  return false;
+}
+
 std::shared_ptr<const conflict::Settler> Api::Policies() const {
   return ctx_.policies != nullptr ? ctx_.policies->Get() : nullptr;
 }
@@ -876,6 +922,7 @@ void Api::Write(const std::shared_ptr<Call>& call, Operation op) {
   if (!TakePolicyType(&op, &err)) return call->Fail(err);
   WriteWait ww;
   if (!call->WriteWaitOf(*ctx_.topology, &ww, &err)) return call->Fail(err);
+  if (!WithinPlacement(op.key, ww.w, &err)) return call->Fail(err);
   if (!Writable(&err)) return call->Fail(err);
   const bool text = op.type == crdt::Text::kTag;
   ctx_.applier->Submit(std::move(op), [this, call, ww, text](WriteResult r) {
@@ -1054,6 +1101,7 @@ void Api::Batch(const std::shared_ptr<Call>& call) {
                 "unknown operation '" + name + "' (put, del, incr, sadd, srem, map, text)");
       }
     }
+    if (ok) ok = PlacedHere(op.key, true, &e) && WithinPlacement(op.key, ww.w, &e);
     if (ok) ok = TakePolicyType(&op, &e);
     if (!ok) {
       results[i] = json{{"status", e.http}, {"error", e.code}, {"message", e.message}};
@@ -1147,6 +1195,7 @@ void Api::Scan(const std::shared_ptr<Call>& call) {
     if (!st.ok()) return call->Fail(Err(500, "storage", st.ToString()));
     json items = json::array();
     for (const auto& row : rows) {
+      if (!Held(row.key)) continue;  // placed elsewhere: not this region's to show
       crdt::Envelope env;
       if (!crdt::Envelope::DecodeStored(row.envelope, &env).ok()) continue;
       json out;
@@ -1228,6 +1277,7 @@ void Api::Backup(const std::shared_ptr<Call>& call) {
 }
 
 void Api::PublishChange(const std::string& key, const std::string& envelope) {
+  if (!Held(key)) return;
   if (text_streams_ != nullptr) text_streams_->OnChange(key, envelope);
   if (!ctx_.watch->HasSubscriberFor(key)) return;
   crdt::Envelope env;
@@ -1302,6 +1352,8 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                    {"bytes_in", snap.bytes_in},
                    {"bytes_out", snap.bytes_out},
                    {"bad_frames", snap.bad_frames},
+                   {"zap_refused", snap.zap_refused},
+                   {"forged_frames", snap.forged_frames},
                    {"refused_other", snap.counters.refused_other},
                    {"deltas_received", snap.counters.deltas_received},
                    {"deltas_applied", snap.counters.deltas_applied},
@@ -1332,6 +1384,14 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                {"retired_incarnations", snap.counters.expirations},
                {"retirements_adopted", snap.counters.expirations_adopted},
                {"refused_retired", snap.counters.refused_expired}};
+  // Placement (gossip/placement.h): each placed prefix, its regions and
+  // whether this node's region holds it.
+  json placement = json::array();
+  for (const gossip::PlacementSpec& p : ctx_.topology->placement.specs()) {
+    placement.push_back({{"prefix", p.prefix},
+                         {"regions", p.regions},
+                         {"held_here", Held(p.prefix)}});
+  }
   call->Send(200, json{{"node", ctx_.node->id},
                        {"region", ctx_.node->region},
                        {"cluster", ctx_.topology->cluster_name},
@@ -1356,11 +1416,13 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                        {"type_conflicts", a.type_conflicts()},
                        {"conflicts", ConflictStatus(snap)},
                        {"state_digest", a.StateDigest().Hex()},
+                       {"gossip_security", ctx_.topology->curve() ? "curve" : "plaintext"},
                        {"peers", peers},
                        {"clock", clock},
                        {"gossip", gossip_json},
                        {"anti_entropy", anti_entropy},
-                       {"retention", horizon}});
+                       {"retention", horizon},
+                       {"placement", placement}});
 }
 
 size_t Api::ReviewQueueDepth(bool* capped) const {
@@ -1450,6 +1512,11 @@ void Api::MetricsText(const std::shared_ptr<Call>& call) {
          "Gossip messages refused for an HLC too far ahead.", snap.counters.refused_clock_offset);
   family("meridian_gossip_bad_frames_total", "counter", "Gossip frames that did not decode.",
          snap.bad_frames);
+  family("meridian_gossip_zap_refused_total", "counter",
+         "Gossip connections refused by CURVE authentication (an unlisted key).", snap.zap_refused);
+  family("meridian_gossip_forged_frames_total", "counter",
+         "Gossip frames dropped for naming a node other than the one whose key sent them.",
+         snap.forged_frames);
   family("meridian_deltas_received_total", "counter", "Remote deltas received (with duplicates).",
          snap.counters.deltas_received);
   family("meridian_deltas_applied_total", "counter", "Remote deltas applied durably.",

@@ -166,6 +166,13 @@ class Api {
 
   // False (and the 503 clock_skew error) while gossip's write gate is shut.
   bool Writable(ApiError* err) const;
+  // Placement (gossip/placement.h). Held: whether this node's region holds
+  // `key`. PlacedHere: the same, or false with `403 placement` for a write
+  // and `404 placement` for a read. WithinPlacement: false with `400
+  // placement` when `w` exceeds the regions that hold `key`.
+  bool Held(const std::string& key) const;
+  bool PlacedHere(const std::string& key, bool write, ApiError* err) const;
+  bool WithinPlacement(const std::string& key, uint64_t w, ApiError* err) const;
   // Sends the reply of a successful write (send_ok) once `w` regions hold
   // `seq`, or 504 at the deadline.
   void ReplyWhenHeld(const std::shared_ptr<Call>& call, uint64_t seq, uint64_t w,

@@ -56,6 +56,15 @@ Status GossipHost::Start() {
     if (n->id != me_.id) options.peers[n->id] = n->gossip;
   }
   if (options.peers.empty()) return Status::OK();
+  if (topo_.curve()) {
+    if (secret_key_.empty()) {
+      return Status::FailedPrecondition("the topology lists CURVE keys but node " + me_.id +
+                                        " was given no secret key");
+    }
+    options.curve.public_key = me_.public_key;
+    options.curve.secret_key = secret_key_;
+    for (const NodeConfig* n : topo_.AllNodes()) options.curve.node_keys[n->id] = n->public_key;
+  }
   options.protocol = ProtocolOptionsFor(topo_, me_, applier_->replica());
   options.protocol.anti_entropy.must_bootstrap = must_bootstrap_;
   options.protocol.expired = expired_;

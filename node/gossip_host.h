@@ -53,6 +53,9 @@ class GossipHost : public gossip::Host {
   // when a peer retired this incarnation: the node must restart as a new
   // one. Before Start.
   void set_on_rejoin(std::function<void()> f) { on_rejoin_ = std::move(f); }
+  // This node's CURVE secret key (Z85; LoadSecretKey) when the topology
+  // lists keys; Start refuses a topology with keys without it. Before Start.
+  void set_secret_key(std::string z85) { secret_key_ = std::move(z85); }
 
   // Call before the Applier starts (it sets the applier's append and
   // commit listeners). Creates and starts the transport when there are
@@ -91,6 +94,7 @@ class GossipHost : public gossip::Host {
   std::map<std::string, uint64_t> expired_;
   uint64_t last_contact_ms_ = 0;
   std::function<void()> on_rejoin_;
+  std::string secret_key_;
   // A collection is queued at the applier (one at a time).
   std::shared_ptr<std::atomic<bool>> collecting_ = std::make_shared<std::atomic<bool>>(false);
   std::shared_ptr<std::atomic<bool>> collect_failing_ = std::make_shared<std::atomic<bool>>(false);

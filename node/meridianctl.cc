@@ -16,6 +16,7 @@
 // header as "context"). Exit status: 0 on success, 1 on any error (node
 // unreachable, HTTP error, a failed batch operation), 2 on bad usage,
 // each with one sentence on stderr.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,6 +41,7 @@
 #include <utility>
 #include <vector>
 
+#include "gossip/curve_keys.h"
 #include "node/http_client.h"
 #include "node/launcher.h"
 #include "storage/backup.h"
@@ -72,7 +74,8 @@ struct Options {
   std::string config, wait, meridiand;  // up, down
   std::string pick, value, file;        // conflicts resolve
   std::string out, data_dir;            // backup, restore
-  bool force = false;                   // backup
+  bool force = false;                   // backup, keygen
+  std::string out_secret;               // keygen
   std::set<std::string> given;  // every option named, to refuse those a command ignores
 };
 
@@ -906,6 +909,68 @@ int Backup(Ctl& ctl, const Args&) {
   return 0;
 }
 
+// Writes a new file `path` with mode 0600 holding `text` (refusing an
+// existing one unless `force`, which replaces it with a new file, so an
+// old file's mode never carries over).
+Status WriteSecretFile(const std::string& path, const std::string& text, bool force) {
+  if (force && unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return Status::IOError("cannot replace " + path + ": " + std::strerror(errno));
+  }
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    if (errno == EEXIST) {
+      return Status::FailedPrecondition(path + " exists; pass --force to replace it");
+    }
+    return Status::IOError("cannot create " + path + ": " + std::strerror(errno));
+  }
+  bool ok = fchmod(fd, 0600) == 0;  // whatever the umask
+  size_t done = 0;
+  while (ok && done < text.size()) {
+    ssize_t n = write(fd, text.data() + done, text.size() - done);
+    ok = n > 0;
+    if (ok) done += static_cast<size_t>(n);
+  }
+  ok = ok && fsync(fd) == 0;
+  const int err = errno;
+  ok = close(fd) == 0 && ok;
+  if (!ok) {
+    unlink(path.c_str());
+    return Status::IOError("cannot write " + path + ": " + std::strerror(err));
+  }
+  return Status::OK();
+}
+
+// A CURVE key pair for a node's gossip (README "Security"): with
+// --out-secret, the secret goes to a new mode-0600 file and the lines to
+// paste into the node's topology entry are printed; without, both keys
+// are printed.
+int Keygen(Ctl& ctl, const Args&) {
+  const Options& o = ctl.opts();
+  meridian::gossip::CurveKeyPair pair;
+  Status st = meridian::gossip::GenerateCurveKeyPair(&pair);
+  if (!st.ok()) return Fail(st.message());
+  if (!o.out_secret.empty()) {
+    st = WriteSecretFile(o.out_secret, meridian::gossip::FormatSecretKeyFile(pair), o.force);
+    if (!st.ok()) return Fail(st.message());
+    if (o.json) {
+      ctl.PrintJson(json{{"public_key", pair.public_key}, {"secret_key_file", o.out_secret}});
+    } else {
+      std::cout << "public_key = \"" << pair.public_key << "\"\n"
+                << "secret_key_file = \"" << o.out_secret << "\"\n";
+    }
+    return 0;
+  }
+  if (o.json) {
+    ctl.PrintJson(json{{"public_key", pair.public_key}, {"secret_key", pair.secret_key}});
+  } else {
+    std::cout << "public_key = \"" << pair.public_key << "\"\n"
+              << "# SECRET key: keep it private; store it alone in a mode 0600 file that the\n"
+              << "# node's secret_key_file names (or run keygen --out-secret FILE instead)\n"
+              << pair.secret_key << "\n";
+  }
+  return 0;
+}
+
 int Restore(Ctl& ctl, const Args& a) {
   const Options& o = ctl.opts();
   if (o.data_dir.empty()) return Usage("--data-dir DIR is required");
@@ -990,6 +1055,11 @@ const std::vector<Command>& Commands() {
        "check a backup file and load it into an empty (or missing) data dir, without the old "
        "identity: the node started on it is a new incarnation (no --url needed)",
        1, 1, {"data-dir"}, Restore},
+      {"keygen", "[--out-secret FILE] [--force]",
+       "make a CURVE key pair for a node's gossip: the secret goes to FILE (mode 0600; --force "
+       "replaces an existing FILE) and the public_key line to paste into the topology is "
+       "printed; without --out-secret both keys are printed (no --url needed)",
+       0, 0, {"out-secret", "force"}, Keygen},
       {"up", "--config FILE [--enable-fault-injection] [--wait S] [--meridiand PATH]",
        "start every node of a topology on this machine (pid in DATA_DIR.pid, log in "
        "DATA_DIR.log) and wait until each takes writes",
@@ -1064,6 +1134,7 @@ bool ParseArgs(int argc, char** argv, Options* o, Args* positional, bool* help, 
       {"value", &Options::value},
       {"file", &Options::file},
       {"out", &Options::out},
+      {"out-secret", &Options::out_secret},
       {"data-dir", &Options::data_dir}};
   bool options_done = false;
   for (int i = 1; i < argc; ++i) {

@@ -149,8 +149,10 @@ void ReloadPolicies(const std::string& file, PolicyHolder* policies, gossip::Tra
 // peer retired its incarnation (*rejoin: the data dir is closed, and the
 // caller runs it again, which moves the data aside). `rejoined`: this run
 // follows such a move.
-int RunNode(const Topology& topo, const NodeConfig* me, const Flags& flags, bool rejoined,
-            const sigset_t& signals, bool* rejoin);
+// `secret_key`: this node's CURVE secret key (LoadSecretKey; empty when
+// gossip is plaintext).
+int RunNode(const Topology& topo, const NodeConfig* me, const std::string& secret_key,
+            const Flags& flags, bool rejoined, const sigset_t& signals, bool* rejoin);
 
 }  // namespace
 
@@ -208,6 +210,12 @@ int main(int argc, char** argv) {
               << "': " << st.message() << "\n";
     return 1;
   }
+  std::string secret_key;
+  st = LoadSecretKey(topo, *me, &secret_key);
+  if (!st.ok()) {
+    std::cerr << st.message() << "\n";
+    return 1;
+  }
   if (me->api_tls()) {
     // A certificate or key that does not load stops the node here, at its
     // line, before the data dir is opened.
@@ -235,7 +243,7 @@ int main(int argc, char** argv) {
   bool rejoined = false;
   for (;;) {
     bool rejoin = false;
-    const int rc = RunNode(topo, me, flags, rejoined, signals, &rejoin);
+    const int rc = RunNode(topo, me, secret_key, flags, rejoined, signals, &rejoin);
     if (!rejoin) return rc;
     rejoined = true;
   }
@@ -243,8 +251,8 @@ int main(int argc, char** argv) {
 
 namespace {
 
-int RunNode(const Topology& topo, const NodeConfig* me, const Flags& flags, bool rejoined,
-            const sigset_t& signals, bool* rejoin) {
+int RunNode(const Topology& topo, const NodeConfig* me, const std::string& secret_key,
+            const Flags& flags, bool rejoined, const sigset_t& signals, bool* rejoin) {
   *rejoin = false;
   const std::string& node_id = me->id;
   bool bootstrap = flags.bootstrap && !rejoined;
@@ -411,10 +419,13 @@ int RunNode(const Topology& topo, const NodeConfig* me, const Flags& flags, bool
   } else {
     Log("no tls_cert: the API is plain http (development)");
   }
+  Log(topo.curve() ? "gossip: curve (CurveZMQ; only the topology's public keys may connect)"
+                   : "gossip: plaintext (no keys in the topology; development only)");
   Waiters waiters;
   GossipHost gossip(topo, *me, store.get(), &applier, &wall, &waiters, Log);
   gossip.set_must_bootstrap(meta.bootstrap_pending);
   gossip.set_horizon_state(meta.expired, meta.last_contact_ms);
+  gossip.set_secret_key(secret_key);
   gossip.set_on_rejoin([] {
     g_rejoin.store(true);
     kill(getpid(), SIGUSR2);

@@ -12,9 +12,12 @@
 #include <cstdio>
 #include <initializer_list>
 #include <map>
+#include <set>
 #include <string_view>
 #include <system_error>
 #include <utility>
+
+#include "gossip/curve_keys.h"
 
 namespace meridian::node {
 namespace {
@@ -287,8 +290,9 @@ class Parser {
   Parser(Problems* problems, Topology* topo) : problems_(problems), topo_(topo) {}
 
   void Root(const toml::table& root) {
-    CheckKeys(root, {"cluster", "region", "policy"}, "at the top level", problems_);
+    CheckKeys(root, {"cluster", "region", "policy", "placement"}, "at the top level", problems_);
     if (const toml::node* policies = root.get("policy")) Policies(*policies);
+    if (const toml::node* placements = root.get("placement")) Placements(*placements);
     const toml::node* cluster = root.get("cluster");
     if (cluster == nullptr) {
       problems_->Add(1, "missing [cluster] table; it must give at least the cluster's name");
@@ -318,6 +322,7 @@ class Parser {
         problems_->Add(r, "each region must be a table ([[region]]), not " + Describe(r));
       }
     }
+    CurveKeysEverywhereOrNowhere();
   }
 
  private:
@@ -361,9 +366,40 @@ class Parser {
     }
   }
 
+  // [[placement]] tables become PlacementSpecs; the set is checked as a
+  // whole (gossip::Placement::Build) once the rest of the file is sound.
+  void Placements(const toml::node& node) {
+    const toml::array* list = node.as_array();
+    if (list == nullptr) {
+      problems_->Add(node,
+                     "placement must be an array of tables ([[placement]]), not " + Describe(node));
+      return;
+    }
+    for (const toml::node& n : *list) {
+      const toml::table* t = n.as_table();
+      if (t == nullptr) {
+        problems_->Add(n, "each placement must be a table ([[placement]]), not " + Describe(n));
+        continue;
+      }
+      CheckKeys(*t, {"prefix", "regions"}, "in [[placement]]", problems_);
+      gossip::PlacementSpec spec;
+      spec.line = LineOf(t->source());
+      const auto* prefix = RequireString(*t, "prefix", "[[placement]]", problems_);
+      if (prefix != nullptr) spec.prefix = prefix->get();
+      if (!t->contains("regions")) {
+        problems_->Add(*t, "missing required key 'regions' in [[placement]]");
+        continue;
+      }
+      if (StringList(*t, "regions", &spec.regions, "[\"eu-west\"]") && prefix != nullptr) {
+        topo_->placement_specs.push_back(std::move(spec));
+      }
+    }
+  }
+
   // An optional array of strings; false (after reporting) when it is
   // something else.
-  bool StringList(const toml::table& t, std::string_view key, std::vector<std::string>* out) {
+  bool StringList(const toml::table& t, std::string_view key, std::vector<std::string>* out,
+                  std::string_view example = "[\"max\"]") {
     const toml::node* n = t.get(key);
     if (n == nullptr) return true;
     const toml::array* a = n->as_array();
@@ -378,8 +414,8 @@ class Parser {
       }
     }
     if (!ok) {
-      problems_->Add(*n, std::string(key) + " must be an array of strings, like [\"max\"], not " +
-                             Describe(*n));
+      problems_->Add(*n, std::string(key) + " must be an array of strings, like " +
+                             std::string(example) + ", not " + Describe(*n));
     }
     return ok;
   }
@@ -439,6 +475,19 @@ class Parser {
     }
   }
 
+  // Gossip is either all CurveZMQ or all plaintext: a node without a key
+  // could neither reach nor be reached by the others.
+  void CurveKeysEverywhereOrNowhere() {
+    if (keyed_nodes_.empty()) return;
+    for (const NodeConfig* n : topo_->AllNodes()) {
+      if (!keyed_nodes_.count(n->line) && !n->id.empty()) {
+        problems_->Add(n->line, "node '" + n->id +
+                                    "' has no public_key, but other nodes have one; list a key "
+                                    "for every node (meridianctl keygen) or for none");
+      }
+    }
+  }
+
   void Region(const toml::table& t) {
     CheckKeys(t, {"name", "node"}, "in [[region]]", problems_);
     RegionConfig region;
@@ -474,7 +523,9 @@ class Parser {
 
   NodeConfig Node(const toml::table& t, const std::string& region) {
     constexpr std::string_view kHeader = "[[region.node]]";
-    CheckKeys(t, {"id", "http", "gossip", "data_dir", "sync", "tls_cert", "tls_key"},
+    CheckKeys(t,
+              {"id", "http", "gossip", "data_dir", "sync", "public_key", "secret_key_file",
+               "tls_cert", "tls_key"},
               "in [[region.node]]", problems_);
     NodeConfig node;
     node.region = region;
@@ -541,8 +592,43 @@ class Parser {
     }
 
     ReadBool(t, "sync", &node.sync, problems_);
+    CurveKeys(t, &node);
     Tls(t, &node);
     return node;
+  }
+
+  // public_key (checked, unique) and secret_key_file (read only by the
+  // node itself: LoadSecretKey).
+  void CurveKeys(const toml::table& t, NodeConfig* node) {
+    const toml::node* key = t.get("public_key");
+    if (key != nullptr) {
+      keyed_nodes_.insert(node->line);  // even a bad key: that is the problem to report
+      const auto* s = key->as_string();
+      if (s == nullptr || !gossip::IsCurveKey(s->get())) {
+        problems_->Add(*key,
+                       "public_key must be a 40-character Z85 CURVE key as meridianctl "
+                       "keygen prints it, not " +
+                           Describe(*key));
+      } else {
+        node->public_key = s->get();
+        auto [it, inserted] = key_lines_.emplace(node->public_key, LineOf(s->source()));
+        if (!inserted) {
+          problems_->Add(*s, "public_key is already the key of the node on line " +
+                                 std::to_string(it->second) + "; each node needs its own pair");
+        }
+      }
+    }
+    const toml::node* file = t.get("secret_key_file");
+    if (file == nullptr) return;
+    const auto* f = file->as_string();
+    if (f == nullptr || f->get().empty() || f->get().find('\0') != std::string::npos) {
+      problems_->Add(*file, "secret_key_file must be a file name, not " + Describe(*file));
+    } else if (key == nullptr) {
+      problems_->Add(*file, "secret_key_file is given but public_key is not; give both");
+    } else {
+      node->secret_key_file = f->get();
+      node->secret_key_file_line = LineOf(f->source());
+    }
   }
 
   // tls_cert and tls_key: both (the API speaks only TLS) or neither.
@@ -590,6 +676,8 @@ class Parser {
   Topology* topo_;
   std::map<std::string, int> region_lines_;
   std::map<std::string, int> id_lines_;
+  std::map<std::string, int> key_lines_;  // public_key -> its line
+  std::set<int> keyed_nodes_;             // [[region.node]] lines with a public_key
   std::map<std::string, EndpointUse> endpoints_;
 };
 
@@ -623,12 +711,27 @@ const NodeConfig* Topology::FindNode(const std::string& id) const {
   return nullptr;
 }
 
+bool Topology::curve() const {
+  for (const RegionConfig& region : regions) {
+    for (const NodeConfig& node : region.nodes) {
+      if (!node.public_key.empty()) return true;
+    }
+  }
+  return false;
+}
+
 std::vector<const NodeConfig*> Topology::AllNodes() const {
   std::vector<const NodeConfig*> all;
   for (const RegionConfig& region : regions) {
     for (const NodeConfig& node : region.nodes) all.push_back(&node);
   }
   return all;
+}
+
+std::vector<std::string> Topology::RegionNames() const {
+  std::vector<std::string> names;
+  for (const RegionConfig& region : regions) names.push_back(region.name);
+  return names;
 }
 
 namespace {
@@ -645,8 +748,7 @@ constexpr size_t kMaxScriptBytes = size_t{1} << 20;
 
 // Checks the [[policy]] tables as a set, reading each Lua script once.
 Status BuildPolicies(Topology* topo) {
-  std::vector<std::string> regions;
-  for (const RegionConfig& r : topo->regions) regions.push_back(r.name);
+  const std::vector<std::string> regions = topo->RegionNames();
   std::map<std::string, std::string> scripts;
   auto check = [&](const std::string& script, std::string* digest) {
     const std::string path = ScriptPath(topo->file, script);
@@ -773,67 +875,69 @@ Status ParseTokens(const std::string& text, const std::string& name, std::vector
 
 constexpr size_t kMaxNamedFileBytes = size_t{1} << 20;
 
-// Reads a file the topology names: `key` is its key (for messages), `path`
-// where it is, `at` the "FILE:LINE: " of that key, where every problem with
-// the file as a whole is reported. At most 1 MiB. A `secret` file (a token
-// file, a TLS key) must not be accessible to group or others.
-Status ReadNamedFile(const std::string& key, const std::string& path, const std::string& at,
-                     bool secret, std::string* out) {
+// Reads a file the topology names by the key `what` on the line `at`
+// ("FILE:LINE: ") points to: a regular file of at most 1 MiB. A `secret`
+// one (a token file, a CURVE secret key, a TLS key) must be one its group
+// and others cannot access (mode & 077 == 0). Every problem is
+// InvalidArgument, prefixed with `at`.
+Status ReadNamedFile(const std::string& path, const std::string& what, const std::string& at,
+                     bool secret, std::string* text) {
   // O_NONBLOCK: a FIFO named by mistake is refused below instead of
   // blocking the start until something writes to it.
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
-    return Status::InvalidArgument(at + "cannot open " + key + " '" + path +
+    return Status::InvalidArgument(at + "cannot open " + what + " '" + path +
                                    "': " + ErrnoText(errno));
   }
   struct stat st;
   if (fstat(fd, &st) != 0) {
     int err = errno;
     close(fd);
-    return Status::InvalidArgument(at + "cannot stat " + key + " '" + path +
+    return Status::InvalidArgument(at + "cannot stat " + what + " '" + path +
                                    "': " + ErrnoText(err));
   }
   if (!S_ISREG(st.st_mode)) {
     close(fd);
-    return Status::InvalidArgument(at + key + " '" + path + "' is not a regular file");
+    return Status::InvalidArgument(at + what + " '" + path + "' is not a regular file");
   }
   if (secret && (st.st_mode & 077) != 0) {
     close(fd);
     char mode[8];
     std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return Status::InvalidArgument(at + key + " '" + path +
+    return Status::InvalidArgument(at + what + " '" + path +
                                    "' is open to its group or others (mode " + mode +
                                    "); it holds secrets: chmod 600 '" + path + "'");
   }
-  std::string text;
+  text->clear();
   char buf[8192];
   ssize_t n;
-  while ((n = read(fd, buf, sizeof(buf))) > 0 && text.size() <= kMaxNamedFileBytes) {
-    text.append(buf, static_cast<size_t>(n));
+  while ((n = read(fd, buf, sizeof(buf))) > 0 && text->size() <= kMaxNamedFileBytes) {
+    text->append(buf, static_cast<size_t>(n));
   }
   int err = errno;
   close(fd);
   if (n < 0) {
-    return Status::InvalidArgument(at + "cannot read " + key + " '" + path +
+    return Status::InvalidArgument(at + "cannot read " + what + " '" + path +
                                    "': " + ErrnoText(err));
   }
-  if (text.size() > kMaxNamedFileBytes) {
-    return Status::InvalidArgument(at + key + " '" + path + "' is larger than 1 MiB");
+  if (text->size() > kMaxNamedFileBytes) {
+    return Status::InvalidArgument(at + what + " '" + path + "' is larger than 1 MiB");
   }
-  *out = std::move(text);
   return Status::OK();
 }
 
+// "FILE:LINE: " of the topology, for a problem with a file it names.
 std::string At(const Topology& topo, int line) {
   return topo.file + ":" + std::to_string(line) + ": ";
 }
 
-// Reads topo->token_file (relative to the topology's directory).
+// Reads topo->token_file (relative to the topology's directory). Problems
+// with the file as a whole point at the token_file line of the topology.
 Status LoadTokens(Topology* topo) {
   const std::string path = ScriptPath(topo->file, topo->token_file);
+  const std::string at = topo->file + ":" + std::to_string(topo->token_file_line) + ": ";
   std::string text;
-  MERIDIAN_RETURN_IF_ERROR(
-      ReadNamedFile("token_file", path, At(*topo, topo->token_file_line), true, &text));
+  MERIDIAN_RETURN_IF_ERROR(ReadNamedFile(path, "token_file", at, true, &text));
   return ParseTokens(text, path, &topo->tokens);
 }
 
@@ -846,9 +950,9 @@ Status LoadTlsFiles(Topology* topo) {
   for (RegionConfig& region : topo->regions) {
     for (NodeConfig& n : region.nodes) {
       if (n.tls_cert.empty()) continue;
-      MERIDIAN_RETURN_IF_ERROR(ReadNamedFile("tls_cert", ScriptPath(topo->file, n.tls_cert),
+      MERIDIAN_RETURN_IF_ERROR(ReadNamedFile(ScriptPath(topo->file, n.tls_cert), "tls_cert",
                                              At(*topo, n.tls_cert_line), false, &n.tls_cert_pem));
-      MERIDIAN_RETURN_IF_ERROR(ReadNamedFile("tls_key", ScriptPath(topo->file, n.tls_key),
+      MERIDIAN_RETURN_IF_ERROR(ReadNamedFile(ScriptPath(topo->file, n.tls_key), "tls_key",
                                              At(*topo, n.tls_key_line), true, &n.tls_key_pem));
     }
   }
@@ -856,7 +960,7 @@ Status LoadTlsFiles(Topology* topo) {
     topo->tls_ca_path = ScriptPath(topo->file, topo->tls_ca);
     std::string unused;
     MERIDIAN_RETURN_IF_ERROR(
-        ReadNamedFile("tls_ca", topo->tls_ca_path, At(*topo, topo->tls_ca_line), false, &unused));
+        ReadNamedFile(topo->tls_ca_path, "tls_ca", At(*topo, topo->tls_ca_line), false, &unused));
   }
   return Status::OK();
 }
@@ -872,9 +976,40 @@ Status ParseTopology(const std::string& text, const std::string& name, Topology*
   Parser(&problems, &topo).Root(root);
   if (!problems.empty()) return problems.ToStatus();
   MERIDIAN_RETURN_IF_ERROR(BuildPolicies(&topo));
+  MERIDIAN_RETURN_IF_ERROR(gossip::Placement::Build(topo.placement_specs, topo.RegionNames(),
+                                                    topo.file, &topo.placement));
   if (!topo.token_file.empty()) MERIDIAN_RETURN_IF_ERROR(LoadTokens(&topo));
   MERIDIAN_RETURN_IF_ERROR(LoadTlsFiles(&topo));
   *out = std::move(topo);
+  return Status::OK();
+}
+
+Status LoadSecretKey(const Topology& topo, const NodeConfig& node, std::string* secret_z85) {
+  secret_z85->clear();
+  if (!topo.curve()) return Status::OK();
+  if (node.secret_key_file.empty()) {
+    return Status::InvalidArgument(
+        topo.file + ":" + std::to_string(node.line) + ": node '" + node.id +
+        "' has no secret_key_file, and the cluster's gossip uses CURVE keys; name the file "
+        "meridianctl keygen --out-secret wrote for it");
+  }
+  const std::string path = ScriptPath(topo.file, node.secret_key_file);
+  const std::string at = topo.file + ":" + std::to_string(node.secret_key_file_line) + ": ";
+  std::string text, secret, public_key;
+  MERIDIAN_RETURN_IF_ERROR(ReadNamedFile(path, "secret_key_file", at, true, &text));
+  Status s = gossip::ParseSecretKeyFile(text, &secret);
+  if (s.ok()) s = gossip::CurvePublicOf(secret, &public_key);
+  if (!s.ok()) {
+    return Status::InvalidArgument(at + "secret_key_file '" + path +
+                                   "' is not a CURVE secret key file: " + s.message());
+  }
+  if (public_key != node.public_key) {
+    return Status::InvalidArgument(at + "secret_key_file '" + path +
+                                   "' holds the secret key of public key " + public_key +
+                                   ", but the public_key listed for node '" + node.id + "' is " +
+                                   node.public_key + ": the pair does not match");
+  }
+  *secret_z85 = std::move(secret);
   return Status::OK();
 }
 

@@ -28,7 +28,10 @@
 //                    tls_cert, tls_key (strings, both or neither: the PEM
 //                    certificate chain and private key of the node's API;
 //                    with them its http port speaks only TLS 1.2 or newer,
-//                    without them plain HTTP)
+//                    without them plain HTTP), public_key (string: the node's CURVE public key, 40
+//                    Z85 characters as meridianctl keygen prints it;
+//                    unique), secret_key_file (string: the file holding
+//                    the matching secret key, below; only with public_key)
 // HOST is an IPv4 address, "localhost" or a bracketed IPv6 address; PORT is
 // 1..65535. No two endpoints (http or gossip, of any nodes) may be equal.
 //   [[policy]]       prefix, type (required strings), resolve (array of
@@ -54,9 +57,21 @@
 // accessible to group or others, as token_file. Whether the PEM text is a
 // usable certificate and key is checked by the HTTP server
 // (CheckTlsCredentials in node/http_server.h).
-// A later issue adds top-level [[placement]] tables; until its parser
-// exists here they are unknown keys, so a file written for a newer
-// Meridian is refused instead of silently half-applied.
+//   [[placement]]    prefix (required string), regions (required array of
+//                    region names): keys under the prefix are held only
+//                    by those regions (gossip/placement.h), checked as a
+//                    set by gossip::Placement::Build.
+// CurveZMQ for gossip (gossip/transport.h "Security"): either every node
+// has a public_key or none does (then gossip is plaintext: development
+// only). secret_key_file is optional per node because a node reads only
+// its own (LoadSecretKey, at start): a topology shared by several hosts
+// need not name the others' secrets. meridiand refuses to start a node of
+// a cluster with keys when that node has no secret_key_file, when the
+// file is open to group or others (the token_file rule), when it does not
+// hold a key, or when the key's public half is not the node's public_key.
+// The path is relative to the topology file's directory (or absolute);
+// its format is gossip/curve_keys.h's (comment lines starting with '#',
+// then the Z85 secret key on a line of its own).
 #ifndef MERIDIAN_NODE_TOPOLOGY_H_
 #define MERIDIAN_NODE_TOPOLOGY_H_
 
@@ -67,6 +82,7 @@
 
 #include "conflict/policy.h"
 #include "crdt/status.h"
+#include "gossip/placement.h"
 #include "node/auth.h"
 
 namespace meridian::node {
@@ -90,6 +106,12 @@ struct NodeConfig {
   std::string tls_cert_pem, tls_key_pem;
 
   bool api_tls() const { return !tls_cert.empty(); }
+  // CurveZMQ: the public key as listed (Z85; empty when gossip is
+  // plaintext) and secret_key_file as written (empty when not given), with
+  // its line.
+  std::string public_key;
+  std::string secret_key_file;
+  int secret_key_file_line = 0;
 };
 
 struct RegionConfig {
@@ -131,11 +153,20 @@ struct Topology {
   std::string tls_ca;
   int tls_ca_line = 0;
   std::string tls_ca_path;
+  // [[placement]] tables as read, and the checked set (built on every
+  // successful parse, empty when the file has none).
+  std::vector<gossip::PlacementSpec> placement_specs;
+  gossip::Placement placement;
 
+  // Whether gossip uses CurveZMQ: the nodes have public keys (all do, or
+  // the file was refused).
+  bool curve() const;
   // nullptr when no node has that id.
   const NodeConfig* FindNode(const std::string& id) const;
   // Every node, region by region, in file order.
   std::vector<const NodeConfig*> AllNodes() const;
+  // Every region's name, in file order.
+  std::vector<std::string> RegionNames() const;
 };
 
 // Parses and validates a topology file. The Status message lists the
@@ -150,6 +181,13 @@ struct Topology {
 Status LoadTopology(const std::string& path, Topology* out);
 // The same from text; `name` stands for the file in messages.
 Status ParseTopology(const std::string& text, const std::string& name, Topology* out);
+
+// This node's CURVE secret key (Z85) from its secret_key_file, checked
+// against its public_key (the rules above); empty, and OK, when the
+// topology has no keys. Problems are InvalidArgument "FILE:LINE: sentence"
+// pointing at the node's secret_key_file line (or its [[region.node]]
+// line when it has none).
+Status LoadSecretKey(const Topology& topo, const NodeConfig& node, std::string* secret_z85);
 
 // Checks that a node's data dir can be used: it exists and is a writable
 // directory, or it does not exist and its nearest existing ancestor is a

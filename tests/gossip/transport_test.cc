@@ -36,8 +36,11 @@
 // (between real nodes: convergence, one repair per round and exact state
 // counts; against a fake peer of raw sockets: every frame within the limit,
 // parts numbered 0..last, the last carrying the View's applied vector), and
-// the snapshot's anti-entropy fields (on and off). Every wait is bounded by
-// a deadline.
+// the snapshot's anti-entropy fields (on and off); and CurveZMQ (transport.h
+// "Security"): keyed nodes replicate, an unlisted key (a real node's or a
+// raw socket's) and a plaintext socket neither connect nor inject, and a
+// listed key cannot speak for another node. Every wait is bounded by a
+// deadline.
 #define BOOST_TEST_MODULE transport
 #include <algorithm>
 #include <atomic>
@@ -60,6 +63,7 @@
 #include <zmq.hpp>
 
 #include "crdt/hlc.h"
+#include "gossip/curve_keys.h"
 #include "gossip/transport.h"
 #include "storage/digests.h"
 #include "storage/leveldb_store.h"
@@ -151,6 +155,14 @@ struct ApplyRecord {
   size_t max_repair_bytes = 0; // the most key + state bytes one Repair carried
   uint64_t advances = 0;       // successful Repair calls with an advance
   uint64_t conflicts = 0;      // a key offered with a value differing from the one held
+  std::vector<std::string> logs;  // every line the Hosts logged
+
+  // Whether a logged line contains `text`.
+  bool Logged(const std::string& text) {
+    std::lock_guard<std::mutex> lock(mu);
+    return std::any_of(logs.begin(), logs.end(),
+                       [&](const std::string& l) { return l.find(text) != std::string::npos; });
+  }
 
   std::vector<uint64_t> Seqs(const std::string& origin) {
     std::lock_guard<std::mutex> lock(mu);
@@ -281,6 +293,10 @@ class TestHost : public Host {
   }
   void ReplicationProgress() override { ++progress_calls; }
   void Log(const std::string& line) override {
+    {
+      std::lock_guard<std::mutex> lock(record_->mu);
+      record_->logs.push_back(line);
+    }
     if (std::getenv("MERIDIAN_TRANSPORT_TEST_LOG") != nullptr) {
       static std::mutex log_mu;
       std::lock_guard<std::mutex> lock(log_mu);
@@ -1302,6 +1318,14 @@ BOOST_AUTO_TEST_CASE(partial_partition_is_repaired_through_the_third_node) {
   BOOST_TEST(b.record.Seqs("a") == Range(1, kN));
   BOOST_TEST(b.record.Repaired("a").empty());
 
+  // The transport's counters follow the host's records: it counts a
+  // repair when it hears the repair is durable, a moment after the host
+  // wrote it (and a sent state after the send).
+  BOOST_TEST(WaitFor([&] {
+    TransportSnapshot s = c.transport().Snapshot();
+    return s.ae.states_received >= kN && s.ae.buckets_repaired > 0u;
+  }));
+  BOOST_TEST(WaitFor([&] { return b.transport().Snapshot().ae.states_sent >= kN; }));
   TransportSnapshot sc = c.transport().Snapshot();
   BOOST_TEST(sc.counters.deltas_received == 0u);
   BOOST_TEST(sc.ae.states_received >= kN);
@@ -1677,5 +1701,240 @@ BOOST_AUTO_TEST_CASE(snapshot_shows_anti_entropy_on_and_off) {
     }
     BOOST_TEST(!a.Peer("b").ae_ready);
     BOOST_TEST(b.record.Seqs("a") == Range(1, 3));
+  }
+}
+
+// --- CurveZMQ (transport.h "Security") ---------------------------------------
+
+namespace {
+
+CurveKeyPair NewPair() {
+  BOOST_REQUIRE_MESSAGE(CurveAvailable(),
+                        "this ZeroMQ library was built without CURVE (zmq_has(\"curve\") is "
+                        "false); the CurveZMQ tests cannot run");
+  CurveKeyPair pair;
+  Status s = GenerateCurveKeyPair(&pair);
+  BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+  return pair;
+}
+
+// A pair per node: the keys the topology lists.
+std::map<std::string, CurveKeyPair> ListedPairs(const std::vector<NodeSpec>& specs) {
+  std::map<std::string, CurveKeyPair> pairs;
+  for (const NodeSpec& n : specs) pairs[n.id] = NewPair();
+  return pairs;
+}
+
+// `node`'s options with CURVE: every listed public key, and `own` as its
+// pair (its listed one, or an impostor's).
+TransportOptions WithCurve(TransportOptions o, const std::map<std::string, CurveKeyPair>& listed,
+                           const CurveKeyPair& own) {
+  o.curve.public_key = own.public_key;
+  o.curve.secret_key = own.secret_key;
+  for (const auto& [id, pair] : listed) o.curve.node_keys[id] = pair.public_key;
+  return o;
+}
+
+Header RawHeader(const crdt::ReplicaId& from) {
+  Header h;
+  h.cluster = "test";
+  h.from = from;
+  h.wall_ms = crdt::SystemClock().NowMs();
+  h.hlc = crdt::MakeHlc(h.wall_ms, 0);
+  return h;
+}
+
+// A well-formed Hello and a Deltas of seqs 1..3 from `from`: what a node
+// would send to open a session and ship its log.
+std::vector<std::string> HelloAndDeltas(const crdt::ReplicaId& from, const std::string& region) {
+  Message hello;
+  hello.header = RawHeader(from);
+  hello.type = MsgType::kHello;
+  hello.region = region;
+  Message deltas;
+  deltas.header = RawHeader(from);
+  deltas.type = MsgType::kDeltas;
+  deltas.scope = kDefaultScope;
+  for (uint64_t seq = 1; seq <= 3; ++seq) {
+    deltas.deltas.push_back(DeltaEntry{seq, KeyOf(from.node, seq), Delta(from.node, seq)});
+  }
+  return {Encode(hello), Encode(deltas)};
+}
+
+// A raw DEALER to `endpoint`: plaintext when `own` is null, else a CURVE
+// client with that pair that expects `server_key`.
+zmq::socket_t RawDealer(zmq::context_t& ctx, const std::string& endpoint,
+                        const CurveKeyPair* own = nullptr, const std::string& server_key = "") {
+  zmq::socket_t s(ctx, zmq::socket_type::dealer);
+  s.set(zmq::sockopt::linger, 0);
+  if (own != nullptr) {
+    s.set(zmq::sockopt::curve_serverkey, server_key);
+    s.set(zmq::sockopt::curve_publickey, own->public_key);
+    s.set(zmq::sockopt::curve_secretkey, own->secret_key);
+  }
+  s.connect(endpoint);
+  return s;
+}
+
+// Three nodes a, b, c in a fresh directory, each with a listed pair.
+struct CurveSetup {
+  TempDir dir;
+  std::vector<NodeSpec> specs = Specs(3);
+  std::map<std::string, CurveKeyPair> listed = ListedPairs(specs);
+
+  // Node i, started with `own` as its pair (null: its listed one).
+  std::unique_ptr<TestNode> Start(size_t i, const CurveKeyPair* own = nullptr) {
+    const std::string& id = specs[i].id;
+    auto node = std::make_unique<TestNode>(specs[i], specs, dir.sub(id));
+    node->StartWith(WithCurve(node->Options(), listed, own ? *own : listed.at(id)));
+    return node;
+  }
+};
+
+void SendAll(zmq::socket_t& s, const std::vector<std::string>& frames) {
+  for (const std::string& f : frames) {
+    BOOST_REQUIRE(s.send(zmq::buffer(f), zmq::send_flags::none));
+  }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(curve_nodes_replicate_both_ways) {
+  CurveSetup setup;
+  std::vector<std::unique_ptr<TestNode>> nodes;
+  for (size_t i = 0; i < setup.specs.size(); ++i) nodes.push_back(setup.Start(i));
+  for (auto& n : nodes) n->Append(3);
+  for (auto& to : nodes) {
+    for (auto& from : nodes) {
+      if (to == from) continue;
+      BOOST_REQUIRE_MESSAGE(WaitFor([&] { return to->AppliedOf(from->replica()) == 3; }),
+                            to->spec().id << " lacks " << from->spec().id << "'s log");
+      to->CheckHolds(from->spec().id, 3);
+    }
+  }
+  for (auto& n : nodes) {
+    const TransportSnapshot snap = n->transport().Snapshot();
+    BOOST_TEST(snap.curve);
+    BOOST_TEST(snap.zap_refused == 0u);
+    BOOST_TEST(snap.forged_frames == 0u);
+    BOOST_TEST(snap.bad_frames == 0u);
+    BOOST_TEST(n->record.Logged("(CurveZMQ)"));
+  }
+}
+
+// a and b listed (b not running); c listed, but the c that runs has
+// another pair. Neither it, nor a raw CURVE socket with an unlisted key,
+// nor a plaintext socket gets a single frame to a's Protocol: their Hello
+// and Deltas (claiming b, a listed node) are never welcomed nor applied.
+BOOST_AUTO_TEST_CASE(curve_an_unlisted_key_cannot_connect_or_inject) {
+  CurveSetup setup;
+  std::unique_ptr<TestNode> a_node = setup.Start(0);
+  const CurveKeyPair impostor = NewPair();
+  std::unique_ptr<TestNode> c_node = setup.Start(2, &impostor);
+  TestNode& a = *a_node;
+  TestNode& c = *c_node;
+  c.Append(2);
+
+  zmq::context_t ctx;
+  const CurveKeyPair unlisted = NewPair();
+  const std::string a_endpoint = Endpoint(setup.specs[0].port);
+  zmq::socket_t curve_raw = RawDealer(ctx, a_endpoint, &unlisted, setup.listed.at("a").public_key);
+  zmq::socket_t plain_raw = RawDealer(ctx, a_endpoint);
+  const crdt::ReplicaId b{"b", 1};
+  SendAll(curve_raw, HelloAndDeltas(b, "region-2"));
+  SendAll(plain_raw, HelloAndDeltas(b, "region-2"));
+
+  // c and the raw CURVE socket each keep being refused as they redial.
+  BOOST_REQUIRE(WaitFor([&] { return a.transport().Snapshot().zap_refused >= 2; }));
+  BOOST_TEST(a.record.Logged("unlisted CURVE key"));
+  // Long enough for many Hello retries and heartbeats of c.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  const TransportSnapshot snap = a.transport().Snapshot();
+  BOOST_TEST(snap.frames_in == 0u);  // nothing reached the ROUTER's reader
+  BOOST_TEST(snap.forged_frames == 0u);
+  BOOST_TEST(snap.counters.deltas_received == 0u);
+  BOOST_TEST(a.AppliedOf(b) == 0u);
+  BOOST_TEST(a.AppliedOf(c.replica()) == 0u);
+  BOOST_TEST(!a.Holds("b", 1));
+  BOOST_TEST(!a.Holds("c", 1));
+  BOOST_TEST(a.record.Seqs("b").empty());
+  BOOST_TEST(!a.Peer("c").welcomed);
+  BOOST_TEST(!c.Peer("a").welcomed);  // a's DEALER does not accept the impostor's server key
+  BOOST_TEST(c.transport().Snapshot().frames_in == 0u);
+}
+
+// a and b run with their listed keys; a raw socket with c's listed key
+// claims to be b (a new incarnation of it, so that the Protocol alone would
+// take it): its Hello and Deltas are dropped before the Protocol, counted
+// and logged. As c it is heard; b's own deltas still arrive; and a socket
+// with a's own key is refused.
+BOOST_AUTO_TEST_CASE(curve_a_listed_key_cannot_forge_another_origin) {
+  CurveSetup setup;
+  std::unique_ptr<TestNode> a_node = setup.Start(0);
+  std::unique_ptr<TestNode> b_node = setup.Start(1);
+  TestNode& a = *a_node;
+  TestNode& b = *b_node;
+  BOOST_REQUIRE(WaitFor([&] { return a.Peer("b").welcomed && b.Peer("a").welcomed; }));
+
+  zmq::context_t ctx;
+  zmq::socket_t as_c = RawDealer(ctx, Endpoint(setup.specs[0].port), &setup.listed.at("c"),
+                                 setup.listed.at("a").public_key);
+  const crdt::ReplicaId fake_b{"b", 7};
+  SendAll(as_c, HelloAndDeltas(fake_b, "region-2"));
+  BOOST_REQUIRE(WaitFor([&] { return a.transport().Snapshot().forged_frames == 2; }));
+  BOOST_TEST(a.record.Logged("claiming to be from b#7, sent with the key of c"));
+  BOOST_TEST(a.AppliedOf(fake_b) == 0u);
+  BOOST_TEST(!a.Holds("b", 1));
+  BOOST_TEST(a.transport().Snapshot().counters.deltas_received == 0u);
+  BOOST_TEST(a.transport().Snapshot().zap_refused == 0u);  // c's key itself is welcome
+
+  // As itself, c is heard: its Hello reaches the Protocol (the Welcome goes
+  // to c's endpoint, where nobody listens).
+  const uint64_t refused_before = a.transport().Snapshot().counters.refused_other;
+  SendAll(as_c, {HelloAndDeltas(crdt::ReplicaId{"c", 1}, "region-3")[0]});
+  BOOST_REQUIRE(WaitFor([&] { return a.Peer("c").replica.node == "c"; }));
+  BOOST_TEST(a.transport().Snapshot().forged_frames == 2u);
+  BOOST_TEST(a.transport().Snapshot().counters.refused_other == refused_before);
+
+  b.Append(3);
+  BOOST_REQUIRE(WaitFor([&] { return a.AppliedOf(b.replica()) == 3; }));
+  a.CheckHolds("b", 3);
+  BOOST_TEST(a.AppliedOf(fake_b) == 0u);
+  BOOST_TEST(a.transport().Snapshot().forged_frames == 2u);
+
+  // a's own key is listed but never admitted as a client: nobody else
+  // should hold a's secret.
+  zmq::socket_t as_a = RawDealer(ctx, Endpoint(setup.specs[0].port), &setup.listed.at("a"),
+                                 setup.listed.at("a").public_key);
+  SendAll(as_a, {HelloAndDeltas(crdt::ReplicaId{"c", 1}, "region-3")[0]});
+  BOOST_REQUIRE(WaitFor([&] { return a.transport().Snapshot().zap_refused >= 1; }));
+}
+
+// Start refuses keys it cannot use instead of falling back to plaintext.
+BOOST_AUTO_TEST_CASE(curve_start_refuses_a_peer_without_a_key_or_a_bad_key) {
+  CurveSetup setup;
+  TestNode a(setup.specs[0], setup.specs, setup.dir.sub("a"));
+  TransportOptions no_peer_key = WithCurve(a.Options(), setup.listed, setup.listed.at("a"));
+  no_peer_key.curve.node_keys.erase("c");
+  TransportOptions bad_key = WithCurve(a.Options(), setup.listed, setup.listed.at("a"));
+  bad_key.curve.node_keys["b"] = "not a key";
+  const std::vector<std::pair<TransportOptions, std::string>> cases = {
+      {no_peer_key, "peer c has no public key, and gossip uses CURVE"},
+      {bad_key, "the public key of node b is not 40 Z85 characters"}};
+  for (const auto& [options, why] : cases) {
+    BOOST_TEST_CONTEXT(why) {
+      storage::StoreOptions so;
+      so.sync = false;
+      std::unique_ptr<storage::Store> store;
+      TempDir store_dir;
+      BOOST_REQUIRE(storage::Store::Open(store_dir.sub("s"), so, &store).ok());
+      ApplyRecord record;
+      TestHost host(a.replica(), store.get(), &record);
+      crdt::SystemClock wall;
+      Transport t(options, store.get(), &host, &wall, host.applied());
+      Status s = t.Start();
+      BOOST_TEST(s.IsInvalidArgument());
+      BOOST_TEST(s.message() == why);
+    }
   }
 }

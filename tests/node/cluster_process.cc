@@ -143,6 +143,10 @@ void ClusterProcess::WriteTopology() {
       << "  http     = \"127.0.0.1:" << n.http_port << "\"\n"
       << "  gossip   = \"tcp://127.0.0.1:" << n.gossip_port << "\"\n"
       << "  data_dir = \"" << n.data_dir << "\"\n";
+    auto lines = options_.node_lines.find(static_cast<int>(&n - nodes_.data()));
+    if (lines != options_.node_lines.end()) {
+      for (const std::string& line : lines->second) f << "  " << line << "\n";
+    }
   }
   f << options_.extra_toml;
 }

@@ -61,6 +61,9 @@ struct ClusterOptions {
   std::map<int, std::vector<std::string>> args;
   // Appended to the topology file as is (e.g. [[policy]] tables).
   std::string extra_toml;
+  // Lines added to node i's [[region.node]] as they are (e.g. its
+  // public_key and secret_key_file).
+  std::map<int, std::vector<std::string>> node_lines;
   // Per start of one node (or of all of them together).
   std::chrono::milliseconds start_timeout{15000};
 };

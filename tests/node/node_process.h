@@ -40,6 +40,10 @@ struct NodeOptions {
   std::chrono::milliseconds start_timeout{10000};
   // Lines added to [cluster] as they are (e.g. "token_file = \"tokens.toml\"").
   std::vector<std::string> cluster_lines;
+  // Lines added to the node's [[region.node]] as they are, after data_dir
+  // (e.g. "public_key = \"...\""): from line 12 of the topology on when
+  // neither cluster_lines nor max_body_bytes adds a line above them.
+  std::vector<std::string> node_lines;
   // Files written next to the topology (in dir()) before the node starts,
   // with their mode.
   struct File {
@@ -50,9 +54,6 @@ struct NodeOptions {
   std::vector<File> files;
   // Extra meridiand arguments (e.g. "--enable-fault-injection").
   std::vector<std::string> args;
-  // Lines added to the node's [[region.node]] table as they are (e.g.
-  // "tls_cert = \"node.pem\"").
-  std::vector<std::string> node_lines;
   // Set when the node speaks TLS (its node_lines give tls_cert and
   // tls_key): the name of a CA file in dir() its certificate verifies
   // with. url() is then https://127.0.0.1:PORT and Client() verifies the

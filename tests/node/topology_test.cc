@@ -10,7 +10,10 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "gossip/curve_keys.h"
 
 using meridian::Status;
 using namespace meridian::node;
@@ -312,12 +315,12 @@ BOOST_AUTO_TEST_CASE(unknown_keys_everywhere) {
       "http = \"127.0.0.1:1\"\n"          // 10
       "gossip = \"tcp://127.0.0.1:2\"\n"  // 11
       "data_dir = \"d\"\n"                // 12
-      "[[placement]]\n"                   // 13
+      "[[placment]]\n"                    // 13
       "name = \"p\"\n",
       {"t.toml:3: unknown key 'colour' in [cluster]",
        "t.toml:6: unknown key 'zone' in [[region]]",  // not "node": too far
        "t.toml:9: unknown key 'htp' in [[region.node]] (did you mean 'http'?)",
-       "t.toml:13: unknown key 'placement' at the top level"});
+       "t.toml:13: unknown key 'placment' at the top level (did you mean 'placement'?)"});
 }
 
 BOOST_AUTO_TEST_CASE(policies_are_read_and_checked_as_a_set) {
@@ -406,10 +409,63 @@ BOOST_AUTO_TEST_CASE(unknown_key_suggests_near_miss) {
       "t.toml:2: unknown key 'nmae' in [cluster] (did you mean 'name'?)");
 }
 
-BOOST_AUTO_TEST_CASE(placement_is_unknown_until_implemented) {
-  ExpectProblem(std::string(kCluster) + "[[region]]\nname = \"r\"\n" + NodeToml("n", 1, 2) +
-                    "[[placement]]\nprefix = \"x\"\n",
-                "t.toml:10: unknown key 'placement' at the top level");
+BOOST_AUTO_TEST_CASE(placements_are_read_and_checked_as_a_set) {
+  const std::string base = std::string(kCluster) + "[[region]]\nname = \"eu\"\n" +
+                           NodeToml("n", 1, 2) + "[[region]]\nname = \"us\"\n" +
+                           NodeToml("m", 3, 4);  // lines 1-16
+  Topology t;
+  Status s = Parse(base +
+                       "[[placement]]\n"  // 17
+                       "prefix = \"eu/\"\n"
+                       "regions = [\"eu\"]\n"
+                       "[[placement]]\n"  // 20
+                       "prefix = \"both/\"\n"
+                       "regions = [\"eu\", \"us\"]\n",
+                   &t);
+  BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+  BOOST_TEST(t.placement_specs.size() == 2u);
+  BOOST_TEST(t.placement.specs().size() == 2u);
+  BOOST_TEST(t.placement.Holds("eu/k", "eu"));
+  BOOST_TEST(!t.placement.Holds("eu/k", "us"));
+  BOOST_TEST(t.placement.RegionCount("both/k") == 2u);
+  BOOST_TEST(t.placement.RegionCount("other") == 2u);  // every region
+  BOOST_TEST(t.placement.ScopeOf("eu/k") == "eu/");
+
+  // A file without placements places nothing.
+  Topology none;
+  BOOST_REQUIRE(Parse(base, &none).ok());
+  BOOST_TEST(none.placement.empty());
+  BOOST_TEST(none.placement.Holds("eu/k", "us"));
+
+  // Problems of the tables, then of the set, each at its line.
+  ExpectProblems(base +
+                     "[[placement]]\n"  // 17
+                     "prefix = \"a/\"\n"
+                     "regions = \"eu\"\n"  // 19: not an array
+                     "[[placement]]\n"      // 20: no prefix
+                     "regions = [\"eu\"]\n"
+                     "[[placement]]\n"  // 22: no regions
+                     "prefix = \"c/\"\n"
+                     "[[placement]]\n"  // 24
+                     "prefix = \"d/\"\n"
+                     "regions = [\"eu\"]\n"
+                     "colour = \"red\"\n",  // 27
+                 {"t.toml:19: regions must be an array of strings, like [\"eu-west\"], not the string "
+                  "\"eu\"",
+                  "t.toml:20: missing required key 'prefix' in [[placement]]",
+                  "t.toml:22: missing required key 'regions' in [[placement]]",
+                  "t.toml:27: unknown key 'colour' in [[placement]]"});
+  ExpectProblems(base +
+                     "[[placement]]\n"  // 17
+                     "prefix = \"a/\"\n"
+                     "regions = [\"mars\"]\n"
+                     "[[placement]]\n"  // 20
+                     "prefix = \"a/\"\n"
+                     "regions = []\n",
+                 {"t.toml:17: placement 'a/' names region 'mars', which is not a [[region]] of "
+                  "this topology",
+                  "t.toml:20: prefix 'a/' is placed twice",
+                  "t.toml:20: placement 'a/' lists no regions"});
 }
 
 BOOST_AUTO_TEST_CASE(duplicate_node_id_across_regions) {
@@ -926,6 +982,199 @@ BOOST_AUTO_TEST_CASE(a_token_file_without_tokens) {
              boost::test_tools::per_element());
   TokenSetup broken("[[token]\n");
   BOOST_TEST(broken.Load().message().rfind(broken.tokens + ":1: ", 0) == 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// Per-node public_key and secret_key_file (README "Security", gossip over
+// CurveZMQ): all nodes or none, unique keys, and a node's own secret read
+// and checked against its public key.
+BOOST_AUTO_TEST_SUITE(curve_keys)
+
+namespace {
+
+meridian::gossip::CurveKeyPair NewPair() {
+  BOOST_REQUIRE_MESSAGE(meridian::gossip::CurveAvailable(),
+                        "this ZeroMQ library was built without CURVE");
+  meridian::gossip::CurveKeyPair pair;
+  Status st = meridian::gossip::GenerateCurveKeyPair(&pair);
+  BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
+  return pair;
+}
+
+std::string KeyLine(const meridian::gossip::CurveKeyPair& pair) {
+  return "public_key = \"" + pair.public_key + "\"\n";
+}
+
+// Nodes a (lines 5-11: public_key on 10, secret_key_file on 11) and b
+// (lines 12-17, public_key on 17, no secret_key_file) in a fresh
+// directory; a's secret file a.key written with `mode` from `a_file`.
+struct KeySetup {
+  TempDir dir;
+  std::string topology, a_key;
+  meridian::gossip::CurveKeyPair a = NewPair(), b = NewPair();
+  explicit KeySetup(mode_t mode = 0600, const std::string* a_file = nullptr,
+                    const std::string& a_key_name = "a.key") {
+    topology = dir.path() + "/t.toml";
+    a_key = dir.path() + "/a.key";
+    WriteFile(topology,
+              std::string(kCluster) + "[[region]]\nname = \"r\"\n" +
+                  NodeToml("a", 1, 2, KeyLine(a) + "secret_key_file = \"" + a_key_name + "\"\n") +
+                  NodeToml("b", 3, 4, KeyLine(b)));
+    WriteFile(a_key, a_file != nullptr ? *a_file : meridian::gossip::FormatSecretKeyFile(a));
+    BOOST_REQUIRE(chmod(a_key.c_str(), mode) == 0);
+  }
+  // Loads the topology (which must load) and node `id`'s secret key.
+  Status Secret(const std::string& id, std::string* secret, Topology* t) {
+    Status st = LoadTopology(topology, t);
+    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
+    return LoadSecretKey(*t, *t->FindNode(id), secret);
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(without_keys_gossip_is_plaintext) {
+  Topology t;
+  BOOST_REQUIRE(
+      Parse(std::string(kCluster) + "[[region]]\nname = \"r\"\n" + NodeToml("n", 1, 2), &t).ok());
+  BOOST_TEST(!t.curve());
+  BOOST_TEST(t.FindNode("n")->public_key.empty());
+  std::string secret = "x";
+  BOOST_TEST(LoadSecretKey(t, *t.FindNode("n"), &secret).ok());
+  BOOST_TEST(secret.empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_node_reads_its_own_secret_relative_to_the_topology_file) {
+  KeySetup s;
+  Topology t;
+  std::string secret;
+  Status st = s.Secret("a", &secret, &t);
+  BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
+  BOOST_TEST(t.curve());
+  BOOST_TEST(secret == s.a.secret_key);
+  const NodeConfig* a = t.FindNode("a");
+  BOOST_TEST(a->public_key == s.a.public_key);
+  BOOST_TEST(a->secret_key_file == "a.key");
+  BOOST_TEST(a->secret_key_file_line == 11);
+  BOOST_TEST(t.FindNode("b")->public_key == s.b.public_key);
+  // b's secret is not named here (another host holds it): fine to load,
+  // but b cannot start from this file.
+  st = LoadSecretKey(t, *t.FindNode("b"), &secret);
+  BOOST_TEST(st.IsInvalidArgument());
+  BOOST_TEST(st.message() == s.topology +
+                                 ":12: node 'b' has no secret_key_file, and the cluster's gossip "
+                                 "uses CURVE keys; name the file meridianctl keygen --out-secret "
+                                 "wrote for it");
+}
+
+BOOST_AUTO_TEST_CASE(an_absolute_secret_key_file_with_blanks_around_the_key) {
+  TempDir other;
+  const std::string text = "\n  # a comment\n\n   KEY  \r\n\n";
+  KeySetup s(0400, nullptr, other.path() + "/abs.key");
+  std::string body = text;
+  body.replace(body.find("KEY"), 3, s.a.secret_key);
+  WriteFile(other.path() + "/abs.key", body);
+  BOOST_REQUIRE(chmod((other.path() + "/abs.key").c_str(), 0600) == 0);
+  Topology t;
+  std::string secret;
+  Status st = s.Secret("a", &secret, &t);
+  BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
+  BOOST_TEST(secret == s.a.secret_key);
+}
+
+// The token_file rule, from the file's bits (so root is refused too).
+BOOST_AUTO_TEST_CASE(a_secret_key_file_open_to_group_or_others_is_refused) {
+  for (mode_t mode : {0640, 0604, 0644}) {
+    KeySetup s(mode);
+    Topology t;
+    std::string secret;
+    Status st = s.Secret("a", &secret, &t);
+    char m[8];
+    std::snprintf(m, sizeof(m), "%04o", static_cast<unsigned>(mode));
+    BOOST_TEST(st.message() == s.topology + ":11: secret_key_file '" + s.a_key +
+                                   "' is open to its group or others (mode " + m +
+                                   "); it holds secrets: chmod 600 '" + s.a_key + "'");
+    BOOST_TEST(secret.empty());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_secret_that_is_not_the_nodes_pair_is_refused) {
+  const meridian::gossip::CurveKeyPair other = NewPair();
+  const std::string text = meridian::gossip::FormatSecretKeyFile(other);
+  KeySetup s(0600, &text);
+  Topology t;
+  std::string secret;
+  Status st = s.Secret("a", &secret, &t);
+  BOOST_TEST(st.message() == s.topology + ":11: secret_key_file '" + s.a_key +
+                                 "' holds the secret key of public key " + other.public_key +
+                                 ", but the public_key listed for node 'a' is " + s.a.public_key +
+                                 ": the pair does not match");
+  // The secret itself never appears in a message.
+  BOOST_TEST(st.message().find(other.secret_key) == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_file_without_exactly_one_key_is_refused) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"# only a comment\n", "it holds no key"},
+      {"", "it holds no key"},
+      {"abc\ndef\n", "it holds 2 lines that are not comments; it must hold just the key"},
+      {"not-a-key\n", "its key is not 40 Z85 characters (as meridianctl keygen writes)"},
+      {std::string(40, '"') + "\n",
+       "its key is not 40 Z85 characters (as meridianctl keygen "
+       "writes)"},
+  };
+  for (const auto& [text, why] : cases) {
+    KeySetup s(0600, &text);
+    Topology t;
+    std::string secret;
+    Status st = s.Secret("a", &secret, &t);
+    BOOST_TEST(st.message() == s.topology + ":11: secret_key_file '" + s.a_key +
+                                   "' is not a CURVE secret key file: " + why);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_missing_secret_key_file) {
+  KeySetup s;
+  BOOST_REQUIRE(unlink(s.a_key.c_str()) == 0);
+  Topology t;
+  std::string secret;
+  Status st = s.Secret("a", &secret, &t);
+  BOOST_TEST(st.message() == s.topology + ":11: cannot open secret_key_file '" + s.a_key +
+                                 "': No such file or directory");
+}
+
+BOOST_AUTO_TEST_CASE(keys_on_some_nodes_only_bad_keys_and_duplicates_are_refused) {
+  const auto a = NewPair(), b = NewPair();
+  const std::string head = std::string(kCluster) + "[[region]]\nname = \"r\"\n";
+  // Mixing: a has a key (line 10), b (line 11) and c (line 16) have none.
+  ExpectProblems(head + NodeToml("a", 1, 2, KeyLine(a)) + NodeToml("b", 3, 4) + NodeToml("c", 5, 6),
+                 {"t.toml:11: node 'b' has no public_key, but other nodes have one; list a key "
+                  "for every node (meridianctl keygen) or for none",
+                  "t.toml:16: node 'c' has no public_key, but other nodes have one; list a key "
+                  "for every node (meridianctl keygen) or for none"});
+  // One key for two nodes.
+  ExpectProblem(head + NodeToml("a", 1, 2, KeyLine(a)) + NodeToml("b", 3, 4, KeyLine(a)),
+                "t.toml:16: public_key is already the key of the node on line 10; each node "
+                "needs its own pair");
+  // Not a key: too short, not Z85, not a string.
+  ExpectProblem(
+      head + NodeToml("a", 1, 2, "public_key = \"abc\"\n") + NodeToml("b", 3, 4, KeyLine(b)),
+      "t.toml:10: public_key must be a 40-character Z85 CURVE key as meridianctl "
+      "keygen prints it, not the string \"abc\"");
+  ExpectProblem(head + NodeToml("a", 1, 2, "public_key = \"" + std::string(40, ' ') + "\"\n") +
+                    NodeToml("b", 3, 4, KeyLine(b)),
+                "t.toml:10: public_key must be a 40-character Z85 CURVE key as meridianctl "
+                "keygen prints it, not the string \"" +
+                    std::string(40, ' ') + "\"");
+  ExpectProblem(head + NodeToml("a", 1, 2, "public_key = 7\n"),
+                "t.toml:10: public_key must be a 40-character Z85 CURVE key as meridianctl "
+                "keygen prints it, not 7");
+  // A secret without a public key.
+  ExpectProblem(head + NodeToml("a", 1, 2, "secret_key_file = \"a.key\"\n"),
+                "t.toml:10: secret_key_file is given but public_key is not; give both");
+  ExpectProblem(head + NodeToml("a", 1, 2, KeyLine(a) + "secret_key_file = \"\"\n"),
+                "t.toml:11: secret_key_file must be a file name, not the string \"\"");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
