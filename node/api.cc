@@ -1396,6 +1396,7 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                        {"region", ctx_.node->region},
                        {"cluster", ctx_.topology->cluster_name},
                        {"auth", tokens_.open() ? "open" : "tokens"},
+                       {"api_tls", ctx_.node->api_tls()},
                        {"replica", a.replica().ToString()},
                        {"incarnation", a.replica().incarnation},
                        {"bootstrapped", snap.bootstrapped},

@@ -42,7 +42,8 @@
 // forbidden for a role too weak; nothing else of the request is looked at
 // (only a query string with a malformed escape, 400 bad_query, comes first:
 // the check reads ?access_token= from it). /v1/status says "auth":
-// "tokens" or "open".
+// "tokens" or "open", and "api_tls": whether the node's API speaks TLS
+// (its tls_cert and tls_key; the server, node/http_server.h, does the TLS).
 #ifndef MERIDIAN_NODE_API_H_
 #define MERIDIAN_NODE_API_H_
 

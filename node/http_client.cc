@@ -1,9 +1,14 @@
 #include "node/http_client.h"
 
+#include <openssl/ssl.h>
+
 #include <boost/asio/connect.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include <algorithm>
 #include <optional>
@@ -13,6 +18,7 @@ namespace meridian::node {
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
+namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 
 std::string ClientResponse::Header(const std::string& lower_name) const {
@@ -22,33 +28,88 @@ std::string ClientResponse::Header(const std::string& lower_name) const {
   return std::string();
 }
 
+namespace {
+
+// One connection: plain TCP, or TLS over it (an https:// client).
+struct Conn {
+  std::optional<beast::tcp_stream> plain;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
+
+  bool open() const { return plain.has_value() || tls.has_value(); }
+  void reset() {
+    plain.reset();
+    tls.reset();
+  }
+  // The TCP stream underneath: timeouts and the socket.
+  beast::tcp_stream& lowest() { return tls ? tls->next_layer() : *plain; }
+  // Calls f with whichever stream reads and writes the HTTP bytes.
+  template <class F>
+  void Visit(F&& f) {
+    if (tls) {
+      f(*tls);
+    } else {
+      f(*plain);
+    }
+  }
+};
+
+}  // namespace
+
 struct HttpClient::Impl {
   net::io_context ioc;
-  std::optional<beast::tcp_stream> stream;
+  std::optional<ssl::context> tls;  // set for an https:// URL
+  Conn conn;                        // the kept-alive connection of Request
+
+  ssl::context* tls_context() { return tls ? &*tls : nullptr; }
 };
 
 HttpClient::~HttpClient() {
-  if (impl_ && impl_->stream) {
+  if (impl_ && impl_->conn.open()) {
     beast::error_code ec;
-    impl_->stream->socket().shutdown(tcp::socket::shutdown_both, ec);
+    impl_->conn.lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
   }
 }
 
 Status HttpClient::Create(const std::string& base_url, std::unique_ptr<HttpClient>* out) {
+  return Create(base_url, std::string(), out);
+}
+
+Status HttpClient::Create(const std::string& base_url, const std::string& ca_file,
+                          std::unique_ptr<HttpClient>* out) {
   std::string url = base_url;
-  const std::string scheme = "http://";
-  if (url.compare(0, scheme.size(), scheme) != 0) {
-    return Status::InvalidArgument("URL must start with http:// ('" + base_url + "')");
+  const bool https = url.compare(0, 8, "https://") == 0;
+  if (!https && url.compare(0, 7, "http://") != 0) {
+    return Status::InvalidArgument("URL must start with http:// or https:// ('" + base_url +
+                                   "')");
   }
-  url = url.substr(scheme.size());
+  url = url.substr(https ? 8 : 7);
   while (!url.empty() && url.back() == '/') url.pop_back();
   size_t colon = url.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == url.size() ||
       url.find('/') != std::string::npos) {
-    return Status::InvalidArgument("URL must be http://HOST:PORT ('" + base_url + "')");
+    return Status::InvalidArgument("URL must be http://HOST:PORT or https://HOST:PORT ('" +
+                                   base_url + "')");
   }
   std::unique_ptr<HttpClient> c(new HttpClient());
   c->impl_ = std::make_unique<Impl>();
+  if (https) {
+    ssl::context ctx(ssl::context::tls_client);
+    SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
+    ctx.set_verify_mode(ssl::verify_peer);
+    beast::error_code ec;
+    if (ca_file.empty()) {
+      ctx.set_default_verify_paths(ec);
+    } else {
+      ctx.load_verify_file(ca_file, ec);
+    }
+    if (ec) {
+      return Status::InvalidArgument(
+          (ca_file.empty() ? std::string("cannot load the system's CA certificates")
+                           : "cannot load the CA file '" + ca_file + "'") +
+          ": " + ec.message());
+    }
+    c->impl_->tls.emplace(std::move(ctx));
+  }
   c->host_ = url.substr(0, colon);
   if (c->host_.size() > 2 && c->host_.front() == '[' && c->host_.back() == ']') {
     c->host_ = c->host_.substr(1, c->host_.size() - 2);
@@ -69,20 +130,48 @@ void RunToCompletion(net::io_context& ioc) {
   ioc.run();
 }
 
-Status Connect(net::io_context& ioc, const std::string& host, const std::string& port,
-               std::chrono::milliseconds timeout, std::optional<beast::tcp_stream>* stream) {
+// Connects, and with a TLS context (`tls` not null) completes the handshake
+// too, verifying the server's certificate against the context's CAs and
+// `host` (a DNS name, or an IP address matched against the certificate's IP
+// addresses). A node that cannot be reached is Unavailable; one that
+// answers but fails the handshake (a certificate that does not verify, a
+// plain HTTP port) is IOError.
+Status Connect(net::io_context& ioc, ssl::context* tls, const std::string& host,
+               const std::string& port, std::chrono::milliseconds timeout, Conn* conn) {
   beast::error_code ec;
   tcp::resolver resolver(ioc);
   auto results = resolver.resolve(host, port, ec);
   if (ec) return Status::Unavailable("cannot resolve " + host + ":" + port + ": " + ec.message());
-  stream->emplace(ioc);
-  (*stream)->expires_after(timeout);
-  (*stream)->async_connect(results,
-                           [&ec](beast::error_code e, const tcp::endpoint&) { ec = e; });
+  conn->reset();
+  if (tls != nullptr) {
+    conn->tls.emplace(ioc, *tls);
+  } else {
+    conn->plain.emplace(ioc);
+  }
+  conn->lowest().expires_after(timeout);
+  conn->lowest().async_connect(results,
+                               [&ec](beast::error_code e, const tcp::endpoint&) { ec = e; });
   RunToCompletion(ioc);
   if (ec) {
-    stream->reset();
+    conn->reset();
     return Status::Unavailable("cannot connect to " + host + ":" + port + ": " + ec.message());
+  }
+  if (tls == nullptr) return Status::OK();
+  beast::error_code not_ip;
+  net::ip::make_address(host, not_ip);
+  // Server name indication for names only (RFC 6066 allows no addresses).
+  if (not_ip && !SSL_set_tlsext_host_name(conn->tls->native_handle(), host.c_str())) {
+    conn->reset();
+    return Status::InvalidArgument("cannot use '" + host + "' as a TLS server name");
+  }
+  conn->tls->set_verify_callback(ssl::host_name_verification(host));
+  conn->lowest().expires_after(timeout);
+  conn->tls->async_handshake(ssl::stream_base::client, [&ec](beast::error_code e) { ec = e; });
+  RunToCompletion(ioc);
+  if (ec) {
+    conn->reset();
+    return Status::IOError("TLS handshake with " + host + ":" + port + " failed: " +
+                           ec.message());
   }
   return Status::OK();
 }
@@ -93,8 +182,12 @@ Status HttpClient::Request(const std::string& method, const std::string& target,
                            const std::vector<std::pair<std::string, std::string>>& headers,
                            ClientResponse* out) {
   for (int attempt = 0; attempt < 2; ++attempt) {
-    bool reused = impl_->stream.has_value();
-    if (!reused) MERIDIAN_RETURN_IF_ERROR(Connect(impl_->ioc, host_, port_, timeout_, &impl_->stream));
+    Conn& conn = impl_->conn;
+    bool reused = conn.open();
+    if (!reused) {
+      MERIDIAN_RETURN_IF_ERROR(
+          Connect(impl_->ioc, impl_->tls_context(), host_, port_, timeout_, &conn));
+    }
     http::request<http::string_body> req;
     req.method_string(method);
     req.target(target);
@@ -107,24 +200,29 @@ Status HttpClient::Request(const std::string& method, const std::string& target,
     if (!body.empty() || method == "POST" || method == "PUT") req.prepare_payload();
     beast::error_code ec;
     // One deadline for writing the request and reading the whole reply.
-    impl_->stream->expires_after(timeout_);
-    http::async_write(*impl_->stream, req, [&ec](beast::error_code e, size_t) { ec = e; });
+    conn.lowest().expires_after(timeout_);
+    conn.Visit([&](auto& stream) {
+      http::async_write(stream, req, [&ec](beast::error_code e, size_t) { ec = e; });
+    });
     RunToCompletion(impl_->ioc);
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
     parser.body_limit(1ull << 32);
     if (!ec) {
-      http::async_read(*impl_->stream, buffer, parser,
-                       [&ec](beast::error_code e, size_t) { ec = e; });
+      conn.Visit([&](auto& stream) {
+        http::async_read(stream, buffer, parser, [&ec](beast::error_code e, size_t) { ec = e; });
+      });
       RunToCompletion(impl_->ioc);
     }
     if (ec) {
-      impl_->stream.reset();
+      conn.reset();
       // A kept-alive connection the server closed: try once on a new one,
       // but never a POST, which the server may have applied already (a
       // counter increment must not count twice).
-      if (reused && method != "POST" && (ec == http::error::end_of_stream || ec == net::error::connection_reset ||
-                     ec == net::error::broken_pipe || ec == net::error::eof)) {
+      if (reused && method != "POST" &&
+          (ec == http::error::end_of_stream || ec == net::error::connection_reset ||
+           ec == net::error::broken_pipe || ec == net::error::eof ||
+           ec == ssl::error::stream_truncated)) {
         continue;
       }
       return Status::IOError(method + " " + target + ": " + ec.message());
@@ -139,7 +237,7 @@ Status HttpClient::Request(const std::string& method, const std::string& target,
                      [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
       out->headers.emplace_back(std::move(name), std::string(f.value()));
     }
-    if (!res.keep_alive()) impl_->stream.reset();
+    if (!res.keep_alive()) conn.reset();
     return Status::OK();
   }
   return Status::IOError(method + " " + target + ": connection closed");
@@ -148,8 +246,8 @@ Status HttpClient::Request(const std::string& method, const std::string& target,
 Status HttpClient::Download(const std::string& target,
                             const std::function<Status(std::string_view piece)>& sink,
                             std::chrono::milliseconds timeout, ClientResponse* out) {
-  std::optional<beast::tcp_stream> s;
-  MERIDIAN_RETURN_IF_ERROR(Connect(impl_->ioc, host_, port_, timeout, &s));
+  Conn s;
+  MERIDIAN_RETURN_IF_ERROR(Connect(impl_->ioc, impl_->tls_context(), host_, port_, timeout, &s));
   http::request<http::empty_body> req;
   req.method(http::verb::get);
   req.target(target);
@@ -157,16 +255,20 @@ Status HttpClient::Download(const std::string& target,
   req.set(http::field::host, host_ + ":" + port_);
   req.keep_alive(false);
   beast::error_code ec;
-  s->expires_after(timeout);
-  http::async_write(*s, req, [&ec](beast::error_code e, size_t) { ec = e; });
+  s.lowest().expires_after(timeout);
+  s.Visit([&](auto& stream) {
+    http::async_write(stream, req, [&ec](beast::error_code e, size_t) { ec = e; });
+  });
   RunToCompletion(impl_->ioc);
   if (ec) return Status::IOError("GET " + target + ": " + ec.message());
 
   beast::flat_buffer buffer;
   http::response_parser<http::buffer_body> parser;
   parser.body_limit(boost::none);
-  s->expires_after(timeout);
-  http::async_read_header(*s, buffer, parser, [&ec](beast::error_code e, size_t) { ec = e; });
+  s.lowest().expires_after(timeout);
+  s.Visit([&](auto& stream) {
+    http::async_read_header(stream, buffer, parser, [&ec](beast::error_code e, size_t) { ec = e; });
+  });
   RunToCompletion(impl_->ioc);
   if (ec) return Status::IOError("GET " + target + ": reading the reply's head: " + ec.message());
   out->status = static_cast<int>(parser.get().result_int());
@@ -182,8 +284,10 @@ Status HttpClient::Download(const std::string& target,
   while (!parser.is_done()) {
     parser.get().body().data = piece.data();
     parser.get().body().size = piece.size();
-    s->expires_after(timeout);
-    http::async_read(*s, buffer, parser, [&ec](beast::error_code e, size_t) { ec = e; });
+    s.lowest().expires_after(timeout);
+    s.Visit([&](auto& stream) {
+      http::async_read(stream, buffer, parser, [&ec](beast::error_code e, size_t) { ec = e; });
+    });
     RunToCompletion(impl_->ioc);
     if (ec == http::error::need_buffer) ec = {};
     const size_t n = piece.size() - parser.get().body().size;
@@ -204,15 +308,17 @@ Status HttpClient::Download(const std::string& target,
 Status HttpClient::ReadEvents(const std::string& target, size_t max_events,
                               std::chrono::milliseconds timeout, std::vector<std::string>* data) {
   data->clear();
-  std::optional<beast::tcp_stream> s;
-  MERIDIAN_RETURN_IF_ERROR(Connect(impl_->ioc, host_, port_, timeout, &s));
+  Conn s;
+  MERIDIAN_RETURN_IF_ERROR(Connect(impl_->ioc, impl_->tls_context(), host_, port_, timeout, &s));
   std::string req =
       "GET " + target + " HTTP/1.1\r\nHost: " + host_ + "\r\nAccept: text/event-stream\r\n";
   for (const auto& [k, v] : default_headers_) req += k + ": " + v + "\r\n";
   req += "\r\n";
   beast::error_code ec;
-  s->expires_after(timeout);
-  net::async_write(*s, net::buffer(req), [&ec](beast::error_code e, size_t) { ec = e; });
+  s.lowest().expires_after(timeout);
+  s.Visit([&](auto& stream) {
+    net::async_write(stream, net::buffer(req), [&ec](beast::error_code e, size_t) { ec = e; });
+  });
   RunToCompletion(impl_->ioc);
   if (ec) return Status::IOError("watch request: " + ec.message());
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -221,11 +327,13 @@ Status HttpClient::ReadEvents(const std::string& target, size_t max_events,
   while (data->size() < max_events) {
     auto left = deadline - std::chrono::steady_clock::now();
     if (left <= std::chrono::milliseconds(0)) break;
-    s->expires_after(std::chrono::duration_cast<std::chrono::milliseconds>(left));
+    s.lowest().expires_after(std::chrono::duration_cast<std::chrono::milliseconds>(left));
     size_t n = 0;
-    s->async_read_some(net::buffer(buf), [&ec, &n](beast::error_code e, size_t got) {
-      ec = e;
-      n = got;
+    s.Visit([&](auto& stream) {
+      stream.async_read_some(net::buffer(buf), [&ec, &n](beast::error_code e, size_t got) {
+        ec = e;
+        n = got;
+      });
     });
     RunToCompletion(impl_->ioc);
     if (ec) break;

@@ -1,6 +1,7 @@
 // A small blocking HTTP/1.1 client with keep-alive, for meridianctl and the
-// multi-process tests. This header and http_client.cc are the only files
-// that know Beast/Asio on the client side.
+// multi-process tests, over plain HTTP or TLS (https://, TLS 1.2 or newer,
+// the server's certificate verified). This header and http_client.cc are
+// the only files that know Beast/Asio on the client side.
 #ifndef MERIDIAN_NODE_HTTP_CLIENT_H_
 #define MERIDIAN_NODE_HTTP_CLIENT_H_
 
@@ -26,14 +27,23 @@ struct ClientResponse {
 
 class HttpClient {
  public:
-  // `base_url`: "http://HOST:PORT" (a trailing slash is ignored).
+  // `base_url`: "http://HOST:PORT" or "https://HOST:PORT" (a trailing slash
+  // is ignored). For https, the server's certificate must verify against
+  // the CA certificates (PEM) in `ca_file`, or the system's when it is
+  // empty, and name HOST (an IP address HOST is matched against the
+  // certificate's IP addresses); a CA file that does not load is
+  // InvalidArgument here. `ca_file` is ignored for http.
+  static Status Create(const std::string& base_url, const std::string& ca_file,
+                       std::unique_ptr<HttpClient>* out);
+  // The same with the system's CA certificates.
   static Status Create(const std::string& base_url, std::unique_ptr<HttpClient>* out);
   ~HttpClient();
 
   // One request; reconnects once if a kept-alive connection was closed
   // (except for POST, which is not repeated).
   // Fails with Unavailable when the node cannot be reached and IOError on a
-  // broken exchange; an HTTP error status is a successful exchange.
+  // broken exchange (a failed TLS handshake too: a certificate that does
+  // not verify); an HTTP error status is a successful exchange.
   Status Request(const std::string& method, const std::string& target, const std::string& body,
                  const std::vector<std::pair<std::string, std::string>>& headers,
                  ClientResponse* out);

@@ -1,13 +1,20 @@
 #include "node/http_server.h"
 
-#include <boost/asio/ip/tcp.hpp>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -16,12 +23,14 @@
 #include <optional>
 #include <set>
 #include <thread>
+#include <type_traits>
 
 namespace meridian::node {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
+namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 
 std::string HttpRequest::Header(std::string_view lower_name) const {
@@ -214,7 +223,52 @@ class Conn {
   virtual void Close() = 0;
 };
 
+// What a connection is read and written through: the TCP stream itself, or
+// TLS over it. Sessions and WebSockets are templates on it; the TCP stream
+// underneath (timeouts, close) is beast::get_lowest_layer of either.
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+template <class Stream>
+constexpr bool kIsTls = std::is_same_v<Stream, TlsStream>;
+
+// The server's TLS context from PEM text: TLS 1.2 is the oldest version
+// offered, and an encrypted key is refused rather than prompted for.
+Status MakeTlsContext(const TlsCredentials& tls, std::optional<ssl::context>* out, bool* bad_key) {
+  ssl::context ctx(ssl::context::tls_server);
+  ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                  ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                  ssl::context::single_dh_use);
+  SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
+  ctx.set_password_callback([](std::size_t, ssl::context::password_purpose) { return ""; });
+  beast::error_code ec;
+  ctx.use_certificate_chain(net::buffer(tls.cert_pem), ec);
+  if (ec) {
+    *bad_key = false;
+    return Status::InvalidArgument(
+        "the TLS certificate does not load as a PEM certificate chain (" + ec.message() + ")");
+  }
+  *bad_key = true;
+  ctx.use_private_key(net::buffer(tls.key_pem), ssl::context::pem, ec);
+  // OpenSSL checks the key against the certificate as it loads it.
+  if ((ec && ERR_GET_REASON(static_cast<unsigned long>(ec.value())) ==
+                 X509_R_KEY_VALUES_MISMATCH) ||
+      (!ec && SSL_CTX_check_private_key(ctx.native_handle()) != 1)) {
+    return Status::InvalidArgument("the TLS key is not the key of the TLS certificate");
+  }
+  if (ec) {
+    return Status::InvalidArgument(
+        "the TLS key does not load as an unencrypted PEM private key (" + ec.message() + ")");
+  }
+  out->emplace(std::move(ctx));
+  return Status::OK();
+}
+
 }  // namespace
+
+Status CheckTlsCredentials(const TlsCredentials& tls, bool* bad_key) {
+  std::optional<ssl::context> unused;
+  return MakeTlsContext(tls, &unused, bad_key);
+}
 
 struct HttpServer::Impl {
   HttpServerOptions options;
@@ -227,6 +281,8 @@ struct HttpServer::Impl {
   std::optional<tcp::acceptor> acceptor;
   std::vector<std::thread> threads;
   std::atomic<uint64_t> accepted{0};
+  std::atomic<uint64_t> tls_failures{0};
+  std::optional<ssl::context> tls;  // set: every connection speaks TLS
   std::atomic<int> in_flight{0};
   std::atomic<bool> stopping{false};
   uint16_t port = 0;
@@ -236,6 +292,11 @@ struct HttpServer::Impl {
   explicit Impl(HttpServerOptions o, HttpHandler h)
       : options(std::move(o)), handler(std::move(h)), ioc(options.threads) {}
   void Accept();
+  template <class S>
+  void Begin(std::shared_ptr<S> session) {
+    Track(session);
+    session->Start();
+  }
   void Track(const std::shared_ptr<Conn>& c) {
     std::lock_guard<std::mutex> lock(sessions_mu);
     for (auto it = sessions.begin(); it != sessions.end();) {
@@ -252,10 +313,12 @@ namespace websocket = beast::websocket;
 // A WebSocket after the upgrade: one read always pending (it keeps the
 // session alive and notices a client that leaves), one write at a time
 // from the channel's queue.
-class WsSession : public Conn, public std::enable_shared_from_this<WsSession> {
+template <class Stream>
+class WsSession : public Conn, public std::enable_shared_from_this<WsSession<Stream>> {
  public:
-  WsSession(beast::tcp_stream stream, std::shared_ptr<WebSocketChannel> channel,
-            HttpServer::Impl* server)
+  using std::enable_shared_from_this<WsSession>::shared_from_this;
+
+  WsSession(Stream stream, std::shared_ptr<WebSocketChannel> channel, HttpServer::Impl* server)
       : ws_(std::move(stream)), channel_(std::move(channel)), server_(server) {}
 
   void Start(http::request<http::string_body> req) {
@@ -340,7 +403,7 @@ class WsSession : public Conn, public std::enable_shared_from_this<WsSession> {
     channel_->Finish();
   }
 
-  websocket::stream<beast::tcp_stream> ws_;
+  websocket::stream<Stream> ws_;
   std::shared_ptr<WebSocketChannel> channel_;
   HttpServer::Impl* server_;
   beast::flat_buffer buffer_;
@@ -349,13 +412,24 @@ class WsSession : public Conn, public std::enable_shared_from_this<WsSession> {
   bool finished_ = false;
 };
 
-class Session : public Conn, public std::enable_shared_from_this<Session> {
+template <class Stream>
+class Session : public Conn, public std::enable_shared_from_this<Session<Stream>> {
  public:
+  using std::enable_shared_from_this<Session>::shared_from_this;
+
   Session(tcp::socket socket, HttpServer::Impl* server)
-      : stream_(std::move(socket)), exec_(stream_.get_executor()), server_(server) {}
+      : stream_(MakeStream(std::move(socket), server)),
+        exec_(stream_.get_executor()),
+        server_(server) {}
 
   void Start() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->DoRead(); });
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      if constexpr (kIsTls<Stream>) {
+        self->Handshake();
+      } else {
+        self->DoRead();
+      }
+    });
   }
 
   void Close() override {
@@ -364,12 +438,41 @@ class Session : public Conn, public std::enable_shared_from_this<Session> {
       if (self->closed_) return;
       if (self->events_) self->events_->Close();
       beast::error_code ec;
-      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-      self->stream_.close();
+      self->lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+      self->lowest().close();
     });
   }
 
  private:
+  static Stream MakeStream(tcp::socket socket, HttpServer::Impl* server) {
+    if constexpr (kIsTls<Stream>) {
+      return Stream(std::move(socket), *server->tls);
+    } else {
+      return Stream(std::move(socket));
+    }
+  }
+
+  // The TCP stream under stream_: its timeouts and its socket.
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
+  // TLS first, within the time a request has to arrive. A client that
+  // does not speak TLS (plain HTTP), offers only versions older than 1.2,
+  // or stalls is closed here; nothing is answered in plaintext.
+  void Handshake() {
+    lowest().expires_after(server_->options.read_timeout);
+    stream_.async_handshake(ssl::stream_base::server,
+                            [self = shared_from_this()](beast::error_code ec) {
+                              if (ec) {
+                                self->server_->tls_failures++;
+                                if (self->server_->options.on_tls_failure) {
+                                  self->server_->options.on_tls_failure();
+                                }
+                                return self->DoClose();
+                              }
+                              self->DoRead();
+                            });
+  }
+
   void DoRead() {
     if (server_->stopping) return DoClose();
     parser_.emplace();
@@ -377,8 +480,8 @@ class Session : public Conn, public std::enable_shared_from_this<Session> {
     parser_->header_limit(server_->options.header_limit);
     // The first byte of a keep-alive request may take up to idle_timeout;
     // a stalled half request is cut off after read_timeout.
-    stream_.expires_after(first_request_ ? server_->options.read_timeout
-                                         : server_->options.idle_timeout);
+    lowest().expires_after(first_request_ ? server_->options.read_timeout
+                                          : server_->options.idle_timeout);
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::OnRead, shared_from_this()));
   }
@@ -387,7 +490,7 @@ class Session : public Conn, public std::enable_shared_from_this<Session> {
     first_request_ = false;
     if (ec == http::error::end_of_stream || ec == net::error::eof ||
         ec == beast::error::timeout || ec == net::error::operation_aborted ||
-        ec == net::error::connection_reset) {
+        ec == net::error::connection_reset || ec == ssl::error::stream_truncated) {
       return DoClose();
     }
     if (ec) {
@@ -430,7 +533,7 @@ class Session : public Conn, public std::enable_shared_from_this<Session> {
       out.headers.emplace_back(std::move(name), std::string(field.value()));
     }
     // No timeout while the handler works; the handler bounds its own waits.
-    stream_.expires_never();
+    lowest().expires_never();
     server_->in_flight++;
     auto self = shared_from_this();
     server_->handler(std::move(out), [self](HttpResponse r) {
@@ -453,7 +556,8 @@ class Session : public Conn, public std::enable_shared_from_this<Session> {
         keep_alive_ = false;
       } else {
         closed_ = true;  // the WebSocket owns the socket now
-        auto ws = std::make_shared<WsSession>(std::move(stream_), std::move(r.websocket), server_);
+        auto ws = std::make_shared<WsSession<Stream>>(std::move(stream_), std::move(r.websocket),
+                                                      server_);
         server_->Track(ws);
         ws->Start(std::move(*upgrade_));
         upgrade_.reset();
@@ -470,7 +574,7 @@ class Session : public Conn, public std::enable_shared_from_this<Session> {
     res->body() = std::move(r.body);
     res->keep_alive(keep_alive_ && !server_->stopping);
     res->prepare_payload();
-    stream_.expires_after(server_->options.idle_timeout);
+    lowest().expires_after(server_->options.idle_timeout);
     http::async_write(stream_, *res,
                       [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
                         if (ec || !res->keep_alive()) return self->DoClose();
@@ -496,16 +600,21 @@ class Session : public Conn, public std::enable_shared_from_this<Session> {
     });
     pending_ = std::move(head);
     writing_ = false;
-    PumpEvents();
+    // The read below is pending from now on, so the write timeouts
+    // PumpEvents sets never reach it: it waits as long as the stream lasts.
+    lowest().expires_never();
     WatchPeer();
+    PumpEvents();
   }
 
   // Between events no write is pending, and the waker holds the session
   // only weakly: without a pending read the session would be destroyed
   // (closing the stream) right after the first write. The read also
   // notices a client that leaves. Whatever the client sends is ignored.
+  // (Through stream_, so that over TLS the bytes are decrypted: one read
+  // and one write in flight at once is what both stream types allow.)
   void WatchPeer() {
-    stream_.socket().async_read_some(
+    stream_.async_read_some(
         net::buffer(peer_buf_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
           if (ec) {
             self->events_->Close();
@@ -546,7 +655,7 @@ class Session : public Conn, public std::enable_shared_from_this<Session> {
     writing_ = true;
     writing_buf_.swap(pending_);
     pending_.clear();
-    stream_.expires_after(std::chrono::seconds(30));
+    lowest().expires_after(std::chrono::seconds(30));
     // writing_buf_ is not touched again until this write completes.
     net::async_write(stream_, net::buffer(writing_buf_),
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
@@ -555,21 +664,25 @@ class Session : public Conn, public std::enable_shared_from_this<Session> {
                          self->events_->Close();
                          return self->DoClose();
                        }
-                       self->stream_.expires_never();
+                       self->lowest().expires_never();
                        self->PumpEvents();
                      });
   }
 
+  // Over TLS too the TCP connection is just closed, without waiting for the
+  // client's close_notify: every response the server sends is delimited
+  // (Content-Length, the last chunk) or, for an event stream, ends only
+  // when the connection does anyway.
   void DoClose() {
     if (closed_) return;
     closed_ = true;
     if (events_) events_->Close();
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.close();
+    lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+    lowest().close();
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   net::any_io_executor exec_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -597,9 +710,11 @@ void HttpServer::Impl::Accept() {
     } else {
       accepted++;
       socket.set_option(tcp::no_delay(true), ec);
-      auto s = std::make_shared<Session>(std::move(socket), this);
-      Track(s);
-      s->Start();
+      if (tls) {
+        Begin(std::make_shared<Session<TlsStream>>(std::move(socket), this));
+      } else {
+        Begin(std::make_shared<Session<PlainStream>>(std::move(socket), this));
+      }
     }
     if (!stopping) Accept();
   });
@@ -611,6 +726,10 @@ HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler)
 HttpServer::~HttpServer() { Stop(std::chrono::milliseconds(0)); }
 
 Status HttpServer::Start() {
+  if (impl_->options.tls_enabled()) {
+    bool bad_key = false;
+    MERIDIAN_RETURN_IF_ERROR(MakeTlsContext(impl_->options.tls, &impl_->tls, &bad_key));
+  }
   beast::error_code ec;
   auto address = net::ip::make_address(impl_->options.host, ec);
   if (ec) return Status::InvalidArgument("bad HTTP address '" + impl_->options.host + "'");
@@ -637,6 +756,8 @@ Status HttpServer::Start() {
 uint16_t HttpServer::port() const { return impl_->port; }
 
 uint64_t HttpServer::connections_accepted() const { return impl_->accepted; }
+
+uint64_t HttpServer::tls_handshake_failures() const { return impl_->tls_failures; }
 
 void HttpServer::Stop(std::chrono::milliseconds grace) {
   if (impl_->threads.empty()) return;

@@ -1,7 +1,9 @@
 // The node's HTTP/1.1 server on Boost.Beast: keep-alive, a small pool of
 // I/O threads, limits on headers and bodies, and timeouts for clients that
-// stall. This header and http_server.cc are the only files that know
-// Beast/Asio; handlers see plain HttpRequest/HttpResponse values.
+// stall, and TLS (OpenSSL, TLS 1.2 or newer) when given a certificate and
+// key. This header and http_server.cc are the only files that know
+// Beast/Asio on the server side; handlers see plain HttpRequest/HttpResponse
+// values, the same over TLS as over plain HTTP.
 //
 // A handler must answer without blocking the I/O thread: it calls `reply`
 // exactly once, from any thread, whenever the answer is ready (after the
@@ -139,6 +141,18 @@ struct HttpResponse {
 using Reply = std::function<void(HttpResponse)>;
 using HttpHandler = std::function<void(HttpRequest&&, Reply)>;
 
+// A certificate chain (the server's certificate first, then any
+// intermediates) and its private key, as PEM text.
+struct TlsCredentials {
+  std::string cert_pem;
+  std::string key_pem;
+};
+
+// Checks credentials as HttpServer::Start loads them: InvalidArgument with
+// a sentence naming what is wrong, and *bad_key true when it is the key
+// (unreadable, or not the certificate's), false when it is the certificate.
+Status CheckTlsCredentials(const TlsCredentials& tls, bool* bad_key);
+
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;  // 0: pick a free port (see port())
@@ -148,6 +162,16 @@ struct HttpServerOptions {
   size_t max_target_bytes = 8 << 10;    // 414 above this
   std::chrono::milliseconds read_timeout{10000};  // a request must arrive within this
   std::chrono::milliseconds idle_timeout{60000};  // keep-alive connection idle limit
+  // When set, the port speaks only TLS (1.2 or newer): every connection
+  // completes a TLS handshake within read_timeout before its first request,
+  // and one that does not (a plain HTTP client, a client offering only old
+  // versions, a stalled one) is closed and counted
+  // (tls_handshake_failures, on_tls_failure), without a log line: anyone
+  // can cause them. Empty: plain HTTP.
+  TlsCredentials tls;
+  // Called (on an I/O thread) for each such connection; may be empty.
+  std::function<void()> on_tls_failure;
+  bool tls_enabled() const { return !tls.cert_pem.empty(); }
 };
 
 class HttpServer {
@@ -155,7 +179,9 @@ class HttpServer {
   HttpServer(HttpServerOptions options, HttpHandler handler);
   ~HttpServer();
 
-  // Binds, listens and starts the I/O threads.
+  // Loads the TLS credentials (if any; InvalidArgument when they do not
+  // load, as CheckTlsCredentials says), binds, listens and starts the I/O
+  // threads.
   Status Start();
   uint16_t port() const;
   // Stops accepting, lets in-flight requests finish (up to `grace`), then
@@ -163,6 +189,8 @@ class HttpServer {
   void Stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5000));
 
   uint64_t connections_accepted() const;
+  // Connections closed because their TLS handshake failed or timed out.
+  uint64_t tls_handshake_failures() const;
 
   struct Impl;  // opaque; public so that http_server.cc's sessions can name it
 

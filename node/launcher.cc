@@ -33,9 +33,11 @@ using Clock = std::chrono::steady_clock;
 std::string PidFile(const NodeConfig& n) { return n.data_dir + ".pid"; }
 std::string LogFile(const NodeConfig& n) { return n.data_dir + ".log"; }
 
+// https:// for a node with tls_cert and tls_key.
 std::string Url(const NodeConfig& n) {
   bool v6 = n.http_host.find(':') != std::string::npos;
-  return "http://" + (v6 ? "[" + n.http_host + "]" : n.http_host) + ":" +
+  const std::string scheme = n.api_tls() ? "https://" : "http://";
+  return scheme + (v6 ? "[" + n.http_host + "]" : n.http_host) + ":" +
          std::to_string(n.http_port);
 }
 
@@ -221,12 +223,20 @@ void StopChild(pid_t pid, int seconds) {
 // The answer must come from process `pid` (health names its pid), so that
 // an older process still holding the port is not taken for the new one.
 enum class Health { kUnreachable, kNotWritable, kWritable };
-Health Probe(const NodeConfig& n, pid_t pid, std::string* reason) {
+// A TLS node is verified with `ca_file`; *reason says why one that
+// answers fails the handshake.
+Health Probe(const NodeConfig& n, const std::string& ca_file, pid_t pid, std::string* reason) {
   std::unique_ptr<HttpClient> client;
-  if (!HttpClient::Create(Url(n), &client).ok()) return Health::kUnreachable;
+  Status st = HttpClient::Create(Url(n), ca_file, &client);
+  if (!st.ok()) {
+    *reason = st.message();
+    return Health::kUnreachable;
+  }
   client->set_timeout(std::chrono::milliseconds(1000));
   ClientResponse r;
-  if (!client->Request("GET", "/v1/health", "", {}, &r).ok() || r.status != 200) {
+  st = client->Request("GET", "/v1/health", "", {}, &r);
+  if (!st.ok() || r.status != 200) {
+    if (st.code() == Status::Code::kIOError) *reason = st.message();
     return Health::kUnreachable;
   }
   auto body = nlohmann::json::parse(r.body, nullptr, false);
@@ -249,6 +259,7 @@ Status ClusterUp(const LaunchOptions& o, std::ostream& out) {
   Topology topo;
   MERIDIAN_RETURN_IF_ERROR(LoadTopology(o.config, &topo));
   const std::string binary = FindMeridiand(o.meridiand);
+  const std::string ca_file = topo.tls_ca.empty() ? o.ca_file : topo.tls_ca_path;
   std::map<std::string, pid_t> started;
   std::vector<const NodeConfig*> nodes = topo.AllNodes();
 
@@ -307,12 +318,14 @@ Status ClusterUp(const LaunchOptions& o, std::ostream& out) {
                                                LogFile(*n) + ":" + Tail(LogFile(*n), 8)));
       }
       std::string reason;
-      Health h = Probe(*n, pid, &reason);
+      Health h = Probe(*n, ca_file, pid, &reason);
       if (h == Health::kWritable) {
         waiting_reason.erase(n->id);
-      } else {
+      } else if (h == Health::kUnreachable) {
         waiting_reason[n->id] =
-            h == Health::kUnreachable ? "not answering on " + Url(*n) : "not writable: " + reason;
+            "not answering on " + Url(*n) + (reason.empty() ? "" : " (" + reason + ")");
+      } else {
+        waiting_reason[n->id] = "not writable: " + reason;
       }
     }
     if (waiting_reason.empty()) break;

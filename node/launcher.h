@@ -10,7 +10,9 @@
 // of the file has a data dir with anything in it yet (a brand-new
 // cluster), the first node is started with --bootstrap and the others
 // bootstrap from it (DESIGN.md §3). Then wait
-// until every node answers GET /v1/health with "writable": true. If a node
+// until every node answers GET /v1/health with "writable": true (over
+// https for a node with tls_cert, verified with the topology's [cluster]
+// tls_ca, else LaunchOptions::ca_file, else the system's CAs). If a node
 // exits or does not become writable in time, the nodes this call started
 // are stopped again and the error names the node and quotes its log.
 //
@@ -36,10 +38,14 @@ struct LaunchOptions {
   std::string meridiand;                // the binary; "" = next to this program, else $PATH
   std::vector<std::string> extra_args;  // passed to every meridiand (e.g. --enable-fault-injection)
   int wait_seconds = 30;                // for up: writable; for down: exit before SIGKILL
+  // For up: the CA file (PEM) that TLS nodes' certificates are verified
+  // with when the topology has no [cluster] tls_ca; "": the system's.
+  std::string ca_file;
 };
 
 // Progress and the URLs go to `out`, one line each; up ends with one line
-// per node: "REGION  ID  http://HOST:PORT  editor http://HOST:PORT/demo/"
+// per node: "REGION  ID  URL  editor URL/demo/", URL http://HOST:PORT or,
+// for a node with TLS, https://HOST:PORT
 // (the collaborative editor demo each node serves).
 Status ClusterUp(const LaunchOptions& options, std::ostream& out);
 Status ClusterDown(const LaunchOptions& options, std::ostream& out);

@@ -1,11 +1,14 @@
 // meridianctl: a command-line client for one node's HTTP API (DESIGN.md
 // §7 and §9).
 //
-//   meridianctl [--url URL] [--token T] [--json] COMMAND [ARGS] [OPTIONS]
+//   meridianctl [--url URL] [--token T] [--cacert FILE] [--json] COMMAND [ARGS] [OPTIONS]
 //
 // The node is --url, else $MERIDIAN_URL, else http://127.0.0.1:7100. A
 // bearer token (README "Security") is --token, else $MERIDIAN_TOKEN; when
-// given it is sent as "Authorization: Bearer TOKEN" with every request.
+// given it is sent as "Authorization: Bearer TOKEN" with every request. An
+// https:// node's certificate is verified with the CA certificates in
+// --cacert, else $MERIDIAN_CACERT, else the system's; `up` verifies a
+// topology's TLS nodes with its [cluster] tls_ca when it has one.
 // Options may come before or after the command; an argument that starts
 // with a single '-' (a negative number) is an argument, and "--" ends the
 // options. Output is plain text or a table; with --json, the node's JSON
@@ -63,6 +66,7 @@ using Args = std::vector<std::string>;
 struct Options {
   std::string url;
   std::string token;  // --token, else $MERIDIAN_TOKEN; empty: none sent
+  std::string cacert;  // --cacert, else $MERIDIAN_CACERT; empty: the system's CAs
   bool json = false;
   bool msgpack = false;
   bool fault_injection = false;
@@ -495,6 +499,7 @@ bool LaunchArgs(const Ctl& ctl, meridian::node::LaunchOptions* lo) {
   }
   lo->config = o.config;
   lo->meridiand = o.meridiand;
+  lo->ca_file = o.cacert;
   if (o.fault_injection) lo->extra_args.push_back("--enable-fault-injection");
   if (!o.wait.empty()) {
     int64_t w = 0;
@@ -1078,7 +1083,8 @@ const Command* g_command = nullptr;  // for the usage line of a failing command
 
 int Usage(const std::string& why) {
   std::string usage =
-      "meridianctl [--url URL] [--token T] [--json] COMMAND ...; see meridianctl --help";
+      "meridianctl [--url URL] [--token T] [--cacert FILE] [--json] COMMAND ...; see "
+      "meridianctl --help";
   if (g_command) {
     usage = std::string("meridianctl ") + g_command->name + (*g_command->args ? " " : "") +
             g_command->args;
@@ -1088,7 +1094,8 @@ int Usage(const std::string& why) {
 }
 
 void PrintHelp() {
-  std::cout << "usage: meridianctl [--url URL] [--token T] [--json] COMMAND [ARGS] [OPTIONS]\n\n"
+  std::cout << "usage: meridianctl [--url URL] [--token T] [--cacert FILE] [--json] COMMAND [ARGS] "
+               "[OPTIONS]\n\n"
                "Talks to one Meridian node over HTTP.\n\ncommands:\n";
   for (const Command& c : Commands()) {
     std::cout << "  " << c.name << (*c.args ? " " : "") << c.args << "\n      " << c.help << "\n";
@@ -1098,6 +1105,9 @@ void PrintHelp() {
             << kDefaultUrl
             << ")\n"
                "  --token T   send 'Authorization: Bearer T' (default $MERIDIAN_TOKEN)\n"
+               "  --cacert FILE  verify an https:// node with the CA certificates (PEM) in FILE\n"
+               "              (default $MERIDIAN_CACERT, else the system's; up: the topology's\n"
+               "              [cluster] tls_ca first)\n"
                "  --json      print the node's JSON reply on one line\n"
                "  --help      this text\n"
                "\"--\" ends the options; an argument starting with one '-' (like -5) is an "
@@ -1111,6 +1121,7 @@ bool ParseArgs(int argc, char** argv, Options* o, Args* positional, bool* help, 
   static const std::map<std::string, std::string Options::*> kValued = {
       {"url", &Options::url},
       {"token", &Options::token},
+      {"cacert", &Options::cacert},
       {"type", &Options::type},
       {"context", &Options::context},
       {"prefix", &Options::prefix},
@@ -1198,7 +1209,8 @@ int main(int argc, char** argv) {
   }
   args.erase(args.begin());
   for (const std::string& name : opts.given) {
-    if (name != "url" && name != "json" && name != "token" && !g_command->options.count(name)) {
+    if (name != "url" && name != "json" && name != "token" && name != "cacert" &&
+        !g_command->options.count(name)) {
       return Usage(std::string(g_command->name) + " does not take --" + name);
     }
   }
@@ -1218,10 +1230,16 @@ int main(int argc, char** argv) {
   if (opts.token.find_first_of("\r\n") != std::string::npos) {
     return Usage("a token cannot hold a line break");
   }
+  if (!opts.given.count("cacert")) {
+    const char* env = std::getenv("MERIDIAN_CACERT");
+    if (env) opts.cacert = env;
+  } else if (opts.cacert.empty()) {
+    return Usage("--cacert needs a file name");
+  }
   std::unique_ptr<HttpClient> client;
-  Status st = HttpClient::Create(opts.url, &client);
+  Status st = HttpClient::Create(opts.url, opts.cacert, &client);
   if (!st.ok()) {
-    std::cerr << "meridianctl: bad node URL: " << st.message() << "\n";
+    std::cerr << "meridianctl: " << st.message() << "\n";
     return kExitUsage;
   }
   if (!opts.token.empty()) client->set_default_headers({{"Authorization", "Bearer " + opts.token}});

@@ -216,6 +216,19 @@ int main(int argc, char** argv) {
     std::cerr << st.message() << "\n";
     return 1;
   }
+  if (me->api_tls()) {
+    // A certificate or key that does not load stops the node here, at its
+    // line, before the data dir is opened.
+    bool bad_key = false;
+    st = CheckTlsCredentials({me->tls_cert_pem, me->tls_key_pem}, &bad_key);
+    if (!st.ok()) {
+      std::cerr << topo.file << ":" << (bad_key ? me->tls_key_line : me->tls_cert_line)
+                << ": node '" << node_id << "': "
+                << (bad_key ? "tls_key '" + me->tls_key : "tls_cert '" + me->tls_cert)
+                << "': " << st.message() << "\n";
+      return 1;
+    }
+  }
 
   // Signals are taken by sigwait in this thread only.
   sigset_t signals;
@@ -401,6 +414,11 @@ int RunNode(const Topology& topo, const NodeConfig* me, const std::string& secre
     }
     Log("API tokens from " + topo.token_file + ": " + names);
   }
+  if (me->api_tls()) {
+    Log("API over TLS (https, TLS 1.2 or newer) with certificate " + me->tls_cert);
+  } else {
+    Log("no tls_cert: the API is plain http (development)");
+  }
   Log(topo.curve() ? "gossip: curve (CurveZMQ; only the topology's public keys may connect)"
                    : "gossip: plaintext (no keys in the topology; development only)");
   Waiters waiters;
@@ -451,6 +469,10 @@ int RunNode(const Topology& topo, const NodeConfig* me, const std::string& secre
   http.host = me->http_host;
   http.port = me->http_port;
   http.body_limit = topo.max_body_bytes;
+  if (me->api_tls()) {
+    http.tls = {me->tls_cert_pem, me->tls_key_pem};
+    http.on_tls_failure = [&metrics] { metrics.CountTlsHandshakeFailure(); };
+  }
   HttpServer server(http, [&api](HttpRequest&& req, Reply reply) {
     api.Handle(std::move(req), std::move(reply));
   });
@@ -463,7 +485,8 @@ int RunNode(const Topology& topo, const NodeConfig* me, const std::string& secre
     return 1;
   }
   Log("node " + node_id + " (" + meta.replica.ToString() + ", region " + me->region +
-      ") serving http://" + me->http_host + ":" + std::to_string(server.port()) +
+      ") serving " + (me->api_tls() ? "https://" : "http://") + me->http_host + ":" +
+      std::to_string(server.port()) +
       (gossip.transport() ? ", gossip " + me->gossip : std::string(", no peers")) +
       (me->sync ? "" : " with sync = false"));
 

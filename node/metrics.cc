@@ -26,6 +26,11 @@ void Metrics::Render(std::string* out) const {
             std::get<1>(k) + "\",status=\"" + std::to_string(std::get<2>(k)) + "\"} " +
             std::to_string(n) + "\n";
   }
+  *out += "# HELP meridian_http_tls_handshake_failures_total Connections closed because their TLS "
+          "handshake failed or timed out (0 on a plain HTTP port).\n";
+  *out += "# TYPE meridian_http_tls_handshake_failures_total counter\n";
+  *out += "meridian_http_tls_handshake_failures_total " +
+          std::to_string(tls_handshake_failures_.load()) + "\n";
   *out += "# HELP meridian_http_request_seconds HTTP request latency by route.\n";
   *out += "# TYPE meridian_http_request_seconds histogram\n";
   char buf[64];

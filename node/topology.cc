@@ -441,7 +441,7 @@ class Parser {
     CheckKeys(t,
               {"name", "max_clock_offset_ms", "heartbeat_interval_ms", "anti_entropy_interval_ms",
                "sync", "max_body_bytes", "log_retention_ms", "log_retention_bytes",
-               "retention_horizon_ms", "token_file"},
+               "retention_horizon_ms", "token_file", "tls_ca"},
               "in [cluster]", problems_);
     if (const auto* name = RequireString(t, "name", "[cluster]", problems_)) {
       topo_->cluster_name = name->get();
@@ -465,6 +465,12 @@ class Parser {
       if (const auto* f = RequireString(t, "token_file", "[cluster]", problems_)) {
         topo_->token_file = f->get();
         topo_->token_file_line = LineOf(f->source());
+      }
+    }
+    if (t.contains("tls_ca")) {
+      if (const auto* f = RequireString(t, "tls_ca", "[cluster]", problems_)) {
+        topo_->tls_ca = f->get();
+        topo_->tls_ca_line = LineOf(f->source());
       }
     }
   }
@@ -517,7 +523,9 @@ class Parser {
 
   NodeConfig Node(const toml::table& t, const std::string& region) {
     constexpr std::string_view kHeader = "[[region.node]]";
-    CheckKeys(t, {"id", "http", "gossip", "data_dir", "sync", "public_key", "secret_key_file"},
+    CheckKeys(t,
+              {"id", "http", "gossip", "data_dir", "sync", "public_key", "secret_key_file",
+               "tls_cert", "tls_key"},
               "in [[region.node]]", problems_);
     NodeConfig node;
     node.region = region;
@@ -585,6 +593,7 @@ class Parser {
 
     ReadBool(t, "sync", &node.sync, problems_);
     CurveKeys(t, &node);
+    Tls(t, &node);
     return node;
   }
 
@@ -620,6 +629,35 @@ class Parser {
       node->secret_key_file = f->get();
       node->secret_key_file_line = LineOf(f->source());
     }
+  }
+
+  // tls_cert and tls_key: both (the API speaks only TLS) or neither.
+  void Tls(const toml::table& t, NodeConfig* node) {
+    const toml::node* cert = t.get("tls_cert");
+    const toml::node* key = t.get("tls_key");
+    if ((cert == nullptr) != (key == nullptr)) {
+      const bool has_cert = cert != nullptr;
+      problems_->Add(has_cert ? *cert : *key,
+                     std::string(has_cert ? "tls_cert is given without tls_key"
+                                          : "tls_key is given without tls_cert") +
+                         "; give both for TLS on the API, or neither for plain HTTP");
+      return;
+    }
+    if (cert == nullptr) return;
+    std::string cert_path, key_path;
+    bool ok = OptionalString(t, "tls_cert", &cert_path);
+    ok = OptionalString(t, "tls_key", &key_path) && ok;
+    if (!ok) return;
+    if (cert_path.empty() || key_path.empty()) {
+      problems_->Add(cert_path.empty() ? *cert : *key,
+                     std::string(cert_path.empty() ? "tls_cert" : "tls_key") +
+                         " must name a file, not be empty");
+      return;
+    }
+    node->tls_cert = cert_path;
+    node->tls_key = key_path;
+    node->tls_cert_line = LineOf(cert->source());
+    node->tls_key_line = LineOf(key->source());
   }
 
   // Two nodes listening on one address cannot both start, whichever of
@@ -835,14 +873,15 @@ Status ParseTokens(const std::string& text, const std::string& name, std::vector
   return Status::OK();
 }
 
-constexpr size_t kMaxSecretFileBytes = size_t{1} << 20;
+constexpr size_t kMaxNamedFileBytes = size_t{1} << 20;
 
-// Reads a file of secrets, named by the topology key `what` on the line
-// `at` ("FILE:LINE: ") points to: a regular file of at most 1 MiB that its
-// group and others cannot access (mode & 077 == 0). Every problem is
+// Reads a file the topology names by the key `what` on the line `at`
+// ("FILE:LINE: ") points to: a regular file of at most 1 MiB. A `secret`
+// one (a token file, a CURVE secret key, a TLS key) must be one its group
+// and others cannot access (mode & 077 == 0). Every problem is
 // InvalidArgument, prefixed with `at`.
-Status ReadSecretFile(const std::string& path, const std::string& what, const std::string& at,
-                      std::string* text) {
+Status ReadNamedFile(const std::string& path, const std::string& what, const std::string& at,
+                     bool secret, std::string* text) {
   // O_NONBLOCK: a FIFO named by mistake is refused below instead of
   // blocking the start until something writes to it.
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -861,7 +900,7 @@ Status ReadSecretFile(const std::string& path, const std::string& what, const st
     close(fd);
     return Status::InvalidArgument(at + what + " '" + path + "' is not a regular file");
   }
-  if ((st.st_mode & 077) != 0) {
+  if (secret && (st.st_mode & 077) != 0) {
     close(fd);
     char mode[8];
     std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
@@ -872,7 +911,7 @@ Status ReadSecretFile(const std::string& path, const std::string& what, const st
   text->clear();
   char buf[8192];
   ssize_t n;
-  while ((n = read(fd, buf, sizeof(buf))) > 0 && text->size() <= kMaxSecretFileBytes) {
+  while ((n = read(fd, buf, sizeof(buf))) > 0 && text->size() <= kMaxNamedFileBytes) {
     text->append(buf, static_cast<size_t>(n));
   }
   int err = errno;
@@ -881,10 +920,15 @@ Status ReadSecretFile(const std::string& path, const std::string& what, const st
     return Status::InvalidArgument(at + "cannot read " + what + " '" + path +
                                    "': " + ErrnoText(err));
   }
-  if (text->size() > kMaxSecretFileBytes) {
+  if (text->size() > kMaxNamedFileBytes) {
     return Status::InvalidArgument(at + what + " '" + path + "' is larger than 1 MiB");
   }
   return Status::OK();
+}
+
+// "FILE:LINE: " of the topology, for a problem with a file it names.
+std::string At(const Topology& topo, int line) {
+  return topo.file + ":" + std::to_string(line) + ": ";
 }
 
 // Reads topo->token_file (relative to the topology's directory). Problems
@@ -893,8 +937,32 @@ Status LoadTokens(Topology* topo) {
   const std::string path = ScriptPath(topo->file, topo->token_file);
   const std::string at = topo->file + ":" + std::to_string(topo->token_file_line) + ": ";
   std::string text;
-  MERIDIAN_RETURN_IF_ERROR(ReadSecretFile(path, "token_file", at, &text));
+  MERIDIAN_RETURN_IF_ERROR(ReadNamedFile(path, "token_file", at, true, &text));
   return ParseTokens(text, path, &topo->tokens);
+}
+
+// Reads every node's tls_cert and tls_key (the key a secret), and checks
+// that [cluster] tls_ca can be read, so a missing or too open file stops
+// the start before anything runs. Whether the PEM inside is a usable
+// certificate and key is for the HTTP server to say (CheckTlsCredentials
+// in node/http_server.h).
+Status LoadTlsFiles(Topology* topo) {
+  for (RegionConfig& region : topo->regions) {
+    for (NodeConfig& n : region.nodes) {
+      if (n.tls_cert.empty()) continue;
+      MERIDIAN_RETURN_IF_ERROR(ReadNamedFile(ScriptPath(topo->file, n.tls_cert), "tls_cert",
+                                             At(*topo, n.tls_cert_line), false, &n.tls_cert_pem));
+      MERIDIAN_RETURN_IF_ERROR(ReadNamedFile(ScriptPath(topo->file, n.tls_key), "tls_key",
+                                             At(*topo, n.tls_key_line), true, &n.tls_key_pem));
+    }
+  }
+  if (!topo->tls_ca.empty()) {
+    topo->tls_ca_path = ScriptPath(topo->file, topo->tls_ca);
+    std::string unused;
+    MERIDIAN_RETURN_IF_ERROR(
+        ReadNamedFile(topo->tls_ca_path, "tls_ca", At(*topo, topo->tls_ca_line), false, &unused));
+  }
+  return Status::OK();
 }
 
 }  // namespace
@@ -911,6 +979,7 @@ Status ParseTopology(const std::string& text, const std::string& name, Topology*
   MERIDIAN_RETURN_IF_ERROR(gossip::Placement::Build(topo.placement_specs, topo.RegionNames(),
                                                     topo.file, &topo.placement));
   if (!topo.token_file.empty()) MERIDIAN_RETURN_IF_ERROR(LoadTokens(&topo));
+  MERIDIAN_RETURN_IF_ERROR(LoadTlsFiles(&topo));
   *out = std::move(topo);
   return Status::OK();
 }
@@ -927,7 +996,7 @@ Status LoadSecretKey(const Topology& topo, const NodeConfig& node, std::string* 
   const std::string path = ScriptPath(topo.file, node.secret_key_file);
   const std::string at = topo.file + ":" + std::to_string(node.secret_key_file_line) + ": ";
   std::string text, secret, public_key;
-  MERIDIAN_RETURN_IF_ERROR(ReadSecretFile(path, "secret_key_file", at, &text));
+  MERIDIAN_RETURN_IF_ERROR(ReadNamedFile(path, "secret_key_file", at, true, &text));
   Status s = gossip::ParseSecretKeyFile(text, &secret);
   if (s.ok()) s = gossip::CurvePublicOf(secret, &public_key);
   if (!s.ok()) {

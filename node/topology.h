@@ -14,14 +14,21 @@
 //                    retention_horizon_ms (positive integers; the horizon
 //                    at least 20 heartbeat intervals), sync (bool, default
 //                    true), token_file (string: the API's bearer tokens,
-//                    below; absent: the API is open)
+//                    below; absent: the API is open), tls_ca (string: the
+//                    CA bundle, PEM, that clients of the cluster —
+//                    meridianctl, its launcher, tests — verify the nodes'
+//                    TLS certificates with; the nodes themselves do not
+//                    use it)
 //   [[region]]       name (required, unique), node (the nodes below; at
 //                    least one)
 //   [[region.node]]  id (required, unique across the cluster, 1..64 bytes of
 //                    [A-Za-z0-9._-]), http (required, "HOST:PORT"), gossip
 //                    (required, "tcp://HOST:PORT"), data_dir (required,
 //                    non-empty), sync (bool, default [cluster] sync),
-//                    public_key (string: the node's CURVE public key, 40
+//                    tls_cert, tls_key (strings, both or neither: the PEM
+//                    certificate chain and private key of the node's API;
+//                    with them its http port speaks only TLS 1.2 or newer,
+//                    without them plain HTTP), public_key (string: the node's CURVE public key, 40
 //                    Z85 characters as meridianctl keygen prints it;
 //                    unique), secret_key_file (string: the file holding
 //                    the matching secret key, below; only with public_key)
@@ -44,6 +51,12 @@
 // and nothing else; at least one [[token]]. Its problems are reported as
 // "TOKEN_FILE:LINE: sentence"; one that cannot be opened or is too open, at
 // the token_file line of the topology.
+// tls_cert, tls_key and tls_ca are relative to the topology file's directory
+// (or absolute) and read here (at most 1 MiB each), so a missing file is
+// reported at its line before anything starts; tls_key must not be
+// accessible to group or others, as token_file. Whether the PEM text is a
+// usable certificate and key is checked by the HTTP server
+// (CheckTlsCredentials in node/http_server.h).
 //   [[placement]]    prefix (required string), regions (required array of
 //                    region names): keys under the prefix are held only
 //                    by those regions (gossip/placement.h), checked as a
@@ -86,6 +99,13 @@ struct NodeConfig {
   // when the node starts) can be reported as "FILE:LINE: sentence" too.
   int line = 0;           // the node's [[region.node]] header
   int data_dir_line = 0;  // its data_dir value
+  // tls_cert and tls_key as written (both empty: plain HTTP), their lines,
+  // and the PEM text read from them.
+  std::string tls_cert, tls_key;
+  int tls_cert_line = 0, tls_key_line = 0;
+  std::string tls_cert_pem, tls_key_pem;
+
+  bool api_tls() const { return !tls_cert.empty(); }
   // CurveZMQ: the public key as listed (Z85; empty when gossip is
   // plaintext) and secret_key_file as written (empty when not given), with
   // its line.
@@ -128,6 +148,11 @@ struct Topology {
   std::string token_file;
   int token_file_line = 0;
   std::vector<TokenSpec> tokens;
+  // [cluster] tls_ca as written, its line, and the path it names (relative
+  // paths resolved against the topology's directory); empty: none given.
+  std::string tls_ca;
+  int tls_ca_line = 0;
+  std::string tls_ca_path;
   // [[placement]] tables as read, and the checked set (built on every
   // successful parse, empty when the file has none).
   std::vector<gossip::PlacementSpec> placement_specs;
@@ -150,7 +175,8 @@ struct Topology {
 // Problems in the file are InvalidArgument, listed in line order. A file
 // that cannot be read is NotFound (missing) or IOError, "FILE: sentence".
 // *out is written only on success. Does not touch the file system beyond
-// reading the file, the Lua scripts it names and its token_file: data dirs
+// reading the file, the Lua scripts it names, its token_file and its TLS
+// files: data dirs
 // are checked by CheckDataDir.
 Status LoadTopology(const std::string& path, Topology* out);
 // The same from text; `name` stands for the file in messages.

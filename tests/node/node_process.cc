@@ -68,7 +68,10 @@ void NodeProcess::WriteTopology() {
   for (const std::string& line : options_.node_lines) f << "  " << line << "\n";
 }
 
-std::string NodeProcess::url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+std::string NodeProcess::url() const {
+  return (options_.tls_ca.empty() ? "http://" : "https://") + std::string("127.0.0.1:") +
+         std::to_string(port_);
+}
 
 std::string NodeProcess::Stderr() const {
   std::ifstream f(stderr_path_);
@@ -84,7 +87,8 @@ void NodeProcess::PrintStderr(const std::string& why) const {
 
 std::unique_ptr<node::HttpClient> NodeProcess::Client() const {
   std::unique_ptr<node::HttpClient> c;
-  Status st = node::HttpClient::Create(url(), &c);
+  const std::string ca = options_.tls_ca.empty() ? "" : dir_.sub(options_.tls_ca);
+  Status st = node::HttpClient::Create(url(), ca, &c);
   if (!st.ok()) {
     std::cerr << "HttpClient::Create(" << url() << "): " << st.ToString() << "\n";
     std::abort();

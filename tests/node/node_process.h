@@ -54,6 +54,11 @@ struct NodeOptions {
   std::vector<File> files;
   // Extra meridiand arguments (e.g. "--enable-fault-injection").
   std::vector<std::string> args;
+  // Set when the node speaks TLS (its node_lines give tls_cert and
+  // tls_key): the name of a CA file in dir() its certificate verifies
+  // with. url() is then https://127.0.0.1:PORT and Client() verifies the
+  // node with it.
+  std::string tls_ca;
 };
 
 class NodeProcess {
@@ -78,8 +83,9 @@ class NodeProcess {
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
   uint16_t port() const { return port_; }
-  std::string url() const;  // "http://127.0.0.1:PORT"
+  std::string url() const;  // "http://127.0.0.1:PORT" (https with NodeOptions::tls_ca)
   const std::string& dir() const { return dir_.path(); }
+  const std::string& config_path() const { return config_path_; }
   const std::string& data_dir() const { return data_dir_; }
   // Everything the process (and earlier runs of it) wrote to stderr.
   std::string Stderr() const;

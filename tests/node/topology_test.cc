@@ -1178,3 +1178,125 @@ BOOST_AUTO_TEST_CASE(keys_on_some_nodes_only_bad_keys_and_duplicates_are_refused
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// tls_cert and tls_key per node, [cluster] tls_ca (README "Security"): read
+// at load, relative to the topology file; the key must be owner-only.
+BOOST_AUTO_TEST_SUITE(tls_files)
+
+namespace {
+
+// A topology in a fresh directory: tls_ca on line 3, and node "n" with
+// tls_cert on line 11 and tls_key on line 12 (each line left out when its
+// name is null); the files are written unless the name is null or the
+// text is.
+struct TlsSetup {
+  TempDir dir;
+  std::string topology;
+  TlsSetup(const char* ca, const char* cert, const char* key, mode_t key_mode = 0600) {
+    topology = dir.path() + "/t.toml";
+    std::string text = std::string(kCluster);
+    text += ca != nullptr ? "tls_ca = \"" + std::string(ca) + "\"\n" : "# no tls_ca\n";
+    text += "[[region]]\nname = \"r\"\n";
+    std::string node;
+    if (cert != nullptr) node += "tls_cert = \"" + std::string(cert) + "\"\n";
+    if (key != nullptr) node += "tls_key = \"" + std::string(key) + "\"\n";
+    WriteFile(topology, text + NodeToml("n", 1, 2, node));
+    Write(ca, "CA PEM\n", 0644);
+    Write(cert, "CERT PEM\n", 0644);
+    Write(key, "KEY PEM\n", key_mode);
+  }
+  void Write(const char* name, const char* text, mode_t mode) {
+    if (name == nullptr || name[0] == '\0' || name[0] == '/') return;
+    const std::string path = dir.path() + "/" + name;
+    WriteFile(path, text);
+    BOOST_REQUIRE(chmod(path.c_str(), mode) == 0);
+  }
+  std::string Path(const char* name) const { return dir.path() + "/" + name; }
+  Status Load(Topology* t = nullptr) {
+    Topology scratch;
+    return LoadTopology(topology, t != nullptr ? t : &scratch);
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(without_tls_files_the_api_is_plain) {
+  TlsSetup s(nullptr, nullptr, nullptr);
+  Topology t;
+  BOOST_REQUIRE(s.Load(&t).ok());
+  BOOST_TEST(!t.AllNodes()[0]->api_tls());
+  BOOST_TEST(t.AllNodes()[0]->tls_cert_pem.empty());
+  BOOST_TEST(t.tls_ca.empty());
+  BOOST_TEST(t.tls_ca_path.empty());
+}
+
+BOOST_AUTO_TEST_CASE(tls_files_are_read_relative_to_the_topology_file) {
+  TlsSetup s("ca.pem", "n.pem", "n-key.pem");
+  Topology t;
+  Status st = s.Load(&t);
+  BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
+  const NodeConfig& n = *t.AllNodes()[0];
+  BOOST_TEST(n.api_tls());
+  BOOST_TEST(n.tls_cert == "n.pem");
+  BOOST_TEST(n.tls_key == "n-key.pem");
+  BOOST_TEST(n.tls_cert_line == 11);
+  BOOST_TEST(n.tls_key_line == 12);
+  BOOST_TEST(n.tls_cert_pem == "CERT PEM\n");
+  BOOST_TEST(n.tls_key_pem == "KEY PEM\n");
+  BOOST_TEST(t.tls_ca == "ca.pem");
+  BOOST_TEST(t.tls_ca_line == 3);
+  BOOST_TEST(t.tls_ca_path == s.Path("ca.pem"));
+}
+
+BOOST_AUTO_TEST_CASE(absolute_tls_files) {
+  TlsSetup rel("ca.pem", "n.pem", "n-key.pem");
+  const std::string ca = rel.Path("ca.pem"), cert = rel.Path("n.pem"), key = rel.Path("n-key.pem");
+  TlsSetup s(ca.c_str(), cert.c_str(), key.c_str());
+  Topology t;
+  Status st = s.Load(&t);
+  BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
+  BOOST_TEST(t.AllNodes()[0]->tls_key_pem == "KEY PEM\n");
+  BOOST_TEST(t.tls_ca_path == ca);
+}
+
+// The mode is checked from the file's bits, so these hold for root too.
+BOOST_AUTO_TEST_CASE(a_key_open_to_group_or_others_is_refused) {
+  TlsSetup s(nullptr, "n.pem", "n-key.pem", 0640);
+  Status st = s.Load();
+  BOOST_TEST(st.IsInvalidArgument());
+  const std::string key = s.Path("n-key.pem");
+  BOOST_TEST(st.message() == s.topology + ":12: tls_key '" + key +
+                                 "' is open to its group or others (mode 0640); it holds "
+                                 "secrets: chmod 600 '" + key + "'");
+}
+
+BOOST_AUTO_TEST_CASE(missing_tls_files_are_reported_at_their_line) {
+  TlsSetup no_cert(nullptr, "gone.pem", "n-key.pem");
+  BOOST_REQUIRE(unlink(no_cert.Path("gone.pem").c_str()) == 0);
+  BOOST_TEST(no_cert.Load().message() == no_cert.topology + ":11: cannot open tls_cert '" +
+                                             no_cert.Path("gone.pem") +
+                                             "': No such file or directory");
+  TlsSetup no_ca("ca.pem", nullptr, nullptr);
+  BOOST_REQUIRE(unlink(no_ca.Path("ca.pem").c_str()) == 0);
+  BOOST_TEST(no_ca.Load().message() == no_ca.topology + ":3: cannot open tls_ca '" +
+                                           no_ca.Path("ca.pem") + "': No such file or directory");
+}
+
+BOOST_AUTO_TEST_CASE(cert_and_key_come_together) {
+  const std::string head = std::string(kCluster) + "[[region]]\nname = \"r\"\n";  // lines 1-4
+  ExpectProblem(head + NodeToml("n", 1, 2, "tls_cert = \"n.pem\"\n"),
+                "t.toml:10: tls_cert is given without tls_key; give both for TLS on the API, or "
+                "neither for plain HTTP");
+  ExpectProblem(head + NodeToml("n", 1, 2, "tls_key = \"n-key.pem\"\n"),
+                "t.toml:10: tls_key is given without tls_cert; give both for TLS on the API, or "
+                "neither for plain HTTP");
+  ExpectProblem(head + NodeToml("n", 1, 2, "tls_cert = \"\"\ntls_key = \"k\"\n"),
+                "t.toml:10: tls_cert must name a file, not be empty");
+  ExpectProblem(head + NodeToml("n", 1, 2, "tls_cert = 1\ntls_key = \"k\"\n"),
+                "t.toml:10: tls_cert must be a string, not 1");
+  ExpectProblem(std::string(kCluster) + "tls_ca = \"\"\n[[region]]\nname = \"r\"\n" +
+                    NodeToml("n", 1, 2),
+                "t.toml:3: tls_ca in [cluster] must not be empty");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
