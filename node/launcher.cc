@@ -255,7 +255,27 @@ Health Probe(const NodeConfig& n, const std::string& ca_file, pid_t pid, std::st
 
 }  // namespace
 
+namespace {
+
+// Makes every secret file the topology names private (mode 0600) when its
+// group or others may read it: git does not keep file modes, so a fresh
+// clone's development secrets (regions/secure-local/) would otherwise stop
+// every node. A file that is missing, or the topology's own problems, are
+// left for LoadTopology to report.
+void MakeSecretsPrivate(const std::string& config, std::ostream& out) {
+  std::vector<std::string> secrets;
+  if (!SecretFilesOf(config, &secrets).ok()) return;
+  for (const std::string& path : secrets) {
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) == 0) continue;
+    if (chmod(path.c_str(), 0600) == 0) out << "made " << path << " private (mode 0600)\n";
+  }
+}
+
+}  // namespace
+
 Status ClusterUp(const LaunchOptions& o, std::ostream& out) {
+  MakeSecretsPrivate(o.config, out);
   Topology topo;
   MERIDIAN_RETURN_IF_ERROR(LoadTopology(o.config, &topo));
   const std::string binary = FindMeridiand(o.meridiand);

@@ -1013,22 +1013,51 @@ Status LoadSecretKey(const Topology& topo, const NodeConfig& node, std::string* 
   return Status::OK();
 }
 
-Status LoadTopology(const std::string& path, Topology* out) {
+namespace {
+
+// The topology file's text; "PATH: sentence" when it cannot be read.
+Status ReadTopologyText(const std::string& path, std::string* text) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (f == nullptr) {
     int err = errno;
     std::string message = path + ": cannot open the topology file: " + ErrnoText(err);
     return err == ENOENT ? Status::NotFound(message) : Status::IOError(message);
   }
-  std::string text;
   char buf[8192];
   size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) text.append(buf, n);
+  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) text->append(buf, n);
   int err = errno;
   bool failed = std::ferror(f) != 0;
   std::fclose(f);
   if (failed) return Status::IOError(path + ": cannot read the topology file: " + ErrnoText(err));
+  return Status::OK();
+}
+
+}  // namespace
+
+Status LoadTopology(const std::string& path, Topology* out) {
+  std::string text;
+  MERIDIAN_RETURN_IF_ERROR(ReadTopologyText(path, &text));
   return ParseTopology(text, path, out);
+}
+
+Status SecretFilesOf(const std::string& path, std::vector<std::string>* out) {
+  std::string text;
+  MERIDIAN_RETURN_IF_ERROR(ReadTopologyText(path, &text));
+  toml::table root;
+  MERIDIAN_RETURN_IF_ERROR(ParseToml(text, path, &root));
+  Problems problems(path);
+  Topology topo;
+  topo.file = path;
+  Parser(&problems, &topo).Root(root);
+  if (!problems.empty()) return problems.ToStatus();
+  out->clear();
+  if (!topo.token_file.empty()) out->push_back(ScriptPath(path, topo.token_file));
+  for (const NodeConfig* n : topo.AllNodes()) {
+    if (!n->tls_key.empty()) out->push_back(ScriptPath(path, n->tls_key));
+    if (!n->secret_key_file.empty()) out->push_back(ScriptPath(path, n->secret_key_file));
+  }
+  return Status::OK();
 }
 
 Status CheckDataDir(const std::string& data_dir) {

@@ -182,6 +182,15 @@ Status LoadTopology(const std::string& path, Topology* out);
 // The same from text; `name` stands for the file in messages.
 Status ParseTopology(const std::string& text, const std::string& name, Topology* out);
 
+// The secret files the topology at `path` names (token_file, every node's
+// tls_key and secret_key_file), as the paths a node opens them by
+// (relative to the topology's directory unless absolute), read from the
+// file's tables alone: the files themselves are neither read nor checked.
+// For `meridianctl up`, which makes them private (mode 0600) before it
+// loads the topology, as git does not keep file modes. The topology's own
+// problems are reported as LoadTopology reports them.
+Status SecretFilesOf(const std::string& path, std::vector<std::string>* out);
+
 // This node's CURVE secret key (Z85) from its secret_key_file, checked
 // against its public_key (the rules above); empty, and OK, when the
 // topology has no keys. Problems are InvalidArgument "FILE:LINE: sentence"
