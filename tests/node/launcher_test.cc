@@ -33,7 +33,6 @@
 // prints the nodes' logs when the case failed. Every wait is bounded.
 #define BOOST_TEST_MODULE launcher
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -98,11 +97,7 @@ constexpr char kConfig[] = "topology.toml";
 constexpr char kUpWait[] = "20";
 constexpr milliseconds kCtlTimeout{40000};
 
-// The nodes meridianctl starts outlive it; as a subreaper this process
-// inherits (and can reap) them instead of init.
-struct Subreaper {
-  Subreaper() { prctl(PR_SET_CHILD_SUBREAPER, 1); }
-};
+using meridian::testing::Subreaper;
 BOOST_TEST_GLOBAL_FIXTURE(Subreaper);
 
 std::string ReadFile(const std::string& path) {

@@ -12,7 +12,6 @@
 // then kills any node still running, whatever the case's end.
 #define BOOST_TEST_MODULE secure_local
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -29,6 +28,7 @@
 
 #include "node/http_client.h"
 #include "tests/node/node_process.h"
+#include "tests/support/child_process.h"
 #include "tests/support/loopback.h"
 #include "tests/support/temp_dir.h"
 
@@ -54,11 +54,7 @@ constexpr char kCa[] = "regions/secure-local/ca.pem";
 const std::vector<std::string> kIds = {"us-east-1", "eu-west-1", "ap-south-1"};
 const std::vector<int> kHttp = {7301, 7302, 7303}, kGossip = {7401, 7402, 7403};
 
-// The nodes meridianctl starts outlive it; as a subreaper this process
-// inherits (and reaps) them.
-struct Subreaper {
-  Subreaper() { prctl(PR_SET_CHILD_SUBREAPER, 1); }
-};
+using meridian::testing::Subreaper;
 BOOST_TEST_GLOBAL_FIXTURE(Subreaper);
 
 std::string ReadFile(const std::string& path) {

@@ -103,4 +103,6 @@ std::string DescribeWaitStatus(int status) {
   return "wait status " + std::to_string(status);
 }
 
+Subreaper::Subreaper() { prctl(PR_SET_CHILD_SUBREAPER, 1); }
+
 }  // namespace meridian::testing

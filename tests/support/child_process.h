@@ -65,6 +65,14 @@ int KillChild(pid_t pid);
 // status N".
 std::string DescribeWaitStatus(int status);
 
+// A Boost.Test global fixture (BOOST_TEST_GLOBAL_FIXTURE(Subreaper)) for a
+// test that runs `meridianctl up`: the nodes it starts outlive it, and as a
+// child subreaper the test process inherits and can reap them instead of
+// init.
+struct Subreaper {
+  Subreaper();
+};
+
 }  // namespace meridian::testing
 
 #endif  // MERIDIAN_TESTS_SUPPORT_CHILD_PROCESS_H_
