@@ -223,7 +223,7 @@ struct AntiEntropy::Impl {
     last_round_id = r.id;
     r.initiator = true;
     r.peer = peer;
-    r.scope = std::string();  // the one placement scope until [[placement]] exists
+    r.scope = opt.scope;
     views->ReadView(r.scope, &r.view);
     Progress(r, mono_ms);
     AeBody b = BodyOf(r, AeKind::kBegin);

@@ -205,6 +205,7 @@ struct AeOptions {
   uint64_t interval_ms = 1000;        // [cluster] anti_entropy_interval_ms
   uint64_t round_timeout_ms = 10000;  // abandon a round without progress this long
   bool must_bootstrap = false;        // a fresh incarnation: not bootstrapped until a round completes
+  std::string scope;                  // the placement scope its rounds compare (set by the Protocol)
 };
 
 struct AeCounters {

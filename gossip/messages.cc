@@ -18,17 +18,19 @@ namespace {
 // Elements of each body in this protocol version.
 size_t BodyFields(MsgType t) {
   switch (t) {
+    case MsgType::kDeltas:
+      return 2;
     case MsgType::kHello:
     case MsgType::kWelcome:
-    case MsgType::kDeltas:
-    case MsgType::kPong:
-      return 2;
-    case MsgType::kRefuse:
     case MsgType::kAck:
+    case MsgType::kPong:
       return 3;
-    case MsgType::kPing:
+    case MsgType::kRefuse:
+      return 4;
     case MsgType::kAntiEntropy:
       return 5;
+    case MsgType::kPing:
+      return 6;
   }
   return 0;
 }
@@ -373,17 +375,21 @@ Status DecodeBody(const crdt::Cursor& c, uint64_t protocol, Message* m) {
   switch (m->type) {
     case MsgType::kHello:
       MERIDIAN_RETURN_IF_ERROR(BoundedStr(f[0], &m->region, "region name", 0, kMaxRegionBytes));
-      return BoundedStr(f[1], &m->policy_hash, "policy hash", 0, kMaxPolicyHashBytes);
+      MERIDIAN_RETURN_IF_ERROR(
+          BoundedStr(f[1], &m->policy_hash, "policy hash", 0, kMaxPolicyHashBytes));
+      return BoundedStr(f[2], &m->scope, "scope", 0, kMaxScopeBytes);
     case MsgType::kWelcome:
       MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&m->applied, "welcome applied seq"));
-      return crdt::DecodeReplica(f[1], &m->to);
+      MERIDIAN_RETURN_IF_ERROR(crdt::DecodeReplica(f[1], &m->to));
+      return BoundedStr(f[2], &m->scope, "scope", 0, kMaxScopeBytes);
     case MsgType::kRefuse: {
       uint64_t r = 0;
       MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&r, "refusal reason"));
       if (!KnownReason(r)) return Status::Corruption("unknown refusal reason " + std::to_string(r));
       m->reason = static_cast<RefuseReason>(r);
       MERIDIAN_RETURN_IF_ERROR(BoundedStr(f[1], &m->text, "refusal text", 0, kMaxTextBytes));
-      return crdt::DecodeReplica(f[2], &m->to);
+      MERIDIAN_RETURN_IF_ERROR(crdt::DecodeReplica(f[2], &m->to));
+      return BoundedStr(f[3], &m->scope, "scope", 0, kMaxScopeBytes);
     }
     case MsgType::kDeltas:
       MERIDIAN_RETURN_IF_ERROR(BoundedStr(f[0], &m->scope, "scope", 0, kMaxScopeBytes));
@@ -397,10 +403,13 @@ Status DecodeBody(const crdt::Cursor& c, uint64_t protocol, Message* m) {
       MERIDIAN_RETURN_IF_ERROR(f[1].Uint(&m->seq, "ping log end"));
       MERIDIAN_RETURN_IF_ERROR(DecodeApplied(f[2], &m->vector));
       MERIDIAN_RETURN_IF_ERROR(DecodeRetired(f[3], &m->retired));
-      return BoundedStr(f[4], &m->policy_hash, "policy hash", 0, kMaxPolicyHashBytes);
+      MERIDIAN_RETURN_IF_ERROR(
+          BoundedStr(f[4], &m->policy_hash, "policy hash", 0, kMaxPolicyHashBytes));
+      return BoundedStr(f[5], &m->scope, "scope", 0, kMaxScopeBytes);
     case MsgType::kPong:
       MERIDIAN_RETURN_IF_ERROR(f[0].Uint(&m->echo_wall_ms, "pong echo"));
-      return f[1].Uint(&m->pong_wall_ms, "pong wall clock");
+      MERIDIAN_RETURN_IF_ERROR(f[1].Uint(&m->pong_wall_ms, "pong wall clock"));
+      return BoundedStr(f[2], &m->scope, "scope", 0, kMaxScopeBytes);
     case MsgType::kAntiEntropy:
       return DecodeAe(f, &m->ae);
   }
@@ -417,20 +426,20 @@ bool Message::operator==(const Message& o) const {
   }
   switch (type) {
     case MsgType::kHello:
-      return region == o.region && policy_hash == o.policy_hash;
+      return region == o.region && policy_hash == o.policy_hash && scope == o.scope;
     case MsgType::kWelcome:
-      return applied == o.applied && to == o.to;
+      return applied == o.applied && to == o.to && scope == o.scope;
     case MsgType::kRefuse:
-      return reason == o.reason && text == o.text && to == o.to;
+      return reason == o.reason && text == o.text && to == o.to && scope == o.scope;
     case MsgType::kDeltas:
       return scope == o.scope && deltas == o.deltas;
     case MsgType::kAck:
       return scope == o.scope && seq == o.seq && to == o.to;
     case MsgType::kPing:
       return sent_wall_ms == o.sent_wall_ms && seq == o.seq && vector == o.vector &&
-             retired == o.retired && policy_hash == o.policy_hash;
+             retired == o.retired && policy_hash == o.policy_hash && scope == o.scope;
     case MsgType::kPong:
-      return echo_wall_ms == o.echo_wall_ms && pong_wall_ms == o.pong_wall_ms;
+      return echo_wall_ms == o.echo_wall_ms && pong_wall_ms == o.pong_wall_ms && scope == o.scope;
     case MsgType::kAntiEntropy:
       return ae == o.ae;
   }
@@ -452,15 +461,18 @@ std::string Encode(const Message& m) {
     case MsgType::kHello:
       e.Str(m.region);
       e.Str(std::string_view(m.policy_hash).substr(0, kMaxPolicyHashBytes));
+      e.Str(m.scope);
       break;
     case MsgType::kWelcome:
       e.Uint(m.applied);
       crdt::EncodeReplica(m.to, &e);
+      e.Str(m.scope);
       break;
     case MsgType::kRefuse:
       e.Uint(static_cast<uint64_t>(m.reason));
       e.Str(std::string_view(m.text).substr(0, kMaxTextBytes));
       crdt::EncodeReplica(m.to, &e);
+      e.Str(m.scope);
       break;
     case MsgType::kDeltas:
       e.Str(m.scope);
@@ -484,10 +496,12 @@ std::string Encode(const Message& m) {
       e.Array(static_cast<uint32_t>(m.retired.size()));
       for (const crdt::ReplicaId& r : m.retired) crdt::EncodeReplica(r, &e);
       e.Str(std::string_view(m.policy_hash).substr(0, kMaxPolicyHashBytes));
+      e.Str(m.scope);
       break;
     case MsgType::kPong:
       e.Uint(m.echo_wall_ms);
       e.Uint(m.pong_wall_ms);
+      e.Str(m.scope);
       break;
     case MsgType::kAntiEntropy:
       EncodeAe(m.ae, &e);
@@ -540,6 +554,10 @@ const char* TypeName(MsgType t) {
       return "anti_entropy";
   }
   return "unknown";
+}
+
+const std::string& MessageScope(const Message& m) {
+  return m.type == MsgType::kAntiEntropy ? m.ae.scope : m.scope;
 }
 
 const char* ReasonName(RefuseReason r) {

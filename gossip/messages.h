@@ -13,16 +13,17 @@
 //   header   := [str cluster, uint protocol, replica from, uint hlc,
 //                uint wall_ms]
 //   replica  := [str node, uint incarnation]           (crdt EncodeReplica)
-//   body by type:
-//     kHello   [str region, str policy_hash]
+//   body by type (each names its placement scope: the session between
+//   two nodes is one per scope they both hold, gossip/scoped_protocol.h):
+//     kHello   [str region, str policy_hash, str scope]
 //                                     policy_hash: the sender's policy-set
 //                                     hash (DESIGN.md §5), opaque bytes, at
 //                                     most kMaxPolicyHashBytes
-//     kWelcome [uint applied, replica to]
+//     kWelcome [uint applied, replica to, str scope]
 //                                     receiver's applied seq of the
-//                                     sender's origin (the one scope); `to`:
+//                                     sender's origin in the scope; `to`:
 //                                     the replica whose Hello it answers
-//     kRefuse  [uint reason, str text, replica to]
+//     kRefuse  [uint reason, str text, replica to, str scope]
 //                                     `to`: the replica whose message is
 //                                     refused
 //     kDeltas  [str scope, [[uint seq, str key, bin delta]...]]
@@ -34,11 +35,12 @@
 //                                     earlier incarnation of the addressee
 //                                     is ignored by the later one)
 //     kPing    [uint sent_wall_ms, uint log_end, applied, [replica...],
-//               str policy_hash]
+//               str policy_hash, str scope]
 //                                     log_end: the sender's last logged seq
-//                                     of its own origin (the one scope);
+//                                     of its own origin in the scope;
 //                                     applied: the sender's durable applied
-//                                     vector (causal stability, protocol.h);
+//                                     vector's entries of the scope (causal
+//                                     stability, protocol.h);
 //                                     then the incarnations the sender
 //                                     retired, per node the highest (and
 //                                     every earlier one), strictly
@@ -47,7 +49,7 @@
 //                                     policy-set hash as in kHello (so a
 //                                     reload reaches peers within a
 //                                     heartbeat)
-//     kPong    [uint echo_wall_ms, uint wall_ms]
+//     kPong    [uint echo_wall_ms, uint wall_ms, str scope]
 //     kAntiEntropy [uint kind, uint round, bool from_initiator, str scope,
 //                   payload]          an AeBody (gossip/anti_entropy.h);
 //                                     payload by kind:
@@ -101,14 +103,15 @@ constexpr uint8_t kWireVersion = 1;
 // kPing carries the retired incarnations. 6: kBegin, kStates and kDone
 // carry the sender's collection floor. 7: kBegin says whether its sender
 // may be bootstrapped from. 8: kHello and kPing carry the sender's
-// policy-set hash.
+// policy-set hash. 9: kHello, kWelcome, kRefuse, kPing and kPong name their
+// placement scope (one session per scope).
 // Nodes of different protocol versions refuse each other.
-constexpr uint64_t kProtocolVersion = 8;
+constexpr uint64_t kProtocolVersion = 9;
 
 // Limits on decoded frames (ZMQ_MAXMSGSIZE is set to kMaxFrameBytes).
 constexpr size_t kMaxFrameBytes = size_t{64} << 20;
 constexpr size_t kMaxDeltasPerMessage = 100000;
-constexpr size_t kMaxScopeBytes = 256;
+constexpr size_t kMaxScopeBytes = 1024;  // a placement prefix's limit (placement.h)
 constexpr size_t kMaxRegionBytes = 256;
 constexpr size_t kMaxClusterBytes = 256;
 constexpr size_t kMaxKeyBytes = 1024;  // == node::kMaxKeyBytes
@@ -168,7 +171,7 @@ struct Message {
   crdt::ReplicaId to;                // kWelcome, kAck, kRefuse: the addressee's replica
   RefuseReason reason = RefuseReason::kNoHandshake;  // kRefuse
   std::string text;                  // kRefuse
-  std::string scope;                 // kDeltas, kAck
+  std::string scope;                 // every type but kAntiEntropy (whose AeBody has one)
   std::vector<DeltaEntry> deltas;    // kDeltas
   uint64_t seq = 0;                  // kAck; kPing: the sender's log end
   uint64_t sent_wall_ms = 0;         // kPing
@@ -196,6 +199,9 @@ std::string Encode(const Message& m);
 // decodes this node's messages and refuses them (kWrongProtocol), and that
 // refusal, refused in turn for its protocol, is logged here.
 Status Decode(std::string_view bytes, Message* out);
+
+// The placement scope a message belongs to (m.ae.scope for kAntiEntropy).
+const std::string& MessageScope(const Message& m);
 
 const char* TypeName(MsgType t);
 const char* ReasonName(RefuseReason r);

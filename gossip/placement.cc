@@ -87,4 +87,23 @@ const std::string& Placement::ScopeOf(std::string_view key) const {
   return s == nullptr ? kUnplaced : s->prefix;
 }
 
+std::string Placement::ScopesName() const {
+  std::string name;
+  for (const PlacementSpec& s : specs_) {
+    name += s.prefix;
+    name.push_back('\0');
+  }
+  return name;
+}
+
+bool Placement::HoldsScope(std::string_view scope, std::string_view region) const {
+  if (scope.empty()) return true;
+  for (const PlacementSpec& s : specs_) {
+    if (s.prefix == scope) {
+      return std::find(s.regions.begin(), s.regions.end(), region) != s.regions.end();
+    }
+  }
+  return false;
+}
+
 }  // namespace meridian::gossip

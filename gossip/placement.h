@@ -54,6 +54,12 @@ class Placement {
   // The scope `key` belongs to: its spec's prefix, or "" (the default
   // scope) when it is not placed.
   const std::string& ScopeOf(std::string_view key) const;
+  // Whether `region` holds the keys of `scope` (a ScopeOf answer): every
+  // region holds the default scope; a scope no spec names, none.
+  bool HoldsScope(std::string_view scope, std::string_view region) const;
+  // A name for the set of scopes (the prefixes, in order, each ended by a
+  // NUL byte; "" without placements): storage/digests.h DigestScoping.
+  std::string ScopesName() const;
 
   const std::vector<PlacementSpec>& specs() const { return specs_; }  // by prefix
   bool empty() const { return specs_.empty(); }

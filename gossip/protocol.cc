@@ -235,7 +235,7 @@ struct Protocol::Impl {
   std::vector<Peer> peers;
   std::map<std::string, size_t> peer_index;
   std::map<std::pair<crdt::ReplicaId, std::string>, Origin> origins;
-  // The own default-scope log, ascending by last_seq; never empty once
+  // The own log (of this scope), ascending by last_seq; never empty once
   // something is logged.
   std::deque<AppendRecord> appends;
   uint64_t trimmed_cum_bytes = 0;  // cum_bytes of the last record trimmed away
@@ -267,7 +267,12 @@ struct Protocol::Impl {
   bool rejoin_below_floor = false;  // rejoining for that, not for a retirement
 
   Impl(ProtocolOptions o, Applied a, Now s, ViewSource* views)
-      : opt(std::move(o)), start(s), applied(std::move(a)) {
+      : opt(std::move(o)), start(s) {
+    // This Protocol's scope alone: other scopes have their own.
+    for (auto& [key, seq] : a) {
+      if (key.second == opt.scope) applied.emplace(key, seq);
+    }
+    opt.anti_entropy.scope = opt.scope;
     opt.policy_hash = PolicyHashOf(std::move(opt.policy_hash));
     if (opt.heartbeat_interval_ms == 0) opt.heartbeat_interval_ms = 1;
     if (opt.max_deltas_per_message == 0) opt.max_deltas_per_message = 1;
@@ -296,11 +301,11 @@ struct Protocol::Impl {
       for (const Peer& p : peers) names.push_back(p.node);
       ae = std::make_unique<AntiEntropy>(opt.anti_entropy, std::move(names), views);
     }
-    log_start = SatAdd(OwnLast(kDefaultScope), 1);
+    log_start = SatAdd(OwnLast(opt.scope), 1);
     if (opt.log_first_seq != 0) log_start = std::min(log_start, opt.log_first_seq);
     // Deltas logged before the start count as appended at the start.
-    if (OwnLast(kDefaultScope) > 0) {
-      appends.push_back(AppendRecord{OwnLast(kDefaultScope), start.wall_ms, 0});
+    if (OwnLast(opt.scope) > 0) {
+      appends.push_back(AppendRecord{OwnLast(opt.scope), start.wall_ms, 0});
     }
     last_contact_wall = opt.last_contact_wall_ms;
     if (last_contact_wall == 0 || last_contact_wall > start.wall_ms) {
@@ -344,6 +349,7 @@ struct Protocol::Impl {
   void Send(const Now& now, const std::string& node, Message m, Effects* out) {
     if (peer_index.count(node) == 0) return;
     m.header = MakeHeader(now);
+    if (m.type != MsgType::kAntiEntropy) m.scope = opt.scope;
     out->sends.emplace_back(node, std::move(m));
   }
 
@@ -464,12 +470,12 @@ struct Protocol::Impl {
       return;
     }
     p.beyond_log = false;
-    const uint64_t limit = std::min(OwnLast(kDefaultScope), SatAdd(p.acked, opt.window));
+    const uint64_t limit = std::min(OwnLast(opt.scope), SatAdd(p.acked, opt.window));
     if (p.cursor >= limit) return;
     if (p.cursor == p.acked) p.progress_ms = now.mono_ms;  // the resend timer starts now
     while (p.cursor < limit) {
       uint64_t to = std::min(limit, SatAdd(p.cursor, opt.max_deltas_per_message));
-      out->ships.push_back(ShipRequest{p.node, kDefaultScope, p.cursor + 1, to});
+      out->ships.push_back(ShipRequest{p.node, opt.scope, p.cursor + 1, to});
       counters.deltas_shipped += to - p.cursor;
       p.cursor = to;
     }
@@ -677,12 +683,12 @@ struct Protocol::Impl {
         }
       }
       out->logs.push_back("gossip: accepted hello from " + from.ToString() + "; it holds " +
-                          std::to_string(AppliedOf(from, kDefaultScope)) + " of its log here");
+                          std::to_string(AppliedOf(from, opt.scope)) + " of its log here");
     }
     p.inbound = from;
     Message w;
     w.type = MsgType::kWelcome;
-    w.applied = AppliedOf(from, kDefaultScope);
+    w.applied = AppliedOf(from, opt.scope);
     w.to = from;
     Send(now, p.node, std::move(w), out);
     if (changed || was_down) {
@@ -702,7 +708,7 @@ struct Protocol::Impl {
     // in flight when it lost its data): it counts another log.
     if (msg.to != opt.self) return;
     Contact(now, p, out);
-    const uint64_t own_last = OwnLast(kDefaultScope);
+    const uint64_t own_last = OwnLast(opt.scope);
     if (msg.applied > own_last) {
       LogLimited(now, p.node, "welcome_ahead",
                  "gossip: peer " + from.ToString() + " holds " + std::to_string(msg.applied) +
@@ -821,7 +827,7 @@ struct Protocol::Impl {
   }
 
   void OnAck(const Now& now, Peer& p, const Message& msg, Effects* out) {
-    if (msg.scope != kDefaultScope) return;  // only the one scope is shipped
+    if (msg.scope != opt.scope) return;  // another scope's Ack
     if (msg.to != opt.self) return;          // about an earlier incarnation's log
     Contact(now, p, out);
     // Acks before the Welcome, or from another incarnation than the one
@@ -837,11 +843,11 @@ struct Protocol::Impl {
 
   // --- Causal stability ------------------------------------------------------
 
-  // Whether this node has applied everything `v` holds (default scope).
+  // Whether this node has applied everything `v` holds (this scope).
   bool CoversReport(const Applied& v) const {
     for (const auto& [key, seq] : v) {
-      if (key.second != kDefaultScope) continue;
-      if (AppliedOf(key.first, kDefaultScope) < seq) return false;
+      if (key.second != opt.scope) continue;
+      if (AppliedOf(key.first, opt.scope) < seq) return false;
     }
     return true;
   }
@@ -869,7 +875,7 @@ struct Protocol::Impl {
     }
     p.reported.clear();
     for (const auto& [key, seq] : msg.vector) {
-      if (key.second == kDefaultScope) p.reported[key] = seq;
+      if (key.second == opt.scope) p.reported[key] = seq;
     }
     PromoteReport(p);
     if (p.log_end_replica != msg.header.from) {
@@ -1235,7 +1241,7 @@ struct Protocol::Impl {
   // announced; if not, since when.
   void UpdateBehind(const Now& now, Peer& p) {
     if (p.log_end_replica.node.empty()) return;
-    if (AppliedOf(p.log_end_replica, kDefaultScope) >= p.log_end) {
+    if (AppliedOf(p.log_end_replica, opt.scope) >= p.log_end) {
       p.behind_since_ms = kNever;
     } else if (p.behind_since_ms == kNever) {
       p.behind_since_ms = now.mono_ms;
@@ -1245,7 +1251,7 @@ struct Protocol::Impl {
   // The append record holding the oldest delta `p` has not acknowledged
   // (appends.end() when it holds all of the log).
   std::deque<AppendRecord>::const_iterator OldestUnacked(const Peer& p) const {
-    if (p.acked >= OwnLast(kDefaultScope)) return appends.end();
+    if (p.acked >= OwnLast(opt.scope)) return appends.end();
     return std::partition_point(appends.begin(), appends.end(),
                                 [&](const AppendRecord& r) { return r.last_seq <= p.acked; });
   }
@@ -1260,7 +1266,7 @@ struct Protocol::Impl {
   // Whether `p` pins the own log, and up to which seq (*at: it holds the
   // log up to there).
   bool Pins(const Now& now, const Peer& p, uint64_t* at) const {
-    const uint64_t own = OwnLast(kDefaultScope);
+    const uint64_t own = OwnLast(opt.scope);
     uint64_t pin = p.acked_known ? p.acked : std::max(p.acked, log_start - 1);
     if (Retired(p)) {
       *at = pin;
@@ -1284,7 +1290,7 @@ struct Protocol::Impl {
 
   // Truncates the own log up to what every pinning peer holds.
   void MaybeTruncate(const Now& now, Effects* out) {
-    uint64_t through = OwnLast(kDefaultScope);
+    uint64_t through = OwnLast(opt.scope);
     for (Peer& p : peers) {
       uint64_t at = 0;
       const bool pins = Pins(now, p, &at);
@@ -1302,7 +1308,7 @@ struct Protocol::Impl {
       }
     }
     if (through < log_start) return;
-    out->truncates.push_back(TruncateRequest{kDefaultScope, through});
+    out->truncates.push_back(TruncateRequest{opt.scope, through});
     counters.log_truncated += through - log_start + 1;
     log_start = through + 1;
     TrimAppends();
@@ -1314,7 +1320,7 @@ struct Protocol::Impl {
     if (!ae || p.state != PeerState::kUp || Withholding()) return false;
     if (!ae->bootstrapped()) return true;
     if (!p.welcomed) return false;
-    if (!BeyondLog(p) && p.acked < OwnLast(kDefaultScope)) {
+    if (!BeyondLog(p) && p.acked < OwnLast(opt.scope)) {
       auto it = OldestUnacked(p);
       if (it == appends.end() || SatSub(now.wall_ms, it->wall_ms) > opt.ae_max_ship_lag_ms) {
         return false;
@@ -1395,7 +1401,7 @@ struct Protocol::Impl {
   // as with --bootstrap (several may; each holds the cluster's state:
   // nothing). With any peer a source, a round with it does instead.
   void MaybeBootstrapAlone(const Now& now, Effects* out) {
-    if (!ae || ae->bootstrapped() || OwnLast(kDefaultScope) != 0) return;
+    if (!ae || ae->bootstrapped() || OwnLast(opt.scope) != 0) return;
     const uint64_t fresh_ms = opt.heartbeat_interval_ms * opt.down_after_missed;
     for (const Peer& p : peers) {
       if (p.state != PeerState::kUp || !p.ping_holds_nothing ||
@@ -1488,7 +1494,7 @@ struct Protocol::Impl {
   // was held back behind the gap it closed, acknowledge the origins.
   void AbsorbApplied(const Now& now, const Applied& after, Effects* out) {
     for (const auto& [key, seq] : after) {
-      if (key.first == opt.self) continue;
+      if (key.first == opt.self || key.second != opt.scope) continue;
       uint64_t& a = applied[key];
       if (seq <= a) continue;
       a = seq;
@@ -1519,10 +1525,10 @@ struct Protocol::Impl {
   // already had, so without this it could stay beyond the log for good.)
   void LearnAck(const Now& now, Peer& p, const crdt::ReplicaId& from, const std::string& scope,
                 const AeApplied& view, Effects* out) {
-    if (scope != kDefaultScope || !p.welcomed || p.welcomed_by != from) return;
-    auto it = view.find({opt.self, kDefaultScope});
+    if (scope != opt.scope || !p.welcomed || p.welcomed_by != from) return;
+    auto it = view.find({opt.self, opt.scope});
     if (it == view.end() || it->second <= p.acked) return;
-    p.acked = std::min(it->second, OwnLast(kDefaultScope));
+    p.acked = std::min(it->second, OwnLast(opt.scope));
     p.progress_ms = now.mono_ms;
     if (p.cursor < p.acked) p.cursor = p.acked;
     TrimAppends();
@@ -1533,7 +1539,7 @@ struct Protocol::Impl {
   // whose acked later falls below them (a new incarnation) is reported
   // from the oldest record kept.
   void TrimAppends() {
-    uint64_t min_acked = OwnLast(kDefaultScope);
+    uint64_t min_acked = OwnLast(opt.scope);
     for (const Peer& p : peers) min_acked = std::min(min_acked, std::max(p.acked, log_start - 1));
     while (appends.size() > 1 && appends.front().last_seq <= min_acked) {
       trimmed_cum_bytes = appends.front().cum_bytes;
@@ -1556,9 +1562,9 @@ void Protocol::OnTick(const Now& now, Effects* out) {
       Message ping;
       ping.type = MsgType::kPing;
       ping.sent_wall_ms = now.wall_ms;
-      ping.seq = m.OwnLast(kDefaultScope);
+      ping.seq = m.OwnLast(m.opt.scope);
       for (const auto& [key, seq] : m.applied) {
-        if (key.second == kDefaultScope) ping.vector[key] = seq;
+        if (key.second == m.opt.scope) ping.vector[key] = seq;
       }
       ping.retired = retired;
       ping.policy_hash = m.opt.policy_hash;
@@ -1596,7 +1602,7 @@ void Protocol::OnTick(const Now& now, Effects* out) {
     for (const Impl::Peer& p : m.peers) {
       if (m.AeReady(now, p)) ready.push_back(p.node);
       all_up = all_up && p.state == PeerState::kUp && !m.BeyondLog(p);
-      quiet = quiet && p.acked >= m.OwnLast(kDefaultScope) && p.behind_since_ms == kNever;
+      quiet = quiet && p.acked >= m.OwnLast(m.opt.scope) && p.behind_since_ms == kNever;
     }
     const bool gated = all_up && m.ae->bootstrapped() && m.opt.ae_all_up_interval_ms > 0;
     // Delta shipping reaches everyone: a scheduled round now and then (the
@@ -1627,6 +1633,16 @@ void Protocol::OnTick(const Now& now, Effects* out) {
 
 void Protocol::OnMessage(const Now& now, const Message& msg, Effects* out) {
   Impl& m = *impl_;
+  if (MessageScope(msg) != m.opt.scope) {
+    // Another scope's session (gossip/scoped_protocol.h routes by scope).
+    ++m.counters.refused_other;
+    m.LogLimited(now, msg.header.from.node, "scope",
+                 "gossip: dropped a " + std::string(TypeName(msg.type)) + " of scope '" +
+                     Printable(MessageScope(msg)) + "' from " + Printable(msg.header.from.node) +
+                     " in the session of scope '" + Printable(m.opt.scope) + "'",
+                 out);
+    return;
+  }
   Impl::Peer* p = m.FindPeer(msg.header.from.node);
   const bool was_down = p != nullptr && p->state == PeerState::kDown;
   const Impl::Admission admission = m.Admit(now, msg, out);
@@ -1687,18 +1703,11 @@ void Protocol::OnMessage(const Now& now, const Message& msg, Effects* out) {
 void Protocol::OnLocalAppend(const Now& now, const std::string& scope, uint64_t last_seq,
                              uint64_t bytes, Effects* out) {
   Impl& m = *impl_;
+  if (scope != m.opt.scope) return;  // another scope's Protocol ships it
   uint64_t& own = m.applied[{m.opt.self, scope}];
   if (last_seq <= own) return;
   own = last_seq;
   m.last_delta_activity_ms = now.mono_ms;
-  if (scope != kDefaultScope) {
-    m.LogLimited(now, "", "scope",
-                 "gossip: scope '" + scope +
-                     "' is logged but not shipped: only the default "
-                     "scope is replicated by this protocol version",
-                 out);
-    return;
-  }
   const uint64_t cum = m.appends.empty() ? m.trimmed_cum_bytes : m.appends.back().cum_bytes;
   m.appends.push_back(Impl::AppendRecord{last_seq, now.wall_ms, SatAdd(cum, bytes)});
   while (m.appends.size() > kMaxAppendRecords) {
@@ -1724,7 +1733,7 @@ void Protocol::OnApplied(const Now& now, const crdt::ReplicaId& origin, const st
   while (!o.held.empty() && o.held.begin()->first <= a) o.held.erase(o.held.begin());
   m.SendAck(now, origin, scope, out);
   for (Impl::Peer& p : m.peers) {
-    if (p.log_end_replica == origin && scope == kDefaultScope) m.UpdateBehind(now, p);
+    if (p.log_end_replica == origin && scope == m.opt.scope) m.UpdateBehind(now, p);
   }
   m.PromoteReports();
   m.StartPendingRounds(now, out);
@@ -1748,7 +1757,7 @@ void Protocol::OnShipFailed(const Now& now, const std::string& peer, const std::
                             Effects* out) {
   Impl& m = *impl_;
   Impl::Peer* p = m.FindPeer(peer);
-  if (p == nullptr || scope != kDefaultScope) return;
+  if (p == nullptr || scope != m.opt.scope) return;
   m.FallBack(*p);
   p->hold_until_ms = SatAdd(now.mono_ms, m.opt.resend_timeout_ms);
   m.LogLimited(now, peer, "ship_failed",
@@ -1803,7 +1812,7 @@ uint64_t Protocol::NextTickMs() const {
     if (p.welcomed && p.hold_until_ms > 0) {
       // Shipping waits for the hold after a failed read; due only if there
       // is something to ship.
-      const uint64_t limit = std::min(m.OwnLast(kDefaultScope), SatAdd(p.acked, m.opt.window));
+      const uint64_t limit = std::min(m.OwnLast(m.opt.scope), SatAdd(p.acked, m.opt.window));
       if (p.cursor < limit) next = std::min(next, p.hold_until_ms);
     }
   }
@@ -1893,7 +1902,7 @@ WriteGate Protocol::Gate() const {
 
 std::vector<PeerStatus> Protocol::Peers(const Now& now) const {
   const Impl& m = *impl_;
-  const uint64_t own_last = m.OwnLast(kDefaultScope);
+  const uint64_t own_last = m.OwnLast(m.opt.scope);
   std::vector<PeerStatus> out;
   for (const Impl::Peer& p : m.peers) {
     PeerStatus s;
@@ -1925,7 +1934,7 @@ std::vector<PeerStatus> Protocol::Peers(const Now& now) const {
     }
     s.log_end = p.log_end;
     if (!p.log_end_replica.node.empty()) {
-      s.behind = SatSub(p.log_end, m.AppliedOf(p.log_end_replica, kDefaultScope));
+      s.behind = SatSub(p.log_end, m.AppliedOf(p.log_end_replica, m.opt.scope));
     }
     s.ae_ready = m.AeReady(now, p);
     uint64_t pinned_at = 0;
@@ -1944,7 +1953,7 @@ size_t Protocol::RegionsHolding(const std::string& scope, uint64_t seq) const {
   const Impl& m = *impl_;
   std::set<std::string> regions;
   if (seq <= m.OwnLast(scope)) regions.insert(m.opt.region);
-  if (scope == kDefaultScope) {
+  if (scope == m.opt.scope) {
     for (const Impl::Peer& p : m.peers) {
       if (p.region != m.opt.region && p.acked >= seq) regions.insert(p.region);
     }
@@ -1964,7 +1973,7 @@ Applied Protocol::Stable() const {
     if (!p.has_usable && !p.excluded) return out;
   }
   for (const auto& [key, seq] : m.applied) {
-    if (key.second != kDefaultScope) continue;
+    if (key.second != m.opt.scope) continue;
     uint64_t v = seq;
     for (const Impl::Peer& p : m.peers) {
       if (p.excluded) continue;

@@ -6,7 +6,14 @@
 // (gossip/transport.h) and the deterministic simulator (tests/sim/) drive
 // the same code. Thread-safety: none; one driver thread owns it.
 //
-// What it does, per peer (every other node of the topology):
+// One Protocol replicates one placement scope (ProtocolOptions::scope;
+// DESIGN.md §4): the keys of one [[placement]] prefix, or the default
+// scope of every other key. Its peers are the nodes that hold the scope,
+// and everything below (sessions, logs, acknowledgements, applied vectors,
+// anti-entropy trees, stability) is of that scope alone.
+// gossip/scoped_protocol.h runs one per scope a node holds.
+//
+// What it does, per peer (every other node that holds the scope):
 //   Handshake. A node sends Hello to each peer until that peer answers
 //     Welcome; the Welcome carries how much of this node's log the peer
 //     holds durably, and shipping (re)starts just past it. Header checks on
@@ -214,7 +221,7 @@
 
 namespace meridian::gossip {
 
-// The one placement scope until [[placement]] exists.
+// The placement scope of every key no [[placement]] names.
 inline const std::string kDefaultScope;
 
 // Applied sequence per (origin replica, scope); the same shape as
@@ -231,7 +238,12 @@ struct ProtocolOptions {
   std::string cluster;
   crdt::ReplicaId self;
   std::string region;
-  std::vector<PeerConfig> peers;  // every other node of the topology
+  // The placement scope this Protocol replicates (gossip/placement.h): its
+  // messages name it, and it keeps only that scope's entries of applied
+  // vectors; everything else is another scope's Protocol's
+  // (gossip/scoped_protocol.h).
+  std::string scope = kDefaultScope;
+  std::vector<PeerConfig> peers;  // every other node that holds the scope
   uint64_t heartbeat_interval_ms = 500;
   uint32_t suspect_after_missed = 3;
   uint32_t down_after_missed = 10;
@@ -468,7 +480,7 @@ class Protocol {
   // everything is).
   uint64_t log_start() const;
   // Causal stability (DESIGN.md §4 "Garbage"; see "Causal stability"
-  // above): per origin (default scope), the seq up to which every replica
+  // above): per origin (this scope), the seq up to which every replica
   // has applied that origin's writes, by reports this node has applied
   // everything of. Empty until every peer's current incarnation has made
   // a usable report.

@@ -192,8 +192,8 @@ struct Transport::Impl {
         wall(w),
         mailbox(std::make_shared<Mailbox>()),
         views(h),
-        protocol(WithLogStart(options.protocol, st), std::move(applied), StartNow(),
-                 options.anti_entropy ? &views : nullptr),
+        protocol(WithLogStart(options.protocol, st), WithLogStarts(options.placed, st),
+                 std::move(applied), StartNow(), options.anti_entropy ? &views : nullptr),
         stored_expired(options.protocol.expired),
         stored_contact_ms(options.protocol.last_contact_wall_ms) {
     Publish();
@@ -232,7 +232,7 @@ struct Transport::Impl {
 
   // --- Gossip thread state ---
   HostViews views;
-  Protocol protocol;
+  ScopedProtocol protocol;
   Faults faults_local;          // the thread's copy of `faults`
   uint64_t faults_seen = 0;     // version of that copy
   std::vector<Delayed> delayed; // heap ordered by DelayedLater
@@ -251,12 +251,12 @@ struct Transport::Impl {
   // chunks: a deletion is a store Write, which waits behind the applier's
   // group commit and its fsync, and must not hold up shipping and
   // receiving meanwhile.
-  uint64_t truncate_goal = 0;
+  std::map<std::string, uint64_t> truncate_goal;  // per scope
   bool truncate_pending = false;
   std::thread truncator;
   std::mutex truncate_mu;
   std::condition_variable truncate_cv;
-  uint64_t truncate_wanted = 0;     // guarded by truncate_mu
+  std::map<std::string, uint64_t> truncate_wanted;  // guarded by truncate_mu
   bool truncate_stop = false;       // guarded by truncate_mu
   std::string truncate_error;       // guarded by truncate_mu: the last failure, not yet logged
   uint64_t truncate_failures_logged_ms = 0;
@@ -296,6 +296,14 @@ struct Transport::Impl {
     uint64_t first = 0;
     if (st->FirstLogSeq(kDefaultScope, &first).ok()) o.log_first_seq = first;
     return o;
+  }
+  static std::vector<ScopeConfig> WithLogStarts(std::vector<ScopeConfig> placed,
+                                                storage::Store* st) {
+    for (ScopeConfig& sc : placed) {
+      uint64_t first = 0;
+      if (st->FirstLogSeq(sc.scope, &first).ok()) sc.log_first_seq = first;
+    }
+    return placed;
   }
 
   // The Protocol's start. No HLC: the Host is called on the gossip thread
@@ -642,9 +650,14 @@ void Transport::Impl::TruncateSome() {
   {
     std::lock_guard<std::mutex> lock(truncate_mu);
     error.swap(truncate_error);
-    if (truncate_pending && truncate_goal > truncate_wanted) {
-      truncate_wanted = truncate_goal;
-      wake = true;
+    if (truncate_pending) {
+      for (const auto& [scope, goal] : truncate_goal) {
+        uint64_t& wanted = truncate_wanted[scope];
+        if (goal > wanted) {
+          wanted = goal;
+          wake = true;
+        }
+      }
     }
   }
   truncate_pending = false;
@@ -664,22 +677,36 @@ void Transport::Impl::TruncateSome() {
 // the store's write path for long. A failure is retried after a second.
 void Transport::Impl::RunTruncator() {
   constexpr size_t kChunk = 8192;
-  uint64_t done = 0;  // truncated through this seq (as far as this thread knows)
+  // Per scope: truncated through this seq (as far as this thread knows).
+  std::map<std::string, uint64_t> done;
   bool failing = false;
+  // The first scope (after `after`, round robin) whose goal is not done.
+  auto next_scope = [&](const std::string& after, std::string* scope) {
+    for (int pass = 0; pass < 2; ++pass) {
+      for (const auto& [sc, wanted] : truncate_wanted) {
+        if ((pass == 0 && sc <= after) || wanted <= done[sc]) continue;
+        *scope = sc;
+        return true;
+      }
+    }
+    return false;
+  };
+  std::string scope;
   std::unique_lock<std::mutex> lock(truncate_mu);
   for (;;) {
     if (failing) {
       truncate_cv.wait_for(lock, std::chrono::seconds(1), [this] { return truncate_stop; });
     } else {
-      truncate_cv.wait(lock, [&] { return truncate_stop || truncate_wanted > done; });
+      truncate_cv.wait(lock, [&] { return truncate_stop || next_scope(scope, &scope); });
     }
     if (truncate_stop) return;
-    const uint64_t goal = truncate_wanted;
+    if (!next_scope(scope, &scope)) continue;
+    const uint64_t goal = truncate_wanted[scope];
     lock.unlock();
     size_t removed = 0;
-    Status s = store->TruncateLog(kDefaultScope, goal, kChunk, &removed);
+    Status s = store->TruncateLog(scope, goal, kChunk, &removed);
     failing = !s.ok();
-    if (!failing && removed < kChunk) done = goal;
+    if (!failing && removed < kChunk) done[scope] = goal;
     lock.lock();
     if (failing) truncate_error = s.ToString();
   }
@@ -957,9 +984,8 @@ void Transport::Impl::Execute(const Now& now, Effects* fx, bool* progress) {
   for (const AeReadStates& read : fx->ae_reads) ServeAeRead(now, read, &next);
   for (AeRepair& repair : fx->ae_repairs) Repair(std::move(repair));
   for (const TruncateRequest& t : fx->truncates) {
-    // Only the default scope is shipped, and so collected.
-    if (t.scope != kDefaultScope) continue;
-    truncate_goal = std::max(truncate_goal, t.through_seq);
+    uint64_t& goal = truncate_goal[t.scope];
+    goal = std::max(goal, t.through_seq);
     truncate_pending = true;
   }
   *fx = std::move(next);
@@ -1222,6 +1248,8 @@ void Transport::Impl::Publish() {
   now.mono_ms = MonoMs();
   now.wall_ms = wall->NowMs();
   snap.peers = protocol.Peers(now);
+  snap.scopes = protocol.Scopes(now);
+  snap.unknown_scope = protocol.unknown_scope();
   snap.counters = protocol.counters();
   snap.anti_entropy = protocol.anti_entropy();
   snap.bootstrapped = protocol.bootstrapped();
@@ -1305,7 +1333,7 @@ TransportSnapshot Transport::Snapshot() const {
 size_t Transport::RegionsHolding(const std::string& scope, uint64_t seq) const {
   // Protocol::RegionsHolding over the published copy: this region once
   // the seq is logged here; PeerStatus::acked is what a peer holds of this
-  // node's log, and only the default scope is shipped.
+  // node's log of the scope.
   std::lock_guard<std::mutex> lock(impl_->pub_mu);
   const std::string& self_region = impl_->options.protocol.region;
   std::set<std::string> regions;
@@ -1313,8 +1341,9 @@ size_t Transport::RegionsHolding(const std::string& scope, uint64_t seq) const {
   if (seq == 0 || (own != impl_->published_own_last.end() && seq <= own->second)) {
     regions.insert(self_region);
   }
-  if (scope == kDefaultScope) {
-    for (const PeerStatus& p : impl_->published.peers) {
+  for (const ScopeStatus& sc : impl_->published.scopes) {
+    if (sc.scope != scope) continue;
+    for (const PeerStatus& p : sc.peers) {
       if (p.region != self_region && p.acked >= seq) regions.insert(p.region);
     }
   }

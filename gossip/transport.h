@@ -75,6 +75,7 @@
 #include "crdt/hlc.h"
 #include "crdt/status.h"
 #include "gossip/protocol.h"
+#include "gossip/scoped_protocol.h"
 #include "storage/leveldb_store.h"
 
 namespace meridian::gossip {
@@ -139,6 +140,9 @@ struct TransportOptions {
   std::map<std::string, std::string> peers;    // node id -> "tcp://HOST:PORT"
   CurveOptions curve;                          // default: plaintext
   ProtocolOptions protocol;                    // its policy_hash: at start (then SetPolicyHash)
+  // The placed scopes this node holds, each with the other nodes of its
+  // regions (gossip/scoped_protocol.h; log_first_seq is read from the store).
+  std::vector<ScopeConfig> placed;
   size_t max_frame_bytes = size_t{4} << 20;    // Deltas and AE states are split below this
   bool anti_entropy = true;  // run Merkle anti-entropy rounds
 };
@@ -153,6 +157,10 @@ struct Faults {
 struct TransportSnapshot {
   WriteGate gate;
   std::vector<PeerStatus> peers;
+  // Every placement scope this node holds (the default one first), with
+  // its peers' replication state.
+  std::vector<ScopeStatus> scopes;
+  uint64_t unknown_scope = 0;  // messages of a scope this node does not hold, dropped
   ProtocolCounters counters;
   bool anti_entropy = false;
   bool bootstrapped = true;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
@@ -928,6 +929,7 @@ void Api::Write(const std::shared_ptr<Call>& call, Operation op) {
   ctx_.applier->Submit(std::move(op), [this, call, ww, text](WriteResult r) {
     if (!r.ok) return call->Fail(r.error);
     uint64_t seq = r.seq;
+    const ScopeSeqs held_seqs{{r.scope, r.seq}};
     std::string token = r.session_token;
     if (!text) {
       json body{{"ok", true}, {"seq", seq}};
@@ -942,7 +944,7 @@ void Api::Write(const std::shared_ptr<Call>& call, Operation op) {
         body["hlc"] = reg.hlc();
         body["writer"] = reg.writer().ToString();
       }
-      return ReplyWhenHeld(call, seq, ww.w, ww.deadline, token,
+      return ReplyWhenHeld(call, held_seqs, ww.w, ww.deadline, token,
                            [call, token, body = std::move(body)] {
                              call->Send(200, body, {{"X-Session-Token", token}});
                            });
@@ -951,7 +953,7 @@ void Api::Write(const std::shared_ptr<Call>& call, Operation op) {
     // from the state it left; decoding a document is no work for the
     // acknowledger thread, so a reader does it.
     auto state = std::make_shared<std::string>(std::move(r.envelope));
-    readers_.Post([this, call, ww, seq, token, state] {
+    readers_.Post([this, call, ww, seq, held_seqs, token, state] {
       auto body = std::make_shared<json>(json{{"ok", true}, {"seq", seq}});
       crdt::Envelope env;
       crdt::Text t;
@@ -961,19 +963,24 @@ void Api::Write(const std::shared_ptr<Call>& call, Operation op) {
         (*body)["version"] = EncodeTextVersion(t.version());
         (*body)["length"] = t.Length();
       }
-      ReplyWhenHeld(call, seq, ww.w, ww.deadline, token, [call, body, token] {
+      ReplyWhenHeld(call, held_seqs, ww.w, ww.deadline, token, [call, body, token] {
         call->Send(200, *body, {{"X-Session-Token", token}});
       });
     });
   });
 }
 
-void Api::ReplyWhenHeld(const std::shared_ptr<Call>& call, uint64_t seq, uint64_t w,
+void Api::ReplyWhenHeld(const std::shared_ptr<Call>& call, const ScopeSeqs& seqs, uint64_t w,
                         std::chrono::steady_clock::time_point deadline, const std::string& token,
                         std::function<void()> send_ok) {
   gossip::Transport* t = ctx_.transport;
   if (w <= 1 || t == nullptr) return send_ok();
-  auto held = [t, seq] { return t->RegionsHolding(gossip::kDefaultScope, seq); };
+  // Regions holding every scope's writes: the fewest over the scopes.
+  auto held = [t, seqs] {
+    size_t fewest = std::numeric_limits<size_t>::max();
+    for (const auto& [scope, seq] : seqs) fewest = std::min(fewest, t->RegionsHolding(scope, seq));
+    return seqs.empty() ? size_t{0} : fewest;
+  };
   ctx_.waiters->Add([held, w] { return held() >= w; }, deadline,
                     [call, held, w, token, send_ok = std::move(send_ok)](bool ok) {
                       if (ok) return send_ok();
@@ -1007,6 +1014,13 @@ void Api::WhenCaughtUp(const std::shared_ptr<Call>& call, std::function<void()> 
     return call->Fail(Err(400, "bad_request",
                           "X-Session-Token must be a write reply's token "
                           "(node#incarnation:seq[,...]), not '" + text + "'"));
+  }
+  // Placement scopes this region does not hold never arrive here: the
+  // token's entries of those are for other regions' reads.
+  for (auto it = token->begin(); it != token->end();) {
+    it = ctx_.topology->placement.HoldsScope(it->first.second, ctx_.node->region)
+             ? std::next(it)
+             : token->erase(it);
   }
   Applier* a = ctx_.applier;
   auto covered = [a, token] {
@@ -1114,7 +1128,7 @@ void Api::Batch(const std::shared_ptr<Call>& call) {
   auto finish = [this, call, ww, results = std::move(results), slot,
                  all_parsed](std::vector<WriteResult> done) mutable {
     std::string token;
-    uint64_t top_seq = 0;
+    ScopeSeqs top_seqs;  // per scope, the batch's last seq
     if (all_parsed && !call->msgpack_out &&
         std::all_of(done.begin(), done.end(), [](const WriteResult& r) { return r.ok; })) {
       // The common case, written directly: the same text as the JSON tree
@@ -1127,7 +1141,8 @@ void Api::Batch(const std::shared_ptr<Call>& call) {
         text->append("{\"seq\":");
         text->append(std::to_string(done[k].seq));
         text->append(",\"status\":200}");
-        top_seq = std::max(top_seq, done[k].seq);
+        uint64_t& top = top_seqs[done[k].scope];
+        top = std::max(top, done[k].seq);
       }
       text->append("]}\n");
       if (!done.empty()) token = done.back().session_token;
@@ -1139,15 +1154,16 @@ void Api::Batch(const std::shared_ptr<Call>& call) {
         if (!token.empty()) r.headers.emplace_back("X-Session-Token", token);
         call->Finish(std::move(r));
       };
-      if (top_seq == 0) return send_text();
-      return ReplyWhenHeld(call, top_seq, ww.w, ww.deadline, token, send_text);
+      if (top_seqs.empty()) return send_text();
+      return ReplyWhenHeld(call, top_seqs, ww.w, ww.deadline, token, send_text);
     }
     for (size_t k = 0; k < done.size(); ++k) {
       const WriteResult& r = done[k];
       if (r.ok) {
         results[slot[k]] = json{{"status", 200}, {"seq", r.seq}};
         token = r.session_token;
-        top_seq = std::max(top_seq, r.seq);
+        uint64_t& top = top_seqs[r.scope];
+        top = std::max(top, r.seq);
       } else {
         results[slot[k]] =
             json{{"status", r.error.http}, {"error", r.error.code}, {"message", r.error.message}};
@@ -1159,8 +1175,8 @@ void Api::Batch(const std::shared_ptr<Call>& call) {
       if (!token.empty()) headers.emplace_back("X-Session-Token", token);
       call->Send(200, *reply, std::move(headers));
     };
-    if (top_seq == 0) return send_ok();
-    ReplyWhenHeld(call, top_seq, ww.w, ww.deadline, token, send_ok);
+    if (top_seqs.empty()) return send_ok();
+    ReplyWhenHeld(call, top_seqs, ww.w, ww.deadline, token, send_ok);
   };
   // The reply (one entry per operation) is built on a reader thread: the
   // applier's acknowledger thread only answers writes.
@@ -1352,6 +1368,7 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                    {"bytes_in", snap.bytes_in},
                    {"bytes_out", snap.bytes_out},
                    {"bad_frames", snap.bad_frames},
+                   {"unknown_scope", snap.unknown_scope},
                    {"zap_refused", snap.zap_refused},
                    {"forged_frames", snap.forged_frames},
                    {"refused_other", snap.counters.refused_other},
@@ -1385,12 +1402,33 @@ void Api::NodeStatus(const std::shared_ptr<Call>& call) {
                {"retirements_adopted", snap.counters.expirations_adopted},
                {"refused_retired", snap.counters.refused_expired}};
   // Placement (gossip/placement.h): each placed prefix, its regions and
-  // whether this node's region holds it.
+  // whether this node's region holds it; where it does, the scope's own
+  // replication (its log end here, the digest of its keys here, and each
+  // peer of the scope's session).
   json placement = json::array();
+  const std::map<std::string, storage::Digest> digests = a.ScopeDigests();
   for (const gossip::PlacementSpec& p : ctx_.topology->placement.specs()) {
-    placement.push_back({{"prefix", p.prefix},
-                         {"regions", p.regions},
-                         {"held_here", Held(p.prefix)}});
+    json entry{{"prefix", p.prefix}, {"regions", p.regions}, {"held_here", Held(p.prefix)}};
+    for (const gossip::ScopeStatus& sc : snap.scopes) {
+      if (sc.scope != p.prefix) continue;
+      json scope_peers = json::array();
+      for (const gossip::PeerStatus& ps : sc.peers) {
+        scope_peers.push_back({{"node", ps.node},
+                               {"region", ps.region},
+                               {"state", gossip::PeerStateName(ps.state)},
+                               {"acked", ps.acked},
+                               {"unacked_deltas", ps.unacked_deltas},
+                               {"behind", ps.behind}});
+      }
+      entry["log_end"] = sc.log_end;
+      entry["bootstrapped"] = sc.bootstrapped;
+      entry["peers"] = std::move(scope_peers);
+    }
+    auto d = digests.find(p.prefix);
+    if (entry["held_here"].get<bool>()) {
+      entry["digest"] = (d == digests.end() ? storage::Digest() : d->second).Hex();
+    }
+    placement.push_back(std::move(entry));
   }
   call->Send(200, json{{"node", ctx_.node->id},
                        {"region", ctx_.node->region},

@@ -51,6 +51,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -173,9 +174,11 @@ class Api {
   bool Held(const std::string& key) const;
   bool PlacedHere(const std::string& key, bool write, ApiError* err) const;
   bool WithinPlacement(const std::string& key, uint64_t w, ApiError* err) const;
+  // Placement scope -> a write's (or a batch's last) seq in it.
+  using ScopeSeqs = std::map<std::string, uint64_t>;
   // Sends the reply of a successful write (send_ok) once `w` regions hold
-  // `seq`, or 504 at the deadline.
-  void ReplyWhenHeld(const std::shared_ptr<Call>& call, uint64_t seq, uint64_t w,
+  // every scope's seq of `seqs`, or 504 at the deadline.
+  void ReplyWhenHeld(const std::shared_ptr<Call>& call, const ScopeSeqs& seqs, uint64_t w,
                      std::chrono::steady_clock::time_point deadline, const std::string& token,
                      std::function<void()> send_ok);
   // Runs `read` once this node covers the request's X-Session-Token (at

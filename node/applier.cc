@@ -8,8 +8,15 @@
 namespace meridian::node {
 
 namespace {
-const std::string kScope;  // one placement scope until [[placement]] exists
+// The entries of `v` in `scope`.
+storage::AppliedVector InScope(const storage::AppliedVector& v, const std::string& scope) {
+  storage::AppliedVector out;
+  for (const auto& [origin, seq] : v) {
+    if (origin.second == scope) out.emplace_hint(out.end(), origin, seq);
+  }
+  return out;
 }
+}  // namespace
 
 Applier::Applier(storage::Store* store, crdt::HybridClock* clock, storage::NodeMeta meta,
                  size_t max_group)
@@ -20,8 +27,12 @@ Applier::Applier(storage::Store* store, crdt::HybridClock* clock, storage::NodeM
   key_count_ = committer_.key_count();
   applied_ = committer_.applied();
   token_ = committer_.SessionToken();
-  digest_sums_ = committer_.digest_sums();
-  state_digest_ = digest_sums_.Total();
+  digest_sums_[""] = committer_.digest_sums();
+  state_digest_ = committer_.digest_sums().Total();
+  for (const auto& [scope, sums] : committer_.placed_sums()) {
+    digest_sums_[scope] = sums;
+    state_digest_ += sums.Total();
+  }
   view_applied_ = applied_;
   view_floor_ = committer_.collect_floor();
   if (!store_->TakeSnapshot(&view_snapshot_).ok()) view_snapshot_.reset();
@@ -141,9 +152,18 @@ storage::AppliedVector Applier::Applied() const {
   return applied_;
 }
 
-storage::BucketSums Applier::DigestSums() const {
+storage::BucketSums Applier::DigestSums(const std::string& scope) const {
   std::lock_guard<std::mutex> lock(digest_mu_);
-  return digest_sums_;
+  auto it = digest_sums_.find(scope);
+  return it == digest_sums_.end() ? storage::BucketSums() : it->second;
+}
+
+std::map<std::string, storage::Digest> Applier::ScopeDigests() const {
+  std::lock_guard<std::mutex> lock(digest_mu_);
+  std::map<std::string, storage::Digest> out;
+  out[""];
+  for (const auto& [scope, sums] : digest_sums_) out[scope] = sums.Total();
+  return out;
 }
 
 storage::Digest Applier::StateDigest() const {
@@ -151,12 +171,14 @@ storage::Digest Applier::StateDigest() const {
   return state_digest_;
 }
 
-void Applier::View(storage::BucketSums* sums, storage::AppliedVector* applied,
-                   storage::AppliedVector* floor, storage::SnapshotRef* snapshot) const {
+void Applier::View(const std::string& scope, storage::BucketSums* sums,
+                   storage::AppliedVector* applied, storage::AppliedVector* floor,
+                   storage::SnapshotRef* snapshot) const {
   std::lock_guard<std::mutex> lock(digest_mu_);
-  *sums = digest_sums_;
-  *applied = view_applied_;
-  *floor = view_floor_;
+  auto it = digest_sums_.find(scope);
+  *sums = it == digest_sums_.end() ? storage::BucketSums() : it->second;
+  *applied = InScope(view_applied_, scope);
+  *floor = InScope(view_floor_, scope);
   *snapshot = view_snapshot_;
 }
 
@@ -283,7 +305,6 @@ void Applier::ApplyGroup(std::vector<Pending>* group) {
       s.op_index.push_back(i);
     }
   }
-  const uint64_t seq_before = committer_.last_seq();
   committer_.Commit(ops, &s.results, remotes, &s.remote_results);
   const bool ok = committer_.last_status().ok();
 
@@ -300,11 +321,7 @@ void Applier::ApplyGroup(std::vector<Pending>* group) {
     for (const WriteResult& r : s.results) {
       if (r.ok) stats_.writes++;
     }
-    if (committer_.last_seq() > seq_before) {
-      s.appended = true;
-      s.last_seq = committer_.last_seq();
-      s.log_bytes = committer_.last_log_bytes();
-    }
+    s.appended = committer_.last_appends();
     if (commit_listener_) commit_listener_();
   }
   s.items = std::move(*group);
@@ -340,7 +357,7 @@ void Applier::Answer(Settle* s, const Status& synced) {
     // mirrored sums must follow every change the store holds.
     std::lock_guard<std::mutex> lock(digest_mu_);
     for (const DigestChange& c : s->digest_changes) {
-      digest_sums_.Replace(c.bucket, c.before, c.after);
+      digest_sums_[c.scope].Replace(c.bucket, c.before, c.after);
       state_digest_ -= c.before;
       state_digest_ += c.after;
     }
@@ -369,8 +386,8 @@ void Applier::Answer(Settle* s, const Status& synced) {
     }
     if (s->repair_result.status.ok()) s->repair_result = RepairResult{synced, 0, {}};
     if (s->collect_result.status.ok()) s->collect_result.status = synced;
-  } else if (s->appended && append_listener_) {
-    append_listener_(kScope, s->last_seq, s->log_bytes);
+  } else if (append_listener_) {
+    for (const auto& [scope, a] : s->appended) append_listener_(scope, a.last_seq, a.bytes);
   }
   std::vector<Pending>& items = s->items;
   if (items.size() == 1 && items[0].repair_done) {

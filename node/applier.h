@@ -46,6 +46,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -131,6 +132,8 @@ class Applier {
   // visible (session-token waiters re-check Applied()). On the applier
   // thread.
   void SetCommitListener(std::function<void()> listener) { commit_listener_ = std::move(listener); }
+  // Committer::SetScopeOf; call before Start.
+  void SetScopeOf(ScopeOfKey scope_of) { committer_.SetScopeOf(std::move(scope_of)); }
 
   const crdt::ReplicaId& replica() const { return committer_.replica(); }
   // The node's current session token (its applied vector). Thread-safe.
@@ -149,19 +152,23 @@ class Applier {
   uint64_t audit_records() const { return audit_records_.load(); }
   size_t queue_depth() const;
   const ApplierStats& stats() const { return stats_; }
-  // The default scope's digest bucket sums as of the last group or repair
+  // A placement scope's digest bucket sums as of the last group or repair
   // the acknowledger has finished with (a 64 KiB copy). Thread-safe.
-  storage::BucketSums DigestSums() const;
-  // Their total: equal on replicas holding equal states. Thread-safe and
-  // cheap (kept up to date, not summed per call).
+  storage::BucketSums DigestSums(const std::string& scope = std::string()) const;
+  // The total over every scope: equal on replicas holding equal states.
+  // Thread-safe and cheap (kept up to date, not summed per call).
   storage::Digest StateDigest() const;
-  // Anti-entropy's View: the digest sums, the applied vector and a store
-  // snapshot, all three as of the same commit (the applier takes a
+  // Each scope's total (the default scope, "", always listed). Thread-safe.
+  std::map<std::string, storage::Digest> ScopeDigests() const;
+  // Anti-entropy's View of `scope`: its digest sums, the applied vector's
+  // entries of that scope and a store snapshot, all three as of the same
+  // commit (the applier takes a
   // snapshot after each commit; it becomes the View once that commit is
   // durable, so no peer is sent a local write this node could lose). *snapshot is null when none could be
   // taken (the store is closed). Thread-safe.
-  // *floor: the committer's collect floor as of that commit or later.
-  void View(storage::BucketSums* sums, storage::AppliedVector* applied,
+  // *floor: the committer's collect floor (its entries of `scope`) as of
+  // that commit or later.
+  void View(const std::string& scope, storage::BucketSums* sums, storage::AppliedVector* applied,
             storage::AppliedVector* floor, storage::SnapshotRef* snapshot) const;
 
  private:
@@ -199,10 +206,8 @@ class Applier {
     storage::AppliedVector view_applied;
     storage::AppliedVector view_floor;
     storage::SnapshotRef snapshot;
-    // Local log entries appended (for the append listener).
-    bool appended = false;
-    uint64_t last_seq = 0;
-    uint64_t log_bytes = 0;
+    // Local log entries appended, per scope (for the append listener).
+    std::map<std::string, Committer::LogAppend> appended;
   };
   void Run();
   void ApplyGroup(std::vector<Pending>* group);
@@ -250,8 +255,9 @@ class Applier {
   // The committer's digest sums, mirrored by the acknowledger from each
   // commit's last_digest_changes() (never copied whole).
   mutable std::mutex digest_mu_;
-  storage::BucketSums digest_sums_;  // guarded by digest_mu_
-  storage::Digest state_digest_;     // guarded by digest_mu_: digest_sums_.Total()
+  // Per scope; guarded by digest_mu_.
+  std::map<std::string, storage::BucketSums> digest_sums_;
+  storage::Digest state_digest_;     // guarded by digest_mu_: the sum of every scope's Total()
   // The View's applied vector and snapshot, of the same commit as
   // digest_sums_; guarded by digest_mu_.
   storage::AppliedVector view_applied_;

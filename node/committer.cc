@@ -12,7 +12,7 @@
 namespace meridian::node {
 
 namespace {
-const std::string kScope;  // one placement scope until [[placement]] exists
+const std::string kScope;  // the default placement scope
 
 // A register tombstone: the key's only state is a deleted register (see
 // "Collection" in committer.h); *writer gets the delete's replica.
@@ -33,11 +33,67 @@ uint64_t AppliedOf(const storage::AppliedVector& applied, const crdt::ReplicaId&
 }
 }  // namespace
 
+namespace {
+
+bool TokenSafe(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '-' || c == '/' || c == '~';
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;  // lower case is not the canonical form: refused
+}
+
+// A scope as a token writes it (committer.h "Session tokens").
+std::string EscapeScope(const std::string& scope) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : scope) {
+    if (TokenSafe(c)) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+// The inverse of EscapeScope; false on anything EscapeScope cannot write
+// (so each vector has one token), and on an empty scope.
+bool UnescapeScope(const std::string& text, std::string* out) {
+  out->clear();
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c != '%') {
+      if (!TokenSafe(c)) return false;
+      out->push_back(static_cast<char>(c));
+      continue;
+    }
+    if (i + 2 >= text.size()) return false;
+    const int hi = HexValue(text[i + 1]);
+    const int lo = HexValue(text[i + 2]);
+    if (hi < 0 || lo < 0) return false;
+    const unsigned char b = static_cast<unsigned char>(hi * 16 + lo);
+    if (TokenSafe(b)) return false;
+    out->push_back(static_cast<char>(b));
+    i += 2;
+  }
+  return !out->empty();
+}
+
+}  // namespace
+
 std::string FormatSessionToken(const storage::AppliedVector& applied) {
   std::string out;
   for (const auto& [origin, seq] : applied) {
     if (!out.empty()) out += ',';
-    out += origin.first.ToString() + ":" + std::to_string(seq);
+    out += origin.first.ToString();
+    if (!origin.second.empty()) out += "@" + EscapeScope(origin.second);
+    out += ":" + std::to_string(seq);
   }
   return out;
 }
@@ -77,17 +133,21 @@ bool ParseSessionToken(const std::string& text, storage::AppliedVector* out) {
     size_t end = text.find(',', pos);
     if (end == std::string::npos) end = text.size();
     std::string item = text.substr(pos, end - pos);
-    size_t hash = item.rfind('#');
+    size_t hash = item.find('#');
     size_t colon = item.rfind(':');
     if (hash == std::string::npos || colon == std::string::npos || colon < hash) return false;
+    size_t at = item.find('@', hash);
+    if (at == std::string::npos || at > colon) at = colon;
     crdt::ReplicaId r;
     r.node = item.substr(0, hash);
     uint64_t seq = 0;
-    if (!ValidNodeId(r.node) || !ParseDecimal(item.substr(hash + 1, colon - hash - 1), &r.incarnation) ||
-        !ParseDecimal(item.substr(colon + 1), &seq)) {
+    std::string scope;
+    if (!ValidNodeId(r.node) || !ParseDecimal(item.substr(hash + 1, at - hash - 1), &r.incarnation) ||
+        !ParseDecimal(item.substr(colon + 1), &seq) ||
+        (at != colon && !UnescapeScope(item.substr(at + 1, colon - at - 1), &scope))) {
       return false;
     }
-    auto key = std::make_pair(r, kScope);
+    auto key = std::make_pair(r, scope);
     if (out->count(key) != 0) return false;  // one entry per origin
     (*out)[key] = seq;
     if (end == text.size()) return true;
@@ -124,7 +184,24 @@ Committer::Committer(storage::Store* store, crdt::HybridClock* clock, storage::N
   }
 }
 
-uint64_t Committer::last_seq() const { return AppliedOf(meta_.applied, meta_.replica, kScope); }
+uint64_t Committer::last_seq(const std::string& scope) const {
+  return AppliedOf(meta_.applied, meta_.replica, scope);
+}
+
+const storage::BucketSums& Committer::digest_sums(const std::string& scope) const {
+  if (scope.empty()) return meta_.digest_sums;
+  auto it = meta_.placed_sums.find(scope);
+  static const storage::BucketSums kNone;
+  return it == meta_.placed_sums.end() ? kNone : it->second;
+}
+
+storage::BucketSums& Committer::SumsOf(const std::string& scope) {
+  return scope.empty() ? meta_.digest_sums : meta_.placed_sums[scope];
+}
+
+void Committer::ApplyDigestChanges(const std::vector<DigestChange>& changes) {
+  for (const DigestChange& c : changes) SumsOf(c.scope).Replace(c.bucket, c.before, c.after);
+}
 
 std::string Committer::SessionToken() const { return FormatSessionToken(meta_.applied); }
 
@@ -158,6 +235,7 @@ struct GroupStates {
   using Entry = std::unordered_map<std::string, KeyState>::value_type;
 
   storage::Store* store = nullptr;
+  const Committer* committer = nullptr;  // for ScopeOf
   std::unordered_map<std::string, KeyState> keys;
   uint64_t added_keys = 0;
   // Keys the batch writes a state for, in first-write order.
@@ -272,10 +350,11 @@ struct GroupStates {
     changes.reserve(written.size());
     for (const Entry* e : written) {
       DigestChange change;
+      change.scope = committer->ScopeOf(e->first);
       change.bucket = storage::BucketOf(e->first);
       change.before = e->second.before;
       change.after = storage::KeyDigest(e->first, *e->second.final_bytes);
-      batch->PutDigest(kScope, change.bucket, e->first, change.after);
+      batch->PutDigest(change.scope, change.bucket, e->first, change.after);
       if (change.before != change.after) changes.push_back(change);
     }
     return changes;
@@ -313,7 +392,7 @@ struct GroupStates {
     for (const Entry* e : written) {
       crdt::ReplicaId writer;
       if (!IsRegisterTombstone(e->second.state, &writer)) continue;
-      const uint64_t seq = AppliedOf(applied, writer, kScope);
+      const uint64_t seq = AppliedOf(applied, writer, committer->ScopeOf(e->first));
       if (seq == 0) continue;  // a writer this node has no entry for: never collected
       batch->PutGcCandidate(storage::GcCandidate{e->first, writer, seq});
       ++put;
@@ -328,14 +407,14 @@ struct GroupStates {
 // Rejoining it would only make it collected again, and rounds would find
 // the key differing meanwhile.
 bool AlreadyCollected(const storage::AppliedVector& floor, const std::string& key,
-                      const crdt::Envelope& incoming, const storage::AppliedVector& view,
-                      GroupStates* group) {
+                      const std::string& scope, const crdt::Envelope& incoming,
+                      const storage::AppliedVector& view, GroupStates* group) {
   crdt::ReplicaId writer;
   if (!IsRegisterTombstone(incoming, &writer)) return false;
   // The delete's seq is at most view[writer]; at most the floor, it was
   // stable when this node collected with it.
-  const uint64_t bound = AppliedOf(view, writer, kScope);
-  if (bound == 0 || bound > AppliedOf(floor, writer, kScope)) return false;
+  const uint64_t bound = AppliedOf(view, writer, scope);
+  if (bound == 0 || bound > AppliedOf(floor, writer, scope)) return false;
   GroupStates::Entry* e = nullptr;
   if (!group->Get(key, &e).ok()) return false;  // the join reports the error
   return !e->second.had_state && e->second.state.empty();
@@ -378,6 +457,7 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
   }
   GroupStates group;
   group.store = store_;
+  group.committer = this;
   {
     // Every key the group may touch, read at once.
     std::vector<std::string_view> wanted;
@@ -390,9 +470,9 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
 
   // --- Local operations ----------------------------------------------------
   storage::AppliedVector applied = meta_.applied;
-  const uint64_t first_seq = last_seq() + 1;
-  uint64_t seq = first_seq - 1;
+  size_t logged = 0;
   uint64_t log_bytes = 0;
+  std::map<std::string, LogAppend> appends;
   std::vector<WriteResult> local_scratch;
   std::vector<WriteResult>& res_all = results != nullptr ? *results : local_scratch;
   if (results == nullptr) res_all.resize(ops.size());
@@ -417,15 +497,19 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
     current = std::move(next);
     group.Stored(entry);
     res.ok = true;
-    res.seq = ++seq;
+    res.scope = ScopeOf(op.key);
+    res.seq = ++applied[{meta_.replica, res.scope}];
+    ++logged;
     res.envelope = current.Encode();
     batch.PutState(op.key, res.envelope);
     group.Wrote(entry, &res.envelope);
     std::string delta_bytes = delta.Encode();
     log_bytes += op.key.size() + delta_bytes.size();
-    batch.AppendLog(storage::LogEntry{kScope, res.seq, op.key, std::move(delta_bytes)});
+    LogAppend& la = appends[res.scope];
+    la.last_seq = res.seq;
+    la.bytes += op.key.size() + delta_bytes.size();
+    batch.AppendLog(storage::LogEntry{res.scope, res.seq, op.key, std::move(delta_bytes)});
   }
-  if (seq >= first_seq) applied[{meta_.replica, kScope}] = seq;
 
   // --- Remote deltas -------------------------------------------------------
   std::vector<RemoteResult> remote_scratch;
@@ -455,6 +539,12 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
       ApiError key_err;
       if (!ValidKey(e.key, &key_err)) {
         rr.status = Status::InvalidArgument(where() + ": " + key_err.message);
+        break;
+      }
+      if (ScopeOf(e.key) != ra.scope) {
+        rr.status = Status::InvalidArgument(where() + ": key " + KeyForError(e.key) +
+                                            " is not in the placement scope " +
+                                            KeyForError(ra.scope) + " it came for");
         break;
       }
       crdt::Envelope delta;
@@ -492,7 +582,7 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
   }
   Status st;
   bool wrote = false;
-  if (seq >= first_seq || bound != 0 || remote_advanced || group.added_keys > 0) {
+  if (logged > 0 || bound != 0 || remote_advanced || group.added_keys > 0) {
     storage::PutApplied(applied, &batch);
     if (group.added_keys > 0) storage::PutKeyCount(meta_.key_count + group.added_keys, &batch);
     st = store_->Write(&batch);
@@ -500,6 +590,7 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
   }
   last_status_ = st;
   last_digest_changes_.clear();
+  last_appends_.clear();
   if (!st.ok()) {
     ApiError err = storage::Store::IsNoSpace(st)
                        ? ApiError{507, "insufficient_storage",
@@ -521,12 +612,11 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
     meta_.applied = std::move(applied);
     meta_.key_count += group.added_keys;
     if (bound != 0) clock_->BoundPersisted(bound);
-    for (const DigestChange& c : digest_changes) {
-      meta_.digest_sums.Replace(c.bucket, c.before, c.after);
-    }
+    ApplyDigestChanges(digest_changes);
     last_digest_changes_ = std::move(digest_changes);
   }
   last_log_bytes_ = log_bytes;
+  last_appends_ = std::move(appends);
   type_conflicts_ += conflicts;
   conflict_counts_.Add(conflict_counts);
   const std::string token = SessionToken();
@@ -565,6 +655,11 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
       out.status = Status::InvalidArgument(where() + ": " + key_err.message);
       return;
     }
+    if (ScopeOf(key) != repair.scope) {
+      out.status = Status::InvalidArgument(where() + ": not in the placement scope " +
+                                           KeyForError(repair.scope) + " it came for");
+      return;
+    }
     Status st = crdt::Envelope::Decode(bytes, &decoded[i]);
     if (!st.ok()) {
       out.status = st.WithContext(where() + ": state does not decode");
@@ -574,7 +669,11 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
 
   if (!repair.states.empty() && repair.has_view) {
     uint64_t behind = 0;
-    if (!Covers(repair.view, collect_floor_, &behind)) {
+    storage::AppliedVector floor_here;  // the collect floor's entries of the repair's scope
+    for (const auto& [origin, seq] : collect_floor_) {
+      if (origin.second == repair.scope) floor_here[origin] = seq;
+    }
+    if (!Covers(repair.view, floor_here, &behind)) {
       out.status = Status::FailedPrecondition(
           "the repair's states are as of a view " + std::to_string(behind) +
           " sequences older than tombstones already collected here; a later round brings them");
@@ -584,10 +683,12 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
 
   GroupStates group;
   group.store = store_;
+  group.committer = this;
   uint64_t conflicts = 0;
   for (size_t i = 0; i < repair.states.size(); ++i) {
     const std::string& key = repair.states[i].first;
-    if (repair.has_view && AlreadyCollected(collect_floor_, key, decoded[i], repair.view, &group)) {
+    if (repair.has_view &&
+        AlreadyCollected(collect_floor_, key, repair.scope, decoded[i], repair.view, &group)) {
       continue;
     }
     Status st = group.Join(key, decoded[i], "state", &conflicts, nullptr);
@@ -649,9 +750,7 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
   if (advanced) meta_.applied = std::move(applied);
   if (floor_raised) collect_floor_ = std::move(floor);
   meta_.key_count += group.added_keys;
-  for (const DigestChange& c : digest_changes) {
-    meta_.digest_sums.Replace(c.bucket, c.before, c.after);
-  }
+  ApplyDigestChanges(digest_changes);
   last_digest_changes_ = std::move(digest_changes);
   type_conflicts_ += conflicts;
   conflict_counts_.Add(conflict_counts);
@@ -689,7 +788,8 @@ void Committer::Collect(const storage::AppliedVector& stable, size_t limit,
   if (defer_sync_) batch.DeferSync();
   std::vector<DigestChange> changes;
   for (const storage::GcCandidate& c : candidates) {
-    if (AppliedOf(stable, c.writer, kScope) < c.seq) continue;  // not stable yet
+    const std::string scope = ScopeOf(c.key);
+    if (AppliedOf(stable, c.writer, scope) < c.seq) continue;  // not stable yet
     std::string bytes;
     st = store_->GetState(c.key, &bytes);
     if (st.IsNotFound()) {
@@ -709,10 +809,11 @@ void Committer::Collect(const storage::AppliedVector& stable, size_t limit,
     }
     if (writer != c.writer) continue;  // a later delete's candidate replaces this one
     DigestChange change;
+    change.scope = scope;
     change.bucket = storage::BucketOf(c.key);
     change.before = storage::KeyDigest(c.key, bytes);
     batch.DeleteState(c.key);
-    batch.DeleteDigest(kScope, change.bucket, c.key);
+    batch.DeleteDigest(scope, change.bucket, c.key);
     batch.DeleteGcCandidate(c.key);
     changes.push_back(change);
   }
@@ -734,7 +835,7 @@ void Committer::Collect(const storage::AppliedVector& stable, size_t limit,
       return;
     }
     meta_.key_count = keys_after;
-    for (const DigestChange& c : changes) meta_.digest_sums.Replace(c.bucket, c.before, c.after);
+    ApplyDigestChanges(changes);
     collect_floor_ = std::move(floor);
     out.collected = changes.size();
     last_digest_changes_ = std::move(changes);

@@ -12,8 +12,16 @@
 // writes. If the batch fails nothing of the group is visible and every item
 // of it fails (507 for a full disk).
 //
-// Digest sums: the Committer keeps the default scope's bucket sums in
-// memory (loaded at start with NodeMeta). For each key a group writes, the
+// Placement scopes (DESIGN.md §4, gossip/placement.h): each key belongs to
+// one scope (SetScopeOf; "" for every key without one). A local write is
+// logged in its key's scope under the next sequence of (this replica,
+// scope); its digest record and its bucket sums are its scope's; a remote
+// delta or a repaired state whose key lies in another scope than the one
+// it came for is refused like a bad key. Collection looks up a tombstone's
+// writer in the stable vector under the key's scope.
+//
+// Digest sums: the Committer keeps every scope's bucket sums in memory
+// (loaded at start with NodeMeta). For each key a group writes, the
 // digest before is that of the stored bytes the group loaded (zero when the
 // key had no state), the digest after that of the bytes it writes. The
 // sums change only once the batch has succeeded.
@@ -87,6 +95,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -101,8 +110,9 @@
 
 namespace meridian::node {
 
-// One key's digest change in a committed group (default scope).
+// One key's digest change in a committed group.
 struct DigestChange {
+  std::string scope;  // the key's placement scope
   uint32_t bucket = 0;
   storage::Digest before;  // zero: the key had no state
   storage::Digest after;
@@ -112,7 +122,8 @@ struct WriteResult {
   bool ok = false;
   ApiError error;             // when !ok
   std::string envelope;       // the key's new state (encoded), when ok
-  uint64_t seq = 0;           // the write's delta-log sequence
+  std::string scope;          // its key's placement scope (the log it went to)
+  uint64_t seq = 0;           // the write's delta-log sequence in that scope
   std::string session_token;  // X-Session-Token after this write
 };
 
@@ -142,6 +153,9 @@ struct RemoteResult {
 // Whole states for Committer::Repair (anti-entropy), and how far to
 // advance the applied vector with them.
 struct StateRepair {
+  // The placement scope the states come for: each state's key must lie in
+  // it, and only its entries of the collect floor count against `view`.
+  std::string scope;
   // key, encoded crdt::Envelope (the whole state; untrusted: checked decode)
   std::vector<std::pair<std::string, std::string>> states;
   bool has_advance = false;
@@ -175,6 +189,8 @@ struct CollectResult {
 // Called after a successful commit for every key the group changed (local
 // or remote), with its new encoded envelope. Must not block.
 using ChangeListener = std::function<void(const std::string& key, const std::string& envelope)>;
+// A key's placement scope (gossip::Placement::ScopeOf).
+using ScopeOfKey = std::function<std::string(const std::string& key)>;
 
 class Committer {
  public:
@@ -209,6 +225,12 @@ class Committer {
   void ObserveHlc(crdt::Hlc hlc);
 
   void SetChangeListener(ChangeListener listener) { listener_ = std::move(listener); }
+  // Every key's placement scope (null, the default: "" for every key). Set
+  // it before the first Commit, and keep it the same across restarts while
+  // the data dir holds keys it would move (a key's records stay in the
+  // scope they were written in).
+  void SetScopeOf(ScopeOfKey scope_of) { scope_of_ = std::move(scope_of); }
+  std::string ScopeOf(const std::string& key) const { return scope_of_ ? scope_of_(key) : ""; }
   // Keys whose losing concurrent writes are audited (a register policy
   // with `audit = true`); null: none. Called on the committing thread.
   void SetAuditPredicate(std::function<bool(const std::string& key)> audited) {
@@ -228,11 +250,19 @@ class Committer {
   // Entry by entry the max of every stable vector Collect has dropped
   // tombstones with (see "Collection").
   const storage::AppliedVector& collect_floor() const { return collect_floor_; }
-  uint64_t last_seq() const;       // this node's last logged seq (default scope)
+  // This node's last logged seq in `scope`.
+  uint64_t last_seq(const std::string& scope = std::string()) const;
   uint64_t key_count() const { return meta_.key_count; }
   std::string SessionToken() const;  // FormatSessionToken(applied())
   // Bytes of delta-log entries the last successful Commit appended.
   uint64_t last_log_bytes() const { return last_log_bytes_; }
+  // Per scope the last Commit appended to: its log's new end and the bytes
+  // appended (empty after a Commit that logged nothing or failed).
+  struct LogAppend {
+    uint64_t last_seq = 0;
+    uint64_t bytes = 0;
+  };
+  const std::map<std::string, LogAppend>& last_appends() const { return last_appends_; }
   uint64_t type_conflicts() const { return type_conflicts_; }
   const ConflictCounts& conflict_counts() const { return conflict_counts_; }
   // OK unless the last Commit's or Repair's batch failed; then the store's
@@ -240,13 +270,18 @@ class Committer {
   // successes). A Repair refused before its batch (a bad state) leaves it
   // unchanged.
   const Status& last_status() const { return last_status_; }
-  // The default scope's bucket sums, as of the last successful commit.
-  const storage::BucketSums& digest_sums() const { return meta_.digest_sums; }
+  // A scope's bucket sums, as of the last successful commit (all zero for
+  // a scope without keys).
+  const storage::BucketSums& digest_sums(const std::string& scope = std::string()) const;
+  // Every scope with keys other than the default one, with its sums.
+  const std::map<std::string, storage::BucketSums>& placed_sums() const {
+    return meta_.placed_sums;
+  }
   // The digest changes of the last Commit or Repair, one per key whose
   // digest it changed, in the order the keys were first written; empty
   // when that call failed or changed no digest. Applying them with
-  // BucketSums::Replace to a copy of digest_sums() from before that call
-  // gives digest_sums() (how the Applier mirrors the sums).
+  // BucketSums::Replace to a copy of digest_sums(c.scope) from before that
+  // call gives digest_sums(c.scope) (how the Applier mirrors the sums).
   const std::vector<DigestChange>& last_digest_changes() const { return last_digest_changes_; }
 
  private:
@@ -255,10 +290,15 @@ class Committer {
   storage::NodeMeta meta_;
   ChangeListener listener_;
   std::function<bool(const std::string&)> audited_;
+  ScopeOfKey scope_of_;
   ConflictCounts conflict_counts_;
   uint64_t last_log_bytes_ = 0;
+  std::map<std::string, LogAppend> last_appends_;
   uint64_t type_conflicts_ = 0;
   bool defer_sync_ = false;
+  // The sums of `scope`, created empty on first use.
+  storage::BucketSums& SumsOf(const std::string& scope);
+  void ApplyDigestChanges(const std::vector<DigestChange>& changes);
   Status last_status_;
   std::vector<DigestChange> last_digest_changes_;
   std::string gc_cursor_;  // Collect resumes after this candidate key ("": from the start)
@@ -276,8 +316,11 @@ class Committer {
   storage::AppliedVector collect_floor_;
 };
 
-// Session tokens: "node#incarnation:seq" entries joined by ',' (the applied
-// vector, default scope). Parsing refuses anything else.
+// Session tokens: the applied vector as entries joined by ',', each
+// "node#incarnation:seq" for the default scope and
+// "node#incarnation@scope:seq" for a placement scope, the scope with every
+// byte other than A-Z a-z 0-9 . _ - / ~ written as %XX (upper-case hex).
+// Parsing refuses anything else.
 std::string FormatSessionToken(const storage::AppliedVector& applied);
 bool ParseSessionToken(const std::string& text, storage::AppliedVector* out);
 // True when `applied` holds every (origin, scope) of `token` at least as

@@ -34,6 +34,22 @@ gossip::ProtocolOptions ProtocolOptionsFor(const Topology& topo, const NodeConfi
   return o;
 }
 
+std::vector<gossip::ScopeConfig> PlacedScopesFor(const Topology& topo, const NodeConfig& me) {
+  std::vector<gossip::ScopeConfig> out;
+  for (const gossip::PlacementSpec& spec : topo.placement.specs()) {
+    if (!topo.placement.HoldsScope(spec.prefix, me.region)) continue;
+    gossip::ScopeConfig sc;
+    sc.scope = spec.prefix;
+    for (const NodeConfig* n : topo.AllNodes()) {
+      if (n->id != me.id && topo.placement.HoldsScope(spec.prefix, n->region)) {
+        sc.peers.push_back(gossip::PeerConfig{n->id, n->region});
+      }
+    }
+    out.push_back(std::move(sc));
+  }
+  return out;
+}
+
 GossipHost::GossipHost(const Topology& topo, const NodeConfig& me, storage::Store* store,
                        Applier* applier, crdt::PhysicalClock* wall, Waiters* waiters,
                        std::function<void(const std::string&)> log)
@@ -69,6 +85,7 @@ Status GossipHost::Start() {
   options.protocol.anti_entropy.must_bootstrap = must_bootstrap_;
   options.protocol.expired = expired_;
   options.protocol.last_contact_wall_ms = last_contact_ms_;
+  options.placed = PlacedScopesFor(topo_, me_);
   transport_ = std::make_unique<gossip::Transport>(std::move(options), store_, this, wall_,
                                                    applier_->Applied());
   gossip::Transport* t = transport_.get();
@@ -141,18 +158,13 @@ void GossipHost::Stable(const gossip::Applied& stable) {
 }
 
 void GossipHost::ReadView(const std::string& scope, gossip::View* out) {
-  if (scope != gossip::kDefaultScope) {
-    // Only the default scope has digests until [[placement]] exists.
-    *out = gossip::View();
-    out->applied = applier_->Applied();
-    return;
-  }
-  applier_->View(&out->sums, &out->applied, &out->floor, &out->snapshot);
+  applier_->View(scope, &out->sums, &out->applied, &out->floor, &out->snapshot);
 }
 
 void GossipHost::Repair(const gossip::AeRepair& repair,
                         std::function<void(Status, gossip::Applied applied_after)> done) {
   StateRepair r;
+  r.scope = repair.scope;
   r.states.reserve(repair.states.size());
   for (const gossip::AeState& s : repair.states) r.states.emplace_back(s.key, s.envelope);
   r.has_advance = repair.has_advance;

@@ -31,6 +31,9 @@ namespace meridian::node {
 // The gossip protocol's options for node `me` of `topo`.
 gossip::ProtocolOptions ProtocolOptionsFor(const Topology& topo, const NodeConfig& me,
                                            const crdt::ReplicaId& self);
+// The placed scopes `me` holds (its region is among a [[placement]]'s),
+// each with the other nodes of that placement's regions.
+std::vector<gossip::ScopeConfig> PlacedScopesFor(const Topology& topo, const NodeConfig& me);
 
 class GossipHost : public gossip::Host {
  public:

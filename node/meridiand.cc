@@ -296,8 +296,13 @@ int RunNode(const Topology& topo, const NodeConfig* me, const std::string& secre
   // A data dir written before the anti-entropy digest index existed gets
   // it now (a no-op otherwise), before the metadata loads the sums from it.
   const auto index_start = std::chrono::steady_clock::now();
+  // The index is also built again when the placement scopes differ from
+  // those it was built under (a restored backup is indexed without them).
   storage::DigestIndexReport index;
-  st = storage::EnsureDigestIndex(store.get(), &index);
+  storage::DigestScoping scoping;
+  scoping.name = topo.placement.ScopesName();
+  scoping.scope_of = [&topo](std::string_view key) { return topo.placement.ScopeOf(key); };
+  st = storage::EnsureDigestIndex(store.get(), &index, scoping);
   if (!st.ok()) {
     Log("cannot build the digest index: " + st.ToString());
     return 1;
@@ -309,7 +314,8 @@ int RunNode(const Topology& topo, const NodeConfig* me, const std::string& secre
                            std::chrono::steady_clock::now() - index_start)
                            .count()) +
         " ms" +
-        (index.stale_removed > 0
+        (index.rescoped ? " (its placement scopes changed)"
+         : index.stale_removed > 0
              ? " (after removing " + std::to_string(index.stale_removed) +
                    " records of an unfinished build)"
              : std::string()));
@@ -463,6 +469,11 @@ int RunNode(const Topology& topo, const NodeConfig* me, const std::string& secre
   api.set_text_streams(&text_streams);
   applier.SetChangeListener(
       [&api](const std::string& key, const std::string& env) { api.PublishChange(key, env); });
+  // Each key's writes are logged, digested and replicated in its placement
+  // scope (DESIGN.md §4).
+  applier.SetScopeOf([placement = topo.placement](const std::string& key) {
+    return placement.ScopeOf(key);
+  });
   applier.Start();
 
   HttpServerOptions http;

@@ -304,15 +304,39 @@ Status RemoveDigestRecords(Store* store, std::string_view scope, uint64_t* remov
   }
 }
 
+// What the "digest_scopes" record holds for a scoping's name: "" for "",
+// else the name's SHA-256 in hex (so that the record names no prefix: a
+// region outside a placement holds nothing of it, not even its name).
+std::string ScopingRecord(const std::string& name) {
+  if (name.empty()) return std::string();
+  Sha256Stream h;
+  h.Add(name);
+  const std::string bytes = h.Finish();
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
+
 }  // namespace
 
-Status EnsureDigestIndex(Store* store, DigestIndexReport* report) {
+Status EnsureDigestIndex(Store* store, DigestIndexReport* report, const DigestScoping& scoping) {
   DigestIndexReport local;
   DigestIndexReport& rep = report != nullptr ? *report : local;
   rep = DigestIndexReport();
   bool built = false;
   MERIDIAN_RETURN_IF_ERROR(DigestIndexBuilt(*store, &built));
-  if (built) return Status::OK();
+  std::string built_under;
+  {
+    Status s = store->GetMeta(kMetaDigestScopes, &built_under);
+    if (!s.ok() && !s.IsNotFound()) return s;
+  }
+  const std::string record = ScopingRecord(scoping.name);
+  if (built && built_under == record) return Status::OK();
+  rep.rescoped = built;
 
   // An empty data dir (no identity, no state, no digest record) is left
   // alone: InitIdentity marks its empty index complete in the batch that
@@ -323,18 +347,30 @@ Status EnsureDigestIndex(Store* store, DigestIndexReport* report) {
     if (!s.ok() && !s.IsNotFound()) return s;
     std::vector<Store::KeyState> any_state;
     std::vector<Store::DigestRecord> any_record;
+    std::vector<std::string> scopes;
     if (s.IsNotFound()) {
       MERIDIAN_RETURN_IF_ERROR(store->Scan("", "", 1, &any_state));
-      MERIDIAN_RETURN_IF_ERROR(store->ScanDigests("", 0, kBuckets, nullptr, 1, &any_record));
-      if (any_state.empty() && any_record.empty()) return Status::OK();
+      MERIDIAN_RETURN_IF_ERROR(store->DigestScopes(&scopes));
+      if (any_state.empty() && scopes.empty()) {
+        if (record == built_under) return Status::OK();
+        // Nothing to index: the name alone, so that the first start after
+        // InitIdentity does not build again.
+        WriteBatch batch;
+        batch.PutMeta(kMetaDigestScopes, record);
+        rep.rescoped = false;
+        return store->Write(&batch);
+      }
     }
   }
   rep.built = true;
 
-  // Only the default scope holds states until placement exists.
-  const std::string_view scope;
-  // From scratch: what an interrupted build left may be partial or stale.
-  Status s = RemoveDigestRecords(store, scope, &rep.stale_removed);
+  // From scratch: what an interrupted build left may be partial or stale,
+  // and what was built under other scopes is in the wrong trees.
+  std::vector<std::string> scopes;
+  Status s = store->DigestScopes(&scopes);
+  for (size_t i = 0; s.ok() && i < scopes.size(); ++i) {
+    s = RemoveDigestRecords(store, scopes[i], &rep.stale_removed);
+  }
   if (!s.ok()) return s.WithContext("building the digest index: removing an unfinished one");
 
   WriteBatch batch;
@@ -345,6 +381,7 @@ Status EnsureDigestIndex(Store* store, DigestIndexReport* report) {
     s = store->Scan("", after, kBuildScanStates, &states);
     if (!s.ok()) return s.WithContext("building the digest index");
     for (const Store::KeyState& ks : states) {
+      const std::string scope = scoping.scope_of ? scoping.scope_of(ks.key) : std::string();
       batch.PutDigest(scope, BucketOf(ks.key), ks.key, KeyDigest(ks.key, ks.envelope));
       ++in_batch;
       ++rep.keys;
@@ -358,8 +395,9 @@ Status EnsureDigestIndex(Store* store, DigestIndexReport* report) {
     if (states.size() < kBuildScanStates) break;
     after = states.back().key;
   }
-  // The last records and the "built" mark go together.
+  // The last records, the "built" mark and the scopes' name go together.
   PutDigestIndexBuilt(&batch);
+  batch.PutMeta(kMetaDigestScopes, record);
   s = store->Write(&batch);
   if (!s.ok()) return s.WithContext("building the digest index");
   return Status::OK();

@@ -19,12 +19,14 @@
 // A data dir written before the index existed gets it from
 // EnsureDigestIndex at start.
 //
-// Only the default scope ("") has states until placement exists; the scope
-// is in the layout so that placement slots in.
+// Each placement scope (gossip/placement.h; "" for unplaced keys) has its
+// own records and sums: one Merkle tree per scope. The writer decides a
+// key's scope (node/committer.h).
 #ifndef MERIDIAN_STORAGE_DIGESTS_H_
 #define MERIDIAN_STORAGE_DIGESTS_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -114,20 +116,32 @@ Status LoadBucketSums(const Store& store, std::string_view scope, BucketSums* ou
 // What EnsureDigestIndex did.
 struct DigestIndexReport {
   bool built = false;          // false: the index was already there
+  bool rescoped = false;       // built again because the placement scopes changed
   uint64_t keys = 0;           // states indexed
   uint64_t stale_removed = 0;  // digest records of an earlier, unfinished build removed
 };
+// Which scope each key's digest record belongs to (placement scopes,
+// gossip/placement.h), and a name for that rule: an index built under
+// another name is built again (the "digest_scopes" metadata record keeps
+// a hash of the name it was built under; absent: ""). Default: every key
+// in "".
+struct DigestScoping {
+  std::function<std::string(std::string_view key)> scope_of;  // null: ""
+  std::string name;  // "" exactly when scope_of puts every key in ""
+};
 // Builds the digest index of every state when the data dir predates it
-// (metadata record "digest_index" absent), in batches of bounded size,
-// then writes that record; a no-op otherwise. Safe to interrupt: an
-// interrupted build starts again from scratch at the next start (it first
-// removes every digest record of the default scope, then indexes every
-// state). `report` may be null. An empty data dir (no identity, no state,
-// no digest record) is left as it is, with nothing written: InitIdentity
-// marks its index complete.
+// (metadata record "digest_index" absent) or was indexed under other
+// scopes than `scoping` names (a restored backup, a placement added), in
+// batches of bounded size, then writes that record; a no-op otherwise.
+// Safe to interrupt: an interrupted build starts again from scratch at the
+// next start (it first removes every digest record of every scope, then
+// indexes every state). `report` may be null. An empty data dir (no
+// identity, no state, no digest record) is left as it is, but for the
+// scopes' name when it is not "": InitIdentity marks its index complete.
 // REQUIRES: nothing else writes to the store meanwhile (call it at start,
 // before the applier runs).
-Status EnsureDigestIndex(Store* store, DigestIndexReport* report = nullptr);
+Status EnsureDigestIndex(Store* store, DigestIndexReport* report = nullptr,
+                         const DigestScoping& scoping = DigestScoping());
 // Whether the "digest_index" record says the index is complete.
 Status DigestIndexBuilt(const Store& store, bool* built);
 // Adds the "digest_index" record to `batch`: the index is complete. For

@@ -987,6 +987,27 @@ Status Store::CompactAll() {
   return Status::OK();
 }
 
+Status Store::DigestScopes(std::vector<std::string>* out) const {
+  out->clear();
+  std::shared_lock<std::shared_mutex> lock;
+  MERIDIAN_RETURN_IF_ERROR(impl_->LockForRead(&lock));
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions()));
+  std::string target(1, kDigestPrefix);
+  for (it->Seek(target); it->Valid(); it->Seek(target)) {
+    std::string_view key = ToView(it->key());
+    if (key.empty() || key[0] != kDigestPrefix) break;
+    const size_t end = key.find('\0', 1);
+    if (end == std::string_view::npos) {
+      return Status::Corruption("digest record key without a scope end in " + impl_->dir);
+    }
+    out->emplace_back(key.substr(1, end - 1));
+    // Past every record of this scope: 'd' + scope + 0x01.
+    target = DigestScopePrefix(out->back());
+    target.back() = '\1';
+  }
+  return FromLevelDb(it->status(), "listing digest scopes in " + impl_->dir);
+}
+
 Status Store::ScanDigests(std::string_view scope, uint32_t first_bucket, uint32_t end_bucket,
                           const DigestRecord* after, size_t limit,
                           std::vector<DigestRecord>* out, const StoreSnapshot* at) const {

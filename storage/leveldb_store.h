@@ -60,7 +60,7 @@ struct StoreOptions {
 
 // One record of the outgoing delta log.
 struct LogEntry {
-  std::string scope;  // placement scope ("" until placement exists)
+  std::string scope;  // placement scope ("" for keys no [[placement]] names)
   uint64_t seq = 0;   // per (replica, scope), from 1, contiguous
   std::string key;    // user key
   std::string delta;  // encoded crdt::Envelope holding the delta
@@ -270,6 +270,9 @@ class Store {
   Status ScanDigests(std::string_view scope, uint32_t first_bucket, uint32_t end_bucket,
                      const DigestRecord* after, size_t limit, std::vector<DigestRecord>* out,
                      const StoreSnapshot* at = nullptr) const;
+  // The scopes that have at least one digest record, ascending (one seek
+  // per scope, not a scan of the records).
+  Status DigestScopes(std::vector<std::string>* out) const;
 
   // Every record of the store as of snapshot `at` (the layout above,
   // prefix byte included), in key order, each passed to `each`; an error

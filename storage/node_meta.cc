@@ -150,6 +150,12 @@ Status LoadNodeMeta(const Store& store, const std::string& node_id, NodeMeta* ou
   }
   Status s = LoadBucketSums(store, "", &meta.digest_sums);
   if (!s.ok()) return s.WithContext("digest index in " + store.dir());
+  std::vector<std::string> scopes;
+  s = store.DigestScopes(&scopes);
+  for (size_t i = 0; s.ok() && i < scopes.size(); ++i) {
+    if (!scopes[i].empty()) s = LoadBucketSums(store, scopes[i], &meta.placed_sums[scopes[i]]);
+  }
+  if (!s.ok()) return s.WithContext("digest index in " + store.dir());
 
   *out = std::move(meta);
   return Status::OK();

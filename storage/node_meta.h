@@ -28,6 +28,8 @@ struct NodeMeta {
   AppliedVector applied;
   uint64_t key_count = 0;   // keys with a stored state (deleted ones included)
   BucketSums digest_sums;   // of the default scope, from the digest index
+  // Of every other placement scope with a digest record (gossip/placement.h).
+  std::map<std::string, BucketSums> placed_sums;
   // A fresh incarnation that has not yet completed an anti-entropy round
   // with a peer (DESIGN.md §3): it takes no writes until it has.
   bool bootstrap_pending = false;
@@ -48,6 +50,9 @@ inline constexpr std::string_view kMetaApplied = "applied";
 inline constexpr std::string_view kMetaKeyCount = "key_count";
 // The digest index is complete (storage/digests.h).
 inline constexpr std::string_view kMetaDigestIndex = "digest_index";
+// The scoping the digest index was built under (storage/digests.h
+// DigestScoping): "" (or absent) for none, else its name's SHA-256 in hex.
+inline constexpr std::string_view kMetaDigestScopes = "digest_scopes";
 // 1 while a fresh incarnation has not bootstrapped, 0 (or absent) after.
 inline constexpr std::string_view kMetaBootstrap = "bootstrap";
 // The stable vector below which anti-entropy repairs are refused

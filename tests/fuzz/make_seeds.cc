@@ -103,6 +103,7 @@ int main(int argc, char** argv) {
   m.type = gossip::MsgType::kHello;
   m.region = "eu-west";
   m.policy_hash = "0123456789abcdef";
+  m.scope = "eu/";
   frames.emplace_back("hello", m);
   m = gossip::Message();
   m.header = TestHeader();
@@ -145,6 +146,7 @@ int main(int argc, char** argv) {
   m.type = gossip::MsgType::kPong;
   m.echo_wall_ms = 1732550400120;
   m.pong_wall_ms = 1732550400999;
+  m.scope = "eu/";
   frames.emplace_back("pong", m);
   gossip::Message ae;
   ae.header = TestHeader();
@@ -152,6 +154,7 @@ int main(int argc, char** argv) {
   ae.ae.round = 1732550400777;
   m = ae;
   m.ae.kind = gossip::AeKind::kWant;
+  m.ae.scope = "eu/";
   m.ae.buckets = {0, 1, 300, 4095};
   frames.emplace_back("ae-want", m);
   m = ae;

@@ -108,6 +108,7 @@ std::vector<Message> OneOfEach() {
   m.type = MsgType::kHello;
   m.region = "eu-west";
   m.policy_hash = "0123456789abcdef";
+  m.scope = "eu/";
   all.push_back(m);
 
   m = Message();
@@ -332,25 +333,26 @@ BOOST_AUTO_TEST_CASE(golden_shape_of_a_ping_and_an_ack) {
   // clang-format off
   std::string bytes = Encode(m);
   BOOST_TEST(static_cast<uint8_t>(bytes[0]) == kWireVersion);
-  // version, [ [ "c", 1, ["a", 2], 3, 4 ], 6, [5, 7, [], [], ""] ]
-  BOOST_TEST(crdt::ToHex(bytes) == "01" "93" "95" "a163" "01" "92a16102" "03" "04" "06" "950507" "90" "90" "a0");
+  // version, [ [ "c", 1, ["a", 2], 3, 4 ], 6, [5, 7, [], [], "", ""] ]
+  BOOST_TEST(crdt::ToHex(bytes) == "01" "93" "95" "a163" "01" "92a16102" "03" "04" "06" "960507" "90" "90" "a0" "a0");
   m.vector[{crdt::ReplicaId{"b", 9}, ""}] = 8;
   m.retired = {crdt::ReplicaId{"d", 3}};
   m.policy_hash = "h";
-  // ..., 6, [5, 7, [[["b", 9], "", 8]], [["d", 3]], "h"]
+  m.scope = "s";
+  // ..., 6, [5, 7, [[["b", 9], "", 8]], [["d", 3]], "h", "s"]
   BOOST_TEST(crdt::ToHex(Encode(m)) ==
-             "01" "93" "95" "a163" "01" "92a16102" "03" "04" "06" "950507" "91" "93" "92a16209" "a0" "08"
-             "91" "92a16403" "a168");
+             "01" "93" "95" "a163" "01" "92a16102" "03" "04" "06" "960507" "91" "93" "92a16209" "a0" "08"
+             "91" "92a16403" "a168" "a173");
 
   Message hello;
   hello.header = m.header;
   hello.type = MsgType::kHello;
   hello.region = "r";
   hello.policy_hash = "0123456789abcdef";
-  // ..., 1, ["r", "0123456789abcdef"]
+  // ..., 1, ["r", "0123456789abcdef", ""]
   BOOST_TEST(crdt::ToHex(Encode(hello)) ==
-             "01" "93" "95" "a163" "01" "92a16102" "03" "04" "01" "92" "a172"
-             "b0" "30313233343536373839616263646566");
+             "01" "93" "95" "a163" "01" "92a16102" "03" "04" "01" "93" "a172"
+             "b0" "30313233343536373839616263646566" "a0");
 
   m.type = MsgType::kAck;
   m.scope = "s";
@@ -362,9 +364,19 @@ BOOST_AUTO_TEST_CASE(golden_shape_of_a_ping_and_an_ack) {
 
   m.type = MsgType::kWelcome;
   m.applied = 8;
-  // ..., 2, [8, ["b", 9]]
+  // ..., 2, [8, ["b", 9], "s"]
   BOOST_TEST(crdt::ToHex(Encode(m)) ==
-             "01" "93" "95" "a163" "01" "92a16102" "03" "04" "02" "92" "08" "92a16209");
+             "01" "93" "95" "a163" "01" "92a16102" "03" "04" "02" "93" "08" "92a16209" "a173");
+
+  Message pong;
+  pong.header = m.header;
+  pong.type = MsgType::kPong;
+  pong.echo_wall_ms = 1;
+  pong.pong_wall_ms = 2;
+  pong.scope = "s";
+  // ..., 7, [1, 2, "s"]
+  BOOST_TEST(crdt::ToHex(Encode(pong)) ==
+             "01" "93" "95" "a163" "01" "92a16102" "03" "04" "07" "93" "01" "02" "a173");
 
   Message d;
   d.header = m.header;
@@ -382,7 +394,7 @@ BOOST_AUTO_TEST_CASE(wire_numbers_are_fixed) {
   BOOST_TEST(static_cast<int>(MsgType::kHello) == 1);
   BOOST_TEST(static_cast<int>(MsgType::kPong) == 7);
   BOOST_TEST(static_cast<int>(MsgType::kAntiEntropy) == 8);
-  BOOST_TEST(kProtocolVersion == 8u);
+  BOOST_TEST(kProtocolVersion == 9u);
   BOOST_TEST(kMaxPolicyHashBytes == 64u);  // older decoders refuse longer
   BOOST_TEST(static_cast<int>(AeKind::kBegin) == 1);
   BOOST_TEST(static_cast<int>(AeKind::kHashes) == 2);
@@ -418,19 +430,21 @@ BOOST_AUTO_TEST_CASE(refuses_unknown_type_and_reason) {
   Message m;
   BOOST_TEST(Decode(Frame(kWireVersion, hdr, 1,
                           [](crdt::Encoder* e) {
-                            e->Array(2);
+                            e->Array(3);
                             e->Str("r");
                             e->Str("h");
+                            e->Str("");
                           }),
                     &m)
                  .ok());
 
   auto refuse = [](uint64_t reason) {
     return [reason](crdt::Encoder* e) {
-      e->Array(3);
+      e->Array(4);
       e->Uint(reason);
       e->Str("why");
       crdt::EncodeReplica(crdt::ReplicaId{"n1", 2}, e);
+      e->Str("");
     };
   };
   ExpectRefused(Frame(kWireVersion, hdr, 3, refuse(0)), "unknown refusal reason 0");
@@ -516,10 +530,11 @@ BOOST_AUTO_TEST_CASE(refusal_text_is_cut_to_the_limit_and_long_text_refused) {
   std::string long_text = Frame(
       kWireVersion, [](crdt::Encoder* e) { GoodHeader(e); }, 3,
       [](crdt::Encoder* e) {
-        e->Array(3);
+        e->Array(4);
         e->Uint(1);
         e->Str(std::string(kMaxTextBytes + 1, 't'));
         crdt::EncodeReplica(crdt::ReplicaId{"n1", 1}, e);
+        e->Str("");
       });
   ExpectRefused(long_text, "refusal text");
 }
@@ -552,19 +567,21 @@ BOOST_AUTO_TEST_CASE(hello_and_ping_carry_a_bounded_policy_hash) {
   auto hdr = [](crdt::Encoder* e) { GoodHeader(e); };
   auto hello = [](size_t hash_bytes) {
     return [hash_bytes](crdt::Encoder* e) {
-      e->Array(2);
+      e->Array(3);
       e->Str("r");
       e->Str(std::string(hash_bytes, 'h'));
+      e->Str("");
     };
   };
   auto ping = [](size_t hash_bytes) {
     return [hash_bytes](crdt::Encoder* e) {
-      e->Array(5);
+      e->Array(6);
       e->Uint(1);
       e->Uint(2);
       e->Array(0);
       e->Array(0);
       e->Str(std::string(hash_bytes, 'h'));
+      e->Str("");
     };
   };
   ExpectDecodes(Frame(kWireVersion, hdr, 1, hello(kMaxPolicyHashBytes)));
@@ -586,26 +603,28 @@ BOOST_AUTO_TEST_CASE(refuses_wrong_shapes) {
   ExpectRefused(Frame(kWireVersion, hdr, 7, ping), "fields");
   ExpectRefused(Frame(kWireVersion, hdr, 6,
                       [](crdt::Encoder* e) {
-                        e->Array(6);
+                        e->Array(7);
                         e->Uint(1);
                         e->Uint(2);
                         e->Array(0);
                         e->Array(0);
                         e->Str("h");
+                        e->Str("");
                         e->Uint(3);
                       }),
                 "fields");
   ExpectRefused(Frame(kWireVersion, hdr, 6, ping), "fields");
-  // A ping of five good fields but field `bad`, written by `write_bad`.
+  // A ping of six good fields but field `bad`, written by `write_bad`.
   using Field = std::function<void(crdt::Encoder*)>;
   auto ping_with = [&](int bad, const Field& write_bad) {
-    const Field good[5] = {
+    const Field good[6] = {
         [](crdt::Encoder* e) { e->Uint(1); }, [](crdt::Encoder* e) { e->Uint(2); },
         [](crdt::Encoder* e) { e->Array(0); }, [](crdt::Encoder* e) { e->Array(0); },
-        [](crdt::Encoder* e) { e->Str("0123456789abcdef"); }};
+        [](crdt::Encoder* e) { e->Str("0123456789abcdef"); },
+        [](crdt::Encoder* e) { e->Str("eu/"); }};
     return Frame(kWireVersion, hdr, 6, [&](crdt::Encoder* e) {
-      e->Array(5);
-      for (int i = 0; i < 5; ++i) (i == bad ? write_bad : good[i])(e);
+      e->Array(6);
+      for (int i = 0; i < 6; ++i) (i == bad ? write_bad : good[i])(e);
     });
   };
   // A string where a number belongs.
@@ -615,6 +634,9 @@ BOOST_AUTO_TEST_CASE(refuses_wrong_shapes) {
   ExpectRefused(ping_with(3, [](crdt::Encoder* e) { e->Uint(3); }), "retired incarnations");
   ExpectRefused(ping_with(4, [](crdt::Encoder* e) { e->Uint(4); }), "policy hash");
   ExpectRefused(ping_with(4, [](crdt::Encoder* e) { e->Bin("h"); }), "policy hash");
+  ExpectRefused(ping_with(5, [](crdt::Encoder* e) { e->Uint(5); }), "scope");
+  ExpectRefused(ping_with(5, [&](crdt::Encoder* e) { e->Str(std::string(kMaxScopeBytes + 1, 's')); }),
+                "scope is 1025 bytes");
   // Retired incarnations out of order (one per node, ascending).
   ExpectRefused(ping_with(3,
                           [](crdt::Encoder* e) {
@@ -624,7 +646,7 @@ BOOST_AUTO_TEST_CASE(refuses_wrong_shapes) {
                           }),
                 "ascending");
   {
-    Message good;  // the five good fields decode: each refusal above is its field's
+    Message good;  // the six good fields decode: each refusal above is its field's
     Status st = Decode(ping_with(-1, nullptr), &good);
     BOOST_TEST(st.ok(), st.ToString());
   }
@@ -682,9 +704,10 @@ BOOST_AUTO_TEST_CASE(refuses_too_many_deltas_and_too_large_frames) {
 // under the current protocol is malformed.
 BOOST_AUTO_TEST_CASE(newer_protocol_may_append_body_fields) {
   auto body = [](crdt::Encoder* e) {
-    e->Array(3);
+    e->Array(4);
     e->Str("us-east");
     e->Str("0123456789abcdef");
+    e->Str("eu/");
     e->Str("a field from the future");
   };
   Message m;
@@ -696,15 +719,17 @@ BOOST_AUTO_TEST_CASE(newer_protocol_may_append_body_fields) {
   BOOST_TEST(m.header.protocol == kProtocolVersion + 1);
   BOOST_TEST(m.region == "us-east");
   BOOST_TEST(m.policy_hash == "0123456789abcdef");
+  BOOST_TEST(m.scope == "eu/");
   ExpectRefused(Frame(
                     kWireVersion, [](crdt::Encoder* e) { GoodHeader(e); }, 1, body),
                 "fields");
-  // A protocol 7 Hello (no policy hash) is malformed here: see Decode.
+  // A protocol 8 Hello (no scope) is malformed here: see Decode.
   ExpectRefused(Frame(
-                    kWireVersion, [](crdt::Encoder* e) { GoodHeader(e, 7); }, 1,
+                    kWireVersion, [](crdt::Encoder* e) { GoodHeader(e, 8); }, 1,
                     [](crdt::Encoder* e) {
-                      e->Array(1);
+                      e->Array(2);
                       e->Str("us-east");
+                      e->Str("0123456789abcdef");
                     }),
                 "fields");
   // Fewer fields than this version knows are malformed whatever the version.

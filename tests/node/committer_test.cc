@@ -709,6 +709,94 @@ BOOST_AUTO_TEST_CASE(covers) {
   }
   BOOST_TEST(ParseSessionToken("", &parsed));
   BOOST_TEST(parsed.empty());
+
+  // Placement scopes: "@scope" with every byte but A-Z a-z 0-9 . _ - / ~
+  // as %XX.
+  const storage::AppliedVector scoped{{{a, ""}, 5}, {{a, "eu/"}, 2}, {{a, "x:y,z@%"}, 1}};
+  BOOST_TEST(FormatSessionToken(scoped) == "a#1:5,a#1@eu/:2,a#1@x%3Ay%2Cz%40%25:1");
+  BOOST_REQUIRE(ParseSessionToken(FormatSessionToken(scoped), &parsed));
+  BOOST_TEST((parsed == scoped));
+  for (const char* bad : {"a#1@:2", "a#1@eu/:2,a#1@eu/:3", "a#1@e%3a:1", "a#1@e%2:1", "a#1@e%41:1",
+                          "a#1@e u:1", "a#1@e%:1"}) {
+    BOOST_TEST(!ParseSessionToken(bad, &parsed), "token '" << bad << "' should be refused");
+  }
+}
+
+BOOST_AUTO_TEST_CASE(each_scope_has_its_own_log_sequence_and_digests) {
+  TempDir tmp;
+  Node n(tmp.sub("a"), "a", 3);
+  auto scope_of = [](const std::string& key) {
+    return key.rfind("eu/", 0) == 0 ? std::string("eu/") : std::string();
+  };
+  n.c()->SetScopeOf(scope_of);
+  const std::vector<WriteResult> r =
+      CommitLocal(n.c(), {Put("k1", 1), Put("eu/k1", 2), Put("k2", 3), Put("eu/k2", 4)});
+  for (const WriteResult& w : r) BOOST_REQUIRE(w.ok);
+  BOOST_TEST(r[0].scope == "");
+  BOOST_TEST(r[0].seq == 1u);
+  BOOST_TEST(r[1].scope == "eu/");
+  BOOST_TEST(r[1].seq == 1u);
+  BOOST_TEST(r[2].seq == 2u);
+  BOOST_TEST(r[3].seq == 2u);
+  BOOST_TEST(n.c()->last_seq() == 2u);
+  BOOST_TEST(n.c()->last_seq("eu/") == 2u);
+  BOOST_TEST(n.c()->last_appends().at("").last_seq == 2u);
+  BOOST_TEST(n.c()->last_appends().at("eu/").last_seq == 2u);
+  BOOST_TEST(n.c()->SessionToken() == "a#3:2,a#3@eu/:2");
+
+  // The logs on disk: each scope's entries in its own log.
+  std::vector<storage::LogEntry> eu, def;
+  BOOST_REQUIRE(n.store->ReadLog("eu/", 1, 100, &eu).ok());
+  BOOST_REQUIRE(n.store->ReadLog("", 1, 100, &def).ok());
+  BOOST_REQUIRE(eu.size() == 2u);
+  BOOST_TEST(eu[0].key == "eu/k1");
+  BOOST_TEST(eu[1].key == "eu/k2");
+  BOOST_REQUIRE(def.size() == 2u);
+  BOOST_TEST(def[1].key == "k2");
+
+  // Digest records and sums per scope, as a restart loads them.
+  BOOST_TEST(!n.c()->digest_sums("eu/").Total().zero());
+  BOOST_TEST((n.c()->digest_sums("eu/").Total() + n.c()->digest_sums().Total() ==
+              storage::KeyDigest("k1", n.State("k1")) + storage::KeyDigest("k2", n.State("k2")) +
+                  storage::KeyDigest("eu/k1", n.State("eu/k1")) +
+                  storage::KeyDigest("eu/k2", n.State("eu/k2"))));
+  std::vector<std::string> scopes;
+  BOOST_REQUIRE(n.store->DigestScopes(&scopes).ok());
+  BOOST_TEST((scopes == std::vector<std::string>{"", "eu/"}));
+  const storage::NodeMeta stored = n.Stored();
+  BOOST_TEST((stored.digest_sums == n.c()->digest_sums()));
+  BOOST_REQUIRE(stored.placed_sums.count("eu/") == 1u);
+  BOOST_TEST((stored.placed_sums.at("eu/") == n.c()->digest_sums("eu/")));
+  n.Reopen();
+  n.c()->SetScopeOf(scope_of);
+  BOOST_TEST(n.c()->last_seq("eu/") == 2u);
+  BOOST_TEST(CommitLocal(n.c(), {Put("eu/k3", 5)})[0].seq == 3u);
+
+  // A remote delta for a key of another scope than the one it came for is
+  // refused; one of its scope applies.
+  Node b(tmp.sub("b"), "b", 4);
+  b.c()->SetScopeOf(scope_of);
+  std::vector<storage::LogEntry> entries;
+  BOOST_REQUIRE(n.store->ReadLog("eu/", 1, 100, &entries).ok());
+  std::vector<gossip::DeltaEntry> deltas;
+  for (const storage::LogEntry& e : entries) deltas.push_back({e.seq, e.key, e.delta});
+  std::vector<RemoteResult> rr =
+      CommitRemote(b.c(), {RemoteApply{n.meta.replica, "", deltas}});
+  BOOST_TEST(!rr[0].status.ok());
+  BOOST_TEST(rr[0].status.ToString().find("not in the placement scope") != std::string::npos);
+  rr = CommitRemote(b.c(), {RemoteApply{n.meta.replica, "eu/", deltas}});
+  BOOST_TEST(rr[0].status.ok());
+  BOOST_TEST(rr[0].last_durable == 3u);
+  BOOST_TEST((b.c()->digest_sums("eu/") == n.c()->digest_sums("eu/")));
+  BOOST_TEST(b.c()->digest_sums().Total().zero());
+
+  // A repair's states must lie in its scope too.
+  StateRepair bad;
+  bad.scope = "";
+  bad.states.emplace_back("eu/k1", n.State("eu/k1"));
+  RepairResult res;
+  b.c()->Repair(bad, &res);
+  BOOST_TEST(res.status.IsInvalidArgument());
 }
 
 BOOST_AUTO_TEST_CASE(offset_clock_shifts_and_saturates) {

@@ -396,3 +396,53 @@ BOOST_AUTO_TEST_CASE(applier_mirrors_the_sums) {
   applier.Stop();
   BOOST_TEST(LoadSums(*b.store) == expected);
 }
+
+// An index built under other placement scopes (a restored backup is
+// indexed with every key in the default scope) is built again under the
+// node's, once; the committer's sums then match what is loaded.
+BOOST_AUTO_TEST_CASE(an_index_of_other_scopes_is_built_again) {
+  TempDir tmp;
+  const std::string dir = tmp.sub("a");
+  {
+    Node n(dir, "a", 1);
+    std::vector<WriteResult> results;
+    const std::vector<Operation> ops = {meridian::testing::Put("eu/x", 1),
+                                        meridian::testing::Put("k", 2)};
+    n.c()->Commit({&ops[0], &ops[1]}, &results, {}, nullptr);
+    BOOST_REQUIRE(results[0].ok && results[1].ok);
+  }
+  std::unique_ptr<storage::Store> store;
+  BOOST_REQUIRE(storage::Store::Open(dir, storage::StoreOptions{}, &store).ok());
+  std::vector<std::string> scopes;
+  BOOST_REQUIRE(store->DigestScopes(&scopes).ok());
+  BOOST_TEST((scopes == std::vector<std::string>{""}));
+
+  storage::DigestScoping scoping;
+  scoping.name = std::string("eu/\0", 4);
+  scoping.scope_of = [](std::string_view key) {
+    return key.rfind("eu/", 0) == 0 ? std::string("eu/") : std::string();
+  };
+  storage::DigestIndexReport report;
+  BOOST_REQUIRE(storage::EnsureDigestIndex(store.get(), &report, scoping).ok());
+  BOOST_TEST(report.built);
+  BOOST_TEST(report.rescoped);
+  BOOST_TEST(report.keys == 2u);
+  BOOST_REQUIRE(store->DigestScopes(&scopes).ok());
+  BOOST_TEST((scopes == std::vector<std::string>{"", "eu/"}));
+  storage::NodeMeta meta;
+  bool fresh = true;
+  BOOST_REQUIRE(storage::LoadNodeMeta(*store, "a", &meta, &fresh).ok());
+  std::string bytes;
+  BOOST_REQUIRE(store->GetState("eu/x", &bytes).ok());
+  BOOST_TEST(meta.placed_sums.at("eu/").Total() == storage::KeyDigest("eu/x", bytes));
+  BOOST_REQUIRE(store->GetState("k", &bytes).ok());
+  BOOST_TEST(meta.digest_sums.Total() == storage::KeyDigest("k", bytes));
+
+  // Under the same scopes: nothing to do. Back to none: built again.
+  BOOST_REQUIRE(storage::EnsureDigestIndex(store.get(), &report, scoping).ok());
+  BOOST_TEST(!report.built);
+  BOOST_REQUIRE(storage::EnsureDigestIndex(store.get(), &report).ok());
+  BOOST_TEST(report.rescoped);
+  BOOST_REQUIRE(store->DigestScopes(&scopes).ok());
+  BOOST_TEST((scopes == std::vector<std::string>{""}));
+}

@@ -8,6 +8,12 @@
 // the placed regions `400 placement`, and that scans, watches and
 // /v1/status outside the regions leave placed keys out; while unplaced
 // keys are written and read everywhere and placed keys in their regions.
+// Replication keeps to the regions too (one session per placement scope,
+// gossip/scoped_protocol.h): "shared/" keys replicate between eu-west and
+// us-east, `w=2` of one is acknowledged by the other, and once the nodes
+// stop, every record of every node's LevelDB (states, logs, digests,
+// metadata) is read: no byte of a placed key or scope is in a region
+// outside its placement.
 #define BOOST_TEST_MODULE placement_api
 #include <boost/test/unit_test.hpp>
 #include <chrono>
@@ -18,6 +24,7 @@
 #include <vector>
 
 #include "node/http_client.h"
+#include "storage/leveldb_store.h"
 #include "tests/node/cluster_process.h"
 
 using meridian::testing::ClusterOptions;
@@ -253,6 +260,84 @@ BOOST_AUTO_TEST_CASE(status_lists_the_placements_and_where_they_are_held) {
       BOOST_TEST(p[1]["held_here"] == (i != kAp));
     }
   }
+}
+
+BOOST_AUTO_TEST_CASE(placed_keys_replicate_within_their_regions_and_are_stored_nowhere_else) {
+  // Every type, in each placed scope, from each region that holds it.
+  for (int at : {kEu, kUs}) {
+    const std::string r = cluster().region(at);
+    if (at == kEu) {
+      BOOST_REQUIRE(Call(at, "PUT", "/v1/kv/eu/k", R"("eu only")").status == 200);
+      BOOST_REQUIRE(Call(at, "POST", "/v1/counter/eu/c", R"({"add": 3})").status == 200);
+      BOOST_REQUIRE(Call(at, "POST", "/v1/text/eu/t",
+                         R"({"ops": [{"insert": {"pos": 0, "text": "eu text"}}]})")
+                        .status == 200);
+      BOOST_REQUIRE(Call(at, "DELETE", "/v1/kv/eu/k").status == 200);
+    }
+    BOOST_REQUIRE(Call(at, "PUT", "/v1/kv/shared/k-" + r, "1").status == 200);
+    BOOST_REQUIRE(Call(at, "POST", "/v1/set/shared/s", R"({"add": [")" + r + R"("]})").status ==
+                  200);
+    BOOST_REQUIRE(Call(at, "PUT", "/v1/kv/open/k-" + r, "1").status == 200);
+  }
+  BOOST_REQUIRE(Call(kAp, "PUT", "/v1/kv/open/k-ap", "1").status == 200);
+  // Within a scope, deltas flow both ways; w=2 is held by the other region.
+  BOOST_TEST(WaitStatus(kUs, "/v1/kv/shared/k-eu-west", 200));
+  BOOST_TEST(WaitStatus(kEu, "/v1/kv/shared/k-us-east", 200));
+  Reply w2 = Call(kEu, "PUT", "/v1/kv/shared/w2?w=2&timeout_ms=10000", "2");
+  BOOST_TEST(w2.status == 200, w2.body.dump());
+  BOOST_TEST(Call(kUs, "GET", "/v1/kv/shared/w2").status == 200);
+  for (int i : {kUs, kEu, kAp}) {
+    for (const char* k : {"open/k-eu-west", "open/k-us-east", "open/k-ap"}) {
+      BOOST_TEST(WaitStatus(i, std::string("/v1/kv/") + k, 200), cluster().region(i) << " " << k);
+    }
+  }
+  // Both holders of "shared/" reach the same digest of it; the status of
+  // each names the scope's one peer.
+  auto shared_entry = [&](int i) { return Call(i, "GET", "/v1/status").body["placement"][1]; };
+  bool same = false;
+  for (int k = 0; k < 200 && !same; ++k) {
+    same = shared_entry(kUs).value("digest", "a") == shared_entry(kEu).value("digest", "b");
+    if (!same) std::this_thread::sleep_for(milliseconds(50));
+  }
+  BOOST_TEST(same);
+  const json us_shared = shared_entry(kUs);
+  BOOST_TEST_MESSAGE("us-east shared/: " << us_shared.dump());
+  BOOST_REQUIRE(us_shared["peers"].size() == 1u);
+  BOOST_TEST(us_shared["peers"][0]["region"] == "eu-west");
+  BOOST_TEST(us_shared["peers"][0]["unacked_deltas"] == 0);
+  BOOST_TEST(shared_entry(kAp).count("peers") == 0u);
+  BOOST_TEST(Call(kAp, "GET", "/v1/status").body["gossip"].value("unknown_scope", -1) == 0);
+
+  // Every record of every node's store: a region outside a placement holds
+  // no byte of its prefix (keys, log entries, digests, applied vectors).
+  for (int i : {kUs, kEu, kAp}) BOOST_REQUIRE(cluster().StopNode(i));
+  auto records_with = [&](int i, const std::string& needle) {
+    std::unique_ptr<meridian::storage::Store> store;
+    meridian::Status st =
+        meridian::storage::Store::Open(cluster().data_dir(i), meridian::storage::StoreOptions{}, &store);
+    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
+    meridian::storage::SnapshotRef snap;
+    BOOST_REQUIRE(store->TakeSnapshot(&snap).ok());
+    size_t found = 0, records = 0;
+    st = store->ExportRecords(*snap, [&](std::string_view key, std::string_view value) {
+      ++records;
+      if (key.find(needle) != std::string_view::npos ||
+          value.find(needle) != std::string_view::npos) {
+        ++found;
+      }
+      return meridian::Status::OK();
+    });
+    BOOST_REQUIRE_MESSAGE(st.ok(), st.ToString());
+    BOOST_REQUIRE(records > 0u);
+    return found;
+  };
+  BOOST_TEST(records_with(kAp, "eu/") == 0u);
+  BOOST_TEST(records_with(kAp, "shared/") == 0u);
+  BOOST_TEST(records_with(kUs, "eu/") == 0u);
+  BOOST_TEST(records_with(kUs, "shared/") > 0u);
+  BOOST_TEST(records_with(kEu, "eu/") > 0u);
+  BOOST_TEST(records_with(kEu, "shared/") > 0u);
+  BOOST_TEST(records_with(kAp, "open/") > 0u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -22,6 +22,7 @@
 #include "crdt/text.h"
 #include "gossip/messages.h"
 #include "gossip/protocol.h"
+#include "gossip/scoped_protocol.h"
 #include "node/committer.h"
 #include "node/operation.h"
 #include "node/review_queue.h"
@@ -92,7 +93,9 @@ struct SimNode {
   std::unique_ptr<crdt::HybridClock> clock;
   std::unique_ptr<storage::Store> store;
   std::unique_ptr<node::Committer> committer;
-  std::unique_ptr<gossip::Protocol> protocol;
+  // The class meridiand drives: one Protocol per placement scope (the
+  // simulated cluster has no [[placement]], so one: the default scope's).
+  std::unique_ptr<gossip::ScopedProtocol> protocol;
   bool up = false;
   bool started = false;
   bool expect_fresh = false;      // wiped: the next start finds an empty data dir
@@ -685,8 +688,9 @@ void Simulation::Start(SimNode& n) {
   for (const auto& other : nodes_) {
     if (other->index != n.index) po.peers.push_back(gossip::PeerConfig{other->id, other->region});
   }
-  n.protocol = std::make_unique<gossip::Protocol>(std::move(po), std::move(applied), now,
-                                                  options_.anti_entropy ? &n.view : nullptr);
+  n.protocol = std::make_unique<gossip::ScopedProtocol>(
+      std::move(po), std::vector<gossip::ScopeConfig>(), std::move(applied), now,
+      options_.anti_entropy ? &n.view : nullptr);
   n.up = true;
   n.started = true;
   ++n.gen;

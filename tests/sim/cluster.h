@@ -1,7 +1,7 @@
 // The deterministic replication simulator (DESIGN.md §10): 2-5 nodes in one
 // process, each with a real LevelDB store (a temp dir, sync = false), a
 // HybridClock over a ManualClock, the real node::Committer and the real
-// gossip::Protocol, connected by a virtual network (network.h) and driven
+// gossip::ScopedProtocol (one scope), connected by a virtual network (network.h) and driven
 // by one event queue ordered by (virtual time, sequence number). Messages
 // cross the network as bytes (gossip::Encode / gossip::Decode). Every
 // random choice comes from the seed, so a seed replays exactly.
