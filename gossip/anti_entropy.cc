@@ -299,6 +299,7 @@ struct AntiEntropy::Impl {
     rep.scope = r.scope;
     rep.states = std::move(in.held);
     in.held.clear();
+    rep.buckets = r.differing;
     rep.has_advance = !Covers(r.view.applied, in.advance);
     if (rep.has_advance) rep.advance = in.advance;
     rep.view = in.advance;

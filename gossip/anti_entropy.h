@@ -181,6 +181,9 @@ struct AeRepair {
   bool initiator = true;  // this node's side in the round
   std::string scope;
   std::vector<AeState> states;
+  // The buckets whose every state (as of the peer's View) `states` holds:
+  // the round's differing buckets (empty for an in-sync advance).
+  std::vector<uint32_t> buckets;
   bool has_advance = false;
   AeApplied advance;
   // The peer's View applied vector, whether or not it advances anything:

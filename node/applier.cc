@@ -384,7 +384,7 @@ void Applier::Answer(Settle* s, const Status& synced) {
       r.status = synced;
       r.last_durable = 0;
     }
-    if (s->repair_result.status.ok()) s->repair_result = RepairResult{synced, 0, {}};
+    if (s->repair_result.status.ok()) s->repair_result = RepairResult{synced, 0, 0, {}};
     if (s->collect_result.status.ok()) s->collect_result.status = synced;
   } else if (append_listener_) {
     for (const auto& [scope, a] : s->appended) append_listener_(scope, a.last_seq, a.bytes);

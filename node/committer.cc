@@ -3,11 +3,13 @@
 #include "conflict/conflict_index.h"
 
 #include <algorithm>
+#include <set>
 #include <unordered_map>
 #include <utility>
 
 #include "crdt/envelope.h"
 #include "crdt/register.h"
+#include "node/http_client.h"
 
 namespace meridian::node {
 
@@ -31,10 +33,20 @@ uint64_t AppliedOf(const storage::AppliedVector& applied, const crdt::ReplicaId&
   auto it = applied.find({origin, scope});
   return it == applied.end() ? 0 : it->second;
 }
-}  // namespace
 
-namespace {
+// Whether the key's only state is a register (live or deleted); *writer
+// gets the replica of its latest write.
+bool IsRegisterOnly(const crdt::Envelope& env, crdt::ReplicaId* writer) {
+  if (env.entries().size() != 1) return false;
+  const crdt::TypedState& t = env.entries().begin()->second;
+  if (t.tag != crdt::Register::kTag) return false;
+  crdt::Register r;
+  if (!crdt::Register::Decode(t.state, &r).ok() || r.IsBottom()) return false;
+  *writer = r.writer();
+  return true;
+}
 
+// The bytes EncodeKeyForPath writes as they are.
 bool TokenSafe(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
          c == '_' || c == '-' || c == '/' || c == '~';
@@ -46,24 +58,9 @@ int HexValue(char c) {
   return -1;  // lower case is not the canonical form: refused
 }
 
-// A scope as a token writes it (committer.h "Session tokens").
-std::string EscapeScope(const std::string& scope) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : scope) {
-    if (TokenSafe(c)) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
-
-// The inverse of EscapeScope; false on anything EscapeScope cannot write
-// (so each vector has one token), and on an empty scope.
+// The inverse of EncodeKeyForPath (how a token writes a scope); false on
+// anything it would not write (so each vector has one token) and on an
+// empty scope.
 bool UnescapeScope(const std::string& text, std::string* out) {
   out->clear();
   for (size_t i = 0; i < text.size(); ++i) {
@@ -92,7 +89,7 @@ std::string FormatSessionToken(const storage::AppliedVector& applied) {
   for (const auto& [origin, seq] : applied) {
     if (!out.empty()) out += ',';
     out += origin.first.ToString();
-    if (!origin.second.empty()) out += "@" + EscapeScope(origin.second);
+    if (!origin.second.empty()) out += "@" + EncodeKeyForPath(origin.second);
     out += ":" + std::to_string(seq);
   }
   return out;
@@ -582,7 +579,13 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
   }
   Status st;
   bool wrote = false;
-  if (logged > 0 || bound != 0 || remote_advanced || group.added_keys > 0) {
+  const bool restored_done =
+      !meta_.restored_applied.empty() && (logged > 0 || remote_advanced || !group.joined.empty());
+  if (restored_done) {
+    // States change now: from here on they are not all the backup's.
+    batch.PutMeta(storage::kMetaRestoredApplied, storage::EncodeApplied({}));
+  }
+  if (logged > 0 || bound != 0 || remote_advanced || group.added_keys > 0 || restored_done) {
     storage::PutApplied(applied, &batch);
     if (group.added_keys > 0) storage::PutKeyCount(meta_.key_count + group.added_keys, &batch);
     st = store_->Write(&batch);
@@ -610,6 +613,7 @@ void Committer::Commit(const std::vector<const Operation*>& ops, std::vector<Wri
   }
   if (wrote) {
     meta_.applied = std::move(applied);
+    if (restored_done) meta_.restored_applied.clear();
     meta_.key_count += group.added_keys;
     if (bound != 0) clock_->BoundPersisted(bound);
     ApplyDigestChanges(digest_changes);
@@ -699,6 +703,38 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
     }
   }
 
+  // Restored states the peer had and dropped (see "A restored backup").
+  struct Drop {
+    std::string key;
+    uint32_t bucket = 0;
+    storage::Digest digest;
+    bool conflict = false;
+  };
+  std::vector<Drop> drops;
+  if (!meta_.restored_applied.empty() && repair.has_view && !repair.buckets.empty()) {
+    std::set<std::string> sent;
+    for (const auto& st : repair.states) sent.insert(st.first);
+    std::vector<std::pair<std::string, storage::Digest>> keys;
+    for (uint32_t bucket : repair.buckets) {
+      Status st = storage::ScanBucket(*store_, repair.scope, bucket, &keys);
+      if (!st.ok()) {
+        out.status = st.WithContext("reading bucket " + std::to_string(bucket) + " for the repair");
+        return;
+      }
+      for (const auto& [key, digest] : keys) {
+        if (sent.count(key) != 0) continue;
+        GroupStates::Entry* e = nullptr;
+        if (!group.Get(key, &e).ok() || !e->second.had_state || e->second.joined) continue;
+        crdt::ReplicaId writer;
+        if (!IsRegisterOnly(e->second.state, &writer)) continue;
+        const uint64_t backed_up = AppliedOf(meta_.restored_applied, writer, repair.scope);
+        if (backed_up == 0 || AppliedOf(repair.view, writer, repair.scope) < backed_up) continue;
+        drops.push_back(Drop{key, bucket, digest, e->second.conflict_before});
+      }
+    }
+  }
+  const bool restored_done = !meta_.restored_applied.empty() && repair.has_advance;
+
   // The advance: entry by entry the max, except this node's own origin
   // (its own log is the truth).
   storage::AppliedVector applied = meta_.applied;
@@ -732,7 +768,15 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
       floor_raised = true;
     }
   }
-  if (group.joined.empty() && !advanced && !floor_raised) {
+  for (const Drop& d : drops) {
+    batch.DeleteState(d.key);
+    batch.DeleteDigest(repair.scope, d.bucket, d.key);
+    batch.DeleteGcCandidate(d.key);
+    if (d.conflict) batch.DeleteConflict(d.key);
+    digest_changes.push_back(DigestChange{repair.scope, d.bucket, d.digest, storage::Digest()});
+  }
+  if (restored_done) batch.PutMeta(storage::kMetaRestoredApplied, storage::EncodeApplied({}));
+  if (group.joined.empty() && !advanced && !floor_raised && drops.empty() && !restored_done) {
     last_status_ = Status::OK();
     type_conflicts_ += conflicts;
     out.applied = meta_.applied;
@@ -740,7 +784,9 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
   }
   if (floor_raised) batch.PutMeta(storage::kMetaCollectFloor, storage::EncodeApplied(floor));
   storage::PutApplied(advanced ? applied : meta_.applied, &batch);
-  if (group.added_keys > 0) storage::PutKeyCount(meta_.key_count + group.added_keys, &batch);
+  const uint64_t keys_after = meta_.key_count + group.added_keys -
+                              std::min<uint64_t>(meta_.key_count + group.added_keys, drops.size());
+  if (group.added_keys > 0 || !drops.empty()) storage::PutKeyCount(keys_after, &batch);
   Status st = store_->Write(&batch);
   last_status_ = st;
   if (!st.ok()) {
@@ -749,7 +795,9 @@ void Committer::Repair(const StateRepair& repair, RepairResult* result) {
   }
   if (advanced) meta_.applied = std::move(applied);
   if (floor_raised) collect_floor_ = std::move(floor);
-  meta_.key_count += group.added_keys;
+  if (restored_done) meta_.restored_applied.clear();
+  meta_.key_count = keys_after;
+  out.dropped = drops.size();
   ApplyDigestChanges(digest_changes);
   last_digest_changes_ = std::move(digest_changes);
   type_conflicts_ += conflicts;

@@ -65,6 +65,23 @@
 // keys, applied() the advance, and the change listener is called once per
 // changed key with its final state.
 //
+// A restored backup (storage/backup.h) holds states from before its
+// snapshot, and a register deleted after it may since have been collected
+// everywhere: the peers hold nothing of it, and joining would never drop
+// the restored value. So while the node holds the backed-up incarnation's
+// applied vector (NodeMeta::restored_applied: until its first repair with
+// an advance, i.e. its bootstrap round, or its first commit), a repair
+// that names the buckets it holds whole (StateRepair::buckets) also drops
+// each key of those buckets that the peer lacks, whose state is a
+// register written by a replica W the backup had applied up to seq b > 0,
+// when the peer's view has applied W up to b or more: the peer then had
+// that write, and lacking the key now means it collected a later delete.
+// A restored state the peer has not seen (W not that far in its view: a
+// write that never left the backed-up node) stays, and reaches the peer
+// by later rounds. Dropped keys leave with their digest, conflict entry
+// and collection candidate (RepairResult::dropped; the change listener
+// is not called).
+//
 // Collection (DESIGN.md §4 "Garbage"): a register tombstone (a key whose
 // only state is a deleted register) is the one state that can go whole.
 // Every Commit and Repair that writes one also writes a collection
@@ -156,6 +173,9 @@ struct StateRepair {
   // The placement scope the states come for: each state's key must lie in
   // it, and only its entries of the collect floor count against `view`.
   std::string scope;
+  // The buckets (of `scope`) whose every state, as of `view`, `states`
+  // holds: see "A restored backup" above.
+  std::vector<uint32_t> buckets;
   // key, encoded crdt::Envelope (the whole state; untrusted: checked decode)
   std::vector<std::pair<std::string, std::string>> states;
   bool has_advance = false;
@@ -176,6 +196,7 @@ struct StateRepair {
 struct RepairResult {
   Status status;       // ok, or why nothing was written
   size_t changed = 0;  // keys whose state changed (and were written)
+  size_t dropped = 0;  // restored keys the peer had seen and dropped (see above)
   storage::AppliedVector applied;  // when ok: the applied vector the repair left
 };
 

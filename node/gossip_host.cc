@@ -167,12 +167,19 @@ void GossipHost::Repair(const gossip::AeRepair& repair,
   r.scope = repair.scope;
   r.states.reserve(repair.states.size());
   for (const gossip::AeState& s : repair.states) r.states.emplace_back(s.key, s.envelope);
+  r.buckets = repair.buckets;
   r.has_advance = repair.has_advance;
   r.advance = repair.advance;
   r.has_view = true;
   r.view = repair.view;
   r.peer_floor = repair.peer_floor;
-  applier_->SubmitRepair(std::move(r), [done = std::move(done)](RepairResult result) {
+  applier_->SubmitRepair(std::move(r), [done = std::move(done), log = log_,
+                                         peer = repair.peer](RepairResult result) {
+    if (result.dropped > 0) {
+      log("anti-entropy: dropped " + std::to_string(result.dropped) +
+          " restored register(s) that " + peer +
+          " had applied and no longer holds (deleted and collected after the backup)");
+    }
     done(std::move(result.status), std::move(result.applied));
   });
 }

@@ -120,6 +120,17 @@ Status RestoreBackup(const std::string& file, const std::string& dir, RestoreRep
         case RecordKind::kGcCandidate:
           ++report->gc;
           break;
+        case RecordKind::kMeta:
+          if (RecordName(key) == kMetaApplied) {
+            // The backed-up incarnation's applied vector, kept apart: it
+            // tells the first anti-entropy repairs which restored states a
+            // peer has seen and since dropped (node/committer.h "Repair").
+            ++report->dropped;
+            batch.PutMeta(kMetaRestoredApplied, value);
+            return Status::OK();
+          }
+          ++report->dropped;
+          return Status::OK();
         default:
           ++report->dropped;
           return Status::OK();

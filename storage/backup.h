@@ -19,9 +19,12 @@
 // incarnation's sequences, which the new one must not ship again) and the
 // digest index ('d': rebuilt from the restored states, so it matches them
 // by construction). Written: the key count, the digest index with its
-// "complete" mark, and the `restored` marker (node_meta.h kMetaRestored)
-// naming the backup. The applied vector starts empty: the node claims
-// nothing it has not applied; its first anti-entropy round advances it.
+// "complete" mark, the `restored` marker (node_meta.h kMetaRestored)
+// naming the backup, and the backup's applied vector as
+// `restored_applied` (node_meta.h): the applied vector itself starts
+// empty, so the node claims nothing it has not applied, and its first
+// anti-entropy round advances it; the backup's says which restored states
+// a peer that lacks them must have dropped (node/committer.h "Repair").
 #ifndef MERIDIAN_STORAGE_BACKUP_H_
 #define MERIDIAN_STORAGE_BACKUP_H_
 

@@ -136,6 +136,12 @@ Status LoadNodeMeta(const Store& store, const std::string& node_id, NodeMeta* ou
     meta.retired = retired != 0;
   }
 
+  MERIDIAN_RETURN_IF_ERROR(GetOptionalMeta(store, kMetaRestoredApplied, &value, &found));
+  if (found) {
+    Status s = DecodeApplied(value, &meta.restored_applied);
+    if (!s.ok()) return s.WithContext("restored applied vector in " + store.dir());
+  }
+
   bool indexed = false;
   MERIDIAN_RETURN_IF_ERROR(DigestIndexBuilt(store, &indexed));
   if (!indexed) {

@@ -41,6 +41,9 @@ struct NodeMeta {
   std::map<std::string, uint64_t> expired;
   uint64_t last_contact_ms = 0;
   bool retired = false;
+  // From a restored backup, until the first completed repair: the
+  // backed-up incarnation's applied vector (kMetaRestoredApplied).
+  AppliedVector restored_applied;
 };
 
 // Metadata record names. DO NOT CHANGE: on disk.
@@ -65,6 +68,10 @@ inline constexpr std::string_view kMetaRetired = "retired";
 // which backup it came from. Written by the restore alone, with no
 // identity, so the node takes a new incarnation at its first start.
 inline constexpr std::string_view kMetaRestored = "restored";
+// The backed-up incarnation's applied vector (EncodeApplied), kept by the
+// restore until the restored node's first completed anti-entropy repair
+// (node/committer.h "Repair"); then written empty.
+inline constexpr std::string_view kMetaRestoredApplied = "restored_applied";
 
 // Reads the node's metadata. *fresh is true when the store has no identity
 // yet (an empty data dir): the caller then creates one with a new

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -82,6 +83,24 @@ class Harness {
   }
 
   json Status(int i) { return Ok(i, "GET", "/v1/status").body; }
+
+  // meridianctl backup of node i into `file`.
+  void Backup(int i, const std::string& file) {
+    CtlResult r = Ctl({"--url", cluster_.url(i), "backup", "--out", file});
+    BOOST_REQUIRE_MESSAGE(r.finished && r.exit_code == 0, r.Describe());
+  }
+
+  // Stops node i, replaces its data dir with a restore of `file`, starts
+  // it and waits until it takes writes (it has bootstrapped).
+  void RestoreInto(int i, const std::string& file) {
+    BOOST_REQUIRE(cluster_.StopNode(i));
+    fs::remove_all(cluster_.data_dir(i));
+    CtlResult r = Ctl({"restore", file, "--data-dir", cluster_.data_dir(i)});
+    BOOST_REQUIRE_MESSAGE(r.finished && r.exit_code == 0, r.Describe());
+    BOOST_REQUIRE(cluster_.StartNode(i));
+    std::string why;
+    BOOST_REQUIRE_MESSAGE(cluster_.WaitWritable(milliseconds(30000), {i}, &why), why);
+  }
 
   // How many keys under `prefix` node i lists (every page of the scan).
   size_t CountKeys(int i, const std::string& prefix) {
@@ -360,4 +379,79 @@ BOOST_AUTO_TEST_CASE(a_backup_under_write_load_is_a_point_in_time_snapshot) {
   // were written after increment v+1.
   BOOST_TEST((keys == v || keys == v + 1), "counter " << v << " with " << keys << " load keys");
   BOOST_TEST(h.CountKeys(0, "bulk/") == 4000u);
+}
+
+// The restore gap closed (node/committer.h "A restored backup"): a register
+// written at b is in a's backup; after the backup it is deleted and its
+// tombstone collected by every node. a restored from that backup holds the
+// old value, and its bootstrap round drops it (its peers had applied b's
+// write and lack the key), so it never comes back anywhere. A write that
+// never left a before its backup (a was cut off) is kept and reaches the
+// others.
+BOOST_AUTO_TEST_CASE(a_restored_register_deleted_and_collected_since_stays_deleted) {
+  ClusterOptions o;
+  o.cluster_name = "restore-gap-test";
+  o.args_for_all.push_back("--enable-fault-injection");
+  Harness h(o);
+  ClusterProcess& c = h.cluster();
+  const int a = 0, b = 1, d = 2;
+  h.Ok(b, "PUT", "/v1/kv/gone", "old value");
+  h.Ok(b, "PUT", "/v1/kv/stays", "kept");
+  h.WaitConverged({a, b, d});
+  const std::string file = c.dir() + "/a.bak";
+  h.Backup(a, file);
+
+  // Deleted after the backup, and collected everywhere: the key count of
+  // every node drops by one (the tombstone goes).
+  std::map<int, uint64_t> keys_before;
+  for (int i : {a, b, d}) keys_before[i] = h.Status(i)["keys"].get<uint64_t>();
+  h.Ok(d, "DELETE", "/v1/kv/gone");
+  bool collected = false;
+  for (int k = 0; k < 300 && !collected; ++k) {
+    collected = true;
+    for (int i : {a, b, d}) {
+      collected = collected && h.Status(i)["keys"].get<uint64_t>() + 1 == keys_before[i];
+    }
+    if (!collected) std::this_thread::sleep_for(milliseconds(100));
+  }
+  BOOST_REQUIRE_MESSAGE(collected, "the tombstone of 'gone' was not collected everywhere");
+
+  h.RestoreInto(a, file);
+  h.Ok(a, "PUT", "/v1/kv/after", "1");
+  h.WaitConverged({a, b, d});
+  // Rounds after the bootstrap keep finding the nodes equal.
+  std::this_thread::sleep_for(milliseconds(1500));
+  h.WaitConverged({a, b, d});
+  for (int i : {a, b, d}) {
+    BOOST_TEST(h.Call(i, "GET", "/v1/kv/gone").status == 404, c.node_id(i) << " has 'gone' back");
+    BOOST_TEST(h.Ok(i, "GET", "/v1/kv/stays").body["value"] == "kept");
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_restored_write_that_never_left_its_node_is_kept) {
+  ClusterOptions o;
+  o.cluster_name = "restore-solo-test";
+  o.args_for_all.push_back("--enable-fault-injection");
+  Harness h(o);
+  ClusterProcess& c = h.cluster();
+  const int a = 0, b = 1, d = 2;
+  h.Ok(a, "PUT", "/v1/kv/shipped", "1");
+  h.WaitConverged({a, b, d});
+  // a cut off from both peers: its next write stays with it.
+  const json cut = h.Ok(a, "POST", "/v1/admin/faults",
+                        json{{"drop", json::array({c.node_id(b), c.node_id(d)})}})
+                       .body;
+  BOOST_REQUIRE(cut["drop"].size() == 2u);
+  h.Ok(a, "PUT", "/v1/kv/solo", "only in the backup");
+  const std::string file = c.dir() + "/a.bak";
+  h.Backup(a, file);
+  for (int i : {b, d}) BOOST_TEST(h.Call(i, "GET", "/v1/kv/solo").status == 404);
+
+  h.RestoreInto(a, file);  // restarted without the cut
+  h.WaitConverged({a, b, d});
+  for (int i : {a, b, d}) {
+    Reply s = h.Call(i, "GET", "/v1/kv/solo");
+    BOOST_TEST(s.status == 200, c.node_id(i) << ": " << s.raw);
+    BOOST_TEST(h.Ok(i, "GET", "/v1/kv/shipped").body["value"] == "1");
+  }
 }

@@ -8,6 +8,7 @@
 // advanced; a reopen keeps what a repair wrote; and through the Applier a
 // repair is ordered with the writes queued around it.
 #define BOOST_TEST_MODULE repair
+#include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <chrono>
 #include <cstdint>
@@ -504,4 +505,61 @@ BOOST_AUTO_TEST_CASE(applier_orders_a_repair_with_writes) {
   BOOST_TEST(again.stats().failed_repairs.load() == 1u);
   BOOST_TEST(commits == 3);
   BOOST_TEST(b.State("bad").empty());
+}
+
+// A restored node (committer.h "A restored backup"): its bootstrap repair
+// drops the restored registers its peer had applied and lacks (collected
+// there), keeps those the peer never saw, and forgets the backup's applied
+// vector once it has advanced.
+BOOST_AUTO_TEST_CASE(a_restored_node_drops_registers_its_peer_collected) {
+  TempDir tmp;
+  Node w(tmp.sub("w"), "w", 1);
+  Write(w.c(), {Put("gone", 1), Put("kept", 2)});
+  Node r(tmp.sub("r"), "r", 2);
+  BOOST_REQUIRE(DoRepair(r, FullRepair(w, true)).status.ok());
+  Write(r.c(), {Put("mine", 3)});  // never reached the peer
+  // As a restore leaves it: the backed-up applied vector kept apart.
+  {
+    storage::WriteBatch batch;
+    batch.PutMeta(storage::kMetaRestoredApplied, storage::EncodeApplied(r.c()->applied()));
+    BOOST_REQUIRE(r.store->Write(&batch).ok());
+  }
+  r.Reopen();
+  BOOST_REQUIRE(!r.meta.restored_applied.empty());
+  const uint64_t keys_before = r.c()->key_count();
+
+  // The peer applied all of w's log but holds no "gone" (deleted and
+  // collected), and nothing of r.
+  StateRepair rep;
+  rep.has_view = true;
+  rep.view = w.c()->applied();
+  rep.has_advance = true;
+  rep.advance = rep.view;
+  rep.states.emplace_back("kept", w.State("kept"));
+  for (const char* k : {"gone", "kept", "mine"}) rep.buckets.push_back(storage::BucketOf(k));
+  std::sort(rep.buckets.begin(), rep.buckets.end());
+  rep.buckets.erase(std::unique(rep.buckets.begin(), rep.buckets.end()), rep.buckets.end());
+  RepairResult res = DoRepair(r, rep);
+  BOOST_REQUIRE_MESSAGE(res.status.ok(), res.status.ToString());
+  BOOST_TEST(res.dropped == 1u);
+  BOOST_TEST(r.State("gone").empty());
+  BOOST_TEST(!r.State("kept").empty());
+  BOOST_TEST(!r.State("mine").empty());
+  BOOST_TEST(r.c()->key_count() == keys_before - 1);
+  BOOST_TEST((r.c()->digest_sums() == r.DiskSums()));
+  r.Reopen();
+  BOOST_TEST(r.meta.restored_applied.empty());
+  BOOST_TEST(r.c()->key_count() == keys_before - 1);
+
+  // Once bootstrapped, a peer's lack of a key drops nothing.
+  Write(w.c(), {Put("later", 4)});
+  BOOST_REQUIRE(DoRepair(r, FullRepair(w, true)).status.ok());
+  rep.buckets = {storage::BucketOf("later")};
+  rep.states.clear();
+  rep.view = w.c()->applied();
+  rep.advance = rep.view;
+  res = DoRepair(r, rep);
+  BOOST_REQUIRE(res.status.ok());
+  BOOST_TEST(res.dropped == 0u);
+  BOOST_TEST(!r.State("later").empty());
 }
