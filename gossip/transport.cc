@@ -245,9 +245,9 @@ struct Transport::Impl {
   // range copies them instead of reading LevelDB again.
   std::string ship_cache_scope;
   std::vector<storage::LogEntry> ship_cache;
-  // Log collection: truncate the own log up to truncate_goal (the
-  // Protocol's last TruncateRequest). The gossip thread only hands the
-  // goal to the truncator thread (RunTruncator), which deletes in bounded
+  // Log collection: truncate each scope's own log up to its truncate_goal
+  // (the last TruncateRequest of the scope). The gossip thread only hands
+  // the goals to the truncator thread (RunTruncator), which deletes in bounded
   // chunks: a deletion is a store Write, which waits behind the applier's
   // group commit and its fsync, and must not hold up shipping and
   // receiving meanwhile.
@@ -680,27 +680,30 @@ void Transport::Impl::RunTruncator() {
   // Per scope: truncated through this seq (as far as this thread knows).
   std::map<std::string, uint64_t> done;
   bool failing = false;
-  // The first scope (after `after`, round robin) whose goal is not done.
-  auto next_scope = [&](const std::string& after, std::string* scope) {
+  // The next scope (round robin after `scope`) whose goal is not done
+  // yet, into *next; false when none is.
+  std::string scope;
+  auto pending = [&](std::string* next) {
     for (int pass = 0; pass < 2; ++pass) {
       for (const auto& [sc, wanted] : truncate_wanted) {
-        if ((pass == 0 && sc <= after) || wanted <= done[sc]) continue;
-        *scope = sc;
+        if ((pass == 0 && sc <= scope) || wanted <= done[sc]) continue;
+        *next = sc;
         return true;
       }
     }
     return false;
   };
-  std::string scope;
+  std::string next;
   std::unique_lock<std::mutex> lock(truncate_mu);
   for (;;) {
     if (failing) {
       truncate_cv.wait_for(lock, std::chrono::seconds(1), [this] { return truncate_stop; });
     } else {
-      truncate_cv.wait(lock, [&] { return truncate_stop || next_scope(scope, &scope); });
+      truncate_cv.wait(lock, [&] { return truncate_stop || pending(&next); });
     }
     if (truncate_stop) return;
-    if (!next_scope(scope, &scope)) continue;
+    if (!pending(&next)) continue;
+    scope = next;
     const uint64_t goal = truncate_wanted[scope];
     lock.unlock();
     size_t removed = 0;
