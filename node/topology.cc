@@ -965,16 +965,22 @@ Status LoadTlsFiles(Topology* topo) {
   return Status::OK();
 }
 
-}  // namespace
-
-Status ParseTopology(const std::string& text, const std::string& name, Topology* out) {
+// The topology's tables as read (every problem of the text, each at its
+// line), before anything they name is built or read.
+Status ReadTables(const std::string& text, const std::string& name, Topology* topo) {
   toml::table root;
   MERIDIAN_RETURN_IF_ERROR(ParseToml(text, name, &root));
   Problems problems(name);
+  topo->file = name;
+  Parser(&problems, topo).Root(root);
+  return problems.empty() ? Status::OK() : problems.ToStatus();
+}
+
+}  // namespace
+
+Status ParseTopology(const std::string& text, const std::string& name, Topology* out) {
   Topology topo;
-  topo.file = name;
-  Parser(&problems, &topo).Root(root);
-  if (!problems.empty()) return problems.ToStatus();
+  MERIDIAN_RETURN_IF_ERROR(ReadTables(text, name, &topo));
   MERIDIAN_RETURN_IF_ERROR(BuildPolicies(&topo));
   MERIDIAN_RETURN_IF_ERROR(gossip::Placement::Build(topo.placement_specs, topo.RegionNames(),
                                                     topo.file, &topo.placement));
@@ -1044,13 +1050,8 @@ Status LoadTopology(const std::string& path, Topology* out) {
 Status SecretFilesOf(const std::string& path, std::vector<std::string>* out) {
   std::string text;
   MERIDIAN_RETURN_IF_ERROR(ReadTopologyText(path, &text));
-  toml::table root;
-  MERIDIAN_RETURN_IF_ERROR(ParseToml(text, path, &root));
-  Problems problems(path);
   Topology topo;
-  topo.file = path;
-  Parser(&problems, &topo).Root(root);
-  if (!problems.empty()) return problems.ToStatus();
+  MERIDIAN_RETURN_IF_ERROR(ReadTables(text, path, &topo));
   out->clear();
   if (!topo.token_file.empty()) out->push_back(ScriptPath(path, topo.token_file));
   for (const NodeConfig* n : topo.AllNodes()) {

@@ -385,9 +385,7 @@ BOOST_AUTO_TEST_CASE(a_backup_under_write_load_is_a_point_in_time_snapshot) {
 // written at b is in a's backup; after the backup it is deleted and its
 // tombstone collected by every node. a restored from that backup holds the
 // old value, and its bootstrap round drops it (its peers had applied b's
-// write and lack the key), so it never comes back anywhere. A write that
-// never left a before its backup (a was cut off) is kept and reaches the
-// others.
+// write and lack the key), so it never comes back anywhere.
 BOOST_AUTO_TEST_CASE(a_restored_register_deleted_and_collected_since_stays_deleted) {
   ClusterOptions o;
   o.cluster_name = "restore-gap-test";
@@ -428,6 +426,8 @@ BOOST_AUTO_TEST_CASE(a_restored_register_deleted_and_collected_since_stays_delet
   }
 }
 
+// A write that never left a before its backup (a was cut off) is kept by
+// the restored node's bootstrap round and reaches the others.
 BOOST_AUTO_TEST_CASE(a_restored_write_that_never_left_its_node_is_kept) {
   ClusterOptions o;
   o.cluster_name = "restore-solo-test";
